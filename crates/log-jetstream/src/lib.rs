@@ -1,0 +1,452 @@
+//! The event log on NATS JetStream, for deployments of several processes.
+//!
+//! Streams and key-value buckets are created idempotently at connect; the server's answer is
+//! compared with what was asked for, because servers older than 2.10 accept unknown fields and
+//! silently ignore them. Such servers are refused outright at connect.
+#![forbid(unsafe_code)]
+
+mod consumer;
+mod kv;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+use async_trait::async_trait;
+use doorsync_log::{
+    Appended, ConsumerSpec, DurableConsumer, EventLog, KeyValue, LogError, MessageStream, NewMessage, ReplayRequest,
+    StoredMessage, StreamSpec,
+};
+use futures::StreamExt;
+
+/// The oldest nats-server doorsync accepts.
+pub const MINIMUM_SERVER_VERSION: semver::Version = semver::Version::new(2, 10, 0);
+
+const MESSAGE_ID_HEADER: &str = "Nats-Msg-Id";
+
+/// How to reach JetStream and what to create there.
+#[derive(Debug, Clone)]
+pub struct JetStreamOptions {
+    /// One or more server URLs, comma separated (`nats://nats-0:4222,nats://nats-1:4222`).
+    pub url: String,
+    /// Shown in the server's connection list (`nats server report connections`).
+    pub connection_name: String,
+    pub streams: Vec<StreamSpec>,
+    /// Copies of each stream and bucket in a cluster (1 for a single server).
+    pub replicas: usize,
+    /// How long a JetStream API request or publish acknowledgement may take.
+    pub request_timeout: Duration,
+    /// Publishes whose acknowledgement has not arrived yet; more wait.
+    pub max_acks_in_flight: usize,
+}
+
+impl JetStreamOptions {
+    pub fn new(url: impl Into<String>, streams: Vec<StreamSpec>) -> Self {
+        Self {
+            url: url.into(),
+            connection_name: "doorsync".into(),
+            streams,
+            replicas: 1,
+            request_timeout: Duration::from_secs(10),
+            max_acks_in_flight: 5_000,
+        }
+    }
+}
+
+/// A connection to JetStream implementing [`EventLog`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct JetStreamLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: async_nats::Client,
+    context: jetstream::Context,
+    streams: Vec<StreamSpec>,
+    replicas: usize,
+    request_timeout: Duration,
+}
+
+impl JetStreamLog {
+    /// Connects, refuses servers older than 2.10, and creates or checks every stream.
+    pub async fn connect(options: JetStreamOptions) -> Result<Self, LogError> {
+        options.streams.iter().try_for_each(StreamSpec::validate)?;
+        let client = async_nats::ConnectOptions::new()
+            .name(&options.connection_name)
+            .request_timeout(Some(options.request_timeout))
+            .connect(options.url.as_str())
+            .await
+            .map_err(|error| LogError::unavailable(format!("connecting to NATS at {}", options.url), error))?;
+        check_server_version(&options.url, &client.server_info().version)?;
+        let context = jetstream::ContextBuilder::new()
+            .timeout(options.request_timeout)
+            .ack_timeout(options.request_timeout)
+            .max_ack_inflight(options.max_acks_in_flight)
+            .build(client.clone());
+        let log = Self {
+            inner: Arc::new(Inner {
+                client,
+                context,
+                streams: options.streams,
+                replicas: options.replicas,
+                request_timeout: options.request_timeout,
+            }),
+        };
+        for spec in &log.inner.streams {
+            log.ensure_stream(spec).await?;
+        }
+        Ok(log)
+    }
+
+    /// The underlying client, for the benchmark's raw baseline and for health checks.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    /// Waits until everything published so far has left the client.
+    pub async fn flush(&self) -> Result<(), LogError> {
+        self.inner.client.flush().await.map_err(|error| LogError::unavailable("flushing to NATS", error))
+    }
+
+    async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), LogError> {
+        let wanted = stream::Config {
+            name: spec.name.clone(),
+            subjects: spec.subjects.clone(),
+            duplicate_window: spec.duplicate_window,
+            storage: stream::StorageType::File,
+            num_replicas: self.inner.replicas,
+            retention: stream::RetentionPolicy::Limits,
+            allow_direct: true,
+            ..Default::default()
+        };
+        let context = &self.inner.context;
+        let mut stream = context
+            .get_or_create_stream(wanted.clone())
+            .await
+            .map_err(|error| LogError::unavailable(format!("creating stream {}", spec.name), error))?;
+        let existing = stream
+            .info()
+            .await
+            .map_err(|error| LogError::unavailable(format!("reading stream {}", spec.name), error))?
+            .config
+            .clone();
+        let config = if stream_differs(&existing, &wanted) {
+            context
+                .update_stream(&wanted)
+                .await
+                .map_err(|error| LogError::unavailable(format!("updating stream {}", spec.name), error))?
+                .config
+        } else {
+            existing
+        };
+        check_stream_config(&config, &wanted)
+    }
+
+    /// JetStream checks the expected subject sequence before it looks for a duplicate id, so a
+    /// retry after a lost acknowledgement is refused even though its message is stored. When that
+    /// message is still the last one on the subject, the retry is answered as the duplicate it is.
+    async fn already_last_on_subject(
+        &self,
+        stream: &str,
+        subject: &str,
+        id: &str,
+    ) -> Result<Option<Appended>, LogError> {
+        let last = self.last_on_subject(stream, subject).await?;
+        Ok(last
+            .filter(|message| message.id.as_deref() == Some(id))
+            .map(|message| Appended { sequence: message.sequence, duplicate: true }))
+    }
+
+    fn spec_for_subject(&self, subject: &str) -> Option<&StreamSpec> {
+        self.inner.streams.iter().find(|spec| spec.captures(subject))
+    }
+
+    async fn stream(&self, name: &str) -> Result<stream::Stream, LogError> {
+        self.inner.context.get_stream(name).await.map_err(|error| match error.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(inner)
+                if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                LogError::UnknownStream { stream: name.to_owned() }
+            }
+            _ => LogError::unavailable(format!("looking up stream {name}"), error),
+        })
+    }
+
+    /// Sends the message; the returned future resolves when JetStream has stored it.
+    async fn publish(
+        &self,
+        message: NewMessage,
+    ) -> Result<impl Future<Output = Result<Appended, LogError>> + use<>, LogError> {
+        message.validate()?;
+        let Some(spec) = self.spec_for_subject(&message.subject) else {
+            return Err(LogError::NoStream { subject: message.subject });
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in &message.headers {
+            headers.append(name.as_str(), value.as_str());
+        }
+        let mut publish = jetstream::message::PublishMessage::build()
+            .payload(message.payload)
+            .headers(headers)
+            .message_id(&message.id);
+        if let Some(expected) = message.expected_last_subject_sequence {
+            publish = publish.expected_last_subject_sequence(expected);
+        }
+        let subject = message.subject;
+        let id = message.id;
+        let stream = spec.name.clone();
+        let log = self.clone();
+        let pending = self
+            .inner
+            .context
+            .send_publish(subject.clone(), publish)
+            .await
+            .map_err(|error| LogError::unavailable(format!("publishing to {subject}"), error))?;
+        let expected = message.expected_last_subject_sequence;
+        let ack_timeout = self.inner.request_timeout;
+        Ok(async move {
+            match pending.await {
+                Ok(ack) => Ok(Appended { sequence: ack.sequence, duplicate: ack.duplicate }),
+                Err(error) => Err(match error.kind() {
+                    PublishErrorKind::WrongLastSequence => {
+                        return log
+                            .already_last_on_subject(&stream, &subject, &id)
+                            .await?
+                            .ok_or(LogError::WrongLastSequence { subject, expected: expected.unwrap_or_default() });
+                    }
+                    PublishErrorKind::TimedOut => LogError::TimedOut {
+                        context: format!("waiting for JetStream to store a message on {subject}"),
+                        after: ack_timeout,
+                    },
+                    // The subject belongs to a configured stream, so "no stream" means the server
+                    // is still recovering it (after a restart, say): worth a retry.
+                    _ => LogError::unavailable(format!("storing a message on {subject}"), error),
+                }),
+            }
+        })
+    }
+}
+
+fn check_server_version(url: &str, reported: &str) -> Result<(), LogError> {
+    let too_old = || LogError::ServerTooOld { url: url.to_owned(), found: reported.to_owned() };
+    let version = semver::Version::parse(reported.trim_start_matches('v')).map_err(|_| too_old())?;
+    let release = semver::Version::new(version.major, version.minor, version.patch);
+    if release < MINIMUM_SERVER_VERSION {
+        return Err(too_old());
+    }
+    Ok(())
+}
+
+fn stream_differs(existing: &stream::Config, wanted: &stream::Config) -> bool {
+    let mut existing_subjects = existing.subjects.clone();
+    let mut wanted_subjects = wanted.subjects.clone();
+    existing_subjects.sort();
+    wanted_subjects.sort();
+    existing_subjects != wanted_subjects
+        || existing.duplicate_window != wanted.duplicate_window
+        || existing.allow_direct != wanted.allow_direct
+}
+
+fn check_stream_config(got: &stream::Config, wanted: &stream::Config) -> Result<(), LogError> {
+    let mismatch = |field: &'static str, asked: String, got: String| LogError::ConfigMismatch {
+        what: "stream",
+        name: wanted.name.clone(),
+        field,
+        asked,
+        got,
+    };
+    if stream_differs(got, wanted) {
+        if got.duplicate_window != wanted.duplicate_window {
+            return Err(mismatch(
+                "duplicate_window",
+                format!("{:?}", wanted.duplicate_window),
+                format!("{:?}", got.duplicate_window),
+            ));
+        }
+        if got.allow_direct != wanted.allow_direct {
+            return Err(mismatch("allow_direct", wanted.allow_direct.to_string(), got.allow_direct.to_string()));
+        }
+        return Err(mismatch("subjects", wanted.subjects.join(","), got.subjects.join(",")));
+    }
+    if got.storage != wanted.storage {
+        return Err(mismatch("storage", format!("{:?}", wanted.storage), format!("{:?}", got.storage)));
+    }
+    if got.num_replicas != wanted.num_replicas {
+        return Err(mismatch("num_replicas", wanted.num_replicas.to_string(), got.num_replicas.to_string()));
+    }
+    Ok(())
+}
+
+/// Application headers only: the log's own (`Nats-*`) stay inside the log.
+fn application_headers(headers: Option<&async_nats::HeaderMap>) -> Vec<(String, String)> {
+    let Some(headers) = headers else { return Vec::new() };
+    headers
+        .iter()
+        .filter(|(name, _)| !doorsync_log::is_reserved_header(name.as_ref()))
+        .flat_map(|(name, values)| values.iter().map(move |value| (name.to_string(), value.to_string())))
+        .collect()
+}
+
+fn message_id(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
+    headers.and_then(|headers| headers.get(MESSAGE_ID_HEADER)).map(|value| value.to_string())
+}
+
+pub(crate) fn stored_message(stream: &str, sequence: u64, message: &async_nats::Message) -> StoredMessage {
+    StoredMessage {
+        stream: stream.to_owned(),
+        sequence,
+        subject: message.subject.to_string(),
+        id: message_id(message.headers.as_ref()),
+        payload: message.payload.clone(),
+        headers: application_headers(message.headers.as_ref()),
+    }
+}
+
+#[async_trait]
+impl EventLog for JetStreamLog {
+    async fn append(&self, message: NewMessage) -> Result<Appended, LogError> {
+        self.publish(message).await?.await
+    }
+
+    async fn append_batch(&self, messages: Vec<NewMessage>) -> Vec<Result<Appended, LogError>> {
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in messages {
+            pending.push(self.publish(message).await);
+        }
+        futures::future::join_all(pending.into_iter().map(|sent| async move {
+            match sent {
+                Ok(ack) => ack.await,
+                Err(error) => Err(error),
+            }
+        }))
+        .await
+    }
+
+    async fn replay(&self, request: ReplayRequest) -> Result<MessageStream, LogError> {
+        request.filters.iter().try_for_each(|filter| doorsync_log::validate_filter(filter))?;
+        let mut stream = self.stream(&request.stream).await?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|error| LogError::unavailable(format!("reading stream {}", request.stream), error))?
+            .state
+            .last_sequence;
+        if last < request.from_sequence {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let config = jetstream::consumer::pull::OrderedConfig {
+            filter_subjects: request.filters.clone(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: request.from_sequence,
+            },
+            ..Default::default()
+        };
+        let mut consumer = stream
+            .create_consumer(config)
+            .await
+            .map_err(|error| LogError::unavailable(format!("opening a replay of {}", request.stream), error))?;
+        let pending = consumer
+            .info()
+            .await
+            .map_err(|error| LogError::unavailable(format!("opening a replay of {}", request.stream), error))?
+            .num_pending;
+        if pending == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|error| LogError::unavailable(format!("reading a replay of {}", request.stream), error))?;
+        let stream_name = request.stream;
+        // Stops right after the message the server says nothing is pending behind: polling the
+        // ordered consumer once more would wait for a message that may never come.
+        let replayed = futures::stream::unfold(Some(messages), move |messages| {
+            let stream_name = stream_name.clone();
+            async move {
+                let mut messages = messages?;
+                let item = match messages.next().await? {
+                    Ok(message) => message
+                        .info()
+                        .map(|info| (stored_message(&stream_name, info.stream_sequence, &message), info.pending))
+                        .map_err(|error| LogError::unavailable("reading replay metadata", error)),
+                    Err(error) => Err(LogError::unavailable(format!("reading a replay of {stream_name}"), error)),
+                };
+                match item {
+                    Ok((message, 0)) => Some((Ok(message), None)),
+                    Ok((message, _)) => Some((Ok(message), Some(messages))),
+                    Err(error) => Some((Err(error), None)),
+                }
+            }
+        });
+        Ok(replayed.boxed())
+    }
+
+    async fn last_sequence(&self, stream: &str) -> Result<u64, LogError> {
+        let mut stream_handle = self.stream(stream).await?;
+        let info = stream_handle
+            .info()
+            .await
+            .map_err(|error| LogError::unavailable(format!("reading stream {stream}"), error))?;
+        Ok(info.state.last_sequence)
+    }
+
+    async fn last_on_subject(&self, stream: &str, subject: &str) -> Result<Option<StoredMessage>, LogError> {
+        doorsync_log::validate_subject(subject)?;
+        let stream_handle = self.stream(stream).await?;
+        match stream_handle.get_last_raw_message_by_subject(subject).await {
+            Ok(raw) => Ok(Some(StoredMessage {
+                stream: stream.to_owned(),
+                sequence: raw.sequence,
+                subject: raw.subject.to_string(),
+                id: message_id(Some(&raw.headers)),
+                payload: raw.payload,
+                headers: application_headers(Some(&raw.headers)),
+            })),
+            Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(error) => Err(LogError::unavailable(format!("reading the last message on {subject}"), error)),
+        }
+    }
+
+    async fn durable_consumer(&self, spec: ConsumerSpec) -> Result<Box<dyn DurableConsumer>, LogError> {
+        spec.validate()?;
+        let stream = self.stream(&spec.stream).await?;
+        Ok(Box::new(consumer::JetStreamConsumer::open(&stream, spec).await?))
+    }
+
+    async fn key_value(&self, bucket: &str) -> Result<Arc<dyn KeyValue>, LogError> {
+        doorsync_log::validate_name("bucket name", bucket)?;
+        Ok(Arc::new(kv::JetStreamKv::open(&self.inner.context, bucket, self.inner.replicas).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_servers_are_refused_with_the_version_found() {
+        assert!(check_server_version("nats://x", "2.15.1").is_ok());
+        assert!(check_server_version("nats://x", "2.10.0").is_ok());
+        assert!(check_server_version("nats://x", "2.11.0-beta.2").is_ok());
+        let error = check_server_version("nats://x", "2.9.10").unwrap_err();
+        assert!(error.to_string().contains("nats-server 2.9.10 at nats://x is too old"), "{error}");
+        assert!(matches!(check_server_version("nats://x", "garbage"), Err(LogError::ServerTooOld { .. })));
+    }
+
+    #[test]
+    fn a_config_the_server_did_not_keep_is_named() {
+        let wanted = stream::Config {
+            name: "EVT".into(),
+            subjects: vec!["ds.evt.>".into()],
+            duplicate_window: Duration::from_secs(600),
+            allow_direct: true,
+            ..Default::default()
+        };
+        let mut got = wanted.clone();
+        assert!(check_stream_config(&got, &wanted).is_ok());
+        got.duplicate_window = Duration::from_secs(120);
+        let error = check_stream_config(&got, &wanted).unwrap_err();
+        assert!(error.to_string().contains("duplicate_window = 120s where doorsync asked for 600s"), "{error}");
+    }
+}

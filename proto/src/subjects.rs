@@ -1,0 +1,249 @@
+//! The NATS subjects doorsync's messages are published on.
+//!
+//! Member subjects carry a partition so that engine replicas can split the members between them
+//! by subscribing to one partition each, and every message about one member lands in the same
+//! partition in every stream:
+//!
+//! ```text
+//! <prefix>.evt.<partition>.<member>     events about a member
+//! <prefix>.evt.mapping                  mapping changes (for everyone)
+//! <prefix>.cmd.<partition>.<member>     commands for the Kisi writer
+//! <prefix>.out.<partition>.<member>     the writer's outcomes
+//! <prefix>.dlq.<partition>.<member>     dead-lettered commands
+//! ```
+
+use crate::{Event, MemberId};
+
+const EVENTS: &str = "evt";
+const COMMANDS: &str = "cmd";
+const OUTCOMES: &str = "out";
+const DEAD_LETTERS: &str = "dlq";
+const MAPPING: &str = "mapping";
+
+/// The subject layout of one deployment: its prefix and its fixed number of partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+    partitions: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    #[error(
+        "subject prefix {0:?} must be one or more non-empty tokens of letters, digits, '_' and '-', separated by '.'"
+    )]
+    InvalidPrefix(String),
+    #[error("the number of partitions must be at least 1")]
+    NoPartitions,
+}
+
+impl Subjects {
+    /// `prefix` is the deployment's first subject tokens, such as `doorsync` or `site-a.doorsync`;
+    /// `partitions` must never change for a deployment's lifetime, since it decides which
+    /// partition (and so which subject) each member's messages are on.
+    pub fn new(prefix: impl Into<String>, partitions: u32) -> Result<Self, SubjectError> {
+        let prefix = prefix.into();
+        let valid_token = |token: &str| {
+            !token.is_empty() && token.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+        };
+        if !prefix.split('.').all(valid_token) {
+            return Err(SubjectError::InvalidPrefix(prefix));
+        }
+        if partitions == 0 {
+            return Err(SubjectError::NoPartitions);
+        }
+        Ok(Self { prefix, partitions })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// The member's partition: FNV-1a (32-bit) of the member id's decimal digits, modulo the
+    /// partition count. This is exactly what a NATS subject mapping `{{partition(n, k)}}` computes
+    /// for a subject whose token `k` is the member id, so streams may also be partitioned by the
+    /// server.
+    pub fn partition_of(&self, member: MemberId) -> u32 {
+        fnv1a_32(member.to_string().as_bytes()) % self.partitions
+    }
+
+    /// Where events about `member` are published.
+    pub fn event(&self, member: MemberId) -> String {
+        self.member_subject(EVENTS, member)
+    }
+
+    /// Where commands concerning `member` are published.
+    pub fn command(&self, member: MemberId) -> String {
+        self.member_subject(COMMANDS, member)
+    }
+
+    /// Where outcomes concerning `member` are published.
+    pub fn outcome(&self, member: MemberId) -> String {
+        self.member_subject(OUTCOMES, member)
+    }
+
+    /// Where commands concerning `member` that could not be carried out are parked.
+    pub fn dead_letter(&self, member: MemberId) -> String {
+        self.member_subject(DEAD_LETTERS, member)
+    }
+
+    /// Where mapping changes are published. They concern every member, so they have no partition
+    /// and every engine replica reads them; the subject is still inside [`Self::events_wildcard`].
+    pub fn mapping(&self) -> String {
+        format!("{}.{EVENTS}.{MAPPING}", self.prefix)
+    }
+
+    /// The subject an event belongs on.
+    pub fn subject_for(&self, event: &Event) -> String {
+        match event.member() {
+            Some(member) => self.event(member),
+            None => self.mapping(),
+        }
+    }
+
+    /// Matches the member events of one partition (not mapping changes). `partition` is expected
+    /// to be below [`Self::partitions`]; a larger one matches nothing that doorsync publishes.
+    pub fn event_partition_filter(&self, partition: u32) -> String {
+        self.partition_filter(EVENTS, partition)
+    }
+
+    /// Matches the commands of one partition.
+    pub fn command_partition_filter(&self, partition: u32) -> String {
+        self.partition_filter(COMMANDS, partition)
+    }
+
+    /// Matches the outcomes of one partition.
+    pub fn outcome_partition_filter(&self, partition: u32) -> String {
+        self.partition_filter(OUTCOMES, partition)
+    }
+
+    /// Matches the dead letters of one partition.
+    pub fn dead_letter_partition_filter(&self, partition: u32) -> String {
+        self.partition_filter(DEAD_LETTERS, partition)
+    }
+
+    /// Every event subject, mapping changes included: the event stream's subjects.
+    pub fn events_wildcard(&self) -> String {
+        self.wildcard(EVENTS)
+    }
+
+    pub fn commands_wildcard(&self) -> String {
+        self.wildcard(COMMANDS)
+    }
+
+    pub fn outcomes_wildcard(&self) -> String {
+        self.wildcard(OUTCOMES)
+    }
+
+    pub fn dead_letters_wildcard(&self) -> String {
+        self.wildcard(DEAD_LETTERS)
+    }
+
+    fn member_subject(&self, kind: &str, member: MemberId) -> String {
+        format!("{}.{kind}.{}.{member}", self.prefix, self.partition_of(member))
+    }
+
+    fn partition_filter(&self, kind: &str, partition: u32) -> String {
+        format!("{}.{kind}.{partition}.*", self.prefix)
+    }
+
+    fn wildcard(&self, kind: &str) -> String {
+        format!("{}.{kind}.>", self.prefix)
+    }
+}
+
+/// FNV-1a, 32-bit, as Go's `hash/fnv.New32a`, which NATS uses for subject partitioning.
+fn fnv1a_32(bytes: &[u8]) -> u32 {
+    const OFFSET_BASIS: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| (hash ^ u32::from(byte)).wrapping_mul(PRIME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MappingChanged, MappingSource, MemberRemoved, ResourceId};
+
+    fn subjects(partitions: u32) -> Result<Subjects, SubjectError> {
+        Subjects::new("doorsync", partitions)
+    }
+
+    #[test]
+    fn fnv1a_32_matches_the_published_test_vectors() {
+        assert_eq!(fnv1a_32(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a_32(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a_32(b"foo"), 0xa9f3_7ed7);
+        assert_eq!(fnv1a_32(b"foobar"), 0xbf9c_f968);
+    }
+
+    /// The expectations of nats-server's own `TestSubjectTransforms` for `{{partition(10)}}` of a
+    /// one-token subject.
+    #[test]
+    fn partitions_agree_with_nats_subject_mapping() {
+        for (token, partition) in [("foo", 3), ("baz", 0), ("qux", 9)] {
+            assert_eq!(fnv1a_32(token.as_bytes()) % 10, partition, "{token}");
+        }
+    }
+
+    /// Pinned: a member's partition decides where its history lives, so it must never change.
+    #[test]
+    fn member_partitions_are_pinned() -> Result<(), SubjectError> {
+        let subjects = subjects(64)?;
+        for (member, partition) in [(1, 28), (42, 3), (1_234_567, 39), (u64::MAX, 52)] {
+            assert_eq!(subjects.partition_of(MemberId(member)), partition, "member {member}");
+        }
+        assert_eq!(Subjects::new("doorsync", 1)?.partition_of(MemberId(1_234_567)), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn member_subjects_carry_partition_and_member() -> Result<(), SubjectError> {
+        let subjects = subjects(64)?;
+        let member = MemberId(42);
+        assert_eq!(subjects.event(member), "doorsync.evt.3.42");
+        assert_eq!(subjects.command(member), "doorsync.cmd.3.42");
+        assert_eq!(subjects.outcome(member), "doorsync.out.3.42");
+        assert_eq!(subjects.dead_letter(member), "doorsync.dlq.3.42");
+        Ok(())
+    }
+
+    #[test]
+    fn filters_and_wildcards() -> Result<(), SubjectError> {
+        let subjects = Subjects::new("site-a.door_sync", 8)?;
+        assert_eq!(subjects.mapping(), "site-a.door_sync.evt.mapping");
+        assert_eq!(subjects.event_partition_filter(5), "site-a.door_sync.evt.5.*");
+        assert_eq!(subjects.command_partition_filter(5), "site-a.door_sync.cmd.5.*");
+        assert_eq!(subjects.outcome_partition_filter(5), "site-a.door_sync.out.5.*");
+        assert_eq!(subjects.dead_letter_partition_filter(5), "site-a.door_sync.dlq.5.*");
+        assert_eq!(subjects.events_wildcard(), "site-a.door_sync.evt.>");
+        assert_eq!(subjects.commands_wildcard(), "site-a.door_sync.cmd.>");
+        assert_eq!(subjects.outcomes_wildcard(), "site-a.door_sync.out.>");
+        assert_eq!(subjects.dead_letters_wildcard(), "site-a.door_sync.dlq.>");
+        assert_eq!(subjects.prefix(), "site-a.door_sync");
+        assert_eq!(subjects.partitions(), 8);
+        Ok(())
+    }
+
+    #[test]
+    fn events_are_routed_by_member_and_mappings_globally() -> Result<(), SubjectError> {
+        let subjects = subjects(64)?;
+        let removed = Event::MemberRemoved(MemberRemoved { member: MemberId(42) });
+        assert_eq!(subjects.subject_for(&removed), "doorsync.evt.3.42");
+        let mapping =
+            Event::MappingChanged(MappingChanged { source: MappingSource::Resource(ResourceId(42)), group: None });
+        assert_eq!(subjects.subject_for(&mapping), "doorsync.evt.mapping");
+        Ok(())
+    }
+
+    #[test]
+    fn invalid_prefixes_are_refused() {
+        for prefix in ["", ".doorsync", "doorsync.", "door..sync", "door sync", "door*", "door.>", "dör", "a\tb"] {
+            assert_eq!(Subjects::new(prefix, 4), Err(SubjectError::InvalidPrefix(prefix.to_owned())), "{prefix:?}");
+        }
+        assert_eq!(Subjects::new("doorsync", 0), Err(SubjectError::NoPartitions));
+    }
+}
