@@ -19,6 +19,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod retry;
 mod subject;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use error::{BoxError, LogError};
+pub use retry::{RetryPolicy, append_with_retry};
 pub use subject::{subject_matches, validate_filter, validate_kv_key, validate_name, validate_subject};
 
 /// How long a message id is remembered for de-duplication unless a stream says otherwise.
