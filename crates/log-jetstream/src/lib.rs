@@ -193,7 +193,8 @@ impl JetStreamLog {
         if let Some(expected) = message.expected_last_subject_sequence {
             publish = publish.expected_last_subject_sequence(expected);
         }
-        let subject = message.subject;
+        // A Subject is a shared buffer: kept for error messages without copying the string.
+        let subject = async_nats::Subject::from(message.subject);
         let id = message.id;
         let stream = spec.name.clone();
         let log = self.clone();
@@ -210,10 +211,12 @@ impl JetStreamLog {
                 Ok(ack) => Ok(Appended { sequence: ack.sequence, duplicate: ack.duplicate }),
                 Err(error) => Err(match error.kind() {
                     PublishErrorKind::WrongLastSequence => {
-                        return log
-                            .already_last_on_subject(&stream, &subject, &id)
-                            .await?
-                            .ok_or(LogError::WrongLastSequence { subject, expected: expected.unwrap_or_default() });
+                        return log.already_last_on_subject(&stream, &subject, &id).await?.ok_or(
+                            LogError::WrongLastSequence {
+                                subject: subject.to_string(),
+                                expected: expected.unwrap_or_default(),
+                            },
+                        );
                     }
                     PublishErrorKind::TimedOut => LogError::TimedOut {
                         context: format!("waiting for JetStream to store a message on {subject}"),

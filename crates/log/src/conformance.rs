@@ -118,6 +118,7 @@ macro_rules! conformance_suite {
             consumer_term_never_redelivers,
             consumer_redelivers_after_ack_wait,
             consumer_respects_filters_and_start,
+            consumer_specs_are_validated,
             consumer_position_survives_reopen,
             appended_messages_survive_reopen,
             key_value_compare_and_set,
@@ -418,6 +419,20 @@ pub async fn consumer_respects_filters_and_start(harness: Harness) {
 
 /// Messages fetched but not settled before the restart come back at the latest after the ack
 /// wait (JetStream counts them as delivered); settled ones never do.
+pub async fn consumer_specs_are_validated(harness: Harness) {
+    let log = &*harness.log;
+    for bad in [
+        consumer("zero-wait").ack_wait(Duration::ZERO),
+        consumer("bad.name"),
+        consumer("bad-filter").filtered(["conf.>.x"]),
+    ] {
+        let result = log.durable_consumer(bad.clone()).await.map(|_| ());
+        assert!(matches!(result, Err(LogError::Invalid { .. })), "{bad:?} gave {result:?}");
+    }
+    let missing = log.durable_consumer(ConsumerSpec::new("NO_SUCH_STREAM", "lost")).await.map(|_| ());
+    assert!(matches!(missing, Err(LogError::UnknownStream { .. })), "{missing:?}");
+}
+
 pub async fn consumer_position_survives_reopen(mut harness: Harness) {
     for n in 0..4 {
         harness.log.append(message(&format!("conf.evt.0.{n}"), &format!("p{n}"))).await.unwrap();

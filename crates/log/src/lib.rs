@@ -244,6 +244,10 @@ impl ConsumerSpec {
     pub fn validate(&self) -> Result<(), LogError> {
         validate_name("stream name", &self.stream)?;
         validate_name("consumer name", &self.durable_name)?;
+        if self.ack_wait.is_zero() {
+            // Everything would be redelivered at once, forever.
+            return Err(LogError::invalid("ack wait", &self.durable_name, "must be longer than zero"));
+        }
         self.filters.iter().try_for_each(|filter| validate_filter(filter))
     }
 }

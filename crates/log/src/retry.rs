@@ -15,7 +15,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { first_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2), give_up_after: Duration::from_secs(60) }
+        Self {
+            first_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+            give_up_after: Duration::from_secs(60),
+        }
     }
 }
 
