@@ -296,6 +296,42 @@ impl EventLog for EmbeddedLog {
         Ok(chunks.map_ok(|found| futures::stream::iter(found.into_iter().map(Ok))).try_flatten().boxed())
     }
 
+    async fn follow(&self, request: ReplayRequest) -> Result<MessageStream, LogError> {
+        let core = Arc::clone(&self.inner.core);
+        let stream = core.stream_index(&request.stream)?;
+        request.filters.iter().try_for_each(|filter| validate_filter(filter))?;
+        let filters: Arc<[String]> = request.filters.into();
+        let chunks = futures::stream::try_unfold(request.from_sequence.max(1), move |mut from| {
+            let core = Arc::clone(&core);
+            let filters = Arc::clone(&filters);
+            async move {
+                loop {
+                    let state = &core.streams[stream];
+                    // Registered before the sequence is read, so an append committed in between
+                    // still wakes this follower.
+                    let appended = state.appended.notified();
+                    let to = state.last_sequence.load(Ordering::Acquire);
+                    if from > to {
+                        appended.await;
+                        continue;
+                    }
+                    let context = format!("following stream {} from {from}", state.spec.name);
+                    let filters = Arc::clone(&filters);
+                    let scanned = core
+                        .read(context, move |core| {
+                            store::scan(&core.store.db, &core.streams[stream], from, to, &filters, REPLAY_CHUNK)
+                        })
+                        .await?;
+                    from = scanned.next;
+                    if !scanned.found.is_empty() {
+                        return Ok(Some((scanned.found, from)));
+                    }
+                }
+            }
+        });
+        Ok(chunks.map_ok(|found| futures::stream::iter(found.into_iter().map(Ok))).try_flatten().boxed())
+    }
+
     async fn last_sequence(&self, stream: &str) -> Result<u64, LogError> {
         let core = &self.inner.core;
         Ok(core.streams[core.stream_index(stream)?].last_sequence.load(Ordering::Acquire))

@@ -19,6 +19,13 @@ use doorsync_log::{
 };
 use futures::StreamExt;
 
+/// Whether a read ends once it has delivered what was pending when it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    CaughtUp,
+    Dropped,
+}
+
 /// The oldest nats-server doorsync accepts.
 pub const MINIMUM_SERVER_VERSION: semver::Version = semver::Version::new(2, 10, 0);
 
@@ -156,6 +163,66 @@ impl JetStreamLog {
         Ok(last
             .filter(|message| message.id.as_deref() == Some(id))
             .map(|message| Appended { sequence: message.sequence, duplicate: true }))
+    }
+
+    /// An ordered consumer over the request's subjects, from its sequence.
+    async fn read(&self, request: ReplayRequest, until: Until) -> Result<MessageStream, LogError> {
+        request.filters.iter().try_for_each(|filter| doorsync_log::validate_filter(filter))?;
+        let mut stream = self.stream(&request.stream).await?;
+        let last = stream
+            .info()
+            .await
+            .map_err(|error| LogError::unavailable(format!("reading stream {}", request.stream), error))?
+            .state
+            .last_sequence;
+        if until == Until::CaughtUp && last < request.from_sequence {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let config = jetstream::consumer::pull::OrderedConfig {
+            filter_subjects: request.filters.clone(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: request.from_sequence,
+            },
+            ..Default::default()
+        };
+        let mut consumer = stream
+            .create_consumer(config)
+            .await
+            .map_err(|error| LogError::unavailable(format!("opening a replay of {}", request.stream), error))?;
+        let pending = consumer
+            .info()
+            .await
+            .map_err(|error| LogError::unavailable(format!("opening a replay of {}", request.stream), error))?
+            .num_pending;
+        if until == Until::CaughtUp && pending == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|error| LogError::unavailable(format!("reading a replay of {}", request.stream), error))?;
+        let stream_name = request.stream;
+        // Stops right after the message the server says nothing is pending behind: polling the
+        // ordered consumer once more would wait for a message that may never come.
+        let replayed = futures::stream::unfold(Some(messages), move |messages| {
+            let stream_name = stream_name.clone();
+            async move {
+                let mut messages = messages?;
+                let item = match messages.next().await? {
+                    Ok(message) => message
+                        .info()
+                        .map(|info| (stored_message(&stream_name, info.stream_sequence, &message), info.pending))
+                        .map_err(|error| LogError::unavailable("reading replay metadata", error)),
+                    Err(error) => Err(LogError::unavailable(format!("reading a replay of {stream_name}"), error)),
+                };
+                match item {
+                    Ok((message, 0)) if until == Until::CaughtUp => Some((Ok(message), None)),
+                    Ok((message, _)) => Some((Ok(message), Some(messages))),
+                    Err(error) => Some((Err(error), None)),
+                }
+            }
+        });
+        Ok(replayed.boxed())
     }
 
     fn spec_for_subject(&self, subject: &str) -> Option<&StreamSpec> {
@@ -327,62 +394,11 @@ impl EventLog for JetStreamLog {
     }
 
     async fn replay(&self, request: ReplayRequest) -> Result<MessageStream, LogError> {
-        request.filters.iter().try_for_each(|filter| doorsync_log::validate_filter(filter))?;
-        let mut stream = self.stream(&request.stream).await?;
-        let last = stream
-            .info()
-            .await
-            .map_err(|error| LogError::unavailable(format!("reading stream {}", request.stream), error))?
-            .state
-            .last_sequence;
-        if last < request.from_sequence {
-            return Ok(futures::stream::empty().boxed());
-        }
-        let config = jetstream::consumer::pull::OrderedConfig {
-            filter_subjects: request.filters.clone(),
-            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: request.from_sequence,
-            },
-            ..Default::default()
-        };
-        let mut consumer = stream
-            .create_consumer(config)
-            .await
-            .map_err(|error| LogError::unavailable(format!("opening a replay of {}", request.stream), error))?;
-        let pending = consumer
-            .info()
-            .await
-            .map_err(|error| LogError::unavailable(format!("opening a replay of {}", request.stream), error))?
-            .num_pending;
-        if pending == 0 {
-            return Ok(futures::stream::empty().boxed());
-        }
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|error| LogError::unavailable(format!("reading a replay of {}", request.stream), error))?;
-        let stream_name = request.stream;
-        // Stops right after the message the server says nothing is pending behind: polling the
-        // ordered consumer once more would wait for a message that may never come.
-        let replayed = futures::stream::unfold(Some(messages), move |messages| {
-            let stream_name = stream_name.clone();
-            async move {
-                let mut messages = messages?;
-                let item = match messages.next().await? {
-                    Ok(message) => message
-                        .info()
-                        .map(|info| (stored_message(&stream_name, info.stream_sequence, &message), info.pending))
-                        .map_err(|error| LogError::unavailable("reading replay metadata", error)),
-                    Err(error) => Err(LogError::unavailable(format!("reading a replay of {stream_name}"), error)),
-                };
-                match item {
-                    Ok((message, 0)) => Some((Ok(message), None)),
-                    Ok((message, _)) => Some((Ok(message), Some(messages))),
-                    Err(error) => Some((Err(error), None)),
-                }
-            }
-        });
-        Ok(replayed.boxed())
+        self.read(request, Until::CaughtUp).await
+    }
+
+    async fn follow(&self, request: ReplayRequest) -> Result<MessageStream, LogError> {
+        self.read(request, Until::Dropped).await
     }
 
     async fn last_sequence(&self, stream: &str) -> Result<u64, LogError> {
@@ -393,7 +409,6 @@ impl EventLog for JetStreamLog {
             .map_err(|error| LogError::unavailable(format!("reading stream {stream}"), error))?;
         Ok(info.state.last_sequence)
     }
-
     async fn last_on_subject(&self, stream: &str, subject: &str) -> Result<Option<StoredMessage>, LogError> {
         doorsync_log::validate_subject(subject)?;
         let stream_handle = self.stream(stream).await?;

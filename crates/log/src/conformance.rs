@@ -78,6 +78,9 @@ impl EventLog for Closed {
     async fn replay(&self, _: ReplayRequest) -> Result<crate::MessageStream, LogError> {
         Err(closed())
     }
+    async fn follow(&self, _: ReplayRequest) -> Result<crate::MessageStream, LogError> {
+        Err(closed())
+    }
     async fn last_sequence(&self, _: &str) -> Result<u64, LogError> {
         Err(closed())
     }
@@ -110,6 +113,7 @@ macro_rules! conformance_suite {
             batch_answers_in_order,
             replay_filters_and_starts_at_a_sequence,
             replay_of_nothing_ends,
+            follow_delivers_history_then_new_messages,
             streams_are_separate,
             headers_round_trip,
             last_on_subject_finds_the_latest,
@@ -287,6 +291,34 @@ pub async fn replay_of_nothing_ends(harness: Harness) {
     assert!(read_all(log, ReplayRequest::whole(EVENTS).filtered(["conf.evt.5.*"])).await.is_empty());
     let unknown = log.replay(ReplayRequest::whole("NO_SUCH_STREAM")).await;
     assert!(matches!(unknown, Err(LogError::UnknownStream { .. })), "{:?}", unknown.map(|_| ()));
+}
+
+async fn next_followed(followed: &mut crate::MessageStream) -> String {
+    let message = tokio::time::timeout(Duration::from_secs(10), followed.next())
+        .await
+        .expect("a followed message within 10 s")
+        .expect("the follow does not end")
+        .expect("followed message");
+    message.id.unwrap_or_default()
+}
+
+pub async fn follow_delivers_history_then_new_messages(harness: Harness) {
+    let log = &*harness.log;
+    for n in 0..3 {
+        log.append(message(&format!("conf.evt.{}.{n}", n % 2), &format!("h{n}"))).await.unwrap();
+    }
+    let mut followed =
+        log.follow(ReplayRequest::whole(EVENTS).filtered(["conf.evt.0.*"]).from_sequence(1)).await.unwrap();
+    assert_eq!(next_followed(&mut followed).await, "h0");
+    assert_eq!(next_followed(&mut followed).await, "h2");
+    log.append(message("conf.evt.1.3", "other-partition")).await.unwrap();
+    log.append(message("conf.evt.0.4", "live")).await.unwrap();
+    assert_eq!(next_followed(&mut followed).await, "live");
+
+    let mut quiet = log.follow(ReplayRequest::whole(EVENTS).filtered(["conf.evt.9.*"])).await.unwrap();
+    if let Ok(item) = tokio::time::timeout(Duration::from_millis(500), quiet.next()).await {
+        panic!("a follow with nothing to deliver waits, got {item:?}");
+    }
 }
 
 pub async fn streams_are_separate(harness: Harness) {

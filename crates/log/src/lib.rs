@@ -346,6 +346,10 @@ pub trait EventLog: Send + Sync {
 
     async fn replay(&self, request: ReplayRequest) -> Result<MessageStream, LogError>;
 
+    /// Like [`EventLog::replay`], but never ends: after the messages already stored it waits for
+    /// new ones and delivers them in order as they are appended. Dropping the stream stops it.
+    async fn follow(&self, request: ReplayRequest) -> Result<MessageStream, LogError>;
+
     /// The sequence of the last message in the stream, 0 when it is empty.
     async fn last_sequence(&self, stream: &str) -> Result<u64, LogError>;
 
