@@ -13,7 +13,7 @@ use doorsync_proto::{
 };
 use futures::StreamExt;
 
-use crate::streams::{self, EVENTS};
+use doorsync_layout::Layout;
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -28,9 +28,10 @@ pub(crate) async fn run(data_dir: Option<PathBuf>, members: u64, partitions: u32
         }
     };
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let subjects = Subjects::new("doorsync", partitions).context("--partitions must be at least 1")?;
+    let layout = Layout::new(Subjects::new("doorsync", partitions).context("--partitions must be at least 1")?);
+    let subjects = &layout.subjects;
     let path = data_dir.join("doorsync.redb");
-    let log = EmbeddedLog::open(EmbeddedOptions::new(&path, streams::doorsync_streams(&subjects)))?;
+    let log = EmbeddedLog::open(EmbeddedOptions::new(&path, layout.streams()))?;
     println!("doorsync demo: the event log ({})", path.display());
     println!();
 
@@ -59,9 +60,9 @@ pub(crate) async fn run(data_dir: Option<PathBuf>, members: u64, partitions: u32
 
     println!();
     println!("Replaying each partition, as an engine that owns it would:");
-    let stream = streams::stream_name(&subjects, EVENTS);
+    let stream = &layout.events;
     for partition in 0..partitions {
-        let request = ReplayRequest::whole(&stream).filtered([subjects.event_partition_filter(partition)]);
+        let request = ReplayRequest::whole(stream).filtered([subjects.event_partition_filter(partition)]);
         let mut replay = log.replay(request).await?;
         let mut members_seen = Vec::new();
         let mut count = 0;

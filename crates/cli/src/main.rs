@@ -2,7 +2,6 @@
 #![forbid(unsafe_code)]
 
 mod demo;
-mod streams;
 
 use std::path::PathBuf;
 

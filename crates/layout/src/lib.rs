@@ -1,0 +1,80 @@
+//! Where doorsync's messages live in the log: one stream per family of messages, named after
+//! the subject prefix (`DOORSYNC_EVT`, `_CMD`, `_OUT`, `_DLQ`), and the key-value buckets that
+//! hold the engine's checkpoints, snapshots and leases.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use doorsync_log::StreamSpec;
+use doorsync_proto::Subjects;
+
+/// Long enough that a restart, a replay or the ingestor's overlapping re-reads within the hour
+/// are answered as duplicates instead of stored again.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(3_600);
+
+/// The streams and buckets of one deployment, derived from its subject layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub subjects: Subjects,
+    pub events: String,
+    pub commands: String,
+    pub outcomes: String,
+    pub dead_letters: String,
+    /// Engine checkpoints, member snapshots and partition leases.
+    pub engine_bucket: String,
+}
+
+impl Layout {
+    pub fn new(subjects: Subjects) -> Self {
+        let base = subjects.prefix().replace(['.', '-'], "_").to_uppercase();
+        Self {
+            events: format!("{base}_EVT"),
+            commands: format!("{base}_CMD"),
+            outcomes: format!("{base}_OUT"),
+            dead_letters: format!("{base}_DLQ"),
+            engine_bucket: format!("{base}_ENGINE"),
+            subjects,
+        }
+    }
+
+    pub fn streams(&self) -> Vec<StreamSpec> {
+        [
+            (&self.events, self.subjects.events_wildcard()),
+            (&self.commands, self.subjects.commands_wildcard()),
+            (&self.outcomes, self.subjects.outcomes_wildcard()),
+            (&self.dead_letters, self.subjects.dead_letters_wildcard()),
+        ]
+        .into_iter()
+        .map(|(name, wildcard)| StreamSpec::new(name, [wildcard]).with_duplicate_window(DUPLICATE_WINDOW))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_its_own_stream() -> Result<(), doorsync_proto::SubjectError> {
+        let layout = Layout::new(Subjects::new("doorsync", 64)?);
+        let streams = layout.streams();
+        let names: Vec<&str> = streams.iter().map(|spec| spec.name.as_str()).collect();
+        assert_eq!(names, ["DOORSYNC_EVT", "DOORSYNC_CMD", "DOORSYNC_OUT", "DOORSYNC_DLQ"]);
+        let member = doorsync_proto::MemberId(42);
+        assert!(streams[0].captures(&layout.subjects.event(member)));
+        assert!(streams[0].captures(&layout.subjects.mapping()));
+        assert!(streams[1].captures(&layout.subjects.command(member)));
+        assert!(!streams[1].captures(&layout.subjects.event(member)));
+        assert!(streams.iter().all(|spec| spec.validate().is_ok()));
+        assert!(doorsync_log::validate_name("bucket", &layout.engine_bucket).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn prefixes_with_dots_and_dashes_give_valid_names() -> Result<(), doorsync_proto::SubjectError> {
+        let layout = Layout::new(Subjects::new("site-a.doors", 4)?);
+        assert_eq!(layout.events, "SITE_A_DOORS_EVT");
+        assert!(layout.streams().iter().all(|spec| spec.validate().is_ok()));
+        Ok(())
+    }
+}
