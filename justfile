@@ -34,6 +34,8 @@ test: tools
 bench: tools
     cargo bench --locked -p doorsync-log-jetstream --bench throughput
     cargo bench --locked -p doorsync-log-embedded --bench throughput
+    cargo bench --locked -p doorsync-access --bench fold
+    cargo bench --locked -p doorsync-engine --bench engine
 
 # Formatting and clippy, warnings as errors.
 lint:

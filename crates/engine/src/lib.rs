@@ -1,0 +1,189 @@
+//! The access engine: turns the event log into commands for the Kisi writer.
+//!
+//! An engine owns some of the deployment's partitions, each through a lease in the key-value
+//! store, so that several engine processes can split the members and take over from one that
+//! stops. For each owned partition a shard actor feeds every member's messages to that member's
+//! actor, which folds them with the pure functions of `doorsync-access`, evaluates the access
+//! the member should have, appends the commands that close the gap, and asks to be woken at the
+//! next instant its access changes. Idle members are snapshotted and stopped; a checkpoint per
+//! partition says how far the snapshots reach, and a restart resumes from there.
+#![forbid(unsafe_code)]
+
+mod error;
+mod lease;
+mod member;
+mod shard;
+mod shared;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use doorsync_access::{AccessPolicy, Mapping, MemberState};
+use doorsync_clock::SharedClock;
+use doorsync_layout::Layout;
+use doorsync_log::EventLog;
+use doorsync_proto::MemberId;
+use ractor::ActorRef;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+pub use error::EngineError;
+pub use shard::ShardStats;
+
+use crate::shard::ShardMsg;
+use crate::shared::Shared;
+
+const CALL_TIMEOUT_MS: u64 = 30_000;
+
+/// How an engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Unique among the engines sharing a log: it names the owner of each partition lease.
+    pub engine_id: String,
+    pub layout: Layout,
+    pub policy: AccessPolicy,
+    /// The mapping from the configuration; it wins over mappings that arrive as events.
+    pub mapping: Mapping,
+    /// A partition whose lease was not renewed for this long is taken over by another engine.
+    pub lease_ttl: Duration,
+    /// A member with no message or wakeup for this long is snapshotted and its actor stopped.
+    pub passivate_after: Duration,
+    pub checkpoint_every: Duration,
+    /// How often shards look for idle members and due checkpoints.
+    pub housekeeping_every: Duration,
+}
+
+impl EngineOptions {
+    pub fn new(engine_id: impl Into<String>, layout: Layout) -> Self {
+        Self {
+            engine_id: engine_id.into(),
+            layout,
+            policy: AccessPolicy::default(),
+            mapping: Mapping::default(),
+            lease_ttl: Duration::from_secs(15),
+            passivate_after: Duration::from_secs(600),
+            checkpoint_every: Duration::from_secs(60),
+            housekeeping_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct EngineHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").field("engine_id", &self.inner.engine_id).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    engine_id: String,
+    shared: Arc<Shared>,
+    lease_ttl: Duration,
+    shards: Mutex<BTreeMap<u32, ActorRef<ShardMsg>>>,
+    shutdown: watch::Sender<bool>,
+    leases: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Starts an engine: it registers itself, takes its share of the partition leases, and starts
+/// a shard for each partition it holds.
+pub async fn start(
+    options: EngineOptions,
+    log: Arc<dyn EventLog>,
+    clock: SharedClock,
+) -> Result<EngineHandle, EngineError> {
+    let kv = log.key_value(&options.layout.engine_bucket).await?;
+    let shared = Arc::new(Shared {
+        log,
+        kv,
+        clock,
+        layout: options.layout,
+        policy: options.policy,
+        configured_mapping: options.mapping,
+        passivate_after: options.passivate_after,
+        checkpoint_every: options.checkpoint_every,
+        housekeeping_every: options.housekeeping_every,
+    });
+    let inner = Arc::new(Inner {
+        engine_id: options.engine_id,
+        shared,
+        lease_ttl: options.lease_ttl,
+        shards: Mutex::new(BTreeMap::new()),
+        shutdown: watch::Sender::new(false),
+        leases: Mutex::new(None),
+    });
+    lease::balance(&inner).await?;
+    let task = tokio::spawn(lease::run(Arc::clone(&inner)));
+    *inner.leases.lock().await = Some(task);
+    Ok(EngineHandle { inner })
+}
+
+impl EngineHandle {
+    pub fn engine_id(&self) -> &str {
+        &self.inner.engine_id
+    }
+
+    pub async fn owned_partitions(&self) -> Vec<u32> {
+        self.inner.shards.lock().await.keys().copied().collect()
+    }
+
+    /// The member's state as its actor holds it (spawning it from its snapshot if passivated);
+    /// `None` for a member this engine has never seen.
+    pub async fn member(&self, member: MemberId) -> Result<Option<MemberState>, EngineError> {
+        let shard = self.shard_of(member).await?;
+        ractor::call_t!(shard, |reply| ShardMsg::Inspect { member, reply }, CALL_TIMEOUT_MS)
+            .map_err(|_| EngineError::ShardGone)
+    }
+
+    pub async fn stats(&self) -> Vec<ShardStats> {
+        let shards: Vec<ActorRef<ShardMsg>> = self.inner.shards.lock().await.values().cloned().collect();
+        let mut stats = Vec::with_capacity(shards.len());
+        for shard in shards {
+            if let Ok(shard_stats) = ractor::call_t!(shard, ShardMsg::Stats, CALL_TIMEOUT_MS) {
+                stats.push(shard_stats);
+            }
+        }
+        stats
+    }
+
+    /// True once every owned partition has replayed its history.
+    pub async fn caught_up(&self) -> bool {
+        let stats = self.stats().await;
+        !stats.is_empty() && stats.iter().all(|shard| shard.caught_up)
+    }
+
+    /// Snapshots every live member and writes every owned partition's checkpoint.
+    pub async fn checkpoint(&self) -> Result<(), EngineError> {
+        let shards: Vec<ActorRef<ShardMsg>> = self.inner.shards.lock().await.values().cloned().collect();
+        for shard in shards {
+            ractor::call_t!(shard, ShardMsg::Checkpoint, CALL_TIMEOUT_MS).map_err(|_| EngineError::ShardGone)??;
+        }
+        Ok(())
+    }
+
+    /// Kills the member's actor as a crash would, for fault tests and drills: the shard
+    /// restarts it from its snapshot and the log.
+    pub async fn kill_member_actor(&self, member: MemberId) -> Result<(), EngineError> {
+        let shard = self.shard_of(member).await?;
+        ractor::call_t!(shard, |reply| ShardMsg::Kill { member, reply }, CALL_TIMEOUT_MS)
+            .map_err(|_| EngineError::ShardGone)
+    }
+
+    /// Stops taking work, checkpoints and stops every shard, and gives up its leases.
+    pub async fn shutdown(self) {
+        self.inner.shutdown.send_replace(true);
+        if let Some(task) = self.inner.leases.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+
+    async fn shard_of(&self, member: MemberId) -> Result<ActorRef<ShardMsg>, EngineError> {
+        let partition = self.inner.shared.layout.subjects.partition_of(member);
+        self.inner.shards.lock().await.get(&partition).cloned().ok_or(EngineError::NotOwned { partition })
+    }
+}

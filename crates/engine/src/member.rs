@@ -1,0 +1,242 @@
+//! One member's actor: a thin shell around the pure fold.
+//!
+//! It folds the member's events, outcomes and its own past commands into a [`MemberState`],
+//! and on request evaluates the access the member should have now, appends the commands that
+//! close the gap to what was last emitted, and tells the shard when it next needs waking.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use doorsync_access::MemberState;
+use doorsync_log::{NewMessage, ReplayRequest, RetryPolicy, append_with_retry};
+use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome};
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+use crate::shard::{MappingVersion, ShardMsg};
+use crate::shared::Shared;
+
+pub(crate) enum MemberMsg {
+    Event { sequence: u64, envelope: Box<Envelope<Event>> },
+    Command { sequence: u64, command: Command },
+    Outcome { sequence: u64, outcome: Outcome },
+    Evaluate { mapping: Arc<MappingVersion> },
+    Snapshot(RpcReplyPort<Result<(), EngineError>>),
+    Inspect(RpcReplyPort<MemberState>),
+}
+
+/// What is kept of a member while its actor is passivated, and what a restarted actor resumes
+/// from. The sequences say how far into each stream the state reaches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MemberSnapshot {
+    pub(crate) state: MemberState,
+    pub(crate) command_sequence: u64,
+    pub(crate) outcome_sequence: u64,
+}
+
+pub(crate) fn snapshot_key(member: MemberId) -> String {
+    format!("member.{member}")
+}
+
+pub(crate) struct MemberActor;
+
+pub(crate) struct MemberArgs {
+    pub(crate) member: MemberId,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) shard: ActorRef<ShardMsg>,
+    /// False when the shard is rebuilding everything from the log and has never seen this
+    /// member: there is no snapshot worth a round trip.
+    pub(crate) load_snapshot: bool,
+    /// After a crash the snapshot may be older than what the shard already handed over (and
+    /// lost with the mailbox): read the member's own subjects from the snapshot on.
+    pub(crate) recover: bool,
+}
+
+pub(crate) struct Member {
+    snapshot: MemberSnapshot,
+    shared: Arc<Shared>,
+    shard: ActorRef<ShardMsg>,
+    dirty: bool,
+}
+
+impl Actor for MemberActor {
+    type Msg = MemberMsg;
+    type State = Member;
+    type Arguments = MemberArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<MemberMsg>, args: MemberArgs) -> Result<Member, ActorProcessingErr> {
+        let stored = if args.load_snapshot { load_snapshot(&args.shared, args.member).await? } else { None };
+        let mut member = Member {
+            snapshot: stored.unwrap_or_else(|| MemberSnapshot {
+                state: MemberState::new(args.member),
+                command_sequence: 0,
+                outcome_sequence: 0,
+            }),
+            shared: args.shared,
+            shard: args.shard,
+            dirty: false,
+        };
+        if args.recover {
+            member.catch_up().await?;
+        }
+        Ok(member)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<MemberMsg>,
+        message: MemberMsg,
+        member: &mut Member,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            MemberMsg::Event { sequence, envelope } => member.fold_event(sequence, &envelope),
+            MemberMsg::Command { sequence, command } => member.record_command(sequence, &command),
+            MemberMsg::Outcome { sequence, outcome } => member.fold_outcome(sequence, &outcome),
+            MemberMsg::Evaluate { mapping } => member.evaluate(&mapping).await?,
+            MemberMsg::Snapshot(reply) => {
+                // The caller may have given up waiting; the snapshot is written all the same.
+                let _ = reply.send(member.save().await);
+            }
+            MemberMsg::Inspect(reply) => {
+                let _ = reply.send(member.snapshot.state.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn load_snapshot(shared: &Shared, member: MemberId) -> Result<Option<MemberSnapshot>, EngineError> {
+    let Some(entry) = shared.kv.get(&snapshot_key(member)).await? else {
+        return Ok(None);
+    };
+    rmp_serde::from_slice(&entry.value)
+        .map(Some)
+        .map_err(|error| EngineError::Snapshot { member, reason: error.to_string() })
+}
+
+impl Member {
+    fn id(&self) -> MemberId {
+        self.snapshot.state.member()
+    }
+
+    fn fold_event(&mut self, sequence: u64, envelope: &Envelope<Event>) {
+        if sequence > self.snapshot.state.last_sequence() {
+            doorsync_access::fold(&mut self.snapshot.state, sequence, envelope);
+            self.dirty = true;
+        }
+    }
+
+    fn record_command(&mut self, sequence: u64, command: &Command) {
+        if sequence > self.snapshot.command_sequence {
+            doorsync_access::record_command(&mut self.snapshot.state, command);
+            self.snapshot.command_sequence = sequence;
+            self.dirty = true;
+        }
+    }
+
+    fn fold_outcome(&mut self, sequence: u64, outcome: &Outcome) {
+        if sequence > self.snapshot.outcome_sequence {
+            doorsync_access::fold_outcome(&mut self.snapshot.state, outcome);
+            self.snapshot.outcome_sequence = sequence;
+            self.dirty = true;
+        }
+    }
+
+    /// Reads the member's own subjects past the snapshot: events, the commands this engine
+    /// already appended (so none is appended twice), and outcomes.
+    async fn catch_up(&mut self) -> Result<(), EngineError> {
+        let member = self.id();
+        let shared = Arc::clone(&self.shared);
+        let subjects = &shared.layout.subjects;
+        let events = ReplayRequest::whole(&shared.layout.events)
+            .filtered([subjects.event(member)])
+            .from_sequence(self.snapshot.state.last_sequence() + 1);
+        let mut replay = shared.log.replay(events).await?;
+        while let Some(message) = replay.next().await {
+            let message = message?;
+            let envelope = doorsync_proto::decode::<Event>(&message.payload)
+                .map_err(|error| EngineError::Undecodable { sequence: message.sequence, reason: error.to_string() })?;
+            self.fold_event(message.sequence, &envelope);
+        }
+        let commands = ReplayRequest::whole(&shared.layout.commands)
+            .filtered([subjects.command(member)])
+            .from_sequence(self.snapshot.command_sequence + 1);
+        let mut replay = shared.log.replay(commands).await?;
+        while let Some(message) = replay.next().await {
+            let message = message?;
+            let envelope = doorsync_proto::decode::<Command>(&message.payload)
+                .map_err(|error| EngineError::Undecodable { sequence: message.sequence, reason: error.to_string() })?;
+            self.record_command(message.sequence, &envelope.message);
+        }
+        let outcomes = ReplayRequest::whole(&shared.layout.outcomes)
+            .filtered([subjects.outcome(member)])
+            .from_sequence(self.snapshot.outcome_sequence + 1);
+        let mut replay = shared.log.replay(outcomes).await?;
+        while let Some(message) = replay.next().await {
+            let message = message?;
+            let envelope = doorsync_proto::decode::<Outcome>(&message.payload)
+                .map_err(|error| EngineError::Undecodable { sequence: message.sequence, reason: error.to_string() })?;
+            self.fold_outcome(message.sequence, &envelope.message);
+        }
+        Ok(())
+    }
+
+    async fn evaluate(&mut self, version: &MappingVersion) -> Result<(), EngineError> {
+        let mapping = &version.mapping;
+        let shared = Arc::clone(&self.shared);
+        let now = shared.clock.now();
+        let policy = &shared.policy;
+        let desired = doorsync_access::desired(&self.snapshot.state, mapping, policy, now);
+        let commands = doorsync_access::commands(&self.snapshot.state, &desired);
+        let emitted = commands.len();
+        if !commands.is_empty() {
+            self.append_commands(commands, version).await?;
+        }
+        let next_change = doorsync_access::next_change(&self.snapshot.state, mapping, policy, now);
+        self.shard
+            .cast(ShardMsg::Evaluated { member: self.id(), next_change, commands: emitted })
+            .map_err(|_| EngineError::ShardGone)?;
+        Ok(())
+    }
+
+    /// Appends the commands in order and records each once the log has it. Their ids derive
+    /// from their content and the time of the last event that shaped them (the member's own
+    /// or a mapping change), so a member that crashed after appending and before recording
+    /// re-appends the same ids, which the log answers as duplicates.
+    async fn append_commands(&mut self, commands: Vec<Command>, version: &MappingVersion) -> Result<(), EngineError> {
+        let occurred_at = doorsync_access::command_time(&self.snapshot.state).max(version.changed_at);
+        let subject = self.shared.layout.subjects.command(self.id());
+        let mut messages = Vec::with_capacity(commands.len());
+        for command in &commands {
+            let envelope = Envelope::new(occurred_at, command.clone())?;
+            let payload = Bytes::from(doorsync_proto::encode(&envelope)?);
+            messages.push(NewMessage::new(subject.clone(), envelope.id.to_string(), payload));
+        }
+        let answers = self.shared.log.append_batch(messages.clone()).await;
+        for ((command, message), answer) in commands.iter().zip(messages).zip(answers) {
+            let appended = match answer {
+                Ok(appended) => appended,
+                Err(error) if error.is_transient() => {
+                    append_with_retry(&*self.shared.log, message, RetryPolicy::default()).await?
+                }
+                Err(error) => return Err(error.into()),
+            };
+            self.record_command(appended.sequence, command);
+        }
+        Ok(())
+    }
+
+    async fn save(&mut self) -> Result<(), EngineError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let member = self.id();
+        let encoded = rmp_serde::to_vec_named(&self.snapshot)
+            .map_err(|error| EngineError::Snapshot { member, reason: error.to_string() })?;
+        self.shared.kv.put(&snapshot_key(member), Bytes::from(encoded)).await?;
+        self.dirty = false;
+        Ok(())
+    }
+}
