@@ -135,13 +135,7 @@ async fn run() -> BenchResult<()> {
     wait(&engine, |stats| stats.iter().all(|shard| shard.caught_up) && stats.len() == partitions() as usize).await;
     let replay_secs = started.elapsed().as_secs_f64();
     let expected_commands = members * 2;
-    loop {
-        let emitted: u64 = engine.stats().await.iter().map(|shard| shard.commands_emitted).sum();
-        if emitted >= expected_commands {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait(&engine, |stats| stats.iter().map(|shard| shard.commands_emitted).sum::<u64>() >= expected_commands).await;
     let end_to_end_secs = started.elapsed().as_secs_f64();
     let rss_active = resident_bytes().saturating_sub(rss_before);
     let commands_in_log = count(&log, &layout.commands).await?;
@@ -197,9 +191,15 @@ async fn idle_phase(url: String) -> BenchResult<()> {
 }
 
 async fn wait(engine: &EngineHandle, done: impl Fn(&[doorsync_engine::ShardStats]) -> bool) {
+    let started = Instant::now();
     loop {
-        if done(&engine.stats().await) {
+        let stats = engine.stats().await;
+        if done(&stats) {
             return;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            eprintln!("gave up waiting after 60 s; the shards report: {stats:#?}");
+            std::process::exit(1);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

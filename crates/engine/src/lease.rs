@@ -17,7 +17,7 @@ use doorsync_proto::Timestamp;
 use ractor::{Actor, ActorRef, ActorStatus};
 use serde::{Deserialize, Serialize};
 
-use crate::shard::{ShardActor, ShardArgs, ShardMsg};
+use crate::shard::{History, ShardActor, ShardArgs, ShardMsg};
 use crate::{CALL_TIMEOUT_MS, EngineError, Inner};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             () = tokio::time::sleep(renew_every) => {}
             _ = shutdown.changed() => break,
         }
-        if let Err(error) = balance(&inner).await {
+        if let Err(error) = balance(&inner, History::ReadOwn).await {
             tracing::warn!(engine = %inner.engine_id, %error, "renewing partition leases failed; retrying");
         }
     }
@@ -50,8 +50,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 }
 
 /// One round: drop shards whose lease is about to lapse, renew the rest, and take or give back
-/// partitions to hold this engine's share.
-pub(crate) async fn balance(inner: &Arc<Inner>) -> Result<(), EngineError> {
+/// partitions to hold this engine's share. Returns the shards it started.
+pub(crate) async fn balance(
+    inner: &Arc<Inner>,
+    history: History,
+) -> Result<Vec<(u32, ActorRef<ShardMsg>)>, EngineError> {
+    let mut started = Vec::new();
     let shared = &inner.shared;
     let kv = &shared.kv;
     let now = shared.clock.now();
@@ -113,19 +117,23 @@ pub(crate) async fn balance(inner: &Arc<Inner>) -> Result<(), EngineError> {
                 let revision = entry.as_ref().map_or(0, |entry| entry.revision);
                 let taken = LeaseRecord { owner: inner.engine_id.clone(), expires_at };
                 if ignore_conflict(kv.update(&key, encode(&taken)?, revision).await)?.is_some() {
-                    shards.insert(partition, start_shard(inner, partition).await?);
+                    let shard = start_shard(inner, partition, history).await?;
+                    started.push((partition, shard.clone()));
+                    shards.insert(partition, shard);
                 }
             }
             None if (shards.len() as u32) < share => {
                 let taken = LeaseRecord { owner: inner.engine_id.clone(), expires_at };
                 if ignore_conflict(kv.create(&key, encode(&taken)?).await)?.is_some() {
-                    shards.insert(partition, start_shard(inner, partition).await?);
+                    let shard = start_shard(inner, partition, history).await?;
+                    started.push((partition, shard.clone()));
+                    shards.insert(partition, shard);
                 }
             }
             _ => {}
         }
     }
-    Ok(())
+    Ok(started)
 }
 
 async fn count_live_engines(inner: &Inner, now: Timestamp) -> Result<u32, EngineError> {
@@ -141,8 +149,8 @@ async fn count_live_engines(inner: &Inner, now: Timestamp) -> Result<u32, Engine
     Ok(live)
 }
 
-async fn start_shard(inner: &Inner, partition: u32) -> Result<ActorRef<ShardMsg>, EngineError> {
-    let args = ShardArgs { partition, shared: Arc::clone(&inner.shared) };
+async fn start_shard(inner: &Inner, partition: u32, history: History) -> Result<ActorRef<ShardMsg>, EngineError> {
+    let args = ShardArgs { partition, shared: Arc::clone(&inner.shared), history };
     let (shard, _) = ShardActor::spawn(None, ShardActor, args)
         .await
         .map_err(|error| EngineError::Spawn(format!("shard for partition {partition}: {error}")))?;

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod history;
 mod lease;
 mod member;
 mod shard;
@@ -117,7 +118,8 @@ pub async fn start(
         shutdown: watch::Sender::new(false),
         leases: Mutex::new(None),
     });
-    lease::balance(&inner).await?;
+    let started = lease::balance(&inner, shard::History::Delivered).await?;
+    history::deliver(&inner.shared, &started).await?;
     let task = tokio::spawn(lease::run(Arc::clone(&inner)));
     *inner.leases.lock().await = Some(task);
     Ok(EngineHandle { inner })

@@ -26,10 +26,14 @@ use crate::shared::Shared;
 
 /// A feeder waits for the shard to catch up after this many messages, so that a replay of
 /// millions of events does not pile up in the shard's mailbox.
-const FEED_WINDOW: usize = 4_096;
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const FEED_WINDOW: usize = 4_096;
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) enum ShardMsg {
+    /// Where the shard's checkpoint says each stream resumes.
+    Positions(RpcReplyPort<Positions>),
+    /// The engine delivered the partition's history up to these positions (inclusive).
+    HistoryDone(Positions),
     Event {
         sequence: u64,
         envelope: Box<Envelope<Event>>,
@@ -105,6 +109,17 @@ pub(crate) struct ShardActor;
 pub(crate) struct ShardArgs {
     pub(crate) partition: u32,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) history: History,
+}
+
+/// Who reads a new shard's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum History {
+    /// The shard reads its own partition (a partition taken over while running).
+    ReadOwn,
+    /// The engine reads every stream once for all the shards it starts with, and says
+    /// [`ShardMsg::HistoryDone`] at the end (see `history.rs`).
+    Delivered,
 }
 
 struct Live {
@@ -144,7 +159,7 @@ impl Actor for ShardActor {
     type Arguments = ShardArgs;
 
     async fn pre_start(&self, myself: ActorRef<ShardMsg>, args: ShardArgs) -> Result<Shard, ActorProcessingErr> {
-        let ShardArgs { partition, shared } = args;
+        let ShardArgs { partition, shared, history } = args;
         let stored = shared.kv.get(&checkpoint_key(partition)).await?;
         let started_from_checkpoint = stored.is_some();
         let checkpoint: Checkpoint = match stored {
@@ -196,13 +211,9 @@ impl Actor for ShardActor {
         }
         shard.tasks.push(tokio::spawn(run_timer(Arc::clone(&shared), timer_changes, myself.clone())));
         shard.tasks.push(tokio::spawn(run_housekeeping(shared.housekeeping_every, myself.clone())));
-        let positions = Positions {
-            commands: shard.commands_position,
-            outcomes: shard.outcomes_position,
-            mapping_events: shard.mapping_position,
-            events: shard.events_position,
-        };
-        shard.tasks.push(tokio::spawn(feed(shared, partition, positions, myself)));
+        if history == History::ReadOwn {
+            shard.tasks.push(tokio::spawn(feed(shared, partition, shard.positions(), myself)));
+        }
         Ok(shard)
     }
 
@@ -231,15 +242,20 @@ impl Actor for ShardActor {
                 shard.outcomes_position = shard.outcomes_position.max(sequence);
                 tell(&shard.member(&myself, member, false).await?, MemberMsg::Outcome { sequence, outcome });
             }
-            ShardMsg::CaughtUp => {
-                shard.caught_up = true;
-                let due = shard.due(shard.shared.clock.now());
-                let pending = std::mem::take(&mut shard.to_evaluate);
-                for member in pending.into_iter().chain(due) {
-                    shard.evaluate(&myself, member).await?;
-                }
-                tracing::info!(partition = shard.partition, position = shard.events_position, "partition caught up");
+            ShardMsg::Positions(reply) => {
+                let _ = reply.send(shard.positions());
             }
+            ShardMsg::HistoryDone(reached) => {
+                shard.commands_position = shard.commands_position.max(reached.commands);
+                shard.outcomes_position = shard.outcomes_position.max(reached.outcomes);
+                shard.mapping_position = shard.mapping_position.max(reached.mapping_events);
+                shard.events_position = shard.events_position.max(reached.events);
+                shard.caught_up(&myself).await?;
+                let live =
+                    tokio::spawn(follow_live(Arc::clone(&shard.shared), shard.partition, shard.positions(), myself));
+                shard.tasks.push(live);
+            }
+            ShardMsg::CaughtUp => shard.caught_up(&myself).await?,
             ShardMsg::Barrier(reply) => {
                 let _ = reply.send(());
             }
@@ -335,6 +351,26 @@ fn effective_mapping(from_events: &Mapping, configured: &Mapping) -> Mapping {
 }
 
 impl Shard {
+    fn positions(&self) -> Positions {
+        Positions {
+            commands: self.commands_position,
+            outcomes: self.outcomes_position,
+            mapping_events: self.mapping_position,
+            events: self.events_position,
+        }
+    }
+
+    async fn caught_up(&mut self, myself: &ActorRef<ShardMsg>) -> Result<(), EngineError> {
+        self.caught_up = true;
+        let due = self.due(self.shared.clock.now());
+        let pending = std::mem::take(&mut self.to_evaluate);
+        for member in pending.into_iter().chain(due) {
+            self.evaluate(myself, member).await?;
+        }
+        tracing::info!(partition = self.partition, position = self.events_position, "partition caught up");
+        Ok(())
+    }
+
     async fn on_event(
         &mut self,
         myself: &ActorRef<ShardMsg>,
@@ -584,12 +620,12 @@ async fn run_housekeeping(every: Duration, shard: ActorRef<ShardMsg>) {
 }
 
 /// Where the shard's reading of each stream resumes (each the last sequence already handled).
-#[derive(Debug, Clone, Copy)]
-struct Positions {
-    commands: u64,
-    outcomes: u64,
-    mapping_events: u64,
-    events: u64,
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Positions {
+    pub(crate) commands: u64,
+    pub(crate) outcomes: u64,
+    pub(crate) mapping_events: u64,
+    pub(crate) events: u64,
 }
 
 /// Reads the partition's streams into the shard: history first, then live.
@@ -614,7 +650,7 @@ async fn feed_streams(
     let commands_request = ReplayRequest::whole(&layout.commands)
         .filtered([subjects.command_partition_filter(partition)])
         .from_sequence(positions.commands + 1);
-    pump(shared.log.replay(commands_request).await?, shard, |sequence, payload| {
+    let commands_last = pump(shared.log.replay(commands_request).await?, shard, |sequence, payload| {
         let envelope = doorsync_proto::decode::<Command>(payload).map_err(|error| undecodable(sequence, error))?;
         Ok(ShardMsg::Command { sequence, command: envelope.message })
     })
@@ -632,11 +668,49 @@ async fn feed_streams(
         .from_sequence(positions.events + 1);
     let events_last = pump(shared.log.replay(events.clone()).await?, shard, event_message).await?;
     shard.cast(ShardMsg::CaughtUp).map_err(|_| EngineError::ShardGone)?;
+    let reached = Positions {
+        commands: commands_last.unwrap_or(positions.commands),
+        outcomes: outcomes_last.unwrap_or(positions.outcomes),
+        mapping_events: mapping_last.unwrap_or(positions.mapping_events),
+        events: events_last.unwrap_or(positions.events),
+    };
+    follow(shared, partition, reached, shard).await
+}
 
+/// Reads what is appended to the partition from now on, once its history has been delivered.
+async fn follow_live(shared: Arc<Shared>, partition: u32, positions: Positions, shard: ActorRef<ShardMsg>) {
+    if let Err(error) = follow(&shared, partition, positions, &shard).await {
+        let _ = shard.cast(ShardMsg::FeedFailed(error.to_string()));
+    }
+}
+
+async fn follow(
+    shared: &Shared,
+    partition: u32,
+    positions: Positions,
+    shard: &ActorRef<ShardMsg>,
+) -> Result<(), EngineError> {
+    let layout = &shared.layout;
+    let subjects = &layout.subjects;
     let live = [
-        (outcomes.from_sequence(outcomes_last.unwrap_or(positions.outcomes) + 1), outcome_message as Decoder),
-        (mapping.from_sequence(mapping_last.unwrap_or(positions.mapping_events) + 1), event_message),
-        (events.from_sequence(events_last.unwrap_or(positions.events) + 1), event_message),
+        (
+            ReplayRequest::whole(&layout.outcomes)
+                .filtered([subjects.outcome_partition_filter(partition)])
+                .from_sequence(positions.outcomes + 1),
+            outcome_message as Decoder,
+        ),
+        (
+            ReplayRequest::whole(&layout.events)
+                .filtered([subjects.mapping()])
+                .from_sequence(positions.mapping_events + 1),
+            event_message,
+        ),
+        (
+            ReplayRequest::whole(&layout.events)
+                .filtered([subjects.event_partition_filter(partition)])
+                .from_sequence(positions.events + 1),
+            event_message,
+        ),
     ];
     let mut followers = Vec::with_capacity(live.len());
     for (request, decode) in live {
@@ -657,7 +731,7 @@ async fn feed_streams(
 
 type Decoder = fn(u64, &[u8]) -> Result<ShardMsg, EngineError>;
 
-fn undecodable(sequence: u64, error: doorsync_proto::DecodeError) -> EngineError {
+pub(crate) fn undecodable(sequence: u64, error: doorsync_proto::DecodeError) -> EngineError {
     EngineError::Undecodable { sequence, reason: error.to_string() }
 }
 

@@ -73,6 +73,8 @@ struct Inner {
     streams: Vec<StreamSpec>,
     replicas: usize,
     request_timeout: Duration,
+    max_acks_in_flight: usize,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl JetStreamLog {
@@ -98,6 +100,8 @@ impl JetStreamLog {
                 streams: options.streams,
                 replicas: options.replicas,
                 request_timeout: options.request_timeout,
+                max_acks_in_flight: options.max_acks_in_flight.max(1),
+                in_flight: tokio::sync::Semaphore::new(options.max_acks_in_flight.max(1)),
             }),
         };
         for spec in &log.inner.streams {
@@ -240,7 +244,21 @@ impl JetStreamLog {
         })
     }
 
-    /// Sends the message; the returned future resolves when JetStream has stored it.
+    /// Permits for `count` acknowledgements, taken all at once. async-nats takes one permit per
+    /// publish and holds it until the acknowledgement arrives: thousands of callers that each
+    /// publish a few messages before awaiting any would all hold some permits and wait for more,
+    /// forever. Taking a whole batch's permits up front, here, means nobody waits holding any.
+    async fn acks_in_flight(&self, count: usize) -> Result<tokio::sync::SemaphorePermit<'_>, LogError> {
+        let count = u32::try_from(count.min(self.inner.max_acks_in_flight)).unwrap_or(u32::MAX);
+        self.inner
+            .in_flight
+            .acquire_many(count)
+            .await
+            .map_err(|_| LogError::Closed { context: "the JetStream connection is shutting down".into() })
+    }
+
+    /// Sends the message; the returned future resolves when JetStream has stored it. The caller
+    /// holds a permit from [`Self::acks_in_flight`] until then.
     async fn publish(
         &self,
         message: NewMessage,
@@ -376,21 +394,37 @@ pub(crate) fn stored_message(stream: &str, sequence: u64, message: &async_nats::
 #[async_trait]
 impl EventLog for JetStreamLog {
     async fn append(&self, message: NewMessage) -> Result<Appended, LogError> {
+        let _in_flight = self.acks_in_flight(1).await?;
         self.publish(message).await?.await
     }
 
     async fn append_batch(&self, messages: Vec<NewMessage>) -> Vec<Result<Appended, LogError>> {
-        let mut pending = Vec::with_capacity(messages.len());
-        for message in messages {
-            pending.push(self.publish(message).await);
-        }
-        futures::future::join_all(pending.into_iter().map(|sent| async move {
-            match sent {
-                Ok(ack) => ack.await,
-                Err(error) => Err(error),
+        let mut answers = Vec::with_capacity(messages.len());
+        let mut messages = messages.into_iter().peekable();
+        while messages.peek().is_some() {
+            let chunk: Vec<NewMessage> = messages.by_ref().take(self.inner.max_acks_in_flight).collect();
+            let _in_flight = match self.acks_in_flight(chunk.len()).await {
+                Ok(permit) => permit,
+                Err(error) => {
+                    answers.extend(chunk.iter().map(|_| Err(LogError::Closed { context: error.to_string() })));
+                    continue;
+                }
+            };
+            let mut pending = Vec::with_capacity(chunk.len());
+            for message in chunk {
+                pending.push(self.publish(message).await);
             }
-        }))
-        .await
+            answers.extend(
+                futures::future::join_all(pending.into_iter().map(|sent| async move {
+                    match sent {
+                        Ok(ack) => ack.await,
+                        Err(error) => Err(error),
+                    }
+                }))
+                .await,
+            );
+        }
+        answers
     }
 
     async fn replay(&self, request: ReplayRequest) -> Result<MessageStream, LogError> {

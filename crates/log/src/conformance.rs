@@ -111,6 +111,7 @@ macro_rules! conformance_suite {
             append_without_stream_is_refused,
             invalid_messages_are_refused,
             batch_answers_in_order,
+            thousands_of_concurrent_batches_all_complete,
             replay_filters_and_starts_at_a_sequence,
             replay_of_nothing_ends,
             follow_delivers_history_then_new_messages,
@@ -263,6 +264,31 @@ pub async fn batch_answers_in_order(harness: Harness) {
     assert_eq!(results[200].as_ref().unwrap(), &crate::Appended { sequence: 1, duplicate: true });
     assert!(matches!(results[201], Err(LogError::NoStream { .. })));
     assert_eq!(read_all(log, ReplayRequest::whole(EVENTS)).await.len(), 201);
+}
+
+/// Many callers each appending a small batch at once, more of them than acknowledgements may be
+/// in flight: nobody may end up waiting forever for a slot another waiter holds.
+pub async fn thousands_of_concurrent_batches_all_complete(harness: Harness) {
+    let callers: Vec<_> = (0..6_000)
+        .map(|n| {
+            let log = Arc::clone(&harness.log);
+            tokio::spawn(async move {
+                let batch = vec![
+                    message(&format!("conf.cmd.{}.{n}", n % 4), &format!("first-{n}")),
+                    message(&format!("conf.cmd.{}.{n}", n % 4), &format!("second-{n}")),
+                ];
+                log.append_batch(batch).await.into_iter().filter(Result::is_err).count()
+            })
+        })
+        .collect();
+    let failed: usize = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(callers))
+        .await
+        .expect("every caller answered within 60 s")
+        .into_iter()
+        .map(|answer| answer.expect("caller task"))
+        .sum();
+    assert_eq!(failed, 0);
+    assert_eq!(harness.log.last_sequence(COMMANDS).await.unwrap(), 12_000);
 }
 
 pub async fn replay_filters_and_starts_at_a_sequence(harness: Harness) {

@@ -1,0 +1,154 @@
+//! Reading history once for all the shards an engine starts with.
+//!
+//! Each shard could read its own partition, but JetStream serves a consumer filtered on a
+//! wildcard (`evt.<p>.*`) by matching it against every subject of every message block, which
+//! with one subject per member makes sixteen filtered reads far slower than one plain read of
+//! the stream. So at start the engine reads each stream once, unfiltered, from the lowest
+//! position any of its shards needs, and hands every message to the shard of its member's
+//! partition (mapping events to all), skipping what a shard's checkpoint already covers. Each
+//! shard then follows its own partition live, where the rate is low.
+
+use std::collections::HashMap;
+
+use doorsync_log::ReplayRequest;
+use doorsync_proto::{Command, Event, Outcome};
+use futures::StreamExt;
+use ractor::ActorRef;
+
+use crate::EngineError;
+use crate::shard::{CALL_TIMEOUT, FEED_WINDOW, Positions, ShardMsg, undecodable};
+use crate::shared::Shared;
+
+pub(crate) async fn deliver(shared: &Shared, shards: &[(u32, ActorRef<ShardMsg>)]) -> Result<(), EngineError> {
+    if shards.is_empty() {
+        return Ok(());
+    }
+    let mut positions = HashMap::with_capacity(shards.len());
+    for (partition, shard) in shards {
+        let reply = ractor::call_t!(shard, ShardMsg::Positions, CALL_TIMEOUT.as_millis() as u64)
+            .map_err(|_| EngineError::ShardGone)?;
+        positions.insert(*partition, (shard.clone(), reply));
+    }
+    let mut delivery = Delivery { shared, positions, in_window: 0 };
+    let reached = Positions {
+        commands: delivery.commands().await?,
+        outcomes: delivery.outcomes().await?,
+        mapping_events: 0,
+        events: delivery.events().await?,
+    };
+    let reached = Positions { mapping_events: reached.events, ..reached };
+    for (_, (shard, _)) in delivery.positions {
+        shard.cast(ShardMsg::HistoryDone(reached)).map_err(|_| EngineError::ShardGone)?;
+    }
+    Ok(())
+}
+
+struct Delivery<'a> {
+    shared: &'a Shared,
+    positions: HashMap<u32, (ActorRef<ShardMsg>, Positions)>,
+    in_window: usize,
+}
+
+impl Delivery<'_> {
+    fn lowest(&self, position: impl Fn(&Positions) -> u64) -> u64 {
+        self.positions.values().map(|(_, positions)| position(positions)).min().unwrap_or(0)
+    }
+
+    /// Every [`FEED_WINDOW`] messages, waits for every shard to have handled what it was sent.
+    async fn pace(&mut self) -> Result<(), EngineError> {
+        self.in_window += 1;
+        if self.in_window < FEED_WINDOW {
+            return Ok(());
+        }
+        self.in_window = 0;
+        for (shard, _) in self.positions.values() {
+            ractor::call_t!(shard, ShardMsg::Barrier, CALL_TIMEOUT.as_millis() as u64)
+                .map_err(|_| EngineError::ShardGone)?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, partition: u32, message: ShardMsg) -> Result<(), EngineError> {
+        match self.positions.get(&partition) {
+            Some((shard, _)) => shard.cast(message).map_err(|_| EngineError::ShardGone),
+            None => Ok(()),
+        }
+    }
+
+    fn needs(&self, partition: u32, sequence: u64, position: impl Fn(&Positions) -> u64) -> bool {
+        self.positions.get(&partition).is_some_and(|(_, positions)| sequence > position(positions))
+    }
+
+    async fn commands(&mut self) -> Result<u64, EngineError> {
+        let from = self.lowest(|positions| positions.commands);
+        let stream = &self.shared.layout.commands;
+        let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
+        let mut last = from;
+        while let Some(message) = replay.next().await {
+            let message = message?;
+            last = message.sequence;
+            let command = doorsync_proto::decode::<Command>(&message.payload)
+                .map_err(|error| undecodable(message.sequence, error))?
+                .message;
+            let partition = self.shared.layout.subjects.partition_of(command.member());
+            if self.needs(partition, message.sequence, |positions| positions.commands) {
+                self.send(partition, ShardMsg::Command { sequence: message.sequence, command })?;
+                self.pace().await?;
+            }
+        }
+        Ok(last)
+    }
+
+    async fn outcomes(&mut self) -> Result<u64, EngineError> {
+        let from = self.lowest(|positions| positions.outcomes);
+        let stream = &self.shared.layout.outcomes;
+        let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
+        let mut last = from;
+        while let Some(message) = replay.next().await {
+            let message = message?;
+            last = message.sequence;
+            let outcome = doorsync_proto::decode::<Outcome>(&message.payload)
+                .map_err(|error| undecodable(message.sequence, error))?
+                .message;
+            let partition = self.shared.layout.subjects.partition_of(outcome.member());
+            if self.needs(partition, message.sequence, |positions| positions.outcomes) {
+                self.send(partition, ShardMsg::Outcome { sequence: message.sequence, outcome })?;
+                self.pace().await?;
+            }
+        }
+        Ok(last)
+    }
+
+    async fn events(&mut self) -> Result<u64, EngineError> {
+        let from = self.lowest(|positions| positions.events.min(positions.mapping_events));
+        let stream = &self.shared.layout.events;
+        let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
+        let mut last = from;
+        while let Some(message) = replay.next().await {
+            let message = message?;
+            last = message.sequence;
+            let envelope = doorsync_proto::decode::<Event>(&message.payload)
+                .map_err(|error| undecodable(message.sequence, error))?;
+            match envelope.message.member() {
+                Some(member) => {
+                    let partition = self.shared.layout.subjects.partition_of(member);
+                    if self.needs(partition, message.sequence, |positions| positions.events) {
+                        let envelope = Box::new(envelope);
+                        self.send(partition, ShardMsg::Event { sequence: message.sequence, envelope })?;
+                    }
+                }
+                None => {
+                    let partitions: Vec<u32> = self.positions.keys().copied().collect();
+                    for partition in partitions {
+                        if self.needs(partition, message.sequence, |positions| positions.mapping_events) {
+                            let envelope = Box::new(envelope.clone());
+                            self.send(partition, ShardMsg::Event { sequence: message.sequence, envelope })?;
+                        }
+                    }
+                }
+            }
+            self.pace().await?;
+        }
+        Ok(last)
+    }
+}
