@@ -128,6 +128,12 @@ async fn run() -> BenchResult<()> {
     let append_rate = total as f64 / started.elapsed().as_secs_f64();
 
     let raw_rate = raw_ordered_read(&server, &layout, total).await?;
+    let started = Instant::now();
+    let mut replay = log.replay(ReplayRequest::whole(&layout.events)).await?;
+    while let Some(message) = replay.next().await {
+        doorsync_proto::decode::<Event>(&message?.payload)?;
+    }
+    let decode_rate = total as f64 / started.elapsed().as_secs_f64();
 
     let rss_before = resident_bytes();
     let started = Instant::now();
@@ -153,6 +159,7 @@ async fn run() -> BenchResult<()> {
     println!("Engine on JetStream: {members} members, {total} events, {} partitions", partitions());
     println!("  append (setup)                        {append_rate:>12.0} events/s");
     println!("  raw ordered read of the stream        {raw_rate:>12.0} events/s");
+    println!("  our replay of it, decoded, no engine  {decode_rate:>12.0} events/s");
     println!(
         "  engine replay until caught up         {replay_rate:>12.0} events/s   ({replay_secs:.2} s; ours/raw {:.2})",
         replay_rate / raw_rate

@@ -10,8 +10,9 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use doorsync_log::ReplayRequest;
-use doorsync_proto::{Command, Event, Outcome};
+use doorsync_proto::{Command, Outcome};
 use futures::StreamExt;
 use ractor::ActorRef;
 
@@ -29,7 +30,7 @@ pub(crate) async fn deliver(shared: &Shared, shards: &[(u32, ActorRef<ShardMsg>)
             .map_err(|_| EngineError::ShardGone)?;
         positions.insert(*partition, (shard.clone(), reply));
     }
-    let mut delivery = Delivery { shared, positions, in_window: 0 };
+    let mut delivery = Delivery { shared, positions, in_window: 0, pending_events: HashMap::new() };
     let reached = Positions {
         commands: delivery.commands().await?,
         outcomes: delivery.outcomes().await?,
@@ -47,7 +48,11 @@ struct Delivery<'a> {
     shared: &'a Shared,
     positions: HashMap<u32, (ActorRef<ShardMsg>, Positions)>,
     in_window: usize,
+    /// Events gathered per partition and sent [`EVENT_BATCH`] at a time.
+    pending_events: HashMap<u32, Vec<(u64, Bytes)>>,
 }
+
+const EVENT_BATCH: usize = 256;
 
 impl Delivery<'_> {
     fn lowest(&self, position: impl Fn(&Positions) -> u64) -> u64 {
@@ -61,6 +66,7 @@ impl Delivery<'_> {
             return Ok(());
         }
         self.in_window = 0;
+        self.flush_events()?;
         for (shard, _) in self.positions.values() {
             ractor::call_t!(shard, ShardMsg::Barrier, CALL_TIMEOUT.as_millis() as u64)
                 .map_err(|_| EngineError::ShardGone)?;
@@ -73,6 +79,25 @@ impl Delivery<'_> {
             Some((shard, _)) => shard.cast(message).map_err(|_| EngineError::ShardGone),
             None => Ok(()),
         }
+    }
+
+    fn queue_event(&mut self, partition: u32, sequence: u64, payload: Bytes) -> Result<(), EngineError> {
+        let pending = self.pending_events.entry(partition).or_default();
+        pending.push((sequence, payload));
+        if pending.len() >= EVENT_BATCH {
+            let batch = std::mem::take(pending);
+            self.send(partition, ShardMsg::Events(batch))?;
+        }
+        Ok(())
+    }
+
+    fn flush_events(&mut self) -> Result<(), EngineError> {
+        let pending: Vec<(u32, Vec<(u64, Bytes)>)> =
+            self.pending_events.drain().filter(|(_, batch)| !batch.is_empty()).collect();
+        for (partition, batch) in pending {
+            self.send(partition, ShardMsg::Events(batch))?;
+        }
+        Ok(())
     }
 
     fn needs(&self, partition: u32, sequence: u64, position: impl Fn(&Positions) -> u64) -> bool {
@@ -119,36 +144,43 @@ impl Delivery<'_> {
         Ok(last)
     }
 
+    /// Routed by subject, without decoding: the shards decode, in parallel, what they are sent.
     async fn events(&mut self) -> Result<u64, EngineError> {
         let from = self.lowest(|positions| positions.events.min(positions.mapping_events));
         let stream = &self.shared.layout.events;
+        let member_events = format!("{}.", self.shared.layout.subjects.events_wildcard().trim_end_matches(".>"));
+        let mapping = self.shared.layout.subjects.mapping();
         let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
         let mut last = from;
         while let Some(message) = replay.next().await {
             let message = message?;
             last = message.sequence;
-            let envelope = doorsync_proto::decode::<Event>(&message.payload)
-                .map_err(|error| undecodable(message.sequence, error))?;
-            match envelope.message.member() {
-                Some(member) => {
-                    let partition = self.shared.layout.subjects.partition_of(member);
-                    if self.needs(partition, message.sequence, |positions| positions.events) {
-                        let envelope = Box::new(envelope);
-                        self.send(partition, ShardMsg::Event { sequence: message.sequence, envelope })?;
+            if message.subject == mapping {
+                let partitions: Vec<u32> = self.positions.keys().copied().collect();
+                for partition in partitions {
+                    if self.needs(partition, message.sequence, |positions| positions.mapping_events) {
+                        self.queue_event(partition, message.sequence, message.payload.clone())?;
                     }
                 }
-                None => {
-                    let partitions: Vec<u32> = self.positions.keys().copied().collect();
-                    for partition in partitions {
-                        if self.needs(partition, message.sequence, |positions| positions.mapping_events) {
-                            let envelope = Box::new(envelope.clone());
-                            self.send(partition, ShardMsg::Event { sequence: message.sequence, envelope })?;
-                        }
-                    }
+            } else {
+                let partition = message
+                    .subject
+                    .strip_prefix(&member_events)
+                    .and_then(|rest| rest.split('.').next())
+                    .and_then(|token| token.parse::<u32>().ok());
+                let Some(partition) = partition else {
+                    return Err(EngineError::Undecodable {
+                        sequence: message.sequence,
+                        reason: format!("subject {} is neither a member's nor the mapping's", message.subject),
+                    });
+                };
+                if self.needs(partition, message.sequence, |positions| positions.events) {
+                    self.queue_event(partition, message.sequence, message.payload)?;
                 }
             }
             self.pace().await?;
         }
+        self.flush_events()?;
         Ok(last)
     }
 }

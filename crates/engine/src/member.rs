@@ -20,6 +20,7 @@ use crate::shared::Shared;
 
 pub(crate) enum MemberMsg {
     Event { sequence: u64, envelope: Box<Envelope<Event>> },
+    Events(Vec<(u64, Box<Envelope<Event>>)>),
     Command { sequence: u64, command: Command },
     Outcome { sequence: u64, outcome: Outcome },
     Evaluate { mapping: Arc<MappingVersion> },
@@ -92,6 +93,11 @@ impl Actor for MemberActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             MemberMsg::Event { sequence, envelope } => member.fold_event(sequence, &envelope),
+            MemberMsg::Events(events) => {
+                for (sequence, envelope) in events {
+                    member.fold_event(sequence, &envelope);
+                }
+            }
             MemberMsg::Command { sequence, command } => member.record_command(sequence, &command),
             MemberMsg::Outcome { sequence, outcome } => member.fold_outcome(sequence, &outcome),
             MemberMsg::Evaluate { mapping } => member.evaluate(&mapping).await?,

@@ -26,10 +26,12 @@ use crate::shared::Shared;
 
 /// A feeder waits for the shard to catch up after this many messages, so that a replay of
 /// millions of events does not pile up in the shard's mailbox.
-pub(crate) const FEED_WINDOW: usize = 4_096;
+pub(crate) const FEED_WINDOW: usize = 32_768;
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) enum ShardMsg {
+    /// Several encoded events at once, from the engine's reading of history.
+    Events(Vec<(u64, Bytes)>),
     /// Where the shard's checkpoint says each stream resumes.
     Positions(RpcReplyPort<Positions>),
     /// The engine delivered the partition's history up to these positions (inclusive).
@@ -232,6 +234,7 @@ impl Actor for ShardActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ShardMsg::Event { sequence, envelope } => shard.on_event(&myself, sequence, envelope).await?,
+            ShardMsg::Events(batch) => shard.on_events(&myself, batch).await?,
             ShardMsg::Command { sequence, command } => {
                 let member = command.member();
                 shard.commands_position = shard.commands_position.max(sequence);
@@ -368,6 +371,30 @@ impl Shard {
             self.evaluate(myself, member).await?;
         }
         tracing::info!(partition = self.partition, position = self.events_position, "partition caught up");
+        Ok(())
+    }
+
+    /// Hands each member its events in one message: during a replay most of the work is moving
+    /// messages between actors, not folding them.
+    async fn on_events(&mut self, myself: &ActorRef<ShardMsg>, batch: Vec<(u64, Bytes)>) -> Result<(), EngineError> {
+        let mut by_member: HashMap<MemberId, Vec<(u64, Box<Envelope<Event>>)>> = HashMap::new();
+        for (sequence, payload) in batch {
+            let envelope =
+                Box::new(doorsync_proto::decode::<Event>(&payload).map_err(|error| undecodable(sequence, error))?);
+            match envelope.message.member() {
+                Some(member) => {
+                    self.events_position = self.events_position.max(sequence);
+                    by_member.entry(member).or_default().push((sequence, envelope));
+                }
+                // The fold does not read the mapping, so a mapping change may be applied before
+                // member events that preceded it in the log without changing any state.
+                None => self.on_event(myself, sequence, envelope).await?,
+            }
+        }
+        for (member, events) in by_member {
+            tell(&self.member(myself, member, false).await?, MemberMsg::Events(events));
+            self.evaluate_or_defer(myself, member).await?;
+        }
         Ok(())
     }
 
