@@ -18,9 +18,12 @@ use crate::EngineError;
 use crate::shard::{MappingVersion, ShardMsg};
 use crate::shared::Shared;
 
+/// Events for one member, each with its sequence in the log.
+pub(crate) type MemberEvents = Vec<(u64, Box<Envelope<Event>>)>;
+
 pub(crate) enum MemberMsg {
     Event { sequence: u64, envelope: Box<Envelope<Event>> },
-    Events(Vec<(u64, Box<Envelope<Event>>)>),
+    Events(MemberEvents),
     Command { sequence: u64, command: Command },
     Outcome { sequence: u64, outcome: Outcome },
     Evaluate { mapping: Arc<MappingVersion> },

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::EngineError;
-use crate::member::{MemberActor, MemberArgs, MemberMsg};
+use crate::member::{MemberActor, MemberArgs, MemberEvents, MemberMsg};
 use crate::shared::Shared;
 
 /// A feeder waits for the shard to catch up after this many messages, so that a replay of
@@ -377,7 +377,7 @@ impl Shard {
     /// Hands each member its events in one message: during a replay most of the work is moving
     /// messages between actors, not folding them.
     async fn on_events(&mut self, myself: &ActorRef<ShardMsg>, batch: Vec<(u64, Bytes)>) -> Result<(), EngineError> {
-        let mut by_member: HashMap<MemberId, Vec<(u64, Box<Envelope<Event>>)>> = HashMap::new();
+        let mut by_member: HashMap<MemberId, MemberEvents> = HashMap::new();
         for (sequence, payload) in batch {
             let envelope =
                 Box::new(doorsync_proto::decode::<Event>(&payload).map_err(|error| undecodable(sequence, error))?);
