@@ -1,25 +1,41 @@
-//! The demo, at this stage of doorsync: the event log that every other part builds on.
+//! The demo, at this stage of doorsync: generated Nexudus facts go into the embedded log, the
+//! access engine turns them into commands for Kisi, and the commands are printed as they are
+//! emitted, including the ones that come due while the demo runs.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use doorsync_clock::{Clock, SystemClock};
+use doorsync_engine::EngineOptions;
+use doorsync_layout::Layout;
 use doorsync_log::{EventLog, NewMessage, ReplayRequest};
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
 use doorsync_proto::{
-    BookingChanged, BookingId, Envelope, Event, KisiGroupId, MappingChanged, MappingSource, MemberChanged, MemberId,
-    PassChanged, PassId, PassProductId, PassValidity, ResourceId, Subjects, Timestamp, WireMessage,
+    BookingChanged, BookingId, Command, Envelope, Event, KisiGroupId, MappingChanged, MappingSource, MemberChanged,
+    MemberId, PassChanged, PassId, PassProductId, PassValidity, ResourceId, Subjects, Timestamp, WireMessage,
 };
 use futures::StreamExt;
 
-use doorsync_layout::Layout;
+const SECOND_MS: i64 = 1_000;
+const MINUTE_MS: i64 = 60 * SECOND_MS;
+/// The default lead and lag: access from 15 minutes before a booking to 15 minutes after.
+const LEAD_LAG_MS: i64 = 15 * MINUTE_MS;
 
-const MINUTE_MS: i64 = 60_000;
+#[derive(Debug)]
+pub(crate) struct DemoOptions {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) members: u64,
+    pub(crate) partitions: u32,
+    pub(crate) seconds: u64,
+}
 
-pub(crate) async fn run(data_dir: Option<PathBuf>, members: u64, partitions: u32) -> anyhow::Result<()> {
+pub(crate) async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let temporary;
-    let data_dir = match data_dir {
+    let data_dir = match options.data_dir {
         Some(dir) => dir,
         None => {
             temporary =
@@ -28,61 +44,65 @@ pub(crate) async fn run(data_dir: Option<PathBuf>, members: u64, partitions: u32
         }
     };
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let layout = Layout::new(Subjects::new("doorsync", partitions).context("--partitions must be at least 1")?);
-    let subjects = &layout.subjects;
+    let subjects = Subjects::new("doorsync", options.partitions).context("--partitions must be at least 1")?;
+    let layout = Layout::new(subjects);
     let path = data_dir.join("doorsync.redb");
-    let log = EmbeddedLog::open(EmbeddedOptions::new(&path, layout.streams()))?;
-    println!("doorsync demo: the event log ({})", path.display());
-    println!();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedOptions::new(&path, layout.streams()))?);
 
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).context("the system clock is before 1970")?;
-    let now_ms = i64::try_from(now.as_millis()).context("the system clock is out of range")?;
-    let events = generate(members, now_ms);
-    let messages =
-        events.iter().map(|event| encode(&subjects, event, now_ms)).collect::<anyhow::Result<Vec<NewMessage>>>()?;
-
-    println!("  seq  partition  subject                      event");
-    let answers = log.append_batch(messages.clone()).await;
-    for (event, answer) in events.iter().zip(answers) {
-        let appended = answer.context("appending to the embedded log")?;
-        let subject = subjects.subject_for(event);
-        let partition = event.member().map_or("all".to_owned(), |member| subjects.partition_of(member).to_string());
-        println!("{:>5}  {:>9}  {:<28} {}", appended.sequence, partition, subject, describe(event));
+    let clock = SystemClock;
+    let started = clock.now();
+    let events = generate(options.members, started.as_unix_millis());
+    let messages = events
+        .iter()
+        .map(|event| encode(&layout.subjects, event, started))
+        .collect::<anyhow::Result<Vec<NewMessage>>>()?;
+    for answer in log.append_batch(messages.clone()).await {
+        answer.context("appending to the embedded log")?;
     }
-
-    let again = log.append_batch(messages).await;
-    let duplicates = again.iter().filter(|answer| answer.as_ref().is_ok_and(|appended| appended.duplicate)).count();
-    println!();
+    let duplicates =
+        log.append_batch(messages).await.into_iter().filter(|answer| matches!(answer, Ok(a) if a.duplicate)).count();
+    println!("doorsync demo: {} members, one site, embedded log at {}", options.members, path.display());
     println!(
-        "Appending the same {} events again: {duplicates} recognised as duplicates by their ids, none stored twice.",
-        again.len()
+        "  {} Nexudus facts appended (mappings, members, bookings, passes); sent twice, {duplicates} were recognised as duplicates",
+        events.len()
     );
+    println!("  bookings open the doors 15 min before they start and close them 15 min after they end");
+    println!("  watching for {} s; the commands for Kisi appear as the engine emits them:", options.seconds);
+    println!();
 
-    println!();
-    println!("Replaying each partition, as an engine that owns it would:");
-    let stream = &layout.events;
-    for partition in 0..partitions {
-        let request = ReplayRequest::whole(stream).filtered([subjects.event_partition_filter(partition)]);
-        let mut replay = log.replay(request).await?;
-        let mut members_seen = Vec::new();
-        let mut count = 0;
-        while let Some(message) = replay.next().await {
-            let envelope = doorsync_proto::decode::<Event>(&message?.payload)?;
-            if let Some(member) = envelope.message.member().filter(|member| !members_seen.contains(member)) {
-                members_seen.push(member);
+    let mut followed = log.follow(ReplayRequest::whole(&layout.commands)).await?;
+    let engine =
+        doorsync_engine::start(EngineOptions::new("demo", layout.clone()), Arc::clone(&log), Arc::new(clock)).await?;
+    let deadline = tokio::time::sleep(Duration::from_secs(options.seconds));
+    tokio::pin!(deadline);
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            () = &mut deadline => break,
+            _ = tokio::signal::ctrl_c() => break,
+            next = followed.next() => {
+                let Some(message) = next else { break };
+                let command = doorsync_proto::decode::<Command>(&message?.payload)?.message;
+                *counts.entry(command.tag()).or_default() += 1;
+                let elapsed = (clock.now().as_unix_millis() - started.as_unix_millis()) / SECOND_MS;
+                println!("  +{:02}:{:02}  {}", elapsed / 60, elapsed % 60, describe(&command));
             }
-            count += 1;
         }
-        let members_text: Vec<String> = members_seen.iter().map(ToString::to_string).collect();
-        println!("  partition {partition}: {count:>3} events for members {}", members_text.join(", "));
     }
+    engine.shutdown().await;
     println!();
-    println!("The access engine, the Kisi writer and the Nexudus ingestor will read and write this same log.");
-    log.close().await;
+    let summary: Vec<String> = counts.iter().map(|(tag, count)| format!("{count} {tag}")).collect();
+    println!("{} commands: {}", counts.values().sum::<usize>(), summary.join(", "));
+    println!(
+        "The Kisi writer (next) turns these into the fewest Kisi API calls; the Nexudus ingestor feeds the facts."
+    );
     Ok(())
 }
 
-fn generate(members: u64, now_ms: i64) -> Vec<Event> {
+/// Members whose access changes while the demo runs: some bookings end (their access closes a
+/// few seconds in), others start soon (their grant is written ahead, to open on time), passes
+/// run out, and members with nothing left are suspended.
+fn generate(members: u64, now: i64) -> Vec<Event> {
     let mut events: Vec<Event> = (0..3)
         .map(|resource| {
             Event::MappingChanged(MappingChanged {
@@ -90,6 +110,10 @@ fn generate(members: u64, now_ms: i64) -> Vec<Event> {
                 group: Some(KisiGroupId(100 + resource)),
             })
         })
+        .chain([Event::MappingChanged(MappingChanged {
+            source: MappingSource::PassProduct(PassProductId(9)),
+            group: Some(KisiGroupId(900)),
+        })])
         .collect();
     for n in 1..=members {
         let member = MemberId(1_000 + n);
@@ -99,23 +123,31 @@ fn generate(members: u64, now_ms: i64) -> Vec<Event> {
             name: format!("Demo Member {n}"),
             active: true,
         }));
-        let starts = now_ms + (15 + 5 * n as i64) * MINUTE_MS;
+        let offset = 3 * SECOND_MS * n as i64;
+        let (starts, ends) = match n % 3 {
+            // Ended a quarter of an hour ago give or take: access closes `offset` from now.
+            0 => (now - 60 * MINUTE_MS, now - LEAD_LAG_MS + offset),
+            // Starts in a quarter of an hour: access opens `offset` from now.
+            1 => (now + LEAD_LAG_MS + offset, now + LEAD_LAG_MS + offset + 60 * MINUTE_MS),
+            // Under way.
+            _ => (now - 10 * MINUTE_MS, now + 50 * MINUTE_MS),
+        };
         events.push(Event::BookingChanged(BookingChanged {
             member,
             booking: BookingId(50_000 + n),
             resource: ResourceId(n % 3),
             starts_at: Timestamp::from_unix_millis(starts),
-            ends_at: Timestamp::from_unix_millis(starts + 60 * MINUTE_MS),
+            ends_at: Timestamp::from_unix_millis(ends),
             tentative: false,
         }));
-        if n % 3 == 0 {
+        if n % 4 == 0 {
             events.push(Event::PassChanged(PassChanged {
                 member,
                 pass: PassId(70_000 + n),
                 product: PassProductId(9),
                 validity: PassValidity::Window {
-                    from: Some(Timestamp::from_unix_millis(now_ms)),
-                    until: Some(Timestamp::from_unix_millis(now_ms + 8 * 60 * MINUTE_MS)),
+                    from: Some(Timestamp::from_unix_millis(now - 60 * MINUTE_MS)),
+                    until: Some(Timestamp::from_unix_millis(now + offset + 5 * SECOND_MS)),
                 },
                 used_up: false,
             }));
@@ -124,34 +156,27 @@ fn generate(members: u64, now_ms: i64) -> Vec<Event> {
     events
 }
 
-fn encode(subjects: &Subjects, event: &Event, occurred_at_ms: i64) -> anyhow::Result<NewMessage> {
-    let envelope = Envelope::new(Timestamp::from_unix_millis(occurred_at_ms), event.clone())?;
+fn encode(subjects: &Subjects, event: &Event, occurred_at: Timestamp) -> anyhow::Result<NewMessage> {
+    let envelope = Envelope::new(occurred_at, event.clone())?;
     let payload = Bytes::from(doorsync_proto::encode(&envelope)?);
     Ok(NewMessage::new(subjects.subject_for(event), envelope.id.to_string(), payload))
 }
 
-fn describe(event: &Event) -> String {
-    let in_minutes = |at: Timestamp, from: Timestamp| {
-        Duration::from_millis(u64::try_from(at.as_unix_millis() - from.as_unix_millis()).unwrap_or(0)).as_secs() / 60
-    };
-    match event {
-        Event::BookingChanged(booking) => format!(
-            "{} resource {} {}..{} ({} min)",
-            event.tag(),
-            booking.resource,
-            booking.starts_at,
-            booking.ends_at,
-            in_minutes(booking.ends_at, booking.starts_at)
-        ),
-        Event::MappingChanged(mapping) => {
-            let source = match mapping.source {
-                MappingSource::Resource(id) => format!("resource {id}"),
-                MappingSource::PassProduct(id) => format!("pass product {id}"),
-                MappingSource::FloorPlanItem(id) => format!("desk/office {id}"),
-            };
-            let group = mapping.group.map_or("no group".to_owned(), |group| format!("Kisi group {group}"));
-            format!("{} {source} -> {group}", event.tag())
+fn window(from: Option<Timestamp>, until: Option<Timestamp>) -> String {
+    let at = |instant: Option<Timestamp>| instant.map_or("open".to_owned(), |instant| instant.to_string());
+    format!("{} .. {}", at(from), at(until))
+}
+
+fn describe(command: &Command) -> String {
+    let member = command.member();
+    match command {
+        Command::EnsureUser(ensure) => format!("member {member}  ensure Kisi user <{}>", ensure.email),
+        Command::GrantGroup(grant) => {
+            format!("member {member}  grant group {}  {}", grant.group, window(grant.valid_from, grant.valid_until))
         }
-        _ => event.tag().to_owned(),
+        Command::RevokeGroup(revoke) => format!("member {member}  revoke group {}", revoke.group),
+        Command::SuspendUser(_) => format!("member {member}  suspend Kisi user (holds nothing any more)"),
+        Command::RestoreUser(_) => format!("member {member}  restore Kisi user"),
+        Command::DeleteUser(_) => format!("member {member}  delete Kisi user"),
     }
 }

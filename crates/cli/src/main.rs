@@ -16,8 +16,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Shows the event log at work with generated members: encoded Nexudus facts appended on
-    /// their partitions, re-appended without being stored twice, and replayed per partition.
+    /// Runs the access engine on generated members, bookings and passes and prints the
+    /// commands for Kisi as they are emitted, including those that come due while it runs.
     /// Needs no account and no NATS.
     Demo {
         /// Where the embedded log file goes; a temporary directory when not given.
@@ -29,6 +29,9 @@ enum Command {
         /// Partitions that members are spread over.
         #[arg(long, default_value_t = 4)]
         partitions: u32,
+        /// How long to watch before stopping (Ctrl-C stops sooner).
+        #[arg(long, default_value_t = 45)]
+        seconds: u64,
     },
 }
 
@@ -42,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Demo { data_dir, members, partitions } => demo::run(data_dir, members, partitions).await,
+        Command::Demo { data_dir, members, partitions, seconds } => {
+            demo::run(demo::DemoOptions { data_dir, members, partitions, seconds }).await
+        }
     }
 }
