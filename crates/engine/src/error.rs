@@ -17,6 +17,8 @@ pub enum EngineError {
     Checkpoint { partition: u32, reason: String },
     #[error("lease record {key}: {reason}")]
     Lease { key: String, reason: String },
+    #[error("member {member} did not save its snapshot: {reason}")]
+    SnapshotNotSaved { member: MemberId, reason: String },
     #[error("starting an actor: {0}")]
     Spawn(String),
     #[error("the shard actor stopped")]

@@ -57,7 +57,7 @@ pub(crate) async fn balance(
 ) -> Result<Vec<(u32, ActorRef<ShardMsg>)>, EngineError> {
     let mut started = Vec::new();
     let shared = &inner.shared;
-    let kv = &shared.kv;
+    let kv = &shared.leases;
     let now = shared.clock.now();
     let expires_at = Timestamp::from_unix_millis(now.as_unix_millis() + inner.lease_ttl.as_millis() as i64);
     kv.put(&engine_key(&inner.engine_id), encode(&LeaseRecord { owner: inner.engine_id.clone(), expires_at })?).await?;
@@ -137,7 +137,7 @@ pub(crate) async fn balance(
 }
 
 async fn count_live_engines(inner: &Inner, now: Timestamp) -> Result<u32, EngineError> {
-    let kv = &inner.shared.kv;
+    let kv = &inner.shared.leases;
     let mut live = 0;
     for key in kv.keys().await?.into_iter().filter(|key| key.starts_with("engine.")) {
         if let Some(entry) = kv.get(&key).await?
@@ -169,7 +169,7 @@ async fn stop_gracefully(shard: &ActorRef<ShardMsg>) {
 /// On shutdown: checkpoint and stop every shard, then mark its lease expired so another engine
 /// can take it at once instead of waiting out the lease.
 async fn release_all(inner: &Inner) {
-    let kv = &inner.shared.kv;
+    let kv = &inner.shared.leases;
     let shards: BTreeMap<u32, ActorRef<ShardMsg>> = std::mem::take(&mut *inner.shards.lock().await);
     let now = inner.shared.clock.now();
     for (partition, shard) in shards {

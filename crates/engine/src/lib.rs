@@ -99,9 +99,11 @@ pub async fn start(
     clock: SharedClock,
 ) -> Result<EngineHandle, EngineError> {
     let kv = log.key_value(&options.layout.engine_bucket).await?;
+    let leases = log.key_value(&options.layout.leases_bucket).await?;
     let shared = Arc::new(Shared {
         log,
         kv,
+        leases,
         clock,
         layout: options.layout,
         policy: options.policy,

@@ -536,7 +536,7 @@ impl Shard {
         live.actor.stop(None);
         match saved {
             Ok(result) => result,
-            Err(error) => Err(EngineError::Spawn(format!("member {member} did not save its snapshot: {error}"))),
+            Err(error) => Err(EngineError::SnapshotNotSaved { member, reason: error.to_string() }),
         }
     }
 
@@ -554,9 +554,7 @@ impl Shard {
                 async move {
                     match ractor::call_t!(actor, MemberMsg::Snapshot, CALL_TIMEOUT.as_millis() as u64) {
                         Ok(result) => result,
-                        Err(error) => {
-                            Err(EngineError::Spawn(format!("member {member} did not save its snapshot: {error}")))
-                        }
+                        Err(error) => Err(EngineError::SnapshotNotSaved { member, reason: error.to_string() }),
                     }
                 }
             })

@@ -9,7 +9,10 @@ use doorsync_log::{EventLog, KeyValue};
 /// What every shard and member of one engine reads.
 pub(crate) struct Shared {
     pub(crate) log: Arc<dyn EventLog>,
+    /// Checkpoints and member snapshots.
     pub(crate) kv: Arc<dyn KeyValue>,
+    /// Partition leases and engine registrations.
+    pub(crate) leases: Arc<dyn KeyValue>,
     pub(crate) clock: SharedClock,
     pub(crate) layout: Layout,
     pub(crate) policy: AccessPolicy,

@@ -116,6 +116,7 @@ async fn a_fresh_engine_replaying_the_whole_log_reaches_the_same_state_and_emits
 
     let mut fresh_layout = layout.clone();
     fresh_layout.engine_bucket = "TEST_FRESH_ENGINE".into();
+    fresh_layout.leases_bucket = "TEST_FRESH_LEASES".into();
     let fresh = start(options("fresh", &fresh_layout), &store.log, &clock).await;
     assert_eq!(digests(&fresh, &members).await, before);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -20,8 +20,11 @@ pub struct Layout {
     pub commands: String,
     pub outcomes: String,
     pub dead_letters: String,
-    /// Engine checkpoints, member snapshots and partition leases.
+    /// Engine checkpoints and member snapshots.
     pub engine_bucket: String,
+    /// Partition leases and engine registrations: kept apart from the snapshots because engines
+    /// list this bucket's keys every few seconds.
+    pub leases_bucket: String,
 }
 
 impl Layout {
@@ -33,6 +36,7 @@ impl Layout {
             outcomes: format!("{base}_OUT"),
             dead_letters: format!("{base}_DLQ"),
             engine_bucket: format!("{base}_ENGINE"),
+            leases_bucket: format!("{base}_LEASES"),
             subjects,
         }
     }
@@ -67,6 +71,7 @@ mod tests {
         assert!(!streams[1].captures(&layout.subjects.event(member)));
         assert!(streams.iter().all(|spec| spec.validate().is_ok()));
         assert!(doorsync_log::validate_name("bucket", &layout.engine_bucket).is_ok());
+        assert!(doorsync_log::validate_name("bucket", &layout.leases_bucket).is_ok());
         Ok(())
     }
 
