@@ -251,3 +251,45 @@ async fn a_group_unmapped_and_mapped_again_is_granted_again() {
     assert!(commands[4..].contains(&grant(5, 100, 15, 105, booked)), "granted again: {commands:?}");
     engine.shutdown().await;
 }
+
+/// What the writer reports comes back through the outcome stream into the member's state, live
+/// and after a restart from the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_from_the_writer_are_folded_into_the_member() {
+    let layout = layout();
+    let store = embedded_log(&layout);
+    let clock = ManualClock::new(at(0));
+    append(&store.log, &layout, at(0), mapping(1, 100)).await;
+    append(&store.log, &layout, at(0), member(4)).await;
+    append(&store.log, &layout, at(0), booking(4, 1, 1, 30, 90)).await;
+    let engine = start(options("a", &layout), &store.log, &clock).await;
+    settled_commands_for(&store.log, &layout, MemberId(4), 2).await;
+
+    let linked = doorsync_proto::Outcome::UserLinked(doorsync_proto::UserLinked {
+        member: MemberId(4),
+        kisi_user: doorsync_proto::KisiUserId(555),
+        created_by_doorsync: true,
+    });
+    let envelope = doorsync_proto::Envelope::new(at(1), linked).unwrap();
+    let message = doorsync_log::NewMessage::new(
+        layout.subjects.outcome(MemberId(4)),
+        envelope.id.to_string(),
+        doorsync_proto::encode(&envelope).unwrap(),
+    );
+    store.log.append(message).await.unwrap();
+    wait_until("the outcome is folded", || {
+        let engine = engine.clone();
+        async move {
+            let state = engine.member(MemberId(4)).await.unwrap().unwrap();
+            state.kisi().user == Some(doorsync_proto::KisiUserId(555))
+        }
+    })
+    .await;
+    engine.shutdown().await;
+
+    let restarted = start(options("a", &layout), &store.log, &clock).await;
+    let state = restarted.member(MemberId(4)).await.unwrap().unwrap();
+    assert_eq!(state.kisi().user, Some(doorsync_proto::KisiUserId(555)));
+    assert!(state.kisi().created_by_doorsync);
+    restarted.shutdown().await;
+}
