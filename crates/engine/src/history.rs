@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use doorsync_log::ReplayRequest;
-use doorsync_proto::{Command, Outcome};
+use doorsync_proto::{Command, MemberId, Outcome};
 use futures::StreamExt;
 use ractor::ActorRef;
 
@@ -105,39 +105,51 @@ impl Delivery<'_> {
     }
 
     async fn commands(&mut self) -> Result<u64, EngineError> {
-        let from = self.lowest(|positions| positions.commands);
-        let stream = &self.shared.layout.commands;
-        let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
-        let mut last = from;
-        while let Some(message) = replay.next().await {
-            let message = message?;
-            last = message.sequence;
-            let command = doorsync_proto::decode::<Command>(&message.payload)
-                .map_err(|error| undecodable(message.sequence, error))?
-                .message;
-            let partition = self.shared.layout.subjects.partition_of(command.member());
-            if self.needs(partition, message.sequence, |positions| positions.commands) {
-                self.send(partition, ShardMsg::Command { sequence: message.sequence, command })?;
-                self.pace().await?;
-            }
-        }
-        Ok(last)
+        let stream = self.shared.layout.commands.clone();
+        self.route(
+            &stream,
+            |positions| positions.commands,
+            |sequence, payload| {
+                let command =
+                    doorsync_proto::decode::<Command>(payload).map_err(|error| undecodable(sequence, error))?.message;
+                Ok((command.member(), ShardMsg::Command { sequence, command }))
+            },
+        )
+        .await
     }
 
     async fn outcomes(&mut self) -> Result<u64, EngineError> {
-        let from = self.lowest(|positions| positions.outcomes);
-        let stream = &self.shared.layout.outcomes;
+        let stream = self.shared.layout.outcomes.clone();
+        self.route(
+            &stream,
+            |positions| positions.outcomes,
+            |sequence, payload| {
+                let outcome =
+                    doorsync_proto::decode::<Outcome>(payload).map_err(|error| undecodable(sequence, error))?.message;
+                Ok((outcome.member(), ShardMsg::Outcome { sequence, outcome }))
+            },
+        )
+        .await
+    }
+
+    /// Sends each message of `stream` past the lowest position to its member's shard, if that
+    /// shard has not had it yet; returns the last sequence read.
+    async fn route(
+        &mut self,
+        stream: &str,
+        position: fn(&Positions) -> u64,
+        decode: fn(u64, &[u8]) -> Result<(MemberId, ShardMsg), EngineError>,
+    ) -> Result<u64, EngineError> {
+        let from = self.lowest(position);
         let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
         let mut last = from;
         while let Some(message) = replay.next().await {
             let message = message?;
             last = message.sequence;
-            let outcome = doorsync_proto::decode::<Outcome>(&message.payload)
-                .map_err(|error| undecodable(message.sequence, error))?
-                .message;
-            let partition = self.shared.layout.subjects.partition_of(outcome.member());
-            if self.needs(partition, message.sequence, |positions| positions.outcomes) {
-                self.send(partition, ShardMsg::Outcome { sequence: message.sequence, outcome })?;
+            let (member, shard_message) = decode(message.sequence, &message.payload)?;
+            let partition = self.shared.layout.subjects.partition_of(member);
+            if self.needs(partition, message.sequence, position) {
+                self.send(partition, shard_message)?;
                 self.pace().await?;
             }
         }

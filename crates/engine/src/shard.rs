@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use doorsync_access::{Mapping, MemberState};
+use doorsync_layout::Layout;
 use doorsync_log::{MessageStream, ReplayRequest};
 use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Timestamp};
 use futures::StreamExt;
@@ -214,7 +215,7 @@ impl Actor for ShardActor {
         shard.tasks.push(tokio::spawn(run_timer(Arc::clone(&shared), timer_changes, myself.clone())));
         shard.tasks.push(tokio::spawn(run_housekeeping(shared.housekeeping_every, myself.clone())));
         if history == History::ReadOwn {
-            shard.tasks.push(tokio::spawn(feed(shared, partition, shard.positions(), myself)));
+            shard.tasks.push(tokio::spawn(feed(shared, partition, shard.positions(), history, myself)));
         }
         Ok(shard)
     }
@@ -254,9 +255,9 @@ impl Actor for ShardActor {
                 shard.mapping_position = shard.mapping_position.max(reached.mapping_events);
                 shard.events_position = shard.events_position.max(reached.events);
                 shard.caught_up(&myself).await?;
-                let live =
-                    tokio::spawn(follow_live(Arc::clone(&shard.shared), shard.partition, shard.positions(), myself));
-                shard.tasks.push(live);
+                let positions = shard.positions();
+                let live = feed(Arc::clone(&shard.shared), shard.partition, positions, History::Delivered, myself);
+                shard.tasks.push(tokio::spawn(live));
             }
             ShardMsg::CaughtUp => shard.caught_up(&myself).await?,
             ShardMsg::Barrier(reply) => {
@@ -653,76 +654,35 @@ pub(crate) struct Positions {
     pub(crate) events: u64,
 }
 
-/// Reads the partition's streams into the shard: history first, then live.
-async fn feed(shared: Arc<Shared>, partition: u32, positions: Positions, shard: ActorRef<ShardMsg>) {
-    if let Err(error) = feed_streams(&shared, partition, positions, &shard).await {
+/// Feeds the shard: the partition's history first unless the engine delivers it, then what is
+/// appended from now on. Reports a failure to the shard, which stops (and its lease is taken
+/// again).
+async fn feed(shared: Arc<Shared>, partition: u32, positions: Positions, history: History, shard: ActorRef<ShardMsg>) {
+    let fed = async {
+        let positions = match history {
+            History::ReadOwn => read_history(&shared, partition, positions, &shard).await?,
+            History::Delivered => positions,
+        };
+        follow(&shared, partition, positions, &shard).await
+    };
+    if let Err(error) = fed.await {
         let _ = shard.cast(ShardMsg::FeedFailed(error.to_string()));
     }
 }
 
-/// Each read has exactly one subject filter: JetStream serves a consumer with several filters
-/// about thirty times slower (measured: 3,000 against 100,000 messages/s). The mapping subject is
+/// The reads of a partition after its own commands: outcomes, the mapping, the member events.
+/// Each has exactly one subject filter: JetStream serves a consumer with several filters about
+/// thirty times slower (measured: 3,000 against 100,000 messages/s). The mapping subject is
 /// therefore read on its own; the fold does not depend on the mapping, so the order in which
 /// mapping and member events interleave does not change any member's state.
-async fn feed_streams(
-    shared: &Shared,
-    partition: u32,
-    positions: Positions,
-    shard: &ActorRef<ShardMsg>,
-) -> Result<(), EngineError> {
-    let layout = &shared.layout;
+fn partition_reads(layout: &Layout, partition: u32, positions: Positions) -> [(ReplayRequest, Decoder); 3] {
     let subjects = &layout.subjects;
-    let commands_request = ReplayRequest::whole(&layout.commands)
-        .filtered([subjects.command_partition_filter(partition)])
-        .from_sequence(positions.commands + 1);
-    let commands_last = pump(shared.log.replay(commands_request).await?, shard, |sequence, payload| {
-        let envelope = doorsync_proto::decode::<Command>(payload).map_err(|error| undecodable(sequence, error))?;
-        Ok(ShardMsg::Command { sequence, command: envelope.message })
-    })
-    .await?;
-
-    let outcomes = ReplayRequest::whole(&layout.outcomes)
-        .filtered([subjects.outcome_partition_filter(partition)])
-        .from_sequence(positions.outcomes + 1);
-    let outcomes_last = pump(shared.log.replay(outcomes.clone()).await?, shard, outcome_message).await?;
-    let mapping =
-        ReplayRequest::whole(&layout.events).filtered([subjects.mapping()]).from_sequence(positions.mapping_events + 1);
-    let mapping_last = pump(shared.log.replay(mapping.clone()).await?, shard, event_message).await?;
-    let events = ReplayRequest::whole(&layout.events)
-        .filtered([subjects.event_partition_filter(partition)])
-        .from_sequence(positions.events + 1);
-    let events_last = pump(shared.log.replay(events.clone()).await?, shard, event_message).await?;
-    shard.cast(ShardMsg::CaughtUp).map_err(|_| EngineError::ShardGone)?;
-    let reached = Positions {
-        commands: commands_last.unwrap_or(positions.commands),
-        outcomes: outcomes_last.unwrap_or(positions.outcomes),
-        mapping_events: mapping_last.unwrap_or(positions.mapping_events),
-        events: events_last.unwrap_or(positions.events),
-    };
-    follow(shared, partition, reached, shard).await
-}
-
-/// Reads what is appended to the partition from now on, once its history has been delivered.
-async fn follow_live(shared: Arc<Shared>, partition: u32, positions: Positions, shard: ActorRef<ShardMsg>) {
-    if let Err(error) = follow(&shared, partition, positions, &shard).await {
-        let _ = shard.cast(ShardMsg::FeedFailed(error.to_string()));
-    }
-}
-
-async fn follow(
-    shared: &Shared,
-    partition: u32,
-    positions: Positions,
-    shard: &ActorRef<ShardMsg>,
-) -> Result<(), EngineError> {
-    let layout = &shared.layout;
-    let subjects = &layout.subjects;
-    let live = [
+    [
         (
             ReplayRequest::whole(&layout.outcomes)
                 .filtered([subjects.outcome_partition_filter(partition)])
                 .from_sequence(positions.outcomes + 1),
-            outcome_message as Decoder,
+            outcome_message,
         ),
         (
             ReplayRequest::whole(&layout.events)
@@ -736,9 +696,42 @@ async fn follow(
                 .from_sequence(positions.events + 1),
             event_message,
         ),
-    ];
-    let mut followers = Vec::with_capacity(live.len());
-    for (request, decode) in live {
+    ]
+}
+
+/// Reads the partition's history into the shard: this engine's own commands first (so members
+/// know what they already emitted), then the rest; returns where each read ended.
+async fn read_history(
+    shared: &Shared,
+    partition: u32,
+    positions: Positions,
+    shard: &ActorRef<ShardMsg>,
+) -> Result<Positions, EngineError> {
+    let layout = &shared.layout;
+    let commands = ReplayRequest::whole(&layout.commands)
+        .filtered([layout.subjects.command_partition_filter(partition)])
+        .from_sequence(positions.commands + 1);
+    let commands_last = pump(shared.log.replay(commands).await?, shard, command_message).await?;
+    let mut reached = [positions.outcomes, positions.mapping_events, positions.events];
+    for ((request, decode), last) in partition_reads(layout, partition, positions).into_iter().zip(&mut reached) {
+        if let Some(sequence) = pump(shared.log.replay(request).await?, shard, decode).await? {
+            *last = sequence;
+        }
+    }
+    shard.cast(ShardMsg::CaughtUp).map_err(|_| EngineError::ShardGone)?;
+    let [outcomes, mapping_events, events] = reached;
+    Ok(Positions { commands: commands_last.unwrap_or(positions.commands), outcomes, mapping_events, events })
+}
+
+/// Reads what is appended to the partition from `positions` on, for as long as the shard runs.
+async fn follow(
+    shared: &Shared,
+    partition: u32,
+    positions: Positions,
+    shard: &ActorRef<ShardMsg>,
+) -> Result<(), EngineError> {
+    let mut followers = Vec::with_capacity(3);
+    for (request, decode) in partition_reads(&shared.layout, partition, positions) {
         let stream = shared.log.follow(request).await?;
         let shard = shard.clone();
         followers.push(tokio::spawn(async move { pump(stream, &shard, decode).await }));
@@ -763,6 +756,11 @@ pub(crate) fn undecodable(sequence: u64, error: doorsync_proto::DecodeError) -> 
 fn event_message(sequence: u64, payload: &[u8]) -> Result<ShardMsg, EngineError> {
     let envelope = doorsync_proto::decode::<Event>(payload).map_err(|error| undecodable(sequence, error))?;
     Ok(ShardMsg::Event { sequence, envelope: Box::new(envelope) })
+}
+
+fn command_message(sequence: u64, payload: &[u8]) -> Result<ShardMsg, EngineError> {
+    let envelope = doorsync_proto::decode::<Command>(payload).map_err(|error| undecodable(sequence, error))?;
+    Ok(ShardMsg::Command { sequence, command: envelope.message })
 }
 
 fn outcome_message(sequence: u64, payload: &[u8]) -> Result<ShardMsg, EngineError> {
