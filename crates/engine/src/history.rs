@@ -54,6 +54,9 @@ struct Delivery<'a> {
 
 const EVENT_BATCH: usize = 256;
 
+/// Decodes a message into the member it concerns and what its shard is sent.
+type RoutedDecoder = fn(u64, &[u8]) -> Result<(MemberId, ShardMsg), EngineError>;
+
 impl Delivery<'_> {
     fn lowest(&self, position: impl Fn(&Positions) -> u64) -> u64 {
         self.positions.values().map(|(_, positions)| position(positions)).min().unwrap_or(0)
@@ -138,7 +141,7 @@ impl Delivery<'_> {
         &mut self,
         stream: &str,
         position: fn(&Positions) -> u64,
-        decode: fn(u64, &[u8]) -> Result<(MemberId, ShardMsg), EngineError>,
+        decode: RoutedDecoder,
     ) -> Result<u64, EngineError> {
         let from = self.lowest(position);
         let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
