@@ -16,7 +16,7 @@ use doorsync_layout::Layout;
 use doorsync_log::{MessageStream, ReplayRequest};
 use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Timestamp};
 use futures::StreamExt;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorRuntime, RpcReplyPort, SupervisionEvent};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,9 +28,16 @@ use crate::shared::Shared;
 /// A feeder waits for the shard to catch up after this many messages, so that a replay of
 /// millions of events does not pile up in the shard's mailbox.
 pub(crate) const FEED_WINDOW: usize = 32_768;
+const RETRY_START_AFTER: Duration = Duration::from_secs(1);
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) enum ShardMsg {
+    /// A member actor's start failed (its snapshot could not be read, say).
+    MemberFailedToStart {
+        member: MemberId,
+        actor: ActorId,
+        reason: String,
+    },
     /// Several encoded events at once, from the engine's reading of history.
     Events(Vec<(u64, Bytes)>),
     /// Where the shard's checkpoint says each stream resumes.
@@ -150,6 +157,8 @@ pub(crate) struct Shard {
     started_from_checkpoint: bool,
     caught_up: bool,
     to_evaluate: BTreeSet<MemberId>,
+    /// Members whose actor was lost before it started: their next start reads the log.
+    needs_recovery: HashSet<MemberId>,
     commands_emitted: u64,
     member_restarts: u64,
     last_checkpoint: Timestamp,
@@ -200,6 +209,7 @@ impl Actor for ShardActor {
             started_from_checkpoint,
             caught_up: false,
             to_evaluate: BTreeSet::new(),
+            needs_recovery: HashSet::new(),
             commands_emitted: 0,
             member_restarts: 0,
             last_checkpoint: now,
@@ -260,6 +270,17 @@ impl Actor for ShardActor {
                 shard.tasks.push(tokio::spawn(live));
             }
             ShardMsg::CaughtUp => shard.caught_up(&myself).await?,
+            ShardMsg::MemberFailedToStart { member, actor, reason } => {
+                if shard.actors.remove(&actor).is_some() {
+                    shard.live.remove(&member);
+                    // Whatever it was sent is lost with it: the next start reads the log, and
+                    // a wakeup makes sure there is a next start.
+                    shard.needs_recovery.insert(member);
+                    let retry_at = shard.shared.clock.now().as_unix_millis() + RETRY_START_AFTER.as_millis() as i64;
+                    shard.schedule(member, Some(Timestamp::from_unix_millis(retry_at)));
+                    tracing::warn!(partition = shard.partition, %member, %reason, "member actor failed to start; retrying");
+                }
+            }
             ShardMsg::Barrier(reply) => {
                 let _ = reply.send(());
             }
@@ -454,6 +475,7 @@ impl Shard {
             return Ok(live.actor.clone());
         }
         let fresh = !self.started_from_checkpoint && !self.known.contains(&member);
+        let recover = recover || self.needs_recovery.remove(&member);
         let args = MemberArgs {
             member,
             shared: Arc::clone(&self.shared),
@@ -461,9 +483,20 @@ impl Shard {
             load_snapshot: !fresh,
             recover,
         };
-        let (actor, _) = MemberActor::spawn_linked(None, MemberActor, args, myself.get_cell())
-            .await
+        // Not awaited: waiting for each new actor to be scheduled and started made replays
+        // crawl. Messages queue until it has started; if starting fails the shard hears of it.
+        let (actor, started) = ActorRuntime::spawn_linked_instant(None, MemberActor, args, myself.get_cell())
             .map_err(|error| EngineError::Spawn(format!("member {member}: {error}")))?;
+        let shard = myself.clone();
+        let actor_id = actor.get_id();
+        tokio::spawn(async move {
+            let failure = match started.await {
+                Ok(Ok(_)) => return,
+                Ok(Err(error)) => error.to_string(),
+                Err(join) => join.to_string(),
+            };
+            let _ = shard.cast(ShardMsg::MemberFailedToStart { member, actor: actor_id, reason: failure });
+        });
         self.actors.insert(actor.get_id(), member);
         self.live.insert(member, Live { actor: actor.clone(), last_active: now });
         self.known.insert(member);
