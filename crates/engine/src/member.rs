@@ -40,6 +40,49 @@ pub(crate) struct MemberSnapshot {
     pub(crate) outcome_sequence: u64,
 }
 
+/// Where a new member actor's state comes from.
+pub(crate) enum StartFrom {
+    /// Its snapshot in the key-value store, if it has one.
+    Snapshot,
+    /// Nothing: the shard is rebuilding everything from the log and has never seen the member.
+    Fresh,
+    /// State the shard folded itself while catching up.
+    State(Box<MemberSnapshot>),
+}
+
+impl MemberSnapshot {
+    pub(crate) fn new(member: MemberId) -> Self {
+        Self { state: MemberState::new(member), command_sequence: 0, outcome_sequence: 0 }
+    }
+
+    /// Each of these ignores what the state already reaches past, and says whether it changed.
+    pub(crate) fn fold_event(&mut self, sequence: u64, envelope: &Envelope<Event>) -> bool {
+        let changes = sequence > self.state.last_sequence();
+        if changes {
+            doorsync_access::fold(&mut self.state, sequence, envelope);
+        }
+        changes
+    }
+
+    pub(crate) fn record_command(&mut self, sequence: u64, command: &Command) -> bool {
+        let changes = sequence > self.command_sequence;
+        if changes {
+            doorsync_access::record_command(&mut self.state, command);
+            self.command_sequence = sequence;
+        }
+        changes
+    }
+
+    pub(crate) fn fold_outcome(&mut self, sequence: u64, outcome: &Outcome) -> bool {
+        let changes = sequence > self.outcome_sequence;
+        if changes {
+            doorsync_access::fold_outcome(&mut self.state, outcome);
+            self.outcome_sequence = sequence;
+        }
+        changes
+    }
+}
+
 pub(crate) fn snapshot_key(member: MemberId) -> String {
     format!("member.{member}")
 }
@@ -50,9 +93,7 @@ pub(crate) struct MemberArgs {
     pub(crate) member: MemberId,
     pub(crate) shared: Arc<Shared>,
     pub(crate) shard: ActorRef<ShardMsg>,
-    /// False when the shard is rebuilding everything from the log and has never seen this
-    /// member: there is no snapshot worth a round trip.
-    pub(crate) load_snapshot: bool,
+    pub(crate) start_from: StartFrom,
     /// After a crash the snapshot may be older than what the shard already handed over (and
     /// lost with the mailbox): read the member's own subjects from the snapshot on.
     pub(crate) recover: bool,
@@ -71,17 +112,15 @@ impl Actor for MemberActor {
     type Arguments = MemberArgs;
 
     async fn pre_start(&self, _myself: ActorRef<MemberMsg>, args: MemberArgs) -> Result<Member, ActorProcessingErr> {
-        let stored = if args.load_snapshot { load_snapshot(&args.shared, args.member).await? } else { None };
-        let mut member = Member {
-            snapshot: stored.unwrap_or_else(|| MemberSnapshot {
-                state: MemberState::new(args.member),
-                command_sequence: 0,
-                outcome_sequence: 0,
-            }),
-            shared: args.shared,
-            shard: args.shard,
-            dirty: false,
+        let (snapshot, dirty) = match args.start_from {
+            StartFrom::Snapshot => match load_snapshot(&args.shared, args.member).await? {
+                Some(stored) => (stored, false),
+                None => (MemberSnapshot::new(args.member), false),
+            },
+            StartFrom::Fresh => (MemberSnapshot::new(args.member), false),
+            StartFrom::State(folded) => (*folded, true),
         };
+        let mut member = Member { snapshot, shared: args.shared, shard: args.shard, dirty };
         if args.recover {
             member.catch_up().await?;
         }
@@ -131,26 +170,15 @@ impl Member {
     }
 
     fn fold_event(&mut self, sequence: u64, envelope: &Envelope<Event>) {
-        if sequence > self.snapshot.state.last_sequence() {
-            doorsync_access::fold(&mut self.snapshot.state, sequence, envelope);
-            self.dirty = true;
-        }
+        self.dirty |= self.snapshot.fold_event(sequence, envelope);
     }
 
     fn record_command(&mut self, sequence: u64, command: &Command) {
-        if sequence > self.snapshot.command_sequence {
-            doorsync_access::record_command(&mut self.snapshot.state, command);
-            self.snapshot.command_sequence = sequence;
-            self.dirty = true;
-        }
+        self.dirty |= self.snapshot.record_command(sequence, command);
     }
 
     fn fold_outcome(&mut self, sequence: u64, outcome: &Outcome) {
-        if sequence > self.snapshot.outcome_sequence {
-            doorsync_access::fold_outcome(&mut self.snapshot.state, outcome);
-            self.snapshot.outcome_sequence = sequence;
-            self.dirty = true;
-        }
+        self.dirty |= self.snapshot.fold_outcome(sequence, outcome);
     }
 
     /// Reads the member's own subjects past the snapshot: events, the commands this engine

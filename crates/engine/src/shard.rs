@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::EngineError;
-use crate::member::{MemberActor, MemberArgs, MemberEvents, MemberMsg};
+use crate::member::{MemberActor, MemberArgs, MemberEvents, MemberMsg, MemberSnapshot, StartFrom};
 use crate::shared::Shared;
 
 /// A feeder waits for the shard to catch up after this many messages, so that a replay of
@@ -159,6 +159,8 @@ pub(crate) struct Shard {
     to_evaluate: BTreeSet<MemberId>,
     /// Members whose actor was lost before it started: their next start reads the log.
     needs_recovery: HashSet<MemberId>,
+    /// State folded by the shard itself during a rebuild, for members with no actor yet.
+    folding: HashMap<MemberId, MemberSnapshot>,
     commands_emitted: u64,
     member_restarts: u64,
     last_checkpoint: Timestamp,
@@ -210,6 +212,7 @@ impl Actor for ShardActor {
             caught_up: false,
             to_evaluate: BTreeSet::new(),
             needs_recovery: HashSet::new(),
+            folding: HashMap::new(),
             commands_emitted: 0,
             member_restarts: 0,
             last_checkpoint: now,
@@ -249,12 +252,20 @@ impl Actor for ShardActor {
             ShardMsg::Command { sequence, command } => {
                 let member = command.member();
                 shard.commands_position = shard.commands_position.max(sequence);
-                tell(&shard.member(&myself, member, false).await?, MemberMsg::Command { sequence, command });
+                if let Some(folding) = shard.folding_here(member) {
+                    folding.record_command(sequence, &command);
+                } else {
+                    tell(&shard.member(&myself, member, false).await?, MemberMsg::Command { sequence, command });
+                }
             }
             ShardMsg::Outcome { sequence, outcome } => {
                 let member = outcome.member();
                 shard.outcomes_position = shard.outcomes_position.max(sequence);
-                tell(&shard.member(&myself, member, false).await?, MemberMsg::Outcome { sequence, outcome });
+                if let Some(folding) = shard.folding_here(member) {
+                    folding.fold_outcome(sequence, &outcome);
+                } else {
+                    tell(&shard.member(&myself, member, false).await?, MemberMsg::Outcome { sequence, outcome });
+                }
             }
             ShardMsg::Positions(reply) => {
                 let _ = reply.send(shard.positions());
@@ -388,7 +399,8 @@ impl Shard {
     async fn caught_up(&mut self, myself: &ActorRef<ShardMsg>) -> Result<(), EngineError> {
         self.caught_up = true;
         let due = self.due(self.shared.clock.now());
-        let pending = std::mem::take(&mut self.to_evaluate);
+        let mut pending = std::mem::take(&mut self.to_evaluate);
+        pending.extend(self.folding.keys().copied());
         for member in pending.into_iter().chain(due) {
             self.evaluate(myself, member).await?;
         }
@@ -414,7 +426,13 @@ impl Shard {
             }
         }
         for (member, events) in by_member {
-            tell(&self.member(myself, member, false).await?, MemberMsg::Events(events));
+            if let Some(folding) = self.folding_here(member) {
+                for (sequence, envelope) in &events {
+                    folding.fold_event(*sequence, envelope);
+                }
+            } else {
+                tell(&self.member(myself, member, false).await?, MemberMsg::Events(events));
+            }
             self.evaluate_or_defer(myself, member).await?;
         }
         Ok(())
@@ -462,6 +480,18 @@ impl Shard {
         Ok(())
     }
 
+    /// While rebuilding from the log (no checkpoint, not caught up), members with no actor are
+    /// folded right here: a replay is mostly moving messages, and an actor per member costs a
+    /// start and a hop per message. Their actors start with this state when evaluation begins.
+    fn folding_here(&mut self, member: MemberId) -> Option<&mut MemberSnapshot> {
+        let fresh = !self.started_from_checkpoint && !self.known.contains(&member);
+        if self.caught_up || self.live.contains_key(&member) || !(fresh || self.folding.contains_key(&member)) {
+            return None;
+        }
+        self.known.insert(member);
+        Some(self.folding.entry(member).or_insert_with(|| MemberSnapshot::new(member)))
+    }
+
     /// The member's actor, spawned (from its snapshot) if it is not running.
     async fn member(
         &mut self,
@@ -474,15 +504,13 @@ impl Shard {
             live.last_active = now;
             return Ok(live.actor.clone());
         }
-        let fresh = !self.started_from_checkpoint && !self.known.contains(&member);
-        let recover = recover || self.needs_recovery.remove(&member);
-        let args = MemberArgs {
-            member,
-            shared: Arc::clone(&self.shared),
-            shard: myself.clone(),
-            load_snapshot: !fresh,
-            recover,
+        let start_from = match self.folding.remove(&member) {
+            Some(folded) => StartFrom::State(Box::new(folded)),
+            None if !self.started_from_checkpoint && !self.known.contains(&member) => StartFrom::Fresh,
+            None => StartFrom::Snapshot,
         };
+        let recover = recover || self.needs_recovery.remove(&member);
+        let args = MemberArgs { member, shared: Arc::clone(&self.shared), shard: myself.clone(), start_from, recover };
         // Not awaited: waiting for each new actor to be scheduled and started made replays
         // crawl. Messages queue until it has started; if starting fails the shard hears of it.
         let (actor, started) = ActorRuntime::spawn_linked_instant(None, MemberActor, args, myself.get_cell())
