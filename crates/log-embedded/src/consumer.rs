@@ -329,7 +329,8 @@ mod tests {
     async fn due_redeliveries_come_first_lowest_sequence_first() {
         let dir = tempfile::tempdir().unwrap();
         let log = log_with(&dir.path().join("log.redb"), 4).await;
-        let spec = ConsumerSpec::new("EVT", "order").ack_wait(Duration::from_millis(300));
+        // Long enough that a loaded machine does not redeliver before the test means it to.
+        let spec = ConsumerSpec::new("EVT", "order").ack_wait(Duration::from_secs(1));
         let mut consumer = log.durable_consumer(spec).await.unwrap();
 
         let first = next(&mut consumer).await;
@@ -344,7 +345,7 @@ mod tests {
         assert_eq!(seen(&third), (3, 1));
         drop(third);
 
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
         let order: Vec<_> = [next(&mut consumer).await, next(&mut consumer).await, next(&mut consumer).await]
             .iter()
             .map(seen)
@@ -389,7 +390,7 @@ mod tests {
         let log = log_with(&path, 0).await;
         let mut consumer = log.durable_consumer(spec).await.unwrap();
         let mut sequences = Vec::new();
-        while let Ok(delivery) = tokio::time::timeout(Duration::from_millis(300), consumer.next()).await {
+        while let Ok(delivery) = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await {
             let delivery = delivery.unwrap();
             sequences.push(delivery.message.sequence);
             delivery.ack().await.unwrap();

@@ -412,21 +412,24 @@ mod tests {
 
     #[tokio::test]
     async fn ids_are_forgotten_after_the_window() {
+        // Long enough that a loaded machine does not let an id expire between two appends the
+        // test makes back to back; the sleeps outlast it.
+        const WINDOW: Duration = Duration::from_secs(1);
         let dir = tempfile::tempdir().unwrap();
-        let spec = StreamSpec::new("EVT", ["evt.>"]).with_duplicate_window(Duration::from_millis(100));
+        let spec = StreamSpec::new("EVT", ["evt.>"]).with_duplicate_window(WINDOW);
         let log = EmbeddedLog::open(EmbeddedOptions::new(dir.path().join("log.redb"), vec![spec])).unwrap();
         let message = |id: &str| NewMessage::new("evt.1", id, Bytes::from_static(b"x"));
 
         assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: 1, duplicate: false });
         assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: 1, duplicate: true });
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(WINDOW + WINDOW / 2).await;
         // Past the window: stored again, and the old entry replaced rather than left behind.
         assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: 2, duplicate: false });
         assert_eq!(remembered_ids(&log), (1, 1));
 
         log.append(message("b")).await.unwrap();
         assert_eq!(remembered_ids(&log), (2, 2));
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(WINDOW + WINDOW / 2).await;
         log.append(message("c")).await.unwrap();
         assert_eq!(remembered_ids(&log), (1, 1), "a and b pruned, c remembered");
         assert_eq!(log.append(message("c")).await.unwrap(), Appended { sequence: 4, duplicate: true });
