@@ -163,7 +163,6 @@ impl Delivery<'_> {
     async fn events(&mut self) -> Result<u64, EngineError> {
         let from = self.lowest(|positions| positions.events.min(positions.mapping_events));
         let stream = &self.shared.layout.events;
-        let member_events = format!("{}.", self.shared.layout.subjects.events_wildcard().trim_end_matches(".>"));
         let mapping = self.shared.layout.subjects.mapping();
         let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
         let mut last = from;
@@ -180,9 +179,10 @@ impl Delivery<'_> {
             } else {
                 let partition = message
                     .subject
-                    .strip_prefix(&member_events)
-                    .and_then(|rest| rest.split('.').next())
-                    .and_then(|token| token.parse::<u32>().ok());
+                    .rsplit('.')
+                    .next()
+                    .and_then(|token| token.parse::<u64>().ok())
+                    .map(|member| self.shared.layout.subjects.partition_of(MemberId(member)));
                 let Some(partition) = partition else {
                     return Err(EngineError::Undecodable {
                         sequence: message.sequence,

@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use doorsync_access::MemberState;
-use doorsync_log::{NewMessage, ReplayRequest, RetryPolicy, append_with_retry};
+use doorsync_log::{NewMessage, ReplayRequest, RetryPolicy, StoredMessage, append_with_retry};
 use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome};
-use futures::StreamExt;
+use futures::TryStreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
-use crate::shard::{MappingVersion, ShardMsg};
+use crate::shard::{MappingVersion, ShardMsg, undecodable};
 use crate::shared::Shared;
 
 /// Events for one member, each with its sequence in the log.
@@ -155,6 +155,18 @@ impl Actor for MemberActor {
     }
 }
 
+/// The messages on one of the member's own subjects after sequence `after`, in order. Only a
+/// restart after a crash reads them, and one member's messages fit in memory.
+async fn own_messages(
+    shared: &Shared,
+    stream: &str,
+    subject: String,
+    after: u64,
+) -> Result<Vec<StoredMessage>, EngineError> {
+    let request = ReplayRequest::whole(stream).filtered([subject]).from_sequence(after + 1);
+    Ok(shared.log.replay(request).await?.try_collect().await?)
+}
+
 async fn load_snapshot(shared: &Shared, member: MemberId) -> Result<Option<MemberSnapshot>, EngineError> {
     let Some(entry) = shared.kv.get(&snapshot_key(member)).await? else {
         return Ok(None);
@@ -186,35 +198,23 @@ impl Member {
     async fn catch_up(&mut self) -> Result<(), EngineError> {
         let member = self.id();
         let shared = Arc::clone(&self.shared);
-        let subjects = &shared.layout.subjects;
-        let events = ReplayRequest::whole(&shared.layout.events)
-            .filtered([subjects.event(member)])
-            .from_sequence(self.snapshot.state.last_sequence() + 1);
-        let mut replay = shared.log.replay(events).await?;
-        while let Some(message) = replay.next().await {
-            let message = message?;
+        let (layout, subjects) = (&shared.layout, &shared.layout.subjects);
+        let after = self.snapshot.state.last_sequence();
+        for message in own_messages(&shared, &layout.events, subjects.event(member), after).await? {
             let envelope = doorsync_proto::decode::<Event>(&message.payload)
-                .map_err(|error| EngineError::Undecodable { sequence: message.sequence, reason: error.to_string() })?;
+                .map_err(|error| undecodable(message.sequence, error))?;
             self.fold_event(message.sequence, &envelope);
         }
-        let commands = ReplayRequest::whole(&shared.layout.commands)
-            .filtered([subjects.command(member)])
-            .from_sequence(self.snapshot.command_sequence + 1);
-        let mut replay = shared.log.replay(commands).await?;
-        while let Some(message) = replay.next().await {
-            let message = message?;
+        let after = self.snapshot.command_sequence;
+        for message in own_messages(&shared, &layout.commands, subjects.command(member), after).await? {
             let envelope = doorsync_proto::decode::<Command>(&message.payload)
-                .map_err(|error| EngineError::Undecodable { sequence: message.sequence, reason: error.to_string() })?;
+                .map_err(|error| undecodable(message.sequence, error))?;
             self.record_command(message.sequence, &envelope.message);
         }
-        let outcomes = ReplayRequest::whole(&shared.layout.outcomes)
-            .filtered([subjects.outcome(member)])
-            .from_sequence(self.snapshot.outcome_sequence + 1);
-        let mut replay = shared.log.replay(outcomes).await?;
-        while let Some(message) = replay.next().await {
-            let message = message?;
+        let after = self.snapshot.outcome_sequence;
+        for message in own_messages(&shared, &layout.outcomes, subjects.outcome(member), after).await? {
             let envelope = doorsync_proto::decode::<Outcome>(&message.payload)
-                .map_err(|error| EngineError::Undecodable { sequence: message.sequence, reason: error.to_string() })?;
+                .map_err(|error| undecodable(message.sequence, error))?;
             self.fold_outcome(message.sequence, &envelope.message);
         }
         Ok(())

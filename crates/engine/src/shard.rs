@@ -255,7 +255,7 @@ impl Actor for ShardActor {
                 if let Some(folding) = shard.folding_here(member) {
                     folding.record_command(sequence, &command);
                 } else {
-                    tell(&shard.member(&myself, member, false).await?, MemberMsg::Command { sequence, command });
+                    tell(&shard.member(&myself, member, false)?, MemberMsg::Command { sequence, command });
                 }
             }
             ShardMsg::Outcome { sequence, outcome } => {
@@ -264,7 +264,7 @@ impl Actor for ShardActor {
                 if let Some(folding) = shard.folding_here(member) {
                     folding.fold_outcome(sequence, &outcome);
                 } else {
-                    tell(&shard.member(&myself, member, false).await?, MemberMsg::Outcome { sequence, outcome });
+                    tell(&shard.member(&myself, member, false)?, MemberMsg::Outcome { sequence, outcome });
                 }
             }
             ShardMsg::Positions(reply) => {
@@ -314,7 +314,7 @@ impl Actor for ShardActor {
             }
             ShardMsg::Inspect { member, reply } => {
                 let state = if shard.known.contains(&member) {
-                    let actor = shard.member(&myself, member, false).await?;
+                    let actor = shard.member(&myself, member, false)?;
                     ractor::call_t!(actor, MemberMsg::Inspect, CALL_TIMEOUT.as_millis() as u64).ok()
                 } else {
                     None
@@ -356,7 +356,7 @@ impl Actor for ShardActor {
         shard.live.remove(&member);
         shard.member_restarts += 1;
         tracing::warn!(partition = shard.partition, %member, "member actor stopped unexpectedly; restarting it from its snapshot and the log");
-        shard.member(&myself, member, true).await?;
+        shard.member(&myself, member, true)?;
         if shard.caught_up {
             shard.evaluate(&myself, member).await?;
         }
@@ -431,7 +431,7 @@ impl Shard {
                     folding.fold_event(*sequence, envelope);
                 }
             } else {
-                tell(&self.member(myself, member, false).await?, MemberMsg::Events(events));
+                tell(&self.member(myself, member, false)?, MemberMsg::Events(events));
             }
             self.evaluate_or_defer(myself, member).await?;
         }
@@ -461,7 +461,7 @@ impl Shard {
         let Some(member) = envelope.message.member() else {
             return Ok(());
         };
-        tell(&self.member(myself, member, false).await?, MemberMsg::Event { sequence, envelope });
+        tell(&self.member(myself, member, false)?, MemberMsg::Event { sequence, envelope });
         self.evaluate_or_defer(myself, member).await
     }
 
@@ -476,7 +476,7 @@ impl Shard {
 
     async fn evaluate(&mut self, myself: &ActorRef<ShardMsg>, member: MemberId) -> Result<(), EngineError> {
         let mapping = Arc::clone(&self.mapping);
-        tell(&self.member(myself, member, false).await?, MemberMsg::Evaluate { mapping });
+        tell(&self.member(myself, member, false)?, MemberMsg::Evaluate { mapping });
         Ok(())
     }
 
@@ -493,7 +493,7 @@ impl Shard {
     }
 
     /// The member's actor, spawned (from its snapshot) if it is not running.
-    async fn member(
+    fn member(
         &mut self,
         myself: &ActorRef<ShardMsg>,
         member: MemberId,
