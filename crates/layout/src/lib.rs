@@ -1,6 +1,7 @@
 //! Where doorsync's messages live in the log: one stream per family of messages, named after
 //! the subject prefix (`DOORSYNC_EVT`, `_CMD`, `_OUT`, `_DLQ`), and the key-value buckets that
-//! hold the engine's checkpoints, snapshots and leases.
+//! hold the engine's checkpoints, snapshots and leases, the ingestor's watermarks and the writer's
+//! knowledge of Kisi.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -25,6 +26,11 @@ pub struct Layout {
     /// Partition leases and engine registrations: kept apart from the snapshots because engines
     /// list this bucket's keys every few seconds.
     pub leases_bucket: String,
+    /// The ingestor's watermarks, what it last appended per Nexudus record, and parked records.
+    pub ingest_bucket: String,
+    /// The writer's knowledge of Kisi (user and assignment ids per member and group) and its
+    /// held repairs.
+    pub writer_bucket: String,
 }
 
 impl Layout {
@@ -37,6 +43,8 @@ impl Layout {
             dead_letters: format!("{base}_DLQ"),
             engine_bucket: format!("{base}_ENGINE"),
             leases_bucket: format!("{base}_LEASES"),
+            ingest_bucket: format!("{base}_INGEST"),
+            writer_bucket: format!("{base}_WRITER"),
             subjects,
         }
     }
@@ -70,8 +78,9 @@ mod tests {
         assert!(streams[1].captures(&layout.subjects.command(member)));
         assert!(!streams[1].captures(&layout.subjects.event(member)));
         assert!(streams.iter().all(|spec| spec.validate().is_ok()));
-        assert!(doorsync_log::validate_name("bucket", &layout.engine_bucket).is_ok());
-        assert!(doorsync_log::validate_name("bucket", &layout.leases_bucket).is_ok());
+        for bucket in [&layout.engine_bucket, &layout.leases_bucket, &layout.ingest_bucket, &layout.writer_bucket] {
+            assert!(doorsync_log::validate_name("bucket", bucket).is_ok(), "{bucket}");
+        }
         Ok(())
     }
 
