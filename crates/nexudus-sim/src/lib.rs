@@ -1,0 +1,285 @@
+//! An HTTP simulator of the Nexudus admin API subset doorsync reads, for tests and the demo.
+//!
+//! [`NexudusSimulator::start`] serves on a free loopback port:
+//!
+//! * `POST /api/token` (form-encoded password and refresh-token grants, tokens that expire on
+//!   the simulator's clock) and HTTP Basic; 401 on bad credentials or an expired token;
+//! * `GET /api/{area}/{entity}` with Nexudus's paging envelope (`page`, `size`, `Records`,
+//!   `HasNextPage`, ...), `{Entity}_{Field}` equality and `from_/to_{Entity}_{Field}` date
+//!   filters (so `from_{Entity}_UpdatedOn` watermarks work), list records without their
+//!   collection fields, and `GET /api/{area}/{entity}/{id}` with the full record (404 once
+//!   deleted);
+//! * throttling as Nexudus does it, **409** with `Retry-After`, when a request breaks the
+//!   configured [`Limits`] or when a test asks for it ([`NexudusSimulator::throttle_next`]);
+//! * webhooks: every change POSTs the changed entity (and, for changes that affect a customer's
+//!   access, the customer as `AccessControlUpdate`) to the hooks registered for that action,
+//!   as a JSON array signed in `X-Nexudus-Hook-Signature`; failed deliveries are retried on the
+//!   clock and a hook is disabled (`Active=false`) after 10 consecutive failures. Deliveries can
+//!   be dropped, duplicated or delayed (and so reordered) by seeded, replayable [`WebhookFaults`].
+//!
+//! Records are JSON objects with Nexudus's field names, created and changed through the
+//! handle ([`NexudusSimulator::create`], [`update`](NexudusSimulator::update),
+//! [`cancel_booking`](NexudusSimulator::cancel_booking), [`delete`](NexudusSimulator::delete));
+//! each change sets `UpdatedOn` from the clock, and bookings and contracts get their `...Local`
+//! twins in their location's zone.
+//!
+//! Not simulated: time-based `AccessControlUpdate`s (15 min around bookings), webhook scoping
+//! to a location, sorting (`orderBy`/`dir`; records come in `Id` order), and Nexudus's 500 for
+//! a deleted id (the simulator answers 404).
+#![forbid(unsafe_code)]
+
+mod delivery;
+mod http;
+mod store;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use doorsync_clock::SharedClock;
+use doorsync_nexudus::{Credentials, Limits, RequestWindows, Secret, WebhookAction};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use url::Url;
+
+pub use store::SimEntity;
+
+/// Seeded, replayable misbehaviour of webhook deliveries. Each probability is per delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct WebhookFaults {
+    /// Never sent at all.
+    pub drop_probability: f64,
+    /// Sent twice.
+    pub duplicate_probability: f64,
+    /// Held back by up to `max_extra_delay`, so later changes may overtake it.
+    pub delay_probability: f64,
+    pub max_extra_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub clock: SharedClock,
+    /// The one admin user that may sign in.
+    pub credentials: Credentials,
+    /// `expires_in` of issued tokens; Nexudus's is 604,799 s.
+    pub token_lifetime: Duration,
+    /// `None`: never throttles by itself.
+    pub limits: Option<Limits>,
+    /// Seeds the generator behind [`WebhookFaults`].
+    pub seed: u64,
+    pub faults: WebhookFaults,
+    /// A failed delivery is retried after this times the attempts made so far.
+    pub webhook_retry_delay: Duration,
+    /// How long a webhook receiver may take to answer before the attempt counts as failed.
+    pub webhook_timeout: Duration,
+}
+
+impl SimOptions {
+    /// Nexudus's limits and token lifetime, no faults, retries 30 s apart (growing), and the
+    /// user `admin@example.com` / `password`.
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            clock,
+            credentials: Credentials { username: "admin@example.com".into(), password: Secret::new("password") },
+            token_lifetime: Duration::from_secs(604_799),
+            limits: Some(Limits::NEXUDUS),
+            seed: 0,
+            faults: WebhookFaults::default(),
+            webhook_retry_delay: Duration::from_secs(30),
+            webhook_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counts of what the simulator saw and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SimStats {
+    /// API requests received, token requests included.
+    pub requests: u64,
+    /// Requests answered 409.
+    pub throttled: u64,
+    pub token_grants: u64,
+    /// Webhook POSTs made (retries included).
+    pub deliveries_attempted: u64,
+    pub deliveries_succeeded: u64,
+    /// Deliveries a fault dropped before sending.
+    pub deliveries_dropped: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("nexudus simulator: could not listen on 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("nexudus simulator: could not set up its webhook HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("nexudus simulator: no {entity} with id {id}")]
+    NotFound { entity: &'static str, id: u64 },
+    #[error("nexudus simulator: record fields must be a JSON object")]
+    NotAnObject,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    store: Mutex<store::State>,
+    pub(crate) clock: SharedClock,
+    credentials: Credentials,
+    pub(crate) token_lifetime: Duration,
+    /// Woken when a delivery is queued.
+    pub(crate) queued: Notify,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, store::State> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn accepts(&self, username: &str, password: &str) -> bool {
+        username.eq_ignore_ascii_case(&self.credentials.username) && password == self.credentials.password.expose()
+    }
+}
+
+/// A running simulator. Cheap to clone; clones control the same simulator.
+#[derive(Debug, Clone)]
+pub struct NexudusSimulator {
+    shared: Arc<Shared>,
+    base_url: Url,
+    stop: Arc<watch::Sender<bool>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl NexudusSimulator {
+    /// Starts serving on 127.0.0.1 on a free port, and delivering webhooks.
+    pub async fn start(options: SimOptions) -> Result<Self, SimError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(SimError::Bind)?;
+        let address = listener.local_addr().map_err(SimError::Bind)?;
+        let base_url = Url::parse(&format!("http://{address}/"))
+            .map_err(|error| SimError::Bind(std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string())))?;
+        let http = reqwest::Client::builder().timeout(options.webhook_timeout).build().map_err(SimError::HttpClient)?;
+        let store = store::State::new(
+            options.seed,
+            options.faults,
+            options.webhook_retry_delay,
+            options.limits.map(RequestWindows::new),
+        );
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            clock: options.clock,
+            credentials: options.credentials,
+            token_lifetime: options.token_lifetime,
+            queued: Notify::new(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let server = {
+            let mut stopped = stopped.clone();
+            let app = http::router(shared.clone());
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.changed().await;
+                };
+                if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                    tracing::warn!(%error, "nexudus simulator: the HTTP server stopped");
+                }
+            })
+        };
+        let deliveries = tokio::spawn(delivery::run(shared.clone(), http, stopped));
+        Ok(Self { shared, base_url, stop: Arc::new(stop), tasks: Arc::new(Mutex::new(vec![server, deliveries])) })
+    }
+
+    /// Where the API is: pass it as the client's `base_url`.
+    pub fn base_url(&self) -> Url {
+        self.base_url.clone()
+    }
+
+    /// Stops serving and delivering, and waits until both have stopped.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "nexudus simulator: a task ended abnormally");
+            }
+        }
+    }
+
+    /// Runs a change against the store at the clock's current time, then wakes the deliveries.
+    fn change<T>(&self, apply: impl FnOnce(&mut store::State, doorsync_proto::Timestamp) -> T) -> T {
+        let now = self.shared.clock.now();
+        let result = apply(&mut self.shared.lock(), now);
+        self.shared.queued.notify_one();
+        result
+    }
+
+    /// Creates a record from Nexudus-named `fields` (`{"FullName": ..., "Email": ...}`); the
+    /// simulator adds `Id`, `UniqueId`, `CreatedOn`, `UpdatedOn`. Returns the new id.
+    pub fn create(&self, kind: SimEntity, fields: Value) -> Result<u64, SimError> {
+        self.change(|store, now| store.create(kind, fields, now))
+    }
+
+    /// Sets the given fields of a record and bumps its `UpdatedOn`.
+    pub fn update(&self, kind: SimEntity, id: u64, fields: Value) -> Result<(), SimError> {
+        self.change(|store, now| store.update(kind, id, fields, now))
+    }
+
+    /// Deletes a record for good (an admin's hard delete): gone from lists, 404 by id.
+    pub fn delete(&self, kind: SimEntity, id: u64) -> Result<(), SimError> {
+        self.change(|store, now| store.delete(kind, id, now))
+    }
+
+    /// Cancels a booking the way Nexudus does: it leaves the bookings and a snapshot with
+    /// `OriginalBookingId`, `CancelledOn` and `CancellationReason` appears among the cancelled
+    /// bookings. Returns the snapshot's id.
+    pub fn cancel_booking(&self, booking: u64, reason: u64) -> Result<u64, SimError> {
+        self.change(|store, now| store.cancel_booking(booking, reason, now))
+    }
+
+    /// A location in the zone with Windows id `windows_zone` ("GMT Standard Time"); returns the
+    /// business id.
+    pub fn create_location(&self, name: &str, windows_zone: &str) -> Result<u64, SimError> {
+        let existing = self
+            .shared
+            .lock()
+            .records(SimEntity::SimpleTimeZone)
+            .find(|zone| zone.get("Name").and_then(Value::as_str) == Some(windows_zone))
+            .and_then(|zone| zone.get("Id").and_then(Value::as_u64));
+        let zone = match existing {
+            Some(zone) => zone,
+            None => self.create(SimEntity::SimpleTimeZone, json!({"Name": windows_zone}))?,
+        };
+        self.create(SimEntity::Business, json!({"Name": name, "SimpleTimeZoneId": zone}))
+    }
+
+    /// Registers a webhook for `action` that POSTs to `url` signed with `secret`; returns its id.
+    pub fn register_webhook(&self, action: WebhookAction, url: &Url, secret: Secret) -> Result<u64, SimError> {
+        let fields = json!({
+            "Name": format!("doorsync {action}"), "Action": action.code(), "URL": url.as_str(),
+            "Active": true, "ErrorCount": 0,
+        });
+        self.change(|store, now| store.register_webhook(fields, secret, now))
+    }
+
+    /// The record as `GET .../{id}` would show it.
+    pub fn record(&self, kind: SimEntity, id: u64) -> Option<Value> {
+        self.shared.lock().record(kind, id).cloned()
+    }
+
+    /// Changes the webhook faults from now on.
+    pub fn set_faults(&self, faults: WebhookFaults) {
+        self.shared.lock().faults = faults;
+    }
+
+    /// Answers the next `requests` API requests with 409 and `Retry-After: 1`, whatever the limits.
+    pub fn throttle_next(&self, requests: u32) {
+        self.shared.lock().forced_throttles = requests;
+    }
+
+    /// Invalidates every access and refresh token issued so far, as a password change would.
+    pub fn revoke_tokens(&self) {
+        let mut store = self.shared.lock();
+        store.access_tokens.clear();
+        store.refresh_tokens.clear();
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.shared.lock().stats
+    }
+}

@@ -1,0 +1,40 @@
+//! A client of the Nexudus admin REST API, as doorsync's ingestor needs it.
+//!
+//! * [`NexudusClient`] reads the entities that make up door entitlements ([`Coworker`],
+//!   [`Business`], [`Resource`], [`Booking`], [`CancelledBooking`], [`TimePass`],
+//!   [`CoworkerTimePass`], [`CoworkerContract`], [`FloorPlanDesk`]) and the registered
+//!   [`Webhook`]s: [`NexudusClient::list`] pages through a [`ListQuery`] (with
+//!   `from_{Entity}_UpdatedOn` watermarks), [`NexudusClient::get`] re-reads one record by id.
+//! * It signs in with a bearer token from `POST /api/token` (refreshed before it expires, and
+//!   once more when refused) or with HTTP Basic; keeps all three of Nexudus's request limits at
+//!   once ([`Limits`], [`RateLimiter`]) on the [`Clock`](doorsync_clock::Clock) it is given; and
+//!   treats Nexudus's throttling answer, **409** with `Retry-After`, as "wait and retry".
+//! * Records are read one by one: a malformed record becomes a [`MalformedRecord`] naming the
+//!   entity, id and field, and the rest of its page is still returned.
+//! * Date-times are kept as written ([`NexudusDateTime`]): admin-API instants are UTC, the
+//!   `...Local` twins are the location's wall clock (see [`datetime`]).
+//! * [`webhook`] signs and verifies `X-Nexudus-Hook-Signature` and reads webhook bodies.
+#![forbid(unsafe_code)]
+
+mod client;
+pub mod datetime;
+mod error;
+mod limiter;
+mod models;
+mod options;
+mod query;
+mod record;
+pub mod webhook;
+
+pub use client::{NexudusClient, SetupError};
+pub use datetime::NexudusDateTime;
+pub use error::NexudusError;
+pub use limiter::{RateLimiter, RequestWindows};
+pub use models::{
+    Booking, Business, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk,
+    FloorPlanItemType, Resource, SimpleTimeZone, TimePass, Webhook,
+};
+pub use options::{AuthMode, Credentials, Limits, NexudusOptions, Secret};
+pub use query::{ListQuery, Listing, MAX_PAGE_SIZE, Page};
+pub use record::MalformedRecord;
+pub use webhook::WebhookAction;
