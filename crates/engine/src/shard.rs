@@ -86,6 +86,8 @@ pub(crate) enum ShardMsg {
 pub struct ShardStats {
     pub partition: u32,
     pub caught_up: bool,
+    /// When the partition finished rebuilding from the log and its members were evaluated.
+    pub caught_up_at: Option<Timestamp>,
     pub live_members: usize,
     pub known_members: usize,
     pub scheduled_wakeups: usize,
@@ -156,6 +158,7 @@ pub(crate) struct Shard {
     /// replay have no snapshot worth loading.
     started_from_checkpoint: bool,
     caught_up: bool,
+    caught_up_at: Option<Timestamp>,
     to_evaluate: BTreeSet<MemberId>,
     /// Members whose actor was lost before it started: their next start reads the log.
     needs_recovery: HashSet<MemberId>,
@@ -210,6 +213,7 @@ impl Actor for ShardActor {
             commands_position: checkpoint.commands,
             started_from_checkpoint,
             caught_up: false,
+            caught_up_at: None,
             to_evaluate: BTreeSet::new(),
             needs_recovery: HashSet::new(),
             folding: HashMap::new(),
@@ -404,6 +408,7 @@ impl Shard {
         for member in pending.into_iter().chain(due) {
             self.evaluate(myself, member).await?;
         }
+        self.caught_up_at = Some(self.shared.clock.now());
         tracing::info!(partition = self.partition, position = self.events_position, "partition caught up");
         Ok(())
     }
@@ -654,6 +659,7 @@ impl Shard {
         ShardStats {
             partition: self.partition,
             caught_up: self.caught_up,
+            caught_up_at: self.caught_up_at,
             live_members: self.live.len(),
             known_members: self.known.len(),
             scheduled_wakeups: self.wakeups.len(),
