@@ -1,0 +1,531 @@
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use doorsync_clock::SharedClock;
+use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId, Timestamp};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tower_service::Service;
+use url::Url;
+
+use crate::faults::{Fault, FaultRule, Faults, RandomFaults};
+use crate::limiter::{LimitKey, RateLimiter};
+use crate::world::{GroupAccess, KeyAccess, Operation, Reply, Request, SimAssignment, SimGroup, SimUser, World};
+
+/// Request bodies larger than this are refused; Kisi's are a few hundred bytes.
+const MAX_REQUEST_BODY: usize = 1 << 20;
+
+/// How to start a simulator.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// `127.0.0.1:0` (a free loopback port) by default.
+    pub bind: SocketAddr,
+    /// The time for the rate limit, latency and records' timestamps.
+    pub clock: SharedClock,
+    /// Seeds the generator of random faults.
+    pub seed: u64,
+    /// Kisi's limit per API user: 5.
+    pub requests_per_second: u32,
+    pub organization_name: String,
+    /// Keep every exchange for [`SimHandle::exchanges`]; off by default, since a long demo would
+    /// keep them all.
+    pub record_exchanges: bool,
+}
+
+impl SimOptions {
+    pub fn new(clock: SharedClock) -> Self {
+        Self {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            clock,
+            seed: 0,
+            requests_per_second: 5,
+            organization_name: "Simulated Coworking".to_owned(),
+            record_exchanges: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("kisi simulator: cannot listen on {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+    #[error("kisi simulator: no user {0}")]
+    NoSuchUser(KisiUserId),
+    #[error("kisi simulator: a user with this email already exists")]
+    EmailTaken,
+    #[error("kisi simulator: refused: {0}")]
+    Refused(String),
+}
+
+/// How many requests the simulator received, by endpoint (`POST /role_assignments`,
+/// `GET /users/{id}`) and by the status it answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    pub by_endpoint: BTreeMap<String, u64>,
+    pub by_status: BTreeMap<u16, u64>,
+    /// Requests whose connection was closed without an answer.
+    pub dropped: u64,
+    /// Requests never answered.
+    pub hung: u64,
+}
+
+impl CallCounts {
+    pub fn total(&self) -> u64 {
+        self.by_endpoint.values().sum()
+    }
+
+    /// Requests to an endpoint, e.g. `("POST", "/role_assignments")` or `("GET", "/users/{id}")`.
+    pub fn endpoint(&self, method: &str, template: &str) -> u64 {
+        self.by_endpoint.get(&format!("{method} {template}")).copied().unwrap_or(0)
+    }
+
+    pub fn status(&self, status: u16) -> u64 {
+        self.by_status.get(&status).copied().unwrap_or(0)
+    }
+}
+
+/// One request and its answer, kept when [`SimOptions::record_exchanges`] is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exchange {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// The request's headers, names in lower case; `authorization` keeps only its scheme
+    /// (`KISI-LOGIN <redacted>`).
+    pub request_headers: BTreeMap<String, String>,
+    /// The JSON body, or the raw text as a JSON string if it was not JSON.
+    pub request_body: Option<Value>,
+    /// `None` when the connection was dropped instead.
+    pub status: Option<u16>,
+    pub response_body: Option<Value>,
+    pub collection_range: Option<String>,
+    pub retry_after: Option<String>,
+}
+
+#[cfg(feature = "openapi-validation")]
+impl Exchange {
+    /// The exchange in the form [`doorsync_kisi::openapi::KisiOpenApi::check_call`] checks.
+    pub fn recorded_call(&self) -> doorsync_kisi::openapi::RecordedCall<'_> {
+        doorsync_kisi::openapi::RecordedCall {
+            method: &self.method,
+            path: &self.path,
+            request_body: self.request_body.as_ref(),
+            status: self.status,
+            response_body: self.response_body.as_ref(),
+            collection_range: self.collection_range.as_deref(),
+        }
+    }
+}
+
+/// A running simulator of Kisi's API on a loopback port.
+#[derive(Debug)]
+pub struct KisiSimulator {
+    handle: SimHandle,
+    address: SocketAddr,
+    base_url: Url,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+}
+
+impl KisiSimulator {
+    pub async fn start(options: SimOptions) -> Result<Self, SimError> {
+        let listener =
+            TcpListener::bind(options.bind).await.map_err(|source| SimError::Bind { address: options.bind, source })?;
+        let address = listener.local_addr().map_err(|source| SimError::Bind { address: options.bind, source })?;
+        let base_url = Url::parse(&format!("http://{address}/"))
+            .map_err(|error| SimError::Bind { address, source: std::io::Error::other(error) })?;
+        let handle = SimHandle {
+            shared: Arc::new(Shared {
+                clock: options.clock,
+                record_exchanges: options.record_exchanges,
+                state: Mutex::new(SimState {
+                    world: World::new(options.organization_name),
+                    limiter: RateLimiter::new(options.requests_per_second),
+                    faults: Faults::new(options.seed),
+                    calls: CallCounts::default(),
+                    exchanges: Vec::new(),
+                }),
+            }),
+        };
+        let router = Router::new().fallback(serve).with_state(handle.shared.clone());
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(accept_connections(listener, router, stopped));
+        Ok(Self { handle, address, base_url, stop, server })
+    }
+
+    /// `http://127.0.0.1:<port>/`
+    pub fn base_url(&self) -> Url {
+        self.base_url.clone()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Inspects and changes the simulated organization; cheap to clone.
+    pub fn handle(&self) -> SimHandle {
+        self.handle.clone()
+    }
+
+    /// Stops accepting, closes every connection (hanging requests included) and waits.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+    }
+}
+
+/// The simulator's state for tests: accounts, groups, users, assignments, faults and counts.
+#[derive(Debug, Clone)]
+pub struct SimHandle {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    clock: SharedClock,
+    record_exchanges: bool,
+    state: Mutex<SimState>,
+}
+
+#[derive(Debug)]
+struct SimState {
+    world: World,
+    limiter: RateLimiter,
+    faults: Faults,
+    calls: CallCounts,
+    exchanges: Vec<Exchange>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        // A panic while holding the lock leaves consistent data (every change is one statement
+        // or a rejected request), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl SimHandle {
+    fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    /// A new API user (a Kisi user that owns API keys), e.g. the integration's.
+    pub fn add_api_user(&self, email: &str, name: &str) -> Result<KisiUserId, SimError> {
+        let now = self.now();
+        self.shared.lock().world.insert_user(email, name, false, now).ok_or(SimError::EmailTaken)
+    }
+
+    /// Gives `user` an API key; several keys of one user share its rate limit.
+    pub fn add_api_key(&self, user: KisiUserId, key: &str, access: KeyAccess) -> Result<(), SimError> {
+        if self.shared.lock().world.add_key(user, key.to_owned(), access) {
+            Ok(())
+        } else {
+            Err(SimError::NoSuchUser(user))
+        }
+    }
+
+    /// An API user with one administrator key: the usual integration account.
+    pub fn add_api_account(&self, email: &str, name: &str, key: &str) -> Result<KisiUserId, SimError> {
+        let user = self.add_api_user(email, name)?;
+        self.add_api_key(user, key, KeyAccess::Admin)?;
+        Ok(user)
+    }
+
+    pub fn revoke_api_key(&self, key: &str) -> bool {
+        self.shared.lock().world.revoke_key(key)
+    }
+
+    pub fn add_group(&self, name: &str) -> KisiGroupId {
+        let now = self.now();
+        self.shared.lock().world.insert_group(name, now)
+    }
+
+    /// A managed user made by someone else (an operator in the dashboard, another integration).
+    pub fn add_user(&self, email: &str, name: &str) -> Result<KisiUserId, SimError> {
+        let now = self.now();
+        self.shared.lock().world.insert_user(email, name, true, now).ok_or(SimError::EmailTaken)
+    }
+
+    /// A `group_basic` assignment created by `creator` (another API user, or `None` for Kisi
+    /// itself), with Kisi's one-role-per-(user, group) rule.
+    pub fn add_assignment_as(
+        &self,
+        creator: Option<KisiUserId>,
+        user: KisiUserId,
+        group: KisiGroupId,
+        valid_from: Option<Timestamp>,
+        valid_until: Option<Timestamp>,
+    ) -> Result<KisiAssignmentId, SimError> {
+        let now = self.now();
+        let mut state = self.shared.lock();
+        state.world.insert_assignment(creator, user, group, valid_from, valid_until, now).map_err(SimError::Refused)
+    }
+
+    /// An operator removes an assignment by hand in the dashboard.
+    pub fn remove_assignment(&self, id: KisiAssignmentId) -> bool {
+        self.shared.lock().world.remove_assignment(id)
+    }
+
+    /// An operator suspends or restores a user by hand.
+    pub fn set_user_access_enabled(&self, user: KisiUserId, enabled: bool) -> bool {
+        let now = self.now();
+        self.shared.lock().world.set_access_enabled(user, enabled, now)
+    }
+
+    /// An operator deletes a user by hand (with their assignments).
+    pub fn remove_user(&self, user: KisiUserId) -> bool {
+        self.shared.lock().world.remove_user(user)
+    }
+
+    pub fn users(&self) -> Vec<SimUser> {
+        self.shared.lock().world.users()
+    }
+
+    pub fn user_by_email(&self, email: &str) -> Option<SimUser> {
+        self.shared.lock().world.user_by_email(email).cloned()
+    }
+
+    pub fn groups(&self) -> Vec<SimGroup> {
+        self.shared.lock().world.groups()
+    }
+
+    pub fn assignments(&self) -> Vec<SimAssignment> {
+        self.shared.lock().world.assignments()
+    }
+
+    /// Whether `user` can open `group`'s doors at `at`, and if not, why.
+    pub fn group_access(&self, user: KisiUserId, group: KisiGroupId, at: Timestamp) -> GroupAccess {
+        self.shared.lock().world.group_access(user, group, at)
+    }
+
+    pub fn calls(&self) -> CallCounts {
+        self.shared.lock().calls.clone()
+    }
+
+    pub fn reset_calls(&self) {
+        self.shared.lock().calls = CallCounts::default();
+    }
+
+    /// Every exchange so far, if [`SimOptions::record_exchanges`] is set.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.shared.lock().exchanges.clone()
+    }
+
+    pub fn inject(&self, rule: FaultRule) {
+        self.shared.lock().faults.add_rule(rule);
+    }
+
+    /// Delays every answer by `latency` of the simulator's clock.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.lock().faults.set_latency(latency);
+    }
+
+    pub fn set_random_faults(&self, faults: Option<RandomFaults>) {
+        self.shared.lock().faults.set_random(faults);
+    }
+
+    /// Removes scripted and random faults and latency.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+}
+
+/// What a connection's requests know about it: the peer (for the per-address rate limit) and a
+/// switch that closes the connection without answering.
+#[derive(Debug, Clone)]
+struct Connection {
+    peer: SocketAddr,
+    close: Arc<Notify>,
+}
+
+async fn accept_connections(listener: TcpListener, router: Router, mut stopped: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(serve_connection(stream, peer, router.clone()));
+                }
+                Err(error) => tracing::warn!(%error, "kisi simulator: accepting a connection failed"),
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, router: Router) {
+    let close = Arc::new(Notify::new());
+    let connection = Connection { peer, close: close.clone() };
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(connection.clone());
+        let mut router = router.clone();
+        async move { router.call(request).await }
+    });
+    let serving = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    // Dropping the connection future closes the socket, whatever is in flight on it.
+    tokio::select! {
+        _ = serving => {}
+        () = close.notified() => {}
+    }
+}
+
+/// Every request: count it, apply latency and faults, authenticate, rate-limit, answer.
+async fn serve(State(shared): State<Arc<Shared>>, request: axum::extract::Request) -> Response {
+    let connection = request.extensions().get::<Connection>().cloned();
+    let method = request.method().as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let authorization =
+        request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let request_headers = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = value.to_str().unwrap_or("<not text>");
+            let value = if name == header::AUTHORIZATION {
+                format!("{} <redacted>", value.split(' ').next().unwrap_or_default())
+            } else {
+                value.to_owned()
+            };
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
+    let body = axum::body::to_bytes(request.into_body(), MAX_REQUEST_BODY).await.unwrap_or_default();
+    let recognised = Operation::recognise(&method, &path);
+    let template = recognised.as_ref().map_or(path.as_str(), |(_, template)| template).to_owned();
+    let exchange = Exchange {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        request_headers,
+        request_body: (!body.is_empty()).then(|| {
+            serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+        }),
+        status: None,
+        response_body: None,
+        collection_range: None,
+        retry_after: None,
+    };
+
+    let decision = {
+        let mut state = shared.lock();
+        *state.calls.by_endpoint.entry(format!("{method} {template}")).or_default() += 1;
+        state.faults.decide(&method, &path, &template)
+    };
+    if !decision.latency.is_zero() {
+        let latency_ms = i64::try_from(decision.latency.as_millis()).unwrap_or(i64::MAX);
+        let until = Timestamp::from_unix_millis(shared.clock.now().as_unix_millis().saturating_add(latency_ms));
+        shared.clock.sleep_until(until).await;
+    }
+    match &decision.fault {
+        Some(Fault::Status { status, retry_after }) => {
+            let reply = Reply {
+                retry_after: retry_after.clone(),
+                ..Reply::error(*status, &format!("000{status}"), "Service unavailable")
+            };
+            return finish(&shared, exchange, reply);
+        }
+        Some(Fault::Hang { after_commit: false }) => return hang(&shared).await,
+        _ => {}
+    }
+
+    let reply = {
+        let now = shared.clock.now();
+        let mut state = shared.lock();
+        let caller = authorization
+            .as_deref()
+            .and_then(|value| value.strip_prefix("KISI-LOGIN "))
+            .and_then(|key| state.world.caller_for(key.trim()));
+        let peer = connection.as_ref().map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |connection| connection.peer.ip());
+        let limit_key = caller.map_or(LimitKey::Address(peer), |caller| LimitKey::User(caller.user));
+        match (state.limiter.admit(limit_key, now), caller, recognised) {
+            (Err(wait), _, _) => {
+                let seconds = wait.as_millis().div_ceil(1_000).max(1);
+                Reply { retry_after: Some(seconds.to_string()), ..Reply::error(429, "000429", "Too many requests") }
+            }
+            (Ok(()), None, _) => Reply::error(401, "000401", "Unauthorized"),
+            (Ok(()), Some(_), None) => {
+                Reply::error(404, "000404", "The endpoint does not exist, please check your request.")
+            }
+            (Ok(()), Some(caller), Some((operation, _)))
+                if operation.is_write() && caller.access == KeyAccess::ReadOnly =>
+            {
+                Reply::error(403, "afc496", "Access denied.")
+            }
+            (Ok(()), Some(caller), Some((operation, _))) => {
+                let query_pairs: Vec<(String, String)> =
+                    url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+                        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                        .collect();
+                let request = Request { caller, query: &query_pairs, body: &body, now };
+                state.world.handle(&operation, &request)
+            }
+        }
+    };
+
+    match decision.fault {
+        Some(Fault::DropResponse) => {
+            {
+                let mut state = shared.lock();
+                state.calls.dropped += 1;
+                if shared.record_exchanges {
+                    state.exchanges.push(exchange);
+                }
+            }
+            if let Some(connection) = connection {
+                connection.close.notify_one();
+            }
+            std::future::pending().await
+        }
+        Some(Fault::Hang { after_commit: true }) => hang(&shared).await,
+        _ => finish(&shared, exchange, reply),
+    }
+}
+
+async fn hang(shared: &Shared) -> Response {
+    shared.lock().calls.hung += 1;
+    std::future::pending().await
+}
+
+fn finish(shared: &Shared, mut exchange: Exchange, reply: Reply) -> Response {
+    {
+        let mut state = shared.lock();
+        *state.calls.by_status.entry(reply.status).or_default() += 1;
+        if shared.record_exchanges {
+            exchange.status = Some(reply.status);
+            exchange.response_body = reply.body.clone();
+            exchange.collection_range = reply.collection_range.clone();
+            exchange.retry_after = reply.retry_after.clone();
+            state.exchanges.push(exchange);
+        }
+    }
+    into_response(reply)
+}
+
+fn into_response(reply: Reply) -> Response {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = match reply.body {
+        Some(body) => (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response(),
+        None => (status, Body::empty()).into_response(),
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [("x-collection-range", reply.collection_range), ("retry-after", reply.retry_after)] {
+        if let Some(value) = value.and_then(|value| HeaderValue::from_str(&value).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,33 @@
+//! A client for the part of Kisi's REST API that doorsync needs: find or create users, suspend
+//! them, list and resolve groups, and grant group membership (role `group_basic`) for a validity
+//! window.
+//!
+//! The client is deliberately thin. Each method makes its requests once, with no rate limiting
+//! and no retries, because the Kisi writer owns the request budget (5 per second per API user)
+//! and the retry policy; [`KisiError`] gives it what it needs to decide: whether to retry
+//! ([`KisiError::is_retryable`], [`KisiError::retry_after`]), pause on bad credentials
+//! ([`KisiError::is_credentials_problem`]) or give up ([`KisiError::is_permanent`]), and whether
+//! a failed write may have been carried out anyway ([`KisiError::outcome_unknown`]).
+//!
+//! The API key is a [`ApiKey`], redacted in every `Debug` and `Display`; errors name the method
+//! and path of the call but never its query, which may hold an email address.
+//!
+//! With the `openapi-validation` feature, [`openapi`] validates bodies against Kisi's published
+//! OpenAPI description, for tests.
+#![forbid(unsafe_code)]
+
+mod client;
+mod error;
+mod model;
+#[cfg(feature = "openapi-validation")]
+pub mod openapi;
+mod options;
+mod pagination;
+
+pub use client::KisiClient;
+pub use error::{Endpoint, ErrorDetails, FieldError, KisiError, RetryAfter};
+pub use model::{
+    AppliesToType, AssigneeType, CurrentUser, GROUP_BASIC_ROLE, Group, NewUser, RoleAssignment, User, UserKind,
+    Validity,
+};
+pub use options::{ApiKey, KisiOptions};
