@@ -1,0 +1,591 @@
+//! doorsync's configuration: one TOML file (an annotated example is [`EXAMPLE`]), overridden key by
+//! key from the environment (`DOORSYNC_<SECTION>__<KEY>`, e.g. `DOORSYNC_KISI__BASE_URL`), with
+//! secrets read from the environment or from mounted files and never kept in the file itself.
+//!
+//! Every error names the key, where its value came from (the file or the variable), and what
+//! would be valid: an operator fixes a config from the message alone.
+#![forbid(unsafe_code)]
+
+mod error;
+mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use doorsync_access::{AccessPolicy, BookingTiming, NoAccessPolicy};
+use doorsync_proto::ResourceId;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use url::Url;
+
+pub use error::{ConfigError, Problem};
+pub use secrecy::ExposeSecret;
+pub use secret::Secret;
+
+/// The annotated example configuration, every key with its default and what it does.
+pub const EXAMPLE: &str = include_str!("../doorsync.example.toml");
+
+/// Environment variables that override keys start with this; sections are separated by `__`.
+pub const ENV_PREFIX: &str = "DOORSYNC_";
+
+/// Everything one doorsync deployment is told. Every key has a default, so an empty file (or
+/// none) is a valid configuration for the embedded log; credentials come from the environment.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub log: LogConfig,
+    pub nexudus: NexudusConfig,
+    pub kisi: KisiConfig,
+    pub access: AccessConfig,
+    /// `[[mapping]]` entries: which Nexudus resource, pass product or floor-plan item opens which
+    /// Kisi group.
+    pub mapping: Vec<MappingEntry>,
+    pub engine: EngineConfig,
+    pub reconcile: ReconcileConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogBackend {
+    /// One redb file on this machine: `doorsync run`.
+    #[default]
+    Embedded,
+    /// NATS JetStream, shared by several processes: `doorsync ingest | engine | writer | reconcile`.
+    Jetstream,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub backend: LogBackend,
+    /// The embedded log's file.
+    pub path: PathBuf,
+    pub nats_url: String,
+    /// Subjects are `<prefix>.evt.<partition>.<member>`; streams and buckets are named after it.
+    pub subject_prefix: String,
+    /// Fixed for the life of a deployment: members are assigned to partitions by it.
+    pub partitions: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            backend: LogBackend::Embedded,
+            path: PathBuf::from("doorsync.redb"),
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            subject_prefix: "doorsync".to_owned(),
+            partitions: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NexudusAuth {
+    #[default]
+    BearerToken,
+    Basic,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NexudusConfig {
+    /// The Nexudus host, without `/api`.
+    pub base_url: String,
+    /// The Nexudus admin account's email; `NEXUDUS_USERNAME` when unset.
+    pub username: Option<String>,
+    /// A mounted file holding the password; `NEXUDUS_PASSWORD` when unset.
+    pub password_file: Option<PathBuf>,
+    /// A mounted file holding the webhooks' signing secret; `NEXUDUS_WEBHOOK_SECRET` when unset.
+    pub webhook_secret_file: Option<PathBuf>,
+    pub auth: NexudusAuth,
+    /// Where the webhook receiver listens.
+    pub webhook_listen: SocketAddr,
+    /// Larger webhook bodies are refused with 413.
+    pub webhook_body_limit_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub poll_every: Duration,
+    /// How far before the last watermark each poll reads again (the filter has minute precision).
+    #[serde(with = "humantime_serde")]
+    pub poll_overlap: Duration,
+    #[serde(with = "humantime_serde")]
+    pub sweep_every: Duration,
+    /// Take resource, pass product and desk groups from Nexudus's own access-control fields too.
+    pub mapping_from_nexudus: bool,
+    #[serde(with = "humantime_serde")]
+    pub min_request_interval: Duration,
+    pub requests_per_minute: u32,
+    pub requests_per_hour: u32,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for NexudusConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://spaces.nexudus.com".to_owned(),
+            username: None,
+            password_file: None,
+            webhook_secret_file: None,
+            auth: NexudusAuth::BearerToken,
+            webhook_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            webhook_body_limit_bytes: 256 * 1024,
+            poll_every: Duration::from_secs(60),
+            poll_overlap: Duration::from_secs(120),
+            sweep_every: Duration::from_secs(3_600),
+            mapping_from_nexudus: false,
+            min_request_interval: Duration::from_millis(100),
+            requests_per_minute: 120,
+            requests_per_hour: 5_000,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KisiConfig {
+    pub base_url: String,
+    /// A mounted file holding the API key; `KISI_API_KEY` when unset.
+    pub api_key_file: Option<PathBuf>,
+    /// Sent as `X-Kisi-Integration-Identifier`.
+    pub integration_identifier: String,
+    /// Sent as `X-Kisi-Integration-Contact` when set.
+    pub integration_contact: Option<String>,
+    /// Create users as managed users (no Kisi emails, confirmed at once).
+    pub managed_users: bool,
+    /// Kisi allows 5 requests/s per API user, shared by all its keys; stay below it.
+    pub requests_per_second: u32,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Names the writer lease: one active writer per Kisi account.
+    pub account: String,
+}
+
+impl Default for KisiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.kisi.io".to_owned(),
+            api_key_file: None,
+            integration_identifier: "doorsync".to_owned(),
+            integration_contact: None,
+            managed_users: true,
+            requests_per_second: 4,
+            request_timeout: Duration::from_secs(10),
+            account: "default".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// How long before a booking starts its member may open the doors.
+    #[serde(with = "humantime_serde")]
+    pub lead: Duration,
+    /// How long after a booking ends its member may still open the doors.
+    #[serde(with = "humantime_serde")]
+    pub lag: Duration,
+    /// How long a pass keeps opening doors after it runs out.
+    #[serde(with = "humantime_serde")]
+    pub pass_lag: Duration,
+    pub no_access: NoAccessPolicy,
+    /// `[[access.resource_timing]]`: lead and lag for particular resources.
+    pub resource_timing: Vec<ResourceTiming>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            lead: Duration::from_secs(15 * 60),
+            lag: Duration::from_secs(15 * 60),
+            pass_lag: Duration::ZERO,
+            no_access: NoAccessPolicy::Suspend,
+            resource_timing: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceTiming {
+    pub resource: u64,
+    #[serde(with = "humantime_serde")]
+    pub lead: Duration,
+    #[serde(with = "humantime_serde")]
+    pub lag: Duration,
+}
+
+/// One `[[mapping]]` entry: exactly one Nexudus source and exactly one Kisi group.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingEntry {
+    pub resource: Option<u64>,
+    pub pass_product: Option<u64>,
+    pub floor_plan_item: Option<u64>,
+    pub kisi_group: Option<u64>,
+    /// Resolved to the group's id through the Kisi API at start; must match one group exactly.
+    pub kisi_group_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// An engine that stops renewing its partition leases loses them after this long.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Idle member actors are snapshotted and stopped after this long.
+    #[serde(with = "humantime_serde")]
+    pub passivate_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_every: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(15),
+            passivate_after: Duration::from_secs(600),
+            checkpoint_every: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
+    /// A repair that would revoke more than this share of the managed members is held until an
+    /// operator confirms it.
+    pub max_revocation_share: f64,
+    /// Also repair role assignments doorsync did not create.
+    pub touch_foreign_assignments: bool,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self { every: Duration::from_secs(15 * 60), max_revocation_share: 0.2, touch_foreign_assignments: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `/healthz`, `/readyz`, `/metrics` and the status page.
+    pub listen: SocketAddr,
+    /// A mounted file holding the admin bearer token; `DOORSYNC_ADMIN_TOKEN` when unset. With
+    /// neither, the admin listener needs no token.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9090)), token_file: None }
+    }
+}
+
+impl Config {
+    /// Reads `file` (when given; it must exist), then the `DOORSYNC_<SECTION>__<KEY>` variables of
+    /// this process, and checks the result.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::MissingFile { file: file.to_path_buf() });
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only variables with a section separator are keys; others with the prefix (such as
+        // DOORSYNC_ADMIN_TOKEN) are secrets or settings of the binary.
+        let overrides = Env::prefixed(ENV_PREFIX).filter(|key| key.as_str().contains("__")).split("__");
+        let figment = figment.merge(overrides);
+        let config: Config = figment.extract().map_err(|error| ConfigError::from_figment(error, file))?;
+        validate::check(&config, &figment)?;
+        Ok(config)
+    }
+
+    /// Reads the example shipped with doorsync: it must always be a valid configuration.
+    pub fn example() -> Result<Config, ConfigError> {
+        let figment = Figment::from(Toml::string(EXAMPLE));
+        let config: Config = figment.extract().map_err(|error| ConfigError::from_figment(error, None))?;
+        validate::check(&config, &figment)?;
+        Ok(config)
+    }
+
+    /// The access rules the fold applies.
+    pub fn access_policy(&self) -> AccessPolicy {
+        AccessPolicy {
+            booking_lead_ms: millis(self.access.lead),
+            booking_lag_ms: millis(self.access.lag),
+            resource_timing: self
+                .access
+                .resource_timing
+                .iter()
+                .map(|timing| {
+                    (
+                        ResourceId(timing.resource),
+                        BookingTiming { lead_ms: millis(timing.lead), lag_ms: millis(timing.lag) },
+                    )
+                })
+                .collect(),
+            pass_lag_ms: millis(self.access.pass_lag),
+            no_access: self.access.no_access,
+        }
+    }
+
+    pub fn nexudus_base_url(&self) -> Result<Url, ConfigError> {
+        validate::url("nexudus.base_url", &self.nexudus.base_url)
+    }
+
+    pub fn kisi_base_url(&self) -> Result<Url, ConfigError> {
+        validate::url("kisi.base_url", &self.kisi.base_url)
+    }
+
+    pub fn nexudus_username(&self) -> Result<String, ConfigError> {
+        match &self.nexudus.username {
+            Some(username) => Ok(username.clone()),
+            None => {
+                secret::from_env("nexudus.username", "NEXUDUS_USERNAME").map(|secret| secret.expose_secret().to_owned())
+            }
+        }
+    }
+
+    pub fn nexudus_password(&self) -> Result<Secret, ConfigError> {
+        secret::read("nexudus.password_file", self.nexudus.password_file.as_deref(), "NEXUDUS_PASSWORD")
+    }
+
+    pub fn nexudus_webhook_secret(&self) -> Result<Secret, ConfigError> {
+        secret::read(
+            "nexudus.webhook_secret_file",
+            self.nexudus.webhook_secret_file.as_deref(),
+            "NEXUDUS_WEBHOOK_SECRET",
+        )
+    }
+
+    pub fn kisi_api_key(&self) -> Result<Secret, ConfigError> {
+        secret::read("kisi.api_key_file", self.kisi.api_key_file.as_deref(), "KISI_API_KEY")
+    }
+
+    /// `None` when no token is configured: the admin listener is then open.
+    pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
+        match secret::read("admin.token_file", self.admin.token_file.as_deref(), "DOORSYNC_ADMIN_TOKEN") {
+            Ok(token) => Ok(Some(token)),
+            Err(ConfigError::MissingSecret { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err, reason = "figment's Jail fixes the closures' error type")]
+mod tests {
+    use figment::Jail;
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn load_in(jail: &Jail, toml: &str) -> Result<Config, ConfigError> {
+        let file = jail.directory().join("doorsync.toml");
+        std::fs::write(&file, toml).map_err(|error| ConfigError::UnreadableSecret {
+            key: "test",
+            file: file.clone(),
+            reason: error.to_string(),
+        })?;
+        Config::load(Some(&file))
+    }
+
+    fn problems(result: Result<Config, ConfigError>) -> Vec<Problem> {
+        match result {
+            Err(ConfigError::Invalid { problems }) => problems,
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid_and_matches_the_defaults_it_documents() {
+        let example = Config::example().unwrap();
+        let defaults = Config::default();
+        assert_eq!(example.log, defaults.log);
+        assert_eq!(example.nexudus, defaults.nexudus);
+        assert_eq!(example.kisi, defaults.kisi);
+        assert_eq!(example.access, defaults.access);
+        assert_eq!(example.engine, defaults.engine);
+        assert_eq!(example.reconcile, defaults.reconcile);
+        assert_eq!(example.admin, defaults.admin);
+        assert_eq!(example.mapping.len(), 3);
+        assert_eq!(example.mapping[1].kisi_group_name.as_deref(), Some("Coworking floor"));
+    }
+
+    #[test]
+    fn no_file_means_the_defaults() {
+        Jail::expect_with(|_| {
+            assert_eq!(Config::load(None).unwrap(), Config::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_not_the_defaults() {
+        let error = Config::load(Some(Path::new("/nonexistent/doorsync.toml"))).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/doorsync.toml does not exist"), "{error}");
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_key_by_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DOORSYNC_KISI__BASE_URL", "http://127.0.0.1:9999");
+            jail.set_env("DOORSYNC_ACCESS__LEAD", "5m");
+            jail.set_env("DOORSYNC_ADMIN_TOKEN", "not a key");
+            let config =
+                load_in(jail, "[kisi]\nbase_url = \"https://api.kisi.io\"\nrequests_per_second = 3\n").unwrap();
+            assert_eq!(config.kisi.base_url, "http://127.0.0.1:9999");
+            assert_eq!(config.kisi.requests_per_second, 3, "keys the environment does not name stay as in the file");
+            assert_eq!(config.access.lead, Duration::from_secs(300));
+            assert_eq!(config.access_policy().booking_lead_ms, 300_000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_file() {
+        Jail::expect_with(|jail| {
+            let found = problems(load_in(jail, "[kisi]\nrequests_per_secnd = 3\n"));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].key, "kisi.requests_per_secnd");
+            assert!(found[0].origin.ends_with("doorsync.toml"), "{found:?}");
+            assert!(found[0].problem.contains("requests_per_second"), "the valid keys are listed: {found:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_says_what_would_be_valid() {
+        Jail::expect_with(|jail| {
+            let found = problems(load_in(jail, "[access]\nlead = \"soon\"\n"));
+            let text = ConfigError::Invalid { problems: found }.to_string();
+            assert!(text.contains("`access.lead`") && text.contains("doorsync.toml"), "{text}");
+            assert!(text.contains("such as \"15m\""), "{text}");
+
+            let found = problems(load_in(jail, "[access]\nno_access = \"ban\"\n"));
+            assert_eq!(found[0].key, "access.no_access");
+            assert!(found[0].problem.contains("remove_memberships_only"), "the valid values are listed: {found:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_names_the_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DOORSYNC_LOG__PARTITIONS", "many");
+            let found = problems(Config::load(None));
+            assert_eq!(found[0].key, "log.partitions");
+            assert_eq!(found[0].origin, "the environment variable DOORSYNC_LOG__PARTITIONS");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn ranges_and_mapping_entries_are_checked_together() {
+        Jail::expect_with(|jail| {
+            let toml = r#"
+                [kisi]
+                requests_per_second = 9
+                [reconcile]
+                max_revocation_share = 0
+                [nexudus]
+                poll_overlap = "10s"
+                [[mapping]]
+                resource = 1
+                pass_product = 2
+                kisi_group = 3
+                [[mapping]]
+                resource = 4
+                [[mapping]]
+                resource = 4
+                kisi_group = 5
+            "#;
+            let found = problems(load_in(jail, toml));
+            let keys: Vec<&str> = found.iter().map(|problem| problem.key.as_str()).collect();
+            assert_eq!(
+                keys,
+                [
+                    "kisi.requests_per_second",
+                    "nexudus.poll_overlap",
+                    "reconcile.max_revocation_share",
+                    "mapping[0]",
+                    "mapping[1]",
+                    "mapping[2]"
+                ],
+                "{found:#?}"
+            );
+            assert!(found[0].problem.contains("Kisi allows 5 requests/s"), "{found:?}");
+            assert!(found[5].problem.contains("resource 4 is mapped twice"), "{found:?}");
+            assert!(found.iter().all(|problem| problem.origin.ends_with("doorsync.toml")), "{found:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_base_url_that_is_not_http_is_refused() {
+        Jail::expect_with(|jail| {
+            let found = problems(load_in(jail, "[kisi]\nbase_url = \"ftp://api.kisi.io\"\n"));
+            assert_eq!(found[0].key, "kisi.base_url");
+            assert!(found[0].problem.contains("use https"), "{found:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file_and_say_which_is_missing() {
+        Jail::expect_with(|jail| {
+            let config = Config::load(None).unwrap();
+            let error = config.kisi_api_key().unwrap_err().to_string();
+            assert!(error.contains("KISI_API_KEY") && error.contains("kisi.api_key_file"), "{error}");
+            assert!(config.admin_token().unwrap().is_none(), "no admin token configured means an open listener");
+
+            jail.set_env("KISI_API_KEY", "from-env");
+            assert_eq!(config.kisi_api_key().unwrap().expose_secret(), "from-env");
+
+            jail.create_file("kisi-key", "from-file\n")?;
+            let key_file = jail.directory().join("kisi-key");
+            jail.set_env("DOORSYNC_KISI__API_KEY_FILE", key_file.display().to_string());
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.kisi_api_key().unwrap().expose_secret(), "from-file", "a configured file wins");
+            Ok(())
+        });
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_file_content_gives_a_config_or_an_error_never_a_panic(text in "\\PC{0,200}") {
+            Jail::expect_with(|jail| {
+                let _ = load_in(jail, &text);
+                Ok(())
+            });
+        }
+
+        #[test]
+        fn toml_shaped_content_gives_a_config_or_an_error_never_a_panic(
+            section in "(log|kisi|nexudus|access|mapping|admin|engine|reconcile|x)",
+            key in "[a-z_]{1,20}",
+            value in "(\"[^\"]{0,12}\"|-?[0-9]{1,12}|true|false|\\[\\]|[0-9]\\.[0-9])",
+        ) {
+            let text = format!("[{section}]\n{key} = {value}\n");
+            Jail::expect_with(|jail| {
+                if let Err(error) = load_in(jail, &text) {
+                    assert!(!error.to_string().is_empty());
+                }
+                Ok(())
+            });
+        }
+    }
+}

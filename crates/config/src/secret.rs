@@ -1,0 +1,84 @@
+use std::path::Path;
+
+use secrecy::SecretString;
+
+use crate::ConfigError;
+
+/// A credential: readable through [`ExposeSecret`] only, printed as `[REDACTED]`.
+pub type Secret = SecretString;
+
+/// The secret from `file` when the config names one (a mounted Kubernetes Secret, say),
+/// otherwise from the environment variable `env`.
+pub(crate) fn read(key: &'static str, file: Option<&Path>, env: &'static str) -> Result<Secret, ConfigError> {
+    match file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|error| ConfigError::UnreadableSecret {
+                key,
+                file: file.to_path_buf(),
+                reason: error.to_string(),
+            })?;
+            // Mounted secrets and `echo secret > file` end with a newline that is not part of it.
+            let value = text.trim_end_matches(['\r', '\n']);
+            if value.is_empty() {
+                return Err(ConfigError::UnreadableSecret {
+                    key,
+                    file: file.to_path_buf(),
+                    reason: "the file is empty".to_owned(),
+                });
+            }
+            Ok(Secret::from(value))
+        }
+        None => from_env(key, env),
+    }
+}
+
+pub(crate) fn from_env(key: &'static str, env: &'static str) -> Result<Secret, ConfigError> {
+    match std::env::var(env) {
+        Ok(value) if !value.is_empty() => Ok(Secret::from(value)),
+        _ => Err(ConfigError::MissingSecret { what: describe(env), key, env }),
+    }
+}
+
+fn describe(env: &str) -> &'static str {
+    match env {
+        "KISI_API_KEY" => "Kisi API key",
+        "NEXUDUS_USERNAME" => "Nexudus username",
+        "NEXUDUS_PASSWORD" => "Nexudus password",
+        "NEXUDUS_WEBHOOK_SECRET" => "Nexudus webhook secret",
+        "DOORSYNC_ADMIN_TOKEN" => "admin token",
+        _ => "secret",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_value() {
+        let secret = Secret::from("hunter2");
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        assert_eq!(secret.expose_secret(), "hunter2");
+    }
+
+    #[test]
+    fn a_mounted_file_is_read_without_its_trailing_newline() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("key");
+        std::fs::write(&file, "s3cret\n")?;
+        assert_eq!(read("kisi.api_key_file", Some(&file), "KISI_API_KEY")?.expose_secret(), "s3cret");
+        std::fs::write(&file, "\n")?;
+        let error = read("kisi.api_key_file", Some(&file), "KISI_API_KEY").unwrap_err().to_string();
+        assert!(error.contains("kisi.api_key_file") && error.contains("empty"), "{error}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_file_is_named_with_its_key() {
+        let error = read("kisi.api_key_file", Some(Path::new("/nonexistent/key")), "KISI_API_KEY").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("`kisi.api_key_file`") && text.contains("/nonexistent/key"), "{text}");
+    }
+}

@@ -1,0 +1,135 @@
+//! Checks that need more than one value's type: ranges, and entries that must name exactly one
+//! thing.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use figment::Figment;
+use url::Url;
+
+use crate::error::{Problem, origin_of};
+use crate::{Config, ConfigError, MappingEntry};
+
+const DAY: Duration = Duration::from_secs(24 * 3_600);
+const KISI_REQUESTS_PER_SECOND: u32 = 5;
+
+pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, text: String| {
+        let section = key.split('[').next().unwrap_or(key);
+        problems.push(Problem { key: key.to_owned(), origin: origin_of(figment, section), problem: text });
+    };
+
+    for (key, text) in [("nexudus.base_url", &config.nexudus.base_url), ("kisi.base_url", &config.kisi.base_url)] {
+        if let Err(ConfigError::Invalid { problems: found }) = url(key, text) {
+            for found in found {
+                problem(key, found.problem);
+            }
+        }
+    }
+    if let Err(error) = doorsync_proto::Subjects::new(&config.log.subject_prefix, config.log.partitions) {
+        let key = if config.log.partitions == 0 { "log.partitions" } else { "log.subject_prefix" };
+        problem(key, error.to_string());
+    }
+    if config.kisi.requests_per_second == 0 || config.kisi.requests_per_second > KISI_REQUESTS_PER_SECOND {
+        problem(
+            "kisi.requests_per_second",
+            format!(
+                "{} is outside 1 to {KISI_REQUESTS_PER_SECOND}: Kisi allows {KISI_REQUESTS_PER_SECOND} requests/s per API user",
+                config.kisi.requests_per_second
+            ),
+        );
+    }
+    if config.kisi.integration_identifier.trim().is_empty() {
+        problem("kisi.integration_identifier", "must name the integration, e.g. \"doorsync\"".to_owned());
+    }
+    if config.kisi.account.trim().is_empty() {
+        problem("kisi.account", "must name the Kisi account the writer lease is for, e.g. \"default\"".to_owned());
+    }
+    if config.nexudus.poll_overlap < Duration::from_secs(60) {
+        problem(
+            "nexudus.poll_overlap",
+            "must be at least 1m: Nexudus filters `UpdatedOn` to the minute, so a shorter overlap misses changes"
+                .to_owned(),
+        );
+    }
+    if config.nexudus.poll_every < Duration::from_secs(1) {
+        problem("nexudus.poll_every", "must be at least 1s".to_owned());
+    }
+    if config.nexudus.requests_per_minute == 0 || config.nexudus.requests_per_hour == 0 {
+        problem("nexudus.requests_per_minute", "the Nexudus request limits must be at least 1".to_owned());
+    }
+    if config.nexudus.webhook_body_limit_bytes < 1_024 {
+        problem("nexudus.webhook_body_limit_bytes", "must be at least 1024: Nexudus sends whole entities".to_owned());
+    }
+    for (key, value) in [
+        ("access.lead", config.access.lead),
+        ("access.lag", config.access.lag),
+        ("access.pass_lag", config.access.pass_lag),
+    ] {
+        if value > DAY {
+            problem(key, format!("{} is longer than a day", humantime::format_duration(value)));
+        }
+    }
+    let share = config.reconcile.max_revocation_share;
+    if !(share > 0.0 && share <= 1.0) {
+        problem("reconcile.max_revocation_share", format!("{share} is not a share between 0 (exclusive) and 1"));
+    }
+    let mut timed = BTreeSet::new();
+    for (index, timing) in config.access.resource_timing.iter().enumerate() {
+        if !timed.insert(timing.resource) {
+            problem(
+                &format!("access.resource_timing[{index}]"),
+                format!("resource {} is listed twice", timing.resource),
+            );
+        }
+    }
+    let mut sources = BTreeSet::new();
+    for (index, entry) in config.mapping.iter().enumerate() {
+        let key = format!("mapping[{index}]");
+        match source_of(entry) {
+            Ok(source) => {
+                if !sources.insert(source) {
+                    problem(&key, format!("{} {} is mapped twice", source.0, source.1));
+                }
+            }
+            Err(text) => problem(&key, text),
+        }
+        match (entry.kisi_group, &entry.kisi_group_name) {
+            (Some(_), None) => {}
+            (None, Some(name)) if !name.trim().is_empty() => {}
+            (None, Some(_)) => problem(&key, "`kisi_group_name` is empty".to_owned()),
+            _ => problem(&key, "needs exactly one of `kisi_group` (an id) or `kisi_group_name`".to_owned()),
+        }
+    }
+
+    if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { problems }) }
+}
+
+fn source_of(entry: &MappingEntry) -> Result<(&'static str, u64), String> {
+    let named: Vec<(&'static str, u64)> = [
+        ("resource", entry.resource),
+        ("pass_product", entry.pass_product),
+        ("floor_plan_item", entry.floor_plan_item),
+    ]
+    .into_iter()
+    .filter_map(|(name, id)| id.map(|id| (name, id)))
+    .collect();
+    match named.as_slice() {
+        [one] => Ok(*one),
+        _ => Err("needs exactly one of `resource`, `pass_product` or `floor_plan_item`".to_owned()),
+    }
+}
+
+/// `text` as an http(s) URL, or a problem naming `key`.
+pub(crate) fn url(key: &str, text: &str) -> Result<Url, ConfigError> {
+    let invalid = |problem: String| ConfigError::Invalid {
+        problems: vec![Problem { key: key.to_owned(), origin: "the configuration".to_owned(), problem }],
+    };
+    let parsed = Url::parse(text)
+        .map_err(|error| invalid(format!("{text:?} is not a URL ({error}), e.g. \"https://api.kisi.io\"")))?;
+    match parsed.scheme() {
+        "https" | "http" => Ok(parsed),
+        other => Err(invalid(format!("{text:?} has scheme {other:?}; use https (or http for a local simulator)"))),
+    }
+}
