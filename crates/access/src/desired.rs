@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use doorsync_proto::{KisiGroupId, Timestamp};
+use doorsync_proto::{
+    BookingId, ContractId, FloorPlanItemId, KisiGroupId, PassId, PassProductId, ResourceId, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::day::DaySpan;
@@ -158,52 +160,107 @@ fn choose(chosen: &mut Vec<Span>, stretch: Span, now: Timestamp) {
 /// Every stretch of access the member's entitlements give, one per (entitlement, mapped group),
 /// unmerged and unsorted; empty stretches are left out.
 fn entitled_spans(state: &MemberState, mapping: &Mapping, policy: &AccessPolicy) -> Vec<Span> {
-    let mut spans = Vec::new();
-    let mut push = |group: KisiGroupId, start: Option<Timestamp>, end: End| {
-        let empty = match (start, end) {
-            (Some(start), End::At(end)) => start >= end,
-            _ => false,
-        };
-        if !empty {
-            spans.push(Span { group, start, end });
-        }
+    entitlements(state, mapping, policy)
+        .into_iter()
+        .filter_map(|entitlement| match entitlement.grant {
+            Grant::Group { group, window } => {
+                Some(Span { group, start: window.from, end: window.until.map_or(End::Never, End::At) })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What one of the member's bookings, passes or contract spaces grants, and if nothing, why: the
+/// raw material of both [`desired`] and `doorsync explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub source: Source,
+    pub grant: Grant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Booking { booking: BookingId, resource: ResourceId },
+    Pass { pass: PassId, product: PassProductId },
+    ContractSpace { contract: ContractId, space: FloorPlanItemId },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// The group's doors, for this window (lead, lag and pass lag applied).
+    Group {
+        group: KisiGroupId,
+        window: Window,
+    },
+    /// The resource, pass product or desk/office is not connected to a Kisi group.
+    NotConnected,
+    Tentative,
+    UsedUp,
+    /// The contract is not active.
+    Inactive,
+    /// The window is empty (e.g. a contract cancelled before it started).
+    Empty,
+    /// A day pass whose time zone doorsync cannot resolve.
+    UnresolvedDay(DaySpan),
+}
+
+/// Every booking, pass and contract space of the member with what it grants, in the order of the
+/// member's state (bookings, passes, contracts, each by id). Whether the member holds access at
+/// all (known, active) is not considered here.
+pub fn entitlements(state: &MemberState, mapping: &Mapping, policy: &AccessPolicy) -> Vec<Entitlement> {
+    let mut found = Vec::new();
+    let window = |group: KisiGroupId, from: Option<Timestamp>, until: Option<Timestamp>| match (from, until) {
+        (Some(from), Some(until)) if from >= until => Grant::Empty,
+        _ => Grant::Group { group, window: Window { from, until } },
     };
-    for booking in state.bookings().values() {
-        let Some(&group) = mapping.resources.get(&booking.resource) else { continue };
-        if booking.tentative {
-            continue;
-        }
-        let timing = policy.booking_timing(booking.resource);
-        push(group, Some(shift(booking.starts_at, -timing.lead_ms)), End::At(shift(booking.ends_at, timing.lag_ms)));
-    }
-    for pass in state.passes().values() {
-        let Some(&group) = mapping.pass_products.get(&pass.product) else { continue };
-        if pass.used_up {
-            continue;
-        }
-        match pass.term {
-            PassTerm::Window { from, until } => {
-                let end = until.map_or(End::Never, |until| End::At(shift(until, policy.pass_lag_ms)));
-                push(group, from, end);
+    for (&booking_id, booking) in state.bookings() {
+        let source = Source::Booking { booking: booking_id, resource: booking.resource };
+        let grant = match mapping.resources.get(&booking.resource) {
+            None => Grant::NotConnected,
+            Some(_) if booking.tentative => Grant::Tentative,
+            Some(&group) => {
+                let timing = policy.booking_timing(booking.resource);
+                window(
+                    group,
+                    Some(shift(booking.starts_at, -timing.lead_ms)),
+                    Some(shift(booking.ends_at, timing.lag_ms)),
+                )
             }
-            PassTerm::Day { span: DaySpan::Resolved { start, end }, .. } => {
-                push(group, Some(start), End::At(shift(end, policy.pass_lag_ms)));
-            }
-            PassTerm::Day { span: DaySpan::UnknownTimeZone | DaySpan::OutsideSupportedRange, .. } => {}
-        }
+        };
+        found.push(Entitlement { source, grant });
     }
-    for contract in state.contracts().values() {
-        if !contract.active {
-            continue;
-        }
-        let end = contract.effective_end().map_or(End::Never, End::At);
+    for (&pass_id, pass) in state.passes() {
+        let source = Source::Pass { pass: pass_id, product: pass.product };
+        let grant = match mapping.pass_products.get(&pass.product) {
+            None => Grant::NotConnected,
+            Some(_) if pass.used_up => Grant::UsedUp,
+            Some(&group) => match pass.term {
+                PassTerm::Window { from, until } => {
+                    window(group, from, until.map(|until| shift(until, policy.pass_lag_ms)))
+                }
+                PassTerm::Day { span: DaySpan::Resolved { start, end }, .. } => {
+                    window(group, Some(start), Some(shift(end, policy.pass_lag_ms)))
+                }
+                PassTerm::Day { span, .. } => Grant::UnresolvedDay(span),
+            },
+        };
+        found.push(Entitlement { source, grant });
+    }
+    for (&contract_id, contract) in state.contracts() {
         for space in &contract.spaces {
-            if let Some(&group) = mapping.floor_plan_items.get(&space.id) {
-                push(group, Some(contract.starts_at), end);
-            }
+            let source = Source::ContractSpace { contract: contract_id, space: space.id };
+            let grant = match mapping.floor_plan_items.get(&space.id) {
+                None => Grant::NotConnected,
+                Some(_) if !contract.active => Grant::Inactive,
+                Some(&group) => window(group, Some(contract.starts_at), contract.effective_end()),
+            };
+            found.push(Entitlement { source, grant });
         }
     }
-    spans
+    found
 }
 
 /// `instant` moved by `millis`, pinned at the ends of time rather than wrapping around.

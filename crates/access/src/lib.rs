@@ -28,7 +28,9 @@ mod windows_zones;
 
 pub use commands::{commands, record_command};
 pub use day::DaySpan;
-pub use desired::{Desired, DesiredUser, UserAccess, Window, desired, next_change};
+pub use desired::{
+    Desired, DesiredUser, Entitlement, Grant, Source, UserAccess, Window, desired, entitlements, next_change,
+};
 pub use mapping::Mapping;
 pub use policy::{AccessPolicy, BookingTiming, NoAccessPolicy};
 pub use state::{

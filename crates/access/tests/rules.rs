@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use doorsync_access::{
-    AccessPolicy, BookingTiming, DaySpan, Desired, DesiredUser, FORGET_ENDED_AFTER_MS, Mapping, MemberState,
-    MemberStatus, NoAccessPolicy, PassTerm, UserAccess, Window, command_time, commands, desired, fold, fold_outcome,
-    next_change, record_command, state_digest,
+    AccessPolicy, BookingTiming, DaySpan, Desired, DesiredUser, Entitlement, FORGET_ENDED_AFTER_MS, Grant, Mapping,
+    MemberState, MemberStatus, NoAccessPolicy, PassTerm, Source, UserAccess, Window, command_time, commands, desired,
+    entitlements, fold, fold_outcome, next_change, record_command, state_digest,
 };
 use doorsync_proto::{
     BookingCancelled, BookingChanged, BookingId, CivilDate, Command, ContractChanged, ContractId, ContractRemoved,
@@ -827,4 +827,45 @@ fn a_snapshot_decodes_to_the_same_state() {
     let restored: MemberState = rmp_serde::from_slice(&snapshot).unwrap();
     assert_eq!(restored, member.state);
     assert_eq!(state_digest(&restored), state_digest(&member.state));
+}
+
+// Explaining
+
+#[test]
+fn every_entitlement_says_what_it_grants_or_why_it_grants_nothing() {
+    let mut member = Member::new();
+    let t = early();
+    member.event(t, booking(1, ROOM, "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z"));
+    member.event(t, tentative_booking(2, ROOM, "2024-05-01T11:00:00Z", "2024-05-01T12:00:00Z"));
+    member.event(t, booking(3, UNMAPPED_ROOM, "2024-05-01T11:00:00Z", "2024-05-01T12:00:00Z"));
+    member.event(t, window_pass(4, None, Some("2024-05-02T00:00:00Z"), true));
+    member.event(t, day_pass(5, "2024-05-01", "Mars/Olympus_Mons"));
+    member.event(t, contract(6, "2024-04-01T00:00:00Z", None, None, false, &[DESK]));
+    member.event(t, contract(7, "2024-04-01T00:00:00Z", Some("2024-06-01T00:00:00Z"), None, true, &[OFFICE]));
+
+    let found = entitlements(&member.state, &member.mapping, &member.policy);
+    let expected = [
+        Entitlement {
+            source: Source::Booking { booking: BookingId(1), resource: ROOM },
+            grant: Grant::Group { group: ROOM_DOORS, window: window("2024-05-01T08:45:00Z", "2024-05-01T10:15:00Z") },
+        },
+        Entitlement { source: Source::Booking { booking: BookingId(2), resource: ROOM }, grant: Grant::Tentative },
+        Entitlement {
+            source: Source::Booking { booking: BookingId(3), resource: UNMAPPED_ROOM },
+            grant: Grant::NotConnected,
+        },
+        Entitlement { source: Source::Pass { pass: PassId(4), product: DAY_PASS }, grant: Grant::UsedUp },
+        Entitlement {
+            source: Source::Pass { pass: PassId(5), product: DAY_PASS },
+            grant: Grant::UnresolvedDay(DaySpan::UnknownTimeZone),
+        },
+        Entitlement { source: Source::ContractSpace { contract: ContractId(6), space: DESK }, grant: Grant::Inactive },
+        Entitlement {
+            source: Source::ContractSpace { contract: ContractId(7), space: OFFICE },
+            grant: Grant::Group { group: OFFICE_DOORS, window: window("2024-04-01T00:00:00Z", "2024-06-01T00:00:00Z") },
+        },
+    ];
+    assert_eq!(found, expected);
+    let granted: BTreeMap<KisiGroupId, Window> = member.desired(t).grants;
+    assert_eq!(granted.keys().copied().collect::<Vec<_>>(), [ROOM_DOORS, OFFICE_DOORS], "desired agrees");
 }
