@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod explain;
 mod history;
 mod lease;
 mod member;
@@ -30,6 +31,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 pub use error::EngineError;
+pub use explain::{Explanation, HistoryEntry, HistoryKind, explain, members_with_email};
 pub use shard::ShardStats;
 
 use crate::shard::ShardMsg;

@@ -382,7 +382,7 @@ pub(crate) struct MappingVersion {
     pub(crate) changed_at: Timestamp,
 }
 
-fn effective_mapping(from_events: &Mapping, configured: &Mapping) -> Mapping {
+pub(crate) fn effective_mapping(from_events: &Mapping, configured: &Mapping) -> Mapping {
     let mut mapping = from_events.clone();
     mapping.resources.extend(configured.resources.iter().map(|(id, group)| (*id, *group)));
     mapping.pass_products.extend(configured.pass_products.iter().map(|(id, group)| (*id, *group)));

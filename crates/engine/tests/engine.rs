@@ -270,13 +270,7 @@ async fn outcomes_from_the_writer_are_folded_into_the_member() {
         kisi_user: doorsync_proto::KisiUserId(555),
         created_by_doorsync: true,
     });
-    let envelope = doorsync_proto::Envelope::new(at(1), linked).unwrap();
-    let message = doorsync_log::NewMessage::new(
-        layout.subjects.outcome(MemberId(4)),
-        envelope.id.to_string(),
-        doorsync_proto::encode(&envelope).unwrap(),
-    );
-    store.log.append(message).await.unwrap();
+    append_outcome(&store.log, &layout, at(1), linked).await;
     wait_until("the outcome is folded", || {
         let engine = engine.clone();
         async move {

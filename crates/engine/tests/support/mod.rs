@@ -13,7 +13,7 @@ use doorsync_log::{EventLog, NewMessage, ReplayRequest};
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
 use doorsync_proto::{
     BookingCancelled, BookingChanged, BookingId, Command, Envelope, Event, KisiGroupId, MappingChanged, MappingSource,
-    MemberChanged, MemberId, ResourceId, Subjects, Timestamp,
+    MemberChanged, MemberId, Outcome, ResourceId, Subjects, Timestamp,
 };
 use futures::StreamExt;
 
@@ -74,6 +74,14 @@ pub(crate) async fn append(log: &Arc<dyn EventLog>, layout: &Layout, occurred_at
     let payload = Bytes::from(doorsync_proto::encode(&envelope).unwrap());
     let message = NewMessage::new(layout.subjects.subject_for(&event), envelope.id.to_string(), payload);
     log.append(message).await.unwrap().sequence
+}
+
+/// Appends what the Kisi writer would report about a member.
+pub(crate) async fn append_outcome(log: &Arc<dyn EventLog>, layout: &Layout, occurred_at: Timestamp, outcome: Outcome) {
+    let envelope = Envelope::new(occurred_at, outcome.clone()).unwrap();
+    let payload = Bytes::from(doorsync_proto::encode(&envelope).unwrap());
+    let message = NewMessage::new(layout.subjects.outcome(outcome.member()), envelope.id.to_string(), payload);
+    log.append(message).await.unwrap();
 }
 
 pub(crate) async fn commands(log: &Arc<dyn EventLog>, layout: &Layout) -> Vec<Command> {
