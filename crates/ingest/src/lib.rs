@@ -1,0 +1,239 @@
+//! The Nexudus ingestor: turns what Nexudus holds into doorsync's entitlement events in the log.
+//!
+//! Three paths read Nexudus, and all of them end in the same place:
+//!
+//! * the **webhook receiver** ([`IngestHandle::router`]) answers Nexudus's signed deliveries,
+//!   reading each entity again by id, for latency;
+//! * the **poller** ([`IngestHandle::poll_now`], and every [`IngestOptions::poll_interval`])
+//!   lists what changed since each entity's watermark, for completeness;
+//! * the **sweeper** ([`IngestHandle::sweep_now`], every [`IngestOptions::sweep_interval`])
+//!   lists everything, to find hard deletes and cancelled bookings, and checks nothing else
+//!   vanished.
+//!
+//! A reading is normalised (pure rules: see the `normalise` module) into the events the access
+//! fold expects, dated by the record's `UpdatedOn` so that their content-derived ids are stable,
+//! then decided against what was last appended for that record (kept in the ingest bucket):
+//! unchanged readings append nothing, older ones are ignored, a record that changed hands is
+//! first taken back from its old holder, and a vanished one becomes a removal. Readings of one
+//! record are decided one at a time. A record that cannot be normalised is parked with its reason
+//! (see [`IngestStatus::parked`]) and un-parked when a later reading works.
+#![forbid(unsafe_code)]
+
+mod bucket;
+mod directory;
+mod error;
+mod ingestor;
+mod ledger;
+mod normalise;
+mod record;
+mod status;
+mod sync;
+mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use doorsync_clock::SharedClock;
+use doorsync_layout::Layout;
+use doorsync_log::EventLog;
+use doorsync_nexudus::NexudusClient;
+use doorsync_proto::Timestamp;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use doorsync_nexudus::Secret;
+pub use error::IngestError;
+pub use ingestor::RunSummary;
+pub use status::{InactiveWebhook, IngestStatus, ParkedRecord, WebhookCounts, WebhookHealth};
+pub use webhook::{WEBHOOK_ROUTE, webhook_path};
+
+use crate::ingestor::Ingestor;
+use crate::record::RecordKind;
+use crate::status::Run;
+
+/// How the ingestor runs.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Time between polls (the first comes one interval after start).
+    pub poll_interval: Duration,
+    /// Time between sweeps (the first comes one interval after start).
+    pub sweep_interval: Duration,
+    /// How far before its watermark a poll starts reading: `from_{Entity}_UpdatedOn` has minute
+    /// precision, and Nexudus's clock is not ours.
+    pub overlap: Duration,
+    /// The shared secret Nexudus signs webhooks with.
+    pub webhook_secret: Secret,
+    /// Largest webhook body accepted, in bytes; larger ones get 413.
+    pub body_limit: usize,
+    /// Also turn resources', pass products' and floor-plan desks' own access-control group ids
+    /// into mapping changes.
+    pub mapping_from_nexudus: bool,
+    /// Records per listing page (Nexudus serves at most 1,000).
+    pub page_size: u32,
+}
+
+impl IngestOptions {
+    /// Polls every minute with a two-minute overlap, sweeps every hour, takes bodies up to
+    /// 256 KiB, and leaves the mapping to doorsync's configuration.
+    pub fn new(webhook_secret: Secret) -> Self {
+        Self {
+            poll_interval: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(3_600),
+            overlap: Duration::from_secs(120),
+            webhook_secret,
+            body_limit: 256 * 1_024,
+            mapping_from_nexudus: false,
+            page_size: 500,
+        }
+    }
+}
+
+/// A running ingestor. Cheap to clone; clones control the same ingestor.
+#[derive(Clone)]
+pub struct IngestHandle {
+    ingestor: Arc<Ingestor>,
+    stop: Arc<watch::Sender<bool>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for IngestHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestHandle").field("bucket", &self.ingestor.bucket.name()).finish_non_exhaustive()
+    }
+}
+
+/// Starts the ingestor: loads what it appended before (and the parked records) from the
+/// layout's ingest bucket, and schedules the poller and the sweeper on `clock`. It does not read
+/// Nexudus until the first webhook, poll or sweep; call [`IngestHandle::poll_now`] to catch up
+/// at once.
+pub async fn start(
+    options: IngestOptions,
+    client: NexudusClient,
+    log: Arc<dyn EventLog>,
+    layout: Layout,
+    clock: SharedClock,
+) -> Result<IngestHandle, IngestError> {
+    let ingestor =
+        Arc::new(Ingestor::new(options, client, log, layout.subjects.clone(), &layout.ingest_bucket, clock).await?);
+    let (stop, _) = watch::channel(false);
+    let tasks = [Run::Poll, Run::Sweep].map(|run| {
+        // Due from now, not from whenever the task first gets to run.
+        let first = later(ingestor.clock.now(), interval_of(&ingestor.options, run));
+        tokio::spawn(scheduled(Arc::clone(&ingestor), run, first, stop.subscribe()))
+    });
+    Ok(IngestHandle { ingestor, stop: Arc::new(stop), tasks: Arc::new(Mutex::new(tasks.into())) })
+}
+
+fn interval_of(options: &IngestOptions, run: Run) -> Duration {
+    match run {
+        Run::Poll => options.poll_interval,
+        Run::Sweep => options.sweep_interval,
+    }
+}
+
+/// Runs `run` at `first` and then every interval on the clock until stopped; a failed run is
+/// logged and the next one tries again.
+async fn scheduled(ingestor: Arc<Ingestor>, run: Run, first: Timestamp, mut stop: watch::Receiver<bool>) {
+    let mut due = first;
+    loop {
+        let work = async {
+            ingestor.clock.sleep_until(due).await;
+            match run {
+                Run::Poll => ingestor.poll().await,
+                Run::Sweep => ingestor.sweep().await,
+            }
+        };
+        tokio::select! {
+            result = work => {
+                if let Err(error) = result {
+                    tracing::warn!(?run, %error, "nexudus ingest run failed; the next one tries again");
+                }
+            }
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        due = later(ingestor.clock.now(), interval_of(&ingestor.options, run));
+    }
+}
+
+fn later(at: Timestamp, by: Duration) -> Timestamp {
+    let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+    Timestamp::from_unix_millis(at.as_unix_millis().saturating_add(by))
+}
+
+impl IngestHandle {
+    /// The webhook receiver, for the binary to mount (it serves [`WEBHOOK_ROUTE`]).
+    pub fn router(&self) -> axum::Router {
+        webhook::router(Arc::clone(&self.ingestor))
+    }
+
+    /// Serves [`IngestHandle::router`] on `address` until shutdown; returns the address bound
+    /// (useful with port 0).
+    pub async fn serve(&self, address: SocketAddr) -> Result<SocketAddr, IngestError> {
+        let bind_failed = |source| IngestError::Serve { address, source };
+        let listener = tokio::net::TcpListener::bind(address).await.map_err(bind_failed)?;
+        let bound = listener.local_addr().map_err(bind_failed)?;
+        let mut stop = self.stop.subscribe();
+        let app = self.router();
+        let server = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+                tracing::warn!(%error, "the nexudus webhook server stopped");
+            }
+        });
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(server);
+        Ok(bound)
+    }
+
+    pub fn status(&self) -> IngestStatus {
+        let ingestor = &self.ingestor;
+        let unmapped = if ingestor.options.mapping_from_nexudus {
+            ingestor.ledger.held_by_nobody(&[RecordKind::Resource, RecordKind::TimePass, RecordKind::FloorPlanDesk])
+        } else {
+            0
+        };
+        ingestor.stats.status(ingestor.parking.list(), ingestor.ledger.held_by_nobody(&[RecordKind::Booking]), unmapped)
+    }
+
+    /// Polls now (waiting for a poll already running), and returns what it did.
+    pub async fn poll_now(&self) -> Result<RunSummary, IngestError> {
+        self.running()?;
+        self.ingestor.poll().await
+    }
+
+    /// Sweeps now (waiting for a sweep already running), and returns what it did.
+    pub async fn sweep_now(&self) -> Result<RunSummary, IngestError> {
+        self.running()?;
+        self.ingestor.sweep().await
+    }
+
+    fn running(&self) -> Result<(), IngestError> {
+        if *self.stop.borrow() { Err(IngestError::ShutDown) } else { Ok(()) }
+    }
+
+    /// Stops the poller, the sweeper and the servers started by [`IngestHandle::serve`], and waits
+    /// for them. A run in progress is abandoned: what it appended is remembered, and the rest is
+    /// read again by the next one.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "an ingest task ended abnormally");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_never_show_the_webhook_secret() {
+        let shown = format!("{:?}", IngestOptions::new(Secret::new("hunter2")));
+        assert!(!shown.contains("hunter2") && shown.contains("<redacted>"), "{shown}");
+    }
+}
