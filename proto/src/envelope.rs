@@ -1,9 +1,9 @@
 //! The envelope every message travels in, its content-derived id, and the MessagePack codec.
 
 use std::fmt;
-use std::io::Cursor;
 use std::str::FromStr;
 
+use rmp::Marker;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
@@ -153,15 +153,31 @@ pub fn encode<M: Serialize>(envelope: &Envelope<M>) -> Result<Vec<u8>, EncodeErr
 
 /// Decodes an envelope of family `M`, refusing versions and message types this build does not
 /// know instead of misreading them. Never panics, whatever the bytes.
+///
+/// One pass in the common case: the whole envelope is decoded straight from the bytes, and only
+/// when that fails is the header read to tell a newer version or an unknown type from garbage.
 pub fn decode<M: WireMessage + DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<M>, DecodeError> {
-    let header: Header = from_msgpack(bytes).map_err(DecodeError::Malformed)?;
+    match from_msgpack::<Envelope<M>>(bytes) {
+        Ok(envelope) if envelope.version != 0 && envelope.version <= SCHEMA_VERSION => Ok(envelope),
+        // A newer version may happen to fit today's types and still mean something else.
+        Ok(envelope) => Err(DecodeError::UnsupportedVersion { found: envelope.version, supported: SCHEMA_VERSION }),
+        Err(error) => Err(classify::<M>(bytes, error)),
+    }
+}
+
+/// Why `bytes` did not decode as an envelope of `M`: a version or type this build does not know,
+/// or else `error`.
+fn classify<M: WireMessage>(bytes: &[u8], error: rmp_serde::decode::Error) -> DecodeError {
+    let Ok(header) = from_msgpack::<Header>(bytes) else {
+        return DecodeError::Malformed(error);
+    };
     if header.version == 0 || header.version > SCHEMA_VERSION {
-        return Err(DecodeError::UnsupportedVersion { found: header.version, supported: SCHEMA_VERSION });
+        return DecodeError::UnsupportedVersion { found: header.version, supported: SCHEMA_VERSION };
     }
     if !M::TAGS.contains(&header.message.tag.as_str()) {
-        return Err(DecodeError::UnknownType { family: M::FAMILY, tag: header.message.tag });
+        return DecodeError::UnknownType { family: M::FAMILY, tag: header.message.tag };
     }
-    from_msgpack(bytes).map_err(DecodeError::Malformed)
+    DecodeError::Malformed(error)
 }
 
 /// The part of an envelope that every schema version keeps in the same place; serde skips the
@@ -181,14 +197,90 @@ struct TagOnly {
 }
 
 fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
-    let mut deserializer = rmp_serde::Deserializer::new(Cursor::new(bytes));
-    deserializer.set_max_depth(MAX_NESTING);
-    let value = T::deserialize(&mut deserializer)?;
     // One message per payload: anything after it means the payload is not what we think it is.
-    if deserializer.position() != bytes.len() as u64 {
-        return Err(rmp_serde::decode::Error::Syntax("unexpected bytes after the envelope".to_owned()));
+    match encoded_len(bytes) {
+        Ok(length) if length == bytes.len() => {}
+        Ok(_) => return Err(rmp_serde::decode::Error::Syntax("unexpected bytes after the envelope".to_owned())),
+        Err(error) => return Err(error),
     }
-    Ok(value)
+    // Read in place: field names and strings are borrowed from `bytes`, not copied per field.
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
+    deserializer.set_max_depth(MAX_NESTING);
+    T::deserialize(&mut deserializer)
+}
+
+/// The length of the first MessagePack value in `bytes`, found without decoding it; an error if
+/// it is cut short, nests deeper than [`MAX_NESTING`], or uses the reserved marker.
+fn encoded_len(bytes: &[u8]) -> Result<usize, rmp_serde::decode::Error> {
+    walk(bytes).map_err(|problem| match problem {
+        Walk::TooDeep => rmp_serde::decode::Error::DepthLimitExceeded,
+        Walk::Invalid => {
+            rmp_serde::decode::Error::Syntax("the MessagePack value is cut short or uses a reserved marker".to_owned())
+        }
+    })
+}
+
+enum Walk {
+    Invalid,
+    TooDeep,
+}
+
+fn walk(bytes: &[u8]) -> Result<usize, Walk> {
+    let mut at = 0_usize;
+    // Values still to read at each open level of nesting, innermost last.
+    let mut pending: Vec<u64> = vec![1];
+    while let Some(left) = pending.last_mut() {
+        if *left == 0 {
+            pending.pop();
+            continue;
+        }
+        *left -= 1;
+        let marker = Marker::from_u8(*bytes.get(at).ok_or(Walk::Invalid)?);
+        at += 1;
+        let mut length = |width: usize| -> Result<usize, Walk> {
+            let field = bytes.get(at..at + width).ok_or(Walk::Invalid)?;
+            at += width;
+            Ok(field.iter().fold(0_usize, |length, byte| (length << 8) | usize::from(*byte)))
+        };
+        let (payload, children) = match marker {
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => (0, 0),
+            Marker::U8 | Marker::I8 => (1, 0),
+            Marker::U16 | Marker::I16 => (2, 0),
+            Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),
+            Marker::U64 | Marker::I64 | Marker::F64 => (8, 0),
+            Marker::FixStr(len) => (usize::from(len), 0),
+            Marker::Str8 | Marker::Bin8 => (length(1)?, 0),
+            Marker::Str16 | Marker::Bin16 => (length(2)?, 0),
+            Marker::Str32 | Marker::Bin32 => (length(4)?, 0),
+            Marker::FixExt1 => (2, 0),
+            Marker::FixExt2 => (3, 0),
+            Marker::FixExt4 => (5, 0),
+            Marker::FixExt8 => (9, 0),
+            Marker::FixExt16 => (17, 0),
+            Marker::Ext8 => (length(1)? + 1, 0),
+            Marker::Ext16 => (length(2)? + 1, 0),
+            Marker::Ext32 => (length(4)? + 1, 0),
+            Marker::FixArray(len) => (0, u64::from(len)),
+            Marker::Array16 => (0, length(2)? as u64),
+            Marker::Array32 => (0, length(4)? as u64),
+            Marker::FixMap(len) => (0, 2 * u64::from(len)),
+            Marker::Map16 => (0, 2 * length(2)? as u64),
+            Marker::Map32 => (0, 2 * length(4)? as u64),
+            Marker::Reserved => return Err(Walk::Invalid),
+        };
+        at = at.checked_add(payload).filter(|&end| end <= bytes.len()).ok_or(Walk::Invalid)?;
+        if children > 0 {
+            // Every value takes at least a byte: more children than bytes left is a lie.
+            if pending.len() >= MAX_NESTING {
+                return Err(Walk::TooDeep);
+            }
+            if children > (bytes.len() - at) as u64 {
+                return Err(Walk::Invalid);
+            }
+            pending.push(children);
+        }
+    }
+    Ok(at)
 }
 
 #[cfg(test)]
@@ -378,6 +470,20 @@ mod tests {
         for case in cases {
             assert!(matches!(decode::<Event>(case), Err(DecodeError::Malformed(_))), "{case:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn the_length_of_a_value_is_found_without_decoding_it() -> TestResult {
+        let encoded = rmp_serde::to_vec_named(&(1_u8, "text", vec![300_u16; 20], [("k", -5_i64)], 1.5_f64, ()))?;
+        assert_eq!(encoded_len(&encoded)?, encoded.len());
+        let mut longer = encoded.clone();
+        longer.push(0xc0);
+        assert_eq!(encoded_len(&longer)?, encoded.len(), "only the first value counts");
+        for cut in 0..encoded.len() {
+            assert!(encoded_len(&encoded[..cut]).is_err(), "cut at {cut} of {}", encoded.len());
+        }
+        assert!(encoded_len(&[0xc1]).is_err(), "the reserved marker");
         Ok(())
     }
 

@@ -205,11 +205,11 @@ impl JetStreamLog {
             .messages()
             .await
             .map_err(|error| LogError::unavailable(format!("reading a replay of {}", request.stream), error))?;
-        let stream_name = request.stream;
+        let stream_name: Arc<str> = Arc::from(request.stream);
         // Stops right after the message the server says nothing is pending behind: polling the
         // ordered consumer once more would wait for a message that may never come.
         let replayed = futures::stream::unfold(Some(messages), move |messages| {
-            let stream_name = stream_name.clone();
+            let stream_name = Arc::clone(&stream_name);
             async move {
                 let mut messages = messages?;
                 let item = match messages.next().await? {
