@@ -82,7 +82,7 @@ pub(crate) enum ShardMsg {
 }
 
 /// What a shard reports about itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ShardStats {
     pub partition: u32,
     pub caught_up: bool,

@@ -1,0 +1,309 @@
+//! Commands received and not yet settled, collapsed per key.
+//!
+//! A key is a member's user or a member's membership of one group. Every unsettled delivery of a
+//! key is kept, but only the newest command (by stream sequence) decides what the key should be;
+//! when it is carried out, all of them are acknowledged together.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use doorsync_log::Delivery;
+use doorsync_proto::{Command, KisiGroupId, MemberId, MessageId, Outcome, Timestamp};
+
+use crate::knowledge::{GroupDesire, UserDesire};
+
+/// What one command is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Key {
+    User(MemberId),
+    Group(MemberId, KisiGroupId),
+}
+
+impl Key {
+    pub(crate) fn of(command: &Command) -> Self {
+        match command {
+            Command::GrantGroup(grant) => Self::Group(grant.member, grant.group),
+            Command::RevokeGroup(revoke) => Self::Group(revoke.member, revoke.group),
+            other => Self::User(other.member()),
+        }
+    }
+
+    pub(crate) fn member(self) -> MemberId {
+        match self {
+            Self::User(member) | Self::Group(member, _) => member,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Desire {
+    User(UserDesire),
+    Group(KisiGroupId, GroupDesire),
+}
+
+/// The newest command of a key, kept whole for a dead letter.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub(crate) id: MessageId,
+    pub(crate) sequence: u64,
+    pub(crate) occurred_at: Timestamp,
+    pub(crate) command: Command,
+    pub(crate) payload: Bytes,
+}
+
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) desire: Desire,
+    pub(crate) latest: Received,
+    /// Every unsettled delivery of the key, by stream sequence.
+    pub(crate) deliveries: BTreeMap<u64, Delivery>,
+    /// Keys are worked on in the order their oldest command arrived.
+    pub(crate) first_sequence: u64,
+    /// Transient failures in a row.
+    pub(crate) attempts: u32,
+    pub(crate) not_before: Timestamp,
+    pub(crate) transient_reported: bool,
+    /// Times Kisi disagreed with what was known (a create refused as a duplicate, a user gone).
+    pub(crate) conflicts: u32,
+    /// Outcomes of the calls made so far, published when the key is settled.
+    pub(crate) outcomes: Vec<Outcome>,
+}
+
+/// What became of a delivery handed to [`Backlog::add`].
+#[derive(Debug)]
+pub(crate) enum Added {
+    /// Now held with its key.
+    Held,
+    /// Older than what the key already holds: settled as superseded by the caller.
+    Stale(Delivery),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    pending: HashMap<Key, Pending>,
+}
+
+impl Backlog {
+    /// Adds a delivery of `received` for `key`. `settled_sequence` is the key's last settled
+    /// command; `desire` computes the key's new desire from its previous one (the pending one, or
+    /// `None` to start from the last one carried out).
+    pub(crate) fn add(
+        &mut self,
+        key: Key,
+        received: Received,
+        delivery: Delivery,
+        settled_sequence: u64,
+        desire: impl FnOnce(Option<&Desire>) -> Option<Desire>,
+        now: Timestamp,
+    ) -> Added {
+        let sequence = received.sequence;
+        match self.pending.get_mut(&key) {
+            Some(pending) => {
+                // A redelivery replaces the copy held (whose settlement is then void).
+                pending.deliveries.insert(sequence, delivery);
+                if sequence > pending.latest.sequence
+                    && let Some(desire) = desire(Some(&pending.desire))
+                {
+                    pending.desire = desire;
+                    pending.latest = received;
+                    pending.attempts = 0;
+                    pending.conflicts = 0;
+                    pending.not_before = now;
+                }
+                Added::Held
+            }
+            None if sequence <= settled_sequence => Added::Stale(delivery),
+            None => match desire(None) {
+                Some(desire) => {
+                    let deliveries = BTreeMap::from([(sequence, delivery)]);
+                    self.pending.insert(
+                        key,
+                        Pending {
+                            desire,
+                            latest: received,
+                            deliveries,
+                            first_sequence: sequence,
+                            attempts: 0,
+                            not_before: now,
+                            transient_reported: false,
+                            conflicts: 0,
+                            outcomes: Vec::new(),
+                        },
+                    );
+                    Added::Held
+                }
+                None => Added::Stale(delivery),
+            },
+        }
+    }
+
+    /// The key to work on next: the one whose oldest command came first among those not waiting
+    /// out a backoff. A member's groups wait for the member's user, which they need.
+    pub(crate) fn next_ready(&self, now: Timestamp) -> Option<Key> {
+        self.pending
+            .iter()
+            .filter(|(key, pending)| {
+                pending.not_before <= now
+                    && match key {
+                        Key::Group(member, _) => !self.pending.contains_key(&Key::User(*member)),
+                        Key::User(_) => true,
+                    }
+            })
+            .min_by_key(|(key, pending)| (pending.first_sequence, **key))
+            .map(|(key, _)| *key)
+    }
+
+    /// When the earliest key waiting out a backoff may be tried.
+    pub(crate) fn next_wakeup(&self) -> Option<Timestamp> {
+        self.pending.values().map(|pending| pending.not_before).min()
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &Key) -> Option<&mut Pending> {
+        self.pending.get_mut(key)
+    }
+
+    pub(crate) fn get(&self, key: &Key) -> Option<&Pending> {
+        self.pending.get(key)
+    }
+
+    pub(crate) fn contains(&self, key: &Key) -> bool {
+        self.pending.contains_key(key)
+    }
+
+    pub(crate) fn take(&mut self, key: &Key) -> Option<Pending> {
+        self.pending.remove(key)
+    }
+
+    /// Puts back a key taken to be settled, when settling failed.
+    pub(crate) fn restore(&mut self, key: Key, pending: Pending) {
+        self.pending.insert(key, pending);
+    }
+
+    pub(crate) fn keys(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(crate) fn deliveries(&self) -> usize {
+        self.pending.values().map(|pending| pending.deliveries.len()).sum()
+    }
+
+    /// Everything held, for giving back on shutdown.
+    pub(crate) fn drain(&mut self) -> Vec<Delivery> {
+        self.pending.drain().flat_map(|(_, pending)| pending.deliveries.into_values()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use doorsync_log::{LogError, Settle, Settlement, StoredMessage};
+    use doorsync_proto::{GrantGroup, KisiGroupId, KisiUserState, RevokeGroup, SuspendUser};
+
+    use super::*;
+    use crate::plan;
+
+    struct Ignore;
+
+    #[async_trait]
+    impl Settle for Ignore {
+        async fn settle(&self, _: Settlement) -> Result<(), LogError> {
+            Ok(())
+        }
+    }
+
+    const MEMBER: MemberId = MemberId(3);
+    const GROUP: KisiGroupId = KisiGroupId(9);
+
+    fn delivery(sequence: u64) -> Delivery {
+        let message = StoredMessage {
+            stream: "CMD".into(),
+            sequence,
+            subject: "cmd.0.3".into(),
+            id: None,
+            payload: Bytes::new(),
+            headers: Vec::new(),
+        };
+        Delivery::new(message, 1, Box::new(Ignore))
+    }
+
+    fn received(sequence: u64, command: Command) -> Received {
+        Received {
+            id: format!("{sequence:032x}").parse().unwrap(),
+            sequence,
+            occurred_at: Timestamp::from_unix_millis(0),
+            command,
+            payload: Bytes::new(),
+        }
+    }
+
+    fn grant(until: i64) -> Command {
+        Command::GrantGroup(GrantGroup {
+            member: MEMBER,
+            group: GROUP,
+            valid_from: None,
+            valid_until: Some(Timestamp::from_unix_millis(until)),
+            basis: 1,
+        })
+    }
+
+    fn revoke() -> Command {
+        Command::RevokeGroup(RevokeGroup { member: MEMBER, group: GROUP, basis: 1 })
+    }
+
+    fn add(backlog: &mut Backlog, sequence: u64, command: Command, settled: u64) -> Added {
+        let key = Key::of(&command);
+        let desire = |_: Option<&Desire>| plan::group_desire(&command).map(|desire| Desire::Group(GROUP, desire));
+        let received = received(sequence, command.clone());
+        backlog.add(key, received, delivery(sequence), settled, desire, Timestamp::from_unix_millis(0))
+    }
+
+    #[test]
+    fn grant_revoke_grant_collapses_into_the_last_grant_with_every_delivery_held() {
+        let mut backlog = Backlog::default();
+        for (sequence, command) in [(4, grant(10_000)), (5, revoke()), (6, grant(20_000))] {
+            assert!(matches!(add(&mut backlog, sequence, command, 0), Added::Held));
+        }
+        assert_eq!(backlog.keys(), 1);
+        assert_eq!(backlog.deliveries(), 3);
+        let pending = backlog.get(&Key::Group(MEMBER, GROUP)).unwrap();
+        assert_eq!(pending.latest.sequence, 6);
+        assert_eq!(pending.first_sequence, 4);
+        let Desire::Group(_, desire) = pending.desire else { panic!("a group desire") };
+        assert_eq!(desire.validity().unwrap().until, Some(Timestamp::from_unix_millis(20_000)));
+    }
+
+    #[test]
+    fn redeliveries_replace_their_copy_and_an_older_command_never_wins() {
+        let mut backlog = Backlog::default();
+        add(&mut backlog, 6, grant(20_000), 0);
+        add(&mut backlog, 5, revoke(), 0);
+        add(&mut backlog, 6, grant(20_000), 0);
+        assert_eq!(backlog.deliveries(), 2);
+        let pending = backlog.get(&Key::Group(MEMBER, GROUP)).unwrap();
+        assert!(matches!(pending.desire, Desire::Group(_, desire) if desire.validity().is_some()));
+    }
+
+    #[test]
+    fn commands_already_settled_are_stale() {
+        let mut backlog = Backlog::default();
+        assert!(matches!(add(&mut backlog, 5, grant(1_000), 7), Added::Stale(_)));
+        assert_eq!(backlog.keys(), 0);
+    }
+
+    #[test]
+    fn a_member_s_groups_wait_for_its_user_and_keys_go_in_arrival_order() {
+        let mut backlog = Backlog::default();
+        let now = Timestamp::from_unix_millis(0);
+        add(&mut backlog, 2, grant(1_000), 0);
+        let suspend = Command::SuspendUser(SuspendUser { member: MEMBER, basis: 1 });
+        let desire = |_: Option<&Desire>| plan::fold_user_desire(None, &suspend).map(Desire::User);
+        backlog.add(Key::User(MEMBER), received(3, suspend.clone()), delivery(3), 0, desire, now);
+        assert_eq!(backlog.next_ready(now), Some(Key::User(MEMBER)));
+        let user = backlog.take(&Key::User(MEMBER)).unwrap();
+        assert!(matches!(user.desire, Desire::User(ref desire) if desire.access == KisiUserState::Suspended));
+        assert_eq!(backlog.next_ready(now), Some(Key::Group(MEMBER, GROUP)));
+        backlog.get_mut(&Key::Group(MEMBER, GROUP)).unwrap().not_before = Timestamp::from_unix_millis(50);
+        assert_eq!(backlog.next_ready(now), None);
+        assert_eq!(backlog.next_wakeup(), Some(Timestamp::from_unix_millis(50)));
+    }
+}

@@ -1,0 +1,100 @@
+//! Every Kisi request goes through here: one at a time, when the limiter allows, only while this
+//! writer holds the lease, counted by how it ended, and with Kisi's `Retry-After` applied to all
+//! requests that follow.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use doorsync_clock::SharedClock;
+use doorsync_kisi::{KisiClient, KisiError};
+use doorsync_proto::Timestamp;
+use tokio::sync::watch;
+
+use crate::lease::Tenure;
+use crate::limiter::Gcra;
+use crate::status::StatusCell;
+
+/// Kisi's largest page of role assignments (see `doorsync-kisi`): a list call reads one page per
+/// this many items.
+pub(crate) const ASSIGNMENTS_PAGE: usize = 250;
+
+/// Why the writer must stop calling Kisi now.
+#[derive(Debug, Clone)]
+pub(crate) struct Stop {
+    shutdown: watch::Receiver<bool>,
+    lost: watch::Receiver<bool>,
+    tenure: Arc<Tenure>,
+}
+
+impl Stop {
+    pub(crate) fn new(shutdown: watch::Receiver<bool>, tenure: Arc<Tenure>) -> Self {
+        Self { shutdown, lost: tenure.watch_lost(), tenure }
+    }
+
+    /// Resolves once the writer is shutting down or has lost its lease.
+    pub(crate) async fn stopped(&mut self) {
+        tokio::select! {
+            _ = self.shutdown.wait_for(|stopped| *stopped) => {}
+            _ = self.lost.wait_for(|lost| *lost) => {}
+        }
+    }
+
+    pub(crate) fn is_stopped(&self, now: Timestamp) -> bool {
+        *self.shutdown.borrow() || !self.tenure.may_call(now)
+    }
+}
+
+/// A call that was not made, or made and refused.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    Kisi(KisiError),
+    /// Shutting down or the lease is gone: nothing was sent.
+    Stopped,
+}
+
+#[derive(Debug)]
+pub(crate) struct Gateway {
+    client: KisiClient,
+    limiter: Gcra,
+    clock: SharedClock,
+    status: StatusCell,
+}
+
+impl Gateway {
+    pub(crate) fn new(client: KisiClient, limiter: Gcra, clock: SharedClock, status: StatusCell) -> Self {
+        Self { client, limiter, clock, status }
+    }
+
+    /// Waits for a slot, then makes the request. The wait ends early when `stop` fires; a request
+    /// once sent is always waited for, so its effect is known.
+    pub(crate) async fn call<T, F, Fut>(&mut self, stop: &mut Stop, request: F) -> Result<T, CallError>
+    where
+        F: FnOnce(KisiClient) -> Fut,
+        Fut: Future<Output = Result<T, KisiError>>,
+    {
+        let slot = self.limiter.reserve(self.clock.now());
+        tokio::select! {
+            () = self.clock.sleep_until(slot) => {}
+            () = stop.stopped() => return Err(CallError::Stopped),
+        }
+        if stop.is_stopped(self.clock.now()) {
+            return Err(CallError::Stopped);
+        }
+        let result = request(self.client.clone()).await;
+        self.status.count_call(&result);
+        if let Err(error) = &result
+            && let Some(retry_after) = error.retry_after()
+        {
+            let now = self.clock.now();
+            let wait = i64::try_from(retry_after.delay_from(now).as_millis()).unwrap_or(i64::MAX);
+            self.limiter.hold_until(Timestamp::from_unix_millis(now.as_unix_millis().saturating_add(wait)));
+        }
+        result.map_err(CallError::Kisi)
+    }
+
+    /// Books the further pages a list call of `items` results read, `page` per request.
+    pub(crate) fn charge_pages(&mut self, items: usize, page: usize) {
+        let extra_pages = (items / page.max(1)).min(u32::MAX as usize) as u32;
+        self.limiter.charge(extra_pages);
+    }
+}

@@ -1,0 +1,261 @@
+//! What the writer knows is true in Kisi, and what it last made true, per member.
+//!
+//! One record per member in the writer's key-value bucket (`member.<id>`), written after every
+//! Kisi call that changed something, before any outcome is published or command acknowledged.
+//! A restarted writer, or a standby taking over, reads it instead of asking Kisi again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use doorsync_kisi::Validity;
+use doorsync_log::{KeyValue, LogError};
+use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+const MEMBER_PREFIX: &str = "member.";
+
+/// What one member's user and group memberships should be and are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct MemberRecord {
+    pub(crate) user: UserRecord,
+    pub(crate) groups: BTreeMap<KisiGroupId, GroupRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct UserRecord {
+    /// What the last command carried out for the user asked for.
+    pub(crate) desired: Option<UserDesire>,
+    /// The member's Kisi user, once found or created.
+    pub(crate) known: Option<KnownUser>,
+    /// The stream sequence of the last command for the user that was settled; a redelivery of
+    /// it or of anything older is already done.
+    pub(crate) settled_sequence: u64,
+    /// Kisi was searched for the email and had no such user. Only true between the search and
+    /// the create that follows it, so it is not stored.
+    #[serde(skip)]
+    pub(crate) searched_absent: bool,
+}
+
+/// The member's Kisi user as the writer last saw or left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KnownUser {
+    pub(crate) id: KisiUserId,
+    /// Created by doorsync, rather than found by email ("linked").
+    pub(crate) created_by_doorsync: bool,
+    pub(crate) state: KisiUserState,
+    /// Whether the group records below reflect every assignment of this user (true once listed
+    /// after linking, or for a user doorsync created, which started with none).
+    pub(crate) assignments_listed: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct GroupRecord {
+    /// What the last command carried out for this group asked for.
+    pub(crate) desired: Option<GroupDesire>,
+    pub(crate) known: KnownAssignment,
+    pub(crate) settled_sequence: u64,
+}
+
+/// What a user should be: the fold of the commands for it (as the engine folds what it emitted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UserDesire {
+    /// Unknown when no `EnsureUser` ever came for the member.
+    pub(crate) email: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) access: KisiUserState,
+}
+
+/// Whether the member should be in a group, and for when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum GroupDesire {
+    Member { valid_from: Option<Timestamp>, valid_until: Option<Timestamp> },
+    NotMember,
+}
+
+impl GroupDesire {
+    /// The validity to write, as Kisi will hold it (whole seconds).
+    pub(crate) fn validity(self) -> Option<Validity> {
+        match self {
+            Self::Member { valid_from, valid_until } => Some(Validity::new(valid_from, valid_until).in_whole_seconds()),
+            Self::NotMember => None,
+        }
+    }
+}
+
+/// The member's role assignment on a group, as far as the writer knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum KnownAssignment {
+    /// Never looked at, or a write's answer was lost: look before writing.
+    #[default]
+    Unknown,
+    Absent,
+    Present(HeldAssignment),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeldAssignment {
+    pub(crate) id: KisiAssignmentId,
+    pub(crate) valid_from: Option<Timestamp>,
+    pub(crate) valid_until: Option<Timestamp>,
+    /// Created by doorsync's API user.
+    pub(crate) ours: bool,
+}
+
+impl HeldAssignment {
+    pub(crate) fn validity(self) -> Validity {
+        Validity::new(self.valid_from, self.valid_until)
+    }
+}
+
+impl MemberRecord {
+    /// The member's user is gone with every assignment (deleted), or is new and has none.
+    pub(crate) fn forget_assignments(&mut self, now_known: KnownAssignment) {
+        for group in self.groups.values_mut() {
+            group.known = now_known;
+        }
+    }
+
+    /// The group's record, created if missing with what is known without asking: nothing, for a
+    /// user whose assignments were all read (or who was created without any).
+    pub(crate) fn group_mut(&mut self, group: KisiGroupId) -> &mut GroupRecord {
+        let known = self.unrecorded_group();
+        self.groups.entry(group).or_insert_with(|| GroupRecord { known, ..GroupRecord::default() })
+    }
+
+    /// What Kisi holds for the member in `group`, as far as the writer knows.
+    pub(crate) fn known_in(&self, group: KisiGroupId) -> KnownAssignment {
+        self.groups.get(&group).map_or_else(|| self.unrecorded_group(), |record| record.known)
+    }
+
+    fn unrecorded_group(&self) -> KnownAssignment {
+        if self.live_user().is_some_and(|user| user.assignments_listed) {
+            KnownAssignment::Absent
+        } else {
+            KnownAssignment::Unknown
+        }
+    }
+
+    /// The member's live Kisi user, if any.
+    pub(crate) fn live_user(&self) -> Option<&KnownUser> {
+        self.user.known.as_ref().filter(|user| user.state != KisiUserState::Deleted)
+    }
+}
+
+/// The records, cached in memory and loaded from the bucket on first use.
+pub(crate) struct Knowledge {
+    kv: Arc<dyn KeyValue>,
+    records: HashMap<MemberId, MemberRecord>,
+}
+
+impl std::fmt::Debug for Knowledge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Knowledge").field("cached", &self.records.len()).finish_non_exhaustive()
+    }
+}
+
+fn member_key(member: MemberId) -> String {
+    format!("{MEMBER_PREFIX}{member}")
+}
+
+impl Knowledge {
+    pub(crate) fn new(kv: Arc<dyn KeyValue>) -> Self {
+        Self { kv, records: HashMap::new() }
+    }
+
+    /// Reads the member's record into the cache unless it is there already.
+    pub(crate) async fn load(&mut self, member: MemberId) -> Result<(), LogError> {
+        if !self.records.contains_key(&member) {
+            let record = self.read(member).await?;
+            self.records.insert(member, record);
+        }
+        Ok(())
+    }
+
+    /// Reads every member's record, for the reconciler.
+    pub(crate) async fn load_all(&mut self) -> Result<(), LogError> {
+        for key in self.kv.keys().await? {
+            let Some(member) = key.strip_prefix(MEMBER_PREFIX).and_then(|id| id.parse().ok()).map(MemberId) else {
+                continue;
+            };
+            self.load(member).await?;
+        }
+        Ok(())
+    }
+
+    async fn read(&self, member: MemberId) -> Result<MemberRecord, LogError> {
+        let Some(entry) = self.kv.get(&member_key(member)).await? else {
+            return Ok(MemberRecord::default());
+        };
+        // An unreadable record is dropped rather than fatal: starting from "unknown" makes the
+        // writer look in Kisi before writing, so nothing is duplicated.
+        Ok(rmp_serde::from_slice(&entry.value).unwrap_or_else(|error| {
+            tracing::warn!(%member, %error, "writer knowledge record unreadable; looking in Kisi again");
+            MemberRecord::default()
+        }))
+    }
+
+    /// The cached record (empty if [`load`](Self::load) was not called).
+    pub(crate) fn get_mut(&mut self, member: MemberId) -> &mut MemberRecord {
+        self.records.entry(member).or_default()
+    }
+
+    pub(crate) fn members(&self) -> impl Iterator<Item = (MemberId, &MemberRecord)> {
+        self.records.iter().map(|(member, record)| (*member, record))
+    }
+
+    pub(crate) async fn save(&self, member: MemberId) -> Result<(), LogError> {
+        let record = self.records.get(&member).cloned().unwrap_or_default();
+        let encoded = rmp_serde::to_vec_named(&record)
+            .map_err(|error| LogError::storage(format!("encoding the writer's record of member {member}"), error))?;
+        self.kv.put(&member_key(member), Bytes::from(encoded)).await.map(drop)
+    }
+
+    pub(crate) fn kv(&self) -> &Arc<dyn KeyValue> {
+        &self.kv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_the_search_flag_is_not_stored() {
+        let mut record = MemberRecord::default();
+        record.user.known = Some(KnownUser {
+            id: KisiUserId(4),
+            created_by_doorsync: true,
+            state: KisiUserState::Suspended,
+            assignments_listed: true,
+        });
+        record.user.searched_absent = true;
+        record.group_mut(KisiGroupId(9)).known = KnownAssignment::Present(HeldAssignment {
+            id: KisiAssignmentId(12),
+            valid_from: None,
+            valid_until: Some(Timestamp::from_unix_millis(5_000)),
+            ours: true,
+        });
+        let decoded: MemberRecord = rmp_serde::from_slice(&rmp_serde::to_vec_named(&record).unwrap()).unwrap();
+        assert!(!decoded.user.searched_absent);
+        record.user.searched_absent = false;
+        assert_eq!(decoded, record);
+    }
+
+    #[test]
+    fn desired_windows_are_written_in_whole_seconds() {
+        let desire = GroupDesire::Member {
+            valid_from: Some(Timestamp::from_unix_millis(1_500)),
+            valid_until: Some(Timestamp::from_unix_millis(9_001)),
+        };
+        let validity = desire.validity().unwrap();
+        assert_eq!(validity.from, Some(Timestamp::from_unix_millis(1_000)));
+        assert_eq!(validity.until, Some(Timestamp::from_unix_millis(10_000)));
+        assert_eq!(GroupDesire::NotMember.validity(), None);
+    }
+}

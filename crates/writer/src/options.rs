@@ -1,0 +1,129 @@
+use std::time::Duration;
+
+use doorsync_proto::KisiGroupId;
+
+use crate::WriterError;
+
+/// How a writer runs. [`WriterOptions::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Unique among the writers sharing a log: it names the lease's owner.
+    pub writer_id: String,
+    /// The Kisi account (API user) this writer writes as: one writer per account is active, through
+    /// the lease `writer.<account>` in the leases bucket.
+    pub account: String,
+    /// The durable consumer of the command stream, shared by every writer of the account.
+    pub consumer_name: String,
+    /// A command neither acknowledged nor given back within this time is delivered again; the
+    /// writer recognises the redelivery and keeps one copy.
+    pub ack_wait: Duration,
+    /// The sustained request rate, below Kisi's 5 per second per API user.
+    pub requests_per_second: f64,
+    /// Requests that may go at once after a quiet spell.
+    pub burst: u32,
+    /// The first retry of a failing key waits up to this long (full jitter), doubling per attempt.
+    pub backoff_first: Duration,
+    pub backoff_max: Duration,
+    /// Seeds the jitter, so that a simulation replays the same delays.
+    pub seed: u64,
+    /// After this many transient failures of one key in a row, a `Failed { permanent: false }`
+    /// outcome tells the engine; the writer keeps retrying.
+    pub report_transient_after: u32,
+    /// A lease not renewed for this long may be taken by a standby writer. It must be well above
+    /// the Kisi client's request timeout: a writer stops calling Kisi a third of it before expiry.
+    pub lease_ttl: Duration,
+    /// How often a paused writer (401/403) asks Kisi whether the key works again.
+    pub credentials_probe_every: Duration,
+    /// Whether users doorsync found by email and adopted ("linked") may be suspended, restored and
+    /// deleted like the ones it created. The engine treats both as its own; set `false` to touch
+    /// only users doorsync created (others are then refused with a dead letter).
+    pub manage_linked_users: bool,
+    /// Whether role assignments made by someone else (another API user, an operator) may be
+    /// changed or deleted. Off: they are reported and left alone.
+    pub modify_foreign_assignments: bool,
+    /// How often the reconciler runs on its own; `None` runs it only on demand.
+    pub reconcile_every: Option<Duration>,
+    /// Groups the reconciler lists besides those named in commands.
+    pub reconcile_groups: Vec<KisiGroupId>,
+    /// Whether the reconciler also reads each managed user (one request per user) to repair a
+    /// suspension or deletion made by hand.
+    pub reconcile_users: bool,
+    /// A repair that would revoke more than this share of the managed members is held until an
+    /// operator confirms it.
+    pub mass_revocation_share: f64,
+}
+
+impl WriterOptions {
+    pub fn new(writer_id: impl Into<String>, account: impl Into<String>) -> Self {
+        Self {
+            writer_id: writer_id.into(),
+            account: account.into(),
+            consumer_name: "writer".to_owned(),
+            ack_wait: Duration::from_secs(60),
+            requests_per_second: 4.0,
+            burst: 1,
+            backoff_first: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            seed: 0,
+            report_transient_after: 5,
+            lease_ttl: Duration::from_secs(30),
+            credentials_probe_every: Duration::from_secs(30),
+            manage_linked_users: true,
+            modify_foreign_assignments: false,
+            reconcile_every: Some(Duration::from_secs(15 * 60)),
+            reconcile_groups: Vec::new(),
+            reconcile_users: true,
+            mass_revocation_share: 0.2,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), WriterError> {
+        let invalid = |reason: &str| Err(WriterError::InvalidOptions(reason.to_owned()));
+        if !(self.requests_per_second.is_finite() && self.requests_per_second > 0.0) {
+            return invalid("requests_per_second must be a positive number (Kisi allows 5 per API user)");
+        }
+        if self.burst == 0 {
+            return invalid("burst must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.mass_revocation_share) {
+            return invalid("mass_revocation_share must be between 0 and 1 (0.2 is 20%)");
+        }
+        if self.lease_ttl < Duration::from_millis(300) {
+            return invalid("lease_ttl must be at least 300 ms");
+        }
+        if self.ack_wait.is_zero() || self.credentials_probe_every.is_zero() {
+            return invalid("ack_wait and credentials_probe_every must be longer than zero");
+        }
+        if self.backoff_first.is_zero() || self.backoff_max < self.backoff_first {
+            return invalid("backoff_first must be above zero and backoff_max at least backoff_first");
+        }
+        if self.account.is_empty()
+            || !self.account.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_".contains(&byte))
+        {
+            return invalid("account must be letters, digits, '-' and '_' (it names the lease key)");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_nonsense_is_refused() {
+        assert!(WriterOptions::new("w", "main").validate().is_ok());
+        let cases: [fn(&mut WriterOptions); 5] = [
+            |options| options.requests_per_second = 0.0,
+            |options| options.burst = 0,
+            |options| options.mass_revocation_share = 1.5,
+            |options| options.account = "a.b".to_owned(),
+            |options| options.backoff_max = Duration::ZERO,
+        ];
+        for change in cases {
+            let mut options = WriterOptions::new("w", "main");
+            change(&mut options);
+            assert!(options.validate().is_err(), "{options:?}");
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The reconciler: compares what Kisi holds for the managed groups and users with what the
+//! writer last made true, and repairs the difference through the writer's own calls (the same
+//! limiter, the same look-before-create), so a hand-removed member comes back, a changed window
+//! is set back, and an assignment doorsync made that nothing asks for any more goes away.
+//!
+//! It runs inside the active writer, between commands, on a schedule and on demand: it needs the
+//! writer's knowledge, request budget and lease, and running it in the same task means a repair
+//! and a command never race for one key (a key with a command waiting is left to the command).
+//!
+//! Revocations are guarded: when one run would take more than a set share of the managed members
+//! out of a group, nothing is revoked and the revocations are held, with their counts in the
+//! status, until an operator confirms them. The rest of the repair goes ahead.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use doorsync_kisi::{KisiError, RoleAssignment};
+use doorsync_log::{KeyValue, LogError};
+use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberId, Outcome, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::WriterError;
+use crate::backlog::Key;
+use crate::gateway::{ASSIGNMENTS_PAGE, CallError};
+use crate::knowledge::{GroupDesire, KnownAssignment};
+use crate::status::{HeldRepairStatus, ReconcileReport};
+use crate::worker::{Active, Driven, present};
+
+const HELD_KEY: &str = "held-repair";
+
+/// An assignment the reconciler would delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Revocation {
+    /// `None` for a user no member is known to have (doorsync's record of it is gone).
+    member: Option<MemberId>,
+    user: KisiUserId,
+    group: KisiGroupId,
+    assignment: KisiAssignmentId,
+}
+
+/// Revocations waiting for an operator, kept in the writer's bucket so a restart keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeldRepair {
+    revocations: Vec<Revocation>,
+    members_affected: usize,
+    managed_members: usize,
+    found_at: Timestamp,
+}
+
+impl HeldRepair {
+    pub(crate) async fn load(kv: &Arc<dyn KeyValue>) -> Result<Option<Self>, LogError> {
+        Ok(kv.get(HELD_KEY).await?.and_then(|entry| match rmp_serde::from_slice(&entry.value) {
+            Ok(held) => Some(held),
+            Err(error) => {
+                tracing::warn!(%error, "held repair unreadable; the next reconciliation finds it again");
+                None
+            }
+        }))
+    }
+
+    pub(crate) fn status(&self) -> HeldRepairStatus {
+        HeldRepairStatus {
+            revocations: self.revocations.len(),
+            members_affected: self.members_affected,
+            managed_members: self.managed_members,
+            found_at: self.found_at,
+        }
+    }
+}
+
+/// A repair that adds or changes access.
+#[derive(Debug, Clone, Copy)]
+enum Repair {
+    Create(MemberId, KisiGroupId, GroupDesire),
+    Window(MemberId, KisiGroupId, GroupDesire),
+}
+
+impl Active<'_> {
+    /// One reconciliation: read the managed users and groups, repair, hold a mass revocation.
+    pub(crate) async fn reconcile(&mut self) -> Result<ReconcileReport, WriterError> {
+        if let Some(paused) = self.paused_error() {
+            return Err(paused);
+        }
+        let calls_before = self.shared.status.calls_total();
+        self.knowledge.load_all().await?;
+        let mut report = ReconcileReport::default();
+        if self.shared.options.reconcile_users {
+            self.reconcile_users(&mut report).await?;
+        }
+        let (repairs, revocations) = self.compare_groups(&mut report).await?;
+        for repair in repairs {
+            self.repair(repair, &mut report).await?;
+        }
+        let managed_members = self.knowledge.members().filter(|(_, record)| record.live_user().is_some()).count();
+        let members_affected = revocations.iter().map(|revocation| revocation.user).collect::<BTreeSet<_>>().len();
+        let limit = self.shared.options.mass_revocation_share * managed_members as f64;
+        if members_affected as f64 > limit {
+            let held = HeldRepair { revocations, members_affected, managed_members, found_at: self.shared.clock.now() };
+            tracing::warn!(
+                revocations = held.revocations.len(),
+                members_affected,
+                managed_members,
+                "reconciliation would revoke more than the allowed share of members; held until confirmed"
+            );
+            report.held = Some(held.status());
+            self.hold(Some(held)).await?;
+        } else {
+            report.revoked += self.revoke(revocations, &mut report).await?;
+            self.hold(None).await?;
+        }
+        report.calls = self.shared.status.calls_total() - calls_before;
+        self.shared.status.lock().last_reconcile = Some(report.clone());
+        Ok(report)
+    }
+
+    /// Carries out the held revocations that are still wanted.
+    pub(crate) async fn confirm_held(&mut self) -> Result<ReconcileReport, WriterError> {
+        if let Some(paused) = self.paused_error() {
+            return Err(paused);
+        }
+        let Some(held) = self.held.clone() else { return Err(WriterError::NothingHeld) };
+        let calls_before = self.shared.status.calls_total();
+        self.knowledge.load_all().await?;
+        let mut report = ReconcileReport::default();
+        report.revoked = self.revoke(held.revocations, &mut report).await?;
+        self.hold(None).await?;
+        report.calls = self.shared.status.calls_total() - calls_before;
+        tracing::info!(revoked = report.revoked, "held revocations confirmed and carried out");
+        Ok(report)
+    }
+
+    async fn hold(&mut self, held: Option<HeldRepair>) -> Result<(), WriterError> {
+        let kv = self.knowledge.kv();
+        match &held {
+            Some(held) => {
+                let encoded = rmp_serde::to_vec_named(held)
+                    .map_err(|error| WriterError::Encode { what: "a held repair", reason: error.to_string() })?;
+                kv.put(HELD_KEY, Bytes::from(encoded)).await?;
+            }
+            None if self.held.is_some() => kv.delete(HELD_KEY).await?,
+            None => {}
+        }
+        self.shared.status.lock().held_repair = held.as_ref().map(HeldRepair::status);
+        self.held = held;
+        Ok(())
+    }
+
+    /// Reads every live user doorsync manages and undoes a suspension, restore or deletion made
+    /// by hand.
+    async fn reconcile_users(&mut self, report: &mut ReconcileReport) -> Result<(), WriterError> {
+        let users: Vec<(MemberId, KisiUserId)> = self
+            .knowledge
+            .members()
+            .filter(|(member, record)| record.user.desired.is_some() && !self.backlog.contains(&Key::User(*member)))
+            .filter_map(|(member, record)| record.live_user().map(|user| (member, user.id)))
+            .collect();
+        for (member, user) in users {
+            let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
+            let actual = match read {
+                Ok(found) if found.access_enabled => KisiUserState::Enabled,
+                Ok(_) => KisiUserState::Suspended,
+                Err(CallError::Kisi(KisiError::NotFound { .. })) => KisiUserState::Deleted,
+                Err(error) => {
+                    self.call_failed(error, report)?;
+                    continue;
+                }
+            };
+            report.users_checked += 1;
+            let record = self.knowledge.get_mut(member);
+            let Some(known) = &mut record.user.known else { continue };
+            if known.state == actual {
+                continue;
+            }
+            known.state = actual;
+            if actual == KisiUserState::Deleted {
+                record.user.known = None;
+                record.forget_assignments(KnownAssignment::Absent);
+            }
+            let Some(desire) = record.user.desired.clone() else { continue };
+            self.save_quietly(member).await;
+            match self.drive_user(member, &desire).await {
+                Driven::Done(outcomes) => {
+                    report.users_repaired += 1;
+                    self.publish_repair(outcomes).await;
+                }
+                driven => self.repair_failed(driven, report)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists every managed group and sorts the differences into repairs and revocations; records
+    /// what was seen as known.
+    async fn compare_groups(
+        &mut self,
+        report: &mut ReconcileReport,
+    ) -> Result<(Vec<Repair>, Vec<Revocation>), WriterError> {
+        let api_user = self.api_user;
+        let modify_foreign = self.shared.options.modify_foreign_assignments;
+        let mut groups: BTreeSet<KisiGroupId> = self.shared.options.reconcile_groups.iter().copied().collect();
+        groups.extend(self.knowledge.members().flat_map(|(_, record)| record.groups.keys().copied()));
+        let members: Vec<MemberId> = self.knowledge.members().map(|(member, _)| member).collect();
+        let (mut repairs, mut revocations) = (Vec::new(), Vec::new());
+        for group in groups {
+            let listed =
+                self.gateway.call(&mut self.stop, |client| async move { client.group_assignments(group).await }).await;
+            let listed = match listed {
+                Ok(listed) => listed,
+                Err(error) => {
+                    self.call_failed(error, report)?;
+                    continue;
+                }
+            };
+            self.gateway.charge_pages(listed.len(), ASSIGNMENTS_PAGE);
+            report.groups_listed += 1;
+            report.assignments_seen += listed.len();
+            let mut by_user: HashMap<KisiUserId, RoleAssignment> =
+                listed.into_iter().filter_map(|assignment| Some((assignment.user()?, assignment))).collect();
+            for &member in &members {
+                let waiting =
+                    self.backlog.contains(&Key::Group(member, group)) || self.backlog.contains(&Key::User(member));
+                let record = self.knowledge.get_mut(member);
+                let Some(user) = record.live_user().map(|user| user.id) else { continue };
+                let actual = by_user.remove(&user);
+                let desire = record.groups.get(&group).and_then(|record| record.desired);
+                let known = actual.as_ref().map_or(KnownAssignment::Absent, |assignment| present(assignment, api_user));
+                let changed_knowledge = record.groups.get(&group).is_none_or(|record| record.known != known);
+                record.group_mut(group).known = known;
+                let different = match (desire, &actual) {
+                    (Some(desire @ GroupDesire::Member { .. }), Some(actual)) => {
+                        desire.validity() != Some(actual.validity())
+                    }
+                    (Some(GroupDesire::Member { .. }), None) => true,
+                    (_, Some(_)) => true,
+                    (_, None) => false,
+                };
+                if changed_knowledge {
+                    self.save_quietly(member).await;
+                }
+                if !different {
+                    continue;
+                }
+                if waiting {
+                    report.left_to_commands += 1;
+                    continue;
+                }
+                let may_change = match known {
+                    KnownAssignment::Present(held) => held.ours || modify_foreign,
+                    KnownAssignment::Absent | KnownAssignment::Unknown => true,
+                };
+                match (desire, actual) {
+                    _ if !may_change => report.foreign_untouched += 1,
+                    (Some(desire @ GroupDesire::Member { .. }), None) => {
+                        repairs.push(Repair::Create(member, group, desire))
+                    }
+                    (Some(desire @ GroupDesire::Member { .. }), Some(_)) => {
+                        repairs.push(Repair::Window(member, group, desire));
+                    }
+                    (_, Some(actual)) => {
+                        revocations.push(Revocation { member: Some(member), user, group, assignment: actual.id })
+                    }
+                    (_, None) => {}
+                }
+            }
+            // Assignments of users doorsync has no record of: its own are leftovers, anyone
+            // else's are not doorsync's business.
+            for (user, assignment) in by_user {
+                if api_user.is_some_and(|me| assignment.created_by(me)) {
+                    revocations.push(Revocation { member: None, user, group, assignment: assignment.id });
+                }
+            }
+        }
+        Ok((repairs, revocations))
+    }
+
+    async fn repair(&mut self, repair: Repair, report: &mut ReconcileReport) -> Result<(), WriterError> {
+        let (member, group, desire) = match repair {
+            Repair::Create(member, group, desire) | Repair::Window(member, group, desire) => (member, group, desire),
+        };
+        match self.drive_group(member, group, desire).await {
+            Driven::Done(outcomes) => {
+                match repair {
+                    Repair::Create(..) => report.created += 1,
+                    Repair::Window(..) => report.windows_fixed += 1,
+                }
+                self.publish_repair(outcomes).await;
+                Ok(())
+            }
+            driven => self.repair_failed(driven, report),
+        }
+    }
+
+    /// Deletes the assignments that are still not wanted; returns how many went.
+    async fn revoke(
+        &mut self,
+        revocations: Vec<Revocation>,
+        report: &mut ReconcileReport,
+    ) -> Result<usize, WriterError> {
+        let mut revoked = 0;
+        for revocation in revocations {
+            let Some(member) = revocation.member else {
+                let assignment = revocation.assignment;
+                match self
+                    .gateway
+                    .call(&mut self.stop, |client| async move { client.delete_assignment(assignment).await })
+                    .await
+                {
+                    Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => revoked += 1,
+                    Err(error) => self.call_failed(error, report)?,
+                }
+                continue;
+            };
+            let key = Key::Group(member, revocation.group);
+            let record = self.knowledge.get_mut(member);
+            let wanted = record.groups.get(&revocation.group).and_then(|record| record.desired);
+            if matches!(wanted, Some(GroupDesire::Member { .. })) || self.backlog.contains(&key) {
+                continue;
+            }
+            match self.drive_group(member, revocation.group, GroupDesire::NotMember).await {
+                Driven::Done(outcomes) => {
+                    revoked += 1;
+                    self.publish_repair(outcomes).await;
+                }
+                driven => self.repair_failed(driven, report)?,
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn publish_repair(&self, outcomes: Vec<Outcome>) {
+        let now = self.shared.clock.now();
+        for outcome in outcomes {
+            if let Err(error) = self.publish(outcome, now).await {
+                tracing::warn!(%error, "publishing a repair's outcome failed");
+            }
+        }
+    }
+
+    /// A failed listing or repair: counted, and the run goes on, unless the writer is now paused
+    /// or stopping, which ends it.
+    fn call_failed(&mut self, error: CallError, report: &mut ReconcileReport) -> Result<(), WriterError> {
+        match error {
+            CallError::Kisi(error) => self.repair_failed(Driven::Failed(error), report),
+            CallError::Stopped => Err(WriterError::Stopped),
+        }
+    }
+
+    fn repair_failed(&mut self, driven: Driven, report: &mut ReconcileReport) -> Result<(), WriterError> {
+        match driven {
+            Driven::Failed(error) if error.is_credentials_problem() => {
+                self.pause(&error);
+                Err(WriterError::Paused { reason: error.to_string() })
+            }
+            Driven::Stopped => Err(WriterError::Stopped),
+            Driven::Failed(error) => {
+                tracing::warn!(%error, "a reconciliation repair failed; the next run tries again");
+                report.failed += 1;
+                Ok(())
+            }
+            Driven::Refused(reason) => {
+                tracing::warn!(reason, "a reconciliation repair was refused");
+                report.failed += 1;
+                Ok(())
+            }
+            Driven::Done(_) => Ok(()),
+        }
+    }
+}

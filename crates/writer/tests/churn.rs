@@ -1,0 +1,85 @@
+//! Figures: how many Kisi calls a realistic command stream costs against the fewest possible.
+//! Run with `--nocapture` to see them.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod support;
+
+use std::sync::Arc;
+
+use doorsync_clock::SystemClock;
+use doorsync_proto::KisiGroupId;
+use support::*;
+
+const MEMBERS: u64 = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_members_with_grant_and_revoke_churn_cost_the_fewest_calls() {
+    let harness = Harness::with(Arc::new(SystemClock), 100_000).await;
+    let groups: Vec<KisiGroupId> = (0..3).map(|index| harness.kisi.add_group(&format!("Group {index}"))).collect();
+    let group_of = |member: u64| groups[(member % 3) as usize];
+    let other_group_of = |member: u64| groups[((member + 1) % 3) as usize];
+    let mut backlog = Vec::new();
+    // A backlog, as after an outage: every member joins a group; half change their window with a
+    // revoke in between; a quarter join a second group and leave it again.
+    for member in 1..=MEMBERS {
+        backlog.push(ensure(member, &email(member)));
+        backlog.push(grant(member, group_of(member), None, seconds(2_000_000_000)));
+    }
+    for member in 1..=MEMBERS {
+        if member % 2 == 0 {
+            backlog.push(revoke(member, group_of(member)));
+            backlog.push(grant(member, group_of(member), None, seconds(2_000_086_400)));
+        }
+        if member % 4 == 1 {
+            backlog.push(grant(member, other_group_of(member), None, None));
+            backlog.push(revoke(member, other_group_of(member)));
+        }
+    }
+    let mut commands = backlog.len() as u64;
+    for command in backlog {
+        harness.send(command).await;
+    }
+    let mut options = harness.options("writer-a");
+    options.requests_per_second = 5_000.0;
+    options.burst = 50;
+    let writer = harness.start(options).await;
+    eventually("the backlog is settled", WAIT * 4, async || {
+        let status = writer.status();
+        status.backlog_commands == 0 && status.commands_applied + status.commands_superseded == commands
+    })
+    .await;
+    // Who am I, then per member: look for the user, create it, create its one assignment.
+    let fewest = 1 + 3 * MEMBERS;
+    let backlog_calls = harness.kisi.calls().total();
+    println!(
+        "backlog: {commands} commands for {MEMBERS} members: {backlog_calls} Kisi calls, fewest possible {fewest}"
+    );
+    assert_eq!(backlog_calls, fewest);
+    assert_eq!(harness.kisi.assignments().len(), MEMBERS as usize);
+
+    // Live churn: three rounds of new windows for every member, appended while the writer works.
+    harness.kisi.reset_calls();
+    let rounds = 3;
+    for round in 1..=rounds {
+        for member in 1..=MEMBERS {
+            harness.send(grant(member, group_of(member), None, seconds(2_000_086_400 + round * 3_600))).await;
+            commands += 1;
+        }
+    }
+    eventually("the churn is settled", WAIT * 4, async || {
+        let status = writer.status();
+        status.backlog_commands == 0 && status.commands_applied + status.commands_superseded == commands
+    })
+    .await;
+    let live_calls = harness.kisi.calls().total();
+    let at_most = u64::try_from(rounds).unwrap() * MEMBERS;
+    println!(
+        "live churn: {} window changes for {MEMBERS} members: {live_calls} Kisi calls, fewest possible {MEMBERS}, \
+         one per command {at_most}",
+        at_most
+    );
+    assert!((MEMBERS..=at_most).contains(&live_calls), "{live_calls}");
+    let final_until = seconds(2_000_086_400 + rounds * 3_600);
+    assert!(harness.kisi.assignments().iter().all(|assignment| assignment.valid_until == final_until));
+    writer.shutdown().await;
+}
