@@ -20,6 +20,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use prometheus_client::collector::Collector;
 use prometheus_client::registry::{Metric, Registry};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -94,6 +95,11 @@ impl Metrics {
     /// handle (prometheus-client metrics are shared counters).
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner).register(name, help, metric);
+    }
+
+    /// Registers metrics computed at each scrape (from a role's status, say).
+    pub fn register_collector(&self, collector: impl Collector) {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner).register_collector(Box::new(collector));
     }
 
     /// Every metric in the OpenMetrics text format.

@@ -14,7 +14,7 @@ pub enum ConfigError {
     MissingFile { file: PathBuf },
     #[error("config: {}", Problems(problems))]
     Invalid { problems: Vec<Problem> },
-    #[error("config: no {what}: set the environment variable {env}, or `{key}` to a file that holds it")]
+    #[error("config: no {what}: set the environment variable {env}, or the config key `{key}`")]
     MissingSecret { what: &'static str, key: &'static str, env: &'static str },
     #[error("config: `{key}`: cannot read {}: {reason}", file.display())]
     UnreadableSecret { key: &'static str, file: PathBuf, reason: String },

@@ -1,0 +1,246 @@
+//! The subcommands: serving roles until a signal, and the operator's one-shot commands.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use doorsync_config::{Config, ExposeSecret, LogBackend};
+use doorsync_proto::{MemberId, Timestamp};
+
+use crate::context::Context;
+use crate::roles::{self, RoleSet, Running};
+use crate::setup;
+
+/// Runs `roles` until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub(crate) async fn serve(config_file: Option<&Path>, roles: RoleSet, command: &str) -> anyhow::Result<()> {
+    let context = Context::load(config_file)?;
+    let layout = setup::layout(&context.config)?;
+    let needs = if roles == RoleSet::ALL { None } else { Some(LogBackend::Jetstream) };
+    let opened = setup::open_log(&context.config, &layout, needs, command).await?;
+    let mapping =
+        if roles.engine || roles.writer { setup::mapping(&context.config).await? } else { Default::default() };
+    let policy = context.config.access_policy();
+    let explained = mapping.clone();
+    let process =
+        roles::start(&context, roles, opened, layout, mapping, |running| explain_routes(running, explained, policy))
+            .await?;
+    tracing::info!(
+        admin = %process.admin.local_addr(),
+        webhooks = ?process.running.webhook_address,
+        instance = %context.instance,
+        "doorsync {command} is running; SIGTERM or Ctrl-C stops it"
+    );
+    stop_signal().await?;
+    tracing::info!("stopping: finishing what is in flight");
+    process.shutdown().await;
+    Ok(())
+}
+
+async fn stop_signal() -> anyhow::Result<()> {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("listening for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+struct ExplainState {
+    running: Running,
+    mapping: doorsync_access::Mapping,
+    policy: doorsync_access::AccessPolicy,
+}
+
+/// `/api/explain/{member}` on processes that run the engine, so `doorsync explain` can ask a
+/// running `doorsync run` whose embedded log file it cannot open.
+fn explain_routes(
+    running: &Running,
+    mapping: doorsync_access::Mapping,
+    policy: doorsync_access::AccessPolicy,
+) -> Router {
+    if running.engine.is_none() {
+        return Router::new();
+    }
+    Router::new().route("/api/explain/{member}", get(explain_route)).with_state(ExplainState {
+        running: running.clone(),
+        mapping,
+        policy,
+    })
+}
+
+async fn explain_route(State(state): State<ExplainState>, UrlPath(member): UrlPath<u64>) -> Response {
+    let running = &state.running;
+    let now = running.clock.now();
+    match doorsync_engine::explain(
+        running.log.as_ref(),
+        &running.layout,
+        &state.mapping,
+        &state.policy,
+        MemberId(member),
+        now,
+    )
+    .await
+    {
+        Ok(explanation) => explanation.to_string().into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
+    }
+}
+
+pub(crate) async fn explain(config_file: Option<&Path>, who: &str, at: Option<&str>) -> anyhow::Result<()> {
+    let context = Context::load(config_file)?;
+    let config = &context.config;
+    let at = match at {
+        Some(text) => parse_instant(text)?,
+        None => context.clock.now(),
+    };
+    let layout = setup::layout(config)?;
+    if config.log.backend == LogBackend::Embedded
+        && at_is_now(at, &context)
+        && let Some(text) = ask_running_process(config, who).await?
+    {
+        print!("{text}");
+        return Ok(());
+    }
+    let opened = setup::open_log(config, &layout, None, "explain").await?;
+    let members = match who.parse::<u64>() {
+        Ok(id) => vec![MemberId(id)],
+        Err(_) => doorsync_engine::members_with_email(opened.log.as_ref(), &layout, who).await?,
+    };
+    if members.is_empty() {
+        bail!("no member has the email {who:?} in the log (try their Nexudus coworker id)");
+    }
+    let mapping = setup::mapping(config).await?;
+    let policy = config.access_policy();
+    for member in members {
+        let explanation = doorsync_engine::explain(opened.log.as_ref(), &layout, &mapping, &policy, member, at).await?;
+        println!("{explanation}");
+    }
+    Ok(())
+}
+
+fn at_is_now(at: Timestamp, context: &Context) -> bool {
+    (context.clock.now().as_unix_millis() - at.as_unix_millis()).abs() < 1_000
+}
+
+/// The explanation from a running process that holds the embedded log, or `None` when none
+/// answers at the configured admin address.
+async fn ask_running_process(config: &Config, who: &str) -> anyhow::Result<Option<String>> {
+    let Ok(member) = who.parse::<u64>() else { return Ok(None) };
+    let url = format!("http://{}/api/explain/{member}", loopback(config.admin.listen));
+    match admin_request(config, reqwest::Method::GET, &url).await {
+        Ok(text) => Ok(Some(text)),
+        Err(AdminRequestError::Unreachable(_)) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn loopback(listen: std::net::SocketAddr) -> std::net::SocketAddr {
+    if listen.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen }
+}
+
+fn parse_instant(text: &str) -> anyhow::Result<Timestamp> {
+    let instant: jiff::Timestamp = text
+        .parse()
+        .with_context(|| format!("--at {text:?} is not an RFC 3339 instant such as 2026-12-01T09:00:00Z"))?;
+    Ok(Timestamp::from_unix_millis(instant.as_millisecond()))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AdminRequestError {
+    #[error("nothing answers at {0}: is doorsync running there? (--url, or admin.listen in the config)")]
+    Unreachable(String),
+    #[error("{url} asks for the admin token: set DOORSYNC_ADMIN_TOKEN or admin.token_file")]
+    Unauthorized { url: String },
+    #[error("{url} answered {status}: {body}")]
+    Refused { url: String, status: reqwest::StatusCode, body: String },
+    #[error(transparent)]
+    Config(#[from] doorsync_config::ConfigError),
+}
+
+async fn admin_request(config: &Config, method: reqwest::Method, url: &str) -> Result<String, AdminRequestError> {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, url).timeout(std::time::Duration::from_secs(120));
+    if let Some(token) = config.admin_token()? {
+        request = request.bearer_auth(token.expose_secret());
+    }
+    let response = request.send().await.map_err(|_| AdminRequestError::Unreachable(url.to_owned()))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|_| AdminRequestError::Unreachable(url.to_owned()))?;
+    match status {
+        status if status.is_success() => Ok(body),
+        reqwest::StatusCode::UNAUTHORIZED => Err(AdminRequestError::Unauthorized { url: url.to_owned() }),
+        status => Err(AdminRequestError::Refused { url: url.to_owned(), status, body }),
+    }
+}
+
+pub(crate) async fn reconcile(config_file: Option<&Path>, writer_url: &str, confirm: bool) -> anyhow::Result<()> {
+    let context = Context::load(config_file)?;
+    let path = if confirm { "/api/writer/reconcile/confirm" } else { "/api/writer/reconcile" };
+    let url = format!("{}{path}", writer_url.trim_end_matches('/'));
+    let report = admin_request(&context.config, reqwest::Method::POST, &url).await?;
+    let report: serde_json::Value =
+        serde_json::from_str(&report).with_context(|| format!("reading the answer of {url}"))?;
+    println!("{}", serde_json::to_string_pretty(&report).context("printing the report")?);
+    Ok(())
+}
+
+pub(crate) async fn status(config_file: Option<&Path>, url: &str) -> anyhow::Result<()> {
+    let context = Context::load(config_file)?;
+    let url = format!("{}/api/status", url.trim_end_matches('/'));
+    let body = admin_request(&context.config, reqwest::Method::GET, &url).await?;
+    let status: serde_json::Value =
+        serde_json::from_str(&body).with_context(|| format!("reading the answer of {url}"))?;
+    println!("{}", serde_json::to_string_pretty(&status).context("printing the status")?);
+    Ok(())
+}
+
+/// Loads the configuration and checks what it names: the secrets each role needs and, where the
+/// API key is there, the Kisi groups it maps to.
+pub(crate) async fn check_config(config_file: Option<&Path>) -> anyhow::Result<()> {
+    let config = Config::load(config_file).context("the configuration is not valid")?;
+    let source =
+        config_file.map_or_else(|| "the defaults and the environment".to_owned(), |file| file.display().to_string());
+    println!("configuration from {source}: valid");
+    println!(
+        "  log: {:?} ({})",
+        config.log.backend,
+        match config.log.backend {
+            LogBackend::Embedded => config.log.path.display().to_string(),
+            LogBackend::Jetstream => config.log.nats_url.clone(),
+        }
+    );
+    println!(
+        "  mapping: {} entries; lead {:?}, lag {:?}, no-access policy {:?}",
+        config.mapping.len(),
+        config.access.lead,
+        config.access.lag,
+        config.access.no_access
+    );
+    let mut missing = Vec::new();
+    for (what, found) in [
+        ("Kisi API key (writer)", config.kisi_api_key().map(drop)),
+        ("Nexudus username (ingest)", config.nexudus_username().map(drop)),
+        ("Nexudus password (ingest)", config.nexudus_password().map(drop)),
+        ("Nexudus webhook secret (ingest)", config.nexudus_webhook_secret().map(drop)),
+    ] {
+        match found {
+            Ok(()) => println!("  {what}: present"),
+            Err(error) => {
+                println!("  {what}: MISSING: {error}");
+                missing.push(what);
+            }
+        }
+    }
+    if config.kisi_api_key().is_ok() {
+        let mapping = setup::mapping(&config).await.context("resolving the mapping's Kisi groups")?;
+        let groups = mapping.resources.len() + mapping.pass_products.len() + mapping.floor_plan_items.len();
+        println!("  Kisi groups of the mapping: {groups} resolved");
+    }
+    if missing.is_empty() { Ok(()) } else { bail!("{} secret(s) missing: {}", missing.len(), missing.join(", ")) }
+}

@@ -1,0 +1,188 @@
+//! From a checked configuration to the parts a role runs on: the log, the layout, the clients
+//! and each component's options.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use doorsync_access::Mapping;
+use doorsync_config::{Config, ExposeSecret, LogBackend, NexudusAuth};
+use doorsync_engine::EngineOptions;
+use doorsync_ingest::IngestOptions;
+use doorsync_kisi::{ApiKey, KisiClient, KisiOptions};
+use doorsync_layout::Layout;
+use doorsync_log::EventLog;
+use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
+use doorsync_log_jetstream::{JetStreamLog, JetStreamOptions};
+use doorsync_nexudus::{AuthMode, Credentials, Limits, NexudusClient, NexudusOptions};
+use doorsync_proto::{FloorPlanItemId, KisiGroupId, PassProductId, ResourceId, Subjects};
+use doorsync_writer::WriterOptions;
+
+use crate::context::Context as Run;
+
+pub(crate) fn layout(config: &Config) -> anyhow::Result<Layout> {
+    let subjects = Subjects::new(&config.log.subject_prefix, config.log.partitions)
+        .context("config: log.subject_prefix / log.partitions")?;
+    Ok(Layout::new(subjects))
+}
+
+/// The log the configuration names. `needs` says which backend the command requires, if any.
+pub(crate) async fn open_log(
+    config: &Config,
+    layout: &Layout,
+    needs: Option<LogBackend>,
+    command: &str,
+) -> anyhow::Result<Opened> {
+    let backend = needs.unwrap_or(config.log.backend);
+    if needs.is_some_and(|needed| needed != config.log.backend) {
+        bail!(
+            "doorsync {command} runs on the {} log, but the configuration says log.backend = {:?}: set log.backend (or DOORSYNC_LOG__BACKEND) to {:?}",
+            backend_name(backend),
+            backend_name(config.log.backend),
+            backend_name(backend),
+        );
+    }
+    match backend {
+        LogBackend::Embedded => {
+            if let Some(parent) = config.log.path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {} for the embedded log (log.path)", parent.display()))?;
+            }
+            let log = EmbeddedLog::open(EmbeddedOptions::new(&config.log.path, layout.streams()))
+                .with_context(|| format!("opening the embedded log at {} (log.path)", config.log.path.display()))?;
+            Ok(Opened { log: Arc::new(log.clone()), embedded: Some(log) })
+        }
+        LogBackend::Jetstream => {
+            let log = JetStreamLog::connect(JetStreamOptions::new(&config.log.nats_url, layout.streams()))
+                .await
+                .with_context(|| format!("connecting to NATS at {} (log.nats_url)", config.log.nats_url))?;
+            Ok(Opened { log: Arc::new(log), embedded: None })
+        }
+    }
+}
+
+fn backend_name(backend: LogBackend) -> &'static str {
+    match backend {
+        LogBackend::Embedded => "embedded",
+        LogBackend::Jetstream => "jetstream",
+    }
+}
+
+/// An open log; the embedded one is also kept by its type so it can be closed cleanly.
+pub(crate) struct Opened {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) embedded: Option<EmbeddedLog>,
+}
+
+pub(crate) fn kisi_client(config: &Config) -> anyhow::Result<KisiClient> {
+    let key = config.kisi_api_key()?;
+    let mut options = KisiOptions::new(
+        config.kisi_base_url()?,
+        ApiKey::new(key.expose_secret()),
+        config.kisi.integration_identifier.clone(),
+    );
+    options.integration_contact = config.kisi.integration_contact.clone();
+    options.request_timeout = config.kisi.request_timeout;
+    KisiClient::new(options).context("config: kisi")
+}
+
+pub(crate) fn nexudus_client(config: &Config, run: &Run) -> anyhow::Result<NexudusClient> {
+    let credentials = Credentials {
+        username: config.nexudus_username()?,
+        password: doorsync_nexudus::Secret::new(config.nexudus_password()?.expose_secret()),
+    };
+    let mut options = NexudusOptions::new(config.nexudus_base_url()?, credentials);
+    options.auth = match config.nexudus.auth {
+        NexudusAuth::BearerToken => AuthMode::BearerToken,
+        NexudusAuth::Basic => AuthMode::Basic,
+    };
+    options.limits = Limits {
+        min_interval: config.nexudus.min_request_interval,
+        per_minute: config.nexudus.requests_per_minute,
+        per_hour: config.nexudus.requests_per_hour,
+    };
+    options.request_timeout = config.nexudus.request_timeout;
+    NexudusClient::new(options, Arc::clone(&run.clock)).context("config: nexudus")
+}
+
+/// The mapping from the configuration, with group names resolved through the Kisi API (which
+/// needs the API key only when names are used).
+pub(crate) async fn mapping(config: &Config) -> anyhow::Result<Mapping> {
+    let mut mapping = Mapping::default();
+    let named = config.mapping.iter().any(|entry| entry.kisi_group_name.is_some());
+    let kisi = if named { Some(kisi_client(config).context("resolving [[mapping]] kisi_group_name")?) } else { None };
+    for (index, entry) in config.mapping.iter().enumerate() {
+        let group = match (entry.kisi_group, &entry.kisi_group_name, &kisi) {
+            (Some(id), _, _) => KisiGroupId(id),
+            (None, Some(name), Some(kisi)) => {
+                let found = kisi
+                    .group_by_name(name)
+                    .await
+                    .with_context(|| format!("config: mapping[{index}]: looking up Kisi group {name:?}"))?;
+                match found {
+                    Some(group) => group.id,
+                    None => bail!("config: mapping[{index}]: Kisi has no group named {name:?}; check kisi_group_name"),
+                }
+            }
+            _ => bail!("config: mapping[{index}] names no Kisi group"),
+        };
+        if let Some(resource) = entry.resource {
+            mapping.resources.insert(ResourceId(resource), group);
+        } else if let Some(product) = entry.pass_product {
+            mapping.pass_products.insert(PassProductId(product), group);
+        } else if let Some(item) = entry.floor_plan_item {
+            mapping.floor_plan_items.insert(FloorPlanItemId(item), group);
+        }
+    }
+    Ok(mapping)
+}
+
+pub(crate) fn engine_options(config: &Config, run: &Run, layout: &Layout, mapping: Mapping) -> EngineOptions {
+    let mut options = EngineOptions::new(format!("engine-{}", run.instance), layout.clone());
+    options.policy = config.access_policy();
+    options.mapping = mapping;
+    options.lease_ttl = config.engine.lease_ttl;
+    options.passivate_after = config.engine.passivate_after;
+    options.checkpoint_every = config.engine.checkpoint_every;
+    options
+}
+
+pub(crate) fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> WriterOptions {
+    let mut options = WriterOptions::new(format!("writer-{}", run.instance), config.kisi.account.clone());
+    options.requests_per_second = f64::from(config.kisi.requests_per_second);
+    options.modify_foreign_assignments = config.reconcile.touch_foreign_assignments;
+    options.reconcile_every = Some(config.reconcile.every);
+    options.mass_revocation_share = config.reconcile.max_revocation_share;
+    options.reconcile_groups = mapped_groups(mapping);
+    // The lease must outlive a Kisi request comfortably (the writer stops calling a third of it
+    // before expiry).
+    options.lease_ttl = options.lease_ttl.max(config.kisi.request_timeout * 3);
+    options
+}
+
+fn mapped_groups(mapping: &Mapping) -> Vec<KisiGroupId> {
+    let mut groups: Vec<KisiGroupId> = mapping
+        .resources
+        .values()
+        .chain(mapping.pass_products.values())
+        .chain(mapping.floor_plan_items.values())
+        .copied()
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
+pub(crate) fn ingest_options(config: &Config) -> anyhow::Result<IngestOptions> {
+    let secret = config.nexudus_webhook_secret()?;
+    let mut options = IngestOptions::new(doorsync_nexudus::Secret::new(secret.expose_secret()));
+    options.poll_interval = config.nexudus.poll_every;
+    options.sweep_interval = config.nexudus.sweep_every;
+    options.overlap = config.nexudus.poll_overlap;
+    options.body_limit = config.nexudus.webhook_body_limit_bytes;
+    options.mapping_from_nexudus = config.nexudus.mapping_from_nexudus;
+    Ok(options)
+}
+
+/// How long a graceful shutdown may take before the process gives up waiting.
+pub(crate) const SHUTDOWN_BUDGET: Duration = Duration::from_secs(30);
