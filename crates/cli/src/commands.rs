@@ -57,6 +57,16 @@ struct ExplainState {
     policy: doorsync_access::AccessPolicy,
 }
 
+/// What a process serves on its admin listener besides the probes, metrics and status API: the
+/// status page and `/api/explain/{member}`.
+pub(crate) fn admin_routes(
+    running: &Running,
+    mapping: doorsync_access::Mapping,
+    policy: doorsync_access::AccessPolicy,
+) -> Router {
+    crate::page::routes(running).merge(explain_routes(running, mapping, policy))
+}
+
 /// `/api/explain/{member}` on processes that run the engine, so `doorsync explain` can ask a
 /// running `doorsync run` whose embedded log file it cannot open.
 fn explain_routes(

@@ -5,6 +5,7 @@ mod commands;
 mod context;
 mod demo;
 mod metrics;
+mod page;
 mod roles;
 mod setup;
 
