@@ -26,7 +26,7 @@ pub(crate) async fn serve(config_file: Option<&Path>, roles: RoleSet, command: &
     let policy = context.config.access_policy();
     let explained = mapping.clone();
     let process =
-        roles::start(&context, roles, opened, layout, mapping, |running| explain_routes(running, explained, policy))
+        roles::start(&context, roles, opened, layout, mapping, |running| admin_routes(running, explained, policy))
             .await?;
     tracing::info!(
         admin = %process.admin.local_addr(),
