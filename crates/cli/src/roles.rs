@@ -19,6 +19,7 @@ use doorsync_ingest::IngestHandle;
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
 use doorsync_log_embedded::EmbeddedLog;
+use doorsync_log_jetstream::JetStreamLog;
 use doorsync_writer::{WriterError, WriterHandle};
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -63,6 +64,7 @@ pub(crate) struct Process {
     pub(crate) admin: AdminHandle,
     watcher: JoinHandle<()>,
     embedded: Option<EmbeddedLog>,
+    jetstream: Option<Arc<JetStreamLog>>,
 }
 
 /// Starts `roles` on `opened` with the resolved `mapping`, then the admin listener with
@@ -133,7 +135,7 @@ pub(crate) async fn start(
     let admin = doorsync_admin::start(admin_options, running.metrics.clone(), running.readiness.clone(), routes)
         .await
         .context("starting the admin listener")?;
-    Ok(Process { running, admin, watcher, embedded: opened.embedded })
+    Ok(Process { running, admin, watcher, embedded: opened.embedded, jetstream: opened.jetstream })
 }
 
 impl Process {
@@ -141,7 +143,7 @@ impl Process {
     /// what it holds, then closes the admin listener and the log; gives up waiting after the
     /// shutdown budget.
     pub(crate) async fn shutdown(self) {
-        let Process { running, admin, watcher, embedded } = self;
+        let Process { running, admin, watcher, embedded, jetstream } = self;
         let stopping = async move {
             if let Some(ingest) = &running.ingest {
                 ingest.shutdown().await;
@@ -158,6 +160,11 @@ impl Process {
             // The file is closed once every handle on it is gone, so a next start opens it at once.
             if let Some(embedded) = embedded {
                 embedded.close().await;
+            }
+            if let Some(jetstream) = jetstream
+                && let Err(error) = jetstream.drain().await
+            {
+                tracing::warn!(%error, "the NATS connection did not drain cleanly");
             }
         };
         if tokio::time::timeout(SHUTDOWN_BUDGET, stopping).await.is_err() {

@@ -50,13 +50,14 @@ pub(crate) async fn open_log(
             }
             let log = EmbeddedLog::open(EmbeddedOptions::new(&config.log.path, layout.streams()))
                 .with_context(|| format!("opening the embedded log at {} (log.path)", config.log.path.display()))?;
-            Ok(Opened { log: Arc::new(log.clone()), embedded: Some(log) })
+            Ok(Opened { log: Arc::new(log.clone()), embedded: Some(log), jetstream: None })
         }
         LogBackend::Jetstream => {
             let log = JetStreamLog::connect(JetStreamOptions::new(&config.log.nats_url, layout.streams()))
                 .await
                 .with_context(|| format!("connecting to NATS at {} (log.nats_url)", config.log.nats_url))?;
-            Ok(Opened { log: Arc::new(log), embedded: None })
+            let log = Arc::new(log);
+            Ok(Opened { log: Arc::clone(&log) as Arc<dyn EventLog>, embedded: None, jetstream: Some(log) })
         }
     }
 }
@@ -68,10 +69,12 @@ fn backend_name(backend: LogBackend) -> &'static str {
     }
 }
 
-/// An open log; the embedded one is also kept by its type so it can be closed cleanly.
+/// An open log, also kept by its type so that shutdown can close the file or drain the
+/// connection.
 pub(crate) struct Opened {
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) embedded: Option<EmbeddedLog>,
+    pub(crate) jetstream: Option<Arc<JetStreamLog>>,
 }
 
 pub(crate) fn kisi_client(config: &Config) -> anyhow::Result<KisiClient> {

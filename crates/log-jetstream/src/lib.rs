@@ -120,6 +120,12 @@ impl JetStreamLog {
         self.inner.client.flush().await.map_err(|error| LogError::unavailable("flushing to NATS", error))
     }
 
+    /// Stops the connection gracefully at shutdown: subscriptions are drained, everything
+    /// published is flushed, then the connection closes.
+    pub async fn drain(&self) -> Result<(), LogError> {
+        self.inner.client.drain().await.map_err(|error| LogError::unavailable("draining the NATS connection", error))
+    }
+
     async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), LogError> {
         let wanted = stream::Config {
             name: spec.name.clone(),
