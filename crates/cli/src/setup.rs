@@ -53,7 +53,10 @@ pub(crate) async fn open_log(
             Ok(Opened { log: Arc::new(log.clone()), embedded: Some(log), jetstream: None })
         }
         LogBackend::Jetstream => {
-            let log = JetStreamLog::connect(JetStreamOptions::new(&config.log.nats_url, layout.streams()))
+            let mut options = JetStreamOptions::new(&config.log.nats_url, layout.streams());
+            options.replicas = usize::try_from(config.log.replicas).unwrap_or(1);
+            options.connection_name = format!("doorsync {command}");
+            let log = JetStreamLog::connect(options)
                 .await
                 .with_context(|| format!("connecting to NATS at {} (log.nats_url)", config.log.nats_url))?;
             let log = Arc::new(log);

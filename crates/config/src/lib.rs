@@ -69,6 +69,8 @@ pub struct LogConfig {
     pub subject_prefix: String,
     /// Fixed for the life of a deployment: members are assigned to partitions by it.
     pub partitions: u32,
+    /// Copies of each JetStream stream and bucket in a NATS cluster (3 for a three-server cluster).
+    pub replicas: u32,
 }
 
 impl Default for LogConfig {
@@ -79,6 +81,7 @@ impl Default for LogConfig {
             nats_url: "nats://127.0.0.1:4222".to_owned(),
             subject_prefix: "doorsync".to_owned(),
             partitions: 16,
+            replicas: 1,
         }
     }
 }

@@ -31,6 +31,9 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
         let key = if config.log.partitions == 0 { "log.partitions" } else { "log.subject_prefix" };
         problem(key, error.to_string());
     }
+    if !(1..=5).contains(&config.log.replicas) {
+        problem("log.replicas", format!("{} is outside 1 to 5, the replicas JetStream allows", config.log.replicas));
+    }
     if config.kisi.requests_per_second == 0 || config.kisi.requests_per_second > KISI_REQUESTS_PER_SECOND {
         problem(
             "kisi.requests_per_second",
