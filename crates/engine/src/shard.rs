@@ -797,20 +797,19 @@ async fn follow(
     positions: Positions,
     shard: &ActorRef<ShardMsg>,
 ) -> Result<(), EngineError> {
-    let mut followers = Vec::with_capacity(3);
+    // A JoinSet aborts its tasks when dropped: when the shard stops (and aborts this task), the
+    // followers and the log handles they hold go with it.
+    let mut followers = tokio::task::JoinSet::new();
     for (request, decode) in partition_reads(&shared.layout, partition, positions) {
         let stream = shared.log.follow(request).await?;
         let shard = shard.clone();
-        followers.push(tokio::spawn(async move { pump(stream, &shard, decode).await }));
+        followers.spawn(async move { pump(stream, &shard, decode).await });
     }
     // A follower only ends on an error; the first one takes the others down with it.
-    let (ended, _, others) = futures::future::select_all(followers).await;
-    for follower in others {
-        follower.abort();
-    }
-    match ended {
-        Ok(result) => result.map(|_| ()),
-        Err(join) => Err(EngineError::Spawn(format!("a follower of partition {partition} stopped: {join}"))),
+    match followers.join_next().await {
+        Some(Ok(result)) => result.map(|_| ()),
+        Some(Err(join)) => Err(EngineError::Spawn(format!("a follower of partition {partition} stopped: {join}"))),
+        None => Ok(()),
     }
 }
 

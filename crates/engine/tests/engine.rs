@@ -287,3 +287,31 @@ async fn outcomes_from_the_writer_are_folded_into_the_member() {
     assert!(state.kisi().created_by_doorsync);
     restarted.shutdown().await;
 }
+
+/// A stopped engine lets go of the log entirely (its shards' live followers included), so the
+/// embedded log's file can be closed and opened again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_engine_holds_no_handle_on_the_log() {
+    let layout = layout();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    let embedded = doorsync_log_embedded::EmbeddedLog::open(doorsync_log_embedded::EmbeddedOptions::new(
+        &path,
+        layout.streams(),
+    ))
+    .unwrap();
+    let log: std::sync::Arc<dyn doorsync_log::EventLog> = std::sync::Arc::new(embedded.clone());
+    let clock = ManualClock::new(at(0));
+    append(&log, &layout, at(0), member(5)).await;
+    let engine = start(options("a", &layout), &log, &clock).await;
+    wait_until("the engine caught up", || {
+        let engine = engine.clone();
+        async move { engine.caught_up().await }
+    })
+    .await;
+    engine.shutdown().await;
+    drop(log);
+    tokio::time::timeout(Duration::from_secs(20), embedded.close())
+        .await
+        .expect("every handle on the log is gone once the engine has stopped");
+}
