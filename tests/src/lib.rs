@@ -1,2 +1,36 @@
-//! Cross-process tests live in `tests/`; this crate has no library code of its own.
+//! Helpers for doorsync's cross-process tests (in `tests/`): the `doorsync` binary run as child
+//! processes ([`Doorsync`]) against a real nats-server and the Kisi and Nexudus simulators over
+//! loopback HTTP, set up as one coworking site ([`Site`]).
+//!
+//! The binary is the one cargo built next to the test executable (`target/<profile>/doorsync`);
+//! build it with `cargo build -p doorsync-cli` before running these tests on their own.
 #![forbid(unsafe_code)]
+
+mod error;
+mod process;
+mod site;
+
+use std::time::Duration;
+
+pub use error::HarnessError;
+pub use process::{Doorsync, doorsync_binary};
+pub use site::{Deployment, KisiMember, KisiMembership, Site};
+
+/// Polls `probe` (every 5 ms, so a caller timing the wait is off by 5 ms at most) until it gives
+/// a value, and returns it; an error naming `what` after `limit`.
+pub async fn eventually<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Result<T, HarnessError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(HarnessError::Timeout { what: what.to_owned(), waited: limit });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,365 @@
+//! One coworking site: Nexudus and Kisi (the simulators, over loopback HTTP) with two meeting
+//! rooms and a coworking floor, and doorsync between them as real processes of the binary.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use doorsync_access::NoAccessPolicy;
+use doorsync_clock::{SharedClock, SystemClock};
+use doorsync_ingest::webhook_path;
+use doorsync_kisi_sim::{KisiSimulator, SimHandle};
+use doorsync_nexudus::{NexudusDateTime, Secret, WebhookAction};
+use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
+use doorsync_proto::{KisiGroupId, KisiUserId, Timestamp};
+use doorsync_test_support::NatsServer;
+use serde_json::{Value, json};
+
+use crate::{Doorsync, HarnessError, doorsync_binary};
+
+const KISI_API_KEY: &str = "doorsync-e2e-kisi-key";
+const WEBHOOK_SECRET: &str = "doorsync-e2e-webhook-secret";
+/// Generous: several processes start at once on a shared 2-core machine.
+const READY_LIMIT: Duration = Duration::from_secs(60);
+
+/// Nexudus numbers its webhook actions from 1 to 90 (reference/nexudus-api.md §3.2).
+const WEBHOOK_ACTION_CODES: std::ops::RangeInclusive<u64> = 1..=90;
+
+/// How doorsync runs on a site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// `doorsync ingest`, `doorsync engine` and `doorsync writer`, one process each, sharing a
+    /// nats-server of the site's own (JetStream).
+    SeparateProcesses,
+    /// `doorsync run`: every role in one process, on the embedded log.
+    OneProcess,
+}
+
+impl Deployment {
+    fn roles(self) -> &'static [&'static str] {
+        match self {
+            Self::SeparateProcesses => &["ingest", "engine", "writer"],
+            Self::OneProcess => &["run"],
+        }
+    }
+}
+
+/// A Kisi user other than the integration's own, as the Kisi simulator holds it, without ids or
+/// timestamps of its own, so that two sites' users compare equal when they have the same access.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KisiMember {
+    pub email: String,
+    pub access_enabled: bool,
+    /// By group name.
+    pub memberships: Vec<KisiMembership>,
+}
+
+/// A role assignment on a group, by the group's name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KisiMembership {
+    pub group: String,
+    pub role: String,
+    pub valid_from: Option<Timestamp>,
+    pub valid_until: Option<Timestamp>,
+}
+
+/// Nexudus's ids of the site's location, rooms and pass product.
+#[derive(Debug, Clone, Copy)]
+pub struct NexudusPlaces {
+    pub business: u64,
+    pub room_a: u64,
+    pub room_b: u64,
+    /// A time pass product (not a day pass) that opens the coworking floor.
+    pub floor_pass: u64,
+}
+
+/// Kisi's ids of the groups the site maps to: one per room, and the coworking floor.
+#[derive(Debug, Clone, Copy)]
+pub struct KisiGroups {
+    pub room_a: KisiGroupId,
+    pub room_b: KisiGroupId,
+    pub floor: KisiGroupId,
+}
+
+/// A site with doorsync running on it. Dropping it stops doorsync's processes first, then the
+/// simulators and the nats-server.
+#[derive(Debug)]
+pub struct Site {
+    processes: Vec<Doorsync>,
+    pub kisi: SimHandle,
+    pub nexudus: NexudusSimulator,
+    pub places: NexudusPlaces,
+    pub groups: KisiGroups,
+    kisi_simulator: KisiSimulator,
+    api_user: KisiUserId,
+    /// Kept for the processes' sake: stopped when the site is dropped.
+    _nats: Option<NatsServer>,
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// Starts the simulators (on the system clock: doorsync's processes live in real time), a
+    /// nats-server for separate processes, writes the configuration with `no_access` as the
+    /// policy, starts doorsync's processes and waits until each is ready, then registers the
+    /// Nexudus webhooks to the ingestor.
+    pub async fn start(deployment: Deployment, no_access: NoAccessPolicy) -> Result<Self, HarnessError> {
+        let binary = doorsync_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("doorsync-e2e-")
+            .tempdir()
+            .map_err(HarnessError::io("creating the site's directory"))?;
+        let clock: SharedClock = Arc::new(SystemClock);
+
+        let kisi_simulator = KisiSimulator::start(doorsync_kisi_sim::SimOptions::new(Arc::clone(&clock))).await?;
+        let kisi = kisi_simulator.handle();
+        let api_user = kisi.add_api_account("integration@example.com", "doorsync", KISI_API_KEY)?;
+        let groups = KisiGroups {
+            room_a: kisi.add_group("Room A"),
+            room_b: kisi.add_group("Room B"),
+            floor: kisi.add_group("Coworking floor"),
+        };
+
+        let mut nexudus_options = doorsync_nexudus_sim::SimOptions::new(clock);
+        nexudus_options.limits = None;
+        // A delivery that failed (say, just before the ingestor listened) comes again soon.
+        nexudus_options.webhook_retry_delay = Duration::from_secs(1);
+        let credentials = nexudus_options.credentials.clone();
+        let nexudus = NexudusSimulator::start(nexudus_options).await?;
+        let places = furnish(&nexudus)?;
+
+        let nats = match deployment {
+            Deployment::SeparateProcesses => Some(NatsServer::start().await?),
+            Deployment::OneProcess => None,
+        };
+        let log = match &nats {
+            Some(nats) => format!("backend = \"jetstream\"\nnats_url = \"{}\"", nats.url()),
+            None => format!("backend = \"embedded\"\npath = {:?}", dir.path().join("doorsync.redb")),
+        };
+        let webhook_listen = free_loopback_address()?;
+        let config = dir.path().join("doorsync.toml");
+        let text = config_toml(&log, &kisi_simulator, &nexudus, webhook_listen, no_access, places, groups);
+        std::fs::write(&config, text).map_err(HarnessError::io(format!("writing {}", config.display())))?;
+
+        let nexudus_secrets = [
+            ("NEXUDUS_USERNAME", credentials.username.clone()),
+            ("NEXUDUS_PASSWORD", credentials.password.expose().to_owned()),
+            ("NEXUDUS_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ];
+        let kisi_secrets = [("KISI_API_KEY", KISI_API_KEY.to_owned())];
+        let mut site =
+            Self { processes: Vec::new(), kisi, nexudus, places, groups, kisi_simulator, api_user, _nats: nats, dir };
+        for &role in deployment.roles() {
+            // Each role gets only the secrets it needs.
+            let secrets: Vec<(&str, String)> = match role {
+                "ingest" => nexudus_secrets.to_vec(),
+                "writer" => kisi_secrets.to_vec(),
+                "run" => nexudus_secrets.iter().chain(&kisi_secrets).cloned().collect(),
+                _ => Vec::new(),
+            };
+            let admin = free_loopback_address()?;
+            let command = doorsync_command(&binary, role, &config, admin, &secrets);
+            let log_path = site.dir.path().join(format!("{role}.log"));
+            site.processes.push(Doorsync::start(role, command, admin, &log_path)?);
+        }
+        for process in &mut site.processes {
+            process.wait_ready(READY_LIMIT).await?;
+        }
+        // Every action Nexudus names, as an operator who ticks every box would: the ingestor
+        // answers those it does not act on with 2xx.
+        let actions = WEBHOOK_ACTION_CODES.map(WebhookAction::from_code).filter(|action| action.name().is_some());
+        for action in actions {
+            let url = url::Url::parse(&format!("http://{webhook_listen}{}", webhook_path(action)))?;
+            site.nexudus.register_webhook(action, &url, Secret::new(WEBHOOK_SECRET))?;
+        }
+        Ok(site)
+    }
+
+    /// An active Nexudus customer with the email `<name in lower case>@example.com`.
+    pub fn add_member(&self, name: &str) -> Result<u64, HarnessError> {
+        let fields = json!({"FullName": name, "Email": email_of(name), "Active": true});
+        Ok(self.nexudus.create(SimEntity::Coworker, fields)?)
+    }
+
+    /// A confirmed booking of `resource` by `member`.
+    pub fn book(&self, member: u64, resource: u64, from: Timestamp, to: Timestamp) -> Result<u64, HarnessError> {
+        let fields = json!({"ResourceId": resource, "CoworkerId": member, "Tentative": false,
+            "FromTime": nexudus_time(from), "ToTime": nexudus_time(to)});
+        Ok(self.nexudus.create(SimEntity::Booking, fields)?)
+    }
+
+    pub fn cancel_booking(&self, booking: u64) -> Result<(), HarnessError> {
+        self.nexudus.cancel_booking(booking, 1)?;
+        Ok(())
+    }
+
+    /// An unused pass of the coworking floor's product, valid until `expires` (`None`: for good).
+    pub fn issue_floor_pass(&self, member: u64, expires: Option<Timestamp>) -> Result<u64, HarnessError> {
+        let fields = json!({"CoworkerId": member, "TimePassId": self.places.floor_pass,
+            "BusinessId": self.places.business, "Used": false, "ExpireDate": expires.map(nexudus_time)});
+        Ok(self.nexudus.create(SimEntity::CoworkerTimePass, fields)?)
+    }
+
+    /// Every Kisi user but the integration's own, with their role assignments, by email.
+    pub fn kisi_state(&self) -> Vec<KisiMember> {
+        let groups: HashMap<KisiGroupId, String> =
+            self.kisi.groups().into_iter().map(|group| (group.id, group.name)).collect();
+        let assignments = self.kisi.assignments();
+        let mut members: Vec<KisiMember> = self
+            .kisi
+            .users()
+            .into_iter()
+            .filter(|user| user.id != self.api_user)
+            .map(|user| {
+                let mut memberships: Vec<KisiMembership> = assignments
+                    .iter()
+                    .filter(|assignment| assignment.user == user.id)
+                    .map(|assignment| KisiMembership {
+                        group: groups.get(&assignment.group).cloned().unwrap_or_else(|| assignment.group.to_string()),
+                        role: assignment.role_id.clone(),
+                        valid_from: assignment.valid_from,
+                        valid_until: assignment.valid_until,
+                    })
+                    .collect();
+                memberships.sort();
+                KisiMember { email: user.email, access_enabled: user.access_enabled, memberships }
+            })
+            .collect();
+        members.sort();
+        members
+    }
+
+    /// The Kisi user of the member called `name` (see [`Site::add_member`]), if there is one.
+    pub fn kisi_member(&self, name: &str) -> Option<KisiMember> {
+        let email = email_of(name);
+        self.kisi_state().into_iter().find(|member| member.email == email)
+    }
+
+    /// Stops doorsync's processes with SIGTERM, the ingestor first; an error if one does not
+    /// exit successfully. Then stops the simulators.
+    pub async fn stop(mut self) -> Result<(), HarnessError> {
+        let mut outcome = Ok(());
+        for process in std::mem::take(&mut self.processes) {
+            let stopped = process.stop().await;
+            if outcome.is_ok() {
+                outcome = stopped;
+            }
+        }
+        let Self { kisi_simulator, nexudus, .. } = self;
+        nexudus.shutdown().await;
+        kisi_simulator.shutdown().await;
+        outcome
+    }
+}
+
+fn email_of(name: &str) -> String {
+    format!("{}@example.com", name.to_lowercase())
+}
+
+fn nexudus_time(at: Timestamp) -> Value {
+    NexudusDateTime::from_utc(at).map_or(Value::Null, |written| Value::String(written.to_string()))
+}
+
+/// A location in London with two meeting rooms and a ten-hour time pass.
+fn furnish(nexudus: &NexudusSimulator) -> Result<NexudusPlaces, HarnessError> {
+    let business = nexudus.create_location("Soho", "GMT Standard Time")?;
+    let room = |name: &str| nexudus.create(SimEntity::Resource, json!({"BusinessId": business, "Name": name}));
+    let room_a = room("Room A")?;
+    let room_b = room("Room B")?;
+    let floor_pass = nexudus
+        .create(SimEntity::TimePass, json!({"Name": "Ten hours", "BusinessId": business, "MinutesIncluded": 600}))?;
+    Ok(NexudusPlaces { business, room_a, room_b, floor_pass })
+}
+
+fn config_toml(
+    log: &str,
+    kisi: &KisiSimulator,
+    nexudus: &NexudusSimulator,
+    webhook_listen: SocketAddr,
+    no_access: NoAccessPolicy,
+    places: NexudusPlaces,
+    groups: KisiGroups,
+) -> String {
+    let no_access = match no_access {
+        NoAccessPolicy::Suspend => "suspend",
+        NoAccessPolicy::Delete => "delete",
+        NoAccessPolicy::RemoveMembershipsOnly => "remove_memberships_only",
+    };
+    format!(
+        r#"[log]
+{log}
+subject_prefix = "e2e"
+partitions = 4
+
+[nexudus]
+base_url = "{nexudus_url}"
+webhook_listen = "{webhook_listen}"
+# A quick backstop for a delivery that fails; the simulator does not throttle, so neither does
+# the client.
+poll_every = "5s"
+min_request_interval = "0s"
+requests_per_minute = 100000
+requests_per_hour = 1000000
+
+[kisi]
+base_url = "{kisi_url}"
+
+[access]
+no_access = "{no_access}"
+
+[[mapping]]
+resource = {room_a}
+kisi_group = {group_a}
+
+[[mapping]]
+resource = {room_b}
+kisi_group = {group_b}
+
+[[mapping]]
+pass_product = {floor_pass}
+kisi_group = {floor}
+"#,
+        nexudus_url = nexudus.base_url(),
+        kisi_url = kisi.base_url(),
+        room_a = places.room_a,
+        room_b = places.room_b,
+        floor_pass = places.floor_pass,
+        group_a = groups.room_a,
+        group_b = groups.room_b,
+        floor = groups.floor,
+    )
+}
+
+/// `doorsync <role> --config <config>` with its own admin address and `secrets` in the
+/// environment, and none of the test's own `DOORSYNC_*` settings.
+fn doorsync_command(
+    binary: &Path,
+    role: &str,
+    config: &Path,
+    admin: SocketAddr,
+    secrets: &[(&str, String)],
+) -> Command {
+    let mut command = Command::new(binary);
+    command.arg(role).arg("--config").arg(config);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DOORSYNC_") {
+            command.env_remove(name);
+        }
+    }
+    for inherited in ["KISI_API_KEY", "NEXUDUS_USERNAME", "NEXUDUS_PASSWORD", "NEXUDUS_WEBHOOK_SECRET"] {
+        command.env_remove(inherited);
+    }
+    // Plain text logs: they go to files.
+    command.env("DOORSYNC_ADMIN__LISTEN", admin.to_string()).env("RUST_LOG", "info").env("NO_COLOR", "1");
+    command.envs(secrets.iter().map(|(name, value)| (name, value)));
+    command
+}
+
+/// A loopback address nothing listens on right now (the port is released for the process that
+/// will listen on it).
+fn free_loopback_address() -> Result<SocketAddr, HarnessError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(HarnessError::io("finding a free port"))?;
+    listener.local_addr().map_err(HarnessError::io("finding a free port"))
+}
