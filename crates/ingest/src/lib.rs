@@ -46,7 +46,7 @@ pub use doorsync_nexudus::Secret;
 pub use error::IngestError;
 pub use ingestor::RunSummary;
 pub use status::{InactiveWebhook, IngestStatus, ParkedRecord, WebhookCounts, WebhookHealth};
-pub use webhook::{WEBHOOK_ROUTE, webhook_path};
+pub use webhook::{WEBHOOK_ACTIONS, WEBHOOK_ROUTE, webhook_path};
 
 use crate::ingestor::Ingestor;
 use crate::record::RecordKind;

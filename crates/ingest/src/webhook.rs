@@ -36,6 +36,29 @@ pub fn webhook_path(action: WebhookAction) -> String {
 /// Nexudus's action codes go up to 90 (reference §3.2).
 const HIGHEST_ACTION_CODE: u64 = 90;
 
+/// The webhook actions the ingestor acts on: register each in Nexudus at [`webhook_path`].
+pub const WEBHOOK_ACTIONS: &[WebhookAction] = &[
+    WebhookAction::CoworkerCreate,
+    WebhookAction::CoworkerUpdate,
+    WebhookAction::CoworkerDelete,
+    WebhookAction::AccessControlUpdate,
+    WebhookAction::BookingCreate,
+    WebhookAction::BookingUpdate,
+    WebhookAction::BookingDelete,
+    WebhookAction::CoworkerContractActivate,
+    WebhookAction::CoworkerContractCancel,
+    WebhookAction::CoworkerContractRenew,
+    WebhookAction::CoworkerContractUpgradeDowngrade,
+    WebhookAction::CoworkerContractActivateFirst,
+    WebhookAction::CoworkerContractUpdate,
+    WebhookAction::CoworkerContractCreate,
+    WebhookAction::CoworkerContractDelete,
+    WebhookAction::FloorPlanDeskCreate,
+    WebhookAction::FloorPlanDeskUpdate,
+    WebhookAction::FloorPlanDeskDelete,
+    WebhookAction::BusinessUpdate,
+];
+
 /// What a delivery asks the ingestor to read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -172,5 +195,8 @@ mod tests {
         assert_eq!(action_named("InvoicePaid"), None);
         assert_eq!(Target::of(WebhookAction::AccessControlUpdate), Some(Target::Customer));
         assert_eq!(Target::of(WebhookAction::TeamUpdated), None);
+        assert!(WEBHOOK_ACTIONS.iter().all(|action| Target::of(*action).is_some()), "every listed action is acted on");
+        let acted_on = (1..=HIGHEST_ACTION_CODE).filter(|code| Target::of(WebhookAction::from_code(*code)).is_some());
+        assert_eq!(acted_on.count(), WEBHOOK_ACTIONS.len(), "every action acted on is listed");
     }
 }
