@@ -41,3 +41,20 @@ bench: tools
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Renders every kustomize overlay and validates it strictly against the Kubernetes schemas.
+deploy-check:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    kv="{{tools}}/kubernetes-validate"
+    if [ ! -x "$kv/bin/kubernetes-validate" ]; then
+      echo "installing kubernetes-validate into $kv (PyPI)"
+      python3 -m pip install --quiet --disable-pip-version-check --target "$kv" kubernetes-validate
+    fi
+    for overlay in deploy/kustomize/overlays/*/; do
+      rendered="$(mktemp)"
+      kubectl kustomize "$overlay" > "$rendered"
+      PYTHONPATH="$kv" "$kv/bin/kubernetes-validate" --strict --quiet "$rendered"
+      echo "$overlay: $(grep -c '^kind:' "$rendered") resources valid"
+      rm -f "$rendered"
+    done
