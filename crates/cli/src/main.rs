@@ -5,6 +5,7 @@ mod commands;
 mod context;
 mod demo;
 mod metrics;
+mod ops;
 mod page;
 mod roles;
 mod setup;
@@ -46,22 +47,21 @@ enum Command {
         #[arg(long)]
         confirm: bool,
     },
-    /// Runs the access engine on generated members, bookings and passes and prints the
-    /// commands for Kisi as they are emitted, including those that come due while it runs.
-    /// Needs no account and no NATS.
+    /// Everything in one process: simulated Nexudus and Kisi, generated locations in three time
+    /// zones, members, bookings, passes and contracts, and doorsync between them; prints door
+    /// access changing as it happens, and the status page's address. Needs no account, no NATS and
+    /// no setup.
     Demo {
-        /// Where the embedded log file goes; a temporary directory when not given.
+        /// Where the embedded log (and a config file for `doorsync explain`) go; a temporary
+        /// directory, removed at the end, when not given.
         #[arg(long, env = "DOORSYNC_DATA_DIR")]
         data_dir: Option<PathBuf>,
         /// How many members to generate.
-        #[arg(long, default_value_t = 12)]
-        members: u64,
-        /// Partitions that members are spread over.
-        #[arg(long, default_value_t = 4)]
-        partitions: u32,
-        /// How long to watch before stopping (Ctrl-C stops sooner).
-        #[arg(long, default_value_t = 45)]
-        seconds: u64,
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(10..=5_000))]
+        members: u32,
+        /// Stop after this many seconds; without it, the demo runs until Ctrl-C.
+        #[arg(long)]
+        seconds: Option<u64>,
     },
     /// Why a member can or cannot open which doors, since when and until when, and what was
     /// written to Kisi, rebuilt from the log.
@@ -79,19 +79,34 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9090", env = "DOORSYNC_ADMIN_URL")]
         url: String,
     },
+    /// What a rebuild from the log would change in Kisi, read from Kisi now; writes nothing.
+    /// Repairs are made by the writer's reconciler (`doorsync reconcile`).
+    Replay {
+        /// Only show what would change (replay never writes).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The commands the Kisi writer dead-lettered: list them, hand them back to the writer, or
+    /// drop them.
+    Dlq {
+        #[command(subcommand)]
+        action: ops::DlqAction,
+    },
     /// Checks the configuration (and the credentials it names) without starting anything.
     CheckConfig,
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The demo tells its own story on stdout; its roles' routine logs would drown it.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -116,11 +131,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Engine => commands::serve(config, roles::RoleSet::ENGINE, "engine").await,
         Command::Writer => commands::serve(config, roles::RoleSet::WRITER, "writer").await,
         Command::Reconcile { writer_url, confirm } => commands::reconcile(config, &writer_url, confirm).await,
-        Command::Demo { data_dir, members, partitions, seconds } => {
-            demo::run(demo::DemoOptions { data_dir, members, partitions, seconds }).await
+        Command::Demo { data_dir, members, seconds } => {
+            demo::run(demo::DemoOptions { data_dir, members, seconds }).await
         }
         Command::Explain { member, at } => commands::explain(config, &member, at.as_deref()).await,
         Command::Status { url } => commands::status(config, &url).await,
+        Command::Replay { dry_run } => ops::replay(&context::Context::load(config)?, dry_run).await,
+        Command::Dlq { action } => ops::dlq(&context::Context::load(config)?, action).await,
         Command::CheckConfig => commands::check_config(config).await,
     }
 }

@@ -18,8 +18,6 @@ use doorsync_engine::EngineHandle;
 use doorsync_ingest::IngestHandle;
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
-use doorsync_log_embedded::EmbeddedLog;
-use doorsync_log_jetstream::JetStreamLog;
 use doorsync_writer::{WriterError, WriterHandle};
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -63,8 +61,8 @@ pub(crate) struct Process {
     pub(crate) running: Running,
     pub(crate) admin: AdminHandle,
     watcher: JoinHandle<()>,
-    embedded: Option<EmbeddedLog>,
-    jetstream: Option<Arc<JetStreamLog>>,
+    /// Kept to be closed after the roles have stopped.
+    log: Opened,
 }
 
 /// Starts `roles` on `opened` with the resolved `mapping`, then the admin listener with
@@ -135,7 +133,7 @@ pub(crate) async fn start(
     let admin = doorsync_admin::start(admin_options, running.metrics.clone(), running.readiness.clone(), routes)
         .await
         .context("starting the admin listener")?;
-    Ok(Process { running, admin, watcher, embedded: opened.embedded, jetstream: opened.jetstream })
+    Ok(Process { running, admin, watcher, log: opened })
 }
 
 impl Process {
@@ -143,7 +141,7 @@ impl Process {
     /// what it holds, then closes the admin listener and the log; gives up waiting after the
     /// shutdown budget.
     pub(crate) async fn shutdown(self) {
-        let Process { running, admin, watcher, embedded, jetstream } = self;
+        let Process { running, admin, watcher, log } = self;
         let stopping = async move {
             if let Some(ingest) = &running.ingest {
                 ingest.shutdown().await;
@@ -157,15 +155,7 @@ impl Process {
             watcher.abort();
             admin.shutdown().await;
             drop(running);
-            // The file is closed once every handle on it is gone, so a next start opens it at once.
-            if let Some(embedded) = embedded {
-                embedded.close().await;
-            }
-            if let Some(jetstream) = jetstream
-                && let Err(error) = jetstream.drain().await
-            {
-                tracing::warn!(%error, "the NATS connection did not drain cleanly");
-            }
+            log.close().await;
         };
         if tokio::time::timeout(SHUTDOWN_BUDGET, stopping).await.is_err() {
             tracing::warn!(budget = ?SHUTDOWN_BUDGET, "shutdown took longer than its budget; stopping anyway");

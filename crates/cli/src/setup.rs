@@ -80,6 +80,23 @@ pub(crate) struct Opened {
     pub(crate) jetstream: Option<Arc<JetStreamLog>>,
 }
 
+impl Opened {
+    /// Lets go of the log once its other users are gone: the embedded file is closed (so the
+    /// next command can open it at once) and the NATS connection drained.
+    pub(crate) async fn close(self) {
+        let Self { log, embedded, jetstream } = self;
+        drop(log);
+        if let Some(embedded) = embedded {
+            embedded.close().await;
+        }
+        if let Some(jetstream) = jetstream
+            && let Err(error) = jetstream.drain().await
+        {
+            tracing::warn!(%error, "the NATS connection did not drain cleanly");
+        }
+    }
+}
+
 pub(crate) fn kisi_client(config: &Config) -> anyhow::Result<KisiClient> {
     let key = config.kisi_api_key()?;
     let mut options = KisiOptions::new(

@@ -146,8 +146,43 @@ impl EngineHandle {
             .map_err(|_| EngineError::ShardGone)
     }
 
+    /// Every member the owned partitions know, live or passivated, in id order.
+    pub async fn members(&self) -> Result<Vec<MemberId>, EngineError> {
+        let mut members = Vec::new();
+        for shard in self.shards().await {
+            members.extend(
+                ractor::call_t!(shard, ShardMsg::Members, CALL_TIMEOUT_MS).map_err(|_| EngineError::ShardGone)?,
+            );
+        }
+        members.sort_unstable();
+        Ok(members)
+    }
+
+    /// The mapping members are evaluated with: the configured mapping laid over the mapping
+    /// events, as the lowest owned partition has read them; the configured mapping alone while
+    /// this engine owns no partition.
+    pub async fn mapping(&self) -> Result<Mapping, EngineError> {
+        match self.shards().await.first() {
+            Some(shard) => {
+                ractor::call_t!(shard, ShardMsg::Mapping, CALL_TIMEOUT_MS).map_err(|_| EngineError::ShardGone)
+            }
+            None => Ok(self.inner.shared.configured_mapping.clone()),
+        }
+    }
+
+    /// The mapping from the configuration, which wins over mapping events (what [`explain`]
+    /// takes as its configured mapping).
+    pub fn configured_mapping(&self) -> &Mapping {
+        &self.inner.shared.configured_mapping
+    }
+
+    /// The policy members are evaluated with.
+    pub fn policy(&self) -> &AccessPolicy {
+        &self.inner.shared.policy
+    }
+
     pub async fn stats(&self) -> Vec<ShardStats> {
-        let shards: Vec<ActorRef<ShardMsg>> = self.inner.shards.lock().await.values().cloned().collect();
+        let shards = self.shards().await;
         let mut stats = Vec::with_capacity(shards.len());
         for shard in shards {
             if let Ok(shard_stats) = ractor::call_t!(shard, ShardMsg::Stats, CALL_TIMEOUT_MS) {
@@ -165,7 +200,7 @@ impl EngineHandle {
 
     /// Snapshots every live member and writes every owned partition's checkpoint.
     pub async fn checkpoint(&self) -> Result<(), EngineError> {
-        let shards: Vec<ActorRef<ShardMsg>> = self.inner.shards.lock().await.values().cloned().collect();
+        let shards = self.shards().await;
         for shard in shards {
             ractor::call_t!(shard, ShardMsg::Checkpoint, CALL_TIMEOUT_MS).map_err(|_| EngineError::ShardGone)??;
         }
@@ -186,6 +221,11 @@ impl EngineHandle {
         if let Some(task) = self.inner.leases.lock().await.take() {
             let _ = task.await;
         }
+    }
+
+    /// The owned partitions' shards, in partition order.
+    async fn shards(&self) -> Vec<ActorRef<ShardMsg>> {
+        self.inner.shards.lock().await.values().cloned().collect()
     }
 
     async fn shard_of(&self, member: MemberId) -> Result<ActorRef<ShardMsg>, EngineError> {

@@ -72,6 +72,10 @@ pub(crate) enum ShardMsg {
         reply: RpcReplyPort<Option<MemberState>>,
     },
     Stats(RpcReplyPort<ShardStats>),
+    /// Every member the partition knows, in no particular order.
+    Members(RpcReplyPort<Vec<MemberId>>),
+    /// The mapping the partition evaluates its members with.
+    Mapping(RpcReplyPort<Mapping>),
     /// Kills a member's actor as a crash would (fault injection).
     Kill {
         member: MemberId,
@@ -327,6 +331,12 @@ impl Actor for ShardActor {
             }
             ShardMsg::Stats(reply) => {
                 let _ = reply.send(shard.stats());
+            }
+            ShardMsg::Members(reply) => {
+                let _ = reply.send(shard.known.iter().copied().collect());
+            }
+            ShardMsg::Mapping(reply) => {
+                let _ = reply.send(shard.mapping.mapping.clone());
             }
             ShardMsg::Kill { member, reply } => {
                 if let Some(live) = shard.live.get(&member) {

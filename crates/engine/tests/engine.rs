@@ -295,11 +295,9 @@ async fn a_stopped_engine_holds_no_handle_on_the_log() {
     let layout = layout();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log.redb");
-    let embedded = doorsync_log_embedded::EmbeddedLog::open(doorsync_log_embedded::EmbeddedOptions::new(
-        &path,
-        layout.streams(),
-    ))
-    .unwrap();
+    let embedded =
+        doorsync_log_embedded::EmbeddedLog::open(doorsync_log_embedded::EmbeddedOptions::new(&path, layout.streams()))
+            .unwrap();
     let log: std::sync::Arc<dyn doorsync_log::EventLog> = std::sync::Arc::new(embedded.clone());
     let clock = ManualClock::new(at(0));
     append(&log, &layout, at(0), member(5)).await;

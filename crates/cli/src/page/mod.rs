@@ -1,28 +1,185 @@
-//! The operator's status page, served on the admin listener of processes that run the engine.
+//! The operator's status page, served on the admin listener of processes that run the engine
+//! (behind the admin token when one is configured).
+//!
+//! Server-rendered HTML with its style inline and no script:
+//! * `/`: the engine's partitions, the writer (role, pause, pending writes, Kisi calls by
+//!   outcome, dead letters, a held mass revocation), the ingestor (events by type, parked
+//!   records and why, webhook health, last poll and sweep), and the members, 50 a page
+//!   (`?page=`), with the Kisi groups each is in now and next;
+//! * `/members/{id}`: the member's access drawn as a timeline, what grants it and what grants
+//!   nothing, what Kisi holds, and their history;
+//! * `/dead-letters`: the commands the writer parked, with their reasons.
+//!
+//! Every page takes `?refresh=<seconds>` to reload itself. Names and emails from Nexudus are
+//! shown (it is an operator's tool) and escaped, and never logged.
+
+mod dead_letters;
+mod html;
+mod member;
+mod overview;
+mod timeline;
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::Html;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use doorsync_access::MemberStatus;
+use doorsync_engine::{EngineError, EngineHandle};
+use doorsync_proto::{MemberId, Timestamp};
+use futures::StreamExt;
+use serde::Deserialize;
 
+use self::html::{Esc, page};
+use self::member::MemberPage;
+use self::overview::{GroupWindows, MEMBERS_PER_PAGE, MemberRow, MemberSummary, Overview};
 use crate::roles::{Running, Status};
+
+/// Members of a page read from the engine at once.
+const MEMBER_READS_IN_FLIGHT: usize = 8;
 
 /// The status page's routes.
 pub(crate) fn routes(running: &Running) -> Router {
     if running.engine.is_none() {
         return Router::new();
     }
-    Router::new().route("/", get(overview)).with_state(running.clone())
+    Router::new()
+        .route("/", get(overview))
+        .route("/members/{member}", get(member))
+        .route("/dead-letters", get(dead_letters))
+        .with_state(running.clone())
 }
 
-async fn overview(State(running): State<Running>) -> Html<String> {
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    /// The page of the members table, from 1.
+    page: Option<usize>,
+    /// Reload the page every this many seconds.
+    refresh: Option<u32>,
+}
+
+impl PageQuery {
+    fn refresh(&self) -> Option<u32> {
+        self.refresh.map(|seconds| seconds.clamp(2, 3_600))
+    }
+}
+
+async fn overview(State(running): State<Running>, Query(query): Query<PageQuery>) -> Response {
+    let Some(engine) = &running.engine else { return no_engine() };
+    let now = running.clock.now();
     let status = Status::gather(&running).await;
-    let shards = status.engine.unwrap_or_default();
-    let known: usize = shards.iter().map(|shard| shard.known_members).sum();
-    let caught_up = shards.iter().filter(|shard| shard.caught_up).count();
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>doorsync</title></head><body>\
-         <h1>doorsync</h1><p>{known} members in {} partitions ({caught_up} caught up)</p></body></html>",
-        shards.len()
-    ))
+    let dead_letters = crate::ops::dead_letters(running.log.as_ref(), &running.layout)
+        .await
+        .map(|letters| letters.iter().filter(|letter| letter.handled.is_none()).count())
+        .map_err(|error| format!("{error:#}"));
+    let known = engine.members().await;
+    let pages = known.as_ref().map_or(1, |all| all.len().div_ceil(MEMBERS_PER_PAGE).max(1));
+    let page_number = query.page.unwrap_or(1).clamp(1, pages);
+    let members = match &known {
+        Ok(all) => {
+            let start = (page_number - 1) * MEMBERS_PER_PAGE;
+            let end = (start + MEMBERS_PER_PAGE).min(all.len());
+            member_rows(engine, &all[start..end], now).await
+        }
+        Err(_) => Vec::new(),
+    };
+    let overview = Overview {
+        now,
+        status,
+        members_known: known.as_ref().map(Vec::len).map_err(ToString::to_string),
+        page: page_number,
+        members,
+        dead_letters,
+    };
+    Html(page("Status", now, query.refresh(), &overview.render())).into_response()
+}
+
+/// The rows of the members table for `members`, from the engine's state of each.
+async fn member_rows(engine: &EngineHandle, members: &[MemberId], now: Timestamp) -> Vec<MemberRow> {
+    let mapping = match engine.mapping().await {
+        Ok(mapping) => mapping,
+        Err(error) => {
+            let error = format!("the engine's mapping cannot be read: {error}");
+            return members.iter().map(|member| MemberRow { member: *member, summary: Err(error.clone()) }).collect();
+        }
+    };
+    let policy = engine.policy();
+    futures::stream::iter(members.iter().copied())
+        .map(|member| {
+            let mapping = &mapping;
+            async move {
+                let summary = engine.member(member).await.map_err(|error| error.to_string()).map(|state| {
+                    state.map(|state| MemberSummary {
+                        status: state.status().clone(),
+                        desired: doorsync_access::desired(&state, mapping, policy, now),
+                        next_change: doorsync_access::next_change(&state, mapping, policy, now),
+                    })
+                });
+                MemberRow { member, summary }
+            }
+        })
+        .buffered(MEMBER_READS_IN_FLIGHT)
+        .collect()
+        .await
+}
+
+async fn member(State(running): State<Running>, Path(member): Path<u64>, Query(query): Query<PageQuery>) -> Response {
+    let Some(engine) = &running.engine else { return no_engine() };
+    let now = running.clock.now();
+    let member = MemberId(member);
+    let explained = doorsync_engine::explain(
+        running.log.as_ref(),
+        &running.layout,
+        engine.configured_mapping(),
+        engine.policy(),
+        member,
+        now,
+    )
+    .await;
+    let explanation = match explained {
+        Ok(explanation) => explanation,
+        Err(error) => {
+            let body = format!("<h1>Member {member}</h1><p class=\"alert\">The log cannot be read: {}</p>", Esc(error));
+            return (StatusCode::INTERNAL_SERVER_ERROR, Html(page("Member", now, None, &body))).into_response();
+        }
+    };
+    let stretches = stretches_in_view(engine, member, now).await;
+    let found = !(matches!(explanation.status, MemberStatus::Unknown) && explanation.history.is_empty());
+    let view = MemberPage { explanation: &explanation, stretches, now };
+    let html = page(&view.title(), now, query.refresh(), &view.render());
+    if found { Html(html).into_response() } else { (StatusCode::NOT_FOUND, Html(html)).into_response() }
+}
+
+/// The member's stretches of access in the timeline's view, from the engine's state.
+async fn stretches_in_view(engine: &EngineHandle, member: MemberId, now: Timestamp) -> Result<GroupWindows, String> {
+    let state = match engine.member(member).await {
+        Ok(Some(state)) => state,
+        Ok(None) => return Err("the engine has not seen this member".to_owned()),
+        Err(EngineError::NotOwned { partition }) => {
+            return Err(format!("partition {partition} is held by another engine; its status page draws them"));
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let mapping = engine.mapping().await.map_err(|error| error.to_string())?;
+    let (start, end) = member::view(now);
+    Ok(member::stretches(&state, &mapping, engine.policy(), start, end))
+}
+
+async fn dead_letters(State(running): State<Running>, Query(query): Query<PageQuery>) -> Response {
+    let now = running.clock.now();
+    match crate::ops::dead_letters(running.log.as_ref(), &running.layout).await {
+        Ok(letters) => {
+            Html(page("Dead letters", now, query.refresh(), &dead_letters::render(&letters, now))).into_response()
+        }
+        Err(error) => {
+            let body =
+                format!("<p class=\"alert\">The dead-letter stream cannot be read: {}</p>", Esc(format!("{error:#}")));
+            (StatusCode::INTERNAL_SERVER_ERROR, Html(page("Dead letters", now, None, &body))).into_response()
+        }
+    }
+}
+
+fn no_engine() -> Response {
+    (StatusCode::NOT_FOUND, "this process runs no engine: its status page is on the engine's admin listener\n")
+        .into_response()
 }

@@ -1,0 +1,192 @@
+//! Reads what Kisi holds for a plan, without writing anything: who the API key belongs to (its
+//! assignments are doorsync's), the managed groups' role assignments, and the linked users.
+//!
+//! Kisi allows 5 requests per second per API user, shared with the running writer, so requests
+//! are spaced at the configured rate, and a 429, 5xx or timeout is retried a few times after
+//! Kisi's `Retry-After` (or a doubling pause).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use doorsync_access::Window;
+use doorsync_clock::SharedClock;
+use doorsync_kisi::{KisiClient, KisiError};
+use doorsync_proto::Timestamp;
+
+use super::plan::{KisiView, SeenAssignment, SeenUser, ToRead};
+
+/// Tries per request before giving up.
+const ATTEMPTS: u32 = 5;
+/// The pause after a first failure without `Retry-After`; it doubles with each further one.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+
+/// What was read, with how many requests it took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Read {
+    pub(crate) view: KisiView,
+    pub(crate) requests: u64,
+}
+
+/// Reads everything `wanted` names, `requests_per_second` at most.
+pub(crate) async fn read(
+    client: &KisiClient,
+    clock: &SharedClock,
+    requests_per_second: u32,
+    wanted: &ToRead,
+) -> anyhow::Result<Read> {
+    let mut paced = Paced::new(client, clock, requests_per_second);
+    let me = paced
+        .call(|client| async move { client.current_user().await })
+        .await
+        .context("asking Kisi which user the API key belongs to")?;
+    let mut view = KisiView::default();
+    for &group in &wanted.groups {
+        let assignments = paced
+            .call(|client| async move { client.group_assignments(group).await })
+            .await
+            .with_context(|| format!("listing the members of Kisi group {group}"))?;
+        let seen = assignments
+            .iter()
+            .filter_map(|assignment| {
+                Some(SeenAssignment {
+                    id: assignment.id,
+                    user: assignment.user()?,
+                    window: Window { from: assignment.valid_from, until: assignment.valid_until },
+                    ours: assignment.created_by(me.id),
+                })
+            })
+            .collect();
+        view.assignments.insert(group, seen);
+    }
+    for &user in &wanted.users {
+        let seen = match paced.call(|client| async move { client.user(user).await }).await {
+            Ok(found) if found.access_enabled => SeenUser::Enabled,
+            Ok(_) => SeenUser::Suspended,
+            Err(KisiError::NotFound { .. }) => SeenUser::Gone,
+            Err(error) => return Err(error).with_context(|| format!("reading Kisi user {user}")),
+        };
+        view.users.insert(user, seen);
+    }
+    Ok(Read { view, requests: paced.requests })
+}
+
+/// Spaces requests `interval` apart on the clock and retries the ones Kisi may answer later.
+struct Paced<'a> {
+    client: &'a KisiClient,
+    clock: &'a SharedClock,
+    interval: Duration,
+    next_at: Timestamp,
+    requests: u64,
+}
+
+impl<'a> Paced<'a> {
+    fn new(client: &'a KisiClient, clock: &'a SharedClock, requests_per_second: u32) -> Self {
+        let interval = Duration::from_secs(1) / requests_per_second.max(1);
+        Self { client, clock, interval, next_at: clock.now(), requests: 0 }
+    }
+
+    async fn call<T, F>(&mut self, request: impl Fn(&'a KisiClient) -> F) -> Result<T, KisiError>
+    where
+        F: Future<Output = Result<T, KisiError>>,
+    {
+        let mut failures = 0;
+        loop {
+            self.clock.sleep_until(self.next_at).await;
+            self.next_at = after(self.clock.now(), self.interval);
+            self.requests += 1;
+            match request(self.client).await {
+                Err(error) if error.is_retryable() && failures + 1 < ATTEMPTS => {
+                    let now = self.clock.now();
+                    let pause = error.retry_after().map_or(FIRST_PAUSE * 2_u32.pow(failures), |at| at.delay_from(now));
+                    tracing::warn!(%error, "a Kisi read failed; trying it again");
+                    self.next_at = self.next_at.max(after(now, pause));
+                    failures += 1;
+                }
+                answer => return answer,
+            }
+        }
+    }
+}
+
+fn after(at: Timestamp, duration: Duration) -> Timestamp {
+    let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+    Timestamp::from_unix_millis(at.as_unix_millis().saturating_add(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use doorsync_clock::SystemClock;
+    use doorsync_kisi_sim::{Fault, FaultRule};
+    use doorsync_proto::{KisiGroupId, KisiUserId};
+
+    use super::*;
+    use crate::ops::testing::{Kisi, at};
+
+    #[tokio::test]
+    async fn reads_the_groups_members_with_who_made_them_and_the_users_states() {
+        let kisi = Kisi::start(50).await;
+        let sim = &kisi.handle;
+        let (lounge, studio, other) = (sim.add_group("Lounge"), sim.add_group("Studio"), sim.add_group("Other"));
+        let ann = sim.add_user("ann@example.test", "Ann").unwrap();
+        let bob = sim.add_user("bob@example.test", "Bob").unwrap();
+        let gone = sim.add_user("gone@example.test", "Gone").unwrap();
+        sim.remove_user(gone);
+        sim.set_user_access_enabled(bob, false);
+        let ours = sim.add_assignment_as(Some(kisi.api_user), ann, lounge, Some(at(0)), Some(at(60))).unwrap();
+        let theirs = sim.add_assignment_as(None, bob, lounge, None, None).unwrap();
+        sim.add_assignment_as(Some(kisi.api_user), ann, other, None, None).unwrap();
+        let wanted = ToRead { groups: BTreeSet::from([lounge, studio]), users: BTreeSet::from([ann, bob, gone]) };
+        let clock: SharedClock = Arc::new(SystemClock);
+
+        let read = read(&kisi.client(), &clock, 5, &wanted).await.unwrap();
+
+        let lounge_members = &read.view.assignments[&lounge];
+        assert_eq!(lounge_members.len(), 2);
+        let find = |id| lounge_members.iter().find(|seen| seen.id == id).unwrap();
+        assert_eq!(
+            *find(ours),
+            SeenAssignment {
+                id: ours,
+                user: ann,
+                window: Window { from: Some(at(0)), until: Some(at(60)) },
+                ours: true
+            }
+        );
+        assert!(!find(theirs).ours, "made by Kisi, not by the API key's user");
+        assert_eq!(read.view.assignments[&studio], []);
+        assert!(!read.view.assignments.contains_key(&other), "only the groups asked for are read");
+        assert_eq!(read.view.users[&ann], SeenUser::Enabled);
+        assert_eq!(read.view.users[&bob], SeenUser::Suspended);
+        assert_eq!(read.view.users[&gone], SeenUser::Gone);
+        assert_eq!(read.requests, 6, "one for the key's user, one per group, one per user");
+        let writes = sim.calls().by_endpoint.keys().filter(|endpoint| !endpoint.starts_with("GET")).count();
+        assert_eq!(writes, 0, "{:?}", sim.calls());
+    }
+
+    #[tokio::test]
+    async fn a_throttled_read_is_tried_again_after_retry_after() {
+        let kisi = Kisi::start(50).await;
+        let group = kisi.handle.add_group("Lounge");
+        let throttled = Fault::Status { status: 429, retry_after: Some("1".to_owned()) };
+        kisi.handle.inject(FaultRule::new(throttled).times(1).method("GET").path("/role_assignments"));
+        let wanted = ToRead { groups: BTreeSet::from([group]), users: BTreeSet::new() };
+        let clock: SharedClock = Arc::new(SystemClock);
+        let read = read(&kisi.client(), &clock, 5, &wanted).await.unwrap();
+        assert_eq!(read.view.assignments[&group], []);
+        assert_eq!(read.requests, 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_key_fails_with_what_was_being_read_and_a_hint() {
+        let kisi = Kisi::start(50).await;
+        kisi.handle.revoke_api_key(crate::ops::testing::KEY);
+        let wanted = ToRead { groups: BTreeSet::from([KisiGroupId(1)]), users: BTreeSet::from([KisiUserId(1)]) };
+        let clock: SharedClock = Arc::new(SystemClock);
+        let error = read(&kisi.client(), &clock, 5, &wanted).await.unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("which user the API key belongs to") && text.contains("KISI_API_KEY"), "{text}");
+    }
+}

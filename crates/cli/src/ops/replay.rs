@@ -1,0 +1,268 @@
+//! `doorsync replay --dry-run`: rebuilds every member from the log, reads what Kisi holds, and
+//! prints what would change to make Kisi match, without writing anything. Repairs are the
+//! writer's reconciler's job (`doorsync reconcile`).
+
+use anyhow::{Context as _, bail};
+use doorsync_proto::Timestamp;
+
+use super::kisi_read::{self, Read};
+use super::plan::{self, Change, Foreign, Plan, Rules, SeenUser};
+use super::rebuild::{self, Rebuilt};
+use super::table;
+use crate::context::Context;
+use crate::setup;
+
+pub(crate) async fn replay(context: &Context, dry_run: bool) -> anyhow::Result<()> {
+    if !dry_run {
+        bail!(
+            "doorsync replay only shows what would change (--dry-run); it never writes to Kisi. Repairs are made \
+             by the writer's reconciler: run `doorsync reconcile` (with --confirm to carry out revocations the \
+             mass-revocation guard held back)"
+        );
+    }
+    print!("{}", dry_run_report(context).await?);
+    Ok(())
+}
+
+/// Rebuilds, reads Kisi, compares, and says what would change.
+async fn dry_run_report(context: &Context) -> anyhow::Result<String> {
+    let config = &context.config;
+    let rebuilt = super::with_log(context, "replay", async |log, layout| rebuild::rebuild(log, layout).await).await?;
+    let configured = setup::mapping(config).await?;
+    let mapping = rebuilt.mapping(&configured);
+    let policy = config.access_policy();
+    let kisi = setup::kisi_client(config)?;
+    let wanted = plan::to_read(&rebuilt.members, &mapping);
+    let read = kisi_read::read(&kisi, &context.clock, config.kisi.requests_per_second, &wanted)
+        .await
+        .context("reading what Kisi holds (nothing was written)")?;
+    let now = context.clock.now();
+    let rules = Rules { modify_foreign: config.reconcile.touch_foreign_assignments };
+    let plan = plan::plan(&rebuilt.members, &mapping, &policy, now, &read.view, rules);
+    Ok(render(&rebuilt, &read, &plan, now, rules))
+}
+
+/// The report: what was read, the changes as a table, the totals.
+fn render(rebuilt: &Rebuilt, read: &Read, plan: &Plan, now: Timestamp, rules: Rules) -> String {
+    let assignments: usize = read.view.assignments.values().map(Vec::len).sum();
+    let mut text = format!(
+        "Rebuilt {} from the log ({}, {}, {}).\nRead {} ({}) and {} from Kisi in {}, as of {now}.\n\n",
+        table::count(rebuilt.members.len(), "member", "members"),
+        table::count(as_count(rebuilt.events), "event", "events"),
+        table::count(as_count(rebuilt.commands), "command", "commands"),
+        table::count(as_count(rebuilt.outcomes), "outcome", "outcomes"),
+        table::count(read.view.assignments.len(), "group", "groups"),
+        table::count(assignments, "assignment", "assignments"),
+        table::count(read.view.users.len(), "linked user", "linked users"),
+        table::count(as_count(read.requests), "request", "requests"),
+    );
+    if plan.changes.is_empty() {
+        text.push_str("Kisi matches the log: nothing would change.\n");
+    } else {
+        let rows: Vec<Vec<String>> = plan.changes.iter().map(change_row).collect();
+        text.push_str(&table::render(&["CHANGE", "MEMBER", "KISI USER", "GROUP", "IN KISI NOW", "WOULD BE"], &rows));
+        let totals = plan.totals();
+        text.push_str(&format!(
+            "\nWould change: {}, {}, {}, {}; {}, {}, {}.\n",
+            table::count(totals.users_to_link, "user to link or create", "users to link or create"),
+            table::count(totals.assignments_to_create, "assignment to create", "assignments to create"),
+            table::count(totals.windows_to_fix, "window to fix", "windows to fix"),
+            table::count(totals.assignments_to_delete, "assignment to delete", "assignments to delete"),
+            table::count(totals.users_to_suspend, "user to suspend", "users to suspend"),
+            table::count(totals.users_to_restore, "user to restore", "users to restore"),
+            table::count(totals.users_to_delete, "user to delete", "users to delete"),
+        ));
+    }
+    if !plan.foreign.is_empty() {
+        let setting = if rules.modify_foreign { "on" } else { "off" };
+        text.push_str(&format!(
+            "\nLeft alone: {} someone else created (reconcile.touch_foreign_assignments is {setting}):\n",
+            table::count(plan.foreign.len(), "assignment", "assignments"),
+        ));
+        let rows: Vec<Vec<String>> = plan.foreign.iter().map(foreign_row).collect();
+        text.push_str(&table::render(
+            &["MEMBER", "KISI USER", "GROUP", "ASSIGNMENT", "IN KISI NOW", "WOULD BE"],
+            &rows,
+        ));
+    }
+    text.push_str("\nDry run: nothing was written. The writer's reconciler repairs drift: `doorsync reconcile`.\n");
+    text
+}
+
+fn as_count(number: u64) -> usize {
+    usize::try_from(number).unwrap_or(usize::MAX)
+}
+
+fn change_row(change: &Change) -> Vec<String> {
+    let none = || "-".to_owned();
+    let (action, member, user, group, held, wanted) = match *change {
+        Change::LinkUser { member } => {
+            ("link or create user", member.to_string(), none(), none(), "no user".to_owned(), "enabled".to_owned())
+        }
+        Change::CreateAssignment { member, user, group, window } => (
+            "create assignment",
+            member.to_string(),
+            user.map_or_else(|| "(new)".to_owned(), |user| user.to_string()),
+            group.to_string(),
+            "not a member".to_owned(),
+            table::window(window),
+        ),
+        Change::FixWindow { member, user, group, assignment, held, wanted } => (
+            "fix window",
+            member.to_string(),
+            user.to_string(),
+            group.to_string(),
+            format!("{} (#{assignment})", table::window(held)),
+            table::window(wanted),
+        ),
+        Change::DeleteAssignment { member, user, group, assignment, held } => (
+            "delete assignment",
+            member.map_or_else(|| "(none)".to_owned(), |member| member.to_string()),
+            user.to_string(),
+            group.to_string(),
+            format!("{} (#{assignment})", table::window(held)),
+            "not a member".to_owned(),
+        ),
+        Change::SuspendUser { member, user } => {
+            ("suspend user", member.to_string(), user.to_string(), none(), "enabled".to_owned(), "suspended".to_owned())
+        }
+        Change::RestoreUser { member, user } => {
+            ("restore user", member.to_string(), user.to_string(), none(), "suspended".to_owned(), "enabled".to_owned())
+        }
+        Change::DeleteUser { member, user, held } => {
+            let held = if held == SeenUser::Suspended { "suspended" } else { "enabled" };
+            ("delete user", member.to_string(), user.to_string(), none(), held.to_owned(), "deleted".to_owned())
+        }
+    };
+    vec![action.to_owned(), member, user, group, held, wanted]
+}
+
+fn foreign_row(foreign: &Foreign) -> Vec<String> {
+    vec![
+        foreign.member.to_string(),
+        foreign.user.to_string(),
+        foreign.group.to_string(),
+        foreign.assignment.to_string(),
+        table::window(foreign.held),
+        foreign.wanted.map_or_else(|| "not a member".to_owned(), table::window),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use doorsync_access::Window;
+    use doorsync_proto::{GrantApplied, KisiUserId, MemberId, Outcome};
+
+    use super::*;
+    use crate::ops::testing::{Kisi, TempLog, append_command, append_event, append_outcome, booking, context, layout};
+    use crate::ops::testing::{MINUTE, ensure, linked, member};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dry_run_shows_what_would_change_in_kisi_and_writes_nothing() {
+        let kisi = Kisi::start(50).await;
+        let sim = &kisi.handle;
+        let lounge = sim.add_group("Lounge");
+        let users: Vec<KisiUserId> =
+            (1..=3).map(|id| sim.add_user(&format!("m{id}@example.test"), &format!("Member {id}")).unwrap()).collect();
+        let layout = layout();
+        let store = TempLog::new(&layout);
+        let context = context(&store.dir, Some(&kisi), &[(1, lounge)]);
+        let now = context.clock.now().as_unix_millis();
+        let minutes = |count: i64| Timestamp::from_unix_millis(now + count * MINUTE);
+        let log = store.log.as_ref();
+        // Members 1 and 2 have a booking of the lounge in an hour; member 3 holds nothing.
+        for id in 1..=3 {
+            append_event(log, &layout, minutes(-10), member(id)).await;
+            append_outcome(log, &layout, minutes(-9), linked(id, users[id as usize - 1])).await;
+        }
+        for id in 1..=2 {
+            append_event(log, &layout, minutes(-8), booking(id, id, 1, minutes(60), minutes(120))).await;
+        }
+        append_command(log, &layout, minutes(-9), ensure(3)).await;
+        let applied = GrantApplied {
+            member: MemberId(3),
+            group: lounge,
+            assignment: doorsync_proto::KisiAssignmentId(1),
+            valid_from: None,
+            valid_until: None,
+        };
+        append_outcome(log, &layout, minutes(-9), Outcome::GrantApplied(applied)).await;
+        // Member 2's window was changed by hand; member 3 still holds what doorsync gave them.
+        sim.add_assignment_as(Some(kisi.api_user), users[1], lounge, Some(minutes(0)), Some(minutes(10))).unwrap();
+        sim.add_assignment_as(Some(kisi.api_user), users[2], lounge, None, None).unwrap();
+        let before = sim.assignments();
+        let _dir = store.close().await;
+
+        let report = dry_run_report(&context).await.unwrap();
+
+        let row = |change: &str, member: u64| {
+            report
+                .lines()
+                .any(|line| line.starts_with(change) && line.split_whitespace().any(|cell| cell == member.to_string()))
+        };
+        assert!(row("create assignment", 1), "{report}");
+        assert!(row("fix window", 2), "{report}");
+        assert!(row("delete assignment", 3), "{report}");
+        assert!(row("suspend user", 3), "{report}");
+        assert!(report.contains("Rebuilt 3 members from the log (5 events, 1 command, 4 outcomes)"), "{report}");
+        assert!(
+            report.contains(
+                "Would change: 0 users to link or create, 1 assignment to create, 1 window to fix, 1 assignment to \
+                 delete; 1 user to suspend, 0 users to restore, 0 users to delete."
+            ),
+            "{report}"
+        );
+        assert_eq!(sim.assignments(), before, "a dry run writes nothing");
+        let calls = sim.calls();
+        let writes: Vec<&String> = calls.by_endpoint.keys().filter(|call| !call.starts_with("GET")).collect();
+        assert!(writes.is_empty(), "{writes:?}");
+    }
+
+    #[tokio::test]
+    async fn without_dry_run_replay_refuses_and_points_at_the_reconciler() {
+        let store = TempLog::new(&layout());
+        let context = context(&store.dir, None, &[]);
+        let error = replay(&context, false).await.unwrap_err().to_string();
+        assert!(error.contains("--dry-run") && error.contains("doorsync reconcile"), "{error}");
+    }
+
+    #[test]
+    fn the_report_lists_each_change_with_what_kisi_holds_and_what_it_would_be() {
+        let plan = Plan {
+            changes: vec![
+                Change::LinkUser { member: MemberId(5) },
+                Change::CreateAssignment {
+                    member: MemberId(5),
+                    user: None,
+                    group: doorsync_proto::KisiGroupId(100),
+                    window: Window { from: Some(Timestamp::from_unix_millis(0)), until: None },
+                },
+            ],
+            foreign: vec![Foreign {
+                member: MemberId(6),
+                user: KisiUserId(16),
+                group: doorsync_proto::KisiGroupId(100),
+                assignment: doorsync_proto::KisiAssignmentId(61),
+                held: Window { from: None, until: None },
+                wanted: None,
+            }],
+        };
+        let text =
+            render(&Rebuilt::default(), &Read::default(), &plan, Timestamp::from_unix_millis(0), Rules::default());
+        let expected_rows = "\
+CHANGE               MEMBER  KISI USER  GROUP  IN KISI NOW   WOULD BE
+link or create user  5       -          -      no user       enabled
+create assignment    5       (new)      100    not a member  1970-01-01T00:00:00.000Z .. open
+";
+        assert!(text.contains(expected_rows), "{text}");
+        assert!(
+            text.contains("Left alone: 1 assignment someone else created (reconcile.touch_foreign_assignments is off)")
+        );
+        assert!(text.contains("6       16         100    61          open .. open  not a member"), "{text}");
+        assert!(
+            text.ends_with(
+                "Dry run: nothing was written. The writer's reconciler repairs drift: `doorsync reconcile`.\n"
+            )
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! `/dead-letters`: the commands the writer could not carry out, read from the dead-letter
+//! stream, each with its member, what it asked for and the reason it was parked.
+
+use doorsync_proto::{Command, Timestamp};
+
+use super::html::{Esc, instant_from_now, put, window};
+use crate::ops::DeadLetter;
+
+/// The newest dead letters shown.
+const SHOWN: usize = 500;
+
+/// The page's body for `letters` (oldest first), newest first.
+pub(crate) fn render(letters: &[DeadLetter], now: Timestamp) -> String {
+    let waiting = letters.iter().filter(|letter| letter.handled.is_none()).count();
+    let mut out = format!(
+        "<h1>Dead letters <span class=\"muted\">({waiting} waiting, {} handled)</span></h1>",
+        letters.len() - waiting
+    );
+    if letters.is_empty() {
+        out.push_str("<p class=\"muted\">None: every command was carried out or is still being tried.</p>");
+        return out;
+    }
+    out.push_str(
+        "<p>Commands Kisi refused for good (a 404 or 422, say) are parked here with the reason instead of being \
+         retried forever. The member's next change, or a reconciliation, writes their access again; \
+         <code>doorsync dlq retry &lt;#&gt;</code> hands one back to the writer once the cause is fixed.</p>",
+    );
+    if letters.len() > SHOWN {
+        put!(&mut out, "<p class=\"muted\">The newest {SHOWN} are shown.</p>");
+    }
+    out.push_str(
+        "<table class=\"dead-letters\"><tr><th class=\"num\">#</th><th>Member</th><th>Command</th><th>Decided</th>\
+         <th>Reason</th><th>Handled</th></tr>",
+    );
+    for letter in letters.iter().rev().take(SHOWN) {
+        let member = match letter.member {
+            Some(member) => format!("<a href=\"/members/{member}\">{member}</a>"),
+            None => "<span class=\"muted\">unknown</span>".to_owned(),
+        };
+        let (command, decided) = match &letter.command {
+            Ok(envelope) => (what(&envelope.message), Esc(instant_from_now(envelope.occurred_at, now)).to_string()),
+            Err(error) => (format!("cannot be read: {}", Esc(error)), String::new()),
+        };
+        let position = letter.command_sequence.map(|at| format!(" (command #{at})")).unwrap_or_default();
+        let reason = if letter.reason.is_empty() { "no reason recorded" } else { &letter.reason };
+        let handled = letter.handled.as_ref().map(|handled| Esc(handled.to_string()).to_string()).unwrap_or_default();
+        put!(
+            &mut out,
+            "<tr data-sequence=\"{}\"><td class=\"num\">{}</td><td>{member}</td><td>{command}{position}</td><td>{decided}</td><td>{}</td><td>{handled}</td></tr>",
+            letter.sequence,
+            letter.sequence,
+            Esc(reason)
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// What the command asked for, as HTML.
+fn what(command: &Command) -> String {
+    let kind = format!("<code>{}</code>", doorsync_proto::WireMessage::tag(command));
+    let detail = match command {
+        Command::EnsureUser(ensure) => format!("a Kisi user for {} &lt;{}&gt;", Esc(&ensure.name), Esc(&ensure.email)),
+        Command::GrantGroup(grant) => format!(
+            "<span class=\"group\">group {}</span> {}",
+            grant.group,
+            Esc(window(&doorsync_access::Window { from: grant.valid_from, until: grant.valid_until }))
+        ),
+        Command::RevokeGroup(revoke) => format!("<span class=\"group\">group {}</span>", revoke.group),
+        Command::SuspendUser(_) | Command::RestoreUser(_) | Command::DeleteUser(_) => String::new(),
+    };
+    format!("{kind} {detail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use doorsync_proto::{EnsureUser, Envelope, GrantGroup, KisiGroupId, MemberId};
+
+    use super::*;
+    use crate::ops::{Action, Handled};
+
+    fn letter(sequence: u64, member: u64, command: Result<Command, &str>, reason: &str) -> DeadLetter {
+        let at = Timestamp::from_unix_millis(1_796_116_500_000);
+        DeadLetter {
+            sequence,
+            member: Some(MemberId(member)),
+            command: command.map(|command| Envelope::new(at, command).unwrap()).map_err(str::to_owned),
+            reason: reason.to_owned(),
+            command_sequence: Some(17),
+            handled: None,
+        }
+    }
+
+    #[test]
+    fn each_letter_shows_its_member_command_reason_and_what_was_done_newest_first() {
+        let grant = Command::GrantGroup(GrantGroup {
+            member: MemberId(7),
+            group: KisiGroupId(100),
+            valid_from: None,
+            valid_until: None,
+            basis: 3,
+        });
+        let ensure = Command::EnsureUser(EnsureUser {
+            member: MemberId(8),
+            email: "<bo>@example.com".into(),
+            name: "Bo".into(),
+            basis: 4,
+        });
+        let mut dropped = letter(2, 8, Ok(ensure), "kisi: 422 <email>");
+        dropped.handled = Some(Handled { at: Timestamp::from_unix_millis(0), action: Action::Dropped });
+        let letters = vec![
+            letter(1, 7, Ok(grant), "kisi: 422 from POST /role_assignments"),
+            dropped,
+            letter(3, 9, Err("undecodable command: bad"), "kisi: 404"),
+        ];
+        let html = render(&letters, Timestamp::from_unix_millis(1_796_116_560_000));
+        assert!(html.contains("Dead letters <span class=\"muted\">(2 waiting, 1 handled)</span>"), "{html}");
+        let rows: Vec<usize> =
+            (1..=3).map(|sequence| html.find(&format!("data-sequence=\"{sequence}\"")).unwrap()).collect();
+        assert!(rows[2] < rows[1] && rows[1] < rows[0], "newest first");
+        assert!(html.contains("<a href=\"/members/7\">7</a>"));
+        assert!(
+            html.contains("<code>grant_group</code> <span class=\"group\">group 100</span> always (command #17)"),
+            "{html}"
+        );
+        assert!(html.contains("kisi: 422 from POST /role_assignments"));
+        assert!(html.contains("a Kisi user for Bo &lt;&lt;bo&gt;@example.com&gt;"));
+        assert!(html.contains("kisi: 422 &lt;email&gt;"));
+        assert!(html.contains("dropped at 1970-01-01T00:00:00.000Z"), "{html}");
+        assert!(html.contains("cannot be read: undecodable command: bad"));
+    }
+
+    #[test]
+    fn no_dead_letters_says_so() {
+        assert!(render(&[], Timestamp::from_unix_millis(0)).contains("None: every command was carried out"));
+    }
+}

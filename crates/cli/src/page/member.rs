@@ -1,0 +1,502 @@
+//! `/members/{id}`: one member's access as a picture and in words: which booking, pass or
+//! contract opens which Kisi group when, what grants nothing and why, what Kisi holds, and the
+//! member's history.
+
+use std::collections::BTreeSet;
+
+use doorsync_access::{
+    AccessPolicy, Entitlement, Grant, Mapping, MemberState, MemberStatus, Source, UserAccess, Window,
+};
+use doorsync_engine::{Explanation, HistoryKind};
+use doorsync_proto::{KisiGroupId, Timestamp};
+
+use super::html::{Esc, facts, instant, instant_from_now, pill, put, relative, window as describe_window};
+use super::overview::{GroupWindows, group_chips, now_and_next};
+use super::timeline::{Bar, BarKind, Lane, Row, Timeline};
+
+const HOUR_MS: i64 = 3_600_000;
+/// The picture shows from two hours ago to a day ahead.
+const VIEW_BEFORE_MS: i64 = 2 * HOUR_MS;
+const VIEW_AFTER_MS: i64 = 24 * HOUR_MS;
+/// The newest history entries shown; `doorsync explain` prints them all.
+const HISTORY_SHOWN: usize = 300;
+/// A bound on the walk over a view's changes; a member has a handful of changes a day.
+const MAX_CHANGES: usize = 10_000;
+
+/// What the timeline shows around `now`: from its start to its end.
+pub(crate) fn view(now: Timestamp) -> (Timestamp, Timestamp) {
+    let at = |offset: i64| Timestamp::from_unix_millis(now.as_unix_millis() + offset);
+    (at(-VIEW_BEFORE_MS), at(VIEW_AFTER_MS))
+}
+
+/// Every merged stretch of access, per group, that overlaps `start..end`: [`desired`] answers
+/// with each group's current or next stretch, so asking again at each change finds them all.
+///
+/// [`desired`]: doorsync_access::desired
+pub(crate) fn stretches(
+    state: &MemberState,
+    mapping: &Mapping,
+    policy: &AccessPolicy,
+    start: Timestamp,
+    end: Timestamp,
+) -> GroupWindows {
+    let mut found: GroupWindows = Vec::new();
+    let mut at = start;
+    for _ in 0..MAX_CHANGES {
+        for (group, window) in doorsync_access::desired(state, mapping, policy, at).grants {
+            let in_view = window.from.is_none_or(|from| from < end);
+            if in_view && !found.contains(&(group, window)) {
+                found.push((group, window));
+            }
+        }
+        match doorsync_access::next_change(state, mapping, policy, at) {
+            Some(next) if next > at && next < end => at = next,
+            _ => break,
+        }
+    }
+    found.sort_by_key(|(group, window)| (*group, window.from));
+    found
+}
+
+/// What the member page is drawn from.
+pub(crate) struct MemberPage<'a> {
+    pub(crate) explanation: &'a Explanation,
+    /// The stretches in view from the engine's state of the member, or why there are none.
+    pub(crate) stretches: Result<GroupWindows, String>,
+    pub(crate) now: Timestamp,
+}
+
+impl MemberPage<'_> {
+    /// The page's title: the member's name where Nexudus gave one.
+    pub(crate) fn title(&self) -> String {
+        match &self.explanation.status {
+            MemberStatus::Known(profile) => format!("{} (member {})", profile.name, self.explanation.member),
+            _ => format!("Member {}", self.explanation.member),
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let explanation = self.explanation;
+        let mut out = String::new();
+        self.heading(&mut out);
+        let (open, coming) = now_and_next(&explanation.desired, self.now);
+        let user = match &explanation.desired.user {
+            Some(user) => Esc(match user.access {
+                UserAccess::Enabled => "enabled",
+                UserAccess::Suspended => "suspended: holds nothing connected",
+                UserAccess::Deleted => "deleted: holds nothing connected",
+            })
+            .to_string(),
+            None => "not needed".to_owned(),
+        };
+        facts(
+            &mut out,
+            [
+                ("In now", group_chips(&open, self.now, false)),
+                ("Next", group_chips(&coming, self.now, true)),
+                (
+                    "Next change",
+                    explanation
+                        .next_change
+                        .map_or("none scheduled".to_owned(), |at| Esc(instant_from_now(at, self.now)).to_string()),
+                ),
+                ("Kisi user should be", user),
+            ],
+        );
+
+        out.push_str("<h2>Timeline</h2>");
+        if let Err(why) = &self.stretches {
+            put!(&mut out, "<p class=\"note\">Later stretches are not drawn: {}</p>", Esc(why));
+        }
+        out.push_str(&self.timeline().svg());
+        out.push_str(
+            "<p class=\"legend muted\"><span><i style=\"background:#2458c6\"></i>doors open (written to Kisi)</span>\
+             <span><i style=\"background:#7d9de0\"></i>doors open later</span>\
+             <span><i style=\"background:#3a9bd9\"></i>booking (with lead and lag)</span>\
+             <span><i style=\"background:#2e9e6a\"></i>pass</span><span><i style=\"background:#8a5cc2\"></i>contract</span>\
+             <span><i style=\"border:1.5px dashed #1d2430\"></i>what Kisi holds</span></p>",
+        );
+
+        self.entitlements(&mut out);
+        self.kisi(&mut out);
+        self.history(&mut out);
+        out
+    }
+
+    fn heading(&self, out: &mut String) {
+        let member = self.explanation.member;
+        match &self.explanation.status {
+            MemberStatus::Known(profile) => {
+                let state =
+                    if profile.active { pill("ok", "active") } else { pill("bad", "inactive: holds no access") };
+                put!(
+                    out,
+                    "<h1>{} <span class=\"muted\">&lt;{}&gt;</span> {state}</h1><p class=\"muted\">Nexudus member (coworker) {member}</p>",
+                    Esc(&profile.name),
+                    Esc(&profile.email)
+                );
+            }
+            MemberStatus::Unknown => put!(
+                out,
+                "<h1>Member {member} {}</h1><p>Nexudus has not described this member yet, so they hold no access.</p>",
+                pill("idle", "unknown")
+            ),
+            MemberStatus::Removed => put!(
+                out,
+                "<h1>Member {member} {}</h1><p>Removed in Nexudus: holds no access.</p>",
+                pill("bad", "removed")
+            ),
+        }
+    }
+
+    fn timeline(&self) -> Timeline {
+        let explanation = self.explanation;
+        let (start, end) = view(self.now);
+        let stretches: GroupWindows = match &self.stretches {
+            Ok(stretches) => stretches.clone(),
+            Err(_) => explanation.desired.grants.iter().map(|(group, window)| (*group, *window)).collect(),
+        };
+        let mut groups: BTreeSet<KisiGroupId> = stretches.iter().map(|(group, _)| *group).collect();
+        groups.extend(explanation.desired.grants.keys());
+        groups.extend(explanation.kisi.assignments.keys());
+        groups.extend(explanation.entitlements.iter().filter_map(|entitlement| match entitlement.grant {
+            Grant::Group { group, .. } => Some(group),
+            _ => None,
+        }));
+        let lanes = groups
+            .into_iter()
+            .map(|group| {
+                let written = explanation.desired.grants.get(&group);
+                let access = stretches
+                    .iter()
+                    .filter(|(of, _)| *of == group)
+                    .map(|(_, window)| Bar {
+                        window: *window,
+                        title: if written == Some(window) { "doors open".into() } else { "doors open later".into() },
+                        later: written != Some(window),
+                    })
+                    .collect();
+                let mut rows =
+                    vec![Row { label: "doors open".into(), kind: BarKind::Access, bars: access, empty_note: "closed" }];
+                for entitlement in &explanation.entitlements {
+                    if let Grant::Group { group: granted, window } = entitlement.grant
+                        && granted == group
+                    {
+                        let label = source_label(&entitlement.source);
+                        let bar = Bar { window, title: label.clone(), later: false };
+                        rows.push(Row {
+                            label,
+                            kind: source_kind(&entitlement.source),
+                            bars: vec![bar],
+                            empty_note: "",
+                        });
+                    }
+                }
+                let held = explanation.kisi.assignments.get(&group).map(|assignment| Bar {
+                    window: assignment.window,
+                    title: format!("Kisi assignment {}", assignment.id),
+                    later: false,
+                });
+                rows.push(Row {
+                    label: "Kisi holds".into(),
+                    kind: BarKind::Kisi,
+                    bars: held.into_iter().collect(),
+                    empty_note: "no assignment reported by the writer",
+                });
+                Lane { group, rows }
+            })
+            .collect();
+        Timeline { start, end, now: self.now, lanes }
+    }
+
+    fn entitlements(&self, out: &mut String) {
+        let (granting, idle): (Vec<&Entitlement>, Vec<&Entitlement>) = self
+            .explanation
+            .entitlements
+            .iter()
+            .partition(|entitlement| matches!(entitlement.grant, Grant::Group { .. }));
+        out.push_str("<h2>What opens which door</h2>");
+        if granting.is_empty() {
+            out.push_str("<p class=\"muted\">Nothing the member holds opens a Kisi group.</p>");
+        } else {
+            out.push_str("<table class=\"entitlements\"><tr><th>Source</th><th>Kisi group</th><th>Window (lead and lag applied)</th><th>State</th></tr>");
+            for entitlement in granting {
+                if let Grant::Group { group, window } = entitlement.grant {
+                    put!(
+                        out,
+                        "<tr><td>{}</td><td><span class=\"group\">group {group}</span></td><td>{}</td><td>{}</td></tr>",
+                        Esc(source_label(&entitlement.source)),
+                        Esc(describe_window(&window)),
+                        window_state(&window, self.now)
+                    );
+                }
+            }
+            out.push_str("</table>");
+        }
+        if !idle.is_empty() {
+            out.push_str("<h3>Granting nothing</h3><table class=\"idle\"><tr><th>Source</th><th>Why</th></tr>");
+            for entitlement in idle {
+                put!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td></tr>",
+                    Esc(source_label(&entitlement.source)),
+                    Esc(why_nothing(&entitlement.grant))
+                );
+            }
+            out.push_str("</table>");
+        }
+        if !matches!(&self.explanation.status, MemberStatus::Known(profile) if profile.active) {
+            out.push_str(
+                "<p class=\"note\">The member is not an active known member, so none of this opens a door.</p>",
+            );
+        }
+    }
+
+    fn kisi(&self, out: &mut String) {
+        let kisi = &self.explanation.kisi;
+        out.push_str("<h2>In Kisi, as the writer reported</h2>");
+        let user = match kisi.user {
+            Some(user) => {
+                let origin = if kisi.created_by_doorsync { "created by doorsync" } else { "found by email" };
+                Esc(format!("{user} ({origin})")).to_string()
+            }
+            None => "none linked yet".to_owned(),
+        };
+        let state = kisi.user_state.map_or("not reported".to_owned(), |state| format!("{state:?}").to_lowercase());
+        facts(out, [("User", user), ("User state", Esc(state).to_string())]);
+        if !kisi.assignments.is_empty() {
+            out.push_str("<table class=\"assignments\"><tr><th>Kisi group</th><th>Assignment</th><th>Valid</th></tr>");
+            for (group, assignment) in &kisi.assignments {
+                put!(
+                    out,
+                    "<tr><td><span class=\"group\">group {group}</span></td><td class=\"mono\">{}</td><td>{}</td></tr>",
+                    assignment.id,
+                    Esc(describe_window(&assignment.window))
+                );
+            }
+            out.push_str("</table>");
+        }
+        if let Some(failure) = &kisi.last_failure {
+            let kind = if failure.permanent { "dead-lettered" } else { "being retried" };
+            put!(
+                out,
+                "<p class=\"alert\">Last failure ({kind}), command <span class=\"mono\">{}</span>: {}</p>",
+                Esc(&failure.command),
+                Esc(&failure.reason)
+            );
+        }
+    }
+
+    fn history(&self, out: &mut String) {
+        let history = &self.explanation.history;
+        put!(out, "<h2>History <span class=\"muted\">({} entries, newest first)</span></h2>", history.len());
+        if history.len() > HISTORY_SHOWN {
+            put!(
+                out,
+                "<p class=\"muted\">The newest {HISTORY_SHOWN} are shown; <code>doorsync explain {}</code> prints them all.</p>",
+                self.explanation.member
+            );
+        }
+        out.push_str("<table class=\"history\"><tr><th>When</th><th>From</th><th>What</th></tr>");
+        for entry in history.iter().rev().take(HISTORY_SHOWN) {
+            let from = match entry.kind {
+                HistoryKind::Event => "Nexudus",
+                HistoryKind::Command => "command",
+                HistoryKind::Outcome => "Kisi",
+            };
+            put!(
+                out,
+                "<tr><td title=\"{}\">{}</td><td>{from}</td><td>{}</td></tr>",
+                Esc(relative(entry.at, self.now)),
+                Esc(instant(entry.at)),
+                Esc(&entry.summary)
+            );
+        }
+        out.push_str("</table>");
+    }
+}
+
+fn source_label(source: &Source) -> String {
+    match source {
+        Source::Booking { booking, resource } => format!("booking {booking} · resource {resource}"),
+        Source::Pass { pass, product } => format!("pass {pass} · product {product}"),
+        Source::ContractSpace { contract, space } => format!("contract {contract} · desk/office {space}"),
+    }
+}
+
+fn source_kind(source: &Source) -> BarKind {
+    match source {
+        Source::Booking { .. } => BarKind::Booking,
+        Source::Pass { .. } => BarKind::Pass,
+        Source::ContractSpace { .. } => BarKind::Contract,
+    }
+}
+
+fn why_nothing(grant: &Grant) -> &'static str {
+    match grant {
+        Grant::Group { .. } => "grants access",
+        Grant::NotConnected => "its resource, pass product or desk/office is connected to no Kisi group ([[mapping]])",
+        Grant::Tentative => "a tentative booking grants nothing until it is confirmed",
+        Grant::UsedUp => "the pass is used up",
+        Grant::Inactive => "the contract is not active",
+        Grant::Empty => "its window is empty: it ends before it starts",
+        Grant::UnresolvedDay(_) => "a day pass in a time zone doorsync cannot resolve",
+    }
+}
+
+fn window_state(window: &Window, now: Timestamp) -> String {
+    if window.contains(now) {
+        return match window.until {
+            Some(until) => pill("ok", &format!("open, closes {}", relative(until, now))),
+            None => pill("ok", "open"),
+        };
+    }
+    match window.from {
+        Some(from) if from > now => pill("idle", &format!("opens {}", relative(from, now))),
+        _ => pill("idle", "over"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use doorsync_access::fold;
+    use doorsync_engine::HistoryEntry;
+    use doorsync_proto::{BookingChanged, BookingId, Envelope, Event, MemberChanged, MemberId, ResourceId};
+
+    use super::*;
+
+    const NOW: i64 = 1_796_116_500_000; // 2026-12-01T09:15:00Z
+    const MINUTE: i64 = 60_000;
+
+    fn at(minutes: i64) -> Timestamp {
+        Timestamp::from_unix_millis(NOW + minutes * MINUTE)
+    }
+
+    fn state_with(events: Vec<Event>) -> MemberState {
+        let mut state = MemberState::new(MemberId(7));
+        for (sequence, event) in events.into_iter().enumerate() {
+            fold(&mut state, sequence as u64 + 1, &Envelope::new(at(-600), event).unwrap());
+        }
+        state
+    }
+
+    fn booking(id: u64, resource: u64, from: i64, to: i64, tentative: bool) -> Event {
+        Event::BookingChanged(BookingChanged {
+            member: MemberId(7),
+            booking: BookingId(id),
+            resource: ResourceId(resource),
+            starts_at: at(from),
+            ends_at: at(to),
+            tentative,
+        })
+    }
+
+    fn ada() -> Event {
+        Event::MemberChanged(MemberChanged {
+            member: MemberId(7),
+            email: "ada@example.com".into(),
+            name: "Ada <Lovelace>".into(),
+            active: true,
+        })
+    }
+
+    fn mapping() -> Mapping {
+        let mut mapping = Mapping::default();
+        mapping.resources.insert(ResourceId(1), KisiGroupId(100));
+        mapping.resources.insert(ResourceId(2), KisiGroupId(200));
+        mapping
+    }
+
+    /// Ada: in group 100 now and again tonight, in group 200 this afternoon, one booking two
+    /// days out, one tentative and one of a resource connected to no group.
+    fn ada_booked() -> MemberState {
+        state_with(vec![
+            ada(),
+            booking(1, 1, -30, 30, false),
+            booking(2, 2, 180, 240, false),
+            booking(3, 1, 300, 360, true),
+            booking(4, 9, 300, 360, false),
+            booking(5, 1, 600, 660, false),
+            booking(6, 1, 3_000, 3_060, false),
+        ])
+    }
+
+    #[test]
+    fn the_walk_finds_every_stretch_in_view_not_only_the_next_one() {
+        let found = {
+            let (start, end) = view(at(0));
+            stretches(&ada_booked(), &mapping(), &AccessPolicy::default(), start, end)
+        };
+        let window = |from: i64, until: i64| Window { from: Some(at(from)), until: Some(at(until)) };
+        assert_eq!(
+            found,
+            vec![
+                (KisiGroupId(100), window(-45, 45)),
+                (KisiGroupId(100), window(585, 675)),
+                (KisiGroupId(200), window(165, 255)),
+            ],
+            "the booking two days out is outside the view"
+        );
+    }
+
+    fn explanation(state: &MemberState) -> Explanation {
+        let policy = AccessPolicy::default();
+        let mapping = mapping();
+        Explanation {
+            member: MemberId(7),
+            at: at(0),
+            status: state.status().clone(),
+            entitlements: doorsync_access::entitlements(state, &mapping, &policy),
+            desired: doorsync_access::desired(state, &mapping, &policy, at(0)),
+            next_change: doorsync_access::next_change(state, &mapping, &policy, at(0)),
+            kisi: state.kisi().clone(),
+            history: vec![HistoryEntry {
+                at: at(-600),
+                kind: HistoryKind::Event,
+                summary: "member details: Ada <Lovelace> <ada@example.com>, active".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_page_draws_each_group_with_its_sources_and_says_what_grants_nothing() {
+        let state = ada_booked();
+        let explanation = explanation(&state);
+        let (start, end) = view(at(0));
+        let found = stretches(&state, &mapping(), &AccessPolicy::default(), start, end);
+        let page = MemberPage { explanation: &explanation, stretches: Ok(found), now: at(0) };
+        let html = page.render();
+        assert!(
+            html.contains("<h1>Ada &lt;Lovelace&gt; <span class=\"muted\">&lt;ada@example.com&gt;</span>"),
+            "{html}"
+        );
+        assert!(!html.contains("<Lovelace>"), "the name is escaped everywhere");
+        assert!(html.contains("<svg class=\"timeline\""));
+        assert!(html.contains("data-group=\"100\"") && html.contains("data-group=\"200\""));
+        assert!(html.contains("data-label=\"booking 1 · resource 1\""));
+        assert!(html.contains("class=\"bar access\""), "the stretches written now");
+        assert!(html.contains("class=\"bar access later\""), "group 100 opens again after its current stretch");
+        assert!(html.contains("a tentative booking grants nothing"), "{html}");
+        assert!(html.contains(
+            "booking 4 · resource 9</td><td>its resource, pass product or desk/office is connected to no Kisi group"
+        ));
+        assert!(html.contains("no assignment reported by the writer"));
+        assert!(html.contains("member details: Ada &lt;Lovelace&gt; &lt;ada@example.com&gt;, active"));
+        assert_eq!(page.title(), "Ada <Lovelace> (member 7)");
+    }
+
+    #[test]
+    fn an_unknown_member_is_said_to_hold_nothing() {
+        let state = MemberState::new(MemberId(7));
+        let explanation = explanation(&state);
+        let page = MemberPage {
+            explanation: &explanation,
+            stretches: Err("partition 3 is held by another engine".into()),
+            now: at(0),
+        };
+        let html = page.render();
+        assert!(html.contains("Nexudus has not described this member yet"));
+        assert!(html.contains("Later stretches are not drawn: partition 3 is held by another engine"));
+        assert!(html.contains("no Kisi group in view"));
+    }
+}

@@ -1,0 +1,511 @@
+//! `/`: the engine's partitions, the writer's and the ingestor's state, and a page of members
+//! with the Kisi groups each is in now and is in next.
+
+use doorsync_access::{Desired, MemberStatus, Window};
+use doorsync_engine::ShardStats;
+use doorsync_ingest::IngestStatus;
+use doorsync_proto::{KisiGroupId, MemberId, Timestamp};
+use doorsync_writer::{WriterRole, WriterStatus};
+
+use super::html::{Esc, clock_time, facts, instant, instant_from_now, pill, put, relative};
+use crate::roles::Status;
+
+pub(crate) const MEMBERS_PER_PAGE: usize = 50;
+
+/// Kisi groups, each with a window of access.
+pub(crate) type GroupWindows = Vec<(KisiGroupId, Window)>;
+
+/// The groups whose window is open at `now`, and those whose next window opens later.
+pub(crate) fn now_and_next(desired: &Desired, now: Timestamp) -> (GroupWindows, GroupWindows) {
+    desired.grants.iter().map(|(group, window)| (*group, *window)).partition(|(_, window)| window.contains(now))
+}
+
+/// Each group as a chip with when it closes (groups open now) or opens (groups to come).
+pub(crate) fn group_chips(groups: &[(KisiGroupId, Window)], now: Timestamp, next: bool) -> String {
+    if groups.is_empty() {
+        return "<span class=\"muted\">none</span>".to_owned();
+    }
+    let mut out = String::new();
+    for (group, window) in groups {
+        let when = match (next, window.from, window.until) {
+            (true, Some(from), _) => format!("from {} ({})", clock_time(from), relative(from, now)),
+            (false, _, Some(until)) => format!("until {} ({})", clock_time(until), relative(until, now)),
+            _ => "no end".to_owned(),
+        };
+        let class = if next { "group next" } else { "group" };
+        put!(
+            &mut out,
+            "<span class=\"{class}\" data-group=\"{group}\">group {group} <small>{}</small></span>",
+            Esc(when)
+        );
+    }
+    out
+}
+
+/// One member of the members table, from the engine's state.
+pub(crate) struct MemberRow {
+    pub(crate) member: MemberId,
+    /// `Ok(None)`: the engine no longer knows the member (it was listed a moment ago).
+    pub(crate) summary: Result<Option<MemberSummary>, String>,
+}
+
+pub(crate) struct MemberSummary {
+    pub(crate) status: MemberStatus,
+    pub(crate) desired: Desired,
+    pub(crate) next_change: Option<Timestamp>,
+}
+
+/// Everything the overview shows.
+pub(crate) struct Overview {
+    pub(crate) now: Timestamp,
+    pub(crate) status: Status,
+    /// How many members the owned partitions know, or why that is not known.
+    pub(crate) members_known: Result<usize, String>,
+    /// The members of this page (1-based) of the members table.
+    pub(crate) page: usize,
+    pub(crate) members: Vec<MemberRow>,
+    /// Messages in the dead-letter stream, or why they could not be counted.
+    pub(crate) dead_letters: Result<usize, String>,
+}
+
+impl Overview {
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::from("<h1>Status</h1><div class=\"cards\">");
+        self.engine(&mut out);
+        self.writer(&mut out);
+        self.ingest(&mut out);
+        out.push_str("</div>");
+        self.members(&mut out);
+        out
+    }
+
+    fn engine(&self, out: &mut String) {
+        out.push_str("<section class=\"card\" id=\"engine\"><h2>Engine</h2>");
+        let shards = self.status.engine.as_deref().unwrap_or_default();
+        let caught_up = shards.iter().filter(|shard| shard.caught_up).count();
+        let owned: Vec<String> = shards.iter().map(|shard| shard.partition.to_string()).collect();
+        let state = if shards.is_empty() {
+            pill("warn", "owns no partition yet")
+        } else if caught_up == shards.len() {
+            pill("ok", "caught up")
+        } else {
+            pill("warn", &format!("replaying: {caught_up} of {} caught up", shards.len()))
+        };
+        let sum = |field: fn(&ShardStats) -> u64| shards.iter().map(field).sum::<u64>().to_string();
+        facts(
+            out,
+            [
+                ("State", state),
+                ("Partitions owned", Esc(format!("{} ({})", shards.len(), owned.join(", "))).to_string()),
+                ("Members known", sum(|shard| shard.known_members as u64)),
+                ("Members live", sum(|shard| shard.live_members as u64)),
+                ("Wakeups scheduled", sum(|shard| shard.scheduled_wakeups as u64)),
+                ("Commands emitted", sum(|shard| shard.commands_emitted)),
+                ("Member restarts", sum(|shard| shard.member_restarts)),
+            ],
+        );
+        if !shards.is_empty() {
+            out.push_str(
+                "<details><summary>Per partition</summary><table><tr><th class=\"num\">Partition</th><th>Caught up</th>\
+                 <th class=\"num\">Known</th><th class=\"num\">Live</th><th class=\"num\">Events read</th>\
+                 <th class=\"num\">Commands</th></tr>",
+            );
+            for shard in shards {
+                let since = shard.caught_up_at.map(|at| relative(at, self.now)).unwrap_or_else(|| "not yet".into());
+                put!(
+                    out,
+                    "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                     <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                    shard.partition,
+                    Esc(since),
+                    shard.known_members,
+                    shard.live_members,
+                    shard.events_position,
+                    shard.commands_emitted
+                );
+            }
+            out.push_str("</table></details>");
+        }
+        out.push_str("</section>");
+    }
+
+    fn writer(&self, out: &mut String) {
+        out.push_str("<section class=\"card\" id=\"writer\"><h2>Kisi writer</h2>");
+        let dead_letters = match &self.dead_letters {
+            Ok(count) => format!("<a href=\"/dead-letters\">{count} in the dead-letter stream</a>"),
+            Err(error) => format!("cannot be read: {}", Esc(error)),
+        };
+        let Some(writer) = &self.status.writer else {
+            out.push_str("<p class=\"muted\">No writer runs in this process; ask the writer's admin listener.</p>");
+            facts(out, [("Dead letters", dead_letters)]);
+            out.push_str("</section>");
+            return;
+        };
+        if let Some(pause) = &writer.paused {
+            put!(
+                out,
+                "<p class=\"alert\"><strong>Paused since {}</strong>: {}<br>No calls are made but a probe; it resumes \
+                 by itself once Kisi accepts the API key (KISI_API_KEY) again.</p>",
+                Esc(instant_from_now(pause.since, self.now)),
+                Esc(&pause.reason)
+            );
+        }
+        if let Some(held) = &writer.held_repair {
+            put!(
+                out,
+                "<p class=\"alert\"><strong>Mass revocation held</strong> since {}: {} assignments of {} of {} managed \
+                 members would be revoked. <code>doorsync reconcile --confirm</code> carries them out.</p>",
+                Esc(instant_from_now(held.found_at, self.now)),
+                held.revocations,
+                held.members_affected,
+                held.managed_members
+            );
+        }
+        let role = match writer.role {
+            WriterRole::Active if writer.paused.is_some() => pill("bad", "active, paused"),
+            WriterRole::Active => pill("ok", "active"),
+            WriterRole::Standby => pill("idle", "standby: another writer holds the lease"),
+            WriterRole::Starting => pill("warn", "starting"),
+            WriterRole::Stopped => pill("bad", "stopped"),
+        };
+        facts(
+            out,
+            [
+                ("Role", role),
+                (
+                    "Pending writes",
+                    format!("{} commands for {} member/group keys", writer.backlog_commands, writer.backlog_keys),
+                ),
+                (
+                    "Applied",
+                    format!(
+                        "{} commands ({} superseded by later ones)",
+                        writer.commands_applied, writer.commands_superseded
+                    ),
+                ),
+                ("Dead-lettered", format!("{} by this writer; {dead_letters}", writer.dead_letters)),
+                ("Credential alerts", writer.credential_alerts.to_string()),
+                ("Last reconcile", last_reconcile(writer)),
+            ],
+        );
+        let calls = &writer.calls;
+        out.push_str("<h3>Kisi calls by outcome</h3><table class=\"calls\"><tr><th>Outcome</th><th class=\"num\">Calls</th></tr>");
+        for (outcome, count) in [
+            ("succeeded", calls.succeeded),
+            ("rate limited (429)", calls.rate_limited),
+            ("server errors (5xx)", calls.server_errors),
+            ("timed out", calls.timeouts),
+            ("transport errors", calls.transport_errors),
+            ("credentials refused (401/403)", calls.credentials_refused),
+            ("refused otherwise", calls.refused),
+            ("total", calls.total()),
+        ] {
+            put!(out, "<tr><td>{outcome}</td><td class=\"num\">{count}</td></tr>");
+        }
+        out.push_str("</table></section>");
+    }
+
+    fn ingest(&self, out: &mut String) {
+        out.push_str("<section class=\"card\" id=\"ingest\"><h2>Nexudus ingestor</h2>");
+        let Some(ingest) = &self.status.ingest else {
+            out.push_str(
+                "<p class=\"muted\">No ingestor runs in this process; ask the ingestor's admin listener.</p></section>",
+            );
+            return;
+        };
+        let health = &ingest.webhook_health;
+        if health.alert {
+            put!(
+                out,
+                "<p class=\"alert\"><strong>Webhooks disabled by Nexudus</strong>: {} of {} registered hooks are \
+                 inactive (Nexudus turns a hook off after 10 failed deliveries). Changes still arrive by polling; \
+                 re-enable the hooks in Nexudus.</p>",
+                health.inactive.len(),
+                health.registered
+            );
+        }
+        let webhooks = &ingest.webhooks;
+        let checked = health.checked_at.map_or("not yet checked".to_owned(), |at| {
+            format!(
+                "{} registered, {} inactive, checked {}",
+                health.registered,
+                health.inactive.len(),
+                relative(at, self.now)
+            )
+        });
+        facts(
+            out,
+            [
+                (
+                    "Webhooks",
+                    format!(
+                        "{} accepted, {} refused (signature), {} unreadable, {} for other actions, {} failed",
+                        webhooks.accepted,
+                        webhooks.refused,
+                        webhooks.unreadable,
+                        webhooks.unknown_action,
+                        webhooks.failed
+                    ),
+                ),
+                ("Webhook health", if health.alert { pill("bad", &checked) } else { Esc(checked).to_string() }),
+                ("Last poll", last_run(ingest.last_poll, ingest.last_poll_error.as_deref(), self.now)),
+                ("Last sweep", last_run(ingest.last_sweep, ingest.last_sweep_error.as_deref(), self.now)),
+                (
+                    "Duplicates",
+                    format!(
+                        "{} appends were duplicates, {} stale readings ignored",
+                        ingest.duplicates, ingest.stale_readings
+                    ),
+                ),
+                (
+                    "Grant nothing",
+                    format!(
+                        "{} bookings without a member, {} unmapped sources",
+                        ingest.memberless_bookings, ingest.unmapped_sources
+                    ),
+                ),
+            ],
+        );
+        if !health.inactive.is_empty() {
+            out.push_str(
+                "<table class=\"inactive-hooks\"><tr><th>Hook</th><th>Action</th><th class=\"num\">Errors</th></tr>",
+            );
+            for hook in &health.inactive {
+                let errors = hook.error_count.map_or("?".to_owned(), |count| count.to_string());
+                put!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                    hook.id,
+                    Esc(&hook.action),
+                    Esc(errors)
+                );
+            }
+            out.push_str("</table>");
+        }
+        out.push_str("<h3>Events appended by type</h3>");
+        events_by_type(out, ingest);
+        put!(out, "<h3>Parked Nexudus records ({}, parked {} times in all)</h3>", ingest.parked.len(), ingest.parkings);
+        if ingest.parked.is_empty() {
+            out.push_str("<p class=\"muted\">None: every record read could be turned into events.</p>");
+        } else {
+            out.push_str("<table class=\"parked\"><tr><th>Record</th><th>Why it is parked</th><th>Since</th></tr>");
+            for parked in &ingest.parked {
+                let id = parked.id.map_or("(no id)".to_owned(), |id| id.to_string());
+                put!(
+                    out,
+                    "<tr><td>{} {}</td><td>{}</td><td>{}</td></tr>",
+                    Esc(&parked.entity),
+                    Esc(id),
+                    Esc(&parked.reason),
+                    Esc(instant_from_now(parked.parked_at, self.now))
+                );
+            }
+            out.push_str("</table>");
+        }
+        out.push_str("</section>");
+    }
+
+    fn members(&self, out: &mut String) {
+        out.push_str("<h2 id=\"members\">Members</h2>");
+        let known = match &self.members_known {
+            Ok(known) => *known,
+            Err(error) => {
+                put!(out, "<p class=\"alert\">The members cannot be listed: {}</p>", Esc(error));
+                return;
+            }
+        };
+        if known == 0 {
+            out.push_str("<p class=\"muted\">No member yet: they appear as Nexudus tells doorsync about them.</p>");
+            return;
+        }
+        let pages = known.div_ceil(MEMBERS_PER_PAGE);
+        let first = (self.page - 1) * MEMBERS_PER_PAGE + 1;
+        let last = (first + self.members.len()).saturating_sub(1);
+        let mut pager = format!("<div class=\"pager\"><span>Members {first}–{last} of {known}, by Nexudus id</span>");
+        if self.page > 1 {
+            put!(&mut pager, "<a rel=\"prev\" href=\"/?page={}#members\">← previous</a>", self.page - 1);
+        }
+        if self.page < pages {
+            put!(&mut pager, "<a rel=\"next\" href=\"/?page={}#members\">next →</a>", self.page + 1);
+        }
+        pager.push_str("</div>");
+        out.push_str(&pager);
+        out.push_str(
+            "<table class=\"members\"><tr><th class=\"num\">Member</th><th>Name</th><th>Email</th><th>Status</th>\
+             <th>In now</th><th>Next</th><th>Next change</th></tr>",
+        );
+        for row in &self.members {
+            self.member_row(out, row);
+        }
+        out.push_str("</table>");
+        out.push_str(&pager);
+    }
+
+    fn member_row(&self, out: &mut String, row: &MemberRow) {
+        let member = row.member;
+        put!(out, "<tr data-member=\"{member}\"><td class=\"num\"><a href=\"/members/{member}\">{member}</a></td>");
+        let summary = match &row.summary {
+            Ok(Some(summary)) => summary,
+            Ok(None) => {
+                out.push_str("<td colspan=\"6\" class=\"muted\">no longer known to this engine</td></tr>");
+                return;
+            }
+            Err(error) => {
+                put!(out, "<td colspan=\"6\" class=\"alert\">{}</td></tr>", Esc(error));
+                return;
+            }
+        };
+        let (name, email, status) = match &summary.status {
+            MemberStatus::Known(profile) => (
+                profile.name.as_str(),
+                profile.email.as_str(),
+                if profile.active { pill("ok", "active") } else { pill("bad", "inactive") },
+            ),
+            MemberStatus::Unknown => ("", "", pill("idle", "not described yet")),
+            MemberStatus::Removed => ("", "", pill("bad", "removed")),
+        };
+        let (open, coming) = now_and_next(&summary.desired, self.now);
+        let next_change = summary
+            .next_change
+            .map_or("—".to_owned(), |at| format!("{} ({})", clock_time(at), relative(at, self.now)));
+        put!(
+            out,
+            "<td><a href=\"/members/{member}\">{}</a></td><td>{}</td><td>{status}</td><td class=\"now\">{}</td>\
+             <td class=\"next\">{}</td><td title=\"{}\">{}</td></tr>",
+            Esc(name),
+            Esc(email),
+            group_chips(&open, self.now, false),
+            group_chips(&coming, self.now, true),
+            Esc(summary.next_change.map(instant).unwrap_or_default()),
+            Esc(next_change)
+        );
+    }
+}
+
+fn last_reconcile(writer: &WriterStatus) -> String {
+    match &writer.last_reconcile {
+        Some(report) => Esc(format!(
+            "{} groups, {} assignments seen: {} created, {} windows fixed, {} revoked, {} users repaired, {} failed",
+            report.groups_listed,
+            report.assignments_seen,
+            report.created,
+            report.windows_fixed,
+            report.revoked,
+            report.users_repaired,
+            report.failed
+        ))
+        .to_string(),
+        None => "none yet".to_owned(),
+    }
+}
+
+fn last_run(at: Option<Timestamp>, error: Option<&str>, now: Timestamp) -> String {
+    let when = at.map_or("not yet".to_owned(), |at| instant_from_now(at, now));
+    match error {
+        Some(error) => format!("{} {}", Esc(when), pill("bad", &format!("failed: {error}"))),
+        None => Esc(when).to_string(),
+    }
+}
+
+fn events_by_type(out: &mut String, ingest: &IngestStatus) {
+    if ingest.appended.is_empty() {
+        out.push_str("<p class=\"muted\">None yet.</p>");
+        return;
+    }
+    out.push_str("<table class=\"events\"><tr><th>Event</th><th class=\"num\">Appended</th></tr>");
+    for (kind, count) in &ingest.appended {
+        put!(out, "<tr><td>{}</td><td class=\"num\">{count}</td></tr>", Esc(kind));
+    }
+    out.push_str("</table>");
+}
+
+#[cfg(test)]
+mod tests {
+    use doorsync_access::Profile;
+    use doorsync_ingest::ParkedRecord;
+
+    use super::*;
+
+    const NOW: i64 = 1_796_116_500_000; // 2026-12-01T09:15:00Z
+
+    fn at(minutes: i64) -> Timestamp {
+        Timestamp::from_unix_millis(NOW + minutes * 60_000)
+    }
+
+    fn window(from: i64, until: i64) -> Window {
+        Window { from: Some(at(from)), until: Some(at(until)) }
+    }
+
+    fn known(name: &str) -> MemberStatus {
+        MemberStatus::Known(Profile {
+            email: format!("{}@example.com", name.to_lowercase()),
+            name: name.into(),
+            active: true,
+        })
+    }
+
+    fn overview(members: Vec<MemberRow>, known: usize, page: usize) -> Overview {
+        let shard = ShardStats { partition: 2, caught_up: true, known_members: known, ..ShardStats::default() };
+        let mut ingest = IngestStatus::default();
+        ingest.parked.push(ParkedRecord {
+            entity: "Booking".into(),
+            id: Some(31),
+            reason: "FromTime: <not a date>".into(),
+            parked_at: at(-5),
+        });
+        ingest.appended.insert("booking_changed".into(), 3);
+        Overview {
+            now: at(0),
+            status: Status { engine: Some(vec![shard]), writer: None, ingest: Some(ingest) },
+            members_known: Ok(known),
+            page,
+            members,
+            dead_letters: Ok(2),
+        }
+    }
+
+    #[test]
+    fn each_member_links_to_their_page_with_the_groups_they_are_in_now_and_next() {
+        let mut desired = Desired::default();
+        desired.grants.insert(KisiGroupId(100), window(-45, 45));
+        desired.grants.insert(KisiGroupId(200), window(165, 255));
+        let rows = vec![
+            MemberRow {
+                member: MemberId(7),
+                summary: Ok(Some(MemberSummary { status: known("Ada <&> Co"), desired, next_change: Some(at(45)) })),
+            },
+            MemberRow { member: MemberId(9), summary: Err("shard gone".into()) },
+        ];
+        let html = overview(rows, 2, 1).render();
+        assert!(html.contains("<tr data-member=\"7\"><td class=\"num\"><a href=\"/members/7\">7</a>"), "{html}");
+        assert!(html.contains("<a href=\"/members/7\">Ada &lt;&amp;&gt; Co</a>"), "{html}");
+        assert!(html.contains(
+            "<td class=\"now\"><span class=\"group\" data-group=\"100\">group 100 <small>until 10:00 (in 45 min)</small></span></td>"
+        ));
+        assert!(html.contains(
+            "<td class=\"next\"><span class=\"group next\" data-group=\"200\">group 200 <small>from 12:00 (in 2 h 45 min)</small></span></td>"
+        ));
+        assert!(html.contains("shard gone"));
+        assert!(html.contains("FromTime: &lt;not a date&gt;"), "parked records with their reasons");
+        assert!(html.contains("<a href=\"/dead-letters\">2 in the dead-letter stream</a>"));
+        assert!(html.contains("No writer runs in this process"));
+    }
+
+    #[test]
+    fn members_are_paged() {
+        let rows: Vec<MemberRow> = (51..=60)
+            .map(|id| MemberRow {
+                member: MemberId(id),
+                summary: Ok(Some(MemberSummary {
+                    status: MemberStatus::Unknown,
+                    desired: Desired::default(),
+                    next_change: None,
+                })),
+            })
+            .collect();
+        let html = overview(rows, 60, 2).render();
+        assert!(html.contains("Members 51–60 of 60"), "{html}");
+        assert!(html.contains("href=\"/?page=1#members\""));
+        assert!(!html.contains("href=\"/?page=3#members\""));
+    }
+}
