@@ -18,6 +18,7 @@ use doorsync_engine::EngineHandle;
 use doorsync_ingest::IngestHandle;
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
+use doorsync_log_jetstream::JetStreamLog;
 use doorsync_writer::{WriterError, WriterHandle};
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -127,7 +128,11 @@ pub(crate) async fn start(
     let clock = Arc::clone(&context.clock);
     let running = Running { layout, log, clock, engine, writer, ingest, webhook_address, readiness, metrics };
     let status_metrics = StatusMetrics::register(&running.metrics);
-    let watcher = tokio::spawn(watch(running.clone(), status_metrics));
+    let nats = opened.jetstream.clone();
+    if nats.is_some() {
+        running.readiness.waiting_for("nats", "connecting");
+    }
+    let watcher = tokio::spawn(watch(running.clone(), status_metrics, nats));
     let routes = api(&running).merge(extra_routes(&running));
     let admin_options = AdminOptions { listen: config.admin.listen, token: config.admin_token()? };
     let admin = doorsync_admin::start(admin_options, running.metrics.clone(), running.readiness.clone(), routes)
@@ -163,11 +168,18 @@ impl Process {
     }
 }
 
-/// Keeps `/readyz` and the status metrics current.
-async fn watch(running: Running, metrics: StatusMetrics) {
+/// Keeps `/readyz` (connected to NATS, engine caught up, writer not paused) and the status
+/// metrics current.
+async fn watch(running: Running, metrics: StatusMetrics, nats: Option<Arc<JetStreamLog>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        if let Some(nats) = &nats {
+            match nats.client().connection_state() {
+                async_nats::connection::State::Connected => running.readiness.holds("nats"),
+                state => running.readiness.waiting_for("nats", format!("the connection to NATS is {state}")),
+            }
+        }
         let status = Status::gather(&running).await;
         match &status.engine {
             Some(shards) if !shards.is_empty() && shards.iter().all(|shard| shard.caught_up) => {
