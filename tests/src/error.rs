@@ -20,8 +20,10 @@ pub enum HarnessError {
     Exited { process: String, status: std::process::ExitStatus, log: String },
     #[error("timed out after {waited:?} waiting until {what}")]
     Timeout { what: String, waited: Duration },
-    #[error("building an HTTP client: {0}")]
+    #[error("an HTTP request to doorsync: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Setup(String),
     #[error("a webhook URL: {0}")]
     Url(#[from] url::ParseError),
     #[error(transparent)]

@@ -53,6 +53,14 @@ impl Doorsync {
     }
 
     /// The last lines the process wrote.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
     pub fn log_tail(&self) -> String {
         match std::fs::read_to_string(&self.log_path) {
             Ok(log) => {

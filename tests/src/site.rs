@@ -151,16 +151,29 @@ impl Site {
         let kisi_secrets = [("KISI_API_KEY", KISI_API_KEY.to_owned())];
         let mut site =
             Self { processes: Vec::new(), kisi, nexudus, places, groups, kisi_simulator, api_user, _nats: nats, dir };
-        for &role in deployment.roles() {
+        let admins = deployment
+            .roles()
+            .iter()
+            .map(|&role| Ok((role, free_loopback_address()?)))
+            .collect::<Result<Vec<(&str, SocketAddr)>, HarnessError>>()?;
+        // The engine's status page shows the writer's and the ingestor's status, asked from them.
+        let peers: Vec<String> = admins
+            .iter()
+            .filter(|(role, _)| *role != "engine")
+            .map(|(_, admin)| format!("\"http://{admin}\""))
+            .collect();
+        for &(role, admin) in &admins {
             // Each role gets only the secrets it needs.
-            let secrets: Vec<(&str, String)> = match role {
+            let mut settings: Vec<(&str, String)> = match role {
                 "ingest" => nexudus_secrets.to_vec(),
                 "writer" => kisi_secrets.to_vec(),
                 "run" => nexudus_secrets.iter().chain(&kisi_secrets).cloned().collect(),
                 _ => Vec::new(),
             };
-            let admin = free_loopback_address()?;
-            let command = doorsync_command(&binary, role, &config, admin, &secrets);
+            if role == "engine" {
+                settings.push(("DOORSYNC_ADMIN__PEERS", format!("[{}]", peers.join(", "))));
+            }
+            let command = doorsync_command(&binary, role, &config, admin, &settings);
             let log_path = site.dir.path().join(format!("{role}.log"));
             site.processes.push(Doorsync::start(role, command, admin, &log_path)?);
         }
@@ -175,6 +188,17 @@ impl Site {
             site.nexudus.register_webhook(action, &url, Secret::new(WEBHOOK_SECRET))?;
         }
         Ok(site)
+    }
+
+    /// The status page of the process that runs the engine (`doorsync run`, or `doorsync engine`
+    /// showing its peers' status too).
+    pub async fn status_page(&self) -> Result<String, HarnessError> {
+        let engine = self
+            .processes
+            .iter()
+            .find(|process| process.name() == "engine" || process.name() == "run")
+            .ok_or_else(|| HarnessError::Setup("no process runs the engine".into()))?;
+        Ok(reqwest::get(format!("http://{}/", engine.admin())).await?.error_for_status()?.text().await?)
     }
 
     /// An active Nexudus customer with the email `<name in lower case>@example.com`.

@@ -20,7 +20,7 @@ use doorsync_layout::Layout;
 use doorsync_log::EventLog;
 use doorsync_log_jetstream::JetStreamLog;
 use doorsync_writer::{WriterError, WriterHandle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::context::Context;
@@ -55,6 +55,14 @@ pub(crate) struct Running {
     pub(crate) webhook_address: Option<SocketAddr>,
     pub(crate) readiness: Readiness,
     pub(crate) metrics: Metrics,
+    /// Admin addresses of the other processes of a split deployment, and the token they ask for.
+    pub(crate) peers: Arc<Peers>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Peers {
+    pub(crate) urls: Vec<String>,
+    pub(crate) token: Option<secrecy::SecretString>,
 }
 
 /// A started process: its roles, its admin listener and its background work.
@@ -126,7 +134,8 @@ pub(crate) async fn start(
     };
 
     let clock = Arc::clone(&context.clock);
-    let running = Running { layout, log, clock, engine, writer, ingest, webhook_address, readiness, metrics };
+    let peers = Arc::new(Peers { urls: config.admin.peers.clone(), token: config.admin_token()? });
+    let running = Running { layout, log, clock, engine, writer, ingest, webhook_address, readiness, metrics, peers };
     let status_metrics = StatusMetrics::register(&running.metrics);
     let nats = opened.jetstream.clone();
     if nats.is_some() {
@@ -202,7 +211,7 @@ async fn watch(running: Running, metrics: StatusMetrics, nats: Option<Arc<JetStr
 }
 
 /// Everything the roles of this process report, as `/api/status` serves it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Status {
     pub(crate) engine: Option<Vec<doorsync_engine::ShardStats>>,
     pub(crate) writer: Option<doorsync_writer::WriterStatus>,
@@ -210,6 +219,26 @@ pub(crate) struct Status {
 }
 
 impl Status {
+    /// This process's status, completed with the writer's and the ingestor's from the peers when
+    /// they do not run here; also what could not be asked.
+    pub(crate) async fn with_peers(running: &Running) -> (Self, Vec<String>) {
+        let mut status = Self::gather(running).await;
+        let mut unreachable = Vec::new();
+        for url in &running.peers.urls {
+            if status.writer.is_some() && status.ingest.is_some() {
+                break;
+            }
+            match ask_peer(url, running.peers.token.as_ref()).await {
+                Ok(peer) => {
+                    status.writer = status.writer.or(peer.writer);
+                    status.ingest = status.ingest.or(peer.ingest);
+                }
+                Err(reason) => unreachable.push(format!("{url}: {reason}")),
+            }
+        }
+        (status, unreachable)
+    }
+
     pub(crate) async fn gather(running: &Running) -> Self {
         let engine = match &running.engine {
             Some(engine) => Some(engine.stats().await),
@@ -221,6 +250,20 @@ impl Status {
             ingest: running.ingest.as_ref().map(IngestHandle::status),
         }
     }
+}
+
+async fn ask_peer(url: &str, token: Option<&secrecy::SecretString>) -> Result<Status, String> {
+    use secrecy::ExposeSecret as _;
+    let url = format!("{}/api/status", url.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().get(&url).timeout(Duration::from_secs(3));
+    if let Some(token) = token {
+        request = request.bearer_auth(token.expose_secret());
+    }
+    let response = request.send().await.map_err(|error| format!("not reachable ({error})"))?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    response.json::<Status>().await.map_err(|error| format!("answered something else than a status ({error})"))
 }
 
 /// The JSON API `doorsync status` and `doorsync reconcile` talk to.

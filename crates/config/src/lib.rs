@@ -284,11 +284,14 @@ pub struct AdminConfig {
     /// A mounted file holding the admin bearer token; `DOORSYNC_ADMIN_TOKEN` when unset. With
     /// neither, the admin listener needs no token.
     pub token_file: Option<PathBuf>,
+    /// The admin addresses of the other doorsync processes of a split deployment (the writer's,
+    /// the ingestor's), whose status the engine's status page shows with its own.
+    pub peers: Vec<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9090)), token_file: None }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9090)), token_file: None, peers: Vec::new() }
     }
 }
 
@@ -448,12 +451,14 @@ mod tests {
             jail.set_env("DOORSYNC_KISI__BASE_URL", "http://127.0.0.1:9999");
             jail.set_env("DOORSYNC_ACCESS__LEAD", "5m");
             jail.set_env("DOORSYNC_ADMIN_TOKEN", "not a key");
+            jail.set_env("DOORSYNC_ADMIN__PEERS", "[\"http://doorsync-writer:9090\", \"http://doorsync-ingest:9090\"]");
             let config =
                 load_in(jail, "[kisi]\nbase_url = \"https://api.kisi.io\"\nrequests_per_second = 3\n").unwrap();
             assert_eq!(config.kisi.base_url, "http://127.0.0.1:9999");
             assert_eq!(config.kisi.requests_per_second, 3, "keys the environment does not name stay as in the file");
             assert_eq!(config.access.lead, Duration::from_secs(300));
             assert_eq!(config.access_policy().booking_lead_ms, 300_000);
+            assert_eq!(config.admin.peers, ["http://doorsync-writer:9090", "http://doorsync-ingest:9090"]);
             Ok(())
         });
     }

@@ -27,6 +27,13 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             }
         }
     }
+    for (index, peer) in config.admin.peers.iter().enumerate() {
+        if let Err(ConfigError::Invalid { problems: found }) = url(&format!("admin.peers[{index}]"), peer) {
+            for found in found {
+                problem(&format!("admin.peers[{index}]"), found.problem);
+            }
+        }
+    }
     if let Err(error) = doorsync_proto::Subjects::new(&config.log.subject_prefix, config.log.partitions) {
         let key = if config.log.partitions == 0 { "log.partitions" } else { "log.subject_prefix" };
         problem(key, error.to_string());

@@ -86,7 +86,7 @@ pub(crate) enum ShardMsg {
 }
 
 /// What a shard reports about itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardStats {
     pub partition: u32,
     pub caught_up: bool,

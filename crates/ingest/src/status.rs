@@ -12,7 +12,7 @@ use crate::bucket::Bucket;
 use crate::error::IngestError;
 
 /// What the ingestor has done since it started, and what needs an operator.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestStatus {
     /// Events appended (and stored), by event type (`booking_changed`, ...).
     pub appended: BTreeMap<String, u64>,
@@ -51,7 +51,7 @@ pub struct ParkedRecord {
 }
 
 /// How webhook deliveries were answered.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookCounts {
     /// Acted on and answered 2xx.
     pub accepted: u64,
@@ -66,7 +66,7 @@ pub struct WebhookCounts {
 }
 
 /// What the last look at Nexudus's registered webhooks found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookHealth {
     pub checked_at: Option<Timestamp>,
     pub registered: usize,
@@ -76,7 +76,7 @@ pub struct WebhookHealth {
     pub alert: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InactiveWebhook {
     pub id: u64,
     /// Nexudus's name for the action, e.g. `BookingUpdate`.

@@ -6,7 +6,7 @@ use doorsync_kisi::KisiError;
 use doorsync_proto::Timestamp;
 
 /// Whether this writer is the one calling Kisi.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WriterRole {
     /// Not yet decided: the lease has not been looked at.
     Starting,
@@ -17,7 +17,7 @@ pub enum WriterRole {
 }
 
 /// Why the writer makes no calls but the credentials probe.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PauseStatus {
     /// The refusal that paused it, e.g. "kisi: 401 from POST /role_assignments: ...".
     pub reason: String,
@@ -25,7 +25,7 @@ pub struct PauseStatus {
 }
 
 /// Kisi requests made, by how they ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallStats {
     pub succeeded: u64,
     pub rate_limited: u64,
@@ -64,7 +64,7 @@ impl CallStats {
 }
 
 /// A reconciliation's revocations waiting for an operator.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeldRepairStatus {
     /// Assignments the repair would delete.
     pub revocations: usize,
@@ -76,7 +76,7 @@ pub struct HeldRepairStatus {
 }
 
 /// What one reconciliation found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReconcileReport {
     pub groups_listed: usize,
     pub users_checked: usize,
@@ -102,7 +102,7 @@ pub struct ReconcileReport {
 }
 
 /// A snapshot of the writer's state.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WriterStatus {
     pub role: WriterRole,
     /// Set while Kisi refuses the API key (401/403).

@@ -67,7 +67,7 @@ impl PageQuery {
 async fn overview(State(running): State<Running>, Query(query): Query<PageQuery>) -> Response {
     let Some(engine) = &running.engine else { return no_engine() };
     let now = running.clock.now();
-    let status = Status::gather(&running).await;
+    let (status, unreachable_peers) = Status::with_peers(&running).await;
     let dead_letters = crate::ops::dead_letters(running.log.as_ref(), &running.layout)
         .await
         .map(|letters| letters.iter().filter(|letter| letter.handled.is_none()).count())
@@ -90,6 +90,7 @@ async fn overview(State(running): State<Running>, Query(query): Query<PageQuery>
         page: page_number,
         members,
         dead_letters,
+        unreachable_peers,
     };
     Html(page("Status", now, query.refresh(), &overview.render())).into_response()
 }

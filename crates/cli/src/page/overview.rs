@@ -66,11 +66,21 @@ pub(crate) struct Overview {
     pub(crate) members: Vec<MemberRow>,
     /// Messages in the dead-letter stream, or why they could not be counted.
     pub(crate) dead_letters: Result<usize, String>,
+    /// Peers (`admin.peers`) whose status could not be asked, with why.
+    pub(crate) unreachable_peers: Vec<String>,
 }
 
 impl Overview {
     pub(crate) fn render(&self) -> String {
-        let mut out = String::from("<h1>Status</h1><div class=\"cards\">");
+        let mut out = String::from("<h1>Status</h1>");
+        for peer in &self.unreachable_peers {
+            put!(
+                &mut out,
+                "<p class=\"alert\">The status of {} could not be asked; its card is missing.</p>",
+                Esc(peer)
+            );
+        }
+        out.push_str("<div class=\"cards\">");
         self.engine(&mut out);
         self.writer(&mut out);
         self.ingest(&mut out);
@@ -136,7 +146,10 @@ impl Overview {
             Err(error) => format!("cannot be read: {}", Esc(error)),
         };
         let Some(writer) = &self.status.writer else {
-            out.push_str("<p class=\"muted\">No writer runs in this process; ask the writer's admin listener.</p>");
+            out.push_str(
+                "<p class=\"muted\">No writer runs in this process: list the writer's admin address in \
+                 <code>admin.peers</code> to show its status here.</p>",
+            );
             facts(out, [("Dead letters", dead_letters)]);
             out.push_str("</section>");
             return;
@@ -209,7 +222,8 @@ impl Overview {
         out.push_str("<section class=\"card\" id=\"ingest\"><h2>Nexudus ingestor</h2>");
         let Some(ingest) = &self.status.ingest else {
             out.push_str(
-                "<p class=\"muted\">No ingestor runs in this process; ask the ingestor's admin listener.</p></section>",
+                "<p class=\"muted\">No ingestor runs in this process: list the ingestor's admin address in \
+                 <code>admin.peers</code> to show its status here.</p></section>",
             );
             return;
         };
@@ -461,6 +475,7 @@ mod tests {
             page,
             members,
             dead_letters: Ok(2),
+            unreachable_peers: vec!["http://doorsync-writer:9090: not reachable".into()],
         }
     }
 
@@ -507,5 +522,16 @@ mod tests {
         assert!(html.contains("Members 51–60 of 60"), "{html}");
         assert!(html.contains("href=\"/?page=1#members\""));
         assert!(!html.contains("href=\"/?page=3#members\""));
+    }
+
+    #[test]
+    fn a_peer_that_cannot_be_asked_is_named_and_missing_roles_point_at_admin_peers() {
+        let html = overview(Vec::new(), 0, 1).render();
+        assert!(html.contains("The status of http://doorsync-writer:9090: not reachable could not be asked"), "{html}");
+        assert!(
+            html.contains(
+                "No writer runs in this process: list the writer's admin address in <code>admin.peers</code>"
+            )
+        );
     }
 }
