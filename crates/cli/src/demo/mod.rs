@@ -20,7 +20,7 @@ use doorsync_access::{AccessPolicy, Mapping};
 use doorsync_clock::{SharedClock, SystemClock};
 use doorsync_config::Config;
 use doorsync_log::ReplayRequest;
-use doorsync_nexudus::{Secret, WebhookAction};
+use doorsync_nexudus::Secret;
 use doorsync_proto::{Outcome, Timestamp};
 use doorsync_writer::{ReconcileReport, WriterError};
 use futures::StreamExt;
@@ -40,24 +40,6 @@ use world::{KISI_REQUESTS_PER_SECOND, World};
 /// The same names, places and shape of workload on every run; the times follow the clock.
 const SEED: u64 = 2_024;
 
-/// The webhooks doorsync registers in Nexudus: every action the simulator sends that the
-/// ingestor acts on.
-const WEBHOOKS: [WebhookAction; 14] = [
-    WebhookAction::CoworkerCreate,
-    WebhookAction::CoworkerUpdate,
-    WebhookAction::CoworkerDelete,
-    WebhookAction::BookingCreate,
-    WebhookAction::BookingUpdate,
-    WebhookAction::BookingDelete,
-    WebhookAction::CoworkerContractCreate,
-    WebhookAction::CoworkerContractUpdate,
-    WebhookAction::CoworkerContractDelete,
-    WebhookAction::FloorPlanDeskCreate,
-    WebhookAction::FloorPlanDeskUpdate,
-    WebhookAction::FloorPlanDeskDelete,
-    WebhookAction::BusinessUpdate,
-    WebhookAction::AccessControlUpdate,
-];
 
 #[derive(Debug)]
 pub(crate) struct DemoOptions {
@@ -155,7 +137,7 @@ async fn start_doorsync(config: Config) -> anyhow::Result<(Process, Mapping)> {
 fn register_webhooks(world: &World, process: &Process) -> anyhow::Result<String> {
     let address = process.running.webhook_address.context("the ingest role serves no webhooks")?;
     let secret = Secret::new(&world.secrets.webhook_secret);
-    for action in WEBHOOKS {
+    for &action in doorsync_ingest::WEBHOOK_ACTIONS {
         let url = url::Url::parse(&format!("http://{address}{}", doorsync_ingest::webhook_path(action)))
             .context("the webhook receiver's URL")?;
         world.nexudus.register_webhook(action, &url, secret.clone()).context("registering a webhook in Nexudus")?;
