@@ -40,7 +40,6 @@ use world::{KISI_REQUESTS_PER_SECOND, World};
 /// The same names, places and shape of workload on every run; the times follow the clock.
 const SEED: u64 = 2_024;
 
-
 #[derive(Debug)]
 pub(crate) struct DemoOptions {
     pub(crate) data_dir: Option<PathBuf>,
