@@ -44,14 +44,32 @@ pub struct Envelope<M> {
     pub occurred_at: Timestamp,
     #[serde(rename = "msg")]
     pub message: M,
+    /// Commands only: the edge of an access window (a stretch of access beginning or ending)
+    /// whose passing made the command necessary; `None` when an event did. Kisi is written ahead
+    /// of every edge still to come, so a command carries an edge only when it is decided at or
+    /// after it, and the writer reports how long after the edge Kisi held it. Left off the wire
+    /// when `None`, which is also how messages written before the field existed read.
+    #[serde(rename = "edge", default, skip_serializing_if = "Option::is_none")]
+    pub window_edge: Option<Timestamp>,
 }
 
 impl<M: WireMessage + Serialize> Envelope<M> {
     /// Wraps `message` at the current schema version, with its id derived from its content.
     pub fn new(occurred_at: Timestamp, message: M) -> Result<Self, EncodeError> {
+        Self::with_window_edge(occurred_at, None, message)
+    }
+
+    /// [`Envelope::new`] for a command that a window edge made necessary (see
+    /// [`Envelope::window_edge`]).
+    pub fn with_window_edge(
+        occurred_at: Timestamp,
+        window_edge: Option<Timestamp>,
+        message: M,
+    ) -> Result<Self, EncodeError> {
         let encoded_message = rmp_serde::to_vec_named(&message).map_err(EncodeError)?;
-        let id = MessageId::derive(M::FAMILY, message.tag(), SCHEMA_VERSION, occurred_at, &encoded_message);
-        Ok(Self { version: SCHEMA_VERSION, id, occurred_at, message })
+        let id =
+            MessageId::derive(M::FAMILY, message.tag(), SCHEMA_VERSION, occurred_at, window_edge, &encoded_message);
+        Ok(Self { version: SCHEMA_VERSION, id, occurred_at, message, window_edge })
     }
 }
 
@@ -66,11 +84,20 @@ pub struct MessageId(String);
 
 impl MessageId {
     /// The id of a message of `family` with type `tag`, written at `version`, that occurred at
-    /// `occurred_at`, whose `msg` field (type tag and body) encodes to `encoded_message`.
+    /// `occurred_at`, with `window_edge`, whose `msg` field (type tag and body) encodes to
+    /// `encoded_message`.
     ///
     /// Every variable-length part is length-prefixed, so two different messages cannot hash the
-    /// same bytes by shifting a boundary.
-    pub fn derive(family: &str, tag: &str, version: u16, occurred_at: Timestamp, encoded_message: &[u8]) -> Self {
+    /// same bytes by shifting a boundary. The window edge comes last and only when there is one:
+    /// the ids of messages without one are those derived before the field existed.
+    pub fn derive(
+        family: &str,
+        tag: &str,
+        version: u16,
+        occurred_at: Timestamp,
+        window_edge: Option<Timestamp>,
+        encoded_message: &[u8],
+    ) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(MESSAGE_ID_DOMAIN);
         for part in [family.as_bytes(), tag.as_bytes()] {
@@ -81,6 +108,9 @@ impl MessageId {
         hasher.update(occurred_at.as_unix_millis().to_be_bytes());
         hasher.update((encoded_message.len() as u64).to_be_bytes());
         hasher.update(encoded_message);
+        if let Some(edge) = window_edge {
+            hasher.update(edge.as_unix_millis().to_be_bytes());
+        }
         let digest = hasher.finalize();
         Self(hex::encode(&digest[..MESSAGE_ID_BYTES]))
     }
@@ -355,10 +385,31 @@ mod tests {
         assert_ne!(base, other_member.id);
 
         let body = rmp_serde::to_vec_named(&sample_event())?;
-        let derived = MessageId::derive("event", "booking_cancelled", SCHEMA_VERSION, at, &body);
+        let derived = MessageId::derive("event", "booking_cancelled", SCHEMA_VERSION, at, None, &body);
         assert_eq!(derived, base);
-        assert_ne!(MessageId::derive("command", "booking_cancelled", SCHEMA_VERSION, at, &body), base);
-        assert_ne!(MessageId::derive("event", "booking_cancelled", 2, at, &body), base);
+        assert_ne!(MessageId::derive("command", "booking_cancelled", SCHEMA_VERSION, at, None, &body), base);
+        assert_ne!(MessageId::derive("event", "booking_cancelled", 2, at, None, &body), base);
+        assert_ne!(MessageId::derive("event", "booking_cancelled", SCHEMA_VERSION, at, Some(at), &body), base);
+        Ok(())
+    }
+
+    #[test]
+    fn the_window_edge_is_part_of_the_id_and_left_off_the_wire_without_one() -> TestResult {
+        let at = Timestamp::from_unix_millis(1_700_000_000_000);
+        let command = Command::SuspendUser(SuspendUser { member: MemberId(1), basis: 2 });
+        let plain = Envelope::new(at, command.clone())?;
+        let edges = [at, Timestamp::from_unix_millis(1_700_000_000_001)]
+            .map(|edge| Envelope::with_window_edge(at, Some(edge), command.clone()));
+        let [first, second] = edges;
+        let (first, second) = (first?, second?);
+        assert_ne!(plain.id, first.id);
+        assert_ne!(first.id, second.id);
+        assert_eq!(Envelope::with_window_edge(at, None, command)?, plain);
+
+        assert_eq!(decode::<Command>(&encode(&first)?)?.window_edge, Some(at));
+        let without = encode(&plain)?;
+        assert_eq!(without.first(), Some(&0x84), "four fields, as before the edge existed");
+        assert_eq!(decode::<Command>(&without)?.window_edge, None);
         Ok(())
     }
 
@@ -525,7 +576,15 @@ mod tests {
     where
         M: WireMessage + Serialize + DeserializeOwned + PartialEq + fmt::Debug,
     {
-        let envelope = Envelope::new(Timestamp::from_unix_millis(at), message)?;
+        round_trips_with_edge(at, None, message)
+    }
+
+    fn round_trips_with_edge<M>(at: i64, edge: Option<i64>, message: M) -> Result<(), TestCaseError>
+    where
+        M: WireMessage + Serialize + DeserializeOwned + PartialEq + fmt::Debug,
+    {
+        let edge = edge.map(Timestamp::from_unix_millis);
+        let envelope = Envelope::with_window_edge(Timestamp::from_unix_millis(at), edge, message)?;
         let bytes = encode(&envelope)?;
         prop_assert_eq!(decode::<M>(&bytes)?, envelope);
         Ok(())
@@ -565,8 +624,8 @@ mod tests {
         }
 
         #[test]
-        fn commands_round_trip(at in any::<i64>(), command in any_command()) {
-            round_trips(at, command)?;
+        fn commands_round_trip(at in any::<i64>(), edge in any::<Option<i64>>(), command in any_command()) {
+            round_trips_with_edge(at, edge, command)?;
         }
 
         #[test]

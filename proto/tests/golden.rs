@@ -80,26 +80,40 @@ fn events() -> TestResult<Vec<Event>> {
     ])
 }
 
-fn commands() -> Vec<Command> {
+/// Each command with the window edge that made it necessary: the grant of a stretch that
+/// began (10:45Z) before the engine decided it, the revocation of one that ended (12:45Z); the
+/// rest were made necessary by events, and pin the envelope without an edge.
+fn commands() -> Vec<(Option<Timestamp>, Command)> {
     vec![
-        Command::EnsureUser(EnsureUser {
-            member: MEMBER,
-            email: "ada@example.com".to_owned(),
-            name: "Ada Lovelace".to_owned(),
-            basis: 1_001,
-        }),
-        Command::GrantGroup(GrantGroup {
-            member: MEMBER,
-            group: GROUP,
-            valid_from: Some(at(1_714_560_300_000)),
-            valid_until: Some(at(1_714_567_500_000)),
-            basis: 1_002,
-        }),
-        Command::RevokeGroup(RevokeGroup { member: MEMBER, group: GROUP, basis: 1_003 }),
-        Command::SuspendUser(SuspendUser { member: MEMBER, basis: 1_004 }),
-        Command::RestoreUser(RestoreUser { member: MEMBER, basis: 1_005 }),
-        Command::DeleteUser(DeleteUser { member: MEMBER, basis: 1_006 }),
+        (
+            None,
+            Command::EnsureUser(EnsureUser {
+                member: MEMBER,
+                email: "ada@example.com".to_owned(),
+                name: "Ada Lovelace".to_owned(),
+                basis: 1_001,
+            }),
+        ),
+        (
+            Some(at(1_714_560_300_000)),
+            Command::GrantGroup(GrantGroup {
+                member: MEMBER,
+                group: GROUP,
+                valid_from: Some(at(1_714_560_300_000)),
+                valid_until: Some(at(1_714_567_500_000)),
+                basis: 1_002,
+            }),
+        ),
+        (Some(at(1_714_567_500_000)), Command::RevokeGroup(RevokeGroup { member: MEMBER, group: GROUP, basis: 1_003 })),
+        (None, Command::SuspendUser(SuspendUser { member: MEMBER, basis: 1_004 })),
+        (None, Command::RestoreUser(RestoreUser { member: MEMBER, basis: 1_005 })),
+        (None, Command::DeleteUser(DeleteUser { member: MEMBER, basis: 1_006 })),
     ]
+}
+
+/// Samples that carry no window edge, as events and outcomes never do.
+fn without_edges<M>(samples: Vec<M>) -> Vec<(Option<Timestamp>, M)> {
+    samples.into_iter().map(|sample| (None, sample)).collect()
 }
 
 fn outcomes() -> TestResult<Vec<Outcome>> {
@@ -135,12 +149,13 @@ fn updating() -> bool {
     std::env::var(UPDATE_VARIABLE).is_ok_and(|value| value == "1")
 }
 
-/// Checks (or, when updating, writes) the golden file of every sample; returns the file names.
-fn check_family<M>(samples: Vec<M>) -> TestResult<Vec<String>>
+/// Checks (or, when updating, writes) the golden file of every sample (with its window edge);
+/// returns the file names.
+fn check_family<M>(samples: Vec<(Option<Timestamp>, M)>) -> TestResult<Vec<String>>
 where
     M: WireMessage + Serialize + DeserializeOwned + PartialEq + Debug,
 {
-    let tags: Vec<&str> = samples.iter().map(WireMessage::tag).collect();
+    let tags: Vec<&str> = samples.iter().map(|(_, sample)| sample.tag()).collect();
     assert_eq!(
         tags.iter().copied().collect::<BTreeSet<_>>(),
         M::TAGS.iter().copied().collect::<BTreeSet<_>>(),
@@ -150,10 +165,10 @@ where
     assert_eq!(tags.len(), M::TAGS.len(), "one sample per {} type", M::FAMILY);
 
     let mut file_names = Vec::new();
-    for sample in samples {
+    for (window_edge, sample) in samples {
         let file_name = golden_file_name(M::FAMILY, sample.tag());
         let path = golden_dir().join(&file_name);
-        let envelope = Envelope::new(OCCURRED_AT, sample)?;
+        let envelope = Envelope::with_window_edge(OCCURRED_AT, window_edge, sample)?;
         let bytes = encode(&envelope)?;
         if updating() {
             fs::write(&path, &bytes)?;
@@ -180,7 +195,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[test]
 fn events_match_their_golden_vectors() -> TestResult {
-    check_family(events()?).map(drop)
+    check_family(without_edges(events()?)).map(drop)
 }
 
 #[test]
@@ -190,7 +205,7 @@ fn commands_match_their_golden_vectors() -> TestResult {
 
 #[test]
 fn outcomes_match_their_golden_vectors() -> TestResult {
-    check_family(outcomes()?).map(drop)
+    check_family(without_edges(outcomes()?)).map(drop)
 }
 
 fn vector_names<M: WireMessage>() -> impl Iterator<Item = String> {

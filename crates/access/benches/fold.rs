@@ -177,10 +177,16 @@ fn main() {
         folded = Some(states);
     }
     let mut states = folded.unwrap();
+    let fold_median = median(fold_rates.clone());
     println!(
-        "fold: {:.0} events/s median of {ROUNDS} rounds (best {:.0})",
-        median(fold_rates.clone()),
+        "fold: {fold_median:.0} events/s median of {ROUNDS} rounds (best {:.0})",
         fold_rates.iter().copied().fold(0.0, f64::max)
+    );
+    // For `scripts/bench-report.py`: FIGURE <key> <value> <unit> <target> <description>.
+    println!(
+        "FIGURE fold.events_per_s {fold_median:.0} events/s >=1000000 Fold on one core, median of {ROUNDS} rounds \
+         ({MEMBERS} members, {} events)",
+        log.len()
     );
 
     // Derive: what every member should have, and when that next changes, over a day of instants.
@@ -199,10 +205,14 @@ fn main() {
         }
         derive_rates.push(per_second(instants.len() * states.len(), started.elapsed()));
     }
+    let derive_median = median(derive_rates);
     println!(
-        "desired + next_change: {:.0} calls/s (one call = both), median of {ROUNDS} rounds; {:.1} groups granted per member",
-        median(derive_rates),
+        "desired + next_change: {derive_median:.0} calls/s (one call = both), median of {ROUNDS} rounds; {:.1} groups granted per member",
         granted as f64 / (ROUNDS * instants.len() * states.len()) as f64
+    );
+    println!(
+        "FIGURE fold.desired_next_change {derive_median:.0} calls/s - desired + next_change on one core (one call = \
+         both), median of {ROUNDS} rounds"
     );
 
     // Commands: diff and record, as the engine does after each event.

@@ -1,6 +1,6 @@
 //! The commands that take Kisi from what was last asked for to what is desired now.
 
-use doorsync_proto::{Command, DeleteUser, EnsureUser, GrantGroup, RestoreUser, RevokeGroup, SuspendUser};
+use doorsync_proto::{Command, DeleteUser, EnsureUser, GrantGroup, RestoreUser, RevokeGroup, SuspendUser, Timestamp};
 
 use crate::desired::{Desired, DesiredUser, UserAccess, Window};
 use crate::state::MemberState;
@@ -59,6 +59,38 @@ pub fn commands(state: &MemberState, desired: &Desired) -> Vec<Command> {
         }
     }
     commands
+}
+
+/// The edge of an access window whose passing makes `command` necessary at `now`, if one does:
+/// for a grant, the start of its window once that has come, or the end of the window it takes
+/// over from; for a revocation, the end of the window it takes away; for a suspension or
+/// deletion, the end of the member's last window. `None` when an event made the command
+/// necessary: Kisi is written ahead of every edge still to come, a change to a window that is
+/// running leaves the door open meanwhile, and a user is ensured or restored for the grants that
+/// follow it, which carry their own edge.
+///
+/// The edge is what was due, so a command decided late (after a replay, or for an event that
+/// arrived after the edge) carries the edge it is late for. `state` is the state `command` was
+/// computed from, before it is recorded.
+pub fn window_edge(state: &MemberState, command: &Command, now: Timestamp) -> Option<Timestamp> {
+    let emitted = state.emitted();
+    let passed = |instant: Option<Timestamp>| instant.filter(|instant| *instant <= now);
+    match command {
+        Command::GrantGroup(grant) => {
+            let before = emitted.grants.get(&grant.group);
+            if before.is_some_and(|window| window.contains(now)) {
+                return None;
+            }
+            passed(grant.valid_from).max(before.and_then(|window| passed(window.until)))
+        }
+        Command::RevokeGroup(revoke) => emitted.grants.get(&revoke.group).and_then(|window| passed(window.until)),
+        Command::SuspendUser(_) | Command::DeleteUser(_) => {
+            // Only when every window has ended: a window cut short is an event's doing.
+            let ends: Option<Vec<Timestamp>> = emitted.grants.values().map(|window| passed(window.until)).collect();
+            ends.and_then(|ends| ends.into_iter().max())
+        }
+        Command::EnsureUser(_) | Command::RestoreUser(_) => None,
+    }
 }
 
 /// Notes in the state that `command` was emitted, so that [`commands`] computes what is still

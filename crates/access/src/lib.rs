@@ -11,7 +11,8 @@
 //!   [`Mapping`] and [`AccessPolicy`]; [`next_change`] says when that answer next changes, so the
 //!   actor can sleep until then.
 //! * [`commands`] turns the difference between what was last asked of Kisi and what is desired
-//!   into [`Command`](doorsync_proto::Command)s; [`record_command`] notes them as asked.
+//!   into [`Command`](doorsync_proto::Command)s; [`record_command`] notes them as asked;
+//!   [`window_edge`] says which edge of an access window, if any, made a command necessary.
 //!
 //! Day passes are resolved in their IANA time zone with the tz database compiled into the binary
 //! (never the host's), and [`iana_zone_for_windows`] maps the Windows zone ids Nexudus reports
@@ -26,7 +27,7 @@ mod policy;
 mod state;
 mod windows_zones;
 
-pub use commands::{commands, record_command};
+pub use commands::{commands, record_command, window_edge};
 pub use day::DaySpan;
 pub use desired::{
     Desired, DesiredUser, Entitlement, Grant, Source, UserAccess, Window, desired, entitlements, next_change,

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use doorsync_access::{
     AccessPolicy, BookingTiming, DaySpan, Desired, DesiredUser, Entitlement, FORGET_ENDED_AFTER_MS, Grant, Mapping,
     MemberState, MemberStatus, NoAccessPolicy, PassTerm, Source, UserAccess, Window, command_time, commands, desired,
-    entitlements, fold, fold_outcome, next_change, record_command, state_digest,
+    entitlements, fold, fold_outcome, next_change, record_command, state_digest, window_edge,
 };
 use doorsync_proto::{
     BookingCancelled, BookingChanged, BookingId, CivilDate, Command, ContractChanged, ContractId, ContractRemoved,
     DeleteUser, EnsureUser, Envelope, Event, FloorPlanItem, FloorPlanItemId, FloorPlanItemKind, GrantApplied,
     GrantGroup, KisiAssignmentId, KisiGroupId, KisiUserId, MappingChanged, MappingSource, MemberChanged, MemberId,
     MemberRemoved, Outcome, PassChanged, PassId, PassProductId, PassRemoved, PassValidity, ResourceId, RestoreUser,
-    RevokeGroup, SuspendUser, Timestamp, UserLinked,
+    RevokeGroup, SuspendUser, Timestamp, UserLinked, WireMessage,
 };
 
 const MEMBER: MemberId = MemberId(7);
@@ -95,6 +95,17 @@ impl Member {
             record_command(&mut self.state, command);
         }
         commands
+    }
+
+    /// [`Member::sync`], with each command's type and the window edge that made it necessary.
+    fn sync_with_edges(&mut self, now: Timestamp) -> Vec<(&'static str, Option<Timestamp>)> {
+        let commands = commands(&self.state, &self.desired(now));
+        let edges: Vec<Option<Timestamp>> =
+            commands.iter().map(|command| window_edge(&self.state, command, now)).collect();
+        for command in &commands {
+            record_command(&mut self.state, command);
+        }
+        commands.iter().map(WireMessage::tag).zip(edges).collect()
     }
 }
 
@@ -827,6 +838,56 @@ fn a_snapshot_decodes_to_the_same_state() {
     let restored: MemberState = rmp_serde::from_slice(&snapshot).unwrap();
     assert_eq!(restored, member.state);
     assert_eq!(state_digest(&restored), state_digest(&member.state));
+}
+
+// Window edges: which commands time made necessary, and which edge each is late for
+
+#[test]
+fn a_window_written_ahead_of_its_start_carries_no_edge() {
+    let mut member = Member::new();
+    member.event(early(), booking(1, ROOM, "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z"));
+    assert_eq!(member.sync_with_edges(early()), [("ensure_user", None), ("grant_group", None)]);
+}
+
+#[test]
+fn a_grant_decided_after_its_window_began_is_late_for_the_windows_start() {
+    let mut member = Member::new();
+    // The booking reached doorsync after its window (09:00 minus the 15 minutes' lead) began.
+    member.event(at("2024-05-01T08:50:00Z"), booking(1, ROOM, "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z"));
+    let edges = member.sync_with_edges(at("2024-05-01T08:50:00Z"));
+    assert_eq!(edges, [("ensure_user", None), ("grant_group", Some(at("2024-05-01T08:45:00Z")))]);
+}
+
+#[test]
+fn the_next_window_written_when_one_ends_is_late_for_that_end() {
+    let mut member = Member::new();
+    member.event(early(), booking(1, ROOM, "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z"));
+    member.event(early(), booking(2, ROOM, "2024-05-01T14:00:00Z", "2024-05-01T15:00:00Z"));
+    member.sync(early());
+    let first_end = at("2024-05-01T10:15:00Z");
+    assert_eq!(member.sync_with_edges(plus(first_end, 3_000)), [("grant_group", Some(first_end))]);
+}
+
+#[test]
+fn the_revocation_and_suspension_after_the_last_window_are_late_for_its_end() {
+    let (mut member, end) = member_whose_booking_ended(NoAccessPolicy::Suspend);
+    // Decided an hour late, as after a replay: still late for the same edge.
+    let edges = member.sync_with_edges(plus(end, 60 * MINUTE));
+    assert_eq!(edges, [("revoke_group", Some(end)), ("suspend_user", Some(end))]);
+}
+
+#[test]
+fn commands_an_event_made_necessary_carry_no_edge() {
+    let mut member = Member::new();
+    member.event(early(), booking(1, ROOM, "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z"));
+    let now = at("2024-05-01T09:30:00Z");
+    member.sync(now);
+
+    member.event(now, booking(1, ROOM, "2024-05-01T09:00:00Z", "2024-05-01T11:00:00Z"));
+    assert_eq!(member.sync_with_edges(now), [("grant_group", None)], "the running window was extended");
+
+    member.event(now, Event::BookingCancelled(BookingCancelled { member: MEMBER, booking: BookingId(1) }));
+    assert_eq!(member.sync_with_edges(now), [("revoke_group", None), ("suspend_user", None)], "cancelled");
 }
 
 // Explaining

@@ -99,14 +99,18 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The demo tells its own story on stdout; its roles' routine logs would drown it.
-    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let default_log_filter = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
+    let options = doorsync_telemetry::TelemetryOptions {
+        service_name: format!("doorsync-{}", cli.command.name()),
+        default_log_filter: default_log_filter.to_owned(),
+    };
+    let telemetry = match doorsync_telemetry::Telemetry::install(&options) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("doorsync: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -114,11 +118,36 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let result = runtime.block_on(dispatch(cli));
+    // Stopped before the spans are flushed: the last ones end when the runtime's tasks do.
+    drop(runtime);
+    if let Err(error) = telemetry.shutdown() {
+        eprintln!("doorsync: {error}");
+    }
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("doorsync: {error:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    /// The subcommand's name, which names the process in the tracing backend.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Run => "run",
+            Command::Ingest => "ingest",
+            Command::Engine => "engine",
+            Command::Writer => "writer",
+            Command::Reconcile { .. } => "reconcile",
+            Command::Demo { .. } => "demo",
+            Command::Explain { .. } => "explain",
+            Command::Status { .. } => "status",
+            Command::Replay { .. } => "replay",
+            Command::Dlq { .. } => "dlq",
+            Command::CheckConfig => "check-config",
         }
     }
 }

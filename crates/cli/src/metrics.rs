@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use doorsync_admin::Metrics;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -53,6 +53,53 @@ fn labelled_counter<'v>(
     Ok(())
 }
 
+/// A counter of seconds, from milliseconds.
+fn seconds_counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    millis: u64,
+) -> Result<(), std::fmt::Error> {
+    ConstCounter::new(seconds(millis)).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+/// A gauge with one series per partition.
+fn partition_gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (u32, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (partition, value) in series {
+        let labels = [("partition", partition.to_string())];
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// The writer's window-edge lag as a histogram in seconds, from its bucket counts.
+fn window_edge_lag(
+    encoder: &mut DescriptorEncoder,
+    lag: &doorsync_writer::WindowEdgeLag,
+) -> Result<(), std::fmt::Error> {
+    let buckets: Vec<(f64, u64)> =
+        lag.buckets().map(|(bound, count)| (bound.map_or(f64::INFINITY, seconds), count)).collect();
+    let mut histogram = encoder.encode_descriptor(
+        "writer_window_edge_lag_seconds",
+        "Seconds from the window edge that made a command necessary (a stretch of access beginning or ending) \
+         to Kisi holding it",
+        None,
+        MetricType::Histogram,
+    )?;
+    histogram.encode_histogram::<NoLabelSet>(seconds(lag.sum_ms), lag.count(), &buckets, None)
+}
+
+fn seconds(millis: u64) -> f64 {
+    // Exact below 2^53 ms, some 285,000 years.
+    millis as f64 / 1_000.0
+}
+
 fn flag(on: bool) -> i64 {
     i64::from(on)
 }
@@ -87,6 +134,21 @@ impl Collector for StatusMetrics {
             counter(e, "engine_commands_emitted", "Commands for Kisi appended to the log", commands)?;
             let restarts: u64 = shards.iter().map(|shard| shard.member_restarts).sum();
             counter(e, "engine_member_restarts", "Member actors restarted after a crash", restarts)?;
+            partition_gauge(
+                e,
+                "engine_replay_behind_messages",
+                "Messages of the events stream an owned partition still has to replay (at most; 0 once caught up)",
+                shards.iter().filter_map(|shard| {
+                    let behind = shard.replay_behind_messages?;
+                    Some((shard.partition, i64::try_from(behind).unwrap_or(i64::MAX)))
+                }),
+            )?;
+            partition_gauge(
+                e,
+                "engine_replay_seconds",
+                "Seconds an owned partition has spent replaying the log (so far, or in all once caught up)",
+                shards.iter().map(|shard| (shard.partition, i64::try_from(shard.replay_seconds).unwrap_or(i64::MAX))),
+            )?;
         }
         if let Some(writer) = &status.writer {
             let active = matches!(writer.role, doorsync_writer::WriterRole::Active);
@@ -144,6 +206,22 @@ impl Collector for StatusMetrics {
                 "Commands Kisi refused for good, dead-lettered with their reason",
                 writer.dead_letters,
             )?;
+            let limiter = &writer.limiter;
+            counter(e, "kisi_limiter_waits", "Kisi requests the writer's rate limiter held back", limiter.waits)?;
+            seconds_counter(
+                e,
+                "kisi_limiter_waited_seconds",
+                "Seconds Kisi requests waited for the writer's rate limiter",
+                limiter.waited_ms,
+            )?;
+            seconds_counter(
+                e,
+                "kisi_limiter_budget_used_seconds",
+                "Kisi's request budget booked, one interval of the configured rate per request: its rate is the \
+                 limiter's utilisation (1 = the whole budget)",
+                limiter.budget_used_ms,
+            )?;
+            window_edge_lag(e, &writer.window_edge_lag)?;
             gauge(
                 e,
                 "writer_repair_held",
@@ -194,7 +272,100 @@ impl Collector for StatusMetrics {
                 i64::try_from(ingest.memberless_bookings).unwrap_or(i64::MAX),
             )?;
             counter(e, "ingest_duplicates", "Appends the log recognised as already stored", ingest.duplicates)?;
+            let limiter = &ingest.nexudus_limiter;
+            counter(e, "nexudus_limiter_waits", "Nexudus requests held back by its request limits", limiter.waits)?;
+            seconds_counter(
+                e,
+                "nexudus_limiter_waited_seconds",
+                "Seconds Nexudus requests waited for its request limits",
+                limiter.waited_ms,
+            )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use doorsync_engine::ShardStats;
+    use doorsync_ingest::{IngestStatus, LimiterWaits};
+    use doorsync_proto::Timestamp;
+    use doorsync_writer::{CallStats, LimiterStats, WindowEdgeLag, WriterRole, WriterStatus};
+
+    use super::*;
+
+    fn writer_status() -> WriterStatus {
+        let mut window_edge_lag = WindowEdgeLag::default();
+        let edge = Timestamp::from_unix_millis(1_000_000);
+        window_edge_lag.observe(edge, Timestamp::from_unix_millis(1_000_300));
+        window_edge_lag.observe(edge, Timestamp::from_unix_millis(1_090_000));
+        WriterStatus {
+            role: WriterRole::Active,
+            paused: None,
+            credential_alerts: 0,
+            backlog_keys: 0,
+            backlog_commands: 0,
+            calls: CallStats::default(),
+            commands_applied: 2,
+            commands_superseded: 0,
+            dead_letters: 0,
+            held_repair: None,
+            last_reconcile: None,
+            limiter: LimiterStats { waits: 3, waited_ms: 1_250, budget_used_ms: 2_000 },
+            window_edge_lag,
+        }
+    }
+
+    fn scrape(status: &Status) -> String {
+        let metrics = Metrics::default();
+        StatusMetrics::register(&metrics).update(status);
+        metrics.encode()
+    }
+
+    fn assert_has(scraped: &str, line: &str) {
+        assert!(scraped.lines().any(|scraped_line| scraped_line == line), "no line {line:?} in:\n{scraped}");
+    }
+
+    #[test]
+    fn limiter_waits_edge_lag_and_replay_progress_are_scraped() {
+        let replaying = ShardStats {
+            partition: 3,
+            replay_behind_messages: Some(1_500),
+            replay_seconds: 42,
+            ..ShardStats::default()
+        };
+        let unknown_end = ShardStats { partition: 5, replay_behind_messages: None, ..ShardStats::default() };
+        let ingest =
+            IngestStatus { nexudus_limiter: LimiterWaits { waits: 7, waited_ms: 3_500 }, ..IngestStatus::default() };
+        let status =
+            Status { engine: Some(vec![replaying, unknown_end]), writer: Some(writer_status()), ingest: Some(ingest) };
+        let scraped = scrape(&status);
+
+        assert_has(&scraped, "doorsync_kisi_limiter_waits_total 3");
+        assert_has(&scraped, "doorsync_kisi_limiter_waited_seconds_total 1.25");
+        assert_has(&scraped, "doorsync_kisi_limiter_budget_used_seconds_total 2.0");
+        assert_has(&scraped, "doorsync_nexudus_limiter_waits_total 7");
+        assert_has(&scraped, "doorsync_nexudus_limiter_waited_seconds_total 3.5");
+        assert_has(&scraped, "# TYPE doorsync_writer_window_edge_lag_seconds histogram");
+        assert_has(&scraped, "doorsync_writer_window_edge_lag_seconds_count 2");
+        assert_has(&scraped, "doorsync_writer_window_edge_lag_seconds_sum 90.3");
+        assert_has(&scraped, "doorsync_writer_window_edge_lag_seconds_bucket{le=\"0.5\"} 1");
+        assert_has(&scraped, "doorsync_writer_window_edge_lag_seconds_bucket{le=\"60.0\"} 1");
+        assert_has(&scraped, "doorsync_writer_window_edge_lag_seconds_bucket{le=\"120.0\"} 2");
+        assert_has(&scraped, "doorsync_writer_window_edge_lag_seconds_bucket{le=\"+Inf\"} 2");
+        assert_has(&scraped, "doorsync_engine_replay_behind_messages{partition=\"3\"} 1500");
+        assert!(
+            !scraped.contains("doorsync_engine_replay_behind_messages{partition=\"5\"}"),
+            "a partition whose stream end is unknown has no series:\n{scraped}"
+        );
+        assert_has(&scraped, "doorsync_engine_replay_seconds{partition=\"3\"} 42");
+    }
+
+    #[test]
+    fn a_process_without_a_role_reports_none_of_its_metrics() {
+        let scraped = scrape(&Status { engine: None, writer: None, ingest: None });
+        for family in ["kisi_limiter", "nexudus_limiter", "window_edge_lag", "engine_replay"] {
+            assert!(!scraped.contains(family), "{family} in:\n{scraped}");
+        }
     }
 }

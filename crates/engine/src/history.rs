@@ -10,14 +10,13 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
 use doorsync_log::ReplayRequest;
 use doorsync_proto::{Command, MemberId, Outcome};
 use futures::StreamExt;
 use ractor::ActorRef;
 
 use crate::EngineError;
-use crate::shard::{CALL_TIMEOUT, FEED_WINDOW, Positions, ShardMsg, undecodable};
+use crate::shard::{CALL_TIMEOUT, FEED_WINDOW, HistoricEvent, Positions, ShardMsg, undecodable};
 use crate::shared::Shared;
 
 pub(crate) async fn deliver(shared: &Shared, shards: &[(u32, ActorRef<ShardMsg>)]) -> Result<(), EngineError> {
@@ -49,7 +48,7 @@ struct Delivery<'a> {
     positions: HashMap<u32, (ActorRef<ShardMsg>, Positions)>,
     in_window: usize,
     /// Events gathered per partition and sent [`EVENT_BATCH`] at a time.
-    pending_events: HashMap<u32, Vec<(u64, Bytes)>>,
+    pending_events: HashMap<u32, Vec<HistoricEvent>>,
 }
 
 const EVENT_BATCH: usize = 256;
@@ -84,9 +83,9 @@ impl Delivery<'_> {
         }
     }
 
-    fn queue_event(&mut self, partition: u32, sequence: u64, payload: Bytes) -> Result<(), EngineError> {
+    fn queue_event(&mut self, partition: u32, event: HistoricEvent) -> Result<(), EngineError> {
         let pending = self.pending_events.entry(partition).or_default();
-        pending.push((sequence, payload));
+        pending.push(event);
         if pending.len() >= EVENT_BATCH {
             let batch = std::mem::take(pending);
             self.send(partition, ShardMsg::Events(batch))?;
@@ -95,7 +94,7 @@ impl Delivery<'_> {
     }
 
     fn flush_events(&mut self) -> Result<(), EngineError> {
-        let pending: Vec<(u32, Vec<(u64, Bytes)>)> =
+        let pending: Vec<(u32, Vec<HistoricEvent>)> =
             self.pending_events.drain().filter(|(_, batch)| !batch.is_empty()).collect();
         for (partition, batch) in pending {
             self.send(partition, ShardMsg::Events(batch))?;
@@ -173,7 +172,12 @@ impl Delivery<'_> {
                 let partitions: Vec<u32> = self.positions.keys().copied().collect();
                 for partition in partitions {
                     if self.needs(partition, message.sequence, |positions| positions.mapping_events) {
-                        self.queue_event(partition, message.sequence, message.payload.clone())?;
+                        let event = HistoricEvent {
+                            sequence: message.sequence,
+                            payload: message.payload.clone(),
+                            headers: Vec::new(),
+                        };
+                        self.queue_event(partition, event)?;
                     }
                 }
             } else {
@@ -190,7 +194,12 @@ impl Delivery<'_> {
                     });
                 };
                 if self.needs(partition, message.sequence, |positions| positions.events) {
-                    self.queue_event(partition, message.sequence, message.payload)?;
+                    let event = HistoricEvent {
+                        sequence: message.sequence,
+                        payload: message.payload,
+                        headers: message.headers,
+                    };
+                    self.queue_event(partition, event)?;
                 }
             }
             self.pace().await?;

@@ -9,21 +9,37 @@ use std::sync::Arc;
 use bytes::Bytes;
 use doorsync_access::MemberState;
 use doorsync_log::{NewMessage, ReplayRequest, RetryPolicy, StoredMessage, append_with_retry};
-use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome};
+use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Timestamp};
+use doorsync_telemetry::TraceParent;
 use futures::TryStreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::EngineError;
-use crate::shard::{MappingVersion, ShardMsg, undecodable};
+use crate::shard::{MappingVersion, Reading, ShardMsg, undecodable};
 use crate::shared::Shared;
 
 /// Events for one member, each with its sequence in the log.
 pub(crate) type MemberEvents = Vec<(u64, Box<Envelope<Event>>)>;
 
+/// The trace an event was appended in, and whether the engine reads it as it happens (then the
+/// commands it causes join that trace) or from history (then they only link to it).
+#[derive(Debug, Clone)]
+pub(crate) struct EventTrace {
+    parent: TraceParent,
+    reading: Reading,
+}
+
+impl EventTrace {
+    pub(crate) fn from_headers(headers: &[(String, String)], reading: Reading) -> Option<Self> {
+        TraceParent::from_headers(headers).map(|parent| Self { parent, reading })
+    }
+}
+
 pub(crate) enum MemberMsg {
-    Event { sequence: u64, envelope: Box<Envelope<Event>> },
-    Events(MemberEvents),
+    Event { sequence: u64, envelope: Box<Envelope<Event>>, trace: Option<EventTrace> },
+    Events { events: MemberEvents, trace: Option<EventTrace> },
     Command { sequence: u64, command: Command },
     Outcome { sequence: u64, outcome: Outcome },
     Evaluate { mapping: Arc<MappingVersion> },
@@ -97,6 +113,8 @@ pub(crate) struct MemberArgs {
     /// After a crash the snapshot may be older than what the shard already handed over (and
     /// lost with the mailbox): read the member's own subjects from the snapshot on.
     pub(crate) recover: bool,
+    /// The trace of the last event the shard folded for it while catching up.
+    pub(crate) shaped_by: Option<EventTrace>,
 }
 
 pub(crate) struct Member {
@@ -104,6 +122,11 @@ pub(crate) struct Member {
     shared: Arc<Shared>,
     shard: ActorRef<ShardMsg>,
     dirty: bool,
+    /// The trace of the live event folded since the last evaluation: the commands that
+    /// evaluation appends were caused by it.
+    cause: Option<TraceParent>,
+    /// The trace of the last event folded, which commands at a later window edge link to.
+    shaped_by: Option<TraceParent>,
 }
 
 impl Actor for MemberActor {
@@ -120,7 +143,8 @@ impl Actor for MemberActor {
             StartFrom::Fresh => (MemberSnapshot::new(args.member), false),
             StartFrom::State(folded) => (*folded, true),
         };
-        let mut member = Member { snapshot, shared: args.shared, shard: args.shard, dirty };
+        let shaped_by = args.shaped_by.map(|trace| trace.parent);
+        let mut member = Member { snapshot, shared: args.shared, shard: args.shard, dirty, cause: None, shaped_by };
         if args.recover {
             member.catch_up().await?;
         }
@@ -134,10 +158,18 @@ impl Actor for MemberActor {
         member: &mut Member,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            MemberMsg::Event { sequence, envelope } => member.fold_event(sequence, &envelope),
-            MemberMsg::Events(events) => {
+            MemberMsg::Event { sequence, envelope, trace } => {
+                member.fold_event(sequence, &envelope);
+                if let Some(trace) = trace {
+                    member.traced_by(trace);
+                }
+            }
+            MemberMsg::Events { events, trace } => {
                 for (sequence, envelope) in events {
                     member.fold_event(sequence, &envelope);
+                }
+                if let Some(trace) = trace {
+                    member.traced_by(trace);
                 }
             }
             MemberMsg::Command { sequence, command } => member.record_command(sequence, &command),
@@ -185,6 +217,13 @@ impl Member {
         self.dirty |= self.snapshot.fold_event(sequence, envelope);
     }
 
+    fn traced_by(&mut self, trace: EventTrace) {
+        if trace.reading == Reading::Live {
+            self.cause = Some(trace.parent.clone());
+        }
+        self.shaped_by = Some(trace.parent);
+    }
+
     fn record_command(&mut self, sequence: u64, command: &Command) {
         self.dirty |= self.snapshot.record_command(sequence, command);
     }
@@ -204,6 +243,9 @@ impl Member {
             let envelope = doorsync_proto::decode::<Event>(&message.payload)
                 .map_err(|error| undecodable(message.sequence, error))?;
             self.fold_event(message.sequence, &envelope);
+            if let Some(trace) = EventTrace::from_headers(&message.headers, Reading::History) {
+                self.traced_by(trace);
+            }
         }
         let after = self.snapshot.command_sequence;
         for message in own_messages(&shared, &layout.commands, subjects.command(member), after).await? {
@@ -228,8 +270,16 @@ impl Member {
         let desired = doorsync_access::desired(&self.snapshot.state, mapping, policy, now);
         let commands = doorsync_access::commands(&self.snapshot.state, &desired);
         let emitted = commands.len();
+        let cause = self.cause.take();
         if !commands.is_empty() {
-            self.append_commands(commands, version).await?;
+            // A root of its own: the actor's lifetime is not what caused the commands.
+            let span = tracing::info_span!(parent: None, "engine.emit", member = %self.id(), commands = emitted);
+            match (cause, &self.shaped_by) {
+                (Some(cause), _) => cause.adopt(&span),
+                (None, Some(shaped_by)) => shaped_by.link(&span),
+                (None, None) => {}
+            }
+            self.append_commands(commands, version, now).instrument(span).await?;
         }
         let next_change = doorsync_access::next_change(&self.snapshot.state, mapping, policy, now);
         self.shard
@@ -239,17 +289,29 @@ impl Member {
     }
 
     /// Appends the commands in order and records each once the log has it. Their ids derive
-    /// from their content and the time of the last event that shaped them (the member's own
-    /// or a mapping change), so a member that crashed after appending and before recording
-    /// re-appends the same ids, which the log answers as duplicates.
-    async fn append_commands(&mut self, commands: Vec<Command>, version: &MappingVersion) -> Result<(), EngineError> {
+    /// from their content, the time of the last event that shaped them (the member's own or a
+    /// mapping change) and the window edge each is due to, so a member that crashed after
+    /// appending and before recording re-appends the same ids, which the log answers as
+    /// duplicates (unless another edge passed meanwhile: the writer then settles both copies
+    /// with one call).
+    async fn append_commands(
+        &mut self,
+        commands: Vec<Command>,
+        version: &MappingVersion,
+        now: Timestamp,
+    ) -> Result<(), EngineError> {
         let occurred_at = doorsync_access::command_time(&self.snapshot.state).max(version.changed_at);
         let subject = self.shared.layout.subjects.command(self.id());
         let mut messages = Vec::with_capacity(commands.len());
         for command in &commands {
-            let envelope = Envelope::new(occurred_at, command.clone())?;
+            // Every command's edge is read from the state they were all computed from, before
+            // any of them is recorded.
+            let window_edge = doorsync_access::window_edge(&self.snapshot.state, command, now);
+            let envelope = Envelope::with_window_edge(occurred_at, window_edge, command.clone())?;
             let payload = Bytes::from(doorsync_proto::encode(&envelope)?);
-            messages.push(NewMessage::new(subject.clone(), envelope.id.to_string(), payload));
+            let mut message = NewMessage::new(subject.clone(), envelope.id.to_string(), payload);
+            message.headers = doorsync_telemetry::current_trace_headers();
+            messages.push(message);
         }
         let answers = self.shared.log.append_batch(messages.clone()).await;
         for ((command, message), answer) in commands.iter().zip(messages).zip(answers) {

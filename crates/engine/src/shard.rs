@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use doorsync_access::{Mapping, MemberState};
 use doorsync_layout::Layout;
-use doorsync_log::{MessageStream, ReplayRequest};
+use doorsync_log::{MessageStream, ReplayRequest, StoredMessage};
 use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Timestamp};
 use futures::StreamExt;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorRuntime, RpcReplyPort, SupervisionEvent};
@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::EngineError;
-use crate::member::{MemberActor, MemberArgs, MemberEvents, MemberMsg, MemberSnapshot, StartFrom};
+use crate::member::{EventTrace, MemberActor, MemberArgs, MemberEvents, MemberMsg, MemberSnapshot, StartFrom};
 use crate::shared::Shared;
 
 /// A feeder waits for the shard to catch up after this many messages, so that a replay of
@@ -39,7 +39,7 @@ pub(crate) enum ShardMsg {
         reason: String,
     },
     /// Several encoded events at once, from the engine's reading of history.
-    Events(Vec<(u64, Bytes)>),
+    Events(Vec<HistoricEvent>),
     /// Where the shard's checkpoint says each stream resumes.
     Positions(RpcReplyPort<Positions>),
     /// The engine delivered the partition's history up to these positions (inclusive).
@@ -47,6 +47,7 @@ pub(crate) enum ShardMsg {
     Event {
         sequence: u64,
         envelope: Box<Envelope<Event>>,
+        trace: Option<EventTrace>,
     },
     Command {
         sequence: u64,
@@ -85,6 +86,15 @@ pub(crate) enum ShardMsg {
     Stop(RpcReplyPort<Result<(), EngineError>>),
 }
 
+/// An event from the engine's reading of history, still encoded: shards decode in parallel.
+pub(crate) struct HistoricEvent {
+    pub(crate) sequence: u64,
+    pub(crate) payload: Bytes,
+    /// The mapping's events go to every shard without them: commands never link to a mapping
+    /// change's trace.
+    pub(crate) headers: Vec<(String, String)>,
+}
+
 /// What a shard reports about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardStats {
@@ -98,6 +108,19 @@ pub struct ShardStats {
     pub events_position: u64,
     pub commands_emitted: u64,
     pub member_restarts: u64,
+    /// When this engine started the shard, having just taken the partition's lease. The
+    /// defaults of these last fields read statuses of builds that lacked them.
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    /// How much of the events stream the partition still has to replay: the messages between
+    /// its position and the stream's end when the shard started. One stream holds every
+    /// partition's events, so this is an upper bound; 0 once caught up, and `None` when the
+    /// stream's end could not be read.
+    #[serde(default)]
+    pub replay_behind_messages: Option<u64>,
+    /// Seconds spent replaying: so far while not caught up, in all once caught up.
+    #[serde(default)]
+    pub replay_seconds: u64,
 }
 
 /// How far the partition's members' snapshots reach, and what is needed to resume.
@@ -168,8 +191,13 @@ pub(crate) struct Shard {
     needs_recovery: HashSet<MemberId>,
     /// State folded by the shard itself during a rebuild, for members with no actor yet.
     folding: HashMap<MemberId, MemberSnapshot>,
+    /// The trace of the last event folded for each member in `folding`, when it had one.
+    folded_traces: HashMap<MemberId, EventTrace>,
     commands_emitted: u64,
     member_restarts: u64,
+    started_at: Timestamp,
+    /// The events stream's last sequence when the shard started: where its replay ends at least.
+    replay_target: Option<u64>,
     last_checkpoint: Timestamp,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -198,6 +226,14 @@ impl Actor for ShardActor {
         };
         let (timer, timer_changes) = watch::channel(None);
         let now = shared.clock.now();
+        // Read once, at start: replay progress is worth a gauge, not a request to the log per look.
+        let replay_target = match shared.log.last_sequence(&shared.layout.events).await {
+            Ok(last) => Some(last),
+            Err(error) => {
+                tracing::debug!(partition, %error, "the end of the events stream is unknown; so is replay progress");
+                None
+            }
+        };
         let mut shard = Shard {
             partition,
             mapping: Arc::new(MappingVersion {
@@ -221,8 +257,11 @@ impl Actor for ShardActor {
             to_evaluate: BTreeSet::new(),
             needs_recovery: HashSet::new(),
             folding: HashMap::new(),
+            folded_traces: HashMap::new(),
             commands_emitted: 0,
             member_restarts: 0,
+            started_at: now,
+            replay_target,
             last_checkpoint: now,
             tasks: Vec::new(),
             shared: Arc::clone(&shared),
@@ -255,7 +294,7 @@ impl Actor for ShardActor {
         shard: &mut Shard,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ShardMsg::Event { sequence, envelope } => shard.on_event(&myself, sequence, envelope).await?,
+            ShardMsg::Event { sequence, envelope, trace } => shard.on_event(&myself, sequence, envelope, trace).await?,
             ShardMsg::Events(batch) => shard.on_events(&myself, batch).await?,
             ShardMsg::Command { sequence, command } => {
                 let member = command.member();
@@ -425,28 +464,35 @@ impl Shard {
 
     /// Hands each member its events in one message: during a replay most of the work is moving
     /// messages between actors, not folding them.
-    async fn on_events(&mut self, myself: &ActorRef<ShardMsg>, batch: Vec<(u64, Bytes)>) -> Result<(), EngineError> {
-        let mut by_member: HashMap<MemberId, MemberEvents> = HashMap::new();
-        for (sequence, payload) in batch {
+    async fn on_events(&mut self, myself: &ActorRef<ShardMsg>, batch: Vec<HistoricEvent>) -> Result<(), EngineError> {
+        let mut by_member: HashMap<MemberId, (MemberEvents, Vec<(String, String)>)> = HashMap::new();
+        for HistoricEvent { sequence, payload, headers } in batch {
             let envelope =
                 Box::new(doorsync_proto::decode::<Event>(&payload).map_err(|error| undecodable(sequence, error))?);
             match envelope.message.member() {
                 Some(member) => {
                     self.events_position = self.events_position.max(sequence);
-                    by_member.entry(member).or_default().push((sequence, envelope));
+                    let (events, last_headers) = by_member.entry(member).or_default();
+                    events.push((sequence, envelope));
+                    *last_headers = headers;
                 }
                 // The fold does not read the mapping, so a mapping change may be applied before
                 // member events that preceded it in the log without changing any state.
-                None => self.on_event(myself, sequence, envelope).await?,
+                None => self.on_event(myself, sequence, envelope, None).await?,
             }
         }
-        for (member, events) in by_member {
+        for (member, (events, last_headers)) in by_member {
+            // Only the member's last event is linked to: it is the one that shaped its state last.
+            let trace = EventTrace::from_headers(&last_headers, Reading::History);
             if let Some(folding) = self.folding_here(member) {
                 for (sequence, envelope) in &events {
                     folding.fold_event(*sequence, envelope);
                 }
+                if let Some(trace) = trace {
+                    self.folded_traces.insert(member, trace);
+                }
             } else {
-                tell(&self.member(myself, member, false)?, MemberMsg::Events(events));
+                tell(&self.member(myself, member, false)?, MemberMsg::Events { events, trace });
             }
             self.evaluate_or_defer(myself, member).await?;
         }
@@ -458,6 +504,7 @@ impl Shard {
         myself: &ActorRef<ShardMsg>,
         sequence: u64,
         envelope: Box<Envelope<Event>>,
+        trace: Option<EventTrace>,
     ) -> Result<(), EngineError> {
         if let Event::MappingChanged(change) = &envelope.message {
             self.mapping_position = self.mapping_position.max(sequence);
@@ -476,7 +523,7 @@ impl Shard {
         let Some(member) = envelope.message.member() else {
             return Ok(());
         };
-        tell(&self.member(myself, member, false)?, MemberMsg::Event { sequence, envelope });
+        tell(&self.member(myself, member, false)?, MemberMsg::Event { sequence, envelope, trace });
         self.evaluate_or_defer(myself, member).await
     }
 
@@ -525,7 +572,14 @@ impl Shard {
             None => StartFrom::Snapshot,
         };
         let recover = recover || self.needs_recovery.remove(&member);
-        let args = MemberArgs { member, shared: Arc::clone(&self.shared), shard: myself.clone(), start_from, recover };
+        let args = MemberArgs {
+            member,
+            shared: Arc::clone(&self.shared),
+            shard: myself.clone(),
+            start_from,
+            recover,
+            shaped_by: self.folded_traces.remove(&member),
+        };
         // Not awaited: waiting for each new actor to be scheduled and started made replays
         // crawl. Messages queue until it has started; if starting fails the shard hears of it.
         let (actor, started) = ActorRuntime::spawn_linked_instant(None, MemberActor, args, myself.get_cell())
@@ -676,8 +730,24 @@ impl Shard {
             events_position: self.events_position,
             commands_emitted: self.commands_emitted,
             member_restarts: self.member_restarts,
+            started_at: Some(self.started_at),
+            replay_behind_messages: replay_behind(self.caught_up, self.replay_target, self.events_position),
+            replay_seconds: seconds_between(
+                self.started_at,
+                self.caught_up_at.unwrap_or_else(|| self.shared.clock.now()),
+            ),
         }
     }
+}
+
+/// Messages of the events stream a partition at `position` has still to replay up to `target`.
+fn replay_behind(caught_up: bool, target: Option<u64>, position: u64) -> Option<u64> {
+    if caught_up { Some(0) } else { target.map(|target| target.saturating_sub(position)) }
+}
+
+/// Whole seconds from `from` to `to`, 0 if `to` is not later.
+fn seconds_between(from: Timestamp, to: Timestamp) -> u64 {
+    u64::try_from(to.as_unix_millis().saturating_sub(from.as_unix_millis()) / 1_000).unwrap_or(0)
 }
 
 async fn run_timer(shared: Arc<Shared>, mut earliest: watch::Receiver<Option<Timestamp>>, shard: ActorRef<ShardMsg>) {
@@ -788,10 +858,10 @@ async fn read_history(
     let commands = ReplayRequest::whole(&layout.commands)
         .filtered([layout.subjects.command_partition_filter(partition)])
         .from_sequence(positions.commands + 1);
-    let commands_last = pump(shared.log.replay(commands).await?, shard, command_message).await?;
+    let commands_last = pump(shared.log.replay(commands).await?, shard, command_message, Reading::History).await?;
     let mut reached = [positions.outcomes, positions.mapping_events, positions.events];
     for ((request, decode), last) in partition_reads(layout, partition, positions).into_iter().zip(&mut reached) {
-        if let Some(sequence) = pump(shared.log.replay(request).await?, shard, decode).await? {
+        if let Some(sequence) = pump(shared.log.replay(request).await?, shard, decode, Reading::History).await? {
             *last = sequence;
         }
     }
@@ -813,7 +883,7 @@ async fn follow(
     for (request, decode) in partition_reads(&shared.layout, partition, positions) {
         let stream = shared.log.follow(request).await?;
         let shard = shard.clone();
-        followers.spawn(async move { pump(stream, &shard, decode).await });
+        followers.spawn(async move { pump(stream, &shard, decode, Reading::Live).await });
     }
     // A follower only ends on an error; the first one takes the others down with it.
     match followers.join_next().await {
@@ -823,24 +893,35 @@ async fn follow(
     }
 }
 
-type Decoder = fn(u64, &[u8]) -> Result<ShardMsg, EngineError>;
+type Decoder = fn(&StoredMessage, Reading) -> Result<ShardMsg, EngineError>;
+
+/// Whether a message is read from history (a replay) or as it is appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reading {
+    History,
+    Live,
+}
 
 pub(crate) fn undecodable(sequence: u64, error: doorsync_proto::DecodeError) -> EngineError {
     EngineError::Undecodable { sequence, reason: error.to_string() }
 }
 
-fn event_message(sequence: u64, payload: &[u8]) -> Result<ShardMsg, EngineError> {
-    let envelope = doorsync_proto::decode::<Event>(payload).map_err(|error| undecodable(sequence, error))?;
-    Ok(ShardMsg::Event { sequence, envelope: Box::new(envelope) })
+fn event_message(message: &StoredMessage, reading: Reading) -> Result<ShardMsg, EngineError> {
+    let sequence = message.sequence;
+    let envelope = doorsync_proto::decode::<Event>(&message.payload).map_err(|error| undecodable(sequence, error))?;
+    let trace = EventTrace::from_headers(&message.headers, reading);
+    Ok(ShardMsg::Event { sequence, envelope: Box::new(envelope), trace })
 }
 
-fn command_message(sequence: u64, payload: &[u8]) -> Result<ShardMsg, EngineError> {
-    let envelope = doorsync_proto::decode::<Command>(payload).map_err(|error| undecodable(sequence, error))?;
+fn command_message(message: &StoredMessage, _: Reading) -> Result<ShardMsg, EngineError> {
+    let sequence = message.sequence;
+    let envelope = doorsync_proto::decode::<Command>(&message.payload).map_err(|error| undecodable(sequence, error))?;
     Ok(ShardMsg::Command { sequence, command: envelope.message })
 }
 
-fn outcome_message(sequence: u64, payload: &[u8]) -> Result<ShardMsg, EngineError> {
-    let envelope = doorsync_proto::decode::<Outcome>(payload).map_err(|error| undecodable(sequence, error))?;
+fn outcome_message(message: &StoredMessage, _: Reading) -> Result<ShardMsg, EngineError> {
+    let sequence = message.sequence;
+    let envelope = doorsync_proto::decode::<Outcome>(&message.payload).map_err(|error| undecodable(sequence, error))?;
     Ok(ShardMsg::Outcome { sequence, outcome: envelope.message })
 }
 
@@ -850,12 +931,13 @@ async fn pump(
     mut stream: MessageStream,
     shard: &ActorRef<ShardMsg>,
     to_message: Decoder,
+    reading: Reading,
 ) -> Result<Option<u64>, EngineError> {
     let mut last = None;
     let mut in_window = 0;
     while let Some(message) = stream.next().await {
         let message = message?;
-        shard.cast(to_message(message.sequence, &message.payload)?).map_err(|_| EngineError::ShardGone)?;
+        shard.cast(to_message(&message, reading)?).map_err(|_| EngineError::ShardGone)?;
         last = Some(message.sequence);
         in_window += 1;
         if in_window == FEED_WINDOW {
@@ -865,4 +947,24 @@ async fn pump(
         }
     }
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_left_is_the_distance_to_the_streams_end_at_start_until_caught_up() {
+        assert_eq!(replay_behind(false, Some(10_000), 2_500), Some(7_500));
+        assert_eq!(replay_behind(false, Some(10_000), 12_000), Some(0), "past the end read at start");
+        assert_eq!(replay_behind(true, Some(10_000), 2_500), Some(0), "caught up: nothing left");
+        assert_eq!(replay_behind(false, None, 2_500), None, "the end could not be read");
+    }
+
+    #[test]
+    fn replay_time_is_counted_in_whole_seconds_and_never_below_zero() {
+        let at = Timestamp::from_unix_millis;
+        assert_eq!(seconds_between(at(1_000), at(91_999)), 90);
+        assert_eq!(seconds_between(at(5_000), at(1_000)), 0);
+    }
 }

@@ -323,7 +323,8 @@ impl Ingestor {
     async fn append(&self, envelope: Envelope<Event>) -> Result<(), IngestError> {
         let subject = self.subjects.subject_for(&envelope.message);
         let payload = doorsync_proto::encode(&envelope)?;
-        let message = NewMessage::new(subject, envelope.id.to_string(), Bytes::from(payload));
+        let mut message = NewMessage::new(subject, envelope.id.to_string(), Bytes::from(payload));
+        message.headers = doorsync_telemetry::current_trace_headers();
         let appended = append_with_retry(&*self.log, message, RetryPolicy::default()).await?;
         self.stats.appended(envelope.message.tag(), appended.duplicate);
         Ok(())
@@ -360,7 +361,7 @@ mod tests {
     use doorsync_layout::Layout;
     use doorsync_log::ReplayRequest;
     use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
-    use doorsync_nexudus::{AuthMode, Credentials, Limits, NexudusOptions, Secret};
+    use doorsync_nexudus::{AuthMode, Credentials, LimiterWaits, Limits, NexudusOptions, Secret};
     use doorsync_nexudus_sim::{NexudusSimulator, SimEntity, SimOptions};
     use doorsync_proto::{BookingChanged, BookingId, ResourceId, Timestamp};
     use futures::StreamExt;
@@ -429,7 +430,7 @@ mod tests {
         });
         let updated_on = Timestamp::from_unix_millis(START.as_unix_millis() + 5_000);
         assert_eq!(events, vec![(updated_on, expected)]);
-        assert_eq!(ingestor.stats.status(Vec::new(), 0, 0).stale_readings, 1);
+        assert_eq!(ingestor.stats.status(Vec::new(), 0, 0, LimiterWaits::default()).stale_readings, 1);
         sim.shutdown().await;
     }
 }

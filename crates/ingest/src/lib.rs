@@ -42,7 +42,7 @@ use doorsync_proto::Timestamp;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use doorsync_nexudus::Secret;
+pub use doorsync_nexudus::{LimiterWaits, Secret};
 pub use error::IngestError;
 pub use ingestor::RunSummary;
 pub use status::{InactiveWebhook, IngestStatus, ParkedRecord, WebhookCounts, WebhookHealth};
@@ -194,7 +194,12 @@ impl IngestHandle {
         } else {
             0
         };
-        ingestor.stats.status(ingestor.parking.list(), ingestor.ledger.held_by_nobody(&[RecordKind::Booking]), unmapped)
+        ingestor.stats.status(
+            ingestor.parking.list(),
+            ingestor.ledger.held_by_nobody(&[RecordKind::Booking]),
+            unmapped,
+            ingestor.client.limiter_waits(),
+        )
     }
 
     /// Polls now (waiting for a poll already running), and returns what it did.

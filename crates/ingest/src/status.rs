@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use doorsync_nexudus::LimiterWaits;
 use doorsync_proto::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,6 +37,10 @@ pub struct IngestStatus {
     pub last_poll_error: Option<String>,
     pub last_sweep: Option<Timestamp>,
     pub last_sweep_error: Option<String>,
+    /// How often and how long requests to Nexudus waited for its request limits. A default for
+    /// statuses from builds that did not report it.
+    #[serde(default)]
+    pub nexudus_limiter: LimiterWaits,
 }
 
 /// A record that could not be turned into events. It stays parked until a reading of it works.
@@ -181,6 +186,7 @@ impl Stats {
         parked: Vec<ParkedRecord>,
         memberless_bookings: u64,
         unmapped_sources: u64,
+        nexudus_limiter: LimiterWaits,
     ) -> IngestStatus {
         let counters = self.counters();
         IngestStatus {
@@ -198,6 +204,7 @@ impl Stats {
             last_poll_error: counters.last_poll_error.clone(),
             last_sweep: counters.last_sweep,
             last_sweep_error: counters.last_sweep_error.clone(),
+            nexudus_limiter,
         }
     }
 }

@@ -75,6 +75,7 @@ macro_rules! for_each_tracked {
 impl Ingestor {
     /// Reads what changed since the watermarks, appends it, and moves the watermarks on; also
     /// checks the webhooks' health. Polls run one at a time.
+    #[tracing::instrument(name = "ingest.poll", skip_all)]
     pub(crate) async fn poll(&self) -> Result<RunSummary, IngestError> {
         let _one_poll_at_a_time = self.poll_lock.lock().await;
         let mut summary = RunSummary::default();
@@ -87,6 +88,7 @@ impl Ingestor {
     /// Lists everything: vanished records become removals, cancelled bookings cancellations,
     /// and the cached locations, zones, products and desks are refreshed. Sweeps run one at a
     /// time.
+    #[tracing::instrument(name = "ingest.sweep", skip_all)]
     pub(crate) async fn sweep(&self) -> Result<RunSummary, IngestError> {
         let _one_sweep_at_a_time = self.sweep_lock.lock().await;
         let mut summary = RunSummary::default();

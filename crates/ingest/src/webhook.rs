@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use doorsync_nexudus::webhook::{SIGNATURE_HEADER, parse_body, verify};
 use doorsync_nexudus::{Business, Coworker, CoworkerContract, FloorPlanDesk, WebhookAction};
+use tracing::Instrument;
 
 use crate::error::IngestError;
 use crate::ingestor::Ingestor;
@@ -106,6 +107,7 @@ pub(crate) fn router(ingestor: Arc<Ingestor>) -> Router {
     Router::new().route(WEBHOOK_ROUTE, post(receive)).layer(DefaultBodyLimit::max(body_limit)).with_state(ingestor)
 }
 
+#[tracing::instrument(name = "nexudus.webhook", skip_all, fields(action = %action, records))]
 async fn receive(
     State(ingestor): State<Arc<Ingestor>>,
     Path(action): Path<String>,
@@ -134,11 +136,15 @@ async fn receive(
         return (StatusCode::OK, "doorsync does not act on this action").into_response();
     };
     let ids: Vec<u64> = entities.iter().map(|entity| entity.id).collect();
+    tracing::Span::current().record("records", ids.len());
     // On its own task, so that a sender that hangs up cannot stop the work half way.
-    let work = tokio::spawn({
-        let ingestor = Arc::clone(&ingestor);
-        async move { reread(&ingestor, target, &ids).await }
-    });
+    let work = tokio::spawn(
+        {
+            let ingestor = Arc::clone(&ingestor);
+            async move { reread(&ingestor, target, &ids).await }
+        }
+        .in_current_span(),
+    );
     match work.await {
         Ok(Ok(())) => {
             ingestor.stats.webhook(Answer::Accepted);

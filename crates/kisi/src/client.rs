@@ -7,6 +7,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 use url::{Host, Url};
 
 use crate::error::{Endpoint, ErrorDetails, KisiError, RetryAfter};
@@ -293,10 +294,23 @@ impl KisiClient {
         if let Some(body) = body {
             request = request.body(body);
         }
-        let response = request.send().await.map_err(|error| transport_error(&endpoint, error))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|error| transport_error(&endpoint, error))?.to_vec();
+        // The path holds ids only; the query (an email search, say) stays out of traces.
+        let span = tracing::info_span!(
+            "kisi.request",
+            otel.kind = "client",
+            http.request.method = %endpoint.method,
+            url.path = %endpoint.path,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let exchange = async {
+            let response = request.send().await.map_err(|error| transport_error(&endpoint, error))?;
+            let status = response.status();
+            tracing::Span::current().record("http.response.status_code", status.as_u16());
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(|error| transport_error(&endpoint, error))?.to_vec();
+            Ok::<_, KisiError>((status, headers, body))
+        };
+        let (status, headers, body) = exchange.instrument(span).await?;
         if status.is_success() {
             Ok(Answer { endpoint, headers, body })
         } else {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::error::NexudusError;
-use crate::limiter::{RateLimiter, later};
+use crate::limiter::{LimiterWaits, RateLimiter, later};
 use crate::models::Entity;
 use crate::query::{ListQuery, Listing, Page};
 use crate::{AuthMode, NexudusOptions, Secret};
@@ -68,6 +68,11 @@ impl NexudusClient {
         let http = reqwest::Client::builder().timeout(options.request_timeout).build().map_err(SetupError)?;
         let limiter = RateLimiter::new(options.limits, clock.clone());
         Ok(Self { inner: Arc::new(Inner { http, options, clock, limiter, token: tokio::sync::Mutex::new(None) }) })
+    }
+
+    /// How often and how long requests waited for Nexudus's limits, over every clone.
+    pub fn limiter_waits(&self) -> LimiterWaits {
+        self.inner.limiter.waits()
     }
 
     /// One page (from 1) of entity `E`, each record read on its own: a malformed one is reported
@@ -154,6 +159,11 @@ impl NexudusClient {
     /// Sends the request `build` makes, after the limiter allows it; a 409 (Nexudus's answer to
     /// too many requests) holds every clone back for `Retry-After` and is retried, up to
     /// `max_throttle_retries` times. Any other answer is returned as it is.
+    #[tracing::instrument(
+        name = "nexudus.request",
+        skip_all,
+        fields(otel.kind = "client", http.request.method = method, url.path = path)
+    )]
     async fn send(
         &self,
         method: &'static str,

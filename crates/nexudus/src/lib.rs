@@ -29,7 +29,7 @@ pub mod webhook;
 pub use client::{NexudusClient, SetupError};
 pub use datetime::NexudusDateTime;
 pub use error::NexudusError;
-pub use limiter::{RateLimiter, RequestWindows};
+pub use limiter::{LimiterWaits, RateLimiter, RequestWindows};
 pub use models::{
     Booking, Business, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk,
     FloorPlanItemType, Resource, SimpleTimeZone, TimePass, Webhook,

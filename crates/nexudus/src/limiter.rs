@@ -76,6 +76,15 @@ impl RequestWindows {
     }
 }
 
+/// How often, and for how long, the limits held requests back (since the limiter was made).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LimiterWaits {
+    /// Requests that could not go as soon as they were asked for.
+    pub waits: u64,
+    /// Their waits added up (queueing behind earlier requests included), in milliseconds.
+    pub waited_ms: u64,
+}
+
 /// Hands out permission to send, one request at a time, in arrival order, each when
 /// [`RequestWindows`] allows. Cheap to clone; clones share the windows.
 #[derive(Debug, Clone)]
@@ -84,6 +93,7 @@ pub struct RateLimiter {
     windows: Arc<Mutex<RequestWindows>>,
     /// Held by the one caller waiting for its turn, so callers are served in order.
     turn: Arc<tokio::sync::Mutex<()>>,
+    waits: Arc<Mutex<LimiterWaits>>,
 }
 
 impl RateLimiter {
@@ -92,12 +102,15 @@ impl RateLimiter {
             clock,
             windows: Arc::new(Mutex::new(RequestWindows::new(limits))),
             turn: Arc::new(tokio::sync::Mutex::new(())),
+            waits: Arc::new(Mutex::new(LimiterWaits::default())),
         }
     }
 
     /// Waits (on the clock) until one more request is allowed, and counts it as sent.
     pub async fn acquire(&self) {
+        let asked_at = self.clock.now();
         let _turn = self.turn.lock().await;
+        let mut slept = false;
         loop {
             let now = self.clock.now();
             let earliest = {
@@ -105,13 +118,27 @@ impl RateLimiter {
                 let earliest = windows.earliest_allowed(now);
                 if earliest <= now {
                     windows.record(now);
-                    return;
+                    break;
                 }
                 earliest
             };
             // Re-checked after waking: a hold may have been added meanwhile.
             self.clock.sleep_until(earliest).await;
+            slept = true;
         }
+        // Only a request the limits put to sleep counts: a turn taken at once costs nothing
+        // worth reporting, even if the clock ticked meanwhile.
+        if slept {
+            let waited = self.clock.now().as_unix_millis().saturating_sub(asked_at.as_unix_millis());
+            let mut waits = self.waits.lock().unwrap_or_else(PoisonError::into_inner);
+            waits.waits += 1;
+            waits.waited_ms = waits.waited_ms.saturating_add(u64::try_from(waited).unwrap_or(0));
+        }
+    }
+
+    /// How often and how long [`acquire`](Self::acquire) has waited, over every clone.
+    pub fn waits(&self) -> LimiterWaits {
+        *self.waits.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Makes every caller wait until `until`, e.g. because the server asked to retry after it.
@@ -200,5 +227,35 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("released").expect("no panic");
         assert_eq!(clock.now(), later(START, MINUTE));
+    }
+
+    /// Polls `future` once, as an executor would when it first runs it.
+    async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> std::task::Poll<F::Output> {
+        std::future::poll_fn(|context| std::task::Poll::Ready(std::pin::Pin::new(&mut *future).poll(context))).await
+    }
+
+    #[tokio::test]
+    async fn only_requests_the_limits_held_back_are_counted_with_how_long_they_waited() {
+        let clock = ManualClock::new(START);
+        let limiter = RateLimiter::new(Limits::NEXUDUS, Arc::new(clock.clone()));
+        tokio::time::timeout(Duration::from_secs(5), limiter.acquire()).await.expect("the first goes at once");
+        assert_eq!(limiter.waits(), LimiterWaits::default(), "nothing waited yet");
+
+        let mut second = Box::pin(limiter.acquire());
+        assert!(poll_once(&mut second).await.is_pending(), "the minimum interval holds the second back");
+        clock.advance(Duration::from_millis(40));
+        assert!(poll_once(&mut second).await.is_pending(), "still within the minimum interval");
+        clock.advance(Duration::from_millis(60));
+        tokio::time::timeout(Duration::from_secs(5), second).await.expect("released at its slot");
+        assert_eq!(limiter.waits(), LimiterWaits { waits: 1, waited_ms: 100 });
+
+        // A 409's Retry-After holds the next request for the rest of the hold.
+        limiter.hold_until(ms(5_000));
+        let clone = limiter.clone();
+        let mut third = Box::pin(async move { clone.acquire().await });
+        assert!(poll_once(&mut third).await.is_pending(), "held until the Retry-After has passed");
+        clock.set(ms(5_000));
+        tokio::time::timeout(Duration::from_secs(5), third).await.expect("released when the hold ends");
+        assert_eq!(limiter.waits(), LimiterWaits { waits: 2, waited_ms: 100 + 4_900 }, "clones share the count");
     }
 }

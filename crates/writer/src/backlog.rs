@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use doorsync_log::Delivery;
 use doorsync_proto::{Command, KisiGroupId, MemberId, MessageId, Outcome, Timestamp};
+use doorsync_telemetry::TraceParent;
 
 use crate::knowledge::{GroupDesire, UserDesire};
 
@@ -47,8 +48,12 @@ pub(crate) struct Received {
     pub(crate) id: MessageId,
     pub(crate) sequence: u64,
     pub(crate) occurred_at: Timestamp,
+    /// The window edge the command is due to, if one made it necessary.
+    pub(crate) window_edge: Option<Timestamp>,
     pub(crate) command: Command,
     pub(crate) payload: Bytes,
+    /// The trace the command was appended in: the calls that carry it out join it.
+    pub(crate) trace: Option<TraceParent>,
 }
 
 #[derive(Debug)]
@@ -231,8 +236,10 @@ mod tests {
             id: format!("{sequence:032x}").parse().unwrap(),
             sequence,
             occurred_at: Timestamp::from_unix_millis(0),
+            window_edge: None,
             command,
             payload: Bytes::new(),
+            trace: None,
         }
     }
 

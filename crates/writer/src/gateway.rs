@@ -73,6 +73,7 @@ impl Gateway {
         Fut: Future<Output = Result<T, KisiError>>,
     {
         let slot = self.limiter.reserve(self.clock.now());
+        self.status.limiter(self.limiter.stats());
         tokio::select! {
             () = self.clock.sleep_until(slot) => {}
             () = stop.stopped() => return Err(CallError::Stopped),
@@ -96,5 +97,6 @@ impl Gateway {
     pub(crate) fn charge_pages(&mut self, items: usize, page: usize) {
         let extra_pages = (items / page.max(1)).min(u32::MAX as usize) as u32;
         self.limiter.charge(extra_pages);
+        self.status.limiter(self.limiter.stats());
     }
 }

@@ -46,7 +46,10 @@ use tokio::task::JoinHandle;
 
 pub use error::WriterError;
 pub use options::WriterOptions;
-pub use status::{CallStats, HeldRepairStatus, PauseStatus, ReconcileReport, WriterRole, WriterStatus};
+pub use status::{
+    CallStats, HeldRepairStatus, LimiterStats, PauseStatus, ReconcileReport, WINDOW_EDGE_LAG_BOUNDS_MS, WindowEdgeLag,
+    WriterRole, WriterStatus,
+};
 pub use worker::{MANAGED_BY_KEY, MANAGED_BY_VALUE, REASON_HEADER, SEQUENCE_HEADER};
 
 use crate::status::StatusCell;

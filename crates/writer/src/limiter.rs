@@ -7,6 +7,8 @@
 
 use doorsync_proto::Timestamp;
 
+use crate::status::LimiterStats;
+
 const MICROS_PER_MILLI: i64 = 1_000;
 const MICROS_PER_SECOND: f64 = 1_000_000.0;
 
@@ -21,6 +23,11 @@ pub(crate) struct Gcra {
     tat_us: i64,
     /// Nothing goes before this (a `Retry-After`).
     not_before_us: i64,
+    /// Requests that could not go when asked for, and their waits added up: for the status.
+    waits: u64,
+    waited_ms: u64,
+    /// One interval per request slot booked: the share of the budget used, over time.
+    budget_used_us: u64,
 }
 
 impl Gcra {
@@ -32,6 +39,17 @@ impl Gcra {
             tolerance_us: interval_us.saturating_mul(i64::from(burst.max(1) - 1)),
             tat_us: i64::MIN / 2,
             not_before_us: i64::MIN / 2,
+            waits: 0,
+            waited_ms: 0,
+            budget_used_us: 0,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> LimiterStats {
+        LimiterStats {
+            waits: self.waits,
+            waited_ms: self.waited_ms,
+            budget_used_ms: self.budget_used_us / MICROS_PER_MILLI.unsigned_abs(),
         }
     }
 
@@ -41,13 +59,28 @@ impl Gcra {
         let now_us = now.as_unix_millis().saturating_mul(MICROS_PER_MILLI);
         let send_us = now_us.max(self.tat_us - self.tolerance_us).max(self.not_before_us);
         self.tat_us = self.tat_us.max(send_us) + self.interval_us;
-        Timestamp::from_unix_millis(send_us.div_euclid(MICROS_PER_MILLI) + i64::from(send_us % MICROS_PER_MILLI != 0))
+        let send = Timestamp::from_unix_millis(
+            send_us.div_euclid(MICROS_PER_MILLI) + i64::from(send_us % MICROS_PER_MILLI != 0),
+        );
+        let wait_ms = send.as_unix_millis().saturating_sub(now.as_unix_millis());
+        if wait_ms > 0 {
+            self.waits += 1;
+            self.waited_ms = self.waited_ms.saturating_add(wait_ms.unsigned_abs());
+        }
+        self.use_budget(1);
+        send
     }
 
     /// Books `requests` more slots without sending anything now: the extra pages a list call
     /// fetched inside one client call.
     pub(crate) fn charge(&mut self, requests: u32) {
         self.tat_us = self.tat_us.saturating_add(self.interval_us.saturating_mul(i64::from(requests)));
+        self.use_budget(requests);
+    }
+
+    fn use_budget(&mut self, requests: u32) {
+        let used_us = self.interval_us.saturating_mul(i64::from(requests)).unsigned_abs();
+        self.budget_used_us = self.budget_used_us.saturating_add(used_us);
     }
 
     /// Holds every request until `at`.
@@ -146,5 +179,30 @@ mod tests {
             sent.push(clock.now().as_unix_millis());
         }
         assert_eq!(sent, [0, 250, 500]);
+        let stats = gcra.stats();
+        assert_eq!((stats.waits, stats.waited_ms), (2, 250 + 250), "each request after the first waited 250 ms");
+    }
+
+    #[test]
+    fn waits_and_the_budget_booked_are_counted() {
+        let mut gcra = Gcra::new(4.0, 1);
+        for _ in 0..3 {
+            gcra.reserve(at(0));
+        }
+        assert_eq!(gcra.stats(), LimiterStats { waits: 2, waited_ms: 250 + 500, budget_used_ms: 750 });
+        gcra.charge(2);
+        gcra.hold_until(at(5_000));
+        assert_eq!(gcra.reserve(at(1_000)), at(5_000));
+        assert_eq!(gcra.stats(), LimiterStats { waits: 3, waited_ms: 750 + 4_000, budget_used_ms: 1_500 });
+    }
+
+    #[test]
+    fn requests_at_the_rate_use_the_whole_budget_without_waiting() {
+        let mut gcra = Gcra::new(4.0, 1);
+        for step in 0..20 {
+            gcra.reserve(at(step * 250));
+        }
+        // 5 s of requests at exactly the rate: 5 s of budget used, so a utilisation of 1.
+        assert_eq!(gcra.stats(), LimiterStats { waits: 0, waited_ms: 0, budget_used_ms: 5_000 });
     }
 }

@@ -63,6 +63,70 @@ impl CallStats {
     }
 }
 
+/// What the request limiter did: how often and how long it held requests back, and how much of
+/// Kisi's request budget was booked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LimiterStats {
+    /// Requests that could not go when they were asked for.
+    pub waits: u64,
+    /// Those waits added up (as booked: a wait cut short by a shutdown counts whole).
+    pub waited_ms: u64,
+    /// One interval of the sustained rate per request slot booked (the extra pages of a listing
+    /// included). Its rate of increase is the share of the budget in use: 1 is all of it.
+    pub budget_used_ms: u64,
+}
+
+/// Upper bounds, in milliseconds, of the buckets of [`WindowEdgeLag`]: from a write that
+/// followed its edge at once to one an hour late (a replay, an outage).
+pub const WINDOW_EDGE_LAG_BOUNDS_MS: [u64; 12] =
+    [500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_800_000, 3_600_000];
+
+/// How long after the window edge that made a command necessary (see
+/// `doorsync_proto::Envelope::window_edge`) Kisi held what it asked for, as a histogram.
+///
+/// The bounds travel with the counts, so a status from a build with other buckets still reads.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WindowEdgeLag {
+    /// Upper bounds of the buckets, ascending; one more bucket, without a bound, takes the rest.
+    pub bounds_ms: Vec<u64>,
+    /// Commands per bucket (not cumulative), one more than there are bounds.
+    pub counts: Vec<u64>,
+    pub sum_ms: u64,
+}
+
+impl Default for WindowEdgeLag {
+    fn default() -> Self {
+        Self {
+            bounds_ms: WINDOW_EDGE_LAG_BOUNDS_MS.to_vec(),
+            counts: vec![0; WINDOW_EDGE_LAG_BOUNDS_MS.len() + 1],
+            sum_ms: 0,
+        }
+    }
+}
+
+impl WindowEdgeLag {
+    /// Counts a write completed at `written` for a command whose edge was at `edge`. A write
+    /// ahead of its edge (the engine's clock a little ahead of the writer's) counts as on time.
+    pub fn observe(&mut self, edge: Timestamp, written: Timestamp) {
+        let lag_ms = written.as_unix_millis().saturating_sub(edge.as_unix_millis()).max(0).unsigned_abs();
+        let bucket = self.bounds_ms.iter().position(|bound| lag_ms <= *bound).unwrap_or(self.bounds_ms.len());
+        if let Some(count) = self.counts.get_mut(bucket) {
+            *count += 1;
+        }
+        self.sum_ms = self.sum_ms.saturating_add(lag_ms);
+    }
+
+    /// Commands observed.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Each bucket's upper bound (`None` for the last, unbounded one) with its count.
+    pub fn buckets(&self) -> impl Iterator<Item = (Option<u64>, u64)> + '_ {
+        self.bounds_ms.iter().map(|bound| Some(*bound)).chain([None]).zip(self.counts.iter().copied())
+    }
+}
+
 /// A reconciliation's revocations waiting for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeldRepairStatus {
@@ -121,6 +185,12 @@ pub struct WriterStatus {
     pub dead_letters: u64,
     pub held_repair: Option<HeldRepairStatus>,
     pub last_reconcile: Option<ReconcileReport>,
+    /// The Kisi request limiter. The defaults below read statuses of builds that lacked them.
+    #[serde(default)]
+    pub limiter: LimiterStats,
+    /// Commands a window edge made necessary, by how long after the edge Kisi held them.
+    #[serde(default)]
+    pub window_edge_lag: WindowEdgeLag,
 }
 
 impl WriterStatus {
@@ -137,6 +207,8 @@ impl WriterStatus {
             dead_letters: 0,
             held_repair: None,
             last_reconcile: None,
+            limiter: LimiterStats::default(),
+            window_edge_lag: WindowEdgeLag::default(),
         }
     }
 }
@@ -163,7 +235,53 @@ impl StatusCell {
         self.lock().calls.count(result);
     }
 
+    pub(crate) fn limiter(&self, stats: LimiterStats) {
+        self.lock().limiter = stats;
+    }
+
     pub(crate) fn calls_total(&self) -> u64 {
         self.lock().calls.total()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_millis(seconds * 1_000)
+    }
+
+    #[test]
+    fn each_write_lands_in_the_first_bucket_that_holds_its_lag() {
+        let mut lag = WindowEdgeLag::default();
+        let edge = at(1_000);
+        for written in [at(1_000), at(1_001), at(1_045), at(1_000 + 7_200)] {
+            lag.observe(edge, written);
+        }
+        let counted: Vec<(Option<u64>, u64)> = lag.buckets().filter(|(_, count)| *count > 0).collect();
+        assert_eq!(counted, [(Some(500), 1), (Some(1_000), 1), (Some(60_000), 1), (None, 1)]);
+        assert_eq!(lag.count(), 4);
+        assert_eq!(lag.sum_ms, 1_000 + 45_000 + 7_200_000);
+    }
+
+    #[test]
+    fn a_write_stamped_before_its_edge_counts_as_on_time() {
+        let mut lag = WindowEdgeLag::default();
+        lag.observe(at(1_000), at(999));
+        assert_eq!(lag.buckets().next(), Some((Some(500), 1)));
+        assert_eq!(lag.sum_ms, 0);
+    }
+
+    #[test]
+    fn a_status_without_the_newer_fields_still_reads() -> Result<(), serde_json::Error> {
+        let mut json = serde_json::to_value(WriterStatus::new())?;
+        if let Some(fields) = json.as_object_mut() {
+            fields.remove("limiter");
+            fields.remove("window_edge_lag");
+        }
+        let read: WriterStatus = serde_json::from_value(json)?;
+        assert_eq!(read, WriterStatus::new());
+        Ok(())
     }
 }

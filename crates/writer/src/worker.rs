@@ -20,8 +20,10 @@ use doorsync_proto::{
     Command, Envelope, Failed, GrantApplied, KisiGroupId, KisiUserId, KisiUserState, MemberId, Outcome, Revoked,
     Timestamp, UserAccessChanged, UserLinked,
 };
+use doorsync_telemetry::{TraceParent, current_trace_headers};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::backlog::{Added, Backlog, Desire, Key, Pending, Received};
 use crate::backoff::Backoff;
@@ -421,8 +423,10 @@ impl<'a> Active<'a> {
             id: envelope.id,
             sequence: delivery.message.sequence,
             occurred_at: envelope.occurred_at,
+            window_edge: envelope.window_edge,
             payload: delivery.message.payload.clone(),
             command: envelope.message,
+            trace: TraceParent::from_headers(&delivery.message.headers),
         };
         let command = received.command.clone();
         let next_desire = |before: Option<&Desire>| {
@@ -449,8 +453,20 @@ impl<'a> Active<'a> {
         self.report_backlog();
     }
 
-    /// One step for one key: the next call, or settling the key when nothing is left to do.
+    /// One step for one key, in the trace of the newest command for it.
     async fn work_on(&mut self, key: Key) {
+        let span = match key {
+            Key::User(member) => tracing::info_span!(parent: None, "writer.step", %member, kisi.group = tracing::field::Empty),
+            Key::Group(member, group) => tracing::info_span!(parent: None, "writer.step", %member, kisi.group = %group),
+        };
+        if let Some(trace) = self.backlog.get(&key).and_then(|pending| pending.latest.trace.as_ref()) {
+            trace.adopt(&span);
+        }
+        self.step(key).instrument(span).await;
+    }
+
+    /// The next call for `key`, or settling the key when nothing is left to do.
+    async fn step(&mut self, key: Key) {
         let member = key.member();
         if let Err(error) = self.knowledge.load(member).await {
             return self.transient(key, &format!("reading the writer's knowledge failed: {error}"), None).await;
@@ -566,9 +582,14 @@ impl<'a> Active<'a> {
             return self.put_back(key, pending, &error.to_string()).await;
         }
         let superseded = pending.deliveries.len().saturating_sub(1) as u64;
+        // Kisi holds what the newest command asks from now on: that is when its edge was met.
+        let (window_edge, settled_at) = (pending.latest.window_edge, self.now());
         self.report(|status| {
             status.commands_applied += 1;
             status.commands_superseded += superseded;
+            if let Some(edge) = window_edge {
+                status.window_edge_lag.observe(edge, settled_at);
+            }
         });
         settle_all(pending.deliveries.into_values(), Settle::Ack).await;
     }
@@ -587,13 +608,14 @@ impl<'a> Active<'a> {
         let Some(mut pending) = self.backlog.take(&key) else { return };
         let member = key.member();
         tracing::warn!(%member, command = %pending.latest.id, reason, "command dead-lettered");
-        let letter = NewMessage::new(
+        let mut letter = NewMessage::new(
             self.shared.layout.subjects.dead_letter(member),
             pending.latest.id.to_string(),
             pending.latest.payload.clone(),
         )
         .with_header(REASON_HEADER, header_text(reason))
         .with_header(SEQUENCE_HEADER, pending.latest.sequence.to_string());
+        letter.headers.extend(current_trace_headers());
         if let Err(error) = append_with_retry(&*self.shared.log, letter, RetryPolicy::default()).await {
             return self.put_back(key, pending, &error.to_string()).await;
         }
@@ -648,12 +670,9 @@ impl<'a> Active<'a> {
             |error: doorsync_proto::EncodeError| WriterError::Encode { what: "an outcome", reason: error.to_string() };
         let envelope = Envelope::new(occurred_at, outcome).map_err(encode_error)?;
         let payload = Bytes::from(doorsync_proto::encode(&envelope).map_err(encode_error)?);
-        append_with_retry(
-            &*self.shared.log,
-            NewMessage::new(subject, envelope.id.to_string(), payload),
-            RetryPolicy::default(),
-        )
-        .await?;
+        let mut message = NewMessage::new(subject, envelope.id.to_string(), payload);
+        message.headers = current_trace_headers();
+        append_with_retry(&*self.shared.log, message, RetryPolicy::default()).await?;
         Ok(())
     }
 

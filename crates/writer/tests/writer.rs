@@ -368,3 +368,38 @@ async fn a_standby_writer_makes_no_calls_and_takes_over_when_the_active_one_stop
     let harness = Harness::with(Arc::new(doorsync_clock::SystemClock), 50).await;
     standby_takes_over(&harness).await;
 }
+
+/// Appends `command` as the engine does for one a window edge made necessary.
+async fn send_due_to_edge(harness: &Harness, command: Command, edge: Timestamp) {
+    let envelope = doorsync_proto::Envelope::with_window_edge(edge, Some(edge), command).unwrap();
+    let subject = harness.layout.subjects.command(envelope.message.member());
+    let payload = bytes::Bytes::from(doorsync_proto::encode(&envelope).unwrap());
+    let message = doorsync_log::NewMessage::new(subject, envelope.id.to_string(), payload);
+    harness.log.append(message).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_due_to_a_window_edge_are_counted_by_how_late_kisi_held_them_and_the_limiter_reports() {
+    let harness = Harness::new().await;
+    let (room, studio) = (harness.kisi.add_group("Room 1"), harness.kisi.add_group("Studio"));
+    let writer = harness.start(harness.options("writer-a")).await;
+    harness.send(ensure(1, &email(1))).await;
+    // Long overdue: a window that began in 1970 and is only now written.
+    send_due_to_edge(&harness, grant(1, room, seconds(0), None), Timestamp::from_unix_millis(0)).await;
+    // Stamped by an engine whose clock runs ahead of the writer's: on time, not late.
+    let ahead = Timestamp::from_unix_millis(harness.clock.now().as_unix_millis() + 86_400_000);
+    send_due_to_edge(&harness, grant(1, studio, Some(ahead), None), ahead).await;
+    eventually("all three are settled", WAIT, async || writer.status().commands_applied == 3).await;
+
+    let status = writer.status();
+    let lag = &status.window_edge_lag;
+    assert_eq!(lag.count(), 2, "the ensure was due to an event, not an edge: {lag:?}");
+    let counted: Vec<(Option<u64>, u64)> = lag.buckets().filter(|(_, count)| *count > 0).collect();
+    assert_eq!(counted, [(Some(doorsync_writer::WINDOW_EDGE_LAG_BOUNDS_MS[0]), 1), (None, 1)]);
+    // Who am I, find the user, create it, and two assignments: one interval of budget each.
+    let interval_ms = 1_000 / 4;
+    assert_eq!(status.calls.total(), 5, "{:?}", harness.kisi.calls());
+    assert_eq!(status.limiter.budget_used_ms, 5 * interval_ms);
+    assert!(status.limiter.waits <= 4, "the first request never waits: {:?}", status.limiter);
+    writer.shutdown().await;
+}

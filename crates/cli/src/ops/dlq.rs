@@ -243,15 +243,17 @@ pub(crate) async fn retry(
     if let Some(handled) = &letter.handled {
         return Ok(Err(Refusal::Handled(handled.clone())));
     }
-    let command = match &letter.command {
-        Ok(envelope) => &envelope.message,
+    let (command, window_edge) = match &letter.command {
+        Ok(envelope) => (&envelope.message, envelope.window_edge),
         Err(reason) => return Ok(Err(Refusal::Undecodable(reason.clone()))),
     };
     let Some(command_sequence) = letter.command_sequence else { return Ok(Err(Refusal::NoCommandSequence)) };
     if let Some(by) = newer_for_same_target(log, layout, command, command_sequence).await? {
         return Ok(Err(Refusal::Overtaken { by }));
     }
-    let envelope = Envelope::new(now, command.clone()).context("encoding the command again")?;
+    // Still late for the edge it was due to: the retry's write is measured from there.
+    let envelope =
+        Envelope::with_window_edge(now, window_edge, command.clone()).context("encoding the command again")?;
     let payload = doorsync_proto::encode(&envelope).context("encoding the command again")?;
     let subject = layout.subjects.command(command.member());
     let message = NewMessage::new(subject, envelope.id.to_string(), payload);
@@ -477,7 +479,18 @@ mod tests {
     /// Appends the command as the engine does, then parks it as the writer does when it gives up
     /// on it; returns (command sequence, dead letter sequence).
     async fn dead_lettered(log: &dyn EventLog, layout: &Layout, command: Command, reason: &str) -> (u64, u64) {
-        let envelope = Envelope::new(at(0), command).unwrap();
+        dead_lettered_at_edge(log, layout, command, None, reason).await
+    }
+
+    /// [`dead_lettered`] for a command the engine decided at or after the window edge `edge`.
+    async fn dead_lettered_at_edge(
+        log: &dyn EventLog,
+        layout: &Layout,
+        command: Command,
+        edge: Option<Timestamp>,
+        reason: &str,
+    ) -> (u64, u64) {
+        let envelope = Envelope::with_window_edge(at(0), edge, command).unwrap();
         let payload = Bytes::from(doorsync_proto::encode(&envelope).unwrap());
         let member = envelope.message.member();
         let command_message =
@@ -599,6 +612,22 @@ mod tests {
         assert_eq!(letter.handled, Some(handled.clone()));
         assert_eq!(retry(log, &layout, &letter, now()).await.unwrap(), Err(Refusal::Handled(handled)));
         assert_eq!(commands(log, &layout).await.len(), stored.len(), "nothing appended twice");
+    }
+
+    #[tokio::test]
+    async fn a_retried_command_is_still_late_for_the_window_edge_it_was_due_to() {
+        let layout = layout();
+        let store = TempLog::new(&layout);
+        let log = store.log.as_ref();
+        let edge = Some(at(-5));
+        let (_, sequence) = dead_lettered_at_edge(log, &layout, grant(1, KisiGroupId(9)), edge, "Kisi said 404").await;
+        let letter = dead_letter(log, &layout, sequence).await.unwrap();
+
+        retry(log, &layout, &letter, now()).await.unwrap().unwrap();
+
+        let stored = commands(log, &layout).await;
+        let envelope = doorsync_proto::decode::<Command>(&stored.last().unwrap().payload).unwrap();
+        assert_eq!((envelope.occurred_at, envelope.window_edge), (now(), edge));
     }
 
     #[tokio::test]

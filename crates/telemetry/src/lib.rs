@@ -1,0 +1,87 @@
+//! How doorsync reports what it does: logs on stderr, spans over OpenTelemetry, and the trace
+//! context that carries one trace from process to process inside log message headers.
+//!
+//! Logs follow `RUST_LOG` (or the caller's default). Spans are exported over OTLP when the
+//! standard variables name an endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), over gRPC, HTTP/protobuf or HTTP/JSON as
+//! `OTEL_EXPORTER_OTLP_PROTOCOL` says; with none set, nothing is exported and tracing costs no
+//! more than logging.
+//!
+//! Spans carry ids (members, Kisi users and groups, Nexudus records, log sequences), never
+//! emails, names or credentials.
+#![forbid(unsafe_code)]
+
+mod export;
+mod propagation;
+
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+pub use propagation::{TraceParent, current_trace_headers};
+
+use export::{ExportSettings, Exporting};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("telemetry: {variable}={value:?} is not valid: expected {expected}")]
+    Setting { variable: &'static str, value: String, expected: &'static str },
+    #[error("telemetry: cannot start the OTLP exporter's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("telemetry: cannot build the OTLP exporter: {0} (check the OTEL_EXPORTER_OTLP_* variables)")]
+    Exporter(String),
+    #[error("telemetry: a tracing subscriber is already installed")]
+    AlreadyInstalled,
+    #[error("telemetry: spans still buffered at shutdown could not be exported: {0}")]
+    Flush(String),
+}
+
+/// How a process reports.
+#[derive(Debug, Clone)]
+pub struct TelemetryOptions {
+    /// `service.name` in the tracing backend unless `OTEL_SERVICE_NAME` says otherwise.
+    pub service_name: String,
+    /// The log filter when `RUST_LOG` is unset (`info`, `warn`, `doorsync_writer=debug`, ...).
+    pub default_log_filter: String,
+}
+
+/// Installed reporting; [`Telemetry::shutdown`] exports what is still buffered.
+#[derive(Debug)]
+pub struct Telemetry {
+    exporting: Option<Exporting>,
+}
+
+impl Telemetry {
+    /// Installs logging and, when the environment asks for it, span export, for the whole
+    /// process. Call it once, before the async runtime starts.
+    pub fn install(options: &TelemetryOptions) -> Result<Self, TelemetryError> {
+        let settings = ExportSettings::from_env(|name| std::env::var(name).ok())?;
+        let exporting = settings.map(|settings| Exporting::start(&settings, &options.service_name)).transpose()?;
+        let log_filter =
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&options.default_log_filter));
+        let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(log_filter);
+        let spans = exporting.as_ref().map(|exporting| {
+            use opentelemetry::trace::TracerProvider as _;
+            tracing_opentelemetry::layer().with_tracer(exporting.provider.tracer("doorsync")).with_filter(span_filter())
+        });
+        Registry::default().with(logs).with(spans).try_init().map_err(|_| TelemetryError::AlreadyInstalled)?;
+        Ok(Self { exporting })
+    }
+
+    /// True when spans leave the process.
+    pub fn exporting(&self) -> bool {
+        self.exporting.is_some()
+    }
+
+    /// Exports the spans still buffered. Call it after the runtime has stopped: it blocks.
+    pub fn shutdown(self) -> Result<(), TelemetryError> {
+        self.exporting.map_or(Ok(()), Exporting::shutdown)
+    }
+}
+
+/// Spans of doorsync's own crates at `info` and above, whatever the log level: an operator
+/// who quiets the logs still wants whole traces.
+fn span_filter() -> Targets {
+    Targets::new().with_target("doorsync", LevelFilter::INFO)
+}
