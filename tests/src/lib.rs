@@ -7,14 +7,17 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod otlp;
 mod process;
 mod site;
 
 use std::time::Duration;
 
 pub use error::HarnessError;
-pub use process::{Doorsync, doorsync_binary};
-pub use site::{Deployment, KisiMember, KisiMembership, Site};
+pub use process::{Doorsync, ProcessStatus, doorsync_binary};
+pub use site::{
+    Deployment, KisiMember, KisiMembership, REPLICATED_ENGINE_LEASE_TTL, REPLICATED_WRITER_LEASE_TTL, Site,
+};
 
 /// Polls `probe` (every 5 ms, so a caller timing the wait is off by 5 ms at most) until it gives
 /// a value, and returns it; an error naming `what` after `limit`.

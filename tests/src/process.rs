@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use doorsync_engine::ShardStats;
+use doorsync_writer::WriterStatus;
 use rustix::process::{Pid, Signal};
 
 use crate::HarnessError;
@@ -25,6 +27,28 @@ pub fn doorsync_binary() -> Result<PathBuf, HarnessError> {
     let profile_dir = test.parent().and_then(Path::parent).unwrap_or(Path::new("."));
     let path = profile_dir.join(format!("doorsync{}", std::env::consts::EXE_SUFFIX));
     if path.is_file() { Ok(path) } else { Err(HarnessError::BinaryMissing { path }) }
+}
+
+/// What a process's roles report at `/api/status`; `None` for a role the process does not run.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ProcessStatus {
+    /// One entry per partition the engine owns.
+    pub engine: Option<Vec<ShardStats>>,
+    pub writer: Option<WriterStatus>,
+}
+
+impl ProcessStatus {
+    /// The partitions the engine owns, in order (none for a process without an engine).
+    pub fn owned_partitions(&self) -> Vec<u32> {
+        let mut partitions: Vec<u32> = self.engine.iter().flatten().map(|shard| shard.partition).collect();
+        partitions.sort_unstable();
+        partitions
+    }
+
+    /// Whether the engine owns partitions and every one of them has caught up with the log.
+    pub fn engine_caught_up(&self) -> bool {
+        self.engine.as_ref().is_some_and(|shards| !shards.is_empty() && shards.iter().all(|shard| shard.caught_up))
+    }
 }
 
 /// A running `doorsync` child process. Dropping it stops the process (SIGTERM, then SIGKILL after
@@ -90,6 +114,31 @@ impl Doorsync {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(HarnessError::NotReady { process: self.name.clone(), waited: limit, last_answer, log: self.log_tail() })
+    }
+
+    /// What the process's roles report, from its admin listener.
+    pub async fn status(&self) -> Result<ProcessStatus, HarnessError> {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        let url = format!("http://{}/api/status", self.admin);
+        Ok(client.get(url).send().await?.error_for_status()?.json().await?)
+    }
+
+    /// Kills the process with SIGKILL, as a crash or the OOM killer would: it gets no chance to
+    /// give back its leases or commands. Returns how it ended, which a caller checks to tell a
+    /// kill from a process that had already exited by itself.
+    pub async fn kill(mut self) -> Result<ExitStatus, HarnessError> {
+        let Some(mut child) = self.child.take() else {
+            return Err(HarnessError::Setup(format!("doorsync {} was already stopped", self.name)));
+        };
+        let context = format!("killing doorsync {}", self.name);
+        // A process that has exited but was not waited for is still there to signal (a zombie),
+        // so this fails only if something else reaped it.
+        rustix::process::kill_process(Pid::from_child(&child), Signal::KILL)
+            .map_err(|errno| HarnessError::io(context.clone())(errno.into()))?;
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .map_err(|error| HarnessError::io(context.clone())(std::io::Error::other(error)))?
+            .map_err(HarnessError::io(context))
     }
 
     fn fail_if_exited(&mut self) -> Result<(), HarnessError> {

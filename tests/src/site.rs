@@ -4,26 +4,41 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::time::Duration;
 
 use doorsync_access::NoAccessPolicy;
 use doorsync_clock::{SharedClock, SystemClock};
 use doorsync_ingest::webhook_path;
-use doorsync_kisi_sim::{KisiSimulator, SimHandle};
+use doorsync_kisi_sim::{KeyAccess, KisiSimulator, SimHandle};
 use doorsync_nexudus::{NexudusDateTime, Secret, WebhookAction};
 use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
-use doorsync_proto::{KisiGroupId, KisiUserId, Timestamp};
+use doorsync_proto::{KisiGroupId, KisiUserId, MemberId, Subjects, Timestamp};
 use doorsync_test_support::NatsServer;
 use serde_json::{Value, json};
 
-use crate::{Doorsync, HarnessError, doorsync_binary};
+use crate::{Doorsync, HarnessError, ProcessStatus, doorsync_binary};
 
 const KISI_API_KEY: &str = "doorsync-e2e-kisi-key";
+/// The second writer of a replicated site writes as the same Kisi API user with a key of its own,
+/// so that the simulator can tell which writer called.
+const SECOND_WRITER_KISI_API_KEY: &str = "doorsync-e2e-kisi-key-2";
 const WEBHOOK_SECRET: &str = "doorsync-e2e-webhook-secret";
 /// Generous: several processes start at once on a shared 2-core machine.
 const READY_LIMIT: Duration = Duration::from_secs(60);
+
+const SUBJECT_PREFIX: &str = "e2e";
+const PARTITIONS: u32 = 4;
+
+/// How long a replicated site's engines and writers hold their leases unrenewed: short, so that
+/// a survivor takes over from a killed process within seconds instead of the defaults' 15 s and
+/// 30 s.
+pub const REPLICATED_ENGINE_LEASE_TTL: Duration = Duration::from_secs(4);
+pub const REPLICATED_WRITER_LEASE_TTL: Duration = Duration::from_secs(6);
+/// A third of the writer lease, as the configuration requires; far more than the Kisi
+/// simulator needs on loopback.
+const REPLICATED_KISI_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Nexudus numbers its webhook actions from 1 to 90 (reference/nexudus-api.md §3.2).
 const WEBHOOK_ACTION_CODES: std::ops::RangeInclusive<u64> = 1..=90;
@@ -36,13 +51,41 @@ pub enum Deployment {
     SeparateProcesses,
     /// `doorsync run`: every role in one process, on the embedded log.
     OneProcess,
+    /// One `doorsync ingest`, two `doorsync engine` (`engine-1`, `engine-2`) splitting the
+    /// partitions and two `doorsync writer` (`writer-1`, `writer-2`), one active and one on
+    /// standby, on a nats-server of the site's own, with the short leases of
+    /// [`REPLICATED_ENGINE_LEASE_TTL`] and [`REPLICATED_WRITER_LEASE_TTL`].
+    Replicated,
 }
 
 impl Deployment {
-    fn roles(self) -> &'static [&'static str] {
+    /// Each process's name (for its log and [`Site::process`]) and the role it runs.
+    fn processes(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Self::SeparateProcesses => &["ingest", "engine", "writer"],
-            Self::OneProcess => &["run"],
+            Self::SeparateProcesses => &[("ingest", "ingest"), ("engine", "engine"), ("writer", "writer")],
+            Self::OneProcess => &[("run", "run")],
+            Self::Replicated => &[
+                ("ingest", "ingest"),
+                ("engine-1", "engine"),
+                ("engine-2", "engine"),
+                ("writer-1", "writer"),
+                ("writer-2", "writer"),
+            ],
+        }
+    }
+
+    /// Lines added to the configuration's `[kisi]` section, and sections added at its end.
+    fn tuning(self) -> (String, String) {
+        match self {
+            Self::SeparateProcesses | Self::OneProcess => (String::new(), String::new()),
+            Self::Replicated => (
+                format!("request_timeout = \"{}ms\"\n", REPLICATED_KISI_REQUEST_TIMEOUT.as_millis()),
+                format!(
+                    "\n[engine]\nlease_ttl = \"{}ms\"\n\n[writer]\nlease_ttl = \"{}ms\"\n",
+                    REPLICATED_ENGINE_LEASE_TTL.as_millis(),
+                    REPLICATED_WRITER_LEASE_TTL.as_millis()
+                ),
+            ),
         }
     }
 }
@@ -95,6 +138,9 @@ pub struct Site {
     pub groups: KisiGroups,
     kisi_simulator: KisiSimulator,
     api_user: KisiUserId,
+    /// The Kisi API key each process that writes to Kisi uses, by process name.
+    kisi_keys: HashMap<&'static str, &'static str>,
+    subjects: Subjects,
     /// Kept for the processes' sake: stopped when the site is dropped.
     _nats: Option<NatsServer>,
     dir: tempfile::TempDir,
@@ -106,6 +152,16 @@ impl Site {
     /// policy, starts doorsync's processes and waits until each is ready, then registers the
     /// Nexudus webhooks to the ingestor.
     pub async fn start(deployment: Deployment, no_access: NoAccessPolicy) -> Result<Self, HarnessError> {
+        Self::start_with_settings(deployment, no_access, |_| Vec::new()).await
+    }
+
+    /// [`Site::start`], with the environment variables `settings` gives for each role (`ingest`,
+    /// `engine`, `writer` or `run`) added to that role's processes.
+    pub async fn start_with_settings(
+        deployment: Deployment,
+        no_access: NoAccessPolicy,
+        settings_for: impl Fn(&str) -> Vec<(&'static str, String)>,
+    ) -> Result<Self, HarnessError> {
         let binary = doorsync_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("doorsync-e2e-")
@@ -131,51 +187,73 @@ impl Site {
         let places = furnish(&nexudus)?;
 
         let nats = match deployment {
-            Deployment::SeparateProcesses => Some(NatsServer::start().await?),
+            Deployment::SeparateProcesses | Deployment::Replicated => Some(NatsServer::start().await?),
             Deployment::OneProcess => None,
         };
+        let processes = deployment.processes();
+        let kisi_keys: HashMap<&'static str, &'static str> = processes
+            .iter()
+            .filter(|(_, role)| matches!(*role, "writer" | "run"))
+            .zip([KISI_API_KEY, SECOND_WRITER_KISI_API_KEY])
+            .map(|(&(name, _), key)| (name, key))
+            .collect();
+        if kisi_keys.values().any(|&key| key == SECOND_WRITER_KISI_API_KEY) {
+            kisi.add_api_key(api_user, SECOND_WRITER_KISI_API_KEY, KeyAccess::Admin)?;
+        }
+        let subjects = Subjects::new(SUBJECT_PREFIX, PARTITIONS)
+            .map_err(|error| HarnessError::Setup(format!("the site's subjects: {error}")))?;
         let log = match &nats {
             Some(nats) => format!("backend = \"jetstream\"\nnats_url = \"{}\"", nats.url()),
             None => format!("backend = \"embedded\"\npath = {:?}", dir.path().join("doorsync.redb")),
         };
         let webhook_listen = free_loopback_address()?;
         let config = dir.path().join("doorsync.toml");
-        let text = config_toml(&log, &kisi_simulator, &nexudus, webhook_listen, no_access, places, groups);
-        std::fs::write(&config, text).map_err(HarnessError::io(format!("writing {}", config.display())))?;
 
         let nexudus_secrets = [
             ("NEXUDUS_USERNAME", credentials.username.clone()),
             ("NEXUDUS_PASSWORD", credentials.password.expose().to_owned()),
             ("NEXUDUS_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
         ];
-        let kisi_secrets = [("KISI_API_KEY", KISI_API_KEY.to_owned())];
-        let mut site =
-            Self { processes: Vec::new(), kisi, nexudus, places, groups, kisi_simulator, api_user, _nats: nats, dir };
-        let admins = deployment
-            .roles()
+        let mut site = Self {
+            processes: Vec::new(),
+            kisi,
+            nexudus,
+            places,
+            groups,
+            kisi_simulator,
+            api_user,
+            kisi_keys,
+            subjects,
+            _nats: nats,
+            dir,
+        };
+        let text = site.config_toml(&log, webhook_listen, no_access, deployment);
+        std::fs::write(&config, text).map_err(HarnessError::io(format!("writing {}", config.display())))?;
+        let admins = processes
             .iter()
-            .map(|&role| Ok((role, free_loopback_address()?)))
-            .collect::<Result<Vec<(&str, SocketAddr)>, HarnessError>>()?;
+            .map(|&(name, role)| Ok((name, role, free_loopback_address()?)))
+            .collect::<Result<Vec<(&str, &str, SocketAddr)>, HarnessError>>()?;
         // The engine's status page shows the writer's and the ingestor's status, asked from them.
         let peers: Vec<String> = admins
             .iter()
-            .filter(|(role, _)| *role != "engine")
-            .map(|(_, admin)| format!("\"http://{admin}\""))
+            .filter(|(_, role, _)| *role != "engine")
+            .map(|(_, _, admin)| format!("\"http://{admin}\""))
             .collect();
-        for &(role, admin) in &admins {
+        for &(name, role, admin) in &admins {
             // Each role gets only the secrets it needs.
+            let kisi_secret = site.kisi_keys.get(name).map(|&key| ("KISI_API_KEY", key.to_owned()));
             let mut settings: Vec<(&str, String)> = match role {
-                "ingest" => nexudus_secrets.to_vec(),
-                "writer" => kisi_secrets.to_vec(),
-                "run" => nexudus_secrets.iter().chain(&kisi_secrets).cloned().collect(),
+                "ingest" | "run" => nexudus_secrets.to_vec(),
                 _ => Vec::new(),
             };
+            settings.extend(kisi_secret);
+            settings.extend(settings_for(role));
             if role == "engine" {
                 settings.push(("DOORSYNC_ADMIN__PEERS", format!("[{}]", peers.join(", "))));
             }
             let command = doorsync_command(&binary, role, &config, admin, &settings);
-            let log_path = site.dir.path().join(format!("{role}.log"));
-            site.processes.push(Doorsync::start(role, command, admin, &log_path)?);
+            let log_path = site.dir.path().join(format!("{name}.log"));
+            site.processes.push(Doorsync::start(name, command, admin, &log_path)?);
         }
         for process in &mut site.processes {
             process.wait_ready(READY_LIMIT).await?;
@@ -196,9 +274,51 @@ impl Site {
         let engine = self
             .processes
             .iter()
-            .find(|process| process.name() == "engine" || process.name() == "run")
+            .find(|process| process.name().starts_with("engine") || process.name() == "run")
             .ok_or_else(|| HarnessError::Setup("no process runs the engine".into()))?;
         Ok(reqwest::get(format!("http://{}/", engine.admin())).await?.error_for_status()?.text().await?)
+    }
+
+    /// The running process called `name` (see [`Deployment`]).
+    pub fn process(&self, name: &str) -> Result<&Doorsync, HarnessError> {
+        self.processes
+            .iter()
+            .find(|process| process.name() == name)
+            .ok_or_else(|| HarnessError::Setup(format!("no doorsync process called {name} runs on this site")))
+    }
+
+    /// What the process called `name` reports at `/api/status`.
+    pub async fn status_of(&self, name: &str) -> Result<ProcessStatus, HarnessError> {
+        self.process(name)?.status().await
+    }
+
+    /// Kills the process called `name` with SIGKILL (see [`Doorsync::kill`]) and returns how it
+    /// ended; the site no longer stops it.
+    pub async fn kill(&mut self, name: &str) -> Result<ExitStatus, HarnessError> {
+        let index = self
+            .processes
+            .iter()
+            .position(|process| process.name() == name)
+            .ok_or_else(|| HarnessError::Setup(format!("no doorsync process called {name} runs on this site")))?;
+        self.processes.remove(index).kill().await
+    }
+
+    /// Requests the Kisi simulator received with the API key of the process called `name`.
+    pub fn kisi_calls_by(&self, name: &str) -> Result<u64, HarnessError> {
+        let key = self
+            .kisi_keys
+            .get(name)
+            .ok_or_else(|| HarnessError::Setup(format!("doorsync {name} has no Kisi API key on this site")))?;
+        Ok(self.kisi.calls_with_key(key))
+    }
+
+    /// The partition the engine processes a Nexudus customer's events in.
+    pub fn partition_of(&self, member: u64) -> u32 {
+        self.subjects.partition_of(MemberId(member))
+    }
+
+    pub fn partitions(&self) -> u32 {
+        PARTITIONS
     }
 
     /// An active Nexudus customer with the email `<name in lower case>@example.com`.
@@ -226,7 +346,8 @@ impl Site {
         Ok(self.nexudus.create(SimEntity::CoworkerTimePass, fields)?)
     }
 
-    /// Every Kisi user but the integration's own, with their role assignments, by email.
+    /// Every Kisi user but the integration's own, with their role assignments, by email (a
+    /// duplicated user appears twice).
     pub fn kisi_state(&self) -> Vec<KisiMember> {
         let groups: HashMap<KisiGroupId, String> =
             self.kisi.groups().into_iter().map(|group| (group.id, group.name)).collect();
@@ -297,25 +418,27 @@ fn furnish(nexudus: &NexudusSimulator) -> Result<NexudusPlaces, HarnessError> {
     Ok(NexudusPlaces { business, room_a, room_b, floor_pass })
 }
 
-fn config_toml(
-    log: &str,
-    kisi: &KisiSimulator,
-    nexudus: &NexudusSimulator,
-    webhook_listen: SocketAddr,
-    no_access: NoAccessPolicy,
-    places: NexudusPlaces,
-    groups: KisiGroups,
-) -> String {
-    let no_access = match no_access {
-        NoAccessPolicy::Suspend => "suspend",
-        NoAccessPolicy::Delete => "delete",
-        NoAccessPolicy::RemoveMembershipsOnly => "remove_memberships_only",
-    };
-    format!(
-        r#"[log]
+impl Site {
+    /// The configuration every process of the site reads, for its simulators and places.
+    fn config_toml(
+        &self,
+        log: &str,
+        webhook_listen: SocketAddr,
+        no_access: NoAccessPolicy,
+        deployment: Deployment,
+    ) -> String {
+        let (places, groups) = (self.places, self.groups);
+        let no_access = match no_access {
+            NoAccessPolicy::Suspend => "suspend",
+            NoAccessPolicy::Delete => "delete",
+            NoAccessPolicy::RemoveMembershipsOnly => "remove_memberships_only",
+        };
+        let (kisi_tuning, more_sections) = deployment.tuning();
+        format!(
+            r#"[log]
 {log}
-subject_prefix = "e2e"
-partitions = 4
+subject_prefix = "{SUBJECT_PREFIX}"
+partitions = {PARTITIONS}
 
 [nexudus]
 base_url = "{nexudus_url}"
@@ -329,7 +452,7 @@ requests_per_hour = 1000000
 
 [kisi]
 base_url = "{kisi_url}"
-
+{kisi_tuning}
 [access]
 no_access = "{no_access}"
 
@@ -344,20 +467,21 @@ kisi_group = {group_b}
 [[mapping]]
 pass_product = {floor_pass}
 kisi_group = {floor}
-"#,
-        nexudus_url = nexudus.base_url(),
-        kisi_url = kisi.base_url(),
-        room_a = places.room_a,
-        room_b = places.room_b,
-        floor_pass = places.floor_pass,
-        group_a = groups.room_a,
-        group_b = groups.room_b,
-        floor = groups.floor,
-    )
+{more_sections}"#,
+            nexudus_url = self.nexudus.base_url(),
+            kisi_url = self.kisi_simulator.base_url(),
+            room_a = places.room_a,
+            room_b = places.room_b,
+            floor_pass = places.floor_pass,
+            group_a = groups.room_a,
+            group_b = groups.room_b,
+            floor = groups.floor,
+        )
+    }
 }
 
 /// `doorsync <role> --config <config>` with its own admin address and `secrets` in the
-/// environment, and none of the test's own `DOORSYNC_*` settings.
+/// environment, and none of the test's own `DOORSYNC_*` and `OTEL_*` settings.
 fn doorsync_command(
     binary: &Path,
     role: &str,
@@ -368,7 +492,8 @@ fn doorsync_command(
     let mut command = Command::new(binary);
     command.arg(role).arg("--config").arg(config);
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("DOORSYNC_") {
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with("DOORSYNC_") || name_text.starts_with("OTEL_") {
             command.env_remove(name);
         }
     }

@@ -177,9 +177,8 @@ pub(crate) fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> W
     options.reconcile_every = Some(config.reconcile.every);
     options.mass_revocation_share = config.reconcile.max_revocation_share;
     options.reconcile_groups = mapped_groups(mapping);
-    // The lease must outlive a Kisi request comfortably (the writer stops calling a third of it
-    // before expiry).
-    options.lease_ttl = options.lease_ttl.max(config.kisi.request_timeout * 3);
+    // Checked against kisi.request_timeout when the configuration is loaded.
+    options.lease_ttl = config.writer.lease_ttl;
     options
 }
 

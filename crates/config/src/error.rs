@@ -78,11 +78,86 @@ pub(crate) fn origin_of(figment: &Figment, key: &str) -> String {
 fn describe_origin(metadata: &figment::Metadata, path: &[String]) -> String {
     match &metadata.source {
         Some(figment::Source::File(file)) => file.display().to_string(),
-        _ if metadata.name.contains("environment") => {
-            format!("the environment variable {}{}", crate::ENV_PREFIX, path.join("__").to_uppercase())
-        }
+        _ if metadata.name.contains("environment") => variables_under(path),
         _ => metadata.name.to_string(),
     }
+}
+
+/// Values nest no deeper than this (`[{ resource = 1, kisi_group = 2 }]` is two): deeper ones
+/// are refused before figment's parser, which recurses once per level, can overflow the stack.
+const MAX_VARIABLE_NESTING: usize = 16;
+
+/// Refuses the variables figment 0.10 cannot read safely (found by `tests/fuzz_config.rs`):
+/// * it applies a quoted value's escapes at the character count where the backslash is, as if
+///   that were a byte offset, so a non-ASCII character before a backslash loses part of the
+///   value or panics;
+/// * it parses nested arrays and tables recursively, so deep nesting overflows the stack.
+pub(crate) fn refuse_unreadable_variables(overrides: &figment::providers::Env) -> Result<(), ConfigError> {
+    let problems: Vec<Problem> = overrides
+        .iter()
+        .filter_map(|(key, value)| {
+            let problem = if value.contains('"') && value.contains('\\') && !value.is_ascii() {
+                "a quoted value with both a backslash escape and a non-ASCII character cannot be read reliably: \
+                 leave out the quotes, or write the character as a \\u escape"
+                    .to_owned()
+            } else if nesting(&value) > MAX_VARIABLE_NESTING {
+                format!("nests arrays or tables deeper than {MAX_VARIABLE_NESTING} levels, which no key takes")
+            } else {
+                return None;
+            };
+            let path: Vec<String> = key.as_str().split('.').map(str::to_owned).collect();
+            Some(Problem { key: key.as_str().to_owned(), origin: variables_under(&path), problem })
+        })
+        .collect();
+    if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { problems }) }
+}
+
+/// How deep brackets and braces nest in `value`, counting those inside quotes too (which can
+/// only overstate it).
+fn nesting(value: &str) -> usize {
+    let mut depth = 0_usize;
+    let mut deepest = 0;
+    for character in value.chars() {
+        match character {
+            '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The variables that set `path`: those that set it or keys below it, or else the one that set
+/// the key above it. A value of the wrong shape is reported where the shape breaks, which need
+/// not be where a variable was set: `mapping` for `DOORSYNC_MAPPING__RESOURCE`, and
+/// `access.resource_timing.0` for `DOORSYNC_ACCESS__RESOURCE_TIMING`.
+fn variables_under(path: &[String]) -> String {
+    let names: Vec<String> = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()).collect();
+    let variable_of = |path: &[String]| format!("{}{}", crate::ENV_PREFIX, path.join("__").to_uppercase());
+    for length in (1..=path.len()).rev() {
+        let named = variable_of(&path[..length]);
+        let below = format!("{named}__");
+        let mut set: Vec<&String> = names
+            .iter()
+            .filter(|name| {
+                let upper = name.to_uppercase();
+                upper == named || (length == path.len() && upper.starts_with(&below))
+            })
+            .collect();
+        set.sort();
+        match set.as_slice() {
+            [] => continue,
+            [one] => return format!("the environment variable {one}"),
+            several => {
+                let several: Vec<&str> = several.iter().map(|name| name.as_str()).collect();
+                return format!("the environment variables {}", several.join(", "));
+            }
+        }
+    }
+    format!("the environment variable {}", variable_of(path))
 }
 
 /// serde's message, with what a valid value looks like where serde does not say.

@@ -44,6 +44,7 @@ pub struct Config {
     /// Kisi group.
     pub mapping: Vec<MappingEntry>,
     pub engine: EngineConfig,
+    pub writer: WriterConfig,
     pub reconcile: ReconcileConfig,
     pub admin: AdminConfig,
 }
@@ -260,6 +261,23 @@ impl Default for EngineConfig {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct WriterConfig {
+    /// The active writer renews its lease of the Kisi account every third of this; a standby
+    /// takes over once it lapses unrenewed. At least three times `kisi.request_timeout`: the
+    /// writer stops calling Kisi a third of it before it could lapse, and a request in flight
+    /// must have ended by then.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self { lease_ttl: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ReconcileConfig {
     #[serde(with = "humantime_serde")]
     pub every: Duration,
@@ -309,6 +327,7 @@ impl Config {
         // Only variables with a section separator are keys; others with the prefix (such as
         // DOORSYNC_ADMIN_TOKEN) are secrets or settings of the binary.
         let overrides = Env::prefixed(ENV_PREFIX).filter(|key| key.as_str().contains("__")).split("__");
+        error::refuse_unreadable_variables(&overrides)?;
         let figment = figment.merge(overrides);
         let config: Config = figment.extract().map_err(|error| ConfigError::from_figment(error, file))?;
         validate::check(&config, &figment)?;
@@ -425,6 +444,7 @@ mod tests {
         assert_eq!(example.kisi, defaults.kisi);
         assert_eq!(example.access, defaults.access);
         assert_eq!(example.engine, defaults.engine);
+        assert_eq!(example.writer, defaults.writer);
         assert_eq!(example.reconcile, defaults.reconcile);
         assert_eq!(example.admin, defaults.admin);
         assert_eq!(example.mapping.len(), 3);
@@ -538,6 +558,20 @@ mod tests {
             assert!(found[0].problem.contains("Kisi allows 5 requests/s"), "{found:?}");
             assert!(found[5].problem.contains("resource 4 is mapped twice"), "{found:?}");
             assert!(found.iter().all(|problem| problem.origin.ends_with("doorsync.toml")), "{found:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_writer_lease_that_a_kisi_request_could_outlast_is_refused() {
+        Jail::expect_with(|jail| {
+            let found = problems(load_in(jail, "[kisi]\nrequest_timeout = \"5s\"\n[writer]\nlease_ttl = \"12s\"\n"));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].key, "writer.lease_ttl");
+            assert!(found[0].problem.contains("3 × kisi.request_timeout (5s)"), "{found:?}");
+
+            let config = load_in(jail, "[kisi]\nrequest_timeout = \"2s\"\n[writer]\nlease_ttl = \"6s\"\n").unwrap();
+            assert_eq!(config.writer.lease_ttl, Duration::from_secs(6));
             Ok(())
         });
     }

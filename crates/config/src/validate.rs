@@ -56,6 +56,19 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
     if config.kisi.account.trim().is_empty() {
         problem("kisi.account", "must name the Kisi account the writer lease is for, e.g. \"default\"".to_owned());
     }
+    // A timeout too long to triple is longer than any lease.
+    if config.kisi.request_timeout.checked_mul(3).is_none_or(|needed| config.writer.lease_ttl < needed) {
+        problem(
+            "writer.lease_ttl",
+            format!(
+                "{} is shorter than 3 × kisi.request_timeout ({}): the writer stops calling Kisi a third of \
+                 its lease before the lease could lapse, and a request in flight must have ended by then; \
+                 raise writer.lease_ttl or lower kisi.request_timeout",
+                humantime::format_duration(config.writer.lease_ttl),
+                humantime::format_duration(config.kisi.request_timeout)
+            ),
+        );
+    }
     if config.nexudus.poll_overlap < Duration::from_secs(60) {
         problem(
             "nexudus.poll_overlap",

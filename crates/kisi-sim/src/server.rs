@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -154,6 +154,7 @@ impl KisiSimulator {
                     limiter: RateLimiter::new(options.requests_per_second),
                     faults: Faults::new(options.seed),
                     calls: CallCounts::default(),
+                    calls_by_key: HashMap::new(),
                     exchanges: Vec::new(),
                 }),
             }),
@@ -204,6 +205,9 @@ struct SimState {
     limiter: RateLimiter,
     faults: Faults,
     calls: CallCounts,
+    /// Requests by the API key they presented; asked one key at a time, so that [`CallCounts`],
+    /// which tests print and compare, holds no keys.
+    calls_by_key: HashMap<String, u64>,
     exchanges: Vec<Exchange>,
 }
 
@@ -313,8 +317,16 @@ impl SimHandle {
         self.shared.lock().calls.clone()
     }
 
+    /// Requests that presented `key` (valid or not), since the start or the last
+    /// [`SimHandle::reset_calls`]: which of several processes sharing an API user called.
+    pub fn calls_with_key(&self, key: &str) -> u64 {
+        self.shared.lock().calls_by_key.get(key).copied().unwrap_or(0)
+    }
+
     pub fn reset_calls(&self) {
-        self.shared.lock().calls = CallCounts::default();
+        let mut state = self.shared.lock();
+        state.calls = CallCounts::default();
+        state.calls_by_key.clear();
     }
 
     /// Every exchange so far, if [`SimOptions::record_exchanges`] is set.
@@ -423,6 +435,9 @@ async fn serve(State(shared): State<Arc<Shared>>, request: axum::extract::Reques
     let decision = {
         let mut state = shared.lock();
         *state.calls.by_endpoint.entry(format!("{method} {template}")).or_default() += 1;
+        if let Some(key) = authorization.as_deref().and_then(|value| value.strip_prefix("KISI-LOGIN ")) {
+            *state.calls_by_key.entry(key.trim().to_owned()).or_default() += 1;
+        }
         state.faults.decide(&method, &path, &template)
     };
     if !decision.latency.is_zero() {
