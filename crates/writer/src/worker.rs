@@ -456,7 +456,9 @@ impl<'a> Active<'a> {
     /// One step for one key, in the trace of the newest command for it.
     async fn work_on(&mut self, key: Key) {
         let span = match key {
-            Key::User(member) => tracing::info_span!(parent: None, "writer.step", %member, kisi.group = tracing::field::Empty),
+            Key::User(member) => {
+                tracing::info_span!(parent: None, "writer.step", %member, kisi.group = tracing::field::Empty)
+            }
             Key::Group(member, group) => tracing::info_span!(parent: None, "writer.step", %member, kisi.group = %group),
         };
         if let Some(trace) = self.backlog.get(&key).and_then(|pending| pending.latest.trace.as_ref()) {
