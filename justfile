@@ -41,6 +41,16 @@ tools:
 test: tools
     cargo test --workspace --locked
 
+# The fuzz tests (envelope decoder, Nexudus models, webhook receiver, config loader) are proptest
+# properties that `just test` runs a few hundred to a few thousand times each, in seconds. A
+# failure prints its minimal input, and PROPTEST_RNG_SEED=<seed> replays a run.
+# Fuzzes for longer than CI does: CASES inputs per property.
+fuzz CASES="20000":
+    PROPTEST_CASES={{CASES}} cargo test --locked -p doorsync-proto --test fuzz_decode
+    PROPTEST_CASES={{CASES}} cargo test --locked -p doorsync-nexudus --test fuzz_models
+    PROPTEST_CASES={{CASES}} cargo test --locked -p doorsync-ingest --test fuzz_webhook
+    PROPTEST_CASES={{CASES}} cargo test --locked -p doorsync-config --test fuzz_config
+
 # Benchmarks that print figures (JetStream vs raw async-nats; embedded log).
 bench: tools
     cargo bench --locked -p doorsync-log-jetstream --bench throughput

@@ -99,7 +99,10 @@ fn split_offset(text: &str) -> Option<(&str, Option<i32>)> {
     }
     // An offset needs a time before it ("2025-01-15" ends in "-01-15", which is not an offset).
     let Some(time_start) = text.find('T') else { return Some((text, None)) };
-    let Some(sign_at) = text.len().checked_sub(6).filter(|&sign_at| sign_at > time_start) else {
+    // Six bytes from the end may fall inside a multi-byte character: then they are no offset.
+    let Some(sign_at) =
+        text.len().checked_sub(6).filter(|&sign_at| sign_at > time_start && text.is_char_boundary(sign_at))
+    else {
         return Some((text, None));
     };
     let (wall, offset) = text.split_at(sign_at);
