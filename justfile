@@ -51,12 +51,54 @@ fuzz CASES="20000":
     PROPTEST_CASES={{CASES}} cargo test --locked -p doorsync-ingest --test fuzz_webhook
     PROPTEST_CASES={{CASES}} cargo test --locked -p doorsync-config --test fuzz_config
 
-# Benchmarks that print figures (JetStream vs raw async-nats; embedded log).
+# Runs every benchmark and writes docs/benchmarks.md from their figures (about ten minutes; not in CI).
 bench: tools
-    cargo bench --locked -p doorsync-log-jetstream --bench throughput
-    cargo bench --locked -p doorsync-log-embedded --bench throughput
-    cargo bench --locked -p doorsync-access --bench fold
-    cargo bench --locked -p doorsync-engine --bench engine
+    #!/usr/bin/env bash
+    set -uo pipefail
+    # The raw output, which scripts/bench-report.py reads; kept for a second look.
+    log=target/bench/bench.log
+    mkdir -p target/bench
+    benches=(
+        "doorsync-log-jetstream throughput"
+        "doorsync-log-embedded throughput"
+        "doorsync-access fold"
+        "doorsync-engine engine"
+        "doorsync-writer writer"
+        "doorsync-integration-tests latency"
+    )
+    run_started=$(date +%s)
+    {
+        echo "RUN started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "LOAD start $(cut -d' ' -f1-3 /proc/loadavg)"
+    } > "$log"
+    # Everything is built first, and the built executables are run as cargo would run them (from
+    # their package's directory): no benchmark shares the machine with our own compiling, and a
+    # source edited meanwhile cannot set off a build in the middle of a run.
+    executables=()
+    for entry in "${benches[@]}"; do
+        read -r package bench <<< "$entry"
+        built=$(cargo bench --locked --no-run -p "$package" --bench "$bench" --message-format=json-render-diagnostics \
+            | python3 scripts/bench-executable.py) || exit 1
+        executables+=("$built")
+    done
+    echo "BUILD seconds $(( $(date +%s) - run_started ))" >> "$log"
+    failed=0
+    for index in "${!benches[@]}"; do
+        read -r package bench <<< "${benches[$index]}"
+        read -r executable directory <<< "${executables[$index]}"
+        echo "BENCH-START $package/$bench" >> "$log"
+        started=$(date +%s)
+        (cd "$directory" && "$executable" --bench) 2>&1 | tee -a "$log"
+        code=${PIPESTATUS[0]}
+        echo "BENCH-END $package/$bench $code $(( $(date +%s) - started )) $(cut -d' ' -f1 /proc/loadavg)" >> "$log"
+        [ "$code" -eq 0 ] || failed=1
+    done
+    {
+        echo "LOAD end $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "RUN seconds $(( $(date +%s) - run_started ))"
+    } >> "$log"
+    python3 scripts/bench-report.py "$log" docs/benchmarks.md || exit 1
+    exit "$failed"
 
 # Formatting and clippy, warnings as errors.
 lint:

@@ -176,6 +176,29 @@ async fn run() -> BenchResult<()> {
     );
     println!("  resident per member, active           {:>12.0} bytes", rss_active as f64 / members as f64);
     println!("  resident per member, idle             {idle_per_member:>12.0} bytes");
+    // For `scripts/bench-report.py`: FIGURE <key> <value> <unit> <target> <description>.
+    let size = format!("{members} members, {total} events, {} partitions, JetStream", partitions());
+    println!(
+        "FIGURE engine.raw_read {raw_rate:.0} events/s - Raw async-nats ordered read of the event stream ({size})"
+    );
+    println!("FIGURE engine.replay {replay_rate:.0} events/s - Engine replay until every partition caught up ({size})");
+    println!("FIGURE engine.replay_seconds {replay_secs:.2} s - Engine replay time ({size})");
+    println!(
+        "FIGURE engine.replay_ratio {:.2} ratio >=0.5 Engine replay / raw ordered read, same run ({size})",
+        replay_rate / raw_rate
+    );
+    println!(
+        "FIGURE engine.end_to_end {:.0} events/s - Engine start to the last of {commands_in_log} commands ({size})",
+        total as f64 / end_to_end_secs
+    );
+    println!(
+        "FIGURE engine.resident_active {:.0} bytes - Resident memory per member with every actor live ({members} members)",
+        rss_active as f64 / members as f64
+    );
+    println!(
+        "FIGURE engine.resident_idle {idle_per_member:.0} bytes <=2048 Resident memory per idle (passivated) member, \
+         fresh process from the checkpoint ({members} members)"
+    );
     Ok(())
 }
 

@@ -16,9 +16,12 @@ fn message(n: usize) -> NewMessage {
     NewMessage::new(format!("bench.evt.{}.{n}", n % 16), format!("bench-{n}"), Bytes::from_static(PAYLOAD))
 }
 
-fn report(what: &str, count: usize, elapsed: Duration) {
+/// Prints the rate, and the same as a line for `scripts/bench-report.py`:
+/// `FIGURE <key> <value> <unit> <target> <description>`.
+fn report(key: &str, what: &str, count: usize, elapsed: Duration) {
     let rate = count as f64 / elapsed.as_secs_f64();
     println!("{what:<48} {count:>7} in {:>8.1} ms = {rate:>9.0}/s", elapsed.as_secs_f64() * 1e3);
+    println!("FIGURE embedded.{key} {rate:.0} messages/s - Embedded log (redb, fsync per commit): {what}");
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -32,7 +35,7 @@ async fn main() {
     for n in next..next + 200 {
         log.append(message(n)).await.unwrap();
     }
-    report("append, one at a time", 200, started.elapsed());
+    report("append_single", "append, one at a time", 200, started.elapsed());
     next += 200;
 
     let batch: Vec<_> = (next..next + 10_000).map(message).collect();
@@ -40,7 +43,7 @@ async fn main() {
     for result in log.append_batch(batch).await {
         result.unwrap();
     }
-    report("append_batch of 10,000", 10_000, started.elapsed());
+    report("append_batch", "append_batch of 10,000", 10_000, started.elapsed());
     next += 10_000;
 
     let shared: Arc<dyn EventLog> = Arc::new(log.clone());
@@ -58,25 +61,25 @@ async fn main() {
     for task in tasks {
         task.await.unwrap();
     }
-    report("append from 100 concurrent tasks", 10_000, started.elapsed());
+    report("append_concurrent", "append from 100 concurrent tasks", 10_000, started.elapsed());
     drop(shared);
     next += 10_000;
 
     let started = Instant::now();
     let replayed = log.replay(ReplayRequest::whole("BENCH")).await.unwrap().count().await;
-    report("replay of the whole stream", replayed, started.elapsed());
+    report("replay", "replay of the whole stream", replayed, started.elapsed());
     assert_eq!(replayed, next);
 
     let started = Instant::now();
     let partition = log.replay(ReplayRequest::whole("BENCH").filtered(["bench.evt.3.*"])).await.unwrap().count().await;
-    report("replay of one partition in 16 (scan)", partition, started.elapsed());
+    report("replay_partition", "replay of one partition in 16 (scan)", partition, started.elapsed());
 
     let mut consumer = log.durable_consumer(ConsumerSpec::new("BENCH", "bench")).await.unwrap();
     let started = Instant::now();
     for _ in 0..1_000 {
         consumer.next().await.unwrap().ack().await.unwrap();
     }
-    report("consumer next + ack, one at a time", 1_000, started.elapsed());
+    report("consumer_ack", "consumer next + ack, one at a time", 1_000, started.elapsed());
     drop(consumer);
 
     log.close().await;

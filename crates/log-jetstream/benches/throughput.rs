@@ -98,6 +98,16 @@ async fn run(events: usize, rounds: usize) -> BenchResult<()> {
         |name: &str, (ours, raw): (f64, f64)| println!("{name:<42} {ours:>14.0} {raw:>14.0} {:>10.2}", ours / raw);
     row(&format!("append, {IN_FLIGHT} acks in flight"), append);
     row("ordered replay of the whole stream", replay);
+    // The same figures for `scripts/bench-report.py`: FIGURE <key> <value> <unit> <target> <description>.
+    let size = format!("{events} events, median of {rounds} rounds");
+    for (key, what, (ours, raw)) in [
+        ("append", format!("append with {IN_FLIGHT} acks in flight"), append),
+        ("replay", "ordered replay of the whole stream".to_owned(), replay),
+    ] {
+        println!("FIGURE jetstream.{key}.ours {ours:.0} events/s - JetStream log, {what} ({size})");
+        println!("FIGURE jetstream.{key}.raw {raw:.0} events/s - Raw async-nats, {what}, same run");
+        println!("FIGURE jetstream.{key}.ratio {:.2} ratio >=0.8 JetStream log / raw async-nats, {what}", ours / raw);
+    }
     Ok(())
 }
 
