@@ -141,6 +141,12 @@ impl Doorsync {
             .map_err(HarnessError::io(context))
     }
 
+    /// An error if the process has exited by itself (it was neither killed nor stopped), with the
+    /// end of its log.
+    pub fn check_running(&mut self) -> Result<(), HarnessError> {
+        self.fail_if_exited()
+    }
+
     fn fail_if_exited(&mut self) -> Result<(), HarnessError> {
         let Some(child) = self.child.as_mut() else { return Ok(()) };
         match child.try_wait().map_err(HarnessError::io(format!("checking on doorsync {}", self.name)))? {

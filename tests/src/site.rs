@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use doorsync_access::NoAccessPolicy;
 use doorsync_clock::{SharedClock, SystemClock};
 use doorsync_ingest::webhook_path;
 use doorsync_kisi_sim::{KeyAccess, KisiSimulator, SimHandle};
+use doorsync_layout::Layout;
 use doorsync_nexudus::{NexudusDateTime, Secret, WebhookAction};
 use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
 use doorsync_proto::{KisiGroupId, KisiUserId, MemberId, Subjects, Timestamp};
@@ -141,9 +142,26 @@ pub struct Site {
     /// The Kisi API key each process that writes to Kisi uses, by process name.
     kisi_keys: HashMap<&'static str, &'static str>,
     subjects: Subjects,
-    /// Kept for the processes' sake: stopped when the site is dropped.
-    _nats: Option<NatsServer>,
+    /// Stopped when the site is dropped; [`Site::kill_nats`] and [`Site::restart_nats`] take it
+    /// away and bring it back meanwhile.
+    nats: Option<NatsServer>,
+    /// How each process was started, by name, so that [`Site::restart`] starts it the same way.
+    launches: HashMap<&'static str, Launch>,
+    /// The doorsync binary and the configuration file every process reads.
+    binary: PathBuf,
+    config: PathBuf,
+    /// Restarts so far, which number the restarted processes' log files.
+    restarts: u32,
     dir: tempfile::TempDir,
+}
+
+/// How one doorsync process is started: its role, its admin address and the environment added
+/// to the configuration.
+#[derive(Debug, Clone)]
+struct Launch {
+    role: &'static str,
+    admin: SocketAddr,
+    settings: Vec<(String, String)>,
 }
 
 impl Site {
@@ -162,6 +180,17 @@ impl Site {
         no_access: NoAccessPolicy,
         settings_for: impl Fn(&str) -> Vec<(&'static str, String)>,
     ) -> Result<Self, HarnessError> {
+        Self::start_seeded(deployment, no_access, 0, settings_for).await
+    }
+
+    /// [`Site::start_with_settings`], with the Kisi simulator's random faults (switched on with
+    /// `site.kisi.set_random_faults`) drawn from `kisi_fault_seed`.
+    pub async fn start_seeded(
+        deployment: Deployment,
+        no_access: NoAccessPolicy,
+        kisi_fault_seed: u64,
+        settings_for: impl Fn(&str) -> Vec<(&'static str, String)>,
+    ) -> Result<Self, HarnessError> {
         let binary = doorsync_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("doorsync-e2e-")
@@ -169,7 +198,9 @@ impl Site {
             .map_err(HarnessError::io("creating the site's directory"))?;
         let clock: SharedClock = Arc::new(SystemClock);
 
-        let kisi_simulator = KisiSimulator::start(doorsync_kisi_sim::SimOptions::new(Arc::clone(&clock))).await?;
+        let mut kisi_options = doorsync_kisi_sim::SimOptions::new(Arc::clone(&clock));
+        kisi_options.seed = kisi_fault_seed;
+        let kisi_simulator = KisiSimulator::start(kisi_options).await?;
         let kisi = kisi_simulator.handle();
         let api_user = kisi.add_api_account("integration@example.com", "doorsync", KISI_API_KEY)?;
         let groups = KisiGroups {
@@ -224,7 +255,11 @@ impl Site {
             api_user,
             kisi_keys,
             subjects,
-            _nats: nats,
+            nats,
+            launches: HashMap::new(),
+            binary,
+            config: config.clone(),
+            restarts: 0,
             dir,
         };
         let text = site.config_toml(&log, webhook_listen, no_access, deployment);
@@ -251,9 +286,11 @@ impl Site {
             if role == "engine" {
                 settings.push(("DOORSYNC_ADMIN__PEERS", format!("[{}]", peers.join(", "))));
             }
-            let command = doorsync_command(&binary, role, &config, admin, &settings);
+            let command = doorsync_command(&site.binary, role, &config, admin, &settings);
             let log_path = site.dir.path().join(format!("{name}.log"));
             site.processes.push(Doorsync::start(name, command, admin, &log_path)?);
+            let settings = settings.into_iter().map(|(variable, value)| (variable.to_owned(), value)).collect();
+            site.launches.insert(name, Launch { role, admin, settings });
         }
         for process in &mut site.processes {
             process.wait_ready(READY_LIMIT).await?;
@@ -301,6 +338,65 @@ impl Site {
             .position(|process| process.name() == name)
             .ok_or_else(|| HarnessError::Setup(format!("no doorsync process called {name} runs on this site")))?;
         self.processes.remove(index).kill().await
+    }
+
+    /// Starts the process called `name` again after [`Site::kill`], as its supervisor (Kubernetes)
+    /// would: the same role, configuration, environment and admin address, with a log file of its
+    /// own (`<name>.<n>.log`). Waits until it is ready.
+    pub async fn restart(&mut self, name: &str) -> Result<(), HarnessError> {
+        if self.processes.iter().any(|process| process.name() == name) {
+            return Err(HarnessError::Setup(format!("doorsync {name} is running: kill it before restarting it")));
+        }
+        let (&name, launch) = self.launches.get_key_value(name).ok_or_else(|| {
+            HarnessError::Setup(format!("no doorsync process called {name} was started on this site"))
+        })?;
+        let settings: Vec<(&str, String)> =
+            launch.settings.iter().map(|(variable, value)| (variable.as_str(), value.clone())).collect();
+        let command = doorsync_command(&self.binary, launch.role, &self.config, launch.admin, &settings);
+        self.restarts += 1;
+        let log_path = self.dir.path().join(format!("{name}.{}.log", self.restarts));
+        let mut process = Doorsync::start(name, command, launch.admin, &log_path)?;
+        let ready = process.wait_ready(READY_LIMIT).await;
+        // Kept even when it is not ready, so that the site stops it (and shows its log).
+        self.processes.push(process);
+        ready
+    }
+
+    /// An error naming the first process that has exited by itself (a crash, not a kill), with
+    /// the end of its log.
+    pub fn check_running(&mut self) -> Result<(), HarnessError> {
+        self.processes.iter_mut().try_for_each(Doorsync::check_running)
+    }
+
+    /// Kills the site's nats-server with SIGKILL, as a crash would; doorsync's processes keep
+    /// running and reconnect once [`Site::restart_nats`] brings it back.
+    pub async fn kill_nats(&mut self) -> Result<(), HarnessError> {
+        let nats = self.nats.as_mut().ok_or_else(|| HarnessError::Setup("this site runs no nats-server".into()))?;
+        Ok(nats.kill().await?)
+    }
+
+    /// Starts the site's nats-server again on the same port and store (killing it first if it
+    /// runs), and waits until JetStream answers.
+    pub async fn restart_nats(&mut self) -> Result<(), HarnessError> {
+        let nats = self.nats.as_mut().ok_or_else(|| HarnessError::Setup("this site runs no nats-server".into()))?;
+        Ok(nats.restart().await?)
+    }
+
+    /// The URL of the site's nats-server, for a test that reads the log itself.
+    pub fn nats_url(&self) -> Option<String> {
+        self.nats.as_ref().map(NatsServer::url)
+    }
+
+    /// Where doorsync's messages live in the site's log: streams and buckets.
+    pub fn layout(&self) -> Layout {
+        Layout::new(self.subjects.clone())
+    }
+
+    /// Keeps the site's directory (configuration and every process's log, the killed ones'
+    /// included) when the site is dropped, or lets it be removed again; returns where it is.
+    pub fn keep_files(&mut self, keep: bool) -> &Path {
+        self.dir.disable_cleanup(keep);
+        self.dir.path()
     }
 
     /// Requests the Kisi simulator received with the API key of the process called `name`.

@@ -179,6 +179,7 @@ pub(crate) fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> W
     options.reconcile_groups = mapped_groups(mapping);
     // Checked against kisi.request_timeout when the configuration is loaded.
     options.lease_ttl = config.writer.lease_ttl;
+    options.ack_wait = config.writer.ack_wait;
     options
 }
 

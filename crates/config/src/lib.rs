@@ -268,11 +268,16 @@ pub struct WriterConfig {
     /// must have ended by then.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// A command the writer took from the log and has neither carried out nor given back within
+    /// this time is delivered again: to a standby that took over from a writer that died holding
+    /// it, or, while Kisi is slow, to the same writer, which recognises it as a duplicate.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self { lease_ttl: Duration::from_secs(30) }
+        Self { lease_ttl: Duration::from_secs(30), ack_wait: Duration::from_secs(60) }
     }
 }
 
@@ -572,6 +577,27 @@ mod tests {
 
             let config = load_in(jail, "[kisi]\nrequest_timeout = \"2s\"\n[writer]\nlease_ttl = \"6s\"\n").unwrap();
             assert_eq!(config.writer.lease_ttl, Duration::from_secs(6));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_writer_ack_wait_is_read_and_must_be_at_least_a_second() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::default().writer.ack_wait, Duration::from_secs(60));
+            let config = load_in(jail, "[writer]\nack_wait = \"3s\"\n").unwrap();
+            assert_eq!(config.writer.ack_wait, Duration::from_secs(3));
+
+            let found = problems(load_in(jail, "[writer]\nack_wait = \"500ms\"\n"));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].key, "writer.ack_wait");
+            assert!(found[0].origin.ends_with("doorsync.toml"), "{found:?}");
+            assert!(found[0].problem.contains("at least 1s"), "{found:?}");
+
+            jail.set_env("DOORSYNC_WRITER__ACK_WAIT", "0s");
+            let found = problems(load_in(jail, "[writer]\nack_wait = \"3s\"\n"));
+            assert_eq!(found[0].key, "writer.ack_wait");
+            assert_eq!(found[0].origin, "the environment variable DOORSYNC_WRITER__ACK_WAIT", "{found:?}");
             Ok(())
         });
     }

@@ -69,6 +69,18 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             ),
         );
     }
+    // One Kisi request alone may take longer than a shorter wait: every command the writer is
+    // carrying out would keep coming back while Kisi answers.
+    if config.writer.ack_wait < Duration::from_secs(1) {
+        problem(
+            "writer.ack_wait",
+            format!(
+                "{} is too short: it must be at least 1s, or commands would be delivered again while the \
+                 writer is still carrying them out",
+                humantime::format_duration(config.writer.ack_wait)
+            ),
+        );
+    }
     if config.nexudus.poll_overlap < Duration::from_secs(60) {
         problem(
             "nexudus.poll_overlap",

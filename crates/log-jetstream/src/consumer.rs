@@ -29,13 +29,45 @@ impl JetStreamConsumer {
             ..Default::default()
         };
         let context = || format!("opening consumer {} on {}", spec.durable_name, spec.stream);
-        let consumer = stream
-            .get_or_create_consumer(&spec.durable_name, config)
+        let mut consumer = stream
+            .get_or_create_consumer(&spec.durable_name, config.clone())
             .await
             .map_err(|error| LogError::unavailable(context(), error))?;
+        // An existing consumer keeps the settings it was created with unless told otherwise: a
+        // changed ack wait (say) would otherwise never reach the server. Where it starts is kept,
+        // as the trait promises (and JetStream allows no change to it).
+        let existing = consumer.cached_info().config.clone();
+        if consumer_differs(&existing, &config) {
+            tracing::info!(
+                consumer = %spec.durable_name,
+                stream = %spec.stream,
+                ack_wait = ?config.ack_wait,
+                "durable consumer opened with new settings; updating it"
+            );
+            let update = pull::Config { deliver_policy: existing.deliver_policy, ..config };
+            consumer = stream
+                .update_consumer(update)
+                .await
+                .map_err(|error| LogError::unavailable(format!("updating consumer {}", spec.durable_name), error))?;
+        }
         let messages = consumer.messages().await.map_err(|error| LogError::unavailable(context(), error))?;
         Ok(Self { stream_name: spec.stream, durable_name: spec.durable_name, messages })
     }
+}
+
+/// Whether the consumer on the server differs from `wanted` in a setting doorsync chooses. The
+/// server keeps a single filter in `filter_subject` however it was given.
+fn consumer_differs(existing: &jetstream::consumer::Config, wanted: &pull::Config) -> bool {
+    let filters = |single: &str, many: &[String]| -> Vec<String> {
+        let mut filters: Vec<String> =
+            if many.is_empty() && !single.is_empty() { vec![single.to_owned()] } else { many.to_vec() };
+        filters.sort();
+        filters
+    };
+    existing.ack_wait != wanted.ack_wait
+        || existing.max_deliver != wanted.max_deliver
+        || filters(&existing.filter_subject, &existing.filter_subjects)
+            != filters(&wanted.filter_subject, &wanted.filter_subjects)
 }
 
 #[async_trait]

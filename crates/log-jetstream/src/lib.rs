@@ -9,6 +9,7 @@ mod consumer;
 mod kv;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
@@ -75,15 +76,33 @@ struct Inner {
     request_timeout: Duration,
     max_acks_in_flight: usize,
     in_flight: tokio::sync::Semaphore,
+    /// Counts the times the connection came back after it was lost; see [`JetStreamLog::read`].
+    reconnections: tokio::sync::watch::Receiver<u64>,
 }
 
 impl JetStreamLog {
     /// Connects, refuses servers older than 2.10, and creates or checks every stream.
     pub async fn connect(options: JetStreamOptions) -> Result<Self, LogError> {
         options.streams.iter().try_for_each(StreamSpec::validate)?;
+        let (reconnected, reconnections) = tokio::sync::watch::channel(0_u64);
+        let reconnected = Arc::new(reconnected);
+        let disconnected = Arc::new(AtomicBool::new(false));
         let client = async_nats::ConnectOptions::new()
             .name(&options.connection_name)
             .request_timeout(Some(options.request_timeout))
+            .event_callback(move |event| {
+                let (reconnected, disconnected) = (Arc::clone(&reconnected), Arc::clone(&disconnected));
+                async move {
+                    match event {
+                        async_nats::Event::Disconnected => disconnected.store(true, Ordering::SeqCst),
+                        // The first connection is announced too: only a return counts.
+                        async_nats::Event::Connected if disconnected.swap(false, Ordering::SeqCst) => {
+                            reconnected.send_modify(|count| *count += 1);
+                        }
+                        _ => {}
+                    }
+                }
+            })
             .connect(options.url.as_str())
             .await
             .map_err(|error| LogError::unavailable(format!("connecting to NATS at {}", options.url), error))?;
@@ -102,6 +121,7 @@ impl JetStreamLog {
                 request_timeout: options.request_timeout,
                 max_acks_in_flight: options.max_acks_in_flight.max(1),
                 in_flight: tokio::sync::Semaphore::new(options.max_acks_in_flight.max(1)),
+                reconnections,
             }),
         };
         for spec in &log.inner.streams {
@@ -176,8 +196,16 @@ impl JetStreamLog {
     }
 
     /// An ordered consumer over the request's subjects, from its sequence.
+    ///
+    /// A read that follows the stream ends with an error once the connection to the server came
+    /// back after it was lost: the server may have lost the ordered consumer with it (a restarted
+    /// server always has), and the client would only find out after missing its heartbeats for a
+    /// quarter of a minute, delivering nothing meanwhile. The caller reads again from where it
+    /// got to.
     async fn read(&self, request: ReplayRequest, until: Until) -> Result<MessageStream, LogError> {
         request.filters.iter().try_for_each(|filter| doorsync_log::validate_filter(filter))?;
+        let mut reconnections = self.inner.reconnections.clone();
+        reconnections.mark_unchanged();
         let mut stream = self.stream(&request.stream).await?;
         let last = stream
             .info()
@@ -212,6 +240,7 @@ impl JetStreamLog {
             .await
             .map_err(|error| LogError::unavailable(format!("reading a replay of {}", request.stream), error))?;
         let stream_name: Arc<str> = Arc::from(request.stream);
+        let followed_name = Arc::clone(&stream_name);
         // Stops right after the message the server says nothing is pending behind: polling the
         // ordered consumer once more would wait for a message that may never come.
         let replayed = futures::stream::unfold(Some(messages), move |messages| {
@@ -232,7 +261,32 @@ impl JetStreamLog {
                 }
             }
         });
-        Ok(replayed.boxed())
+        if until == Until::CaughtUp {
+            return Ok(replayed.boxed());
+        }
+        let followed = futures::stream::unfold(Some((replayed.boxed(), reconnections)), move |state| {
+            let stream_name = Arc::clone(&followed_name);
+            async move {
+                let (mut messages, mut reconnections) = state?;
+                tokio::select! {
+                    // In stream order: a message that has arrived goes out before the news.
+                    biased;
+                    item = messages.next() => item.map(|item| (item, Some((messages, reconnections)))),
+                    // Also when the client is gone, which ends the read all the same.
+                    _ = reconnections.changed() => {
+                        let error = LogError::Unavailable {
+                            context: format!(
+                                "following {stream_name}: the connection to NATS was lost and re-established, \
+                                 so the server may have lost this read; read again from the last message"
+                            ),
+                            source: None,
+                        };
+                        Some((Err(error), None))
+                    }
+                }
+            }
+        });
+        Ok(followed.boxed())
     }
 
     fn spec_for_subject(&self, subject: &str) -> Option<&StreamSpec> {

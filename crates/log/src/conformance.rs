@@ -125,6 +125,7 @@ macro_rules! conformance_suite {
             consumer_respects_filters_and_start,
             consumer_specs_are_validated,
             consumer_position_survives_reopen,
+            consumer_reopened_with_new_settings_uses_them,
             appended_messages_survive_reopen,
             key_value_compare_and_set,
             key_value_survives_reopen,
@@ -513,6 +514,34 @@ pub async fn consumer_position_survives_reopen(mut harness: Harness) {
     rest.sort();
     assert_eq!(rest, vec!["p2", "p3"]);
     assert_no_delivery(&mut reader, Duration::from_secs(3)).await;
+}
+
+/// A consumer opened again with other settings (its configuration changed, the process
+/// restarted) works with the new ones: a shorter ack wait brings an unsettled delivery back
+/// sooner than the old one would have.
+pub async fn consumer_reopened_with_new_settings_uses_them(mut harness: Harness) {
+    let slow = Duration::from_secs(120);
+    harness.log.append(message("conf.evt.0.1", "held")).await.unwrap();
+    {
+        let mut reader = harness.log.durable_consumer(consumer("changing").ack_wait(slow)).await.unwrap();
+        let held = next_delivery(&mut reader).await;
+        assert_eq!(held.message.id.as_deref(), Some("held"));
+        // Neither acknowledged nor given back: as a process that died holding it.
+        drop(held);
+    }
+    harness.reopen().await;
+    let quick = consumer("changing").ack_wait(Duration::from_secs(1));
+    let mut reader = harness.log.durable_consumer(quick).await.unwrap();
+    // Within `next_delivery`'s 10 s, far less than the old ack wait, and again after that.
+    for _ in 0..2 {
+        let again = next_delivery(&mut reader).await;
+        assert_eq!(again.message.id.as_deref(), Some("held"));
+        drop(again);
+    }
+    let last = next_delivery(&mut reader).await;
+    assert_eq!(last.message.id.as_deref(), Some("held"));
+    last.ack().await.unwrap();
+    assert_no_delivery(&mut reader, Duration::from_secs(2)).await;
 }
 
 pub async fn appended_messages_survive_reopen(mut harness: Harness) {

@@ -348,6 +348,9 @@ pub trait EventLog: Send + Sync {
 
     /// Like [`EventLog::replay`], but never ends: after the messages already stored it waits for
     /// new ones and delivers them in order as they are appended. Dropping the stream stops it.
+    /// It ends only after an error, when the backend can no longer promise the rest in order (the
+    /// JetStream backend: its connection to the server was lost and came back); the caller
+    /// follows again from the last message it got.
     async fn follow(&self, request: ReplayRequest) -> Result<MessageStream, LogError>;
 
     /// The sequence of the last message in the stream, 0 when it is empty.

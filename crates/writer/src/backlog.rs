@@ -64,6 +64,9 @@ pub(crate) struct Pending {
     pub(crate) deliveries: BTreeMap<u64, Delivery>,
     /// Keys are worked on in the order their oldest command arrived.
     pub(crate) first_sequence: u64,
+    /// When this writer first received a command for the key: how long it has waited for a
+    /// command it needs that has not come (see `worker::Active::await_command`).
+    pub(crate) received_at: Timestamp,
     /// Transient failures in a row.
     pub(crate) attempts: u32,
     pub(crate) not_before: Timestamp,
@@ -128,6 +131,7 @@ impl Backlog {
                             latest: received,
                             deliveries,
                             first_sequence: sequence,
+                            received_at: now,
                             attempts: 0,
                             not_before: now,
                             transient_reported: false,
@@ -139,6 +143,22 @@ impl Backlog {
                 }
                 None => Added::Stale(delivery),
             },
+        }
+    }
+
+    /// Takes the email and name of a member's `EnsureUser` that came after newer commands for the
+    /// user (a writer that died holding it gave it back late) into a pending desire that has
+    /// none, as folding the commands in order would have; the key, which was waiting for them,
+    /// is tried again at once. A desire that has them came from a newer `EnsureUser`, which wins.
+    pub(crate) fn learn_identity(&mut self, key: Key, email: &str, name: &str, now: Timestamp) {
+        if let Some(pending) = self.pending.get_mut(&key)
+            && let Desire::User(desire) = &mut pending.desire
+            && desire.email.is_none()
+        {
+            desire.email = Some(email.to_owned());
+            desire.name = Some(name.to_owned());
+            pending.attempts = 0;
+            pending.not_before = now;
         }
     }
 
@@ -288,6 +308,25 @@ mod tests {
         assert_eq!(backlog.deliveries(), 2);
         let pending = backlog.get(&Key::Group(MEMBER, GROUP)).unwrap();
         assert!(matches!(pending.desire, Desire::Group(_, desire) if desire.validity().is_some()));
+    }
+
+    #[test]
+    fn an_ensure_user_that_comes_late_gives_a_pending_desire_the_identity_it_lacked() {
+        let mut backlog = Backlog::default();
+        let (early, late) = (Timestamp::from_unix_millis(0), Timestamp::from_unix_millis(70));
+        let suspend = Command::SuspendUser(SuspendUser { member: MEMBER, basis: 2 });
+        let desire = |_: Option<&Desire>| plan::fold_user_desire(None, &suspend).map(Desire::User);
+        backlog.add(Key::User(MEMBER), received(5, suspend.clone()), delivery(5), 0, desire, early);
+        backlog.get_mut(&Key::User(MEMBER)).unwrap().not_before = Timestamp::from_unix_millis(500);
+        backlog.learn_identity(Key::User(MEMBER), "a@x", "Ann", late);
+        let pending = backlog.get(&Key::User(MEMBER)).unwrap();
+        let Desire::User(desire) = &pending.desire else { panic!("a user desire") };
+        assert_eq!((desire.email.as_deref(), desire.name.as_deref()), (Some("a@x"), Some("Ann")));
+        assert_eq!(desire.access, KisiUserState::Suspended, "the newer command still decides the access");
+        assert_eq!(pending.not_before, late, "tried again at once");
+        backlog.learn_identity(Key::User(MEMBER), "b@x", "Bo", late);
+        let Desire::User(desire) = &backlog.get(&Key::User(MEMBER)).unwrap().desire else { panic!("a user desire") };
+        assert_eq!(desire.email.as_deref(), Some("a@x"), "an identity once known is kept");
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! One record per member in the writer's key-value bucket (`member.<id>`), written after every
 //! Kisi call that changed something, before any outcome is published or command acknowledged.
-//! A restarted writer, or a standby taking over, reads it instead of asking Kisi again.
+//! A restarted writer, or a standby taking over, reads it instead of asking Kisi again. Before a
+//! call that changes Kisi, the record is written with what it changes marked as not known: should
+//! the writer stop or die before it learns the result, the next one looks in Kisi instead of
+//! trusting what was true before.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -49,6 +52,11 @@ pub(crate) struct KnownUser {
     /// Whether the group records below reflect every assignment of this user (true once listed
     /// after linking, or for a user doorsync created, which started with none).
     pub(crate) assignments_listed: bool,
+    /// A change to the user's access was made (or may have been: its answer was lost, or the
+    /// writer stopped or died during it) without its result being known: `state` may be wrong,
+    /// so the user is read before anything is decided from it.
+    #[serde(default)]
+    pub(crate) access_in_doubt: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +153,19 @@ impl MemberRecord {
     pub(crate) fn live_user(&self) -> Option<&KnownUser> {
         self.user.known.as_ref().filter(|user| user.state != KisiUserState::Deleted)
     }
+
+    /// Marks what a change to the member's user (`None`) or membership of `group` may have
+    /// changed as not known: look in Kisi before deciding anything from it.
+    pub(crate) fn mark_in_doubt(&mut self, group: Option<KisiGroupId>) {
+        match group {
+            Some(group) => self.group_mut(group).known = KnownAssignment::Unknown,
+            None => {
+                if let Some(user) = &mut self.user.known {
+                    user.access_in_doubt = true;
+                }
+            }
+        }
+    }
 }
 
 /// The records, cached in memory and loaded from the bucket on first use.
@@ -211,7 +232,20 @@ impl Knowledge {
 
     pub(crate) async fn save(&self, member: MemberId) -> Result<(), LogError> {
         let record = self.records.get(&member).cloned().unwrap_or_default();
-        let encoded = rmp_serde::to_vec_named(&record)
+        self.put(member, &record).await
+    }
+
+    /// Saves the member's record with what a change about to be made to the user (`None`) or to
+    /// `group` may change marked as not known; the cached record keeps what is known now, which
+    /// stays true unless the change is made.
+    pub(crate) async fn save_in_doubt(&self, member: MemberId, group: Option<KisiGroupId>) -> Result<(), LogError> {
+        let mut record = self.records.get(&member).cloned().unwrap_or_default();
+        record.mark_in_doubt(group);
+        self.put(member, &record).await
+    }
+
+    async fn put(&self, member: MemberId, record: &MemberRecord) -> Result<(), LogError> {
+        let encoded = rmp_serde::to_vec_named(record)
             .map_err(|error| LogError::storage(format!("encoding the writer's record of member {member}"), error))?;
         self.kv.put(&member_key(member), Bytes::from(encoded)).await.map(drop)
     }
@@ -233,6 +267,7 @@ mod tests {
             created_by_doorsync: true,
             state: KisiUserState::Suspended,
             assignments_listed: true,
+            access_in_doubt: false,
         });
         record.user.searched_absent = true;
         record.group_mut(KisiGroupId(9)).known = KnownAssignment::Present(HeldAssignment {

@@ -60,11 +60,17 @@ pub(crate) enum UserStep {
     },
     /// A user found by email may already be in groups: read them once.
     ListAssignments,
+    /// What became of a change to the user's access is not known: read the user.
+    Read,
     SetAccess {
         access_enabled: bool,
     },
     Delete,
     Done,
+    /// No `EnsureUser` has come for the member, so there is no email to find or create its user
+    /// with. It may still come: a writer that died holding it gives it back only after the ack
+    /// wait, and newer commands may come first.
+    AwaitEnsureUser,
     /// Cannot be done, whatever is retried.
     Refuse(String),
 }
@@ -96,11 +102,7 @@ pub(crate) fn user_step(
     }
     let Some(user) = live else {
         let Some(email) = &desire.email else {
-            return UserStep::Refuse(
-                "doorsync has no Kisi user for the member and no email to find or create one with \
-                 (no EnsureUser command came for it)"
-                    .to_owned(),
-            );
+            return UserStep::AwaitEnsureUser;
         };
         if !searched_absent {
             return UserStep::Find { email: email.clone() };
@@ -111,6 +113,9 @@ pub(crate) fn user_step(
             access_enabled: desire.access == KisiUserState::Enabled,
         };
     };
+    if user.access_in_doubt {
+        return UserStep::Read;
+    }
     if !user.assignments_listed {
         return UserStep::ListAssignments;
     }
@@ -202,7 +207,13 @@ mod tests {
     }
 
     fn user(created: bool, state: KisiUserState) -> KnownUser {
-        KnownUser { id: KisiUserId(7), created_by_doorsync: created, state, assignments_listed: true }
+        KnownUser {
+            id: KisiUserId(7),
+            created_by_doorsync: created,
+            state,
+            assignments_listed: true,
+            access_in_doubt: false,
+        }
     }
 
     fn at(seconds: i64) -> Option<Timestamp> {
@@ -265,7 +276,16 @@ mod tests {
         assert!(matches!(user_step(&delete, Some(&linked), false, false), UserStep::Refuse(_)));
         assert_eq!(user_step(&delete, None, false, false), UserStep::Done, "no user is already no user");
         let no_email = fold_all(&[Command::SuspendUser(SuspendUser { member: MEMBER, basis: 2 })]).unwrap();
-        assert!(matches!(user_step(&no_email, None, false, true), UserStep::Refuse(_)));
+        assert_eq!(user_step(&no_email, None, false, true), UserStep::AwaitEnsureUser);
+    }
+
+    #[test]
+    fn a_user_whose_access_is_in_doubt_is_read_before_anything_is_decided() {
+        let restore = fold_all(&[ensure("a@x")]).unwrap();
+        let in_doubt = KnownUser { access_in_doubt: true, ..user(true, KisiUserState::Enabled) };
+        assert_eq!(user_step(&restore, Some(&in_doubt), false, true), UserStep::Read);
+        let delete = UserDesire { access: KisiUserState::Deleted, ..restore };
+        assert_eq!(user_step(&delete, Some(&in_doubt), false, true), UserStep::Delete, "deleting twice is harmless");
     }
 
     #[test]

@@ -172,6 +172,8 @@ pub(crate) enum StepResult {
     /// Kisi disagreed with what was known (which is now corrected): why.
     Conflict(String),
     Failed(KisiError),
+    /// The knowledge could not be saved before a change (the log failed): nothing was called.
+    Unsaved(String),
     Stopped,
 }
 
@@ -443,7 +445,11 @@ impl<'a> Active<'a> {
             }
         };
         let now = self.now();
-        if let Added::Stale(delivery) = self.backlog.add(key, received, delivery, settled_sequence, next_desire, now) {
+        let added = self.backlog.add(key, received, delivery, settled_sequence, next_desire, now);
+        if let Command::EnsureUser(ensure) = &command {
+            self.backlog.learn_identity(key, &ensure.email, &ensure.name, now);
+        }
+        if let Added::Stale(delivery) = added {
             // A redelivery of a command settled meanwhile was counted when it was settled.
             if delivery.delivery_count == 1 {
                 self.shared.status.lock().commands_superseded += 1;
@@ -481,6 +487,7 @@ impl<'a> Active<'a> {
             Desire::User(desire) => {
                 match plan::user_step(&desire, record.user.known.as_ref(), record.user.searched_absent, manage_linked) {
                     UserStep::Done => return self.settle(key).await,
+                    UserStep::AwaitEnsureUser => return self.await_command(key, NO_ENSURE_USER).await,
                     UserStep::Refuse(reason) => return self.dead_letter(key, &reason).await,
                     step => self.user_call(member, step).await,
                 }
@@ -489,7 +496,7 @@ impl<'a> Active<'a> {
                 let known = record.known_in(group);
                 match plan::group_step(desire, record.live_user(), known, modify_foreign) {
                     GroupStep::Done => return self.settle(key).await,
-                    GroupStep::RefuseNoUser => return self.dead_letter(key, NO_USER).await,
+                    GroupStep::RefuseNoUser => return self.await_command(key, NO_USER).await,
                     GroupStep::RefuseForeign { assignment } => {
                         return self.dead_letter(key, &foreign(assignment, group)).await;
                     }
@@ -521,8 +528,33 @@ impl<'a> Active<'a> {
                     .await;
             }
             StepResult::Failed(error) => self.dead_letter(key, &error.to_string()).await,
+            StepResult::Unsaved(reason) => self.transient(key, &reason, None).await,
             StepResult::Stopped => {}
         }
+    }
+
+    /// The key needs a command that has not come: the member's `EnsureUser`. A writer that died
+    /// holding it gives it back only after the ack wait, so newer commands can come first. It is
+    /// waited for like a transient failure until twice the ack wait has passed since the key's
+    /// first command came; then the key is dead-lettered.
+    async fn await_command(&mut self, key: Key, reason: &str) {
+        let grace = self.options().ack_wait.saturating_mul(2);
+        let now = self.now();
+        let waiting = self.backlog.get(&key).is_some_and(|pending| after(pending.received_at, grace) > now);
+        if waiting {
+            self.transient(key, reason, None).await;
+        } else {
+            self.dead_letter(key, reason).await;
+        }
+    }
+
+    /// Saves the member's record with what a change about to be made to its user (`None`) or
+    /// `group` may alter marked as not known: a writer that stops or dies before it learns the
+    /// result leaves whoever comes next to look in Kisi, not to trust what was true before.
+    async fn before_change(&self, member: MemberId, group: Option<KisiGroupId>) -> Result<(), StepResult> {
+        self.knowledge.save_in_doubt(member, group).await.map_err(|error| {
+            StepResult::Unsaved(format!("saving the writer's knowledge before a change failed: {error}"))
+        })
     }
 
     /// The key failed for now: try it again after a backoff (and Kisi's `Retry-After`), and tell
@@ -758,8 +790,33 @@ impl<'a> Active<'a> {
                     Err(error) => error.into(),
                 }
             }
+            UserStep::Read => {
+                let Some(user) = user_id else { return StepResult::Conflict(NO_USER.to_owned()) };
+                let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
+                let record = self.knowledge.get_mut(member);
+                match read {
+                    Ok(found) => {
+                        if let Some(known) = &mut record.user.known {
+                            known.state = access_state(found.access_enabled);
+                            known.access_in_doubt = false;
+                        }
+                        StepResult::Changed(Vec::new())
+                    }
+                    Err(CallError::Kisi(KisiError::NotFound { .. })) => {
+                        // Deleted (by the change in doubt, or by hand) with its assignments:
+                        // found or created again if the member needs one.
+                        record.user.known = None;
+                        record.forget_assignments(KnownAssignment::Absent);
+                        StepResult::Changed(Vec::new())
+                    }
+                    Err(error) => error.into(),
+                }
+            }
             UserStep::SetAccess { access_enabled } => {
                 let Some(user) = user_id else { return StepResult::Conflict(NO_USER.to_owned()) };
+                if let Err(unsaved) = self.before_change(member, None).await {
+                    return unsaved;
+                }
                 let set =
                     self.gateway
                         .call(&mut self.stop, |client| async move {
@@ -772,6 +829,7 @@ impl<'a> Active<'a> {
                         let state = access_state(access_enabled);
                         if let Some(known) = &mut record.user.known {
                             known.state = state;
+                            known.access_in_doubt = false;
                         }
                         StepResult::Changed(vec![access_changed(member, state)])
                     }
@@ -779,11 +837,21 @@ impl<'a> Active<'a> {
                         record.user.known = None;
                         StepResult::Conflict(format!("the member's Kisi user is gone: {error}"))
                     }
-                    Err(error) => error.into(),
+                    Err(CallError::Kisi(error)) => {
+                        // Kisi may have made the change: the state known before is no longer sure.
+                        if error.outcome_unknown() {
+                            record.mark_in_doubt(None);
+                        }
+                        StepResult::Failed(error)
+                    }
+                    Err(CallError::Stopped) => StepResult::Stopped,
                 }
             }
             UserStep::Delete => {
                 let Some(user) = user_id else { return StepResult::Conflict(NO_USER.to_owned()) };
+                if let Err(unsaved) = self.before_change(member, None).await {
+                    return unsaved;
+                }
                 let deleted =
                     self.gateway.call(&mut self.stop, |client| async move { client.delete_user(user).await }).await;
                 match deleted {
@@ -791,15 +859,22 @@ impl<'a> Active<'a> {
                         let record = self.knowledge.get_mut(member);
                         if let Some(known) = &mut record.user.known {
                             known.state = KisiUserState::Deleted;
+                            known.access_in_doubt = false;
                         }
                         // Kisi deletes a user's role assignments with it.
                         record.forget_assignments(KnownAssignment::Absent);
                         StepResult::Changed(vec![access_changed(member, KisiUserState::Deleted)])
                     }
-                    Err(error) => error.into(),
+                    Err(CallError::Kisi(error)) => {
+                        if error.outcome_unknown() {
+                            self.knowledge.get_mut(member).mark_in_doubt(None);
+                        }
+                        StepResult::Failed(error)
+                    }
+                    Err(CallError::Stopped) => StepResult::Stopped,
                 }
             }
-            UserStep::Done | UserStep::Refuse(_) => StepResult::Changed(Vec::new()),
+            UserStep::Done | UserStep::AwaitEnsureUser | UserStep::Refuse(_) => StepResult::Changed(Vec::new()),
         }
     }
 
@@ -825,6 +900,9 @@ impl<'a> Active<'a> {
                 }
             }
             GroupStep::Create { validity } => {
+                if let Err(unsaved) = self.before_change(member, Some(group)).await {
+                    return unsaved;
+                }
                 let created = self
                     .gateway
                     .call(&mut self.stop, |client| async move {
@@ -851,6 +929,9 @@ impl<'a> Active<'a> {
                 }
             }
             GroupStep::Update { assignment, validity } => {
+                if let Err(unsaved) = self.before_change(member, Some(group)).await {
+                    return unsaved;
+                }
                 let updated = self
                     .gateway
                     .call(&mut self.stop, |client| async move {
@@ -870,10 +951,20 @@ impl<'a> Active<'a> {
                         *known = KnownAssignment::Absent;
                         StepResult::Conflict(format!("the assignment is gone: {error}"))
                     }
-                    Err(error) => error.into(),
+                    Err(CallError::Kisi(error)) => {
+                        // Kisi may have changed the window: look before deciding again.
+                        if error.outcome_unknown() {
+                            *known = KnownAssignment::Unknown;
+                        }
+                        StepResult::Failed(error)
+                    }
+                    Err(CallError::Stopped) => StepResult::Stopped,
                 }
             }
             GroupStep::Delete { assignment } => {
+                if let Err(unsaved) = self.before_change(member, Some(group)).await {
+                    return unsaved;
+                }
                 let deleted = self
                     .gateway
                     .call(&mut self.stop, |client| async move { client.delete_assignment(assignment).await })
@@ -883,7 +974,13 @@ impl<'a> Active<'a> {
                         self.knowledge.get_mut(member).group_mut(group).known = KnownAssignment::Absent;
                         StepResult::Changed(Vec::new())
                     }
-                    Err(error) => error.into(),
+                    Err(CallError::Kisi(error)) => {
+                        if error.outcome_unknown() {
+                            self.knowledge.get_mut(member).group_mut(group).known = KnownAssignment::Unknown;
+                        }
+                        StepResult::Failed(error)
+                    }
+                    Err(CallError::Stopped) => StepResult::Stopped,
                 }
             }
             GroupStep::Done | GroupStep::RefuseNoUser | GroupStep::RefuseForeign { .. } => {
@@ -924,6 +1021,7 @@ impl<'a> Active<'a> {
             let step = plan::user_step(desire, record.user.known.as_ref(), record.user.searched_absent, manage_linked);
             let result = match step {
                 UserStep::Done => return Driven::Done(outcomes),
+                UserStep::AwaitEnsureUser => return Driven::Refused(NO_ENSURE_USER.to_owned()),
                 UserStep::Refuse(reason) => return Driven::Refused(reason),
                 step => self.user_call(member, step).await,
             };
@@ -950,6 +1048,7 @@ impl<'a> Active<'a> {
                 None
             }
             StepResult::Conflict(_) => None,
+            StepResult::Unsaved(reason) => Some(Driven::Refused(reason)),
             StepResult::Failed(error) => {
                 if error.is_credentials_problem() {
                     self.pause(&error);
@@ -979,6 +1078,8 @@ impl<'a> Active<'a> {
 }
 
 const NO_USER: &str = "doorsync has no Kisi user for the member (its EnsureUser failed or never came)";
+const NO_ENSURE_USER: &str = "doorsync has no Kisi user for the member and no email to find or create one with \
+                              (no EnsureUser command came for it)";
 
 fn foreign(assignment: doorsync_proto::KisiAssignmentId, group: KisiGroupId) -> String {
     format!(
@@ -1056,7 +1157,13 @@ pub(crate) fn present(assignment: &RoleAssignment, api_user: Option<KisiUserId>)
 }
 
 fn known_user(user: &User, created_by_doorsync: bool, assignments_listed: bool) -> KnownUser {
-    KnownUser { id: user.id, created_by_doorsync, state: access_state(user.access_enabled), assignments_listed }
+    KnownUser {
+        id: user.id,
+        created_by_doorsync,
+        state: access_state(user.access_enabled),
+        assignments_listed,
+        access_in_doubt: false,
+    }
 }
 
 /// Makes `user` the member's known user, holding `assignments` in every group; reports the link.
