@@ -70,6 +70,7 @@ bench: tools
     {
         echo "RUN started $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "LOAD start $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "COMMIT $(git rev-parse --short HEAD) $(git status --porcelain --untracked-files=no | wc -l)"
     } > "$log"
     # Everything is built first, and the built executables are run as cargo would run them (from
     # their package's directory): no benchmark shares the machine with our own compiling, and a
@@ -81,7 +82,10 @@ bench: tools
             | python3 scripts/bench-executable.py) || exit 1
         executables+=("$built")
     done
-    echo "BUILD seconds $(( $(date +%s) - run_started ))" >> "$log"
+    {
+        echo "BUILD seconds $(( $(date +%s) - run_started ))"
+        echo "LOAD benchmarks $(cut -d' ' -f1-3 /proc/loadavg)"
+    } >> "$log"
     failed=0
     for index in "${!benches[@]}"; do
         read -r package bench <<< "${benches[$index]}"

@@ -8,7 +8,9 @@ The log is the benchmarks' output with the recipe's own marker lines:
     FIGURE <key> <value> <unit> <target> <description...>   printed by a benchmark
     RUN started <ISO time> | RUN seconds <n>                 the whole run, build included
     BUILD seconds <n>                                        building the benchmarks first
-    LOAD start|end <1 min> <5 min> <15 min>                  /proc/loadavg
+    COMMIT <short hash> <files changed in the working tree>  what was built
+    LOAD start|benchmarks|end <1 min> <5 min> <15 min>       /proc/loadavg: before the build,
+                                                             as the benchmarks begin, at the end
     BENCH-START <package>/<bench>
     BENCH-END <package>/<bench> <exit code> <seconds> <1-min load at the end>
 
@@ -78,6 +80,8 @@ class Run:
     started: str | None = None
     seconds: int | None = None
     build_seconds: int | None = None
+    commit: str | None = None
+    changed_files: int = 0
     load: dict[str, str] = field(default_factory=dict)
 
 
@@ -97,6 +101,9 @@ def parse(lines: list[str]) -> Run:
                 run.started = words[2]
             elif words[1] == "seconds" and words[2].isdigit():
                 run.seconds = int(words[2])
+        elif marker == "COMMIT" and len(words) >= 3:
+            run.commit = words[1]
+            run.changed_files = int(words[2]) if words[2].isdigit() else 0
         elif marker == "BUILD" and len(words) >= 3 and words[2].isdigit():
             run.build_seconds = int(words[2])
         elif marker == "LOAD" and len(words) >= 5:
@@ -214,12 +221,17 @@ def machine(run: Run) -> list[str]:
     except OSError:
         pass
     kernel = command("uname", "-r") or "?"
-    commit = command("git", "rev-parse", "--short", "HEAD") or "unknown"
-    dirty = command("git", "status", "--porcelain", "--untracked-files=no")
-    tree = " with uncommitted changes in the working tree" if dirty else ""
+    if run.commit:
+        commit = run.commit
+        tree = f" with {run.changed_files} files changed in the working tree" if run.changed_files else ""
+    else:
+        commit = command("git", "rev-parse", "--short", "HEAD") or "unknown"
+        dirty = command("git", "status", "--porcelain", "--untracked-files=no")
+        tree = (" with uncommitted changes" if dirty else "") + " (read when the report was written)"
     nats = command(os.path.join(".tools", "bin", "nats-server"), "--version") or command("nats-server", "--version")
     lines = [
-        f"- **CPU:** {model}, {cpus} logical CPUs" + (f" ({threads} thread(s) per core)" if threads else ""),
+        f"- **CPU:** {model}, {cpus} logical CPUs"
+        + (f", {threads} thread{'' if threads == '1' else 's'} per core" if threads else ""),
         f"- **Memory:** {memory}",
         f"- **OS:** {system}, Linux {kernel}",
         f"- **Rust:** {command('rustc', '--version') or 'unknown'}; benches built with the `bench` profile "
@@ -229,9 +241,11 @@ def machine(run: Run) -> list[str]:
         f"- **Run started:** {run.started or 'unknown'}{took(run)}",
     ]
     if run.load:
-        start, end = run.load.get("start", "?"), run.load.get("end", "?")
+        moments = [("start", "at the start (before building)"), ("benchmarks", "as the benchmarks began"),
+                   ("end", "at the end")]
+        loads = "; ".join(f"{run.load[moment]} {when}" for moment, when in moments if moment in run.load)
         lines.append(
-            f"- **Load average (1, 5, 15 min):** {start} at the start, {end} at the end. The machine is shared: "
+            f"- **Load average (1, 5, 15 min):** {loads}; after each benchmark below. The machine is shared: "
             "a 1-minute load near or above the CPU count means other work competed with the benchmarks, "
             "which lowers throughputs and raises latencies."
         )
