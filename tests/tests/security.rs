@@ -529,9 +529,10 @@ async fn a_run_that_cannot_resolve_its_mapping(sims: &Simulators) -> Result<Vec<
 async fn a_writer_whose_key_kisi_refuses(sims: &Simulators) -> Result<Vec<(String, String)>, HarnessError> {
     let spec =
         RunSpec { kisi_api_key: WRONG_KISI_API_KEY, nexudus_auth: "bearer_token", ..RunSpec::new("wrong-key-at-work") };
+    // Counted before the start: the writer may check its key with Kisi as soon as it starts.
+    let refused_before = sims.kisi.calls().by_status.get(&401).copied().unwrap_or(0);
     let mut run = Run::start(sims, spec)?;
     run.wait_ready().await?;
-    let refused_before = sims.kisi.calls().by_status.get(&401).copied().unwrap_or(0);
     // Its own member and booking, sent to this run only.
     let bo = sims.add_member("Bo")?;
     let booking = sims.book(bo, 30)?;
