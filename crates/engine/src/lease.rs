@@ -40,7 +40,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(renew_every) => {}
-            _ = shutdown.changed() => break,
+            // `wait_for` also sees a shutdown sent before this task first ran, which `changed`
+            // would wait past until the next renewal.
+            _ = shutdown.wait_for(|stopping| *stopping) => break,
         }
         if let Err(error) = balance(&inner, History::ReadOwn).await {
             tracing::warn!(engine = %inner.engine_id, %error, "renewing partition leases failed; retrying");

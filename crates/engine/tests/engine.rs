@@ -313,3 +313,18 @@ async fn a_stopped_engine_holds_no_handle_on_the_log() {
         .await
         .expect("every handle on the log is gone once the engine has stopped");
 }
+
+/// On a one-thread runtime the engine's lease task has not run yet when `start` returns: a
+/// shutdown at once must still stop it, not wait for the next renewal.
+#[tokio::test]
+async fn an_engine_shut_down_right_after_it_started_stops() {
+    let layout = layout();
+    let store = embedded_log(&layout);
+    let clock = ManualClock::new(at(0));
+    let mut options = options("a", &layout);
+    options.lease_ttl = Duration::from_secs(3_600);
+    let engine = doorsync_engine::start(options, std::sync::Arc::clone(&store.log), std::sync::Arc::new(clock)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), engine.shutdown())
+        .await
+        .expect("the engine stops although its lease task never ran before the shutdown");
+}
