@@ -323,7 +323,8 @@ async fn an_engine_shut_down_right_after_it_started_stops() {
     let clock = ManualClock::new(at(0));
     let mut options = options("a", &layout);
     options.lease_ttl = Duration::from_secs(3_600);
-    let engine = doorsync_engine::start(options, std::sync::Arc::clone(&store.log), std::sync::Arc::new(clock)).await.unwrap();
+    let engine =
+        doorsync_engine::start(options, std::sync::Arc::clone(&store.log), std::sync::Arc::new(clock)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(20), engine.shutdown())
         .await
         .expect("the engine stops although its lease task never ran before the shutdown");
