@@ -167,20 +167,27 @@ impl Backlog {
     pub(crate) fn next_ready(&self, now: Timestamp) -> Option<Key> {
         self.pending
             .iter()
-            .filter(|(key, pending)| {
-                pending.not_before <= now
-                    && match key {
-                        Key::Group(member, _) => !self.pending.contains_key(&Key::User(*member)),
-                        Key::User(_) => true,
-                    }
-            })
+            .filter(|(key, pending)| pending.not_before <= now && !self.waits_for_its_user(key))
             .min_by_key(|(key, pending)| (pending.first_sequence, **key))
             .map(|(key, _)| *key)
     }
 
-    /// When the earliest key waiting out a backoff may be tried.
+    /// When the earliest key waiting out a backoff may be tried. A group waiting for its
+    /// member's user is due when the user is: counting its own `not_before`, already past,
+    /// would wake the writer at once, again and again, until the user's backoff ended.
     pub(crate) fn next_wakeup(&self) -> Option<Timestamp> {
-        self.pending.values().map(|pending| pending.not_before).min()
+        self.pending
+            .iter()
+            .filter(|(key, _)| !self.waits_for_its_user(key))
+            .map(|(_, pending)| pending.not_before)
+            .min()
+    }
+
+    fn waits_for_its_user(&self, key: &Key) -> bool {
+        match key {
+            Key::Group(member, _) => self.pending.contains_key(&Key::User(*member)),
+            Key::User(_) => false,
+        }
     }
 
     pub(crate) fn get_mut(&mut self, key: &Key) -> Option<&mut Pending> {
@@ -351,5 +358,21 @@ mod tests {
         backlog.get_mut(&Key::Group(MEMBER, GROUP)).unwrap().not_before = Timestamp::from_unix_millis(50);
         assert_eq!(backlog.next_ready(now), None);
         assert_eq!(backlog.next_wakeup(), Some(Timestamp::from_unix_millis(50)));
+    }
+
+    /// The simulation found the writer spinning: a group ready since long ago but waiting for
+    /// its user, whose call had met a 429, made `next_wakeup` an instant already past.
+    #[test]
+    fn a_group_waiting_for_its_user_wakes_the_writer_when_the_user_is_due() {
+        let mut backlog = Backlog::default();
+        let now = Timestamp::from_unix_millis(0);
+        add(&mut backlog, 2, grant(1_000), 0);
+        let suspend = Command::SuspendUser(SuspendUser { member: MEMBER, basis: 1 });
+        let desire = |_: Option<&Desire>| plan::fold_user_desire(None, &suspend).map(Desire::User);
+        backlog.add(Key::User(MEMBER), received(3, suspend.clone()), delivery(3), 0, desire, now);
+        let user_due = Timestamp::from_unix_millis(58_000);
+        backlog.get_mut(&Key::User(MEMBER)).unwrap().not_before = user_due;
+        assert_eq!(backlog.next_ready(now), None);
+        assert_eq!(backlog.next_wakeup(), Some(user_due));
     }
 }
