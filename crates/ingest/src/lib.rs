@@ -104,9 +104,10 @@ impl std::fmt::Debug for IngestHandle {
 }
 
 /// Starts the ingestor: loads what it appended before (and the parked records) from the
-/// layout's ingest bucket, and schedules the poller and the sweeper on `clock`. It does not read
-/// Nexudus until the first webhook, poll or sweep; call [`IngestHandle::poll_now`] to catch up
-/// at once.
+/// layout's ingest bucket, and schedules the poller and the sweeper on `clock`, each an interval
+/// after its last run that succeeded (at once if that is past), or an interval from now if it
+/// never ran. Nexudus is otherwise not read until the first webhook; call
+/// [`IngestHandle::poll_now`] to catch up at once.
 pub async fn start(
     options: IngestOptions,
     client: NexudusClient,
@@ -117,12 +118,19 @@ pub async fn start(
     let ingestor =
         Arc::new(Ingestor::new(options, client, log, layout.subjects.clone(), &layout.ingest_bucket, clock).await?);
     let (stop, _) = watch::channel(false);
-    let tasks = [Run::Poll, Run::Sweep].map(|run| {
-        // Due from now, not from whenever the task first gets to run.
-        let first = later(ingestor.clock.now(), interval_of(&ingestor.options, run));
-        tokio::spawn(scheduled(Arc::clone(&ingestor), run, first, stop.subscribe()))
-    });
-    Ok(IngestHandle { ingestor, stop: Arc::new(stop), tasks: Arc::new(Mutex::new(tasks.into())) })
+    let mut tasks = Vec::new();
+    for run in [Run::Poll, Run::Sweep] {
+        // Counted from the last run, not from this start: were it counted from the start, an
+        // ingestor restarted more often than the sweep interval would never sweep, and a hard
+        // delete whose webhook was lost would never be found.
+        let interval = interval_of(&ingestor.options, run);
+        let first = match ingestor.last_success(run).await? {
+            Some(last) => later(last, interval).max(ingestor.clock.now()),
+            None => later(ingestor.clock.now(), interval),
+        };
+        tasks.push(tokio::spawn(scheduled(Arc::clone(&ingestor), run, first, stop.subscribe())));
+    }
+    Ok(IngestHandle { ingestor, stop: Arc::new(stop), tasks: Arc::new(Mutex::new(tasks)) })
 }
 
 fn interval_of(options: &IngestOptions, run: Run) -> Duration {

@@ -82,7 +82,7 @@ impl Ingestor {
         let mut results = for_each_tracked!(self.poll_entity(&mut summary));
         results.push(self.poll_entity::<CancelledBooking>(&mut summary).await);
         results.push(self.check_webhooks().await);
-        self.finish(Run::Poll, summary, results)
+        self.finish(Run::Poll, summary, results).await
     }
 
     /// Lists everything: vanished records become removals, cancelled bookings cancellations,
@@ -103,22 +103,32 @@ impl Ingestor {
         // rather than found missing from the bookings.
         results.push(self.sweep_cancellations(&mut summary).await);
         results.extend(for_each_tracked!(self.sweep_entity(&mut summary)));
-        self.finish(Run::Sweep, summary, results)
+        self.finish(Run::Sweep, summary, results).await
     }
 
-    /// Records how a run went; the first failure (after trying every part) is the run's error.
-    fn finish(
+    /// Records how a run went, and when it last succeeded in the bucket (the schedule after a
+    /// restart counts from it); the first failure (after trying every part) is the run's error.
+    async fn finish(
         &self,
         run: Run,
         summary: RunSummary,
         results: Vec<Result<(), IngestError>>,
     ) -> Result<RunSummary, IngestError> {
         let failure = results.into_iter().find_map(Result::err);
-        self.stats.finished(run, self.clock.now(), failure.as_ref().map(ToString::to_string));
+        let now = self.clock.now();
+        self.stats.finished(run, now, failure.as_ref().map(ToString::to_string));
         match failure {
             Some(error) => Err(error),
-            None => Ok(summary),
+            None => {
+                self.bucket.put(&last_success_key(run), &now).await?;
+                Ok(summary)
+            }
         }
+    }
+
+    /// When `run` last succeeded, by the bucket.
+    pub(crate) async fn last_success(&self, run: Run) -> Result<Option<Timestamp>, IngestError> {
+        self.bucket.get(&last_success_key(run)).await
     }
 
     /// What an `AccessControlUpdate` for a customer asks for: the customer again, and their
@@ -271,6 +281,13 @@ impl Ingestor {
         };
         self.stats.webhook_health(health);
         Ok(())
+    }
+}
+
+fn last_success_key(run: Run) -> String {
+    match run {
+        Run::Poll => "last_success.poll".to_owned(),
+        Run::Sweep => "last_success.sweep".to_owned(),
     }
 }
 

@@ -529,3 +529,29 @@ async fn the_webhook_path_works_on_jetstream_and_survives_a_restart() {
     assert_eq!(world.events().await, expected);
     world.stop().await;
 }
+
+/// A restart does not put the sweep off: it is due an interval after the last sweep, not after
+/// the restart, so an ingestor restarted more often than the interval still sweeps (the
+/// simulation found a hard delete whose webhook was lost kept in Kisi past two restarts).
+#[tokio::test]
+async fn the_sweep_is_due_an_interval_after_the_last_one_whatever_restarts_came_between() {
+    let mut world = World::without_webhooks().await;
+    let sweep_every = world.options.sweep_interval;
+    let (_, ada, _) = booked(&world);
+    world.clock.advance(sweep_every);
+    support::wait_until("the first scheduled sweep", || world.ingest.status().last_sweep.is_some()).await;
+    let first_sweep = world.now();
+    world.sim.delete(SimEntity::Coworker, ada).unwrap();
+
+    world.clock.advance(sweep_every / 2);
+    world.restart_ingest().await;
+    world.clock.advance(sweep_every / 2);
+    support::wait_until("a sweep an interval after the first, despite the restart", || {
+        world.ingest.status().last_sweep.is_some_and(|last| last > first_sweep)
+    })
+    .await;
+    let removed =
+        world.events().await.into_iter().filter(|(_, event)| matches!(event, Event::MemberRemoved(_))).count();
+    assert_eq!(removed, 1, "the sweep found the deleted member");
+    world.stop().await;
+}
