@@ -105,9 +105,9 @@ impl std::fmt::Debug for IngestHandle {
 
 /// Starts the ingestor: loads what it appended before (and the parked records) from the
 /// layout's ingest bucket, and schedules the poller and the sweeper on `clock`, each an interval
-/// after its last run that succeeded (at once if that is past), or an interval from now if it
-/// never ran. Nexudus is otherwise not read until the first webhook; call
-/// [`IngestHandle::poll_now`] to catch up at once.
+/// after its last run that succeeded, or after the first start of an ingestor on this bucket if
+/// none has (at once if that is past). Nexudus is otherwise not read until the first webhook;
+/// call [`IngestHandle::poll_now`] to catch up at once.
 pub async fn start(
     options: IngestOptions,
     client: NexudusClient,
@@ -120,14 +120,11 @@ pub async fn start(
     let (stop, _) = watch::channel(false);
     let mut tasks = Vec::new();
     for run in [Run::Poll, Run::Sweep] {
-        // Counted from the last run, not from this start: were it counted from the start, an
+        // Counted from the last run, not from this start: were it counted from each start, an
         // ingestor restarted more often than the sweep interval would never sweep, and a hard
         // delete whose webhook was lost would never be found.
-        let interval = interval_of(&ingestor.options, run);
-        let first = match ingestor.last_success(run).await? {
-            Some(last) => later(last, interval).max(ingestor.clock.now()),
-            None => later(ingestor.clock.now(), interval),
-        };
+        let since = ingestor.schedule_start(run).await?;
+        let first = later(since, interval_of(&ingestor.options, run)).max(ingestor.clock.now());
         tasks.push(tokio::spawn(scheduled(Arc::clone(&ingestor), run, first, stop.subscribe())));
     }
     Ok(IngestHandle { ingestor, stop: Arc::new(stop), tasks: Arc::new(Mutex::new(tasks)) })

@@ -106,8 +106,8 @@ impl Ingestor {
         self.finish(Run::Sweep, summary, results).await
     }
 
-    /// Records how a run went, and when it last succeeded in the bucket (the schedule after a
-    /// restart counts from it); the first failure (after trying every part) is the run's error.
+    /// Records how a run went, and when it last succeeded in the bucket (the schedule counts from
+    /// it, across restarts); the first failure (after trying every part) is the run's error.
     async fn finish(
         &self,
         run: Run,
@@ -120,15 +120,22 @@ impl Ingestor {
         match failure {
             Some(error) => Err(error),
             None => {
-                self.bucket.put(&last_success_key(run), &now).await?;
+                self.bucket.put(schedule_key(run), &now).await?;
                 Ok(summary)
             }
         }
     }
 
-    /// When `run` last succeeded, by the bucket.
-    pub(crate) async fn last_success(&self, run: Run) -> Result<Option<Timestamp>, IngestError> {
-        self.bucket.get(&last_success_key(run)).await
+    /// What `run`'s schedule counts from: its last success, or the first start of an ingestor
+    /// on this bucket, which it records when it is that start.
+    pub(crate) async fn schedule_start(&self, run: Run) -> Result<Timestamp, IngestError> {
+        let key = schedule_key(run);
+        if let Some(since) = self.bucket.get(key).await? {
+            return Ok(since);
+        }
+        let now = self.clock.now();
+        self.bucket.put(key, &now).await?;
+        Ok(now)
     }
 
     /// What an `AccessControlUpdate` for a customer asks for: the customer again, and their
@@ -284,10 +291,10 @@ impl Ingestor {
     }
 }
 
-fn last_success_key(run: Run) -> String {
+fn schedule_key(run: Run) -> &'static str {
     match run {
-        Run::Poll => "last_success.poll".to_owned(),
-        Run::Sweep => "last_success.sweep".to_owned(),
+        Run::Poll => "schedule.poll",
+        Run::Sweep => "schedule.sweep",
     }
 }
 

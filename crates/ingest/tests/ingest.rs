@@ -555,3 +555,20 @@ async fn the_sweep_is_due_an_interval_after_the_last_one_whatever_restarts_came_
     assert_eq!(removed, 1, "the sweep found the deleted member");
     world.stop().await;
 }
+
+/// Nor do restarts before any sweep succeeded: the schedule counts from the first start.
+#[tokio::test]
+async fn restarts_before_the_first_sweep_do_not_put_it_off() {
+    let mut world = World::without_webhooks().await;
+    let started = world.now();
+    let sweep_every = world.options.sweep_interval;
+    for _ in 0..3 {
+        world.clock.advance(sweep_every / 3);
+        world.restart_ingest().await;
+    }
+    support::wait_until("the first sweep, an interval after the first start", || {
+        world.ingest.status().last_sweep.is_some_and(|last| last > started)
+    })
+    .await;
+    world.stop().await;
+}
