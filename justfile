@@ -51,6 +51,12 @@ fuzz CASES="20000":
     PROPTEST_CASES={{CASES}} cargo test --locked -p doorsync-ingest --test fuzz_webhook
     PROPTEST_CASES={{CASES}} cargo test --locked -p doorsync-config --test fuzz_config
 
+# The deterministic simulation, SEEDS seeds from FIRST (`just test` runs seeds 1 to 300). A
+# failing seed prints its story and `DOORSYNC_SIM_SEED=<seed>` to replay it; DOORSYNC_SIM_HOURS
+# makes every seed simulate longer (10 hours by default).
+soak SEEDS="5000" FIRST="1000":
+    DOORSYNC_SIM_SEEDS={{SEEDS}} DOORSYNC_SIM_FIRST_SEED={{FIRST}} cargo test --locked -p doorsync-integration-tests --test simulation -- --nocapture
+
 # Runs every benchmark and writes docs/benchmarks.md from their figures (about ten minutes; not in CI).
 bench: tools
     #!/usr/bin/env bash

@@ -9,6 +9,7 @@
 mod error;
 pub mod otlp;
 mod process;
+pub mod simulation;
 mod site;
 
 use std::time::Duration;

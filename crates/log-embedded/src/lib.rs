@@ -29,7 +29,7 @@ use doorsync_log::{
     StoredMessage, StreamSpec, validate_filter, validate_name, validate_subject,
 };
 use futures::{StreamExt, TryStreamExt};
-use redb::{Database, DatabaseError, StorageError};
+use redb::{Database, DatabaseError, Durability, StorageError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::consumer::{Consumer, ConsumerHandle};
@@ -103,7 +103,25 @@ impl EmbeddedLog {
         validate_streams(&options.streams)?;
         let path = options.path;
         let db = Database::builder().create(&path).map_err(|error| open_failed(&path, error))?;
-        let streams: Arc<[StreamState]> = options.streams.into_iter().map(StreamState::new).collect();
+        Self::serve(path, db, options.streams, Durability::Immediate)
+    }
+
+    /// A log that lives in memory only and is gone with its last handle: the same tables,
+    /// writer thread and behaviour as a file, without the file or its fsyncs. For simulations and
+    /// tests that restart doorsync's components many times within one process.
+    pub fn in_memory(streams: Vec<StreamSpec>) -> Result<Self, LogError> {
+        validate_streams(&streams)?;
+        let label = PathBuf::from("(in memory)");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|error| LogError::storage("embedded log in memory: creating the database failed", error))?;
+        Self::serve(label, db, streams, Durability::None)
+    }
+
+    /// Prepares the tables of every stream in `db` and starts the writer, which commits with
+    /// `durability`; `path` names the log in errors.
+    fn serve(path: PathBuf, db: Database, streams: Vec<StreamSpec>, durability: Durability) -> Result<Self, LogError> {
+        let streams: Arc<[StreamState]> = streams.into_iter().map(StreamState::new).collect();
         let last = store::prepare(&db, &streams).map_err(|error| {
             LogError::storage(format!("embedded log {}: preparing the tables failed", path.display()), error)
         })?;
@@ -113,7 +131,8 @@ impl EmbeddedLog {
         let (closed, _) = watch::channel(());
         let store = Arc::new(Store { db, closed });
         let (requests, incoming) = mpsc::unbounded_channel();
-        let writer = Writer { store: Arc::clone(&store), streams: Arc::clone(&streams), last, path: path.clone() };
+        let writer =
+            Writer { store: Arc::clone(&store), streams: Arc::clone(&streams), last, path: path.clone(), durability };
         let spawned =
             std::thread::Builder::new().name("doorsync-log-writer".into()).spawn(move || writer.run(incoming));
         if let Err(error) = spawned {
@@ -434,6 +453,30 @@ mod tests {
         assert_eq!(remembered_ids(&log), (1, 1), "a and b pruned, c remembered");
         assert_eq!(log.append(message("c")).await.unwrap(), Appended { sequence: 4, duplicate: true });
         log.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_log_appends_replays_consumes_and_keeps_key_values() {
+        let log = EmbeddedLog::in_memory(vec![StreamSpec::new("EVT", ["evt.>"])]).unwrap();
+        let message = |id: &str| NewMessage::new("evt.1", id, Bytes::from_static(b"x"));
+        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: 1, duplicate: false });
+        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: 1, duplicate: true });
+        log.append(message("b")).await.unwrap();
+        let replayed: Vec<StoredMessage> =
+            log.replay(ReplayRequest::whole("EVT")).await.unwrap().try_collect().await.unwrap();
+        assert_eq!(replayed.iter().map(|stored| stored.sequence).collect::<Vec<_>>(), [1, 2]);
+
+        let mut consumer = log.durable_consumer(ConsumerSpec::new("EVT", "reader")).await.unwrap();
+        let delivery = consumer.next().await.unwrap();
+        assert_eq!(delivery.message.sequence, 1);
+        delivery.ack().await.unwrap();
+        assert_eq!(consumer.next().await.unwrap().message.sequence, 2);
+
+        let bucket = log.key_value("KV").await.unwrap();
+        let revision = bucket.create("k", Bytes::from_static(b"1")).await.unwrap();
+        assert!(matches!(bucket.create("k", Bytes::from_static(b"2")).await, Err(LogError::KvConflict { .. })));
+        bucket.update("k", Bytes::from_static(b"2"), revision).await.unwrap();
+        assert_eq!(bucket.get("k").await.unwrap().unwrap().value, Bytes::from_static(b"2"));
     }
 
     #[test]

@@ -147,6 +147,9 @@ pub(crate) struct Writer {
     /// Each stream's last committed sequence. Only this thread appends, so this is exact.
     pub(crate) last: Vec<u64>,
     pub(crate) path: PathBuf,
+    /// `Immediate` for a file; `None` for a log in memory, where there is nothing to make
+    /// durable and a durable commit only costs time.
+    pub(crate) durability: Durability,
 }
 
 impl Writer {
@@ -193,12 +196,12 @@ impl Writer {
         }
     }
 
-    /// Applies the group in one transaction and commits it durably. On error nothing of the
-    /// group is committed (the transaction is dropped, which aborts it).
+    /// Applies the group in one transaction and commits it (durably, for a file). On error
+    /// nothing of the group is committed (the transaction is dropped, which aborts it).
     fn apply(&self, group: &mut [Request], last: &mut [u64]) -> Result<(), StoreError> {
         let now_ms = wall_clock_ms();
         let mut txn = self.store.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        txn.set_durability(self.durability)?;
         {
             let mut tables = Tables::open(&txn, &self.streams)?;
             for request in group.iter_mut() {

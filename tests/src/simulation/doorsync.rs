@@ -1,0 +1,249 @@
+//! doorsync's three components in this process, on one in-memory log, configured for the
+//! simulation, and restarted on that same log as a crash and a redeploy would.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use doorsync_access::{AccessPolicy, NoAccessPolicy};
+use doorsync_clock::SharedClock;
+use doorsync_engine::{EngineHandle, EngineOptions};
+use doorsync_ingest::{IngestHandle, IngestOptions};
+use doorsync_kisi::{ApiKey, KisiClient, KisiOptions};
+use doorsync_layout::Layout;
+use doorsync_log::EventLog;
+use doorsync_log_embedded::EmbeddedLog;
+use doorsync_nexudus::{Credentials, Limits, NexudusClient, NexudusOptions, Secret, WebhookAction};
+use doorsync_nexudus_sim::SimEntity;
+use doorsync_proto::Subjects;
+use doorsync_writer::{WriterHandle, WriterOptions};
+use serde_json::json;
+
+use super::SimFailure;
+use super::clock::SimClock;
+use super::watched_log::{LogGauge, WatchedLog};
+use super::world::{KISI_API_KEY, NEXUDUS_PASSWORD, NEXUDUS_USER, WEBHOOK_SECRET, World};
+
+/// The poller backs up lost webhooks; every tolerance of the simulation is counted in polls.
+pub(crate) const POLL_EVERY: Duration = Duration::from_secs(60 * 60);
+/// The sweeper finds hard deletes whose webhook was lost.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(4 * 3_600);
+pub(crate) const RECONCILE_EVERY: Duration = Duration::from_secs(4 * 3_600);
+/// The writer's longest wait between two attempts at one key.
+pub(crate) const WRITER_BACKOFF_MAX: Duration = Duration::from_secs(120);
+/// Real time: a hung Kisi request costs this much of the run, so it is short.
+pub(crate) const KISI_REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+const PARTITIONS: u32 = 2;
+const ENGINE_ID: &str = "engine-sim";
+const WRITER_ID: &str = "writer-sim";
+/// Leases are renewed on the virtual clock (the writer's) or in real time (the engine's); both
+/// outlast the simulation, since one process holds them and restarts take them back by name.
+const LEASE_TTL: Duration = Duration::from_secs(30 * 24 * 3_600);
+
+/// The no-access policies a seed may run with.
+pub(crate) const POLICIES: [NoAccessPolicy; 3] =
+    [NoAccessPolicy::Suspend, NoAccessPolicy::Delete, NoAccessPolicy::RemoveMembershipsOnly];
+
+/// What every start of a component is made from.
+#[derive(Debug, Clone)]
+struct Recipe {
+    layout: Layout,
+    clock: SharedClock,
+    policy: AccessPolicy,
+    engine: EngineOptions,
+    writer: WriterOptions,
+    ingest: IngestOptions,
+}
+
+/// The running components and the log they share.
+pub(crate) struct Doorsync {
+    pub(crate) log: Arc<dyn EventLog>,
+    /// What the log is doing, for settling.
+    pub(crate) log_gauge: Arc<LogGauge>,
+    pub(crate) layout: Layout,
+    pub(crate) ingest: IngestHandle,
+    pub(crate) engine: EngineHandle,
+    pub(crate) writer: WriterHandle,
+    recipe: Recipe,
+    /// Nexudus's webhooks pointing at the ingestor, to point again after it restarts.
+    hooks: Vec<(u64, WebhookAction)>,
+}
+
+impl std::fmt::Debug for Doorsync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Doorsync").field("engine", &self.engine).field("writer", &self.writer).finish_non_exhaustive()
+    }
+}
+
+impl Doorsync {
+    pub(crate) async fn start(
+        world: &World,
+        clock: &SimClock,
+        no_access: NoAccessPolicy,
+        writer_seed: u64,
+    ) -> Result<Self, SimFailure> {
+        let layout = Layout::new(Subjects::new("sim", PARTITIONS).map_err(SimFailure::setup("naming the subjects"))?);
+        let embedded =
+            EmbeddedLog::in_memory(layout.streams()).map_err(SimFailure::setup("opening the in-memory log"))?;
+        let (watched, log_gauge) = WatchedLog::new(Arc::new(embedded));
+        let log: Arc<dyn EventLog> = Arc::new(watched);
+        let policy = AccessPolicy { no_access, ..AccessPolicy::default() };
+
+        let mut engine = EngineOptions::new(ENGINE_ID, layout.clone());
+        engine.policy = policy.clone();
+        engine.mapping = world.site.configured.clone();
+        engine.lease_ttl = LEASE_TTL;
+        // Virtual time: members idle for a few hours are snapshotted and stopped, and come back
+        // from their snapshot; checkpoints every half hour.
+        engine.passivate_after = Duration::from_secs(3 * 3_600);
+        engine.checkpoint_every = Duration::from_secs(3 * 3_600);
+        // Real time: how often shards look for idle members and due checkpoints.
+        engine.housekeeping_every = Duration::from_millis(200);
+
+        let mut writer = WriterOptions::new(WRITER_ID, "sim");
+        writer.requests_per_second = 8.0;
+        writer.burst = 4;
+        writer.backoff_first = Duration::from_secs(1);
+        writer.backoff_max = WRITER_BACKOFF_MAX;
+        writer.seed = writer_seed;
+        writer.lease_ttl = LEASE_TTL;
+        writer.reconcile_every = Some(RECONCILE_EVERY);
+        writer.reconcile_groups = world.site.managed_groups.clone();
+        // A handful of members: one member's repair is more than any share short of everyone.
+        writer.mass_revocation_share = 1.0;
+
+        let mut ingest = IngestOptions::new(Secret::new(WEBHOOK_SECRET));
+        ingest.poll_interval = POLL_EVERY;
+        ingest.sweep_interval = SWEEP_EVERY;
+        ingest.mapping_from_nexudus = true;
+
+        let shared_clock: SharedClock = Arc::new(clock.clone());
+        let recipe = Recipe { layout: layout.clone(), clock: shared_clock, policy, engine, writer, ingest };
+        let (ingest, address) = start_ingest(&recipe, world, &log).await?;
+        let engine = start_engine(&recipe, &log).await?;
+        let writer = start_writer(&recipe, world, &log).await?;
+        let mut hooks = Vec::new();
+        for &action in doorsync_ingest::WEBHOOK_ACTIONS {
+            let id = world
+                .nexudus
+                .register_webhook(action, &webhook_url(address, action)?, Secret::new(WEBHOOK_SECRET))
+                .map_err(SimFailure::setup("registering a webhook in Nexudus"))?;
+            hooks.push((id, action));
+        }
+        Ok(Self { log, log_gauge, layout, ingest, engine, writer, recipe, hooks })
+    }
+
+    pub(crate) fn policy(&self) -> &AccessPolicy {
+        &self.recipe.policy
+    }
+
+    /// Stops the ingestor and starts it again on the same log, as a redeploy would; Nexudus's
+    /// webhooks are pointed at its new address (what was on its way to the old one is retried).
+    pub(crate) async fn restart_ingest(&mut self, world: &World) -> Result<(), SimFailure> {
+        self.ingest.shutdown().await;
+        let (ingest, address) = start_ingest(&self.recipe, world, &self.log).await?;
+        self.ingest = ingest;
+        for &(id, action) in &self.hooks {
+            let url = webhook_url(address, action)?;
+            world
+                .nexudus
+                .update(SimEntity::Webhook, id, json!({"URL": url.as_str()}))
+                .map_err(SimFailure::setup("pointing a webhook at the restarted ingestor"))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the engine (checkpoints and snapshots) and starts it again from them.
+    pub(crate) async fn restart_engine(&mut self) -> Result<(), SimFailure> {
+        self.engine.clone().shutdown().await;
+        self.engine = start_engine(&self.recipe, &self.log).await?;
+        Ok(())
+    }
+
+    /// Stops the writer (commands not carried out go back to the log) and starts it again.
+    pub(crate) async fn restart_writer(&mut self, world: &World) -> Result<(), SimFailure> {
+        self.writer.shutdown().await;
+        self.writer = start_writer(&self.recipe, world, &self.log).await?;
+        Ok(())
+    }
+
+    /// Enables again the webhooks Nexudus disabled after failed deliveries, as an operator told by
+    /// doorsync's alert would; returns how many.
+    pub(crate) fn reenable_webhooks(&self, world: &World) -> Result<usize, SimFailure> {
+        let mut enabled = 0;
+        for &(id, _) in &self.hooks {
+            let active = world
+                .nexudus
+                .record(SimEntity::Webhook, id)
+                .and_then(|hook| hook.get("Active").and_then(serde_json::Value::as_bool));
+            if active == Some(false) {
+                world
+                    .nexudus
+                    .update(SimEntity::Webhook, id, json!({"Active": true, "ErrorCount": 0}))
+                    .map_err(SimFailure::setup("enabling a webhook again"))?;
+                enabled += 1;
+            }
+        }
+        Ok(enabled)
+    }
+
+    pub(crate) async fn shutdown(self) {
+        self.ingest.shutdown().await;
+        self.engine.clone().shutdown().await;
+        self.writer.shutdown().await;
+    }
+}
+
+fn webhook_url(address: SocketAddr, action: WebhookAction) -> Result<url::Url, SimFailure> {
+    url::Url::parse(&format!("http://{address}{}", doorsync_ingest::webhook_path(action)))
+        .map_err(SimFailure::setup("writing a webhook URL"))
+}
+
+async fn start_ingest(
+    recipe: &Recipe,
+    world: &World,
+    log: &Arc<dyn EventLog>,
+) -> Result<(IngestHandle, SocketAddr), SimFailure> {
+    let credentials = Credentials { username: NEXUDUS_USER.to_owned(), password: Secret::new(NEXUDUS_PASSWORD) };
+    let mut options = NexudusOptions::new(world.nexudus.base_url(), credentials);
+    // The simulator throttles only when a fault says so; the client's own limiter would only
+    // spread each poll over seconds of virtual time.
+    options.limits = Limits { min_interval: Duration::ZERO, per_minute: 1_000_000, per_hour: 1_000_000 };
+    let client = NexudusClient::new(options, Arc::clone(&recipe.clock))
+        .map_err(SimFailure::setup("building the Nexudus client"))?;
+    let ingest = doorsync_ingest::start(
+        recipe.ingest.clone(),
+        client,
+        Arc::clone(log),
+        recipe.layout.clone(),
+        Arc::clone(&recipe.clock),
+    )
+    .await
+    .map_err(SimFailure::setup("starting the ingestor"))?;
+    let address = ingest
+        .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .map_err(SimFailure::setup("serving the webhook receiver"))?;
+    Ok((ingest, address))
+}
+
+async fn start_engine(recipe: &Recipe, log: &Arc<dyn EventLog>) -> Result<EngineHandle, SimFailure> {
+    doorsync_engine::start(recipe.engine.clone(), Arc::clone(log), Arc::clone(&recipe.clock))
+        .await
+        .map_err(SimFailure::setup("starting the engine"))
+}
+
+async fn start_writer(recipe: &Recipe, world: &World, log: &Arc<dyn EventLog>) -> Result<WriterHandle, SimFailure> {
+    let mut options = KisiOptions::new(world.kisi.base_url(), ApiKey::new(KISI_API_KEY), "doorsync-simulation");
+    options.request_timeout = KISI_REQUEST_TIMEOUT;
+    let kisi = KisiClient::new(options).map_err(SimFailure::setup("building the Kisi client"))?;
+    doorsync_writer::start(
+        recipe.writer.clone(),
+        kisi,
+        Arc::clone(log),
+        recipe.layout.clone(),
+        Arc::clone(&recipe.clock),
+    )
+    .await
+    .map_err(SimFailure::setup("starting the writer"))
+}

@@ -1,0 +1,125 @@
+//! The deterministic simulation: doorsync's whole pipeline in one process, on a virtual clock and
+//! an in-memory log, between the Nexudus and Kisi simulators (real HTTP on loopback), through
+//! seeded workloads and faults, checked step by step against an independent oracle.
+//!
+//! Each seed builds a coworking operator with locations in London, San Francisco and Sydney and
+//! a handful of members, starts doorsync's ingestor, engine and writer exactly as `doorsync run`
+//! wires them, and simulates a day and a half that crosses a change of the clocks in one of the
+//! three zones. Meanwhile the workload books, moves, cancels and deletes bookings; buys, uses up,
+//! expires and deletes day and time passes (one day pass on the very day the clocks change);
+//! starts, cancels and deactivates contracts; relinks a room's Kisi group in Nexudus; changes
+//! emails; and deactivates and reactivates members. Faulty phases make Kisi answer 5xx, drop
+//! answers to writes it made, hang and dawdle, and make Nexudus lose, repeat and delay (so
+//! reorder) webhooks; single disruptions in them throttle Nexudus (409), rate-limit Kisi (429),
+//! kill member actors (which come back from their snapshot and the log) and restart the engine
+//! (from its checkpoints and snapshots), the writer and the ingestor on the same log. Members
+//! idle for hours are passivated and come back from their snapshots too. Kisi also holds staff,
+//! another integration's user and groups that are not doorsync's, which must stay untouched.
+//! The invariants and their tolerances are stated in `invariants.rs`.
+//!
+//! Time is virtual: it stands still while doorsync works, and moves only when everything has
+//! settled (see `settle.rs`), straight to the next instant anyone waits for on the clock (a
+//! poll, a member's next window edge, a backoff), the next change of the workload or the next
+//! fault, so a day and a half takes a few hundred steps.
+//!
+//! **What a seed fixes, and what it does not.** The seed fixes the operator's setup, the
+//! workload (every change and its virtual instant), the fault phases and the disruptions and
+//! their instants, the no-access policy, and the seeds of the simulators' and writer's own
+//! generators. It does not fix how threads interleave: each seed runs on its own single-threaded
+//! runtime, but the log's writer thread, blocking reads and loopback sockets answer when they
+//! do, and the simulators draw a random fault per request in the order requests arrive. A
+//! replay of a failing seed makes the same changes and the same faults at the same instants; the
+//! invariants are written to hold for every legitimate interleaving, so a failure is worth
+//! replaying, usually reproduces, and when it does not, its journal still tells the story.
+
+mod clock;
+mod doorsync;
+mod faults;
+mod intervals;
+mod invariants;
+mod oracle;
+mod run;
+mod settle;
+mod watched_log;
+mod workload;
+mod world;
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+
+pub use run::{SeedFailure, SeedReport, run_seed};
+
+/// Why a seed could not go on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum SimFailure {
+    /// The harness itself could not do something (start a simulator, read a record).
+    #[error("the simulation could not {what}: {reason}")]
+    Harness { what: String, reason: String },
+    /// doorsync broke an invariant.
+    #[error("invariant broken:\n  {0}")]
+    Invariant(String),
+}
+
+impl SimFailure {
+    pub(crate) fn harness(what: &str, reason: impl Into<String>) -> Self {
+        Self::Harness { what: what.to_owned(), reason: reason.into() }
+    }
+
+    /// For `map_err`: the harness could not do `what`.
+    pub(crate) fn setup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Self {
+        move |error| Self::harness(what, error.to_string())
+    }
+}
+
+/// Runs `seeds` on `threads` threads, each seed on a single-threaded runtime of its own, and
+/// returns every result in the order of the seeds.
+pub fn run_seeds(seeds: Vec<u64>, threads: usize) -> Vec<Result<SeedReport, SeedFailure>> {
+    let queue = Arc::new(Mutex::new(seeds.iter().copied().collect::<VecDeque<u64>>()));
+    let results = Arc::new(Mutex::new(Vec::with_capacity(seeds.len())));
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let (queue, results) = (Arc::clone(&queue), Arc::clone(&results));
+            std::thread::spawn(move || {
+                loop {
+                    let next = queue.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+                    let Some(seed) = next else { return };
+                    let result = run_on_own_runtime(seed);
+                    results.lock().unwrap_or_else(PoisonError::into_inner).push(result);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        // A worker only ends by running out of seeds: a seed's panic is caught inside.
+        let _ = worker.join();
+    }
+    let mut results = std::mem::take(&mut *results.lock().unwrap_or_else(PoisonError::into_inner));
+    results.sort_by_key(|result| match result {
+        Ok(report) => report.seed,
+        Err(failure) => failure.seed,
+    });
+    results
+}
+
+fn run_on_own_runtime(seed: u64) -> Result<SeedReport, SeedFailure> {
+    let failed = |reason: String| SeedFailure { seed, reason, journal: Vec::new() };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| failed(format!("could not build a runtime: {error}")))?;
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(run_seed(seed))));
+    // Whatever the seed left running (timers, servers, actors) goes with its runtime.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            Err(failed(format!("panicked: {message}")))
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! One seed, from an empty world to the checks at the end.
+
+use std::time::{Duration, Instant};
+
+use doorsync_clock::Clock;
+use doorsync_kisi_sim::{Fault, FaultRule};
+use doorsync_nexudus_sim::WebhookFaults;
+use doorsync_proto::Timestamp;
+use jiff::tz::TimeZone;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::SimFailure;
+use super::clock::SimClock;
+use super::doorsync::{Doorsync, POLICIES};
+use super::faults::{Disruption, FaultPlan, Phase};
+use super::intervals::Millis;
+use super::invariants::{self, Change, ChangeHistory, KisiView, Weather, calm_delay};
+use super::oracle::{self, Entitlements};
+use super::settle::Settler;
+use super::workload::{ClockChangeDay, Propagation, Workload, iso};
+use super::world::{LOCATIONS, World};
+
+const MINUTE_MS: Millis = 60_000;
+const HOUR_MS: Millis = 60 * MINUTE_MS;
+/// Virtual time simulated per seed, crossing a change of the clocks: ten hours by default (a
+/// faulty phase, the calm after it, and enough changes before, during and after), as many as
+/// `DOORSYNC_SIM_HOURS` says (a soak can afford longer seeds).
+const DEFAULT_SIMULATED_HOURS: i64 = 10;
+/// The shortest step: what comes due within it (a limiter slot, a backoff) is served together.
+const MIN_STEP: Millis = 1_000;
+/// The longest step, when nobody waits for anything sooner: it bounds how far time can run
+/// ahead of work that settling mistook for done.
+const MAX_STEP: Millis = 60 * MINUTE_MS;
+/// After the end, how long the simulation goes on while something is due: the last instant may
+/// be a window's edge, which takes doorsync a few spaced-out Kisi calls.
+const FINISHING: Millis = 5 * MINUTE_MS;
+/// Journal lines shown with a failure.
+const JOURNAL_TAIL: usize = 60;
+
+/// How a seed went.
+#[derive(Debug, Clone)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub steps: u64,
+    pub changes: usize,
+    pub disruptions: usize,
+    pub members: usize,
+    /// Where and when the clocks change during the run.
+    pub clock_change: String,
+    /// Steps after which the simulation moved on without the system having settled.
+    pub unsettled_steps: u64,
+    pub kisi_requests: u64,
+    pub nexudus_requests: u64,
+    /// Operations made on the log (appends, reads, key-value reads and writes, settlements).
+    pub log_operations: u64,
+    pub real_time: Duration,
+}
+
+/// A seed that broke an invariant (or could not be simulated), with its story.
+#[derive(Debug, Clone)]
+pub struct SeedFailure {
+    pub seed: u64,
+    pub reason: String,
+    /// The last changes, faults and findings before the failure, oldest first.
+    pub journal: Vec<String>,
+}
+
+impl std::fmt::Display for SeedFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "seed {} failed: {}", self.seed, self.reason)?;
+        writeln!(f, "  what happened last (virtual time):")?;
+        for line in &self.journal {
+            writeln!(f, "    {line}")?;
+        }
+        write!(
+            f,
+            "  replay with: DOORSYNC_SIM_SEED={} cargo test -p doorsync-integration-tests --test simulation -- --nocapture",
+            self.seed
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+struct Journal {
+    lines: Vec<String>,
+    /// Also print each line as it is written (`DOORSYNC_SIM_TRACE=1`), to watch a seed live.
+    live: bool,
+}
+
+impl Journal {
+    fn note(&mut self, at: Millis, text: impl std::fmt::Display) {
+        let line = format!("{} {text}", iso(at));
+        if self.live {
+            eprintln!("{line}");
+        }
+        self.lines.push(line);
+    }
+
+    fn tail(self) -> Vec<String> {
+        let skip = self.lines.len().saturating_sub(JOURNAL_TAIL);
+        self.lines.into_iter().skip(skip).collect()
+    }
+}
+
+/// Runs one seed. Everything the seed decides (the world, the workload, the faults and when
+/// they come) follows from it; see the module documentation for what does not.
+pub async fn run_seed(seed: u64) -> Result<SeedReport, SeedFailure> {
+    let started = Instant::now();
+    let mut journal = Journal { lines: Vec::new(), live: std::env::var_os("DOORSYNC_SIM_TRACE").is_some() };
+    match simulate(seed, &mut journal).await {
+        Ok(mut report) => {
+            report.real_time = started.elapsed();
+            Ok(report)
+        }
+        Err(failure) => Err(SeedFailure { seed, reason: failure.to_string(), journal: journal.tail() }),
+    }
+}
+
+async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFailure> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (change_location, change_at) = clock_change(&mut rng)?;
+    let start = change_at - rng.random_range(2 * 60..=5 * 60) * MINUTE_MS;
+    let end = start + simulated_hours() * HOUR_MS;
+    // The workload stops early enough for its last change to reach Kisi by the end even if it
+    // waits for a poll (a room's group link has no webhook), so that the end state is exact.
+    let changes_end = end - invariants::missing_delay(Propagation::Polled);
+    let clock = SimClock::new(Timestamp::from_unix_millis(start));
+    let members = rng.random_range(3..=5);
+    let mut world = World::build(&clock, members, &mut rng).await?;
+    let policy = POLICIES[rng.random_range(0..POLICIES.len())];
+    let clock_change =
+        format!("{} at {} ({})", LOCATIONS[change_location].0, iso(change_at), LOCATIONS[change_location].2);
+    journal.note(start, format!("{members} members, no-access policy {policy:?}, clocks change in {clock_change}"));
+    let mut doorsync = Doorsync::start(&world, &clock, policy, rng.random()).await?;
+    let plan = FaultPlan::draw(&mut rng, start, end, calm_delay() + 90 * MINUTE_MS, members);
+    let day =
+        ClockChangeDay { location: change_location, pass_used_at: change_at + rng.random_range(0..=180) * MINUTE_MS };
+    let mut workload = Workload::new(StdRng::seed_from_u64(rng.random()), Timestamp::from_unix_millis(start), day);
+
+    // The first read of Nexudus, as `doorsync run` is asked for at start.
+    let first_read = doorsync.ingest.clone();
+    tokio::spawn(async move { first_read.poll_now().await });
+
+    let mut settler = Settler::default();
+    let mut history = ChangeHistory::default();
+    let mut entitled = Entitlements::default();
+    let mut disruptions = plan.disruptions.iter().copied().peekable();
+    let mut current_phase: Option<Phase> = None;
+    let (mut steps, mut changes, mut disrupted) = (0_u64, 0_usize, 0_usize);
+    let mut now = start;
+    let mut first = true;
+    loop {
+        // The last phase, calm, lasts while the run finishes past its end.
+        let phase = plan.phase_at(now.min(end - 1)).copied();
+        if phase != current_phase {
+            if let Some(phase) = phase {
+                enter(&phase, &world, &doorsync, journal, now)?;
+            }
+            current_phase = phase;
+        }
+        while let Some((_, disruption)) = disruptions.next_if(|(at, _)| *at <= now) {
+            disrupt(disruption, &world, &mut doorsync, journal, now).await?;
+            disrupted += 1;
+        }
+        let made = if first {
+            first = false;
+            // Settled first: the members and the rooms' links are read before anyone holds anything.
+            settle(&mut settler, &clock, &world, &doorsync, journal, now).await;
+            workload.furnish(&mut world, now)?
+        } else if workload.next_at() <= now && now < changes_end {
+            workload.act(&mut world, now)?
+        } else {
+            Vec::new()
+        };
+        if !made.is_empty() {
+            let fresh = oracle::entitlements(&world.nexudus, &world.site, &workload.ledger)?;
+            let propagation = made.iter().map(|change| change.propagation).max();
+            let disturbed = match current_phase {
+                Some(Phase { faults: None, start: calm_since, .. }) => {
+                    calm_since != start && now < calm_since + calm_delay()
+                }
+                _ => true,
+            };
+            if let Some(propagation) = propagation {
+                for key in fresh.changed_keys(&entitled) {
+                    history.record(key, Change { at: now, propagation, disturbed });
+                }
+            }
+            entitled = fresh;
+            for change in &made {
+                journal.note(now, &change.text);
+            }
+            changes += made.len();
+        }
+        let settling = Instant::now();
+        settle(&mut settler, &clock, &world, &doorsync, journal, now).await;
+        steps += 1;
+        if journal.live {
+            let writer = doorsync.writer.status();
+            eprintln!(
+                "{} step {steps} settled in {:?}: writer backlog {} keys, {} calls; next sleeper {:?}",
+                iso(now),
+                settling.elapsed(),
+                writer.backlog_keys,
+                writer.calls.total(),
+                clock.next_deadline().map(|at| iso(at.as_unix_millis()))
+            );
+        }
+
+        let kisi = world.kisi.handle();
+        let view = KisiView::read(&kisi);
+        let mut violations = invariants::unmanaged(&world.site, &kisi, &world.unmanaged);
+        violations.extend(invariants::duplicates(&world.site, &view));
+        // The end comes once nothing is due soon: a window edge may fall on the last instant,
+        // and the writer must be let finish the calls it is spacing out.
+        let due_soon = clock.next_deadline().is_some_and(|deadline| deadline.as_unix_millis() <= now + FINISHING)
+            || doorsync.writer.status().backlog_keys > 0;
+        if now >= end + FINISHING || (now >= end && !due_soon) {
+            fail_on(violations, &world, &doorsync, journal, now).await?;
+            break;
+        }
+        let horizon = if now >= end { end + FINISHING } else { end };
+        let planned = [
+            (now < changes_end).then(|| workload.next_at()),
+            plan.next_boundary(now),
+            disruptions.peek().map(|(at, _)| *at),
+        ];
+        let next = next_step(now, horizon, &clock, planned);
+        let weather = match current_phase {
+            Some(Phase { faults: None, start, .. }) => Weather::CalmSince(start),
+            _ => Weather::Faulty,
+        };
+        violations.extend(invariants::access(&world.site, &view, &entitled, &history, weather, (now, next)));
+        fail_on(violations, &world, &doorsync, journal, now).await?;
+        clock.advance_to(Timestamp::from_unix_millis(next));
+        now = next;
+    }
+
+    let mut violations = invariants::end_state(
+        &world.site,
+        &KisiView::read(&world.kisi.handle()),
+        &entitled,
+        doorsync.policy().no_access,
+        clock.now().as_unix_millis(),
+    );
+    let dead_letters = doorsync.log.last_sequence(&doorsync.layout.dead_letters).await.unwrap_or(u64::MAX);
+    if dead_letters > 0 {
+        violations.push(format!("{dead_letters} commands were dead-lettered"));
+    }
+    let parked = doorsync.ingest.status().parked;
+    if !parked.is_empty() {
+        violations.push(format!("the ingestor parked records it should have read: {parked:?}"));
+    }
+    let backlog = doorsync.writer.status().backlog_keys;
+    if backlog > 0 {
+        violations.push(format!("the writer still has {backlog} keys to work on after a calm spell"));
+    }
+    fail_on(violations, &world, &doorsync, journal, end).await?;
+
+    let report = SeedReport {
+        seed,
+        steps,
+        changes,
+        disruptions: disrupted,
+        members,
+        clock_change,
+        unsettled_steps: settler.gave_up,
+        kisi_requests: world.kisi.handle().calls().total(),
+        nexudus_requests: world.nexudus.stats().requests,
+        log_operations: doorsync.log_gauge.finished(),
+        real_time: Duration::ZERO,
+    };
+    doorsync.shutdown().await;
+    world.shutdown().await;
+    Ok(report)
+}
+
+/// Hours of virtual time per seed.
+fn simulated_hours() -> i64 {
+    std::env::var("DOORSYNC_SIM_HOURS")
+        .ok()
+        .and_then(|hours| hours.trim().parse::<i64>().ok())
+        .filter(|hours| *hours >= 8)
+        .unwrap_or(DEFAULT_SIMULATED_HOURS)
+}
+
+/// Fails with the violations, if any, after writing what doorsync and Kisi hold in the journal.
+async fn fail_on(
+    violations: Vec<String>,
+    world: &World,
+    doorsync: &Doorsync,
+    journal: &mut Journal,
+    now: Millis,
+) -> Result<(), SimFailure> {
+    if violations.is_empty() {
+        return Ok(());
+    }
+    diagnose(world, doorsync, journal, now).await;
+    Err(SimFailure::Invariant(violations.join("\n  ")))
+}
+
+/// What each part holds, for the story of a failure.
+async fn diagnose(world: &World, doorsync: &Doorsync, journal: &mut Journal, now: Millis) {
+    let ingest = doorsync.ingest.status();
+    journal.note(
+        now,
+        format!(
+            "ingest: appended {:?}, parked {:?}, webhooks {:?}, last poll {:?} ({:?}), last sweep {:?} ({:?})",
+            ingest.appended,
+            ingest.parked,
+            ingest.webhooks,
+            ingest.last_poll,
+            ingest.last_poll_error,
+            ingest.last_sweep,
+            ingest.last_sweep_error
+        ),
+    );
+    let writer = doorsync.writer.status();
+    journal.note(
+        now,
+        format!(
+            "writer: {:?}, backlog {} keys / {} commands, applied {}, dead letters {}, calls {:?}",
+            writer.role,
+            writer.backlog_keys,
+            writer.backlog_commands,
+            writer.commands_applied,
+            writer.dead_letters,
+            writer.calls
+        ),
+    );
+    journal.note(now, format!("nexudus: {:?}", world.nexudus.stats()));
+    let kisi = world.kisi.handle();
+    let (users, assignments) = (kisi.users(), kisi.assignments());
+    for member in &world.site.members {
+        let state = doorsync.engine.member(member.id).await;
+        let engine = match state {
+            Ok(Some(state)) => format!(
+                "status {:?}, bookings {:?}, passes {:?}, contracts {:?}, emitted {:?}, kisi {:?}",
+                state.status(),
+                state.bookings().keys().collect::<Vec<_>>(),
+                state.passes(),
+                state.contracts().keys().collect::<Vec<_>>(),
+                state.emitted(),
+                state.kisi()
+            ),
+            Ok(None) => "unknown to the engine".to_owned(),
+            Err(error) => format!("engine: {error}"),
+        };
+        journal.note(now, format!("member {} in the engine: {engine}", member.id));
+        for user in users.iter().filter(|user| member.emails.contains(&user.email.to_lowercase())) {
+            let held: Vec<String> = assignments
+                .iter()
+                .filter(|assignment| assignment.user == user.id)
+                .map(|assignment| {
+                    format!("group {} {:?}..{:?}", assignment.group, assignment.valid_from, assignment.valid_until)
+                })
+                .collect();
+            journal.note(
+                now,
+                format!(
+                    "member {} in Kisi: user {} enabled {} holding {held:?}",
+                    member.id, user.id, user.access_enabled
+                ),
+            );
+        }
+    }
+}
+
+async fn settle(
+    settler: &mut Settler,
+    clock: &SimClock,
+    world: &World,
+    doorsync: &Doorsync,
+    journal: &mut Journal,
+    now: Millis,
+) {
+    if !settler.settle(clock, world, doorsync).await {
+        let reason = settler.last_reason.clone().unwrap_or_default();
+        journal.note(now, format!("moving on without having settled: {reason}"));
+    }
+}
+
+/// Where the clocks change: a location and the instant, somewhere in 2025 or 2026.
+fn clock_change(rng: &mut StdRng) -> Result<(usize, Millis), SimFailure> {
+    let location = rng.random_range(0..LOCATIONS.len());
+    let (_, _, iana) = LOCATIONS[location];
+    let zone = TimeZone::get(iana).map_err(|error| SimFailure::harness("load a time zone", error.to_string()))?;
+    let from = jiff::Timestamp::from_millisecond(1_735_689_600_000 + rng.random_range(0..730) * 24 * HOUR_MS)
+        .map_err(|error| SimFailure::harness("pick a date", error.to_string()))?;
+    let transition = zone
+        .following(from)
+        .next()
+        .ok_or_else(|| SimFailure::harness("find a change of the clocks", format!("none in {iana} after {from}")))?;
+    Ok((location, transition.timestamp().as_millisecond()))
+}
+
+/// The next instant anything happens: someone's deadline on the clock (served together with
+/// whatever else is due within [`MIN_STEP`]), a planned change or fault, or `horizon`.
+fn next_step(now: Millis, horizon: Millis, clock: &SimClock, planned: [Option<Millis>; 3]) -> Millis {
+    let mut next = horizon.min(now + MAX_STEP);
+    if let Some(deadline) = clock.next_deadline() {
+        next = next.min(deadline.as_unix_millis().max(now + MIN_STEP));
+    }
+    for planned in planned.into_iter().flatten() {
+        next = next.min(planned.max(now + 1));
+    }
+    next
+}
+
+/// Switches the faults of a phase on, or all of them off.
+fn enter(
+    phase: &Phase,
+    world: &World,
+    doorsync: &Doorsync,
+    journal: &mut Journal,
+    now: Millis,
+) -> Result<(), SimFailure> {
+    let kisi = world.kisi.handle();
+    match phase.faults {
+        Some(faults) => {
+            kisi.set_random_faults(Some(faults.kisi));
+            world.nexudus.set_faults(faults.webhooks);
+            journal.note(
+                now,
+                format!("faults on until {}: Kisi {:?}, webhooks {:?}", iso(phase.end), faults.kisi, faults.webhooks),
+            );
+        }
+        None => {
+            kisi.set_random_faults(None);
+            world.nexudus.set_faults(WebhookFaults::default());
+            let enabled = doorsync.reenable_webhooks(world)?;
+            journal.note(
+                now,
+                format!(
+                    "calm until {}; webhooks Nexudus had disabled and the operator enabled again: {enabled}",
+                    iso(phase.end)
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn disrupt(
+    disruption: Disruption,
+    world: &World,
+    doorsync: &mut Doorsync,
+    journal: &mut Journal,
+    now: Millis,
+) -> Result<(), SimFailure> {
+    journal.note(now, format!("{disruption:?}"));
+    match disruption {
+        Disruption::KisiRateLimited { requests, retry_after_seconds } => {
+            let fault = Fault::Status { status: 429, retry_after: Some(retry_after_seconds.to_string()) };
+            world.kisi.handle().inject(FaultRule::new(fault).times(requests));
+        }
+        Disruption::NexudusThrottled { requests } => world.nexudus.throttle_next(requests),
+        Disruption::MemberActorKilled { member } => {
+            if let Some(member) = world.site.members.get(member) {
+                doorsync
+                    .engine
+                    .kill_member_actor(member.id)
+                    .await
+                    .map_err(SimFailure::setup("killing a member actor"))?;
+            }
+        }
+        Disruption::EngineRestarted => doorsync.restart_engine().await?,
+        Disruption::WriterRestarted => doorsync.restart_writer(world).await?,
+        Disruption::IngestRestarted => doorsync.restart_ingest(world).await?,
+    }
+    Ok(())
+}

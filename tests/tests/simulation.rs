@@ -1,0 +1,76 @@
+//! The deterministic simulation (see `doorsync_integration_tests::simulation`): many seeds, each
+//! a day and a half of a coworking operator's changes in Nexudus under seeded faults, with
+//! doorsync's invariants checked against an independent oracle after every step.
+//!
+//! * `cargo test -p doorsync-integration-tests --test simulation` runs the CI seeds
+//!   ([`CI_SEEDS`] of them from seed 1);
+//! * `DOORSYNC_SIM_SEEDS=5000 DOORSYNC_SIM_FIRST_SEED=100000` runs as many as asked from where
+//!   asked (`just soak 5000`);
+//! * `DOORSYNC_SIM_SEED=1234` replays one seed (and prints its journal even when it passes);
+//! * `DOORSYNC_SIM_THREADS` sets how many seeds run at once;
+//! * `RUST_LOG` (say `doorsync_writer=debug`) prints doorsync's own logs, in real time.
+//!
+//! A failing seed is printed with its journal and the command that replays it.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed step should stop the test loudly")]
+
+use std::time::Instant;
+
+use doorsync_integration_tests::simulation::{self, SeedReport};
+
+/// Seeds CI runs on every `cargo test`.
+const CI_SEEDS: u64 = 300;
+/// Seeds run at once by default: each spends most of its real time waiting (for the runtime's
+/// other tasks, the log's thread, a hung request's timeout), so more than there are cores.
+const DEFAULT_THREADS: usize = 8;
+
+fn variable(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(value.trim().parse().unwrap_or_else(|_| panic!("{name}={value:?} is not a whole number")))
+}
+
+#[test]
+fn doorsync_keeps_its_invariants_through_seeded_workloads_and_faults() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let filter = tracing_subscriber::EnvFilter::from_default_env();
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+    let (seeds, single): (Vec<u64>, bool) = match variable("DOORSYNC_SIM_SEED") {
+        Some(seed) => (vec![seed], true),
+        None => {
+            let first = variable("DOORSYNC_SIM_FIRST_SEED").unwrap_or(1);
+            let count = variable("DOORSYNC_SIM_SEEDS").unwrap_or(CI_SEEDS);
+            ((first..first.saturating_add(count)).collect(), false)
+        }
+    };
+    let threads = variable("DOORSYNC_SIM_THREADS").map_or(DEFAULT_THREADS, |threads| threads as usize);
+    let started = Instant::now();
+    let results = simulation::run_seeds(seeds.clone(), threads);
+    let elapsed = started.elapsed();
+
+    let reports: Vec<&SeedReport> = results.iter().filter_map(|result| result.as_ref().ok()).collect();
+    let failures: Vec<String> =
+        results.iter().filter_map(|result| result.as_ref().err()).map(ToString::to_string).collect();
+    let total = |field: fn(&SeedReport) -> u64| reports.iter().map(|report| field(report)).sum::<u64>();
+    println!(
+        "simulation: {} seeds ({}..={}) on {threads} threads in {:.1} s: {} steps, {} changes, {} disruptions, \
+         {} Kisi and {} Nexudus requests, {} log operations, {} steps moved on unsettled; {} failed",
+        seeds.len(),
+        seeds.first().copied().unwrap_or_default(),
+        seeds.last().copied().unwrap_or_default(),
+        elapsed.as_secs_f64(),
+        total(|report| report.steps),
+        total(|report| report.changes as u64),
+        total(|report| report.disruptions as u64),
+        total(|report| report.kisi_requests),
+        total(|report| report.nexudus_requests),
+        total(|report| report.log_operations),
+        total(|report| report.unsettled_steps),
+        failures.len(),
+    );
+    if single {
+        for report in &reports {
+            println!("{report:#?}");
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} seeds failed:\n\n{}", failures.len(), seeds.len(), failures.join("\n\n"));
+}
