@@ -8,7 +8,10 @@
 //!   asked (`just soak 5000`);
 //! * `DOORSYNC_SIM_SEED=1234` replays one seed (and prints its journal even when it passes);
 //! * `DOORSYNC_SIM_THREADS` sets how many seeds run at once;
-//! * `RUST_LOG` (say `doorsync_writer=debug`) prints doorsync's own logs, in real time.
+//! * `RUST_LOG` (say `doorsync_writer=debug`) prints doorsync's own logs, in real time;
+//! * `DOORSYNC_SIM_TRACE=1` prints the journal and every step as the seed runs;
+//! * `DOORSYNC_SIM_CHECK_SETTLE=1` looks again 300 ms after every settle and prints what still
+//!   moved, to check the settling rules themselves.
 //!
 //! A failing seed is printed with its journal and the command that replays it.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed step should stop the test loudly")]
