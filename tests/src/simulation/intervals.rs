@@ -107,7 +107,51 @@ impl IntervalSet {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Instants 0..SPAN are enough to meet every case of touching, nested and disjoint intervals.
+    const SPAN: Millis = 40;
+
+    fn intervals() -> impl Strategy<Value = Vec<(Millis, Millis)>> {
+        prop::collection::vec((0..SPAN, 0..SPAN), 0..6)
+    }
+
+    /// The set as one flag per instant.
+    fn model(set: &IntervalSet) -> Vec<bool> {
+        (0..SPAN).map(|at| set.intervals().iter().any(|&(start, end)| start <= at && at < end)).collect()
+    }
+
+    fn flags(intervals: &[(Millis, Millis)]) -> Vec<bool> {
+        (0..SPAN).map(|at| intervals.iter().any(|&(start, end)| start <= at && at < end)).collect()
+    }
+
+    proptest! {
+        /// The oracle's verdicts rest on this arithmetic: every operation must agree, instant by
+        /// instant, with the obvious one on flags, and sets must stay sorted, disjoint and merged.
+        #[test]
+        fn operations_agree_with_a_flag_per_instant(a in intervals(), b in intervals(), grow in 0..5_i64) {
+            let (left, right) = (IntervalSet::of(a.clone()), IntervalSet::of(b.clone()));
+            let (fa, fb) = (flags(&a), flags(&b));
+            prop_assert_eq!(model(&left), fa.clone());
+            let union: Vec<bool> = fa.iter().zip(&fb).map(|(x, y)| *x || *y).collect();
+            let both: Vec<bool> = fa.iter().zip(&fb).map(|(x, y)| *x && *y).collect();
+            let minus: Vec<bool> = fa.iter().zip(&fb).map(|(x, y)| *x && !*y).collect();
+            prop_assert_eq!(model(&left.union(&right)), union);
+            prop_assert_eq!(model(&left.intersect(&right)), both);
+            prop_assert_eq!(model(&left.subtract(&right)), minus);
+            let widened: Vec<bool> = (0..SPAN)
+                .map(|at| left.intervals().iter().any(|&(start, end)| start - grow <= at && at < end + grow))
+                .collect();
+            prop_assert_eq!(model(&left.widened(grow, grow)), widened);
+            for set in [left.union(&right), left.subtract(&right), left.intersect(&right)] {
+                let pieces = set.intervals();
+                prop_assert!(pieces.iter().all(|(start, end)| start < end));
+                prop_assert!(pieces.windows(2).all(|pair| pair[0].1 < pair[1].0), "{:?}", pieces);
+            }
+        }
+    }
 
     #[test]
     fn intervals_merge_when_they_touch_and_subtract_exactly() {
