@@ -26,8 +26,7 @@ use std::time::{Duration, Instant};
 
 use doorsync_clock::SystemClock;
 use doorsync_proto::KisiGroupId;
-use doorsync_writer::WriterHandle;
-use support::{Harness, WAIT, email, ensure, eventually, grant, revoke, seconds};
+use support::{Harness, WAIT, email, ensure, grant, home_group, outage_backlog, seconds, settled};
 
 const MEMBERS: u64 = 200;
 const LIVE_ROUNDS: u64 = 3;
@@ -40,34 +39,10 @@ async fn main() {
     limiter_utilisation().await;
 }
 
-async fn settled(writer: &WriterHandle, commands: u64) {
-    eventually("the writer has settled every command", WAIT * 4, async || {
-        let status = writer.status();
-        status.backlog_commands == 0 && status.commands_applied + status.commands_superseded == commands
-    })
-    .await;
-}
-
 async fn calls_against_the_fewest() {
     let harness = Harness::with(Arc::new(SystemClock), UNLIMITED_REQUESTS_PER_SECOND).await;
-    let groups: Vec<KisiGroupId> = (0..3).map(|index| harness.kisi.add_group(&format!("Group {index}"))).collect();
-    let group_of = |member: u64| groups[(member % 3) as usize];
-    let other_group_of = |member: u64| groups[((member + 1) % 3) as usize];
-    let mut backlog = Vec::new();
-    for member in 1..=MEMBERS {
-        backlog.push(ensure(member, &email(member)));
-        backlog.push(grant(member, group_of(member), None, seconds(2_000_000_000)));
-    }
-    for member in 1..=MEMBERS {
-        if member % 2 == 0 {
-            backlog.push(revoke(member, group_of(member)));
-            backlog.push(grant(member, group_of(member), None, seconds(2_000_086_400)));
-        }
-        if member % 4 == 1 {
-            backlog.push(grant(member, other_group_of(member), None, None));
-            backlog.push(revoke(member, other_group_of(member)));
-        }
-    }
+    let groups: [KisiGroupId; 3] = std::array::from_fn(|index| harness.kisi.add_group(&format!("Group {index}")));
+    let backlog = outage_backlog(MEMBERS, &groups);
     let mut commands = backlog.len() as u64;
     for command in backlog {
         harness.send(command).await;
@@ -79,7 +54,6 @@ async fn calls_against_the_fewest() {
     let started = Instant::now();
     settled(&writer, commands).await;
     let backlog_seconds = started.elapsed().as_secs_f64();
-    // Who am I, then per member: look for the user, create it, create its one assignment.
     let fewest = 1 + 3 * MEMBERS;
     let backlog_calls = harness.kisi.calls().total();
     assert_eq!(harness.kisi.assignments().len(), MEMBERS as usize, "every member holds one assignment");
@@ -88,7 +62,7 @@ async fn calls_against_the_fewest() {
     for round in 1..=LIVE_ROUNDS {
         for member in 1..=MEMBERS {
             let until = seconds(2_000_086_400 + i64::try_from(round).unwrap() * 3_600);
-            harness.send(grant(member, group_of(member), None, until)).await;
+            harness.send(grant(member, home_group(member, &groups), None, until)).await;
             commands += 1;
         }
     }

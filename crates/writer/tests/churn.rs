@@ -15,26 +15,8 @@ const MEMBERS: u64 = 200;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_members_with_grant_and_revoke_churn_cost_the_fewest_calls() {
     let harness = Harness::with(Arc::new(SystemClock), 100_000).await;
-    let groups: Vec<KisiGroupId> = (0..3).map(|index| harness.kisi.add_group(&format!("Group {index}"))).collect();
-    let group_of = |member: u64| groups[(member % 3) as usize];
-    let other_group_of = |member: u64| groups[((member + 1) % 3) as usize];
-    let mut backlog = Vec::new();
-    // A backlog, as after an outage: every member joins a group; half change their window with a
-    // revoke in between; a quarter join a second group and leave it again.
-    for member in 1..=MEMBERS {
-        backlog.push(ensure(member, &email(member)));
-        backlog.push(grant(member, group_of(member), None, seconds(2_000_000_000)));
-    }
-    for member in 1..=MEMBERS {
-        if member % 2 == 0 {
-            backlog.push(revoke(member, group_of(member)));
-            backlog.push(grant(member, group_of(member), None, seconds(2_000_086_400)));
-        }
-        if member % 4 == 1 {
-            backlog.push(grant(member, other_group_of(member), None, None));
-            backlog.push(revoke(member, other_group_of(member)));
-        }
-    }
+    let groups: [KisiGroupId; 3] = std::array::from_fn(|index| harness.kisi.add_group(&format!("Group {index}")));
+    let backlog = outage_backlog(MEMBERS, &groups);
     let mut commands = backlog.len() as u64;
     for command in backlog {
         harness.send(command).await;
@@ -43,12 +25,7 @@ async fn two_hundred_members_with_grant_and_revoke_churn_cost_the_fewest_calls()
     options.requests_per_second = 5_000.0;
     options.burst = 50;
     let writer = harness.start(options).await;
-    eventually("the backlog is settled", WAIT * 4, async || {
-        let status = writer.status();
-        status.backlog_commands == 0 && status.commands_applied + status.commands_superseded == commands
-    })
-    .await;
-    // Who am I, then per member: look for the user, create it, create its one assignment.
+    settled(&writer, commands).await;
     let fewest = 1 + 3 * MEMBERS;
     let backlog_calls = harness.kisi.calls().total();
     println!(
@@ -62,15 +39,12 @@ async fn two_hundred_members_with_grant_and_revoke_churn_cost_the_fewest_calls()
     let rounds = 3;
     for round in 1..=rounds {
         for member in 1..=MEMBERS {
-            harness.send(grant(member, group_of(member), None, seconds(2_000_086_400 + round * 3_600))).await;
+            let until = seconds(2_000_086_400 + round * 3_600);
+            harness.send(grant(member, home_group(member, &groups), None, until)).await;
             commands += 1;
         }
     }
-    eventually("the churn is settled", WAIT * 4, async || {
-        let status = writer.status();
-        status.backlog_commands == 0 && status.commands_applied + status.commands_superseded == commands
-    })
-    .await;
+    settled(&writer, commands).await;
     let live_calls = harness.kisi.calls().total();
     let at_most = u64::try_from(rounds).unwrap() * MEMBERS;
     println!(

@@ -133,6 +133,44 @@ pub(crate) async fn eventually(what: &str, limit: Duration, mut condition: impl 
 
 pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
+/// Waits until the writer has settled (applied or superseded) `commands` commands and holds none.
+pub(crate) async fn settled(writer: &WriterHandle, commands: u64) {
+    eventually("the writer has settled every command", WAIT * 4, async || {
+        let status = writer.status();
+        status.backlog_commands == 0 && status.commands_applied + status.commands_superseded == commands
+    })
+    .await;
+}
+
+/// The group member `member` holds in [`outage_backlog`] over `groups`.
+pub(crate) fn home_group(member: u64, groups: &[KisiGroupId; 3]) -> KisiGroupId {
+    groups[(member % 3) as usize]
+}
+
+/// Commands waiting for `members` members, as after an outage: every member joins its home
+/// group; half change their window with a revoke in between; a quarter join a second group and
+/// leave it again. The fewest Kisi calls that settle it: who am I, then per member a lookup, a
+/// create and one assignment (1 + 3 per member).
+pub(crate) fn outage_backlog(members: u64, groups: &[KisiGroupId; 3]) -> Vec<Command> {
+    let other_group = |member: u64| groups[((member + 1) % 3) as usize];
+    let mut backlog = Vec::new();
+    for member in 1..=members {
+        backlog.push(ensure(member, &email(member)));
+        backlog.push(grant(member, home_group(member, groups), None, seconds(2_000_000_000)));
+    }
+    for member in 1..=members {
+        if member % 2 == 0 {
+            backlog.push(revoke(member, home_group(member, groups)));
+            backlog.push(grant(member, home_group(member, groups), None, seconds(2_000_086_400)));
+        }
+        if member % 4 == 1 {
+            backlog.push(grant(member, other_group(member), None, None));
+            backlog.push(revoke(member, other_group(member)));
+        }
+    }
+    backlog
+}
+
 pub(crate) fn ensure(member: u64, email: &str) -> Command {
     Command::EnsureUser(EnsureUser {
         member: MemberId(member),
