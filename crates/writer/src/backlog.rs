@@ -343,14 +343,20 @@ mod tests {
         assert_eq!(backlog.keys(), 0);
     }
 
-    #[test]
-    fn a_member_s_groups_wait_for_its_user_and_keys_go_in_arrival_order() {
+    /// A member's grant, then a suspension of their user, both ready at `now`.
+    fn a_group_and_its_user(now: Timestamp) -> Backlog {
         let mut backlog = Backlog::default();
-        let now = Timestamp::from_unix_millis(0);
         add(&mut backlog, 2, grant(1_000), 0);
         let suspend = Command::SuspendUser(SuspendUser { member: MEMBER, basis: 1 });
         let desire = |_: Option<&Desire>| plan::fold_user_desire(None, &suspend).map(Desire::User);
         backlog.add(Key::User(MEMBER), received(3, suspend.clone()), delivery(3), 0, desire, now);
+        backlog
+    }
+
+    #[test]
+    fn a_member_s_groups_wait_for_its_user_and_keys_go_in_arrival_order() {
+        let now = Timestamp::from_unix_millis(0);
+        let mut backlog = a_group_and_its_user(now);
         assert_eq!(backlog.next_ready(now), Some(Key::User(MEMBER)));
         let user = backlog.take(&Key::User(MEMBER)).unwrap();
         assert!(matches!(user.desire, Desire::User(ref desire) if desire.access == KisiUserState::Suspended));
@@ -364,12 +370,8 @@ mod tests {
     /// its user, whose call had met a 429, made `next_wakeup` an instant already past.
     #[test]
     fn a_group_waiting_for_its_user_wakes_the_writer_when_the_user_is_due() {
-        let mut backlog = Backlog::default();
         let now = Timestamp::from_unix_millis(0);
-        add(&mut backlog, 2, grant(1_000), 0);
-        let suspend = Command::SuspendUser(SuspendUser { member: MEMBER, basis: 1 });
-        let desire = |_: Option<&Desire>| plan::fold_user_desire(None, &suspend).map(Desire::User);
-        backlog.add(Key::User(MEMBER), received(3, suspend.clone()), delivery(3), 0, desire, now);
+        let mut backlog = a_group_and_its_user(now);
         let user_due = Timestamp::from_unix_millis(58_000);
         backlog.get_mut(&Key::User(MEMBER)).unwrap().not_before = user_due;
         assert_eq!(backlog.next_ready(now), None);
