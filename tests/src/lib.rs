@@ -17,7 +17,8 @@ use std::time::Duration;
 pub use error::HarnessError;
 pub use process::{Doorsync, ProcessStatus, doorsync_binary};
 pub use site::{
-    Deployment, KisiMember, KisiMembership, REPLICATED_ENGINE_LEASE_TTL, REPLICATED_WRITER_LEASE_TTL, Site,
+    Deployment, KisiMember, KisiMembership, NexudusPlaces, REPLICATED_ENGINE_LEASE_TTL, REPLICATED_WRITER_LEASE_TTL,
+    Room, Site,
 };
 
 /// Polls `probe` (every 5 ms, so a caller timing the wait is off by 5 ms at most) until it gives

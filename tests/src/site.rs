@@ -120,6 +120,31 @@ pub struct NexudusPlaces {
     pub floor_pass: u64,
 }
 
+/// One of the site's two rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    A,
+    B,
+}
+
+impl Room {
+    /// The name of the Kisi group the room opens.
+    pub fn group(self) -> &'static str {
+        match self {
+            Self::A => "Room A",
+            Self::B => "Room B",
+        }
+    }
+
+    /// The room's Nexudus resource.
+    pub fn resource(self, places: &NexudusPlaces) -> u64 {
+        match self {
+            Self::A => places.room_a,
+            Self::B => places.room_b,
+        }
+    }
+}
+
 /// Kisi's ids of the groups the site maps to: one per room, and the coworking floor.
 #[derive(Debug, Clone, Copy)]
 pub struct KisiGroups {

@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use doorsync_access::NoAccessPolicy;
 use doorsync_clock::{Clock, SystemClock};
-use doorsync_integration_tests::{Deployment, HarnessError, KisiMember, KisiMembership, ProcessStatus, Site};
+use doorsync_integration_tests::{
+    Deployment, HarnessError, KisiMember, KisiMembership, NexudusPlaces, ProcessStatus, Room, Site,
+};
 use doorsync_kisi_sim::{Fault, FaultRule, RandomFaults, SimHandle};
 use doorsync_log::{EventLog, ReplayRequest, StoredMessage};
 use doorsync_log_jetstream::{JetStreamLog, JetStreamOptions};
@@ -142,21 +144,6 @@ struct Kill {
     ready_after: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Room {
-    A,
-    B,
-}
-
-impl Room {
-    fn group(self) -> &'static str {
-        match self {
-            Self::A => "Room A",
-            Self::B => "Room B",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Booking {
     id: u64,
@@ -188,21 +175,12 @@ impl Member {
     }
 }
 
-/// Nexudus's ids of the site's rooms and pass product.
-#[derive(Debug, Clone, Copy)]
-struct Places {
-    business: u64,
-    room_a: u64,
-    room_b: u64,
-    floor_pass: u64,
-}
-
 /// Changes Nexudus as operators and members would, through the simulator (not through the site,
 /// which the chaos holds meanwhile).
 struct Workload {
     nexudus: NexudusSimulator,
     kisi: SimHandle,
-    places: Places,
+    places: NexudusPlaces,
     rng: StdRng,
     /// Draws for the 429 bursts, apart from `rng`: whether a burst is due depends on how Kisi is
     /// called, which a replay does not repeat exactly.
@@ -219,12 +197,7 @@ struct Workload {
 
 impl Workload {
     fn new(site: &Site, rng: StdRng, burst_rng: StdRng) -> Self {
-        let places = Places {
-            business: site.places.business,
-            room_a: site.places.room_a,
-            room_b: site.places.room_b,
-            floor_pass: site.places.floor_pass,
-        };
+        let places = site.places;
         let now = SystemClock.now().as_unix_millis();
         Self {
             nexudus: site.nexudus.clone(),
@@ -264,17 +237,10 @@ impl Workload {
         (Timestamp::from_unix_millis(from), Timestamp::from_unix_millis(from + hours * HOUR_MS))
     }
 
-    fn resource(&self, room: Room) -> u64 {
-        match room {
-            Room::A => self.places.room_a,
-            Room::B => self.places.room_b,
-        }
-    }
-
     fn book(&mut self, member: usize) -> Result<(), HarnessError> {
         let room = if self.rng.random_bool(0.5) { Room::A } else { Room::B };
         let (from, to) = self.slot();
-        let fields = json!({"ResourceId": self.resource(room), "CoworkerId": self.members[member].id,
+        let fields = json!({"ResourceId": room.resource(&self.places), "CoworkerId": self.members[member].id,
             "Tentative": false, "FromTime": nexudus_time(from), "ToTime": nexudus_time(to)});
         let id = self.nexudus.create(SimEntity::Booking, fields)?;
         self.members[member].bookings.push(Booking { id, room, from, to, cancelled: false });

@@ -22,7 +22,7 @@ use doorsync_access::NoAccessPolicy;
 use doorsync_clock::{Clock, SystemClock};
 use doorsync_integration_tests::{
     Deployment, HarnessError, KisiMember, KisiMembership, ProcessStatus, REPLICATED_ENGINE_LEASE_TTL,
-    REPLICATED_WRITER_LEASE_TTL, Site, eventually,
+    REPLICATED_WRITER_LEASE_TTL, Room, Site, eventually,
 };
 use doorsync_proto::Timestamp;
 use doorsync_writer::WriterRole;
@@ -44,21 +44,6 @@ const MAX_MEMBERS: usize = 64;
 /// doorsync's default lead and lag around bookings, which the site keeps.
 const LEAD: Duration = Duration::from_secs(15 * 60);
 const LAG: Duration = Duration::from_secs(15 * 60);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Room {
-    A,
-    B,
-}
-
-impl Room {
-    fn group(self) -> &'static str {
-        match self {
-            Self::A => "Room A",
-            Self::B => "Room B",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Booking {
@@ -142,10 +127,7 @@ impl Nexudus {
         let from = Timestamp::from_unix_millis(self.first_booking_at + self.bookings_made * 2 * 3_600_000);
         let to = plus(from, Duration::from_secs(3_600));
         self.bookings_made += 1;
-        let resource = match room {
-            Room::A => site.places.room_a,
-            Room::B => site.places.room_b,
-        };
+        let resource = room.resource(&site.places);
         let held = &mut self.members[member];
         let id = site.book(held.id, resource, from, to)?;
         held.bookings.push(Booking { id, room, from, to });
