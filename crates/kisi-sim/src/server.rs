@@ -21,12 +21,19 @@ use url::Url;
 
 use crate::faults::{Fault, FaultRule, Faults, RandomFaults};
 use crate::limiter::{LimitKey, RateLimiter};
-use crate::world::{GroupAccess, KeyAccess, Operation, Reply, Request, SimAssignment, SimGroup, SimUser, World};
+use crate::switches::{PatchValidity, UnknownIds};
+use crate::world::{
+    GroupAccess, KeyAccess, Operation, Reply, Request, SeedUser, SimAssignment, SimGroup, SimUser, World,
+};
 
 /// Request bodies larger than this are refused; Kisi's are a few hundred bytes.
 const MAX_REQUEST_BODY: usize = 1 << 20;
 
 /// How to start a simulator.
+///
+/// The switches for what Kisi leaves open ([`patch_validity`](Self::patch_validity),
+/// [`unknown_ids`](Self::unknown_ids), [`retry_after_on_429`](Self::retry_after_on_429))
+/// default to the form hardest on a client; [`SimHandle`] can flip each while running.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
     /// `127.0.0.1:0` (a free loopback port) by default.
@@ -41,6 +48,18 @@ pub struct SimOptions {
     /// Keep every exchange for [`SimHandle::exchanges`]; off by default, since a long demo would
     /// keep them all.
     pub record_exchanges: bool,
+    /// What `PATCH /role_assignments/{id}` does with `valid_from`/`valid_until`, which Kisi's
+    /// description does not confirm: [`PatchValidity::Ignore`] by default (204, window
+    /// unchanged); [`PatchValidity::Apply`] or [`PatchValidity::Reject`] (422) otherwise.
+    pub patch_validity: PatchValidity,
+    /// 403 or 404 for ids that do not exist where Kisi's documentation allows both:
+    /// [`UnknownIds::Forbidden`] by default. A role-assignment create naming a group the key
+    /// cannot see answers 403 either way, as Kisi support documents.
+    pub unknown_ids: UnknownIds,
+    /// Whether the rate limit's 429s carry `Retry-After` (in whole seconds). Kisi does not say;
+    /// true by default, false for a client that must back off on its own. Faults injected with
+    /// [`Fault::Status`] carry whatever `Retry-After` they were given.
+    pub retry_after_on_429: bool,
 }
 
 impl SimOptions {
@@ -52,6 +71,9 @@ impl SimOptions {
             requests_per_second: 5,
             organization_name: "Simulated Coworking".to_owned(),
             record_exchanges: false,
+            patch_validity: PatchValidity::default(),
+            unknown_ids: UnknownIds::default(),
+            retry_after_on_429: true,
         }
     }
 }
@@ -145,12 +167,16 @@ impl KisiSimulator {
         let address = listener.local_addr().map_err(|source| SimError::Bind { address: options.bind, source })?;
         let base_url = Url::parse(&format!("http://{address}/"))
             .map_err(|error| SimError::Bind { address, source: std::io::Error::other(error) })?;
+        let mut world = World::new(options.organization_name);
+        world.set_patch_validity(options.patch_validity);
+        world.set_unknown_ids(options.unknown_ids);
         let handle = SimHandle {
             shared: Arc::new(Shared {
                 clock: options.clock,
                 record_exchanges: options.record_exchanges,
                 state: Mutex::new(SimState {
-                    world: World::new(options.organization_name),
+                    world,
+                    retry_after_on_429: options.retry_after_on_429,
                     limiter: RateLimiter::new(options.requests_per_second),
                     faults: Faults::new(options.seed),
                     calls: CallCounts::default(),
@@ -202,6 +228,7 @@ struct Shared {
 #[derive(Debug)]
 struct SimState {
     world: World,
+    retry_after_on_429: bool,
     limiter: RateLimiter,
     faults: Faults,
     calls: CallCounts,
@@ -255,14 +282,51 @@ impl SimHandle {
         self.shared.lock().world.insert_group(name, now)
     }
 
-    /// A managed user made by someone else (an operator in the dashboard, another integration).
+    /// A managed user made by someone else (an operator in the dashboard, another integration),
+    /// with no creator recorded, no notes and no metadata; [`SimHandle::seed_user`] sets those.
     pub fn add_user(&self, email: &str, name: &str) -> Result<KisiUserId, SimError> {
         let now = self.now();
         self.shared.lock().world.insert_user(email, name, true, now).ok_or(SimError::EmailTaken)
     }
 
+    /// A user someone else made, as [`SeedUser`] describes: the owner or staff who signed up,
+    /// a member another integration created (with its metadata, or none).
+    pub fn seed_user(&self, user: SeedUser) -> Result<KisiUserId, SimError> {
+        let now = self.now();
+        self.shared.lock().world.insert_seeded_user(user, now).ok_or(SimError::EmailTaken)
+    }
+
+    /// Makes an existing group one that no API key of the organization may use: every call
+    /// naming it answers 403 and `GET /groups` leaves it out, as Kisi does for a group the key
+    /// cannot see. False if there is no such group.
+    pub fn hide_group(&self, group: KisiGroupId) -> bool {
+        self.shared.lock().world.set_group_hidden(group, true)
+    }
+
+    /// Undoes [`SimHandle::hide_group`].
+    pub fn show_group(&self, group: KisiGroupId) -> bool {
+        self.shared.lock().world.set_group_hidden(group, false)
+    }
+
+    /// See [`SimOptions::patch_validity`].
+    pub fn set_patch_validity(&self, patch_validity: PatchValidity) {
+        self.shared.lock().world.set_patch_validity(patch_validity);
+    }
+
+    /// See [`SimOptions::unknown_ids`].
+    pub fn set_unknown_ids(&self, unknown_ids: UnknownIds) {
+        self.shared.lock().world.set_unknown_ids(unknown_ids);
+    }
+
+    /// See [`SimOptions::retry_after_on_429`].
+    pub fn set_retry_after_on_429(&self, retry_after: bool) {
+        self.shared.lock().retry_after_on_429 = retry_after;
+    }
+
     /// A `group_basic` assignment created by `creator` (another API user, or `None` for Kisi
-    /// itself), with Kisi's one-role-per-(user, group) rule.
+    /// itself), with Kisi's one-role-per-(user, group) rule. Nexudus's own Kisi integration, say,
+    /// leaves assignments without a window, created by the user whose key it was given. Hidden
+    /// groups are allowed: whoever made the assignment could see the group.
     pub fn add_assignment_as(
         &self,
         creator: Option<KisiUserId>,
@@ -447,10 +511,9 @@ async fn serve(State(shared): State<Arc<Shared>>, request: axum::extract::Reques
     }
     match &decision.fault {
         Some(Fault::Status { status, retry_after }) => {
-            let reply = Reply {
-                retry_after: retry_after.clone(),
-                ..Reply::error(*status, &format!("000{status}"), "Service unavailable")
-            };
+            let message = if *status == 429 { "Too many requests" } else { "Service unavailable" };
+            let reply =
+                Reply { retry_after: retry_after.clone(), ..Reply::error(*status, &format!("000{status}"), message) };
             return finish(&shared, exchange, reply);
         }
         Some(Fault::Hang { after_commit: false }) => return hang(&shared).await,
@@ -469,7 +532,8 @@ async fn serve(State(shared): State<Arc<Shared>>, request: axum::extract::Reques
         match (state.limiter.admit(limit_key, now), caller, recognised) {
             (Err(wait), _, _) => {
                 let seconds = wait.as_millis().div_ceil(1_000).max(1);
-                Reply { retry_after: Some(seconds.to_string()), ..Reply::error(429, "000429", "Too many requests") }
+                let retry_after = state.retry_after_on_429.then(|| seconds.to_string());
+                Reply { retry_after, ..Reply::error(429, "000429", "Too many requests") }
             }
             (Ok(()), None, _) => Reply::error(401, "000401", "Unauthorized"),
             (Ok(()), Some(_), None) => {
@@ -478,7 +542,7 @@ async fn serve(State(shared): State<Arc<Shared>>, request: axum::extract::Reques
             (Ok(()), Some(caller), Some((operation, _)))
                 if operation.is_write() && caller.access == KeyAccess::ReadOnly =>
             {
-                Reply::error(403, "afc496", "Access denied.")
+                Reply::forbidden()
             }
             (Ok(()), Some(caller), Some((operation, _))) => {
                 let query_pairs: Vec<(String, String)> =

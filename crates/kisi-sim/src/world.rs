@@ -2,14 +2,17 @@
 //! Kisi gives to requests about them. Plain data and functions; the server adds HTTP, the rate
 //! limit and faults around it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId, Timestamp};
 use serde_json::{Map, Value, json};
 
+use crate::switches::{PatchValidity, UnknownIds};
+
 /// Kisi refuses offsets above this.
 const OFFSET_CAP: u64 = 20_000;
 const ROLES_ON_GROUPS: [&str; 2] = ["group_basic", "group_manager"];
+const WINDOW_FIELDS: [&str; 2] = ["valid_from", "valid_until"];
 
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +36,71 @@ pub struct SimUser {
     pub confirmed: bool,
     pub notes: Option<String>,
     pub metadata: Map<String, Value>,
+    /// The user whose key created this one through the API (doorsync's own API user for the
+    /// users doorsync made), or whoever [`SeedUser::created_by`] names; `None` for users who
+    /// signed up or were seeded without one. Kisi does not show this on its API: it is for
+    /// tests to tell doorsync's users from everyone else's.
+    pub created_by: Option<KisiUserId>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// A user someone other than doorsync made: the owner, an administrator in the dashboard,
+/// another integration's API user. For [`SimHandle::seed_user`](crate::SimHandle::seed_user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedUser {
+    pub email: String,
+    pub name: String,
+    /// Who made the user; see [`SimUser::created_by`].
+    pub created_by: Option<KisiUserId>,
+    /// A managed user gets no Kisi emails and is confirmed at once; staff who signed up
+    /// themselves are not managed.
+    pub managed: bool,
+    pub access_enabled: bool,
+    pub notes: Option<String>,
+    /// Often empty: other integrations and people in the dashboard rarely set any.
+    pub metadata: Map<String, Value>,
+}
+
+impl SeedUser {
+    /// A managed user with access, no creator, notes or metadata.
+    pub fn new(email: &str, name: &str) -> Self {
+        Self {
+            email: email.to_owned(),
+            name: name.to_owned(),
+            created_by: None,
+            managed: true,
+            access_enabled: true,
+            notes: None,
+            metadata: Map::new(),
+        }
+    }
+
+    pub fn created_by(mut self, creator: KisiUserId) -> Self {
+        self.created_by = Some(creator);
+        self
+    }
+
+    /// Someone who signed up and gets Kisi's emails (staff, the owner), not a managed user.
+    pub fn regular(mut self) -> Self {
+        self.managed = false;
+        self
+    }
+
+    pub fn access_enabled(mut self, enabled: bool) -> Self {
+        self.access_enabled = enabled;
+        self
+    }
+
+    pub fn notes(mut self, notes: &str) -> Self {
+        self.notes = Some(notes.to_owned());
+        self
+    }
+
+    pub fn metadata(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.metadata.insert(key.to_owned(), value.into());
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +181,10 @@ impl Reply {
 
     pub(crate) fn not_found(what: &str) -> Self {
         Self::error(404, "000404", &format!("{what} not found"))
+    }
+
+    pub(crate) fn forbidden() -> Self {
+        Self::error(403, "afc496", "Access denied.")
     }
 
     /// Kisi's `Errors` shape (422).
@@ -213,6 +283,10 @@ pub(crate) struct World {
     groups: BTreeMap<KisiGroupId, SimGroup>,
     assignments: BTreeMap<KisiAssignmentId, SimAssignment>,
     keys: HashMap<String, (KisiUserId, KeyAccess)>,
+    /// Groups that exist but that no API key of the organization may use.
+    hidden_groups: BTreeSet<KisiGroupId>,
+    patch_validity: PatchValidity,
+    unknown_ids: UnknownIds,
 }
 
 impl World {
@@ -226,7 +300,75 @@ impl World {
             groups: BTreeMap::new(),
             assignments: BTreeMap::new(),
             keys: HashMap::new(),
+            hidden_groups: BTreeSet::new(),
+            patch_validity: PatchValidity::default(),
+            unknown_ids: UnknownIds::default(),
         }
+    }
+
+    pub(crate) fn set_patch_validity(&mut self, patch_validity: PatchValidity) {
+        self.patch_validity = patch_validity;
+    }
+
+    pub(crate) fn set_unknown_ids(&mut self, unknown_ids: UnknownIds) {
+        self.unknown_ids = unknown_ids;
+    }
+
+    /// Hides an existing group from every API key, or shows it again; false if there is no such
+    /// group.
+    pub(crate) fn set_group_hidden(&mut self, group: KisiGroupId, hidden: bool) -> bool {
+        if !self.groups.contains_key(&group) {
+            return false;
+        }
+        if hidden {
+            self.hidden_groups.insert(group);
+        } else {
+            self.hidden_groups.remove(&group);
+        }
+        true
+    }
+
+    /// The answer for an id that names nothing, as [`UnknownIds`] says.
+    fn unknown(&self, what: &str) -> Reply {
+        match self.unknown_ids {
+            UnknownIds::Forbidden => Reply::forbidden(),
+            UnknownIds::NotFound => Reply::not_found(what),
+        }
+    }
+
+    /// The group an API key asked for, or the answer when it may not have it: 403 for a hidden
+    /// group, the [`UnknownIds`] answer for one that does not exist.
+    fn visible_group(&self, group: KisiGroupId) -> Result<&SimGroup, Reply> {
+        if self.hidden_groups.contains(&group) {
+            return Err(Reply::forbidden());
+        }
+        self.groups.get(&group).ok_or_else(|| self.unknown("Group"))
+    }
+
+    /// A group filter of a list: `Ok(true)` for a group the key may see, `Ok(false)` for one
+    /// that does not exist where [`UnknownIds::NotFound`] lets the list come back empty.
+    fn list_group_filter(&self, group: KisiGroupId) -> Result<bool, Reply> {
+        match self.visible_group(group) {
+            Ok(_) => Ok(true),
+            Err(_) if !self.hidden_groups.contains(&group) && self.unknown_ids == UnknownIds::NotFound => Ok(false),
+            Err(reply) => Err(reply),
+        }
+    }
+
+    /// The assignment an API key asked for by id, or the answer when it may not have it.
+    fn visible_assignment(&self, id: &str) -> Result<&SimAssignment, Reply> {
+        let assignment = self
+            .assignments
+            .get(&KisiAssignmentId(parse_id(id).unwrap_or_default()))
+            .ok_or_else(|| self.unknown("Role assignment"))?;
+        if self.hidden_groups.contains(&assignment.group) {
+            return Err(Reply::forbidden());
+        }
+        Ok(assignment)
+    }
+
+    fn visible_user(&self, id: &str) -> Result<&SimUser, Reply> {
+        self.users.get(&KisiUserId(parse_id(id).unwrap_or_default())).ok_or_else(|| self.unknown("User"))
     }
 
     fn allocate_id(&mut self) -> u64 {
@@ -265,19 +407,25 @@ impl World {
     }
 
     pub(crate) fn insert_user(&mut self, email: &str, name: &str, managed: bool, now: Timestamp) -> Option<KisiUserId> {
-        if self.user_by_email(email).is_some() {
+        let seed = SeedUser { managed, ..SeedUser::new(email, name) };
+        self.insert_seeded_user(seed, now)
+    }
+
+    pub(crate) fn insert_seeded_user(&mut self, seed: SeedUser, now: Timestamp) -> Option<KisiUserId> {
+        if self.user_by_email(&seed.email).is_some() {
             return None;
         }
         let id = KisiUserId(self.allocate_id());
         let user = SimUser {
             id,
-            email: email.to_owned(),
-            name: name.to_owned(),
-            access_enabled: true,
-            send_emails: !managed,
-            confirmed: managed,
-            notes: None,
-            metadata: Map::new(),
+            email: seed.email,
+            name: seed.name,
+            access_enabled: seed.access_enabled,
+            send_emails: !seed.managed,
+            confirmed: seed.managed,
+            notes: seed.notes,
+            metadata: seed.metadata,
+            created_by: seed.created_by,
             created_at: now,
             updated_at: now,
         };
@@ -399,39 +547,37 @@ impl World {
             },
             Operation::FetchUsers => self.fetch_users(request),
             Operation::CreateUser => self.create_user(request),
-            Operation::FetchUser(id) => match self.users.get(&KisiUserId(parse_id(id).unwrap_or_default())) {
-                Some(user) => Reply::json(200, self.render_user(user)),
-                None => Reply::not_found("User"),
+            Operation::FetchUser(id) => match self.visible_user(id) {
+                Ok(user) => Reply::json(200, self.render_user(user)),
+                Err(reply) => reply,
             },
             Operation::UpdateUser(id) => self.update_user(id, request),
-            Operation::DeleteUser(id) => {
-                if self.remove_user(KisiUserId(parse_id(id).unwrap_or_default())) {
+            Operation::DeleteUser(id) => match self.visible_user(id).map(|user| user.id) {
+                Ok(user) => {
+                    self.remove_user(user);
                     Reply::no_content()
-                } else {
-                    Reply::not_found("User")
                 }
-            }
+                Err(reply) => reply,
+            },
             Operation::FetchGroups => self.fetch_groups(request),
-            Operation::FetchGroup(id) => match self.groups.get(&KisiGroupId(parse_id(id).unwrap_or_default())) {
-                Some(group) => Reply::json(200, self.render_group(group)),
-                None => Reply::not_found("Group"),
+            Operation::FetchGroup(id) => match self.visible_group(KisiGroupId(parse_id(id).unwrap_or_default())) {
+                Ok(group) => Reply::json(200, self.render_group(group)),
+                Err(reply) => reply,
             },
             Operation::FetchRoleAssignments => self.fetch_assignments(request),
             Operation::CreateRoleAssignment => self.create_assignment(request),
-            Operation::FetchRoleAssignment(id) => {
-                match self.assignments.get(&KisiAssignmentId(parse_id(id).unwrap_or_default())) {
-                    Some(assignment) => Reply::json(200, self.render_assignment(assignment)),
-                    None => Reply::not_found("Role assignment"),
-                }
-            }
+            Operation::FetchRoleAssignment(id) => match self.visible_assignment(id) {
+                Ok(assignment) => Reply::json(200, self.render_assignment(assignment)),
+                Err(reply) => reply,
+            },
             Operation::UpdateRoleAssignment(id) => self.update_assignment(id, request),
-            Operation::DeleteRoleAssignment(id) => {
-                if self.remove_assignment(KisiAssignmentId(parse_id(id).unwrap_or_default())) {
+            Operation::DeleteRoleAssignment(id) => match self.visible_assignment(id).map(|assignment| assignment.id) {
+                Ok(assignment) => {
+                    self.remove_assignment(assignment);
                     Reply::no_content()
-                } else {
-                    Reply::not_found("Role assignment")
                 }
-            }
+                Err(reply) => reply,
+            },
         }
     }
 
@@ -444,6 +590,13 @@ impl World {
             Ok(group) => group.map(KisiGroupId),
             Err(reply) => return reply,
         };
+        if let Some(group) = members_of {
+            match self.list_group_filter(group) {
+                Ok(true) => {}
+                Ok(false) => return page(Vec::new(), request.query, 50, 100),
+                Err(reply) => return reply,
+            }
+        }
         let user_id = match filters.user_id() {
             Ok(user) => user,
             Err(reply) => return reply,
@@ -502,6 +655,7 @@ impl World {
             confirmed: confirm.unwrap_or(false),
             notes,
             metadata: metadata.unwrap_or_default(),
+            created_by: Some(request.caller.user),
             created_at: request.now,
             updated_at: request.now,
         };
@@ -510,11 +664,12 @@ impl World {
         Reply::json(200, rendered)
     }
 
+    /// Kisi's PATCH takes no `email`, so one sent is ignored like any other unknown field.
     fn update_user(&mut self, id: &str, request: &Request<'_>) -> Reply {
-        let id = KisiUserId(parse_id(id).unwrap_or_default());
-        if !self.users.contains_key(&id) {
-            return Reply::not_found("User");
-        }
+        let id = match self.visible_user(id) {
+            Ok(user) => user.id,
+            Err(reply) => return reply,
+        };
         let fields = match wrapped_object(request.body, "user") {
             Ok(fields) => fields,
             Err(reply) => return reply,
@@ -552,7 +707,8 @@ impl World {
             Err(reply) => return reply,
         };
         let groups = self.groups.values().filter(|group| {
-            filters.ids.as_ref().is_none_or(|ids| ids.contains(&group.id.0))
+            !self.hidden_groups.contains(&group.id)
+                && filters.ids.as_ref().is_none_or(|ids| ids.contains(&group.id.0))
                 && filters.text("query").is_none_or(|query| contains_folded(&group.name, query))
         });
         let groups: Vec<Value> = groups.map(|group| self.render_group(group)).collect();
@@ -573,11 +729,21 @@ impl World {
             Ok(user) => user,
             Err(reply) => return reply,
         };
+        let applies_to_group = filters.text("applies_to_type").is_none_or(|kind| kind == "Group");
+        let named_groups = applies_to_id.filter(|_| applies_to_group).into_iter().chain(group_id);
+        for group in named_groups {
+            match self.list_group_filter(KisiGroupId(group)) {
+                Ok(true) => {}
+                Ok(false) => return page(Vec::new(), request.query, 10, 250),
+                Err(reply) => return reply,
+            }
+        }
         // Only users hold roles here, and only on groups.
         let type_matches = |name: &str, only: &str| filters.text(name).is_none_or(|wanted| wanted == only);
         let assignments = self.assignments.values().filter(|assignment| {
             let user = self.users.get(&assignment.user);
-            type_matches("assignee_type", "User")
+            !self.hidden_groups.contains(&assignment.group)
+                && type_matches("assignee_type", "User")
                 && type_matches("applies_to_type", "Group")
                 && type_matches("scope", "group")
                 && filters.ids.as_ref().is_none_or(|ids| ids.contains(&assignment.id.0))
@@ -624,6 +790,14 @@ impl World {
             return Reply::invalid(errors);
         }
         let (user, group) = (KisiUserId(user), KisiGroupId(group));
+        // Kisi support's own example of 403 for an id that does not exist is a mistyped group
+        // in this very call, so that one is 403 whatever `UnknownIds` says.
+        if self.hidden_groups.contains(&group) || !self.groups.contains_key(&group) {
+            return Reply::forbidden();
+        }
+        if !self.users.contains_key(&user) {
+            return self.unknown("User");
+        }
         if let Err(reply) = self.check_new_assignment(user, group) {
             return reply;
         }
@@ -643,18 +817,31 @@ impl World {
         }
     }
 
+    /// What happens to `valid_from` and `valid_until` is the [`PatchValidity`] switch's.
     fn update_assignment(&mut self, id: &str, request: &Request<'_>) -> Reply {
-        let id = KisiAssignmentId(parse_id(id).unwrap_or_default());
-        let Some(current) = self.assignments.get(&id) else {
-            return Reply::not_found("Role assignment");
+        let current = match self.visible_assignment(id) {
+            Ok(assignment) => assignment,
+            Err(reply) => return reply,
         };
+        let id = current.id;
         let fields = match wrapped_object(request.body, "role_assignment") {
             Ok(fields) => fields,
             Err(reply) => return reply,
         };
         let mut errors = FieldErrors::default();
-        let valid_from = optional_instant(&fields, "valid_from", &mut errors).unwrap_or(current.valid_from);
-        let valid_until = optional_instant(&fields, "valid_until", &mut errors).unwrap_or(current.valid_until);
+        let (valid_from, valid_until) = match self.patch_validity {
+            PatchValidity::Apply => (
+                optional_instant(&fields, "valid_from", &mut errors).unwrap_or(current.valid_from),
+                optional_instant(&fields, "valid_until", &mut errors).unwrap_or(current.valid_until),
+            ),
+            PatchValidity::Ignore => (current.valid_from, current.valid_until),
+            PatchValidity::Reject => {
+                for field in WINDOW_FIELDS.into_iter().filter(|field| fields.contains_key(*field)) {
+                    errors.add(field, "can't be changed");
+                }
+                (current.valid_from, current.valid_until)
+            }
+        };
         let role_id = match fields.get("role_id") {
             None => current.role_id.clone(),
             Some(Value::String(role)) if ROLES_ON_GROUPS.contains(&role.as_str()) => role.clone(),
@@ -673,11 +860,17 @@ impl World {
         let Some(assignment) = self.assignments.get_mut(&id) else {
             return Reply::not_found("Role assignment");
         };
-        assignment.valid_from = valid_from;
-        assignment.valid_until = valid_until;
-        assignment.role_id = role_id;
-        assignment.notify = notify;
-        assignment.updated_at = request.now;
+        let changed = (valid_from, valid_until, role_id.as_str(), notify)
+            != (assignment.valid_from, assignment.valid_until, assignment.role_id.as_str(), assignment.notify);
+        // A PATCH that changes nothing leaves `updated_at` alone, so an ignored window cannot be
+        // spotted from it.
+        if changed {
+            assignment.valid_from = valid_from;
+            assignment.valid_until = valid_until;
+            assignment.role_id = role_id;
+            assignment.notify = notify;
+            assignment.updated_at = request.now;
+        }
         Reply::no_content()
     }
 

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use doorsync_clock::ManualClock;
 use doorsync_kisi::openapi::{KisiOpenApi, ResponseCheck};
-use doorsync_kisi_sim::{Fault, FaultRule, KeyAccess, KisiSimulator, RandomFaults, SimHandle, SimOptions};
-use doorsync_proto::{KisiUserId, Timestamp};
+use doorsync_kisi_sim::{
+    Fault, FaultRule, KeyAccess, KisiSimulator, PatchValidity, RandomFaults, SeedUser, SimHandle, SimOptions,
+    UnknownIds,
+};
+use doorsync_proto::{KisiGroupId, KisiUserId, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -25,11 +28,16 @@ struct Fixture {
 }
 
 async fn start(requests_per_second: u32, seed: u64) -> Fixture {
+    start_with(requests_per_second, seed, |_| {}).await
+}
+
+async fn start_with(requests_per_second: u32, seed: u64, configure: impl FnOnce(&mut SimOptions)) -> Fixture {
     let clock = ManualClock::new(START);
     let mut options = SimOptions::new(Arc::new(clock.clone()));
     options.requests_per_second = requests_per_second;
     options.record_exchanges = true;
     options.seed = seed;
+    configure(&mut options);
     let sim = KisiSimulator::start(options).await.unwrap();
     let kisi = sim.handle();
     let integration = kisi.add_api_account("integration@example.com", "doorsync", KEY).unwrap();
@@ -104,7 +112,13 @@ fn id_of(answer: &Answer) -> u64 {
 
 #[tokio::test]
 async fn every_answer_matches_kisis_openapi_description() {
-    let fixture = start(u32::MAX, 0).await;
+    // The friendlier forms, so every documented status shows up; the defaults have tests of
+    // their own.
+    let fixture = start_with(u32::MAX, 0, |options| {
+        options.patch_validity = PatchValidity::Apply;
+        options.unknown_ids = UnknownIds::NotFound;
+    })
+    .await;
     let kisi = &fixture.kisi;
     let group = kisi.add_group("Meeting room 1");
     let observer = kisi.add_api_user("observer@example.com", "Observer").unwrap();
@@ -145,7 +159,7 @@ async fn every_answer_matches_kisis_openapi_description() {
     let second = fixture.call(M::POST, "/role_assignments", Some(grant(user))).await;
     assert_eq!(second.status, 422, "one role per (user, group)");
     assert_eq!(second.body, Some(json!({"errors": {"user_id": ["has already been taken"]}})));
-    assert_eq!(fixture.call(M::POST, "/role_assignments", Some(grant(1))).await.status, 404);
+    assert_eq!(fixture.call(M::POST, "/role_assignments", Some(grant(1))).await.status, 404, "no such user");
     let refused = fixture.call_with_key(Some("observer-key"), M::POST, "/role_assignments", Some(grant(user))).await;
     assert_eq!(refused.unwrap().status, StatusCode::FORBIDDEN);
     let filtered = format!("/role_assignments?assignee_type=User&assignee_id={user}&applies_to_type=Group");
@@ -355,5 +369,309 @@ async fn operators_and_other_integrations_change_kisi_behind_doorsyncs_back() {
     assert!(kisi.remove_assignment(assignment));
     assert!(!kisi.group_access(user, group, START).is_granted());
     assert_eq!(kisi.calls().total(), 1, "changes by hand are not calls");
+    fixture.sim.shutdown().await;
+}
+
+/// A group, a user and the integration's assignment of the user to it, valid 09:00 to 17:00.
+async fn assigned(fixture: &Fixture) -> (KisiGroupId, KisiUserId, String) {
+    let group = fixture.kisi.add_group("Hot desks");
+    let user = fixture.kisi.add_user("jo@example.com", "Jo").unwrap();
+    let body = json!({"role_assignment": {"applies_to_type": "Group", "applies_to_id": group.0,
+        "assignee_type": "User", "assignee_id": user.0, "role_id": "group_basic",
+        "valid_from": "2025-01-01T09:00:00Z", "valid_until": "2025-01-01T17:00:00Z"}});
+    let created = fixture.call(Method::POST, "/role_assignments", Some(body)).await;
+    assert_eq!(created.status, StatusCode::OK);
+    (group, user, format!("/role_assignments/{}", id_of(&created)))
+}
+
+fn new_window() -> Value {
+    json!({"role_assignment": {"valid_from": "2025-01-02T09:00:00Z", "valid_until": "2025-01-02T17:00:00Z"}})
+}
+
+/// The window of the assignment at `path`, read back through `GET /role_assignments/{id}` and
+/// through the list filtered by group, which must agree.
+async fn window_read_back(fixture: &Fixture, group: KisiGroupId, path: &str) -> (Value, Value) {
+    let single = fixture.call(Method::GET, path, None).await.body.unwrap();
+    let listed = fixture
+        .call(Method::GET, &format!("/role_assignments?applies_to_type=Group&applies_to_id={group}"), None)
+        .await
+        .body
+        .unwrap();
+    let window = |assignment: &Value| (assignment["valid_from"].clone(), assignment["valid_until"].clone());
+    assert_eq!(window(&single), window(&listed[0]), "GET by id and the list agree");
+    window(&single)
+}
+
+#[tokio::test]
+async fn a_patched_window_is_silently_ignored_by_default() {
+    let fixture = start(u32::MAX, 0).await;
+    let (group, user, path) = assigned(&fixture).await;
+    let before = window_read_back(&fixture, group, &path).await;
+    let patched = fixture.call(Method::PATCH, &path, Some(new_window())).await;
+    assert_eq!(patched.status, 204, "Kisi's usual answer to a PATCH");
+    assert_eq!(patched.body, None);
+    assert_eq!(window_read_back(&fixture, group, &path).await, before, "the window is as it was");
+    let next_day = Timestamp::from_unix_millis(START.as_unix_millis() + 33 * 3_600_000);
+    assert!(!fixture.kisi.group_access(user, group, next_day).is_granted());
+    let (_, undocumented) = fixture.check_every_exchange();
+    assert!(undocumented.is_empty(), "{undocumented:?}");
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_patched_window_applies_with_the_apply_switch() {
+    let fixture = start_with(u32::MAX, 0, |options| options.patch_validity = PatchValidity::Apply).await;
+    let (group, user, path) = assigned(&fixture).await;
+    assert_eq!(fixture.call(Method::PATCH, &path, Some(new_window())).await.status, 204);
+    let after = window_read_back(&fixture, group, &path).await;
+    assert_eq!(after, (json!("2025-01-02T09:00:00.000Z"), json!("2025-01-02T17:00:00.000Z")));
+    let next_day = Timestamp::from_unix_millis(START.as_unix_millis() + 33 * 3_600_000);
+    assert!(fixture.kisi.group_access(user, group, next_day).is_granted());
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_patched_window_is_refused_with_the_reject_switch_and_the_flip_takes_effect_at_once() {
+    let fixture = start(u32::MAX, 0).await;
+    let (group, _, path) = assigned(&fixture).await;
+    let before = window_read_back(&fixture, group, &path).await;
+    fixture.kisi.set_patch_validity(PatchValidity::Reject);
+    let refused = fixture.call(Method::PATCH, &path, Some(new_window())).await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(
+        refused.body,
+        Some(json!({"errors": {"valid_from": ["can't be changed"], "valid_until": ["can't be changed"]}}))
+    );
+    let only_until = json!({"role_assignment": {"valid_until": null}});
+    let refused = fixture.call(Method::PATCH, &path, Some(only_until.clone())).await;
+    assert_eq!(refused.body, Some(json!({"errors": {"valid_until": ["can't be changed"]}})));
+    assert_eq!(window_read_back(&fixture, group, &path).await, before, "nothing changed");
+    let other_fields = json!({"role_assignment": {"role_id": "group_basic"}});
+    assert_eq!(fixture.call(Method::PATCH, &path, Some(other_fields)).await.status, 204, "only the window is refused");
+
+    fixture.kisi.set_patch_validity(PatchValidity::Apply);
+    assert_eq!(fixture.call(Method::PATCH, &path, Some(only_until)).await.status, 204);
+    assert_eq!(window_read_back(&fixture, group, &path).await.1, Value::Null);
+    let (documented, _) = fixture.check_every_exchange();
+    assert!(documented.contains(&("updateRoleAssignment".to_owned(), 422)));
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_create_naming_a_group_that_does_not_exist_is_forbidden_whatever_the_switch() {
+    for unknown_ids in [UnknownIds::Forbidden, UnknownIds::NotFound] {
+        let fixture = start_with(u32::MAX, 0, |options| options.unknown_ids = unknown_ids).await;
+        let user = fixture.kisi.add_user("kim@example.com", "Kim").unwrap();
+        let mistyped = json!({"role_assignment": {"applies_to_type": "Group", "applies_to_id": 10,
+            "assignee_type": "User", "assignee_id": user.0, "role_id": "group_basic"}});
+        let refused = fixture.call(Method::POST, "/role_assignments", Some(mistyped)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{unknown_ids:?}");
+        assert_eq!(refused.body, Some(json!({"error": "Access denied.", "code": "afc496"})));
+        assert!(fixture.kisi.assignments().is_empty());
+        let (documented, _) = fixture.check_every_exchange();
+        assert!(documented.contains(&("createRoleAssignment".to_owned(), 403)));
+        fixture.sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_hidden_group_answers_403_to_every_call_naming_it_and_is_left_out_of_lists() {
+    let fixture = start_with(u32::MAX, 0, |options| options.unknown_ids = UnknownIds::NotFound).await;
+    let kisi = &fixture.kisi;
+    let (open, hidden) = (kisi.add_group("Open plan"), kisi.add_group("Server room"));
+    let user = kisi.add_user("lu@example.com", "Lu").unwrap();
+    let other = kisi.add_user("max@example.com", "Max").unwrap();
+    let foreign = kisi.add_assignment_as(None, other, hidden, None, None).unwrap();
+    assert!(kisi.hide_group(hidden));
+    assert!(!kisi.hide_group(KisiGroupId(1)), "no such group");
+    let grant = |group: KisiGroupId| {
+        json!({"role_assignment": {"applies_to_type": "Group", "applies_to_id": group.0,
+            "assignee_type": "User", "assignee_id": user.0, "role_id": "group_basic"}})
+    };
+
+    assert_eq!(fixture.call(Method::POST, "/role_assignments", Some(grant(hidden))).await.status, 403);
+    assert_eq!(fixture.call(Method::POST, "/role_assignments", Some(grant(open))).await.status, 200, "others work");
+    assert_eq!(fixture.call(Method::GET, &format!("/groups/{hidden}"), None).await.status, 403);
+    assert_eq!(fixture.call(Method::GET, &format!("/groups/{open}"), None).await.status, 200);
+    let forbidden = [
+        format!("/role_assignments?applies_to_type=Group&applies_to_id={hidden}"),
+        format!("/role_assignments?group_id={hidden}"),
+        format!("/users?group_id={hidden}"),
+    ];
+    for path in &forbidden {
+        assert_eq!(fixture.call(Method::GET, path, None).await.status, 403, "{path}");
+    }
+    let path = format!("/role_assignments/{foreign}");
+    assert_eq!(fixture.call(Method::GET, &path, None).await.status, 403);
+    assert_eq!(fixture.call(Method::PATCH, &path, Some(new_window())).await.status, 403);
+    assert_eq!(fixture.call(Method::DELETE, &path, None).await.status, 403);
+    assert_eq!(kisi.assignments().len(), 2, "the foreign assignment is still there");
+
+    let groups = fixture.call(Method::GET, &format!("/groups?ids={open},{hidden}"), None).await;
+    let listed: Vec<u64> = groups.body.unwrap().as_array().unwrap().iter().map(|g| g["id"].as_u64().unwrap()).collect();
+    assert_eq!(listed, [open.0]);
+    let all = fixture.call(Method::GET, "/role_assignments", None).await.body.unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1, "assignments on the hidden group are left out");
+    assert_eq!(kisi.groups().len(), 2, "the handle still sees both");
+
+    assert!(kisi.show_group(hidden));
+    assert_eq!(fixture.call(Method::GET, &format!("/groups/{hidden}"), None).await.status, 200);
+    fixture.check_every_exchange();
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn ids_that_do_not_exist_answer_403_by_default_and_404_with_the_switch() {
+    let fixture = start(u32::MAX, 0).await;
+    let patch_user = json!({"user": {"access_enabled": false}});
+    let calls = [
+        (Method::GET, "/users/1", None),
+        (Method::PATCH, "/users/1", Some(patch_user)),
+        (Method::DELETE, "/users/1", None),
+        (Method::GET, "/groups/1", None),
+        (Method::GET, "/role_assignments/1", None),
+        (Method::PATCH, "/role_assignments/1", Some(new_window())),
+        (Method::DELETE, "/role_assignments/1", None),
+    ];
+    for (method, path, body) in &calls {
+        let answer = fixture.call(method.clone(), path, body.clone()).await;
+        assert_eq!(answer.status, 403, "{method} {path}");
+        assert_eq!(answer.body, Some(json!({"error": "Access denied.", "code": "afc496"})));
+    }
+    let filtered = ["/role_assignments?applies_to_type=Group&applies_to_id=1", "/users?group_id=1"];
+    for path in filtered {
+        assert_eq!(fixture.call(Method::GET, path, None).await.status, 403, "{path}");
+    }
+    let (documented, undocumented) = fixture.check_every_exchange();
+    assert!(documented.iter().all(|(_, status)| *status == 403), "{documented:?}");
+    assert_eq!(
+        undocumented,
+        BTreeSet::from([("fetchRoleAssignments".to_owned(), 403), ("fetchUsers".to_owned(), 403)]),
+        "Kisi's description lists no 403 for lists"
+    );
+
+    fixture.kisi.set_unknown_ids(UnknownIds::NotFound);
+    for (method, path, body) in &calls {
+        assert_eq!(fixture.call(method.clone(), path, body.clone()).await.status, 404, "{method} {path}");
+    }
+    for path in filtered {
+        let empty = fixture.call(Method::GET, path, None).await;
+        assert_eq!((empty.status, empty.collection_range.as_deref()), (StatusCode::OK, Some("*/0")), "{path}");
+    }
+    fixture.check_every_exchange();
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_rate_limits_429_carries_retry_after_unless_switched_off() {
+    let fixture = start_with(1, 0, |options| options.retry_after_on_429 = false).await;
+    assert_eq!(fixture.call(Method::GET, "/groups", None).await.status, StatusCode::OK);
+    let refused = fixture.call(Method::GET, "/groups", None).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.retry_after, None, "no Retry-After: the client backs off on its own");
+    assert_eq!(refused.body, Some(json!({"error": "Too many requests", "code": "000429"})));
+
+    fixture.kisi.set_retry_after_on_429(true);
+    let refused = fixture.call(Method::GET, "/groups", None).await;
+    assert_eq!((refused.status, refused.retry_after.as_deref()), (StatusCode::TOO_MANY_REQUESTS, Some("1")));
+    fixture.check_every_exchange();
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_injected_429_can_carry_an_absurd_retry_after() {
+    let fixture = start(u32::MAX, 0).await;
+    let absurd = Fault::Status { status: 429, retry_after: Some("99999999".into()) };
+    fixture.kisi.inject(FaultRule::new(absurd).path("/groups").times(1));
+    let refused = fixture.call(Method::GET, "/groups", None).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.retry_after.as_deref(), Some("99999999"));
+    assert_eq!(refused.body, Some(json!({"error": "Too many requests", "code": "000429"})));
+    assert_eq!(fixture.call(Method::GET, "/groups", None).await.status, StatusCode::OK, "one request only");
+    fixture.check_every_exchange();
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_user_with_an_email_the_organization_has_is_refused_with_422() {
+    let fixture = start(u32::MAX, 0).await;
+    let staff = fixture.kisi.seed_user(SeedUser::new("frontdesk@example.com", "Front desk").regular()).unwrap();
+    for email in ["frontdesk@example.com", "FrontDesk@Example.com"] {
+        let again = fixture.call(Method::POST, "/users", Some(json!({"user": {"email": email, "name": "Copy"}}))).await;
+        assert_eq!(again.status, 422, "{email}");
+        assert_eq!(again.body, Some(json!({"errors": {"email": ["has already been taken"]}})));
+    }
+    assert_eq!(fixture.kisi.users().iter().filter(|user| user.email.contains("frontdesk")).count(), 1);
+    assert_eq!(fixture.kisi.user_by_email("frontdesk@example.com").unwrap().id, staff);
+    let (documented, _) = fixture.check_every_exchange();
+    assert_eq!(documented, BTreeSet::from([("createUser".to_owned(), 422)]));
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_patch_of_a_users_email_is_ignored() {
+    let fixture = start(u32::MAX, 0).await;
+    let user = fixture.kisi.add_user("old@example.com", "Old name").unwrap();
+    let path = format!("/users/{user}");
+    let patch = json!({"user": {"email": "new@example.com", "name": "New name"}});
+    assert_eq!(fixture.call(Method::PATCH, &path, Some(patch)).await.status, 204);
+    let read = fixture.call(Method::GET, &path, None).await.body.unwrap();
+    assert_eq!((read["email"].clone(), read["name"].clone()), (json!("old@example.com"), json!("New name")));
+    assert!(fixture.kisi.user_by_email("new@example.com").is_none());
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn users_and_assignments_made_by_others_show_who_made_them() {
+    let fixture = start(u32::MAX, 0).await;
+    let kisi = &fixture.kisi;
+    let owner = kisi.seed_user(SeedUser::new("owner@example.com", "Owner").regular()).unwrap();
+    let admin = kisi.seed_user(SeedUser::new("admin@example.com", "Admin").regular().created_by(owner)).unwrap();
+    let nexudus = kisi.add_api_account("nexudus@example.com", "Nexudus integration", "nexudus-key").unwrap();
+    let member = SeedUser::new("nia@example.com", "Nia").created_by(nexudus).notes("from Nexudus");
+    let member = kisi.seed_user(member.metadata("nexudus_id", 42)).unwrap();
+    let suspended = SeedUser::new("ola@example.com", "Ola").created_by(admin).access_enabled(false);
+    let suspended = kisi.seed_user(suspended).unwrap();
+    let ours = fixture.call(Method::POST, "/users", Some(json!({"user": {"email": "pat@example.com"}}))).await;
+
+    let by_id = |id: KisiUserId| kisi.users().into_iter().find(|user| user.id == id).unwrap();
+    assert_eq!((by_id(owner).created_by, by_id(owner).send_emails), (None, true));
+    assert_eq!(by_id(admin).created_by, Some(owner));
+    assert_eq!(by_id(member).created_by, Some(nexudus));
+    assert_eq!(by_id(KisiUserId(id_of(&ours))).created_by, Some(fixture.integration), "made through our key");
+    let read = fixture.call(Method::GET, &format!("/users/{member}"), None).await.body.unwrap();
+    assert_eq!((read["metadata"].clone(), read["notes"].clone()), (json!({"nexudus_id": 42}), json!("from Nexudus")));
+    let read = fixture.call(Method::GET, &format!("/users/{suspended}"), None).await.body.unwrap();
+    assert_eq!((read["metadata"].clone(), read["access_enabled"].clone()), (json!({}), json!(false)));
+
+    // As Nexudus's built-in integration leaves them: group_basic, no window, made by its user.
+    let group = kisi.add_group("Day pass");
+    let staff_group = kisi.add_group("Staff");
+    kisi.add_assignment_as(Some(nexudus), member, group, None, None).unwrap();
+    let until = Timestamp::from_unix_millis(START.as_unix_millis() + 86_400_000);
+    kisi.add_assignment_as(Some(admin), admin, staff_group, Some(START), Some(until)).unwrap();
+    kisi.add_assignment_as(None, owner, staff_group, None, None).unwrap();
+    let listed = fixture.call(Method::GET, "/role_assignments?limit=250", None).await.body.unwrap();
+    let provenance: Vec<(u64, Value, Value, Value, Value)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|assignment| {
+            (
+                assignment["assignee_id"].as_u64().unwrap(),
+                assignment["created_by_type"].clone(),
+                assignment["created_by_id"].clone(),
+                assignment["role_id"].clone(),
+                assignment["valid_until"].clone(),
+            )
+        })
+        .collect();
+    let expected = Vec::from([
+        (member.0, json!("User"), json!(nexudus.0), json!("group_basic"), Value::Null),
+        (admin.0, json!("User"), json!(admin.0), json!("group_basic"), json!("2025-01-02T00:00:00.000Z")),
+        (owner.0, Value::Null, Value::Null, json!("group_basic"), Value::Null),
+    ]);
+    assert_eq!(provenance, expected);
+    fixture.check_every_exchange();
     fixture.sim.shutdown().await;
 }

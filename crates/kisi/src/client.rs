@@ -138,6 +138,13 @@ impl KisiClient {
         self.list(&["groups"], Vec::new(), GROUPS_PAGE).await
     }
 
+    /// One group (`GET /groups/{id}`): at start-up, proof that a mapped group is there and this
+    /// key may use it. Kisi answers 403 ([`KisiError::is_forbidden`]), not 404, for a group the
+    /// key cannot see or that does not exist.
+    pub async fn group(&self, id: KisiGroupId) -> Result<Group, KisiError> {
+        self.fetch(Method::GET, &["groups", &id.to_string()], &[], None).await?.decode()
+    }
+
     /// The group named exactly `name` (case and spaces count), or `None`; an error when several
     /// groups share the name, since doorsync could not tell which doors were meant.
     pub async fn group_by_name(&self, name: &str) -> Result<Option<Group>, KisiError> {
@@ -224,9 +231,10 @@ impl KisiClient {
             .find(|assignment| assignment.user() == Some(user) && assignment.group() == Some(group)))
     }
 
-    /// Changes when the assignment is valid (`PATCH /role_assignments/{id}`). Kisi's spec does
-    /// not list these fields for PATCH (it looks mislabelled); if Kisi ignores them, delete and
-    /// re-create instead.
+    /// Asks Kisi to change when the assignment is valid (`PATCH /role_assignments/{id}`). Kisi's
+    /// spec does not list these fields for PATCH (it looks mislabelled), so Kisi may answer 204
+    /// and change nothing, or refuse with a 422: read the assignment back before trusting it, and
+    /// delete and re-create it otherwise.
     pub async fn update_assignment_validity(&self, id: KisiAssignmentId, validity: Validity) -> Result<(), KisiError> {
         let id = id.to_string();
         let path = ["role_assignments", id.as_str()];

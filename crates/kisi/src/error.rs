@@ -59,6 +59,12 @@ impl RetryAfter {
             }
         }
     }
+
+    /// [`delay_from`](Self::delay_from), but never more than `ceiling`: a proxy or a broken
+    /// server can send `Retry-After: 99999999` (three years), which must not stop the caller.
+    pub fn clamped_delay_from(self, now: Timestamp, ceiling: Duration) -> Duration {
+        self.delay_from(now).min(ceiling)
+    }
 }
 
 /// One validation message from a 422 body, e.g. field `user_id`, message `has already been taken`.
@@ -204,6 +210,14 @@ impl KisiError {
         matches!(self, Self::Unauthorized { .. } | Self::Forbidden { .. })
     }
 
+    /// Kisi answered 403. That is either a key without the rights (an observer's, or one whose
+    /// user lost admin rights) or an id this key cannot see or that does not exist: Kisi uses
+    /// 403 for both. A caller that has checked its key (e.g. with `GET /user` and the mapped
+    /// groups at start-up) can take a 403 on one call as about that call's ids.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Self::Forbidden { .. })
+    }
+
     /// This request will never succeed as it is (Kisi refused its content, or its answer cannot
     /// be used): dead-letter it with this error as the reason.
     pub fn is_permanent(&self) -> bool {
@@ -284,6 +298,21 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_retry_after_is_clamped_to_the_ceiling() {
+        let five_minutes = Duration::from_secs(300);
+        let now = Timestamp::from_unix_millis(1_735_689_600_000);
+        let huge = RetryAfter::parse("99999999").unwrap();
+        assert_eq!(huge.delay_from(now), Duration::from_secs(99_999_999), "delay_from is unchanged");
+        assert_eq!(huge.clamped_delay_from(now, five_minutes), five_minutes);
+        let short = RetryAfter::Delay(Duration::from_secs(2));
+        assert_eq!(short.clamped_delay_from(now, five_minutes), Duration::from_secs(2));
+        let far = RetryAfter::parse("Fri, 31 Dec 9999 23:59:59 GMT").unwrap();
+        assert_eq!(far.clamped_delay_from(now, five_minutes), five_minutes);
+        let past = RetryAfter::At(Timestamp::from_unix_millis(0));
+        assert_eq!(past.clamped_delay_from(now, five_minutes), Duration::ZERO);
+    }
+
+    #[test]
     fn each_error_belongs_to_exactly_one_class() {
         let details = ErrorDetails::default;
         let errors = [
@@ -300,6 +329,7 @@ mod tests {
             assert_eq!(classes.iter().filter(|class| **class).count(), 1, "{error}");
         }
         assert!(errors[0].is_credentials_problem() && errors[1].is_credentials_problem());
+        assert!(errors[1].is_forbidden() && !errors[0].is_forbidden() && !errors[2].is_forbidden());
         assert!(errors[3].is_retryable() && errors[5].outcome_unknown());
         assert!(errors[0].to_string().contains("check the API key"));
         assert!(errors[1].to_string().contains("check that the API key"));

@@ -9,6 +9,16 @@
 //! ([`KisiError::is_credentials_problem`]) or give up ([`KisiError::is_permanent`]), and whether
 //! a failed write may have been carried out anyway ([`KisiError::outcome_unknown`]).
 //!
+//! Kisi is not always plain about what happened, and the client does not hide it:
+//!
+//! - 403 ([`KisiError::is_forbidden`]) means a key without the rights *or* an id the key cannot
+//!   see or that does not exist; [`KisiClient::group`] lets a caller check at start-up that every
+//!   group it means to use is visible to the key, so a later 403 points at the call's ids.
+//! - A PATCH of an assignment's window ([`KisiClient::update_assignment_validity`]) may be
+//!   answered 204 and ignored, or refused: read the assignment back.
+//! - A 429 may come without `Retry-After`, and a `Retry-After` may be absurd:
+//!   [`RetryAfter::clamped_delay_from`] bounds the wait.
+//!
 //! The API key is a [`ApiKey`], redacted in every `Debug` and `Display`; errors name the method
 //! and path of the call but never its query, which may hold an email address.
 //!

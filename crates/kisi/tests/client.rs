@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use doorsync_clock::ManualClock;
+use doorsync_clock::{Clock, ManualClock};
 use doorsync_kisi::openapi::KisiOpenApi;
 use doorsync_kisi::{ApiKey, KisiClient, KisiError, KisiOptions, NewUser, RetryAfter, UserKind, Validity};
-use doorsync_kisi_sim::{Fault, FaultRule, GroupAccess, KeyAccess, KisiSimulator, SimHandle, SimOptions};
+use doorsync_kisi_sim::{
+    Fault, FaultRule, GroupAccess, KeyAccess, KisiSimulator, PatchValidity, SeedUser, SimHandle, SimOptions, UnknownIds,
+};
 use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId, Timestamp};
 
 const KEY: &str = "key-of-doorsync";
@@ -23,10 +25,15 @@ struct Fixture {
 }
 
 async fn start(requests_per_second: u32) -> Fixture {
+    start_with(requests_per_second, |_| {}).await
+}
+
+async fn start_with(requests_per_second: u32, configure: impl FnOnce(&mut SimOptions)) -> Fixture {
     let clock = ManualClock::new(START);
     let mut options = SimOptions::new(Arc::new(clock.clone()));
     options.requests_per_second = requests_per_second;
     options.record_exchanges = true;
+    configure(&mut options);
     let sim = KisiSimulator::start(options).await.unwrap();
     let kisi = sim.handle();
     let integration = kisi.add_api_account("doorsync@example.com", "doorsync", KEY).unwrap();
@@ -47,7 +54,9 @@ fn at(seconds_after_start: i64) -> Option<Timestamp> {
 
 #[tokio::test]
 async fn every_operation_works_and_every_body_matches_kisis_openapi_description() {
-    let fixture = start(u32::MAX).await;
+    // A Kisi that applies a PATCHed window, so reading it back shows the change; the other
+    // forms have tests of their own.
+    let fixture = start_with(u32::MAX, |options| options.patch_validity = PatchValidity::Apply).await;
     let (client, kisi) = (&fixture.client, &fixture.kisi);
     let room = kisi.add_group("Meeting room 1");
 
@@ -74,6 +83,7 @@ async fn every_operation_works_and_every_body_matches_kisis_openapi_description(
     client.set_user_access_enabled(created.id, true).await.unwrap();
 
     assert_eq!(client.groups().await.unwrap().iter().map(|group| group.id).collect::<Vec<_>>(), vec![room]);
+    assert_eq!(client.group(room).await.unwrap().name, "Meeting room 1");
     assert_eq!(client.group_by_name("Meeting room 1").await.unwrap().map(|group| group.id), Some(room));
 
     // Sub-second bounds are widened to whole seconds on the wire.
@@ -219,7 +229,7 @@ async fn refused_credentials_say_to_check_the_key_without_showing_it() {
 
 #[tokio::test]
 async fn kisis_refusals_are_permanent_and_name_the_call() {
-    let fixture = start(u32::MAX).await;
+    let fixture = start_with(u32::MAX, |options| options.unknown_ids = UnknownIds::NotFound).await;
     let (client, kisi) = (&fixture.client, &fixture.kisi);
     let group = kisi.add_group("Phone booth");
     let user = kisi.add_user("fay@example.com", "Fay").unwrap();
@@ -229,7 +239,7 @@ async fn kisis_refusals_are_permanent_and_name_the_call() {
     assert!(missing.to_string().starts_with("kisi: 404 from GET /users/1: "), "{missing}");
     let missing = client.delete_assignment(KisiAssignmentId(2)).await.unwrap_err();
     assert!(matches!(missing, KisiError::NotFound { .. }), "{missing}");
-    let missing = client.create_group_assignment(user, KisiGroupId(3), Validity::UNBOUNDED).await.unwrap_err();
+    let missing = client.create_group_assignment(KisiUserId(3), group, Validity::UNBOUNDED).await.unwrap_err();
     assert!(matches!(missing, KisiError::NotFound { .. }), "{missing}");
 
     client.create_group_assignment(user, group, Validity::UNBOUNDED).await.unwrap();
@@ -325,4 +335,135 @@ async fn an_unreachable_kisi_certainly_did_nothing() {
     let error = KisiClient::new(options).unwrap().groups().await.unwrap_err();
     assert!(matches!(error, KisiError::Transport { request_sent: false, .. }) && error.is_retryable(), "{error}");
     assert!(!error.outcome_unknown());
+}
+
+/// Every recorded request and answer against Kisi's OpenAPI description.
+fn check_every_exchange(kisi: &SimHandle) {
+    let api = KisiOpenApi::load().unwrap();
+    for exchange in kisi.exchanges() {
+        api.check_call(&exchange.recorded_call()).unwrap_or_else(|error| panic!("{error}"));
+    }
+}
+
+#[tokio::test]
+async fn a_mapped_group_is_read_by_id_and_one_the_key_cannot_see_is_forbidden() {
+    let fixture = start(u32::MAX).await;
+    let (client, kisi) = (&fixture.client, &fixture.kisi);
+    let (visible, hidden) = (kisi.add_group("Co-working floor"), kisi.add_group("Finance office"));
+    let user = kisi.add_user("quinn@example.com", "Quinn").unwrap();
+    kisi.hide_group(hidden);
+
+    let group = client.group(visible).await.unwrap();
+    assert_eq!((group.id, group.name.as_str()), (visible, "Co-working floor"));
+    for group in [hidden, KisiGroupId(10)] {
+        let error = client.group(group).await.unwrap_err();
+        assert!(error.is_forbidden() && error.is_credentials_problem(), "{error}");
+        assert!(error.to_string().starts_with(&format!("kisi: 403 from GET /groups/{group}: Access denied.")));
+        let error = client.create_group_assignment(user, group, Validity::UNBOUNDED).await.unwrap_err();
+        assert!(error.is_forbidden(), "{error}");
+        let error = client.group_assignments(group).await.unwrap_err();
+        assert!(error.is_forbidden(), "{error}");
+    }
+    assert_eq!(client.groups().await.unwrap().iter().map(|group| group.id).collect::<Vec<_>>(), vec![visible]);
+    client.create_group_assignment(user, visible, Validity::UNBOUNDED).await.unwrap();
+
+    kisi.set_unknown_ids(UnknownIds::NotFound);
+    let error = client.group(KisiGroupId(10)).await.unwrap_err();
+    assert!(matches!(error, KisiError::NotFound { .. }) && !error.is_forbidden(), "{error}");
+    assert!(client.group(hidden).await.unwrap_err().is_forbidden(), "hidden stays 403");
+    let error = client.create_group_assignment(user, KisiGroupId(10), Validity::UNBOUNDED).await.unwrap_err();
+    assert!(error.is_forbidden(), "Kisi support's own example: a mistyped group id is 403: {error}");
+    assert_eq!(client.group_assignments(KisiGroupId(10)).await.unwrap(), Vec::new());
+    check_every_exchange(kisi);
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn ids_that_do_not_exist_are_forbidden_by_default() {
+    let fixture = start(u32::MAX).await;
+    let client = &fixture.client;
+    let error = client.user(KisiUserId(1)).await.unwrap_err();
+    assert!(error.is_forbidden(), "{error}");
+    assert!(client.set_user_access_enabled(KisiUserId(1), false).await.unwrap_err().is_forbidden());
+    assert!(client.delete_user(KisiUserId(1)).await.unwrap_err().is_forbidden());
+    assert!(client.role_assignment(KisiAssignmentId(2)).await.unwrap_err().is_forbidden());
+    assert!(client.delete_assignment(KisiAssignmentId(2)).await.unwrap_err().is_forbidden());
+    let window = Validity::new(at(0), at(60));
+    assert!(client.update_assignment_validity(KisiAssignmentId(2), window).await.unwrap_err().is_forbidden());
+    check_every_exchange(&fixture.kisi);
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_validity_patch_kisi_ignores_shows_only_when_read_back() {
+    let fixture = start(u32::MAX).await;
+    let (client, kisi) = (&fixture.client, &fixture.kisi);
+    let user = kisi.add_user("rae@example.com", "Rae").unwrap();
+    let group = kisi.add_group("Studio");
+    let assignment = client.create_group_assignment(user, group, Validity::new(at(0), at(3_600))).await.unwrap();
+
+    client.update_assignment_validity(assignment.id, Validity::new(at(0), at(7_200))).await.unwrap();
+    assert_eq!(client.role_assignment(assignment.id).await.unwrap().validity(), Validity::new(at(0), at(3_600)));
+    assert_eq!(
+        client.user_assignment_in_group(user, group).await.unwrap().map(|held| held.validity()),
+        Some(Validity::new(at(0), at(3_600)))
+    );
+    assert!(!kisi.group_access(user, group, at(3_600).unwrap()).is_granted());
+    check_every_exchange(kisi);
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_validity_patch_kisi_refuses_is_unprocessable_and_names_the_field() {
+    let fixture = start_with(u32::MAX, |options| options.patch_validity = PatchValidity::Reject).await;
+    let (client, kisi) = (&fixture.client, &fixture.kisi);
+    let user = kisi.add_user("sol@example.com", "Sol").unwrap();
+    let group = kisi.add_group("Lounge");
+    let assignment = client.create_group_assignment(user, group, Validity::new(None, at(3_600))).await.unwrap();
+
+    let error = client.update_assignment_validity(assignment.id, Validity::new(None, at(7_200))).await.unwrap_err();
+    assert!(error.is_permanent() && !error.outcome_unknown(), "{error}");
+    let KisiError::Unprocessable { details, .. } = &error else { panic!("{error:?}") };
+    assert!(details.field_errors.iter().any(|field| field.field == "valid_until"), "{details:?}");
+    assert_eq!(client.role_assignment(assignment.id).await.unwrap().validity(), Validity::new(None, at(3_600)));
+    check_every_exchange(kisi);
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_leaves_the_wait_to_the_caller_and_a_huge_one_is_clamped() {
+    let fixture = start_with(1, |options| options.retry_after_on_429 = false).await;
+    let client = &fixture.client;
+    client.groups().await.unwrap();
+    let limited = client.groups().await.unwrap_err();
+    assert!(matches!(limited, KisiError::RateLimited { retry_after: None, .. }) && limited.is_retryable());
+    assert_eq!(limited.to_string(), "kisi: 429 from GET /groups: rate limited");
+
+    fixture.clock.advance(Duration::from_secs(1));
+    let absurd = Fault::Status { status: 429, retry_after: Some("99999999".into()) };
+    fixture.kisi.inject(FaultRule::new(absurd).times(1));
+    let limited = client.groups().await.unwrap_err();
+    let retry_after = limited.retry_after().unwrap();
+    assert_eq!(retry_after, RetryAfter::Delay(Duration::from_secs(99_999_999)));
+    let five_minutes = Duration::from_secs(300);
+    assert_eq!(retry_after.clamped_delay_from(fixture.clock.now(), five_minutes), five_minutes);
+    fixture.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn assignments_another_integration_made_are_told_apart_from_ours() {
+    let fixture = start(u32::MAX).await;
+    let (client, kisi) = (&fixture.client, &fixture.kisi);
+    let nexudus = kisi.add_api_account("nexudus@example.com", "Nexudus integration", "nexudus-key").unwrap();
+    let member = kisi.seed_user(SeedUser::new("tia@example.com", "Tia").created_by(nexudus)).unwrap();
+    let group = kisi.add_group("Day pass");
+    kisi.add_assignment_as(Some(nexudus), member, group, None, None).unwrap();
+
+    let found = client.find_user_by_email("tia@example.com").await.unwrap().unwrap();
+    assert_eq!((found.id, found.metadata), (member, Some(serde_json::Map::new())));
+    let held = client.user_assignment_in_group(member, group).await.unwrap().unwrap();
+    assert!(held.created_by(nexudus) && !held.created_by(fixture.integration));
+    assert_eq!((held.role_id.as_str(), held.validity()), ("group_basic", Validity::UNBOUNDED));
+    check_every_exchange(kisi);
+    fixture.sim.shutdown().await;
 }
