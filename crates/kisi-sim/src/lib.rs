@@ -18,7 +18,9 @@
 //! - `POST /users` with an email the organization already has answers 422 (`email has already
 //!   been taken`), and `PATCH /users/{id}` ignores `email`;
 //! - users and role assignments made by others (the owner, staff, other integrations) share the
-//!   organization ([`SimHandle::seed_user`], [`SimHandle::add_assignment_as`]).
+//!   organization ([`SimHandle::seed_user`], [`SimHandle::add_assignment_as`],
+//!   [`SimHandle::add_assignment_by_installation`] for a marketplace app, whose id may equal a
+//!   user's).
 //!
 //! Where Kisi's documentation leaves a behaviour open, a switch in [`SimOptions`] (and a setter
 //! on [`SimHandle`], to flip it while running) offers each plausible form, defaulting to the

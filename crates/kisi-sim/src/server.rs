@@ -23,7 +23,7 @@ use crate::faults::{Fault, FaultRule, Faults, RandomFaults};
 use crate::limiter::{LimitKey, RateLimiter};
 use crate::switches::{PatchValidity, UnknownIds};
 use crate::world::{
-    GroupAccess, KeyAccess, Operation, Reply, Request, SeedUser, SimAssignment, SimGroup, SimUser, World,
+    Creator, GroupAccess, KeyAccess, Operation, Reply, Request, SeedUser, SimAssignment, SimGroup, SimUser, World,
 };
 
 /// Request bodies larger than this are refused; Kisi's are a few hundred bytes.
@@ -330,6 +330,32 @@ impl SimHandle {
     pub fn add_assignment_as(
         &self,
         creator: Option<KisiUserId>,
+        user: KisiUserId,
+        group: KisiGroupId,
+        valid_from: Option<Timestamp>,
+        valid_until: Option<Timestamp>,
+    ) -> Result<KisiAssignmentId, SimError> {
+        let creator = creator.map_or(Creator::Kisi, Creator::User);
+        self.insert_assignment(creator, user, group, valid_from, valid_until)
+    }
+
+    /// A `group_basic` assignment made by a marketplace app (`created_by_type`
+    /// `MarketplaceInstallation`, `created_by_id` the installation's id, which may equal a
+    /// user's id, doorsync's own included).
+    pub fn add_assignment_by_installation(
+        &self,
+        installation: u64,
+        user: KisiUserId,
+        group: KisiGroupId,
+        valid_from: Option<Timestamp>,
+        valid_until: Option<Timestamp>,
+    ) -> Result<KisiAssignmentId, SimError> {
+        self.insert_assignment(Creator::Installation(installation), user, group, valid_from, valid_until)
+    }
+
+    fn insert_assignment(
+        &self,
+        creator: Creator,
         user: KisiUserId,
         group: KisiGroupId,
         valid_from: Option<Timestamp>,

@@ -20,6 +20,11 @@ pub enum PatchValidity {
     Reject,
 }
 
+impl PatchValidity {
+    /// Every form, for a simulation that draws one per seed.
+    pub const ALL: [Self; 3] = [Self::Apply, Self::Ignore, Self::Reject];
+}
+
 /// What Kisi answers for an id that does not exist, where its documentation allows both.
 ///
 /// Kisi support documents 403 for ids that do not exist or that the key cannot see, with a
@@ -36,4 +41,9 @@ pub enum UnknownIds {
     /// 404 for ids in the path; a list filtered by a group that does not exist is empty, since a
     /// list has no 404.
     NotFound,
+}
+
+impl UnknownIds {
+    /// Every form, for a simulation that draws one per seed.
+    pub const ALL: [Self; 2] = [Self::Forbidden, Self::NotFound];
 }

@@ -118,8 +118,13 @@ pub struct SimAssignment {
     pub user: KisiUserId,
     pub group: KisiGroupId,
     pub role_id: String,
-    /// The API user (key owner) that created it; `None` for ones Kisi made itself.
+    /// The API user (key owner) that created it; `None` for ones Kisi made itself or a
+    /// marketplace app made.
     pub created_by: Option<KisiUserId>,
+    /// The marketplace app installation that created it (`created_by_type`
+    /// `MarketplaceInstallation`): its id is from another series than users', so it can equal
+    /// any user's id.
+    pub created_by_installation: Option<u64>,
     pub notify: bool,
     pub valid_from: Option<Timestamp>,
     pub valid_until: Option<Timestamp>,
@@ -464,7 +469,7 @@ impl World {
     /// user or group does not exist or the user already has a role on the group.
     pub(crate) fn insert_assignment(
         &mut self,
-        creator: Option<KisiUserId>,
+        creator: Creator,
         user: KisiUserId,
         group: KisiGroupId,
         valid_from: Option<Timestamp>,
@@ -504,7 +509,14 @@ impl World {
             user: new.user,
             group: new.group,
             role_id: new.role_id,
-            created_by: new.creator,
+            created_by: match new.creator {
+                Creator::User(user) => Some(user),
+                Creator::Kisi | Creator::Installation(_) => None,
+            },
+            created_by_installation: match new.creator {
+                Creator::Installation(installation) => Some(installation),
+                Creator::Kisi | Creator::User(_) => None,
+            },
             notify: new.notify,
             valid_from: new.valid_from,
             valid_until: new.valid_until,
@@ -802,7 +814,7 @@ impl World {
             return reply;
         }
         let id = self.commit_assignment(NewAssignment {
-            creator: Some(request.caller.user),
+            creator: Creator::User(request.caller.user),
             user,
             group,
             role_id,
@@ -962,7 +974,11 @@ impl World {
             self.users.get(&assignment.user).map(|user| (user.email.clone(), user.name.clone())).unwrap_or_default();
         let group = json!({ "id": assignment.group.0, "resource_type": "Group", "name": group_name });
         let user = json!({ "id": assignment.user.0, "resource_type": "User", "email": email, "name": name });
-        let created_by = assignment.created_by.map(|user| user.0);
+        let (created_by_type, created_by) = match (assignment.created_by, assignment.created_by_installation) {
+            (Some(user), _) => (Some("User"), Some(user.0)),
+            (None, Some(installation)) => (Some("MarketplaceInstallation"), Some(installation)),
+            (None, None) => (None, None),
+        };
         json!({
             "id": assignment.id.0,
             "resource_type": "RoleAssignment",
@@ -976,13 +992,13 @@ impl World {
             "assignee_type": "User",
             "assignee_id": assignment.user.0,
             "assignee": user,
-            "created_by_type": created_by.map(|_| "User"),
+            "created_by_type": created_by_type,
             "created_by_id": created_by,
             "user_id": assignment.user.0,
             "user": user,
             "assignee_team_id": null,
             "guest_id": null,
-            "issued_by_id": created_by,
+            "issued_by_id": assignment.created_by.map(|user| user.0),
             "type": "group",
             "scope": "group",
             "group_id": assignment.group.0,
@@ -993,8 +1009,16 @@ impl World {
     }
 }
 
+/// Who made a role assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Creator {
+    Kisi,
+    User(KisiUserId),
+    Installation(u64),
+}
+
 struct NewAssignment {
-    creator: Option<KisiUserId>,
+    creator: Creator,
     user: KisiUserId,
     group: KisiGroupId,
     role_id: String,
@@ -1197,7 +1221,7 @@ mod tests {
         let user = world.insert_user("ann@example.com", "Ann", true, at(0)).unwrap();
         let group = world.insert_group("Room 1", at(0));
         assert_eq!(world.group_access(user, group, at(5)), GroupAccess::NotAMember);
-        world.insert_assignment(None, user, group, Some(at(10)), Some(at(20)), at(0)).unwrap();
+        world.insert_assignment(Creator::Kisi, user, group, Some(at(10)), Some(at(20)), at(0)).unwrap();
         assert_eq!(world.group_access(user, group, at(9)), GroupAccess::NotYetValid { from: at(10) });
         assert!(world.group_access(user, group, at(10)).is_granted());
         assert_eq!(world.group_access(user, group, at(20)), GroupAccess::Expired { until: at(20) });
@@ -1211,8 +1235,8 @@ mod tests {
         let mut world = World::new("Org".into());
         let user = world.insert_user("ann@example.com", "Ann", true, at(0)).unwrap();
         let group = world.insert_group("Room 1", at(0));
-        world.insert_assignment(None, user, group, None, None, at(0)).unwrap();
-        let second = world.insert_assignment(None, user, group, None, None, at(0)).unwrap_err();
+        world.insert_assignment(Creator::Kisi, user, group, None, None, at(0)).unwrap();
+        let second = world.insert_assignment(Creator::Kisi, user, group, None, None, at(0)).unwrap_err();
         assert!(second.contains("has already been taken"), "{second}");
     }
 

@@ -651,6 +651,8 @@ async fn users_and_assignments_made_by_others_show_who_made_them() {
     let until = Timestamp::from_unix_millis(START.as_unix_millis() + 86_400_000);
     kisi.add_assignment_as(Some(admin), admin, staff_group, Some(START), Some(until)).unwrap();
     kisi.add_assignment_as(None, owner, staff_group, None, None).unwrap();
+    let app = fixture.integration.0;
+    kisi.add_assignment_by_installation(app, suspended, staff_group, None, None).unwrap();
     let listed = fixture.call(Method::GET, "/role_assignments?limit=250", None).await.body.unwrap();
     let provenance: Vec<(u64, Value, Value, Value, Value)> = listed
         .as_array()
@@ -670,6 +672,7 @@ async fn users_and_assignments_made_by_others_show_who_made_them() {
         (member.0, json!("User"), json!(nexudus.0), json!("group_basic"), Value::Null),
         (admin.0, json!("User"), json!(admin.0), json!("group_basic"), json!("2025-01-02T00:00:00.000Z")),
         (owner.0, Value::Null, Value::Null, json!("group_basic"), Value::Null),
+        (suspended.0, json!("MarketplaceInstallation"), json!(app), json!("group_basic"), Value::Null),
     ]);
     assert_eq!(provenance, expected);
     fixture.check_every_exchange();

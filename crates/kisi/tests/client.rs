@@ -464,6 +464,13 @@ async fn assignments_another_integration_made_are_told_apart_from_ours() {
     let held = client.user_assignment_in_group(member, group).await.unwrap().unwrap();
     assert!(held.created_by(nexudus) && !held.created_by(fixture.integration));
     assert_eq!((held.role_id.as_str(), held.validity()), ("group_basic", Validity::UNBOUNDED));
+
+    // A marketplace app's installation ids are another series: one can equal our user's id.
+    let lounge = kisi.add_group("Lounge");
+    kisi.add_assignment_by_installation(fixture.integration.0, member, lounge, None, None).unwrap();
+    let held = client.user_assignment_in_group(member, lounge).await.unwrap().unwrap();
+    assert_eq!(held.created_by_type.as_deref(), Some("MarketplaceInstallation"));
+    assert!(!held.created_by(fixture.integration), "not ours, whatever its id");
     check_every_exchange(kisi);
     fixture.sim.shutdown().await;
 }
