@@ -31,7 +31,11 @@ impl PatchValidity {
 /// mistyped group id in a role-assignment create as the example; that case (and every group the
 /// key may not see, [`SimHandle::hide_group`](crate::SimHandle::hide_group)) answers 403
 /// whatever this switch says. Everywhere else the OpenAPI description lists both 403 and 404, so
-/// this switch decides.
+/// this switch decides, for: `GET`/`PATCH`/`DELETE /users/{id}`, `GET /groups/{id}`,
+/// `GET`/`PATCH`/`DELETE /role_assignments/{id}`, a role-assignment create naming a user that
+/// does not exist, and the lists `GET /role_assignments` (`applies_to_id` of a group, or
+/// `group_id`) and `GET /users` (`group_id`) filtered by a group that does not exist. Lists
+/// filtered by a user that does not exist are empty either way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum UnknownIds {
     /// 403 `Access denied.`: what support describes, and indistinguishable from a key that lacks
