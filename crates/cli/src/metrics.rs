@@ -228,6 +228,20 @@ impl Collector for StatusMetrics {
                 "1 while a mass revocation waits for an operator (doorsync reconcile --confirm)",
                 flag(writer.held_repair.is_some()),
             )?;
+            gauge(
+                e,
+                "writer_retry_after_hold_until_seconds",
+                "Unix time until which a Retry-After from Kisi holds every request back (at most 5 minutes from \
+                 when it came; 0 when none was asked for)",
+                writer.retry_after_hold.map_or(0, |hold| hold.until.as_unix_millis().div_euclid(1_000)),
+            )?;
+            gauge(
+                e,
+                "writer_refused_groups",
+                "Mapped Kisi groups the API key may not use (403 while the key works): their commands are \
+                 dead-lettered; check the [[mapping]] entries",
+                count(writer.refused_groups.len()),
+            )?;
         }
         if let Some(ingest) = &status.ingest {
             labelled_counter(
@@ -313,6 +327,10 @@ mod tests {
             last_reconcile: None,
             limiter: LimiterStats { waits: 3, waited_ms: 1_250, budget_used_ms: 2_000 },
             window_edge_lag,
+            retry_after_hold: None,
+            refused_groups: Vec::new(),
+            patch_applies_validity: Some(false),
+            found_users_left_alone: 0,
         }
     }
 

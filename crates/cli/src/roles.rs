@@ -177,7 +177,8 @@ impl Process {
     }
 }
 
-/// Keeps `/readyz` (connected to NATS, engine caught up, writer not paused) and the status
+/// Keeps `/readyz` (connected to NATS, engine caught up, writer neither paused nor held by a
+/// `Retry-After`) and the status
 /// metrics current.
 async fn watch(running: Running, metrics: StatusMetrics, nats: Option<Arc<JetStreamLog>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -198,9 +199,19 @@ async fn watch(running: Running, metrics: StatusMetrics, nats: Option<Arc<JetStr
             None => {}
         }
         if let Some(writer) = &status.writer {
-            match &writer.paused {
-                Some(pause) => running.readiness.waiting_for("writer", format!("paused: {}", pause.reason)),
-                None => running.readiness.holds("writer"),
+            let now = running.clock.now();
+            let holding = writer.retry_after_hold.filter(|hold| hold.until > now);
+            match (&writer.paused, holding) {
+                (Some(pause), _) => running.readiness.waiting_for("writer", format!("paused: {}", pause.reason)),
+                (None, Some(hold)) => running.readiness.waiting_for(
+                    "writer",
+                    format!(
+                        "holding every Kisi request until {} (Retry-After{})",
+                        hold.until,
+                        if hold.clamped { ", cut to doorsync's 5-minute ceiling" } else { "" }
+                    ),
+                ),
+                (None, None) => running.readiness.holds("writer"),
             }
         }
         if status.ingest.is_some() {

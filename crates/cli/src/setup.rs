@@ -1,6 +1,7 @@
 //! From a checked configuration to the parts a role runs on: the log, the layout, the clients
 //! and each component's options.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,6 +175,9 @@ pub(crate) fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> W
     let mut options = WriterOptions::new(format!("writer-{}", run.instance), config.kisi.account.clone());
     options.requests_per_second = f64::from(config.kisi.requests_per_second);
     options.modify_foreign_assignments = config.reconcile.touch_foreign_assignments;
+    options.manage_found_users = config.kisi.manage_found_users;
+    options.adopt_created_by = config.kisi.adopt_created_by.clone();
+    options.group_labels = mapping_labels(config, mapping);
     options.reconcile_every = Some(config.reconcile.every);
     options.mass_revocation_share = config.reconcile.max_revocation_share;
     options.reconcile_groups = mapped_groups(mapping);
@@ -181,6 +185,27 @@ pub(crate) fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> W
     options.lease_ttl = config.writer.lease_ttl;
     options.ack_wait = config.writer.ack_wait;
     options
+}
+
+/// How the configuration names each mapped group: `mapping[2] (resource 14)`, several entries
+/// joined when they share a group.
+pub(crate) fn mapping_labels(config: &Config, mapping: &Mapping) -> BTreeMap<KisiGroupId, String> {
+    let mut labels: BTreeMap<KisiGroupId, Vec<String>> = BTreeMap::new();
+    for (index, entry) in config.mapping.iter().enumerate() {
+        let (group, source) = if let Some(resource) = entry.resource {
+            (mapping.resources.get(&ResourceId(resource)), format!("resource {resource}"))
+        } else if let Some(product) = entry.pass_product {
+            (mapping.pass_products.get(&PassProductId(product)), format!("pass product {product}"))
+        } else if let Some(item) = entry.floor_plan_item {
+            (mapping.floor_plan_items.get(&FloorPlanItemId(item)), format!("floor plan item {item}"))
+        } else {
+            continue;
+        };
+        if let Some(&group) = group {
+            labels.entry(group).or_default().push(format!("mapping[{index}] ({source})"));
+        }
+    }
+    labels.into_iter().map(|(group, entries)| (group, entries.join(", "))).collect()
 }
 
 fn mapped_groups(mapping: &Mapping) -> Vec<KisiGroupId> {

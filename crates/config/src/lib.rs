@@ -168,6 +168,12 @@ pub struct KisiConfig {
     pub request_timeout: Duration,
     /// Names the writer lease: one active writer per Kisi account.
     pub account: String,
+    /// Also suspend, restore and delete Kisi users doorsync found by email rather than created
+    /// (staff, admins, another integration's users). Off: they are linked for memberships only.
+    pub manage_found_users: bool,
+    /// Emails of Kisi users whose role assignments doorsync takes over, such as the user whose
+    /// key Nexudus's built-in Kisi integration used.
+    pub adopt_created_by: Vec<String>,
 }
 
 impl Default for KisiConfig {
@@ -181,6 +187,8 @@ impl Default for KisiConfig {
             requests_per_second: 4,
             request_timeout: Duration::from_secs(10),
             account: "default".to_owned(),
+            manage_found_users: false,
+            adopt_created_by: Vec::new(),
         }
     }
 }

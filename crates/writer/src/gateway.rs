@@ -1,9 +1,11 @@
 //! Every Kisi request goes through here: one at a time, when the limiter allows, only while this
 //! writer holds the lease, counted by how it ended, and with Kisi's `Retry-After` applied to all
-//! requests that follow.
+//! requests that follow, up to [`MAX_RETRY_AFTER`]: a proxy's `Retry-After: 99999999` would
+//! otherwise freeze every write until a restart.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use doorsync_clock::SharedClock;
 use doorsync_kisi::{KisiClient, KisiError};
@@ -12,7 +14,17 @@ use tokio::sync::watch;
 
 use crate::lease::Tenure;
 use crate::limiter::Gcra;
-use crate::status::StatusCell;
+use crate::status::{RetryAfterHold, StatusCell};
+
+/// The longest a `Retry-After` holds requests back.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// How long to wait for a `Retry-After` that `error` carries, clamped at [`MAX_RETRY_AFTER`],
+/// with what was asked for.
+pub(crate) fn retry_after_wait(error: &KisiError, now: Timestamp) -> Option<(Duration, Duration)> {
+    let asked = error.retry_after()?.delay_from(now);
+    Some((asked.min(MAX_RETRY_AFTER), asked))
+}
 
 /// Kisi's largest page of role assignments (see `doorsync-kisi`): a list call reads one page per
 /// this many items.
@@ -83,12 +95,31 @@ impl Gateway {
         }
         let result = request(self.client.clone()).await;
         self.status.count_call(&result);
-        if let Err(error) = &result
-            && let Some(retry_after) = error.retry_after()
-        {
-            let now = self.clock.now();
-            let wait = i64::try_from(retry_after.delay_from(now).as_millis()).unwrap_or(i64::MAX);
-            self.limiter.hold_until(Timestamp::from_unix_millis(now.as_unix_millis().saturating_add(wait)));
+        let now = self.clock.now();
+        let asked_to_wait = result.as_ref().err().and_then(|error| retry_after_wait(error, now));
+        match asked_to_wait {
+            Some((wait, asked)) => {
+                let until = crate::worker::after(now, wait);
+                self.limiter.hold_until(until);
+                if asked > wait {
+                    tracing::warn!(
+                        asked_s = asked.as_secs(),
+                        held_s = wait.as_secs(),
+                        "Kisi's Retry-After asked for a longer wait than doorsync holds; cut short"
+                    );
+                }
+                self.status.lock().retry_after_hold = Some(RetryAfterHold {
+                    until,
+                    asked_ms: u64::try_from(asked.as_millis()).unwrap_or(u64::MAX),
+                    clamped: asked > wait,
+                });
+            }
+            None => {
+                let mut status = self.status.lock();
+                if status.retry_after_hold.is_some_and(|hold| hold.until <= now) {
+                    status.retry_after_hold = None;
+                }
+            }
         }
         result.map_err(CallError::Kisi)
     }

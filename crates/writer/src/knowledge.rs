@@ -17,6 +17,9 @@ use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, M
 use serde::{Deserialize, Serialize};
 
 const MEMBER_PREFIX: &str = "member.";
+/// `kisi-user.<id>`: the member a Kisi user is linked to, so that no second member is linked to
+/// it.
+const LINK_PREFIX: &str = "kisi-user.";
 
 /// What one member's user and group memberships should be and are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +187,37 @@ fn member_key(member: MemberId) -> String {
     format!("{MEMBER_PREFIX}{member}")
 }
 
+fn link_key(user: KisiUserId) -> String {
+    format!("{LINK_PREFIX}{user}")
+}
+
+/// `patch-validity.<account>`: whether the account applies a PATCH of an assignment's validity.
+fn patch_validity_key(account: &str) -> String {
+    format!("patch-validity.{account}")
+}
+
+/// What was learnt of whether `account` applies a PATCH of an assignment's validity.
+pub(crate) async fn load_patch_applies_validity(
+    kv: &Arc<dyn KeyValue>,
+    account: &str,
+) -> Result<Option<bool>, LogError> {
+    let entry = kv.get(&patch_validity_key(account)).await?;
+    Ok(entry.and_then(|entry| match entry.value.as_ref() {
+        b"applies" => Some(true),
+        b"ignored" => Some(false),
+        _ => None,
+    }))
+}
+
+pub(crate) async fn save_patch_applies_validity(
+    kv: &Arc<dyn KeyValue>,
+    account: &str,
+    applies: bool,
+) -> Result<(), LogError> {
+    let value: &'static [u8] = if applies { b"applies" } else { b"ignored" };
+    kv.put(&patch_validity_key(account), Bytes::from_static(value)).await.map(drop)
+}
+
 impl Knowledge {
     pub(crate) fn new(kv: Arc<dyn KeyValue>) -> Self {
         Self { kv, records: HashMap::new() }
@@ -252,6 +286,23 @@ impl Knowledge {
 
     pub(crate) fn kv(&self) -> &Arc<dyn KeyValue> {
         &self.kv
+    }
+
+    /// The member `user` was last linked to, if any.
+    pub(crate) async fn linked_member(&self, user: KisiUserId) -> Result<Option<MemberId>, LogError> {
+        let entry = self.kv.get(&link_key(user)).await?;
+        Ok(entry.and_then(|entry| std::str::from_utf8(&entry.value).ok()?.parse().ok()).map(MemberId))
+    }
+
+    pub(crate) async fn record_link(&self, user: KisiUserId, member: MemberId) -> Result<(), LogError> {
+        self.kv.put(&link_key(user), Bytes::from(member.to_string())).await.map(drop)
+    }
+
+    /// The user is gone from Kisi: its email may be found again, for anyone.
+    pub(crate) async fn forget_link(&self, user: KisiUserId) {
+        if let Err(error) = self.kv.delete(&link_key(user)).await {
+            tracing::warn!(%user, %error, "forgetting a deleted Kisi user's link failed");
+        }
     }
 }
 

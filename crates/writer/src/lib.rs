@@ -47,8 +47,8 @@ use tokio::task::JoinHandle;
 pub use error::WriterError;
 pub use options::WriterOptions;
 pub use status::{
-    CallStats, HeldRepairStatus, LimiterStats, PauseStatus, ReconcileReport, WINDOW_EDGE_LAG_BOUNDS_MS, WindowEdgeLag,
-    WriterRole, WriterStatus,
+    CallStats, HeldRepairStatus, LimiterStats, PauseStatus, ReconcileReport, RefusedGroup, RetryAfterHold,
+    WINDOW_EDGE_LAG_BOUNDS_MS, WindowEdgeLag, WriterRole, WriterStatus,
 };
 pub use worker::{MANAGED_BY_KEY, MANAGED_BY_VALUE, REASON_HEADER, SEQUENCE_HEADER};
 

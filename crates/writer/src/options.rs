@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use doorsync_proto::KisiGroupId;
@@ -34,10 +35,18 @@ pub struct WriterOptions {
     pub lease_ttl: Duration,
     /// How often a paused writer (401/403) asks Kisi whether the key works again.
     pub credentials_probe_every: Duration,
-    /// Whether users doorsync found by email and adopted ("linked") may be suspended, restored and
-    /// deleted like the ones it created. The engine treats both as its own; set `false` to touch
-    /// only users doorsync created (others are then refused with a dead letter).
-    pub manage_linked_users: bool,
+    /// Whether Kisi users doorsync found by email rather than created (staff, admins, another
+    /// integration's users) may be suspended, restored and deleted like the ones it created. Off
+    /// (the default), such a user is linked for memberships only: doorsync adds and removes its
+    /// own assignments and leaves the user as it is.
+    pub manage_found_users: bool,
+    /// Emails of Kisi users whose role assignments doorsync takes over as its own, such as the
+    /// user whose key Nexudus's built-in Kisi integration used: their assignments in the managed
+    /// groups are changed and removed as if doorsync had made them.
+    pub adopt_created_by: Vec<String>,
+    /// How the configuration names each mapped group (`mapping[2] (resource 14)`), for the
+    /// reasons of dead letters about a group Kisi refuses.
+    pub group_labels: BTreeMap<KisiGroupId, String>,
     /// Whether role assignments made by someone else (another API user, an operator) may be
     /// changed or deleted. Off: they are reported and left alone.
     pub modify_foreign_assignments: bool,
@@ -68,7 +77,9 @@ impl WriterOptions {
             report_transient_after: 5,
             lease_ttl: Duration::from_secs(30),
             credentials_probe_every: Duration::from_secs(30),
-            manage_linked_users: true,
+            manage_found_users: false,
+            adopt_created_by: Vec::new(),
+            group_labels: BTreeMap::new(),
             modify_foreign_assignments: false,
             reconcile_every: Some(Duration::from_secs(15 * 60)),
             reconcile_groups: Vec::new(),

@@ -71,33 +71,29 @@ pub(crate) enum UserStep {
     /// with. It may still come: a writer that died holding it gives it back only after the ack
     /// wait, and newer commands may come first.
     AwaitEnsureUser,
-    /// Cannot be done, whatever is retried.
-    Refuse(String),
+    /// A user doorsync found rather than created, asked to be suspended, restored or deleted:
+    /// it belongs to someone else (staff, an admin, another integration), so nothing is done.
+    LeaveAlone,
 }
 
 /// The next call that brings the member's user from `known` towards `desire`.
 ///
 /// `searched_absent` says Kisi was just searched for the email and had no such user.
-/// `manage_linked` allows suspending, restoring and deleting users doorsync found by email.
+/// `manage_found` allows suspending, restoring and deleting users doorsync found by email rather
+/// than created; without it such a user is left as it is ([`UserStep::LeaveAlone`]).
 pub(crate) fn user_step(
     desire: &UserDesire,
     known: Option<&KnownUser>,
     searched_absent: bool,
-    manage_linked: bool,
+    manage_found: bool,
 ) -> UserStep {
     let live = known.filter(|user| user.state != KisiUserState::Deleted);
-    let manageable = |user: &KnownUser| user.created_by_doorsync || manage_linked;
-    let not_managed = |verb: &str| {
-        UserStep::Refuse(format!(
-            "the member's Kisi user was not created by doorsync, and linked users are not {verb} \
-             (manage_linked_users is off)"
-        ))
-    };
+    let manageable = |user: &KnownUser| user.created_by_doorsync || manage_found;
     if desire.access == KisiUserState::Deleted {
         return match live {
             None => UserStep::Done,
             Some(user) if manageable(user) => UserStep::Delete,
-            Some(_) => not_managed("deleted"),
+            Some(_) => UserStep::LeaveAlone,
         };
     }
     let Some(user) = live else {
@@ -123,7 +119,7 @@ pub(crate) fn user_step(
         return UserStep::Done;
     }
     if !manageable(user) {
-        return not_managed(if desire.access == KisiUserState::Suspended { "suspended" } else { "restored" });
+        return UserStep::LeaveAlone;
     }
     UserStep::SetAccess { access_enabled: desire.access == KisiUserState::Enabled }
 }
@@ -150,15 +146,27 @@ pub(crate) enum GroupStep {
     },
 }
 
+/// What the writer may do with assignments, from its options and what it learnt of the account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct GroupRules {
+    /// Change or delete assignments someone else made.
+    pub(crate) modify_foreign: bool,
+    /// Whether a PATCH of an assignment's validity is known to be applied by this Kisi account:
+    /// `Some(false)` once one was read back unchanged or refused, and then a window changes by
+    /// deleting the assignment and creating it again.
+    pub(crate) patch_applies_validity: Option<bool>,
+}
+
 /// The next call that brings the member's membership of a group from `known` towards `desire`.
 ///
-/// `user` is the member's live Kisi user; `modify_foreign` allows changing or deleting an
-/// assignment someone else created.
+/// `user` is the member's live Kisi user. An assignment someone else made is never changed
+/// (unless the rules allow it): a revocation leaves it, since the access it gives is not
+/// doorsync's, and a grant it already covers needs nothing more.
 pub(crate) fn group_step(
     desire: GroupDesire,
     user: Option<&KnownUser>,
     known: KnownAssignment,
-    modify_foreign: bool,
+    rules: GroupRules,
 ) -> GroupStep {
     let user = user.filter(|user| user.state != KisiUserState::Deleted);
     let Some(validity) = desire.validity() else {
@@ -166,10 +174,10 @@ pub(crate) fn group_step(
         return match (user, known) {
             (None, _) | (Some(_), KnownAssignment::Absent) => GroupStep::Done,
             (Some(_), KnownAssignment::Unknown) => GroupStep::Lookup,
-            (Some(_), KnownAssignment::Present(held)) if held.ours || modify_foreign => {
+            (Some(_), KnownAssignment::Present(held)) if held.ours || rules.modify_foreign => {
                 GroupStep::Delete { assignment: held.id }
             }
-            (Some(_), KnownAssignment::Present(held)) => GroupStep::RefuseForeign { assignment: held.id },
+            (Some(_), KnownAssignment::Present(_)) => GroupStep::Done,
         };
     };
     if user.is_none() {
@@ -179,11 +187,31 @@ pub(crate) fn group_step(
         KnownAssignment::Unknown => GroupStep::Lookup,
         KnownAssignment::Absent => GroupStep::Create { validity },
         KnownAssignment::Present(held) if held.validity() == validity => GroupStep::Done,
-        KnownAssignment::Present(held) if held.ours || modify_foreign => {
-            GroupStep::Update { assignment: held.id, validity }
+        KnownAssignment::Present(held) if held.ours || rules.modify_foreign => {
+            if rules.patch_applies_validity == Some(false) {
+                GroupStep::Delete { assignment: held.id }
+            } else {
+                GroupStep::Update { assignment: held.id, validity }
+            }
         }
+        KnownAssignment::Present(held) if covers(held.validity(), validity) => GroupStep::Done,
         KnownAssignment::Present(held) => GroupStep::RefuseForeign { assignment: held.id },
     }
+}
+
+/// Whether every instant `wanted` covers, `held` covers too.
+fn covers(held: Validity, wanted: Validity) -> bool {
+    let starts_in_time = match (held.from, wanted.from) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(held), Some(wanted)) => held <= wanted,
+    };
+    let lasts_long_enough = match (held.until, wanted.until) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(held), Some(wanted)) => held >= wanted,
+    };
+    starts_in_time && lasts_long_enough
 }
 
 #[cfg(test)]
@@ -197,6 +225,7 @@ mod tests {
     use crate::knowledge::HeldAssignment;
 
     const MEMBER: MemberId = MemberId(1);
+    const FOREIGN_TOO: GroupRules = GroupRules { modify_foreign: true, patch_applies_validity: None };
 
     fn ensure(email: &str) -> Command {
         Command::EnsureUser(EnsureUser { member: MEMBER, email: email.into(), name: "Ann".into(), basis: 1 })
@@ -270,10 +299,10 @@ mod tests {
         let linked = user(false, KisiUserState::Enabled);
         assert_eq!(user_step(&suspend, Some(&created), false, false), UserStep::SetAccess { access_enabled: false });
         assert_eq!(user_step(&suspend, Some(&linked), false, true), UserStep::SetAccess { access_enabled: false });
-        assert!(matches!(user_step(&suspend, Some(&linked), false, false), UserStep::Refuse(_)));
+        assert_eq!(user_step(&suspend, Some(&linked), false, false), UserStep::LeaveAlone);
         let delete = UserDesire { access: KisiUserState::Deleted, ..suspend.clone() };
         assert_eq!(user_step(&delete, Some(&created), false, false), UserStep::Delete);
-        assert!(matches!(user_step(&delete, Some(&linked), false, false), UserStep::Refuse(_)));
+        assert_eq!(user_step(&delete, Some(&linked), false, false), UserStep::LeaveAlone);
         assert_eq!(user_step(&delete, None, false, false), UserStep::Done, "no user is already no user");
         let no_email = fold_all(&[Command::SuspendUser(SuspendUser { member: MEMBER, basis: 2 })]).unwrap();
         assert_eq!(user_step(&no_email, None, false, true), UserStep::AwaitEnsureUser);
@@ -300,40 +329,70 @@ mod tests {
         .unwrap();
         let validity = Validity::new(at(10), at(20));
         let user = user(true, KisiUserState::Enabled);
-        assert_eq!(group_step(grant, Some(&user), KnownAssignment::Unknown, false), GroupStep::Lookup);
-        assert_eq!(group_step(grant, Some(&user), KnownAssignment::Absent, false), GroupStep::Create { validity });
-        assert_eq!(group_step(grant, Some(&user), held(true, at(10), at(20)), false), GroupStep::Done);
+        assert_eq!(group_step(grant, Some(&user), KnownAssignment::Unknown, GroupRules::default()), GroupStep::Lookup);
         assert_eq!(
-            group_step(grant, Some(&user), held(true, at(10), at(30)), false),
+            group_step(grant, Some(&user), KnownAssignment::Absent, GroupRules::default()),
+            GroupStep::Create { validity }
+        );
+        assert_eq!(group_step(grant, Some(&user), held(true, at(10), at(20)), GroupRules::default()), GroupStep::Done);
+        assert_eq!(
+            group_step(grant, Some(&user), held(true, at(10), at(30)), GroupRules::default()),
             GroupStep::Update { assignment: KisiAssignmentId(3), validity }
         );
         assert_eq!(
-            group_step(grant, Some(&user), held(false, None, None), false),
-            GroupStep::RefuseForeign { assignment: KisiAssignmentId(3) }
+            group_step(grant, Some(&user), held(false, None, None), GroupRules::default()),
+            GroupStep::Done,
+            "someone else's assignment without a window already gives the access"
         );
         assert_eq!(
-            group_step(grant, Some(&user), held(false, None, None), true),
+            group_step(grant, Some(&user), held(false, at(10), at(15)), GroupRules::default()),
+            GroupStep::RefuseForeign { assignment: KisiAssignmentId(3) },
+            "someone else's narrower assignment is not widened"
+        );
+        assert_eq!(
+            group_step(grant, Some(&user), held(false, None, None), FOREIGN_TOO),
             GroupStep::Update { assignment: KisiAssignmentId(3), validity }
         );
-        assert_eq!(group_step(grant, None, KnownAssignment::Absent, false), GroupStep::RefuseNoUser);
+        assert_eq!(group_step(grant, None, KnownAssignment::Absent, GroupRules::default()), GroupStep::RefuseNoUser);
     }
 
     #[test]
     fn revocations_delete_only_what_doorsync_made_and_nothing_when_already_out() {
         let revoke = GroupDesire::NotMember;
         let user = user(true, KisiUserState::Enabled);
-        assert_eq!(group_step(revoke, Some(&user), KnownAssignment::Absent, false), GroupStep::Done);
-        assert_eq!(group_step(revoke, None, KnownAssignment::Unknown, false), GroupStep::Done);
-        assert_eq!(group_step(revoke, Some(&user), KnownAssignment::Unknown, false), GroupStep::Lookup);
+        assert_eq!(group_step(revoke, Some(&user), KnownAssignment::Absent, GroupRules::default()), GroupStep::Done);
+        assert_eq!(group_step(revoke, None, KnownAssignment::Unknown, GroupRules::default()), GroupStep::Done);
+        assert_eq!(group_step(revoke, Some(&user), KnownAssignment::Unknown, GroupRules::default()), GroupStep::Lookup);
         assert_eq!(
-            group_step(revoke, Some(&user), held(true, None, None), false),
+            group_step(revoke, Some(&user), held(true, None, None), GroupRules::default()),
             GroupStep::Delete { assignment: KisiAssignmentId(3) }
         );
         assert_eq!(
-            group_step(revoke, Some(&user), held(false, None, None), false),
-            GroupStep::RefuseForeign { assignment: KisiAssignmentId(3) }
+            group_step(revoke, Some(&user), held(false, None, None), GroupRules::default()),
+            GroupStep::Done,
+            "someone else's assignment is not doorsync's access to take away"
         );
         let deleted = KnownUser { state: KisiUserState::Deleted, ..user };
-        assert_eq!(group_step(revoke, Some(&deleted), held(true, None, None), false), GroupStep::Done);
+        assert_eq!(group_step(revoke, Some(&deleted), held(true, None, None), GroupRules::default()), GroupStep::Done);
+    }
+
+    #[test]
+    fn once_patch_is_known_not_to_apply_a_window_changes_by_delete_and_create() {
+        let grant = GroupDesire::Member { valid_from: at(10), valid_until: at(20) };
+        let user = user(true, KisiUserState::Enabled);
+        let ignored = GroupRules { modify_foreign: false, patch_applies_validity: Some(false) };
+        assert_eq!(
+            group_step(grant, Some(&user), held(true, at(10), at(30)), ignored),
+            GroupStep::Delete { assignment: KisiAssignmentId(3) }
+        );
+        assert_eq!(
+            group_step(grant, Some(&user), KnownAssignment::Absent, ignored),
+            GroupStep::Create { validity: Validity::new(at(10), at(20)) }
+        );
+        let applies = GroupRules { patch_applies_validity: Some(true), ..ignored };
+        assert!(matches!(
+            group_step(grant, Some(&user), held(true, at(10), at(30)), applies),
+            GroupStep::Update { .. }
+        ));
     }
 }

@@ -25,7 +25,7 @@ use crate::backlog::Key;
 use crate::gateway::{ASSIGNMENTS_PAGE, CallError};
 use crate::knowledge::{GroupDesire, KnownAssignment};
 use crate::status::{HeldRepairStatus, ReconcileReport};
-use crate::worker::{Active, Driven, present};
+use crate::worker::{Active, Driven, Refusal};
 
 const HELD_KEY: &str = "held-repair";
 
@@ -153,7 +153,10 @@ impl Active<'_> {
             .knowledge
             .members()
             .filter(|(member, record)| record.user.desired.is_some() && !self.backlog.contains(&Key::User(*member)))
-            .filter_map(|(member, record)| record.live_user().map(|user| (member, user.id)))
+            .filter_map(|(member, record)| record.live_user().map(|user| (member, user)))
+            // A user doorsync found rather than created is not doorsync's to suspend or restore.
+            .filter(|(_, user)| user.created_by_doorsync || self.shared.options.manage_found_users)
+            .map(|(member, user)| (member, user.id))
             .collect();
         for (member, user) in users {
             let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
@@ -162,7 +165,7 @@ impl Active<'_> {
                 Ok(_) => KisiUserState::Suspended,
                 Err(CallError::Kisi(KisiError::NotFound { .. })) => KisiUserState::Deleted,
                 Err(error) => {
-                    self.call_failed(error, report)?;
+                    self.call_failed(error, report, None).await?;
                     continue;
                 }
             };
@@ -196,7 +199,7 @@ impl Active<'_> {
         &mut self,
         report: &mut ReconcileReport,
     ) -> Result<(Vec<Repair>, Vec<Revocation>), WriterError> {
-        let api_user = self.api_user;
+        let creators = self.creators.clone();
         let modify_foreign = self.shared.options.modify_foreign_assignments;
         let mut groups: BTreeSet<KisiGroupId> = self.shared.options.reconcile_groups.iter().copied().collect();
         groups.extend(self.knowledge.members().flat_map(|(_, record)| record.groups.keys().copied()));
@@ -208,7 +211,7 @@ impl Active<'_> {
             let listed = match listed {
                 Ok(listed) => listed,
                 Err(error) => {
-                    self.call_failed(error, report)?;
+                    self.call_failed(error, report, Some(group)).await?;
                     continue;
                 }
             };
@@ -224,7 +227,7 @@ impl Active<'_> {
                 let Some(user) = record.live_user().map(|user| user.id) else { continue };
                 let actual = by_user.remove(&user);
                 let desire = record.groups.get(&group).and_then(|record| record.desired);
-                let known = actual.as_ref().map_or(KnownAssignment::Absent, |assignment| present(assignment, api_user));
+                let known = actual.as_ref().map_or(KnownAssignment::Absent, |assignment| creators.present(assignment));
                 let changed_knowledge = record.groups.get(&group).is_none_or(|record| record.known != known);
                 record.group_mut(group).known = known;
                 let different = match (desire, &actual) {
@@ -263,10 +266,11 @@ impl Active<'_> {
                     (_, None) => {}
                 }
             }
-            // Assignments of users doorsync has no record of: its own are leftovers, anyone
-            // else's are not doorsync's business.
+            // Assignments of users doorsync has no record of are not doorsync's business, even
+            // those its key's owner made (by hand, for a non-member), except those of an adopted
+            // creator: what a former integration left for people no longer entitled goes.
             for (user, assignment) in by_user {
-                if api_user.is_some_and(|me| assignment.created_by(me)) {
+                if creators.adopted(&assignment) {
                     revocations.push(Revocation { member: None, user, group, assignment: assignment.id });
                 }
             }
@@ -307,7 +311,7 @@ impl Active<'_> {
                     .await
                 {
                     Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => revoked += 1,
-                    Err(error) => self.call_failed(error, report)?,
+                    Err(error) => self.call_failed(error, report, Some(revocation.group)).await?,
                 }
                 continue;
             };
@@ -338,9 +342,27 @@ impl Active<'_> {
     }
 
     /// A failed listing or repair: counted, and the run goes on, unless the writer is now paused
-    /// or stopping, which ends it.
-    fn call_failed(&mut self, error: CallError, report: &mut ReconcileReport) -> Result<(), WriterError> {
+    /// or stopping, which ends it. A 403 on one `group` while the key works is that group's
+    /// failure alone: the group is reported as refused and the others are reconciled.
+    async fn call_failed(
+        &mut self,
+        error: CallError,
+        report: &mut ReconcileReport,
+        group: Option<KisiGroupId>,
+    ) -> Result<(), WriterError> {
         match error {
+            CallError::Kisi(error) if error.is_credentials_problem() => match self.whom_kisi_refused(&error).await {
+                Refusal::TheKey => Err(WriterError::Paused { reason: error.to_string() }),
+                Refusal::ThisCall => {
+                    if let Some(group) = group {
+                        let mapping = self.shared.options.group_labels.get(&group).cloned();
+                        self.note_refused_group(group, mapping, &error);
+                    }
+                    report.failed += 1;
+                    Ok(())
+                }
+                Refusal::NotKnownYet(probe_error) => self.repair_failed(Driven::Failed(probe_error), report),
+            },
             CallError::Kisi(error) => self.repair_failed(Driven::Failed(error), report),
             CallError::Stopped => Err(WriterError::Stopped),
         }

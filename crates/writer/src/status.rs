@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use doorsync_kisi::KisiError;
-use doorsync_proto::Timestamp;
+use doorsync_proto::{KisiGroupId, Timestamp};
 
 /// Whether this writer is the one calling Kisi.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -127,6 +127,26 @@ impl WindowEdgeLag {
     }
 }
 
+/// Kisi asked, with `Retry-After`, that no request come before `until`: every request waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetryAfterHold {
+    pub until: Timestamp,
+    /// What Kisi (or a proxy in front of it) asked for, in milliseconds from when it answered.
+    pub asked_ms: u64,
+    /// The wait asked for was longer than doorsync waits at most, so it was cut to that.
+    pub clamped: bool,
+}
+
+/// A mapped Kisi group the API key may not use: commands for it are dead-lettered, the others go
+/// on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedGroup {
+    pub group: KisiGroupId,
+    /// The configuration entry that maps it, e.g. `mapping[2] (resource 14)`.
+    pub mapping: Option<String>,
+    pub reason: String,
+}
+
 /// A reconciliation's revocations waiting for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeldRepairStatus {
@@ -191,6 +211,20 @@ pub struct WriterStatus {
     /// Commands a window edge made necessary, by how long after the edge Kisi held them.
     #[serde(default)]
     pub window_edge_lag: WindowEdgeLag,
+    /// Set while a `Retry-After` holds every request back.
+    #[serde(default)]
+    pub retry_after_hold: Option<RetryAfterHold>,
+    /// Mapped groups Kisi refused with 403 while the key itself works.
+    #[serde(default)]
+    pub refused_groups: Vec<RefusedGroup>,
+    /// Whether this Kisi account applies a PATCH of an assignment's validity: `None` until one
+    /// was verified by reading it back. When it does not, windows change by delete and create.
+    #[serde(default)]
+    pub patch_applies_validity: Option<bool>,
+    /// Suspensions, restores and deletions asked for Kisi users doorsync found rather than
+    /// created, left undone (`kisi.manage_found_users` is off).
+    #[serde(default)]
+    pub found_users_left_alone: u64,
 }
 
 impl WriterStatus {
@@ -209,6 +243,10 @@ impl WriterStatus {
             last_reconcile: None,
             limiter: LimiterStats::default(),
             window_edge_lag: WindowEdgeLag::default(),
+            retry_after_hold: None,
+            refused_groups: Vec::new(),
+            patch_applies_validity: None,
+            found_users_left_alone: 0,
         }
     }
 }
@@ -278,7 +316,15 @@ mod tests {
         let mut json = serde_json::to_value(WriterStatus::new())?;
         if let Some(fields) = json.as_object_mut() {
             fields.remove("limiter");
-            fields.remove("window_edge_lag");
+            for newer in [
+                "window_edge_lag",
+                "retry_after_hold",
+                "refused_groups",
+                "patch_applies_validity",
+                "found_users_left_alone",
+            ] {
+                fields.remove(newer);
+            }
         }
         let read: WriterStatus = serde_json::from_value(json)?;
         assert_eq!(read, WriterStatus::new());

@@ -6,19 +6,20 @@
 //! deliveries, handle requests, the next backoff or probe, losing the lease), which a `select!`
 //! expresses directly. The handle talks to it through a channel and reads a shared status.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use doorsync_clock::SharedClock;
-use doorsync_kisi::{KisiClient, KisiError, NewUser, RoleAssignment, User};
+use doorsync_kisi::{KisiClient, KisiError, NewUser, RoleAssignment, User, Validity};
 use doorsync_layout::Layout;
 use doorsync_log::{
-    ConsumerSpec, Delivery, DurableConsumer, EventLog, KeyValue, NewMessage, RetryPolicy, append_with_retry,
+    ConsumerSpec, Delivery, DurableConsumer, EventLog, KeyValue, LogError, NewMessage, RetryPolicy, append_with_retry,
 };
 use doorsync_proto::{
-    Command, Envelope, Failed, GrantApplied, KisiGroupId, KisiUserId, KisiUserState, MemberId, Outcome, Revoked,
-    Timestamp, UserAccessChanged, UserLinked,
+    Command, Envelope, Failed, GrantApplied, KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberId,
+    Outcome, Revoked, Timestamp, UserAccessChanged, UserLinked,
 };
 use doorsync_telemetry::{TraceParent, current_trace_headers};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -27,13 +28,16 @@ use tracing::Instrument;
 
 use crate::backlog::{Added, Backlog, Desire, Key, Pending, Received};
 use crate::backoff::Backoff;
-use crate::gateway::{ASSIGNMENTS_PAGE, CallError, Gateway, Stop};
-use crate::knowledge::{GroupDesire, HeldAssignment, Knowledge, KnownAssignment, KnownUser, MemberRecord, UserDesire};
+use crate::gateway::{ASSIGNMENTS_PAGE, CallError, Gateway, Stop, retry_after_wait};
+use crate::knowledge::{
+    GroupDesire, HeldAssignment, Knowledge, KnownAssignment, KnownUser, MemberRecord, UserDesire,
+    load_patch_applies_validity,
+};
 use crate::lease::Lease;
 use crate::limiter::Gcra;
-use crate::plan::{self, GroupStep, UserStep};
+use crate::plan::{self, GroupRules, GroupStep, UserStep};
 use crate::reconcile::HeldRepair;
-use crate::status::{PauseStatus, ReconcileReport, StatusCell, WriterRole, WriterStatus};
+use crate::status::{PauseStatus, ReconcileReport, RefusedGroup, StatusCell, WriterRole, WriterStatus};
 use crate::{WriterError, WriterOptions};
 
 /// Deliveries waiting between the consumer and the worker.
@@ -174,6 +178,8 @@ pub(crate) enum StepResult {
     Failed(KisiError),
     /// The knowledge could not be saved before a change (the log failed): nothing was called.
     Unsaved(String),
+    /// Cannot be done, whatever is retried: why.
+    Refused(String),
     Stopped,
 }
 
@@ -184,6 +190,16 @@ impl From<CallError> for StepResult {
             CallError::Stopped => Self::Stopped,
         }
     }
+}
+
+/// Whom Kisi refused with a 401 or 403.
+pub(crate) enum Refusal {
+    /// The API key itself: the writer is paused.
+    TheKey,
+    /// This call only (an id the key may not see): the key works.
+    ThisCall,
+    /// The key's own check failed for another reason: not known yet.
+    NotKnownYet(KisiError),
 }
 
 /// How driving one key to its desire ended, within a reconciliation.
@@ -202,8 +218,11 @@ pub(crate) struct Active<'a> {
     pub(crate) stop: Stop,
     pub(crate) knowledge: Knowledge,
     pub(crate) backlog: Backlog,
-    /// The Kisi user the API key belongs to: the creator of doorsync's assignments.
-    pub(crate) api_user: Option<KisiUserId>,
+    /// Whose assignments are doorsync's: the API key's user, and the adopted creators.
+    pub(crate) creators: Creators,
+    /// Whether this Kisi account applies a PATCH of an assignment's validity, once learnt (kept
+    /// in the writer's bucket).
+    pub(crate) patch_applies_validity: Option<bool>,
     identity_attempts: u32,
     next_identity_at: Timestamp,
     pause: Option<Pause>,
@@ -228,6 +247,8 @@ impl<'a> Active<'a> {
         // Another writer may have changed the records since this one last held the lease.
         let knowledge = Knowledge::new(Arc::clone(&shared.writer_kv));
         let held = HeldRepair::load(knowledge.kv()).await?;
+        let patch_applies_validity = load_patch_applies_validity(knowledge.kv(), &options.account).await?;
+        shared.status.lock().patch_applies_validity = patch_applies_validity;
         shared.status.lock().held_repair = held.as_ref().map(HeldRepair::status);
         let (sender, intake) = mpsc::channel(INTAKE_BUFFER);
         let intake_task = tokio::spawn(pull(consumer, sender, Arc::clone(&shared.clock)));
@@ -239,7 +260,8 @@ impl<'a> Active<'a> {
             stop,
             knowledge,
             backlog: Backlog::default(),
-            api_user: None,
+            creators: Creators::default(),
+            patch_applies_validity,
             identity_attempts: 0,
             next_identity_at: now,
             pause: None,
@@ -308,7 +330,7 @@ impl<'a> Active<'a> {
     /// When the next probe is due, if the writer must probe before anything else: it does not
     /// know its API user yet, or Kisi refused the key.
     fn probe_due(&self) -> Option<Timestamp> {
-        match (&self.pause, self.api_user) {
+        match (&self.pause, self.creators.api_user) {
             (Some(pause), _) => Some(pause.next_probe_at),
             (None, None) => Some(self.next_identity_at),
             (None, Some(_)) => None,
@@ -322,7 +344,16 @@ impl<'a> Active<'a> {
         let now = self.now();
         match result {
             Ok(me) => {
-                self.api_user = Some(me.id);
+                if self.creators.api_user.is_none()
+                    && let Err(error) = self.learn_account().await
+                {
+                    self.identity_attempts += 1;
+                    let wait = self.backoff.delay(self.identity_attempts);
+                    tracing::warn!(%error, "reading the adopted creators or the mapped groups from Kisi failed; retrying");
+                    self.next_identity_at = after(self.now(), wait);
+                    return;
+                }
+                self.creators.api_user = Some(me.id);
                 self.identity_attempts = 0;
                 if self.pause.take().is_some() {
                     tracing::info!("Kisi accepts the API key again; the writer resumes");
@@ -364,7 +395,7 @@ impl<'a> Active<'a> {
     }
 
     pub(crate) fn paused_error(&self) -> Option<WriterError> {
-        match (&self.pause, self.api_user) {
+        match (&self.pause, self.creators.api_user) {
             (Some(pause), _) => Some(WriterError::Paused { reason: pause.status.reason.clone() }),
             (None, None) => Some(WriterError::Paused { reason: "the API key's Kisi user is not known yet".to_owned() }),
             (None, Some(_)) => None,
@@ -480,21 +511,25 @@ impl<'a> Active<'a> {
             return self.transient(key, &format!("reading the writer's knowledge failed: {error}"), None).await;
         }
         let Some(desire) = self.backlog.get(&key).map(|pending| pending.desire.clone()) else { return };
-        let options = &self.shared.options;
-        let (manage_linked, modify_foreign) = (options.manage_linked_users, options.modify_foreign_assignments);
+        let manage_found = self.shared.options.manage_found_users;
+        let rules = self.group_rules();
         let record = self.knowledge.get_mut(member);
         let result = match desire {
             Desire::User(desire) => {
-                match plan::user_step(&desire, record.user.known.as_ref(), record.user.searched_absent, manage_linked) {
+                match plan::user_step(&desire, record.user.known.as_ref(), record.user.searched_absent, manage_found) {
                     UserStep::Done => return self.settle(key).await,
+                    UserStep::LeaveAlone => {
+                        tracing::info!(%member, "the member's Kisi user was found, not created, by doorsync: left as it is");
+                        self.report(|status| status.found_users_left_alone += 1);
+                        return self.settle(key).await;
+                    }
                     UserStep::AwaitEnsureUser => return self.await_command(key, NO_ENSURE_USER).await,
-                    UserStep::Refuse(reason) => return self.dead_letter(key, &reason).await,
                     step => self.user_call(member, step).await,
                 }
             }
             Desire::Group(group, desire) => {
                 let known = record.known_in(group);
-                match plan::group_step(desire, record.live_user(), known, modify_foreign) {
+                match plan::group_step(desire, record.live_user(), known, rules) {
                     GroupStep::Done => return self.settle(key).await,
                     GroupStep::RefuseNoUser => return self.await_command(key, NO_USER).await,
                     GroupStep::RefuseForeign { assignment } => {
@@ -522,15 +557,154 @@ impl<'a> Active<'a> {
                     self.dead_letter(key, &format!("Kisi kept contradicting what doorsync knew: {reason}")).await;
                 }
             }
-            StepResult::Failed(error) if error.is_credentials_problem() => self.pause(&error),
+            StepResult::Failed(error) if error.is_credentials_problem() => match self.whom_kisi_refused(&error).await {
+                Refusal::TheKey => {}
+                Refusal::ThisCall => {
+                    let reason = self.refused_call(key, &error);
+                    self.dead_letter(key, &reason).await;
+                }
+                Refusal::NotKnownYet(probe_error) => self.transient(key, &probe_error.to_string(), None).await,
+            },
             StepResult::Failed(error) if error.is_retryable() => {
-                self.transient(key, &error.to_string(), error.retry_after().map(|after| after.delay_from(self.now())))
-                    .await;
+                let retry_after = retry_after_wait(&error, self.now()).map(|(wait, _)| wait);
+                self.transient(key, &error.to_string(), retry_after).await;
             }
             StepResult::Failed(error) => self.dead_letter(key, &error.to_string()).await,
             StepResult::Unsaved(reason) => self.transient(key, &reason, None).await,
+            StepResult::Refused(reason) => self.dead_letter(key, &reason).await,
             StepResult::Stopped => {}
         }
+    }
+
+    /// Records that `user`, found by email, is the member's; refused when another member already
+    /// has it. An email that moves from one member to another (Kisi cannot change a user's email)
+    /// must not hand the first member's Kisi user, and the doors it opens, to the second.
+    async fn link(&mut self, member: MemberId, user: &KnownUser) -> Result<(), StepResult> {
+        let unsaved =
+            |error: LogError| StepResult::Unsaved(format!("reading or recording a user's link failed: {error}"));
+        if let Some(other) = self.knowledge.linked_member(user.id).await.map_err(unsaved)?
+            && other != member
+        {
+            self.knowledge.load(other).await.map_err(unsaved)?;
+            let still_linked = self.knowledge.get_mut(other).live_user().is_some_and(|known| known.id == user.id);
+            if still_linked {
+                return Err(StepResult::Refused(format!(
+                    "the member's email belongs to Kisi user {}, which is already linked to member {other}: an email \
+                     that moves between members is not linked again (Kisi keeps a user's email; give the member \
+                     their own email in Nexudus, or remove member {other}'s access first)",
+                    user.id
+                )));
+            }
+        }
+        self.knowledge.record_link(user.id, member).await.map_err(unsaved)
+    }
+
+    /// The rules for group steps, from the options and what was learnt of the account.
+    pub(crate) fn group_rules(&self) -> GroupRules {
+        GroupRules {
+            modify_foreign: self.shared.options.modify_foreign_assignments,
+            patch_applies_validity: self.patch_applies_validity,
+        }
+    }
+
+    /// Whom a 401 or 403 refused. Kisi also answers 403 for an id the key may not see (a
+    /// mistyped group id): that is this call's permanent failure, and pausing would only stop
+    /// every other member's writes while the probe keeps succeeding. So a 403 pauses the writer
+    /// only when the key's own `GET /user` is refused too.
+    pub(crate) async fn whom_kisi_refused(&mut self, error: &KisiError) -> Refusal {
+        if !matches!(error, KisiError::Forbidden { .. }) {
+            self.pause(error);
+            return Refusal::TheKey;
+        }
+        let probe = self.gateway.call(&mut self.stop, |client| async move { client.current_user().await }).await;
+        match probe {
+            Ok(_) => Refusal::ThisCall,
+            Err(CallError::Kisi(probe_error)) if probe_error.is_credentials_problem() => {
+                self.pause(&probe_error);
+                Refusal::TheKey
+            }
+            Err(CallError::Kisi(probe_error)) => Refusal::NotKnownYet(probe_error),
+            Err(CallError::Stopped) => Refusal::NotKnownYet(error.clone()),
+        }
+    }
+
+    /// The reason for the dead letter of a command Kisi refused with 403 while the key works,
+    /// naming the group and the configuration entry that maps it.
+    fn refused_call(&self, key: Key, error: &KisiError) -> String {
+        match key {
+            Key::Group(_, group) => {
+                let mapping = self.shared.options.group_labels.get(&group).cloned();
+                self.note_refused_group(group, mapping.clone(), error);
+                let entry =
+                    mapping.map_or_else(|| "its [[mapping]] entry".to_owned(), |label| format!("[[mapping]] {label}"));
+                format!(
+                    "Kisi refused group {group} to this API key (403) while the key itself works: the group id is \
+                     wrong or the key may not use it; check {entry} ({error})"
+                )
+            }
+            Key::User(_) => format!(
+                "Kisi refused the member's user to this API key (403) while the key itself works: the key may not \
+                 see or change it ({error})"
+            ),
+        }
+    }
+
+    pub(crate) fn note_refused_group(&self, group: KisiGroupId, mapping: Option<String>, error: &KisiError) {
+        let mut status = self.shared.status.lock();
+        if !status.refused_groups.iter().any(|refused| refused.group == group) {
+            tracing::error!(%group, mapping = mapping.as_deref().unwrap_or("-"), "Kisi refuses a mapped group to this API key");
+            status.refused_groups.push(RefusedGroup { group, mapping, reason: error.to_string() });
+        }
+    }
+
+    /// What the writer learns of the account once, before its first write: who the adopted
+    /// creators are, and which mapped groups the key may not see.
+    async fn learn_account(&mut self) -> Result<(), KisiError> {
+        let mut adopted = BTreeSet::new();
+        for email in self.shared.options.adopt_created_by.clone() {
+            let found = self
+                .gateway
+                .call(&mut self.stop, |client| async move { client.find_user_by_email(&email).await })
+                .await;
+            match found {
+                Ok(Some(user)) => {
+                    adopted.insert(user.id);
+                }
+                Ok(None) => {
+                    tracing::error!("kisi.adopt_created_by names an email no Kisi user has; nothing is adopted for it")
+                }
+                Err(CallError::Kisi(error)) => return Err(error),
+                Err(CallError::Stopped) => return Ok(()),
+            }
+        }
+        self.creators.adopted = adopted;
+        if self.shared.options.reconcile_groups.is_empty() {
+            return Ok(());
+        }
+        let visible = match self.gateway.call(&mut self.stop, |client| async move { client.groups().await }).await {
+            Ok(groups) => groups.into_iter().map(|group| group.id).collect::<BTreeSet<_>>(),
+            Err(CallError::Kisi(error)) => return Err(error),
+            Err(CallError::Stopped) => return Ok(()),
+        };
+        for &group in &self.shared.options.reconcile_groups {
+            if !visible.contains(&group) {
+                let mapping = self.shared.options.group_labels.get(&group).cloned();
+                let mut status = self.shared.status.lock();
+                if !status.refused_groups.iter().any(|refused| refused.group == group) {
+                    tracing::error!(
+                        %group,
+                        mapping = mapping.as_deref().unwrap_or("-"),
+                        "a mapped Kisi group is not among the groups this API key can see"
+                    );
+                    status.refused_groups.push(RefusedGroup {
+                        group,
+                        mapping,
+                        reason: "not among the groups this API key can see (GET /groups)".to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The key needs a command that has not come: the member's `EnsureUser`. A writer that died
@@ -719,14 +893,25 @@ impl<'a> Active<'a> {
                     .gateway
                     .call(&mut self.stop, |client| async move { client.find_user_by_email(&email).await })
                     .await;
-                let record = self.knowledge.get_mut(member);
                 match found {
+                    Ok(Some(user)) if Some(user.id) == self.creators.api_user => StepResult::Refused(format!(
+                        "the member's email belongs to Kisi user {}, who owns doorsync's API key; doorsync never \
+                         links that user to a member (give the member another email in Nexudus, or use another \
+                         Kisi account's key)",
+                        user.id
+                    )),
                     Ok(Some(user)) => {
                         let known = known_user(&user, created_by_doorsync(&user), false);
-                        StepResult::Changed(vec![adopt(record, member, known, KnownAssignment::Unknown)])
+                        match self.link(member, &known).await {
+                            Ok(()) => {
+                                let record = self.knowledge.get_mut(member);
+                                StepResult::Changed(vec![adopt(record, member, known, KnownAssignment::Unknown)])
+                            }
+                            Err(result) => result,
+                        }
                     }
                     Ok(None) => {
-                        record.user.searched_absent = true;
+                        self.knowledge.get_mut(member).user.searched_absent = true;
                         StepResult::Changed(Vec::new())
                     }
                     Err(error) => error.into(),
@@ -740,11 +925,14 @@ impl<'a> Active<'a> {
                     .gateway
                     .call(&mut self.stop, |client| async move { client.create_user(&new_user).await })
                     .await;
-                let record = self.knowledge.get_mut(member);
                 match created {
                     Ok(user) => {
                         // A new user has no assignments yet.
                         let known = known_user(&user, true, true);
+                        if let Err(error) = self.knowledge.record_link(known.id, member).await {
+                            tracing::warn!(%member, %error, "recording which member a new Kisi user belongs to failed");
+                        }
+                        let record = self.knowledge.get_mut(member);
                         let state = known.state;
                         let mut outcomes = vec![adopt(record, member, known, KnownAssignment::Absent)];
                         if state != KisiUserState::Enabled {
@@ -755,7 +943,7 @@ impl<'a> Active<'a> {
                     Err(CallError::Kisi(error)) => {
                         // The user may exist after all (a lost answer, someone else's create):
                         // search again before creating.
-                        record.user.searched_absent = false;
+                        self.knowledge.get_mut(member).user.searched_absent = false;
                         if matches!(error, KisiError::Unprocessable { .. }) {
                             StepResult::Conflict(error.to_string())
                         } else {
@@ -774,12 +962,11 @@ impl<'a> Active<'a> {
                 match listed {
                     Ok(assignments) => {
                         self.gateway.charge_pages(assignments.len(), ASSIGNMENTS_PAGE);
-                        let api_user = self.api_user;
                         let record = self.knowledge.get_mut(member);
                         record.forget_assignments(KnownAssignment::Absent);
                         for assignment in &assignments {
                             if let Some(group) = assignment.group() {
-                                record.group_mut(group).known = present(assignment, api_user);
+                                record.group_mut(group).known = self.creators.present(assignment);
                             }
                         }
                         if let Some(known) = &mut record.user.known {
@@ -793,10 +980,9 @@ impl<'a> Active<'a> {
             UserStep::Read => {
                 let Some(user) = user_id else { return StepResult::Conflict(NO_USER.to_owned()) };
                 let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
-                let record = self.knowledge.get_mut(member);
                 match read {
                     Ok(found) => {
-                        if let Some(known) = &mut record.user.known {
+                        if let Some(known) = &mut self.knowledge.get_mut(member).user.known {
                             known.state = access_state(found.access_enabled);
                             known.access_in_doubt = false;
                         }
@@ -805,6 +991,8 @@ impl<'a> Active<'a> {
                     Err(CallError::Kisi(KisiError::NotFound { .. })) => {
                         // Deleted (by the change in doubt, or by hand) with its assignments:
                         // found or created again if the member needs one.
+                        self.knowledge.forget_link(user).await;
+                        let record = self.knowledge.get_mut(member);
                         record.user.known = None;
                         record.forget_assignments(KnownAssignment::Absent);
                         StepResult::Changed(Vec::new())
@@ -856,6 +1044,7 @@ impl<'a> Active<'a> {
                     self.gateway.call(&mut self.stop, |client| async move { client.delete_user(user).await }).await;
                 match deleted {
                     Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => {
+                        self.knowledge.forget_link(user).await;
                         let record = self.knowledge.get_mut(member);
                         if let Some(known) = &mut record.user.known {
                             known.state = KisiUserState::Deleted;
@@ -874,7 +1063,7 @@ impl<'a> Active<'a> {
                     Err(CallError::Stopped) => StepResult::Stopped,
                 }
             }
-            UserStep::Done | UserStep::AwaitEnsureUser | UserStep::Refuse(_) => StepResult::Changed(Vec::new()),
+            UserStep::Done | UserStep::AwaitEnsureUser | UserStep::LeaveAlone => StepResult::Changed(Vec::new()),
         }
     }
 
@@ -883,7 +1072,6 @@ impl<'a> Active<'a> {
         let Some(user) = self.knowledge.get_mut(member).live_user().map(|user| user.id) else {
             return StepResult::Conflict(NO_USER.to_owned());
         };
-        let api_user = self.api_user;
         match step {
             GroupStep::Lookup => {
                 let found = self
@@ -892,8 +1080,9 @@ impl<'a> Active<'a> {
                     .await;
                 match found {
                     Ok(found) => {
-                        self.knowledge.get_mut(member).group_mut(group).known =
-                            found.as_ref().map_or(KnownAssignment::Absent, |assignment| present(assignment, api_user));
+                        self.knowledge.get_mut(member).group_mut(group).known = found
+                            .as_ref()
+                            .map_or(KnownAssignment::Absent, |assignment| self.creators.present(assignment));
                         StepResult::Changed(Vec::new())
                     }
                     Err(error) => error.into(),
@@ -938,23 +1127,24 @@ impl<'a> Active<'a> {
                         client.update_assignment_validity(assignment, validity).await
                     })
                     .await;
-                let known = &mut self.knowledge.get_mut(member).group_mut(group).known;
                 match updated {
-                    Ok(()) => {
-                        if let KnownAssignment::Present(held) = known {
-                            held.valid_from = validity.from;
-                            held.valid_until = validity.until;
-                        }
-                        StepResult::Changed(Vec::new())
-                    }
+                    Ok(()) => self.verify_update(member, group, assignment, validity).await,
                     Err(CallError::Kisi(error @ KisiError::NotFound { .. })) => {
-                        *known = KnownAssignment::Absent;
+                        self.knowledge.get_mut(member).group_mut(group).known = KnownAssignment::Absent;
                         StepResult::Conflict(format!("the assignment is gone: {error}"))
+                    }
+                    Err(CallError::Kisi(KisiError::Unprocessable { .. })) => {
+                        // Kisi refuses to change the window of an assignment: it will not do it
+                        // for any, so from now on a window changes by delete and create. The
+                        // assignment is as it was.
+                        self.learn_patch_applies_validity(false).await;
+                        self.knowledge.get_mut(member).group_mut(group).known = KnownAssignment::Unknown;
+                        StepResult::Changed(Vec::new())
                     }
                     Err(CallError::Kisi(error)) => {
                         // Kisi may have changed the window: look before deciding again.
                         if error.outcome_unknown() {
-                            *known = KnownAssignment::Unknown;
+                            self.knowledge.get_mut(member).group_mut(group).known = KnownAssignment::Unknown;
                         }
                         StepResult::Failed(error)
                     }
@@ -989,14 +1179,71 @@ impl<'a> Active<'a> {
         }
     }
 
+    /// Reads back an assignment whose validity Kisi accepted a PATCH of: Kisi's spec does not
+    /// promise that PATCH applies `valid_from`/`valid_until`, and a window believed moved but not
+    /// moved keeps a door open (or shut) on the old times. What Kisi holds becomes what is known,
+    /// and whether the account applied it is remembered.
+    async fn verify_update(
+        &mut self,
+        member: MemberId,
+        group: KisiGroupId,
+        assignment: KisiAssignmentId,
+        validity: Validity,
+    ) -> StepResult {
+        let read =
+            self.gateway.call(&mut self.stop, |client| async move { client.role_assignment(assignment).await }).await;
+        let creators = self.creators.clone();
+        match read {
+            Ok(held) => {
+                let applied = held.validity() == validity;
+                self.knowledge.get_mut(member).group_mut(group).known = creators.present(&held);
+                if !applied {
+                    tracing::warn!(
+                        %member,
+                        %group,
+                        "Kisi accepted a PATCH of an assignment's window but did not apply it; windows now change by \
+                         delete and create"
+                    );
+                }
+                self.learn_patch_applies_validity(applied).await;
+                StepResult::Changed(Vec::new())
+            }
+            Err(CallError::Kisi(error @ KisiError::NotFound { .. })) => {
+                self.knowledge.get_mut(member).group_mut(group).known = KnownAssignment::Absent;
+                StepResult::Conflict(format!("the assignment is gone: {error}"))
+            }
+            Err(error) => {
+                self.knowledge.get_mut(member).group_mut(group).known = KnownAssignment::Unknown;
+                error.into()
+            }
+        }
+    }
+
+    /// Remembers, in the writer's bucket, whether this account applies a PATCH of validity. Once
+    /// it did not, it is not tried again: a later success would more likely be a change Kisi
+    /// made than a sign that PATCH can be trusted again.
+    async fn learn_patch_applies_validity(&mut self, applies: bool) {
+        if self.patch_applies_validity == Some(false) || self.patch_applies_validity == Some(applies) {
+            return;
+        }
+        self.patch_applies_validity = Some(applies);
+        self.shared.status.lock().patch_applies_validity = Some(applies);
+        if let Err(error) =
+            crate::knowledge::save_patch_applies_validity(&self.shared.writer_kv, &self.shared.options.account, applies)
+                .await
+        {
+            tracing::warn!(%error, "saving whether Kisi applies a PATCH of validity failed; it is learnt again");
+        }
+    }
+
     /// Takes a member's membership of a group to `desire` with as many calls as it needs, for the
     /// reconciler, which repairs outside the command backlog.
     pub(crate) async fn drive_group(&mut self, member: MemberId, group: KisiGroupId, desire: GroupDesire) -> Driven {
-        let modify_foreign = self.options().modify_foreign_assignments;
         for _ in 0..MAX_REPAIR_STEPS {
+            let rules = self.group_rules();
             let record = self.knowledge.get_mut(member);
             let known = record.known_in(group);
-            let step = match plan::group_step(desire, record.live_user(), known, modify_foreign) {
+            let step = match plan::group_step(desire, record.live_user(), known, rules) {
                 GroupStep::Done => {
                     return Driven::Done(vec![group_outcome(member, group, desire, record.groups.get(&group))]);
                 }
@@ -1014,15 +1261,14 @@ impl<'a> Active<'a> {
 
     /// Takes a member's user to `desire`, for the reconciler.
     pub(crate) async fn drive_user(&mut self, member: MemberId, desire: &UserDesire) -> Driven {
-        let manage_linked = self.options().manage_linked_users;
+        let manage_found = self.options().manage_found_users;
         let mut outcomes = Vec::new();
         for _ in 0..MAX_REPAIR_STEPS {
             let record = self.knowledge.get_mut(member);
-            let step = plan::user_step(desire, record.user.known.as_ref(), record.user.searched_absent, manage_linked);
+            let step = plan::user_step(desire, record.user.known.as_ref(), record.user.searched_absent, manage_found);
             let result = match step {
-                UserStep::Done => return Driven::Done(outcomes),
+                UserStep::Done | UserStep::LeaveAlone => return Driven::Done(outcomes),
                 UserStep::AwaitEnsureUser => return Driven::Refused(NO_ENSURE_USER.to_owned()),
-                UserStep::Refuse(reason) => return Driven::Refused(reason),
                 step => self.user_call(member, step).await,
             };
             match result {
@@ -1048,13 +1294,15 @@ impl<'a> Active<'a> {
                 None
             }
             StepResult::Conflict(_) => None,
-            StepResult::Unsaved(reason) => Some(Driven::Refused(reason)),
-            StepResult::Failed(error) => {
-                if error.is_credentials_problem() {
-                    self.pause(&error);
+            StepResult::Unsaved(reason) | StepResult::Refused(reason) => Some(Driven::Refused(reason)),
+            StepResult::Failed(error) if error.is_credentials_problem() => match self.whom_kisi_refused(&error).await {
+                Refusal::TheKey => Some(Driven::Failed(error)),
+                Refusal::ThisCall => {
+                    Some(Driven::Refused(format!("Kisi refused this call while the key works: {error}")))
                 }
-                Some(Driven::Failed(error))
-            }
+                Refusal::NotKnownYet(probe_error) => Some(Driven::Failed(probe_error)),
+            },
+            StepResult::Failed(error) => Some(Driven::Failed(error)),
             StepResult::Stopped => Some(Driven::Stopped),
         }
     }
@@ -1149,11 +1397,27 @@ fn held(assignment: &RoleAssignment) -> HeldAssignment {
     }
 }
 
-pub(crate) fn present(assignment: &RoleAssignment, api_user: Option<KisiUserId>) -> KnownAssignment {
-    KnownAssignment::Present(HeldAssignment {
-        ours: api_user.is_some_and(|me| assignment.created_by(me)),
-        ..held(assignment)
-    })
+/// Whose role assignments doorsync treats as its own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Creators {
+    /// The Kisi user the API key belongs to: the creator of doorsync's assignments.
+    pub(crate) api_user: Option<KisiUserId>,
+    /// The users named in `adopt_created_by`, whose assignments doorsync takes over.
+    pub(crate) adopted: BTreeSet<KisiUserId>,
+}
+
+impl Creators {
+    pub(crate) fn made(&self, assignment: &RoleAssignment) -> bool {
+        self.api_user.is_some_and(|me| assignment.created_by(me)) || self.adopted(assignment)
+    }
+
+    pub(crate) fn adopted(&self, assignment: &RoleAssignment) -> bool {
+        self.adopted.iter().any(|creator| assignment.created_by(*creator))
+    }
+
+    pub(crate) fn present(&self, assignment: &RoleAssignment) -> KnownAssignment {
+        KnownAssignment::Present(HeldAssignment { ours: self.made(assignment), ..held(assignment) })
+    }
 }
 
 fn known_user(user: &User, created_by_doorsync: bool, assignments_listed: bool) -> KnownUser {
