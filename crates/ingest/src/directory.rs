@@ -1,6 +1,7 @@
 //! What records refer to: locations and their time zones, resources, pass products and
-//! floor-plan desks. Cached; a reference the cache does not know is read by id, and the sweeper
-//! refreshes everything.
+//! floor-plan desks. Cached; a reference the cache does not know is read by id (one that answers
+//! 404 or 500 does not exist only if a listing by its id is empty), and the sweeper refreshes
+//! everything.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -10,6 +11,7 @@ use doorsync_nexudus::{
 };
 
 use crate::error::IngestError;
+use crate::ingestor::confirm_deleted;
 use crate::normalise::{Unnormalisable, Zone};
 
 #[derive(Debug, Default)]
@@ -70,7 +72,8 @@ impl Directory {
                 self.remember(record.clone());
                 Ok(Ok(record))
             }
-            Err(NexudusError::NotFound { .. }) => {
+            Err(answer) if answer.may_mean_deleted() => {
+                confirm_deleted::<E>(&self.client, id, answer).await?;
                 Ok(Err(Unnormalisable::new(format!("{} {id} does not exist in Nexudus", E::NAME))))
             }
             Err(NexudusError::Malformed(malformed)) => Ok(Err(Unnormalisable::new(malformed.to_string()))),
@@ -87,7 +90,11 @@ impl Directory {
     pub(crate) async fn refresh<E: Referenced>(&self, id: u64) -> Result<(), IngestError> {
         match self.client.get::<E>(id).await {
             Ok(record) => self.remember(record),
-            Err(NexudusError::NotFound { .. } | NexudusError::Malformed(_)) => {
+            Err(answer) if answer.may_mean_deleted() => {
+                confirm_deleted::<E>(&self.client, id, answer).await?;
+                E::cached(&mut self.known()).remove(&id);
+            }
+            Err(NexudusError::Malformed(_)) => {
                 E::cached(&mut self.known()).remove(&id);
             }
             Err(error) => return Err(error.into()),

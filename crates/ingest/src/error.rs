@@ -23,9 +23,23 @@ pub enum IngestError {
     },
     #[error("ingest: the ingestor is shut down")]
     ShutDown,
+    /// A read by id answered as if the record were deleted, but a listing by its id could not
+    /// confirm it (it held other records: this Nexudus may ignore the `id` parameter).
+    #[error(
+        "ingest: {entity} {id}: {answer}, and a listing by id=[{id}] answered with other records, so whether it \
+         was deleted is unknown; it is read again later (and the sweep finds it if it is gone)"
+    )]
+    DeletionUnconfirmed { entity: &'static str, id: u64, answer: String },
 }
 
 impl IngestError {
+    /// Whether the error is about reading Nexudus (about one record or what it refers to), as
+    /// opposed to the log or the ingest bucket failing: such a record goes to the retry set, and
+    /// never fails a webhook.
+    pub(crate) fn is_about_nexudus(&self) -> bool {
+        matches!(self, Self::Nexudus(_) | Self::DeletionUnconfirmed { .. })
+    }
+
     pub(crate) fn corrupt(bucket: &str, key: &str, reason: impl std::fmt::Display) -> Self {
         Self::Corrupt { bucket: bucket.to_owned(), key: key.to_owned(), reason: reason.to_string() }
     }

@@ -1,5 +1,10 @@
-//! The ingestor's core, shared by the webhook receiver, the poller and the sweeper: read a
-//! record, normalise it, decide against what was appended before, append, remember.
+//! The ingestor's core, shared by the webhook receiver, the retry set, the poller and the
+//! sweeper: read a record, normalise it, decide against what was appended before, append,
+//! remember.
+//!
+//! Nexudus answers a read by id of a deleted record with 500 (not 404): a record whose read by
+//! id answers 404 or 500 is looked up in a listing by its id, and only an empty one makes it
+//! gone (a booking is also looked up among the cancelled bookings, to date its cancellation).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,8 +13,8 @@ use bytes::Bytes;
 use doorsync_clock::SharedClock;
 use doorsync_log::{EventLog, NewMessage, RetryPolicy, append_with_retry};
 use doorsync_nexudus::{
-    Booking, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk, MalformedRecord,
-    NexudusClient, NexudusDateTime, NexudusError, Resource, TimePass,
+    Booking, Business, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk,
+    ListQuery, MalformedRecord, NexudusClient, NexudusDateTime, NexudusError, Resource, TimePass,
 };
 use doorsync_proto::{Envelope, Event, MemberId, Subjects, WireMessage};
 
@@ -20,6 +25,7 @@ use crate::error::IngestError;
 use crate::ledger::{Ledger, Observation, Verdict, decide};
 use crate::normalise::{self, Normalised, Unnormalisable};
 use crate::record::{Holder, RecordKey, RecordKind};
+use crate::retry::{RetrySet, Target};
 use crate::status::{Parking, Stats};
 
 /// What one run (a poll, a sweep, one webhook) did with the records it read.
@@ -71,6 +77,11 @@ pub(crate) trait Tracked: Entity + Clone + Send + Sync {
         &self,
         directory: &Directory,
     ) -> impl Future<Output = Result<Result<Normalised, Unnormalisable>, IngestError>> + Send;
+
+    /// Record `id` is confirmed gone from Nexudus: its removal, dated by what Nexudus says of it.
+    fn gone(ingestor: &Ingestor, id: u64) -> impl Future<Output = Result<Verdict, IngestError>> + Send {
+        ingestor.observe(RecordKey::new(Self::KIND, id), Observation::Gone { at: None, holder_hint: None })
+    }
 }
 
 impl Tracked for Coworker {
@@ -95,6 +106,27 @@ impl Tracked for Booking {
     async fn normalise(&self, directory: &Directory) -> Result<Result<Normalised, Unnormalisable>, IngestError> {
         let zone = directory.zone_of_resource(self.resource_id).await?;
         Ok(normalise::booking(self, zone.as_ref()))
+    }
+
+    /// A cancelled booking leaves a snapshot among the cancelled bookings, which dates the
+    /// cancellation; a booking without one was deleted outright.
+    async fn gone(ingestor: &Ingestor, id: u64) -> Result<Verdict, IngestError> {
+        let query = ListQuery::<CancelledBooking>::new().field_equals("OriginalBookingId", id);
+        let snapshots = ingestor.client.list(&query).await?;
+        // Only snapshots of this booking: a server that ignored the filter lists others too.
+        let snapshot = snapshots
+            .records
+            .iter()
+            .filter(|snapshot| snapshot.original_booking_id == id)
+            .max_by_key(|snapshot| snapshot.cancelled_on.as_ref().and_then(NexudusDateTime::to_utc));
+        match snapshot {
+            Some(snapshot) => ingestor.cancelled(snapshot).await,
+            None => {
+                ingestor
+                    .observe(RecordKey::new(RecordKind::Booking, id), Observation::Gone { at: None, holder_hint: None })
+                    .await
+            }
+        }
     }
 }
 
@@ -195,6 +227,29 @@ impl Listed for CancelledBooking {
     }
 }
 
+/// Confirms that record `id` of `E`, whose read by id gave `answer` (a 404 or a 500), is gone:
+/// `Ok` when a listing by its id is empty; otherwise the record is there and `answer` was a real
+/// server error, or the listing held other records and nothing can be concluded.
+pub(crate) async fn confirm_deleted<E: Entity>(
+    client: &NexudusClient,
+    id: u64,
+    answer: NexudusError,
+) -> Result<(), IngestError> {
+    let listing = client.list(&ListQuery::<E>::new().ids(&[id])).await?;
+    let listed = listing.records.iter().map(|record| Some(record.id())).chain(listing.malformed.iter().map(|m| m.id));
+    let mut others = false;
+    for listed in listed {
+        if listed == Some(id) {
+            return Err(answer.into());
+        }
+        others = true;
+    }
+    if others {
+        return Err(IngestError::DeletionUnconfirmed { entity: E::NAME, id, answer: answer.to_string() });
+    }
+    Ok(())
+}
+
 /// Everything the ingestor's paths share.
 pub(crate) struct Ingestor {
     pub(crate) client: NexudusClient,
@@ -205,6 +260,7 @@ pub(crate) struct Ingestor {
     pub(crate) bucket: Bucket,
     pub(crate) ledger: Ledger,
     pub(crate) parking: Parking,
+    pub(crate) retries: RetrySet,
     pub(crate) directory: Directory,
     pub(crate) stats: Stats,
     pub(crate) poll_lock: tokio::sync::Mutex<()>,
@@ -229,6 +285,7 @@ impl Ingestor {
         let bucket = Bucket::new(log.key_value(bucket).await?, bucket);
         let ledger = Ledger::load(bucket.clone()).await?;
         let parking = Parking::load(bucket.clone()).await?;
+        let retries = RetrySet::load(bucket.clone(), options.retry_first_delay, options.retry_max_delay).await?;
         Ok(Self {
             directory: Directory::new(client.clone()),
             client,
@@ -239,6 +296,7 @@ impl Ingestor {
             bucket,
             ledger,
             parking,
+            retries,
             stats: Stats::default(),
             poll_lock: tokio::sync::Mutex::new(()),
             sweep_lock: tokio::sync::Mutex::new(()),
@@ -273,13 +331,57 @@ impl Ingestor {
         self.reread::<E>(record.id()).await
     }
 
+    /// Reads what `target` names for `id` and, when Nexudus fails to answer about it, keeps it
+    /// in the retry set instead of failing; a reading that works takes it out. `Err` only when
+    /// the log or the ingest bucket failed.
+    pub(crate) async fn attempt(&self, target: Target, id: u64) -> Result<(), IngestError> {
+        match self.read_target(target, id).await {
+            Ok(()) => self.retries.succeeded(target, id).await,
+            Err(error) if error.is_about_nexudus() => {
+                tracing::warn!(entity = target.name(), id, %error, "nexudus record not read; it is in the retry set");
+                self.retries.failed(target, id, &error.to_string(), self.clock.now()).await
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn read_target(&self, target: Target, id: u64) -> Result<(), IngestError> {
+        match target {
+            Target::Coworker => self.reread::<Coworker>(id).await.map(drop),
+            // Boxed: a recompute attempts the customer and their passes in turn.
+            Target::Customer => Box::pin(self.recompute_customer(id)).await,
+            Target::Booking => self.reread::<Booking>(id).await.map(drop),
+            Target::CoworkerContract => self.reread::<CoworkerContract>(id).await.map(drop),
+            Target::CoworkerTimePass => self.reread::<CoworkerTimePass>(id).await.map(drop),
+            Target::FloorPlanDesk if self.options.mapping_from_nexudus => {
+                self.reread::<FloorPlanDesk>(id).await.map(drop)
+            }
+            Target::FloorPlanDesk => self.directory.refresh::<FloorPlanDesk>(id).await,
+            Target::Business => self.directory.refresh::<Business>(id).await,
+        }
+    }
+
+    /// Reads again every entry of the retry set that is due. An entry whose reading failed
+    /// because the log or the bucket did still counts the attempt, so it waits its turn.
+    pub(crate) async fn retry_due(&self) {
+        for (target, id) in self.retries.due(self.clock.now()) {
+            if let Err(error) = self.attempt(target, id).await {
+                tracing::warn!(entity = target.name(), id, %error, "retrying a nexudus record failed");
+                if let Err(error) = self.retries.failed(target, id, &error.to_string(), self.clock.now()).await {
+                    tracing::warn!(entity = target.name(), id, %error, "the retry set could not be stored");
+                }
+            }
+        }
+    }
+
     /// Reads record `id` of `E` by id (never trusting what a webhook said about it) and
-    /// ingests it; a record Nexudus no longer has is gone.
+    /// ingests it; a record Nexudus no longer has (confirmed by a listing by id) is gone.
     pub(crate) async fn reread<E: Tracked>(&self, id: u64) -> Result<Verdict, IngestError> {
         match self.client.get::<E>(id).await {
             Ok(record) => self.ingest(&record).await,
-            Err(NexudusError::NotFound { .. }) => {
-                self.observe(RecordKey::new(E::KIND, id), Observation::Gone { at: None, holder_hint: None }).await
+            Err(answer) if answer.may_mean_deleted() => {
+                confirm_deleted::<E>(&self.client, id, answer).await?;
+                E::gone(self, id).await
             }
             Err(NexudusError::Malformed(malformed)) => {
                 self.park_malformed(&malformed).await?;
@@ -430,7 +532,7 @@ mod tests {
         });
         let updated_on = Timestamp::from_unix_millis(START.as_unix_millis() + 5_000);
         assert_eq!(events, vec![(updated_on, expected)]);
-        assert_eq!(ingestor.stats.status(Vec::new(), 0, 0, LimiterWaits::default()).stale_readings, 1);
+        assert_eq!(ingestor.stats.status(Vec::new(), Vec::new(), 0, 0, LimiterWaits::default()).stale_readings, 1);
         sim.shutdown().await;
     }
 }

@@ -3,7 +3,9 @@
 //! Three paths read Nexudus, and all of them end in the same place:
 //!
 //! * the **webhook receiver** ([`IngestHandle::router`]) answers Nexudus's signed deliveries,
-//!   reading each entity again by id, for latency;
+//!   reading each entity again by id, for latency; what Nexudus fails to answer about goes to a
+//!   durable **retry set** (see [`IngestStatus::retrying`]), read again with exponential backoff
+//!   ([`IngestOptions::retry_first_delay`]) until it works, so no webhook fails for one record;
 //! * the **poller** ([`IngestHandle::poll_now`], and every [`IngestOptions::poll_interval`])
 //!   lists what changed since each entity's watermark, for completeness;
 //! * the **sweeper** ([`IngestHandle::sweep_now`], every [`IngestOptions::sweep_interval`])
@@ -14,7 +16,8 @@
 //! fold expects, dated by the record's `UpdatedOn` so that their content-derived ids are stable,
 //! then decided against what was last appended for that record (kept in the ingest bucket):
 //! unchanged readings append nothing, older ones are ignored, a record that changed hands is
-//! first taken back from its old holder, and a vanished one becomes a removal. Readings of one
+//! first taken back from its old holder, and a vanished one becomes a removal (Nexudus answers
+//! a deleted id with 500, so "vanished" is confirmed by a listing by id). Readings of one
 //! record are decided one at a time. A record that cannot be normalised is parked with its reason
 //! (see [`IngestStatus::parked`]) and un-parked when a later reading works.
 #![forbid(unsafe_code)]
@@ -26,6 +29,7 @@ mod ingestor;
 mod ledger;
 mod normalise;
 mod record;
+mod retry;
 mod status;
 mod sync;
 mod webhook;
@@ -45,6 +49,7 @@ use tokio::task::JoinHandle;
 pub use doorsync_nexudus::{LimiterWaits, Secret};
 pub use error::IngestError;
 pub use ingestor::RunSummary;
+pub use retry::RetryingRecord;
 pub use status::{InactiveWebhook, IngestStatus, ParkedRecord, WebhookCounts, WebhookHealth};
 pub use webhook::{WEBHOOK_ACTIONS, WEBHOOK_ROUTE, webhook_path};
 
@@ -71,11 +76,16 @@ pub struct IngestOptions {
     pub mapping_from_nexudus: bool,
     /// Records per listing page (Nexudus serves at most 1,000).
     pub page_size: u32,
+    /// How long a record in the retry set waits after its first failed reading; the wait
+    /// doubles after each further failure, up to [`IngestOptions::retry_max_delay`].
+    pub retry_first_delay: Duration,
+    pub retry_max_delay: Duration,
 }
 
 impl IngestOptions {
     /// Polls every minute with a two-minute overlap, sweeps every hour, takes bodies up to
-    /// 256 KiB, and leaves the mapping to doorsync's configuration.
+    /// 256 KiB, retries a record 10 s after a failed reading (doubling, up to 15 minutes), and
+    /// leaves the mapping to doorsync's configuration.
     pub fn new(webhook_secret: Secret) -> Self {
         Self {
             poll_interval: Duration::from_secs(60),
@@ -85,6 +95,8 @@ impl IngestOptions {
             body_limit: 256 * 1_024,
             mapping_from_nexudus: false,
             page_size: 500,
+            retry_first_delay: Duration::from_secs(10),
+            retry_max_delay: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -103,11 +115,12 @@ impl std::fmt::Debug for IngestHandle {
     }
 }
 
-/// Starts the ingestor: loads what it appended before (and the parked records) from the
-/// layout's ingest bucket, and schedules the poller and the sweeper on `clock`, each an interval
-/// after its last run that succeeded, or after the first start of an ingestor on this bucket if
-/// none has (at once if that is past). Nexudus is otherwise not read until the first webhook;
-/// call [`IngestHandle::poll_now`] to catch up at once.
+/// Starts the ingestor: loads what it appended before (and the parked records and the retry
+/// set) from the layout's ingest bucket, schedules the poller and the sweeper on `clock`, each an
+/// interval after its last run that succeeded, or after the first start of an ingestor on this
+/// bucket if none has (at once if that is past), and resumes retrying the retry set when each
+/// entry is due. Nexudus is otherwise not read until the first webhook; call
+/// [`IngestHandle::poll_now`] to catch up at once.
 pub async fn start(
     options: IngestOptions,
     client: NexudusClient,
@@ -127,6 +140,7 @@ pub async fn start(
         let first = later(since, interval_of(&ingestor.options, run)).max(ingestor.clock.now());
         tasks.push(tokio::spawn(scheduled(Arc::clone(&ingestor), run, first, stop.subscribe())));
     }
+    tasks.push(tokio::spawn(retrying(Arc::clone(&ingestor), stop.subscribe())));
     Ok(IngestHandle { ingestor, stop: Arc::new(stop), tasks: Arc::new(Mutex::new(tasks)) })
 }
 
@@ -158,6 +172,30 @@ async fn scheduled(ingestor: Arc<Ingestor>, run: Run, first: Timestamp, mut stop
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
         due = later(ingestor.clock.now(), interval_of(&ingestor.options, run));
+    }
+}
+
+/// Reads the retry set's entries again as each falls due on the clock, until stopped; a new
+/// entry wakes it to wait for the earliest one.
+async fn retrying(ingestor: Arc<Ingestor>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let due = async {
+            match ingestor.retries.next_due() {
+                Some(due) => ingestor.clock.sleep_until(due).await,
+                None => std::future::pending().await,
+            }
+        };
+        let is_due = tokio::select! {
+            () = due => true,
+            () = ingestor.retries.added() => false,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        if is_due {
+            tokio::select! {
+                () = ingestor.retry_due() => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
     }
 }
 
@@ -201,6 +239,7 @@ impl IngestHandle {
         };
         ingestor.stats.status(
             ingestor.parking.list(),
+            ingestor.retries.list(),
             ingestor.ledger.held_by_nobody(&[RecordKind::Booking]),
             unmapped,
             ingestor.client.limiter_waits(),
@@ -223,7 +262,7 @@ impl IngestHandle {
         if *self.stop.borrow() { Err(IngestError::ShutDown) } else { Ok(()) }
     }
 
-    /// Stops the poller, the sweeper and the servers started by [`IngestHandle::serve`], and waits
+    /// Stops the poller, the sweeper, the retrying and the servers started by [`IngestHandle::serve`], and waits
     /// for them. A run in progress is abandoned: what it appended is remembered, and the rest is
     /// read again by the next one.
     pub async fn shutdown(&self) {

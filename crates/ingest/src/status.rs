@@ -1,4 +1,4 @@
-//! What the ingestor reports: counters, parked records, webhook health.
+//! What the ingestor reports: counters, parked records, the retry set, webhook health.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bucket::Bucket;
 use crate::error::IngestError;
+use crate::retry::RetryingRecord;
 
 /// What the ingestor has done since it started, and what needs an operator.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,10 @@ pub struct IngestStatus {
     pub parked: Vec<ParkedRecord>,
     /// Times a record was parked (or parked again for another reason).
     pub parkings: u64,
+    /// Records Nexudus failed to answer about, waiting to be read again, by entity and id;
+    /// stored in the ingest bucket. Empty for statuses from builds that did not report it.
+    #[serde(default)]
+    pub retrying: Vec<RetryingRecord>,
     /// Live bookings with no customer, which grant nothing.
     pub memberless_bookings: u64,
     /// Resources, pass products and desks linked to no group (with the mapping taken from Nexudus).
@@ -66,7 +71,9 @@ pub struct WebhookCounts {
     pub unreadable: u64,
     /// For an action doorsync does not act on: 2xx, so Nexudus keeps the hook.
     pub unknown_action: u64,
-    /// Nexudus or the log failed: 5xx, for Nexudus to retry.
+    /// The log or the ingest bucket could not take the write: 5xx, for Nexudus to retry (a
+    /// record Nexudus failed to answer about goes to the retry set, and the delivery is
+    /// accepted).
     pub failed: u64,
 }
 
@@ -184,6 +191,7 @@ impl Stats {
     pub(crate) fn status(
         &self,
         parked: Vec<ParkedRecord>,
+        retrying: Vec<RetryingRecord>,
         memberless_bookings: u64,
         unmapped_sources: u64,
         nexudus_limiter: LimiterWaits,
@@ -195,6 +203,7 @@ impl Stats {
             stale_readings: counters.stale_readings,
             parked,
             parkings: counters.parkings,
+            retrying,
             memberless_bookings,
             unmapped_sources,
             webhooks: counters.webhooks.clone(),

@@ -4,9 +4,9 @@
 //! The poller lists each entity changed since its watermark minus an overlap (the filter has
 //! minute precision and clocks drift) and moves the watermark, in the ingest bucket
 //! (`watermark.<Entity>`), only once everything it read is durably appended. The sweeper lists
-//! everything, so that records that vanished (hard deletes, which `UpdatedOn` cannot show) become
-//! removals, cancelled bookings become cancellations, and the cached locations, zones, products
-//! and desks are refreshed.
+//! everything, so that records that vanished (hard deletes, which `UpdatedOn` cannot show, each
+//! confirmed by a listing by its id) become removals, cancelled bookings become cancellations,
+//! and the cached locations, zones, products and desks are refreshed.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use crate::error::IngestError;
 use crate::ingestor::{Ingestor, Listed, RunSummary, Tracked};
 use crate::ledger::Verdict;
 use crate::record::{Holder, RecordKind};
+use crate::retry::Target;
 use crate::status::{InactiveWebhook, Run, WebhookHealth};
 
 /// What one listing held.
@@ -44,7 +45,7 @@ struct ListingRead {
 /// what it refers to), keeping the first such error in `failure` for the run to report; any
 /// other error (the log failed) stops the run.
 fn carry_on(error: IngestError, what: &str, id: u64, failure: &mut Option<IngestError>) -> Result<(), IngestError> {
-    if !matches!(error, IngestError::Nexudus(_)) {
+    if !error.is_about_nexudus() {
         return Err(error);
     }
     tracing::warn!(what, id, %error, "could not read a nexudus record; going on with the others");
@@ -141,16 +142,18 @@ impl Ingestor {
     /// What an `AccessControlUpdate` for a customer asks for: the customer again, and their
     /// passes, which have no webhook of their own. Changed passes show in the pass listing
     /// since its watermark; the customer's passes it does not show are read by id, to find
-    /// deleted ones.
-    pub(crate) async fn recompute_customer(&self, coworker: u64) -> Result<RunSummary, IngestError> {
-        let mut summary = RunSummary::default();
-        summary.tally(self.reread::<Coworker>(coworker).await?);
+    /// deleted ones. The customer and each pass that cannot be read go to the retry set on their
+    /// own; `Err` when the listing could not be read (or the log failed).
+    pub(crate) async fn recompute_customer(&self, coworker: u64) -> Result<(), IngestError> {
+        self.attempt(Target::Coworker, coworker).await?;
         let watermark = self.watermark(CoworkerTimePass::NAME).await?;
         let query = self.changed_since::<CoworkerTimePass>(watermark);
-        let listed = self.read_listing(&query, &mut summary).await?;
+        let listed = self.read_listing(&query, &mut RunSummary::default()).await?;
         let held = self.ledger.live(RecordKind::CoworkerTimePass, Some(Holder::Member(MemberId(coworker))));
-        self.reread_missing::<CoworkerTimePass>(held, &listed.ids, &mut summary).await?;
-        listed.failure.map_or(Ok(summary), Err)
+        for pass in held.into_iter().filter(|pass| !listed.ids.contains(pass)) {
+            self.attempt(Target::CoworkerTimePass, pass).await?;
+        }
+        listed.failure.map_or(Ok(()), Err)
     }
 
     async fn poll_entity<E: Listed>(&self, summary: &mut RunSummary) -> Result<(), IngestError> {

@@ -4,10 +4,12 @@
 //!
 //! A delivery is checked against `X-Nexudus-Hook-Signature` before anything else (401 and
 //! nothing read or stored when it is missing or wrong), limited in size (413), and each entity in
-//! it is read again by id: the body's fields are never trusted. The answer is 2xx only once what
-//! changed is durably appended; a failure to read Nexudus or to append is 5xx, so Nexudus retries.
-//! An action doorsync does not act on is answered 2xx (and counted), or Nexudus would disable the
-//! hook.
+//! it is read again by id: the body's fields are never trusted. The answer is 2xx once what it
+//! asks for is durably recorded: what changed appended to the log, or, for a record Nexudus
+//! failed to answer about, the record kept in the retry set. Only a log or bucket that cannot
+//! take the write answers 5xx (so Nexudus retries): Nexudus disables a hook after ten failures,
+//! so a webhook is never failed for one record. An action doorsync does not act on is answered
+//! 2xx (and counted), for the same reason.
 
 use std::sync::Arc;
 
@@ -17,12 +19,13 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use doorsync_nexudus::WebhookAction;
 use doorsync_nexudus::webhook::{SIGNATURE_HEADER, parse_body, verify};
-use doorsync_nexudus::{Business, Coworker, CoworkerContract, FloorPlanDesk, WebhookAction};
 use tracing::Instrument;
 
 use crate::error::IngestError;
 use crate::ingestor::Ingestor;
+use crate::retry::Target;
 
 /// The route the receiver serves; `{action}` is the webhook's action.
 pub const WEBHOOK_ROUTE: &str = "/webhooks/nexudus/{action}";
@@ -59,40 +62,6 @@ pub const WEBHOOK_ACTIONS: &[WebhookAction] = &[
     WebhookAction::FloorPlanDeskDelete,
     WebhookAction::BusinessUpdate,
 ];
-
-/// What a delivery asks the ingestor to read again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Coworker,
-    /// The body is the customer; recompute what they hold.
-    Customer,
-    Booking,
-    Contract,
-    FloorPlanDesk,
-    Business,
-}
-
-impl Target {
-    fn of(action: WebhookAction) -> Option<Self> {
-        use WebhookAction as A;
-        match action {
-            A::CoworkerCreate | A::CoworkerUpdate | A::CoworkerDelete => Some(Self::Coworker),
-            A::AccessControlUpdate => Some(Self::Customer),
-            A::BookingCreate | A::BookingUpdate | A::BookingDelete => Some(Self::Booking),
-            A::CoworkerContractActivate
-            | A::CoworkerContractCancel
-            | A::CoworkerContractRenew
-            | A::CoworkerContractUpgradeDowngrade
-            | A::CoworkerContractActivateFirst
-            | A::CoworkerContractUpdate
-            | A::CoworkerContractCreate
-            | A::CoworkerContractDelete => Some(Self::Contract),
-            A::FloorPlanDeskCreate | A::FloorPlanDeskUpdate | A::FloorPlanDeskDelete => Some(Self::FloorPlanDesk),
-            A::BusinessUpdate => Some(Self::Business),
-            _ => None,
-        }
-    }
-}
 
 /// The action a path segment names, by name or number.
 fn action_named(segment: &str) -> Option<WebhookAction> {
@@ -152,7 +121,7 @@ async fn receive(
         }
         Ok(Err(error)) => {
             ingestor.stats.webhook(Answer::Failed);
-            tracing::warn!(action, %error, "nexudus webhook failed; Nexudus will retry it");
+            tracing::warn!(action, %error, "nexudus webhook failed to be recorded; Nexudus will retry it");
             (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()
         }
         Err(error) => {
@@ -165,25 +134,7 @@ async fn receive(
 
 async fn reread(ingestor: &Ingestor, target: Target, ids: &[u64]) -> Result<(), IngestError> {
     for &id in ids {
-        match target {
-            Target::Coworker => {
-                ingestor.reread::<Coworker>(id).await?;
-            }
-            Target::Customer => {
-                ingestor.recompute_customer(id).await?;
-            }
-            Target::Booking => {
-                ingestor.reread::<doorsync_nexudus::Booking>(id).await?;
-            }
-            Target::Contract => {
-                ingestor.reread::<CoworkerContract>(id).await?;
-            }
-            Target::FloorPlanDesk if ingestor.options.mapping_from_nexudus => {
-                ingestor.reread::<FloorPlanDesk>(id).await?;
-            }
-            Target::FloorPlanDesk => ingestor.directory.refresh::<FloorPlanDesk>(id).await?,
-            Target::Business => ingestor.directory.refresh::<Business>(id).await?,
-        }
+        ingestor.attempt(target, id).await?;
     }
     Ok(())
 }

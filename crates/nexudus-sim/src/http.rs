@@ -1,5 +1,6 @@
-//! The simulator's HTTP side: the token endpoint, listings and reads by id, with Nexudus's
-//! authentication, throttling (409 + `Retry-After`) and paging envelope.
+//! The simulator's HTTP side: the token endpoint, listings, batch reads and reads by id, with
+//! Nexudus's authentication, throttling (409 + `Retry-After`), paging envelope and 500 for a
+//! missing id.
 
 use std::sync::{Arc, MutexGuard};
 
@@ -16,8 +17,8 @@ use doorsync_nexudus::{MAX_PAGE_SIZE, NexudusDateTime};
 use doorsync_proto::Timestamp;
 use serde_json::{Value, json};
 
-use crate::Shared;
 use crate::store::{SimEntity, State as Store};
+use crate::{MissingRecord, Shared};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -35,6 +36,17 @@ enum Refusal {
     },
     Unauthorized,
     NotFound,
+    /// What ASP.NET answers when the handler throws, as Nexudus's does for a deleted id.
+    ServerError,
+}
+
+impl Refusal {
+    fn missing(answer: MissingRecord) -> Self {
+        match answer {
+            MissingRecord::ServerError => Self::ServerError,
+            MissingRecord::NotFound => Self::NotFound,
+        }
+    }
 }
 
 impl IntoResponse for Refusal {
@@ -51,6 +63,15 @@ impl IntoResponse for Refusal {
                 (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
             }
             Self::NotFound => StatusCode::NOT_FOUND.into_response(),
+            Self::ServerError => {
+                let body = json!({
+                    "Message": "An error has occurred.",
+                    "ExceptionMessage": "Object reference not set to an instance of an object.",
+                    "ExceptionType": "System.NullReferenceException",
+                    "StackTrace": null,
+                });
+                (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+            }
         }
     }
 }
@@ -152,12 +173,17 @@ async fn read(
     Path((area, collection, id)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    match admit(&shared, &headers, &area, &collection) {
-        Ok((store, kind)) => match id.parse().ok().and_then(|id| store.record(kind, id)) {
-            Some(record) => axum::Json(record.clone()).into_response(),
-            None => Refusal::NotFound.into_response(),
-        },
-        Err(refusal) => refusal.into_response(),
+    let (store, kind) = match admit(&shared, &headers, &area, &collection) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Ok(id) = id.parse::<u64>() else { return Refusal::missing(shared.missing_record).into_response() };
+    if store.failing_reads.contains(&(kind, id)) {
+        return Refusal::ServerError.into_response();
+    }
+    match store.record(kind, id) {
+        Some(record) => axum::Json(record.clone()).into_response(),
+        None => Refusal::missing(shared.missing_record).into_response(),
     }
 }
 
@@ -167,18 +193,30 @@ async fn list(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let (store, kind) = match admit(&shared, &headers, &area, &collection) {
+    let (mut store, kind) = match admit(&shared, &headers, &area, &collection) {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    store.parameters_seen.extend(params.iter().map(|(name, _)| name.clone()));
+    if let Some((_, ids)) = params.iter().find(|(name, _)| name == "id") {
+        let ids = batch_ids(ids);
+        let records: Vec<Value> = store
+            .records(kind)
+            .filter(|record| record.get("Id").and_then(Value::as_u64).is_some_and(|id| ids.contains(&id)))
+            .cloned()
+            .collect();
+        return axum::Json(records).into_response();
+    }
     let number = |name: &str, default: u64| {
         params.iter().find(|(key, _)| key == name).and_then(|(_, value)| value.parse::<u64>().ok()).unwrap_or(default)
     };
     let page = number("page", 1).max(1);
     let size = number("size", 25).clamp(1, u64::from(MAX_PAGE_SIZE));
-    let matching: Vec<&Value> = store.records(kind).filter(|record| matches(kind, record, &params)).collect();
+    let known: Vec<(String, String)> =
+        params.iter().filter(|(name, _)| is_known(&store, kind, name)).cloned().collect();
+    let matching: Vec<&Value> = store.records(kind).filter(|record| matches(kind, record, &known)).collect();
     let total = u64::try_from(matching.len()).unwrap_or(u64::MAX);
     let total_pages = total.div_ceil(size);
     let skip = usize::try_from((page - 1).saturating_mul(size)).unwrap_or(usize::MAX);
@@ -201,6 +239,12 @@ async fn list(
     .into_response()
 }
 
+/// The ids of a batch read, `[1,2,3]` (brackets optional); what is not a number is skipped.
+fn batch_ids(text: &str) -> Vec<u64> {
+    let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
+    inner.split(',').filter_map(|id| id.trim().parse().ok()).collect()
+}
+
 /// A record as a listing shows it: without its collections, which Nexudus only sends by id.
 fn listed(record: &Value) -> Value {
     match record {
@@ -209,6 +253,16 @@ fn listed(record: &Value) -> Value {
         ),
         other => other.clone(),
     }
+}
+
+/// Whether a parameter is one Nexudus would act on: not a filter on a field no record of the
+/// kind has (Nexudus ignores filters it does not know, so a misspelt one reads everything).
+fn is_known(store: &Store, kind: SimEntity, name: &str) -> bool {
+    let unbounded = name.strip_prefix("from_").or_else(|| name.strip_prefix("to_")).unwrap_or(name);
+    let Some(field) = unbounded.strip_prefix(kind.name()).and_then(|rest| rest.strip_prefix('_')) else {
+        return true;
+    };
+    store.records(kind).any(|record| record.get(field).is_some())
 }
 
 /// Whether `record` passes every filter in `params`: `{Entity}_{Field}=value` (equality) and

@@ -7,8 +7,13 @@
 //! * `GET /api/{area}/{entity}` with Nexudus's paging envelope (`page`, `size`, `Records`,
 //!   `HasNextPage`, ...), `{Entity}_{Field}` equality and `from_/to_{Entity}_{Field}` date
 //!   filters (so `from_{Entity}_UpdatedOn` watermarks work), list records without their
-//!   collection fields, and `GET /api/{area}/{entity}/{id}` with the full record (404 once
-//!   deleted);
+//!   collection fields, the batch read by ids (`?id=[1,2]`, a bare array of full records), and
+//!   `GET /api/{area}/{entity}/{id}` with the full record; a missing or deleted id answers
+//!   **500** with an ASP.NET error body, as Nexudus does, or 404 ([`MissingRecord`]); parameters
+//!   it does not know are ignored, as Nexudus ignores them (the names asked for are kept:
+//!   [`NexudusSimulator::query_parameters_seen`]);
+//! * faults on demand: reads by id of one record answer 500
+//!   ([`NexudusSimulator::fail_reads_of`]) until told to stop;
 //! * throttling as Nexudus does it, **409** with `Retry-After`, when a request breaks the
 //!   configured [`Limits`] or when a test asks for it ([`NexudusSimulator::throttle_next`]);
 //! * webhooks: every change POSTs the changed entity (and, for changes that affect a customer's
@@ -24,14 +29,14 @@
 //! twins in their location's zone.
 //!
 //! Not simulated: time-based `AccessControlUpdate`s (15 min around bookings), webhook scoping
-//! to a location, sorting (`orderBy`/`dir`; records come in `Id` order), and Nexudus's 500 for
-//! a deleted id (the simulator answers 404).
+//! to a location, and sorting (`orderBy`/`dir`; records come in `Id` order).
 #![forbid(unsafe_code)]
 
 mod delivery;
 mod http;
 mod store;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -56,6 +61,16 @@ pub struct WebhookFaults {
     pub max_extra_delay: Duration,
 }
 
+/// How a read by id of a record the simulator does not have (never had, or deleted) is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingRecord {
+    /// 500 with an ASP.NET error body, as real Nexudus answers (reference §1.6, §5).
+    #[default]
+    ServerError,
+    /// 404, as a REST API would.
+    NotFound,
+}
+
 #[derive(Debug, Clone)]
 pub struct SimOptions {
     pub clock: SharedClock,
@@ -72,6 +87,8 @@ pub struct SimOptions {
     pub webhook_retry_delay: Duration,
     /// How long a webhook receiver may take to answer before the attempt counts as failed.
     pub webhook_timeout: Duration,
+    /// How a read by id of a missing record is answered: 500 like Nexudus [default], or 404.
+    pub missing_record: MissingRecord,
 }
 
 impl SimOptions {
@@ -87,6 +104,7 @@ impl SimOptions {
             faults: WebhookFaults::default(),
             webhook_retry_delay: Duration::from_secs(30),
             webhook_timeout: Duration::from_secs(10),
+            missing_record: MissingRecord::default(),
         }
     }
 }
@@ -126,6 +144,7 @@ pub(crate) struct Shared {
     pub(crate) token_lifetime: Duration,
     /// Woken when a delivery is queued.
     pub(crate) queued: Notify,
+    pub(crate) missing_record: MissingRecord,
 }
 
 impl Shared {
@@ -167,6 +186,7 @@ impl NexudusSimulator {
             credentials: options.credentials,
             token_lifetime: options.token_lifetime,
             queued: Notify::new(),
+            missing_record: options.missing_record,
         });
         let (stop, stopped) = watch::channel(false);
         let server = {
@@ -220,7 +240,8 @@ impl NexudusSimulator {
         self.change(|store, now| store.update(kind, id, fields, now))
     }
 
-    /// Deletes a record for good (an admin's hard delete): gone from lists, 404 by id.
+    /// Deletes a record for good (an admin's hard delete): gone from lists, and a read by id
+    /// answers as [`SimOptions::missing_record`] says.
     pub fn delete(&self, kind: SimEntity, id: u64) -> Result<(), SimError> {
         self.change(|store, now| store.delete(kind, id, now))
     }
@@ -277,6 +298,22 @@ impl NexudusSimulator {
         let mut store = self.shared.lock();
         store.access_tokens.clear();
         store.refresh_tokens.clear();
+    }
+
+    /// Answers every read by id of this record with 500 (a real server error: the record is
+    /// still listed), until [`NexudusSimulator::stop_failing_reads_of`].
+    pub fn fail_reads_of(&self, kind: SimEntity, id: u64) {
+        self.shared.lock().failing_reads.insert((kind, id));
+    }
+
+    pub fn stop_failing_reads_of(&self, kind: SimEntity, id: u64) {
+        self.shared.lock().failing_reads.remove(&(kind, id));
+    }
+
+    /// The name of every query parameter listings were asked with (`page`, `id`,
+    /// `from_Booking_UpdatedOn`, ...), known to the simulator or not.
+    pub fn query_parameters_seen(&self) -> BTreeSet<String> {
+        self.shared.lock().parameters_seen.clone()
     }
 
     pub fn stats(&self) -> SimStats {

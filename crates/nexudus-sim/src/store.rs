@@ -1,6 +1,6 @@
 //! The simulator's data: the records, what changed, and the webhook deliveries that follow.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use doorsync_nexudus::webhook::body_for;
@@ -143,6 +143,9 @@ pub(crate) struct State {
     pub(crate) refresh_tokens: HashSet<String>,
     pub(crate) next_token: u64,
     pub(crate) stats: SimStats,
+    /// Records whose reads by id answer 500.
+    pub(crate) failing_reads: HashSet<(SimEntity, u64)>,
+    pub(crate) parameters_seen: BTreeSet<String>,
 }
 
 fn text_of(at: Timestamp) -> Value {
@@ -171,6 +174,8 @@ impl State {
             refresh_tokens: HashSet::new(),
             next_token: 0,
             stats: SimStats::default(),
+            failing_reads: HashSet::new(),
+            parameters_seen: BTreeSet::new(),
         }
     }
 
@@ -268,7 +273,7 @@ impl State {
         TimeZone::get(iana).ok()
     }
 
-    /// Removes a record for good: gone from its list and 404 by id.
+    /// Removes a record for good: gone from its list and from reads by id.
     pub(crate) fn delete(&mut self, kind: SimEntity, id: u64, now: Timestamp) -> Result<(), SimError> {
         if self.record(kind, id).is_none() {
             return Err(SimError::NotFound { entity: kind.name(), id });

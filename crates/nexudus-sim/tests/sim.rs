@@ -14,7 +14,7 @@ use doorsync_nexudus::{
     AuthMode, Booking, CancelledBooking, Credentials, Limits, ListQuery, NexudusClient, NexudusError, NexudusOptions,
     Secret, Webhook, WebhookAction,
 };
-use doorsync_nexudus_sim::{NexudusSimulator, SimEntity, SimOptions, WebhookFaults};
+use doorsync_nexudus_sim::{MissingRecord, NexudusSimulator, SimEntity, SimOptions, WebhookFaults};
 use doorsync_proto::Timestamp;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -157,12 +157,70 @@ async fn a_cancelled_booking_moves_to_the_cancelled_bookings() {
     clock.advance(Duration::from_secs(60));
     let snapshot = sim.cancel_booking(booking, 1).unwrap();
     assert!(client.list(&ListQuery::<Booking>::new()).await.unwrap().records.is_empty());
-    assert!(matches!(client.get::<Booking>(booking).await, Err(NexudusError::NotFound { .. })));
+    assert!(matches!(client.get::<Booking>(booking).await, Err(NexudusError::Server { status: 500, .. })));
     let cancelled = client.list(&ListQuery::<CancelledBooking>::new()).await.unwrap().records;
     let [cancelled] = cancelled.as_slice() else { panic!("one cancelled booking") };
     assert_eq!((cancelled.id, cancelled.original_booking_id, cancelled.coworker_id), (snapshot, booking, Some(4)));
     assert_eq!(cancelled.cancelled_on.unwrap().to_utc(), Some(clock_now(&clock)));
     assert_eq!(cancelled.cancellation_reason, Some(1));
+}
+
+#[tokio::test]
+async fn a_missing_id_answers_500_like_nexudus_by_default_and_404_with_the_switch() {
+    for (answer, expected) in [(MissingRecord::ServerError, 500), (MissingRecord::NotFound, 404)] {
+        let (_, sim) = start(|options| options.missing_record = answer).await;
+        let url = sim.base_url().join("api/spaces/bookings/4242").unwrap();
+        let response =
+            reqwest::Client::new().get(url).basic_auth("admin@example.com", Some("password")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{answer:?}");
+        if expected == 500 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["Message"], "An error has occurred.", "an ASP.NET error body: {body}");
+        }
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn listings_filter_by_id_and_by_original_booking_and_ignore_unknown_parameters() {
+    let (clock, sim) = start(|_| {}).await;
+    let client = client(&sim, &clock);
+    let fields = |coworker: u64| {
+        json!({"ResourceId": 3, "CoworkerId": coworker, "FromTime": "2025-07-02T09:00:00Z",
+               "ToTime": "2025-07-02T10:00:00Z", "Tentative": false})
+    };
+    let kept = sim.create(SimEntity::Booking, fields(4)).unwrap();
+    let cancelled = sim.create(SimEntity::Booking, fields(5)).unwrap();
+    let snapshot = sim.cancel_booking(cancelled, 1).unwrap();
+
+    let by_id = client.list(&ListQuery::<Booking>::new().ids(&[kept, cancelled])).await.unwrap();
+    assert_eq!(by_id.records.iter().map(|booking| booking.id).collect::<Vec<_>>(), [kept]);
+    assert!(client.list(&ListQuery::<Booking>::new().ids(&[cancelled])).await.unwrap().records.is_empty());
+    let query = ListQuery::<CancelledBooking>::new().field_equals("OriginalBookingId", cancelled);
+    let found = client.list(&query).await.unwrap().records;
+    assert_eq!(found.iter().map(|found| found.id).collect::<Vec<_>>(), [snapshot]);
+    let query = ListQuery::<CancelledBooking>::new().field_equals("OriginalBookingId", kept);
+    assert!(client.list(&query).await.unwrap().records.is_empty());
+    let misspelt = ListQuery::<Booking>::new().field_equals("Coworkr", 5);
+    assert_eq!(client.list(&misspelt).await.unwrap().records.len(), 1, "an unknown filter is no filter");
+    let seen = sim.query_parameters_seen();
+    assert!(["id", "CancelledBooking_OriginalBookingId", "Booking_Coworkr"].iter().all(|name| seen.contains(*name)));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_record_can_be_made_to_fail_its_reads_by_id_while_it_is_still_listed() {
+    let (clock, sim) = start(|_| {}).await;
+    let client = client(&sim, &clock);
+    let fields = json!({"ResourceId": 3, "CoworkerId": 4, "FromTime": "2025-07-02T09:00:00Z",
+                        "ToTime": "2025-07-02T10:00:00Z", "Tentative": false});
+    let booking = sim.create(SimEntity::Booking, fields).unwrap();
+    sim.fail_reads_of(SimEntity::Booking, booking);
+    assert!(matches!(client.get::<Booking>(booking).await, Err(NexudusError::Server { status: 500, .. })));
+    assert_eq!(client.list(&ListQuery::<Booking>::new().ids(&[booking])).await.unwrap().records.len(), 1);
+    sim.stop_failing_reads_of(SimEntity::Booking, booking);
+    assert_eq!(client.get::<Booking>(booking).await.unwrap().id, booking);
+    sim.shutdown().await;
 }
 
 fn clock_now(clock: &ManualClock) -> Timestamp {

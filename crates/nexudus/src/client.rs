@@ -76,15 +76,25 @@ impl NexudusClient {
     }
 
     /// One page (from 1) of entity `E`, each record read on its own: a malformed one is reported
-    /// in [`Page::malformed`] and the others still come back.
+    /// in [`Page::malformed`] and the others still come back. The answer to a batch read by ids
+    /// ([`ListQuery::ids`]), a bare array, is read as a last page.
     pub async fn list_page<E: Entity>(&self, query: &ListQuery<E>, page: u32) -> Result<Page<E>, NexudusError> {
         let path = api_path(E::PATH);
         let body = self.get_json(&path, &query.params_for_page(page)).await?;
         let decode =
             |reason: &str| NexudusError::Decode { method: "GET", path: path.clone(), reason: reason.to_owned() };
-        let envelope = body.as_object().ok_or_else(|| decode("the answer is not a page object"))?;
-        let records =
-            envelope.get("Records").and_then(Value::as_array).ok_or_else(|| decode("the page has no Records list"))?;
+        // A batch read by ids (`id=[..]`) answers a bare array of records: one page, the last.
+        let (records, envelope) = match &body {
+            Value::Array(records) => (records, None),
+            Value::Object(envelope) => {
+                let records = envelope
+                    .get("Records")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| decode("the page has no Records list"))?;
+                (records, Some(envelope))
+            }
+            _ => return Err(decode("the answer is neither a page object nor a list of records")),
+        };
         let (records, malformed) = records.iter().map(E::from_record).fold(
             (Vec::new(), Vec::new()),
             |(mut records, mut malformed), result| {
@@ -99,9 +109,9 @@ impl NexudusClient {
             records,
             malformed,
             page,
-            has_next_page: envelope.get("HasNextPage").and_then(Value::as_bool).unwrap_or(false),
-            total_items: envelope.get("TotalItems").and_then(Value::as_u64),
-            total_pages: envelope.get("TotalPages").and_then(Value::as_u64),
+            has_next_page: envelope.and_then(|envelope| envelope.get("HasNextPage")?.as_bool()).unwrap_or(false),
+            total_items: envelope.and_then(|envelope| envelope.get("TotalItems")?.as_u64()),
+            total_pages: envelope.and_then(|envelope| envelope.get("TotalPages")?.as_u64()),
         })
     }
 

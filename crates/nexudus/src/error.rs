@@ -48,6 +48,14 @@ impl NexudusError {
         matches!(self, Self::Throttled { .. } | Self::Server { .. } | Self::Timeout { .. } | Self::Transport { .. })
     }
 
+    /// Whether this answer to a read by id may mean the record was deleted: Nexudus answers **500**,
+    /// not 404, for an id it no longer has (reference §1.6), so a 500 is no proof of an outage.
+    /// Confirm with a listing filtered by the id ([`ListQuery::ids`](crate::ListQuery::ids)):
+    /// only an empty one means the record is gone.
+    pub fn may_mean_deleted(&self) -> bool {
+        matches!(self, Self::NotFound { .. } | Self::Server { status: 500, .. })
+    }
+
     pub(crate) fn from_transport(method: &'static str, path: &str, source: reqwest::Error) -> Self {
         let path = path.to_owned();
         if source.is_timeout() {
@@ -73,5 +81,14 @@ mod tests {
         assert!(!NexudusError::Forbidden { method: "GET", path: path() }.is_retryable());
         let unauthorized = NexudusError::Unauthorized { method: "POST", path: "/api/token".into(), hint: "check" };
         assert!(!unauthorized.is_retryable());
+    }
+
+    #[test]
+    fn a_404_or_a_500_may_mean_the_record_was_deleted_but_an_outage_does_not() {
+        let path = || "/api/spaces/bookings/7".to_owned();
+        assert!(NexudusError::NotFound { method: "GET", path: path() }.may_mean_deleted());
+        assert!(NexudusError::Server { method: "GET", path: path(), status: 500 }.may_mean_deleted());
+        assert!(!NexudusError::Server { method: "GET", path: path(), status: 503 }.may_mean_deleted());
+        assert!(!NexudusError::Timeout { method: "GET", path: path() }.may_mean_deleted());
     }
 }

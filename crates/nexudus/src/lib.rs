@@ -4,7 +4,9 @@
 //!   [`Business`], [`Resource`], [`Booking`], [`CancelledBooking`], [`TimePass`],
 //!   [`CoworkerTimePass`], [`CoworkerContract`], [`FloorPlanDesk`]) and the registered
 //!   [`Webhook`]s: [`NexudusClient::list`] pages through a [`ListQuery`] (with
-//!   `from_{Entity}_UpdatedOn` watermarks), [`NexudusClient::get`] re-reads one record by id.
+//!   `from_{Entity}_UpdatedOn` watermarks, or a batch of ids), [`NexudusClient::get`] re-reads
+//!   one record by id. Nexudus answers a read by id of a deleted record with **500**, not 404
+//!   ([`NexudusError::may_mean_deleted`]): only a listing by id tells a deletion from an outage.
 //! * It signs in with a bearer token from `POST /api/token` (refreshed before it expires, and
 //!   once more when refused) or with HTTP Basic; keeps all three of Nexudus's request limits at
 //!   once ([`Limits`], [`RateLimiter`]) on the [`Clock`](doorsync_clock::Clock) it is given; and

@@ -68,6 +68,16 @@ impl<E: Entity> ListQuery<E> {
         self
     }
 
+    /// Only the records with these ids: Nexudus's batch read, `id=[1,2,3]` (reference §1.4 and
+    /// §2), which answers a bare array rather than a page (both are read as a [`Page`]). A
+    /// server that ignored the parameter would answer with other records: callers check the ids
+    /// that come back.
+    pub fn ids(mut self, ids: &[u64]) -> Self {
+        let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+        self.params.push(("id".to_owned(), format!("[{}]", list.join(","))));
+        self
+    }
+
     /// `from_{Entity}_{field}`: the date-time field at or after `at` (UTC minutes).
     pub fn from(self, field: &str, at: Timestamp) -> Self {
         self.range("from", field, at)
@@ -137,6 +147,12 @@ mod tests {
         ];
         let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(params, expected);
+    }
+
+    #[test]
+    fn ids_are_asked_for_as_a_bracketed_list() {
+        let params = ListQuery::<Booking>::new().ids(&[7, 12]).params_for_page(1);
+        assert_eq!(params[0], ("id".to_owned(), "[7,12]".to_owned()));
     }
 
     #[test]

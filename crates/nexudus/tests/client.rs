@@ -214,7 +214,7 @@ async fn a_malformed_record_is_reported_and_the_others_still_parse() {
 }
 
 #[tokio::test]
-async fn a_contract_read_by_id_has_its_desks_and_a_deleted_one_is_not_found() {
+async fn a_contract_read_by_id_has_its_desks_and_a_deleted_one_answers_500_and_is_not_listed_by_id() {
     let setup = Setup::new(|_| {}).await;
     let ada = setup.coworker("Ada");
     let desk = setup.sim.create(SimEntity::FloorPlanDesk, json!({"Name": "D1", "ItemType": 2})).unwrap();
@@ -236,7 +236,9 @@ async fn a_contract_read_by_id_has_its_desks_and_a_deleted_one_is_not_found() {
 
     setup.sim.delete(SimEntity::CoworkerContract, contract).unwrap();
     let error = client.get::<CoworkerContract>(contract).await.unwrap_err();
-    assert!(matches!(error, NexudusError::NotFound { .. }), "{error:?}");
+    assert!(matches!(error, NexudusError::Server { status: 500, .. }), "Nexudus's answer for a deleted id: {error:?}");
+    assert!(error.may_mean_deleted());
+    assert!(client.list(&ListQuery::<CoworkerContract>::new().ids(&[contract])).await.unwrap().records.is_empty());
     assert!(client.list(&ListQuery::<CoworkerContract>::new()).await.unwrap().records.is_empty());
 }
 

@@ -12,7 +12,7 @@ use doorsync_log::{EventLog, ReplayRequest};
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
 use doorsync_nexudus::webhook::{SIGNATURE_HEADER, sign};
 use doorsync_nexudus::{AuthMode, Credentials, Limits, NexudusClient, NexudusOptions, WebhookAction};
-use doorsync_nexudus_sim::{NexudusSimulator, SimEntity, SimOptions, WebhookFaults};
+use doorsync_nexudus_sim::{MissingRecord, NexudusSimulator, SimEntity, SimOptions, WebhookFaults};
 use doorsync_proto::{Event, Subjects, Timestamp};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -43,6 +43,8 @@ pub(crate) struct Setup {
     pub(crate) hooks: Vec<WebhookAction>,
     /// The log to use instead of a fresh embedded one.
     pub(crate) log: Option<Arc<dyn EventLog>>,
+    /// How the simulator answers a read by id of a missing record (500, as Nexudus does).
+    pub(crate) missing_record: MissingRecord,
 }
 
 pub(crate) struct World {
@@ -64,13 +66,20 @@ impl World {
         options.sweep_interval = Duration::from_secs(24 * 3_600);
         let mut hooks = ACTIONS.to_vec();
         hooks.push(WebhookAction::AccessControlUpdate);
-        let mut setup = Setup { faults: WebhookFaults::default(), options, hooks, log: None };
+        let mut setup = Setup {
+            faults: WebhookFaults::default(),
+            options,
+            hooks,
+            log: None,
+            missing_record: MissingRecord::default(),
+        };
         configure(&mut setup);
 
         let clock = ManualClock::new(START);
         let mut sim_options = SimOptions::new(Arc::new(clock.clone()));
         sim_options.limits = None;
         sim_options.faults = setup.faults;
+        sim_options.missing_record = setup.missing_record;
         sim_options.webhook_retry_delay = Duration::from_secs(1);
         let sim = NexudusSimulator::start(sim_options).await.unwrap();
         let client = client_of(&sim, &clock);
