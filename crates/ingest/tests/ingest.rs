@@ -586,3 +586,32 @@ async fn restarts_before_the_first_sweep_do_not_put_it_off() {
     .await;
     world.stop().await;
 }
+
+/// Nexudus may serve fewer records a page than asked (unconfirmed, reference §1.4): the poller
+/// and the sweeper follow `HasNextPage` rather than trusting the size they asked for.
+#[tokio::test]
+async fn a_page_size_capped_below_what_was_asked_loses_nothing() {
+    let world = World::start(|setup| {
+        setup.hooks.clear();
+        setup.max_page_size = Some(2);
+    })
+    .await;
+    let (_, room) = world.london_room();
+    let ada = support::coworker(&world.sim, "Ada");
+    let bookings: Vec<u64> =
+        (0..5).map(|_| world.sim.create(SimEntity::Booking, booking_fields(room, ada, FROM, TO)).unwrap()).collect();
+    assert_eq!(world.ingest.poll_now().await.unwrap().appended, 6);
+    world.tick();
+    world.sim.delete(SimEntity::Booking, bookings[4]).unwrap();
+    let sweep = world.ingest.sweep_now().await.unwrap();
+    assert_eq!(sweep.appended, 1, "only the deleted booking is removed: {sweep:?}");
+    let removed: Vec<Event> = world
+        .events()
+        .await
+        .into_iter()
+        .map(|(_, event)| event)
+        .filter(|event| matches!(event, Event::BookingCancelled(_)))
+        .collect();
+    assert_eq!(removed, [cancelled(ada, bookings[4])]);
+    world.stop().await;
+}

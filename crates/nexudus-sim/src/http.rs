@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use doorsync_nexudus::{MAX_PAGE_SIZE, NexudusDateTime};
+use doorsync_nexudus::NexudusDateTime;
 use doorsync_proto::Timestamp;
 use serde_json::{Value, json};
 
@@ -213,7 +213,7 @@ async fn list(
         params.iter().find(|(key, _)| key == name).and_then(|(_, value)| value.parse::<u64>().ok()).unwrap_or(default)
     };
     let page = number("page", 1).max(1);
-    let size = number("size", 25).clamp(1, u64::from(MAX_PAGE_SIZE));
+    let size = number("size", 25).clamp(1, u64::from(shared.max_page_size));
     let known: Vec<(String, String)> =
         params.iter().filter(|(name, _)| is_known(&store, kind, name)).cloned().collect();
     let matching: Vec<&Value> = store.records(kind).filter(|record| matches(kind, record, &known)).collect();

@@ -5,7 +5,7 @@
 //! * `POST /api/token` (form-encoded password and refresh-token grants, tokens that expire on
 //!   the simulator's clock) and HTTP Basic; 401 on bad credentials or an expired token;
 //! * `GET /api/{area}/{entity}` with Nexudus's paging envelope (`page`, `size`, `Records`,
-//!   `HasNextPage`, ...), `{Entity}_{Field}` equality and `from_/to_{Entity}_{Field}` date
+//!   `HasNextPage`, ...; the size optionally capped lower than asked, [`SimOptions::max_page_size`]), `{Entity}_{Field}` equality and `from_/to_{Entity}_{Field}` date
 //!   filters (so `from_{Entity}_UpdatedOn` watermarks work), list records without their
 //!   collection fields, the batch read by ids (`?id=[1,2]`, a bare array of full records), and
 //!   `GET /api/{area}/{entity}/{id}` with the full record; a missing or deleted id answers
@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use doorsync_clock::SharedClock;
-use doorsync_nexudus::{Credentials, Limits, RequestWindows, Secret, WebhookAction};
+use doorsync_nexudus::{Credentials, Limits, MAX_PAGE_SIZE, RequestWindows, Secret, WebhookAction};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -89,6 +89,10 @@ pub struct SimOptions {
     pub webhook_timeout: Duration,
     /// How a read by id of a missing record is answered: 500 like Nexudus [default], or 404.
     pub missing_record: MissingRecord,
+    /// Serves at most this many records a page, whatever `size` asks: Nexudus documents 1,000
+    /// as its maximum, and whether it caps lower is unconfirmed (reference §1.4). `None` [default]:
+    /// up to 1,000.
+    pub max_page_size: Option<u32>,
 }
 
 impl SimOptions {
@@ -105,6 +109,7 @@ impl SimOptions {
             webhook_retry_delay: Duration::from_secs(30),
             webhook_timeout: Duration::from_secs(10),
             missing_record: MissingRecord::default(),
+            max_page_size: None,
         }
     }
 }
@@ -145,6 +150,7 @@ pub(crate) struct Shared {
     /// Woken when a delivery is queued.
     pub(crate) queued: Notify,
     pub(crate) missing_record: MissingRecord,
+    pub(crate) max_page_size: u32,
 }
 
 impl Shared {
@@ -187,6 +193,7 @@ impl NexudusSimulator {
             token_lifetime: options.token_lifetime,
             queued: Notify::new(),
             missing_record: options.missing_record,
+            max_page_size: options.max_page_size.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
         });
         let (stop, stopped) = watch::channel(false);
         let server = {

@@ -223,6 +223,20 @@ async fn a_record_can_be_made_to_fail_its_reads_by_id_while_it_is_still_listed()
     sim.shutdown().await;
 }
 
+#[tokio::test]
+async fn the_page_size_can_be_capped_below_what_was_asked() {
+    let (clock, sim) = start(|options| options.max_page_size = Some(2)).await;
+    let client = client(&sim, &clock);
+    for coworker in 0..3 {
+        sim.create(SimEntity::Coworker, json!({"FullName": format!("C{coworker}"), "Active": true})).unwrap();
+    }
+    let query = ListQuery::<doorsync_nexudus::Coworker>::new().page_size(100);
+    let page = client.list_page(&query, 1).await.unwrap();
+    assert_eq!((page.records.len(), page.has_next_page), (2, true));
+    assert_eq!(client.list(&query).await.unwrap().records.len(), 3);
+    sim.shutdown().await;
+}
+
 fn clock_now(clock: &ManualClock) -> Timestamp {
     doorsync_clock::Clock::now(clock)
 }

@@ -45,6 +45,8 @@ pub(crate) struct Setup {
     pub(crate) log: Option<Arc<dyn EventLog>>,
     /// How the simulator answers a read by id of a missing record (500, as Nexudus does).
     pub(crate) missing_record: MissingRecord,
+    /// The simulator's page-size cap (none: what is asked, at most 1,000).
+    pub(crate) max_page_size: Option<u32>,
 }
 
 pub(crate) struct World {
@@ -72,6 +74,7 @@ impl World {
             hooks,
             log: None,
             missing_record: MissingRecord::default(),
+            max_page_size: None,
         };
         configure(&mut setup);
 
@@ -80,6 +83,7 @@ impl World {
         sim_options.limits = None;
         sim_options.faults = setup.faults;
         sim_options.missing_record = setup.missing_record;
+        sim_options.max_page_size = setup.max_page_size;
         sim_options.webhook_retry_delay = Duration::from_secs(1);
         let sim = NexudusSimulator::start(sim_options).await.unwrap();
         let client = client_of(&sim, &clock);
