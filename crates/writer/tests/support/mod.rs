@@ -135,11 +135,20 @@ pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// Waits until the writer has settled (applied or superseded) `commands` commands and holds none.
 pub(crate) async fn settled(writer: &WriterHandle, commands: u64) {
-    eventually("the writer has settled every command", WAIT * 4, async || {
+    let settled = async || {
         let status = writer.status();
         status.backlog_commands == 0 && status.commands_applied + status.commands_superseded == commands
+    };
+    if tokio::time::timeout(WAIT * 4, async {
+        while !settled().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     })
-    .await;
+    .await
+    .is_err()
+    {
+        panic!("timed out waiting until the writer has settled {commands} commands: {:#?}", writer.status());
+    }
 }
 
 /// The group member `member` holds in [`outage_backlog`] over `groups`.
