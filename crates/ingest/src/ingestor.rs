@@ -200,11 +200,26 @@ mapping_source!(Resource, Resource, normalise::resource_mapping);
 mapping_source!(TimePass, TimePass, normalise::pass_product_mapping);
 mapping_source!(FloorPlanDesk, FloorPlanDesk, normalise::desk_mapping);
 
+/// Which run reads a listing, which decides what is done with a partial record in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListedBy {
+    /// The poller reads by id only the partial records whose `UpdatedOn` is news.
+    Poll,
+    /// The sweeper reads every partial record by id: Nexudus may change what a listing leaves
+    /// out (a contract's `Desks`) without moving `UpdatedOn` (unconfirmed, reference §1.5), and
+    /// nothing else would ever show that change.
+    Sweep,
+}
+
 /// A record a listing returns, as the poller and sweeper handle it.
 pub(crate) trait Listed: Entity + Sync {
     fn written_on(&self) -> Option<&NexudusDateTime>;
 
-    fn ingest_listed(&self, ingestor: &Ingestor) -> impl Future<Output = Result<Verdict, IngestError>> + Send;
+    fn ingest_listed(
+        &self,
+        ingestor: &Ingestor,
+        by: ListedBy,
+    ) -> impl Future<Output = Result<Verdict, IngestError>> + Send;
 }
 
 impl<E: Tracked> Listed for E {
@@ -212,8 +227,8 @@ impl<E: Tracked> Listed for E {
         self.updated_on()
     }
 
-    async fn ingest_listed(&self, ingestor: &Ingestor) -> Result<Verdict, IngestError> {
-        ingestor.ingest_listed(self).await
+    async fn ingest_listed(&self, ingestor: &Ingestor, by: ListedBy) -> Result<Verdict, IngestError> {
+        ingestor.ingest_listed(self, by).await
     }
 }
 
@@ -222,7 +237,7 @@ impl Listed for CancelledBooking {
         self.updated_on.as_ref()
     }
 
-    async fn ingest_listed(&self, ingestor: &Ingestor) -> Result<Verdict, IngestError> {
+    async fn ingest_listed(&self, ingestor: &Ingestor, _: ListedBy) -> Result<Verdict, IngestError> {
         ingestor.cancelled(self).await
     }
 }
@@ -318,14 +333,15 @@ impl Ingestor {
     }
 
     /// A record from a listing: ingested as it is, or, when the listing leaves out what it
-    /// needs, read by id first if this version is news.
-    async fn ingest_listed<E: Tracked>(&self, record: &E) -> Result<Verdict, IngestError> {
+    /// needs, read by id first (by the poller only if this version is news). What a reading by
+    /// id changed is found by its content, whatever its `UpdatedOn` says.
+    async fn ingest_listed<E: Tracked>(&self, record: &E, by: ListedBy) -> Result<Verdict, IngestError> {
         if !record.partial() {
             return self.ingest(record).await;
         }
         let key = RecordKey::new(E::KIND, record.id());
         let written = record.updated_on().and_then(NexudusDateTime::to_utc);
-        if written.is_some_and(|written| self.ledger.knows_version(key, written)) {
+        if by == ListedBy::Poll && written.is_some_and(|written| self.ledger.knows_version(key, written)) {
             return Ok(Verdict::Unchanged);
         }
         self.reread::<E>(record.id()).await

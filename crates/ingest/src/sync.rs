@@ -6,7 +6,9 @@
 //! (`watermark.<Entity>`), only once everything it read is durably appended. The sweeper lists
 //! everything, so that records that vanished (hard deletes, which `UpdatedOn` cannot show, each
 //! confirmed by a listing by its id) become removals, cancelled bookings become cancellations,
-//! and the cached locations, zones, products and desks are refreshed.
+//! every record a listing shows only in part (a contract without its `Desks`) is read again by
+//! id, since Nexudus may change those parts without moving `UpdatedOn`, and the cached
+//! locations, zones, products and desks are refreshed.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use doorsync_proto::{MemberId, Timestamp};
 
 use crate::directory::Referenced;
 use crate::error::IngestError;
-use crate::ingestor::{Ingestor, Listed, RunSummary, Tracked};
+use crate::ingestor::{Ingestor, Listed, ListedBy, RunSummary, Tracked};
 use crate::ledger::Verdict;
 use crate::record::{Holder, RecordKind};
 use crate::retry::Target;
@@ -148,7 +150,7 @@ impl Ingestor {
         self.attempt(Target::Coworker, coworker).await?;
         let watermark = self.watermark(CoworkerTimePass::NAME).await?;
         let query = self.changed_since::<CoworkerTimePass>(watermark);
-        let listed = self.read_listing(&query, &mut RunSummary::default()).await?;
+        let listed = self.read_listing(&query, ListedBy::Poll, &mut RunSummary::default()).await?;
         let held = self.ledger.live(RecordKind::CoworkerTimePass, Some(Holder::Member(MemberId(coworker))));
         for pass in held.into_iter().filter(|pass| !listed.ids.contains(pass)) {
             self.attempt(Target::CoworkerTimePass, pass).await?;
@@ -160,7 +162,7 @@ impl Ingestor {
         let started = self.clock.now();
         let watermark = self.watermark(E::NAME).await?;
         let query = self.changed_since::<E>(watermark);
-        let listed = self.read_listing(&query, summary).await?;
+        let listed = self.read_listing(&query, ListedBy::Poll, summary).await?;
         // Capped at our own clock, so a record stamped ahead of it cannot make the watermark skip
         // what is written meanwhile, and at the first record that failed, to read it again.
         let capped = listed.newest.map(|newest| newest.min(started));
@@ -193,6 +195,7 @@ impl Ingestor {
     async fn read_listing<E: Listed>(
         &self,
         query: &ListQuery<E>,
+        by: ListedBy,
         summary: &mut RunSummary,
     ) -> Result<ListingRead, IngestError> {
         let listing = self.client.list(query).await?;
@@ -208,7 +211,7 @@ impl Ingestor {
         for record in &listing.records {
             read.ids.insert(record.id());
             let written = record.written_on().and_then(NexudusDateTime::to_utc);
-            match record.ingest_listed(self).await {
+            match record.ingest_listed(self, by).await {
                 Ok(verdict) => summary.tally(verdict),
                 Err(error) => {
                     carry_on(error, E::NAME, record.id(), &mut read.failure)?;
@@ -225,7 +228,7 @@ impl Ingestor {
     /// Nexudus no longer has them.
     async fn sweep_entity<E: Tracked>(&self, summary: &mut RunSummary) -> Result<(), IngestError> {
         let query = ListQuery::<E>::new().page_size(self.options.page_size);
-        let listed = self.read_listing(&query, summary).await?;
+        let listed = self.read_listing(&query, ListedBy::Sweep, summary).await?;
         self.parking.forget_unidentified(E::NAME, &listed.unidentified).await?;
         self.reread_missing::<E>(self.ledger.live(E::KIND, None), &listed.ids, summary).await?;
         listed.failure.map_or(Ok(()), Err)
@@ -233,7 +236,7 @@ impl Ingestor {
 
     async fn sweep_cancellations(&self, summary: &mut RunSummary) -> Result<(), IngestError> {
         let query = ListQuery::<CancelledBooking>::new().page_size(self.options.page_size);
-        let listed = self.read_listing(&query, summary).await?;
+        let listed = self.read_listing(&query, ListedBy::Sweep, summary).await?;
         self.parking.forget_unidentified(CancelledBooking::NAME, &listed.unidentified).await?;
         listed.failure.map_or(Ok(()), Err)
     }

@@ -26,7 +26,10 @@
 //! handle ([`NexudusSimulator::create`], [`update`](NexudusSimulator::update),
 //! [`cancel_booking`](NexudusSimulator::cancel_booking), [`delete`](NexudusSimulator::delete));
 //! each change sets `UpdatedOn` from the clock, and bookings and contracts get their `...Local`
-//! twins in their location's zone.
+//! twins in their location's zone. A change to a record's children or derived values
+//! ([`update_children`](NexudusSimulator::update_children), [`check_in`](NexudusSimulator::check_in))
+//! leaves `UpdatedOn` alone and announces nothing unless
+//! [`SimOptions::parent_updated_on_moves_with_child`] says otherwise.
 //!
 //! Not simulated: time-based `AccessControlUpdate`s (15 min around bookings), webhook scoping
 //! to a location, and sorting (`orderBy`/`dir`; records come in `Id` order).
@@ -93,6 +96,12 @@ pub struct SimOptions {
     /// as its maximum, and whether it caps lower is unconfirmed (reference §1.4). `None` [default]:
     /// up to 1,000.
     pub max_page_size: Option<u32>,
+    /// Whether a change to what Nexudus keeps as a record's children or derived values (a
+    /// contract's `Desks`, a pass's `RemainingUses` counted down by a check-in) moves the
+    /// record's `UpdatedOn` and is announced like any update. Unconfirmed (reference §1.5).
+    /// `false` [default]: `UpdatedOn` stays where it was and no webhook fires, so only a read of
+    /// the record itself shows the change ([`NexudusSimulator::update_children`]).
+    pub parent_updated_on_moves_with_child: bool,
 }
 
 impl SimOptions {
@@ -110,6 +119,7 @@ impl SimOptions {
             webhook_timeout: Duration::from_secs(10),
             missing_record: MissingRecord::default(),
             max_page_size: None,
+            parent_updated_on_moves_with_child: false,
         }
     }
 }
@@ -151,6 +161,7 @@ pub(crate) struct Shared {
     pub(crate) queued: Notify,
     pub(crate) missing_record: MissingRecord,
     pub(crate) max_page_size: u32,
+    parent_updated_on_moves_with_child: bool,
 }
 
 impl Shared {
@@ -194,6 +205,7 @@ impl NexudusSimulator {
             queued: Notify::new(),
             missing_record: options.missing_record,
             max_page_size: options.max_page_size.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+            parent_updated_on_moves_with_child: options.parent_updated_on_moves_with_child,
         });
         let (stop, stopped) = watch::channel(false);
         let server = {
@@ -245,6 +257,28 @@ impl NexudusSimulator {
     /// Sets the given fields of a record and bumps its `UpdatedOn`.
     pub fn update(&self, kind: SimEntity, id: u64, fields: Value) -> Result<(), SimError> {
         self.change(|store, now| store.update(kind, id, fields, now))
+    }
+
+    /// Sets fields Nexudus keeps as the record's children or derived values (a contract's
+    /// `Desks` and their `FloorPlanDeskIds` mirror, a pass's `RemainingUses`): like
+    /// [`update`](Self::update) with [`SimOptions::parent_updated_on_moves_with_child`], else
+    /// silently, leaving `UpdatedOn` as it was.
+    pub fn update_children(&self, kind: SimEntity, id: u64, fields: Value) -> Result<(), SimError> {
+        if self.shared.parent_updated_on_moves_with_child {
+            return self.update(kind, id, fields);
+        }
+        self.shared.lock().update_silently(kind, id, fields)
+    }
+
+    /// A check-in on a customer's pass: one of its `RemainingUses` is used (never below 0), a
+    /// derived value ([`update_children`](Self::update_children)). Returns the uses left.
+    pub fn check_in(&self, pass: u64) -> Result<i64, SimError> {
+        let record = self
+            .record(SimEntity::CoworkerTimePass, pass)
+            .ok_or(SimError::NotFound { entity: SimEntity::CoworkerTimePass.name(), id: pass })?;
+        let left = record.get("RemainingUses").and_then(Value::as_i64).unwrap_or(0).saturating_sub(1).max(0);
+        self.update_children(SimEntity::CoworkerTimePass, pass, json!({"RemainingUses": left}))?;
+        Ok(left)
     }
 
     /// Deletes a record for good (an admin's hard delete): gone from lists, and a read by id

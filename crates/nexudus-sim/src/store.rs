@@ -215,6 +215,17 @@ impl State {
         Ok(())
     }
 
+    /// Sets the given fields of a record without touching its `UpdatedOn` or announcing it.
+    pub(crate) fn update_silently(&mut self, kind: SimEntity, id: u64, fields: Value) -> Result<(), SimError> {
+        let Value::Object(fields) = fields else { return Err(SimError::NotAnObject) };
+        let Some(Value::Object(record)) = self.collections.get_mut(&kind).and_then(|records| records.get_mut(&id))
+        else {
+            return Err(SimError::NotFound { entity: kind.name(), id });
+        };
+        record.extend(fields);
+        Ok(())
+    }
+
     fn store(
         &mut self,
         kind: SimEntity,

@@ -387,3 +387,26 @@ async fn delayed_deliveries_wait_on_the_clock() {
     sorted.sort_unstable();
     assert_eq!(sorted, ids, "every delayed delivery arrives once the clock passes its time");
 }
+
+#[tokio::test]
+async fn a_change_to_a_records_children_moves_updated_on_and_is_announced_only_with_the_switch() {
+    for moves in [false, true] {
+        let (clock, sim) = start(|options| options.parent_updated_on_moves_with_child = moves).await;
+        let mut receiver = Receiver::start().await;
+        sim.register_webhook(WebhookAction::AccessControlUpdate, &receiver.url, Secret::new("s")).unwrap();
+        let fields = json!({"CoworkerId": 12, "TimePassId": 9, "Used": false, "RemainingUses": 2});
+        let pass = sim.create(SimEntity::CoworkerTimePass, fields).unwrap();
+        receiver.next().await;
+        let created = sim.record(SimEntity::CoworkerTimePass, pass).unwrap()["UpdatedOn"].clone();
+        clock.advance(Duration::from_secs(5));
+
+        assert_eq!(sim.check_in(pass).unwrap(), 1);
+        let record = sim.record(SimEntity::CoworkerTimePass, pass).unwrap();
+        assert_eq!(record["RemainingUses"], json!(1));
+        assert_eq!(record["UpdatedOn"] != created, moves);
+        assert_eq!(receiver.got_any_within(Duration::from_millis(300)).await, moves);
+        assert_eq!(sim.check_in(pass).unwrap(), 0);
+        assert_eq!(sim.check_in(pass).unwrap(), 0, "never below none");
+        sim.shutdown().await;
+    }
+}

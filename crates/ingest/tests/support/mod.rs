@@ -47,6 +47,8 @@ pub(crate) struct Setup {
     pub(crate) missing_record: MissingRecord,
     /// The simulator's page-size cap (none: what is asked, at most 1,000).
     pub(crate) max_page_size: Option<u32>,
+    /// Sets the simulator's other switches.
+    pub(crate) sim: Box<dyn FnOnce(&mut SimOptions)>,
 }
 
 pub(crate) struct World {
@@ -75,6 +77,7 @@ impl World {
             log: None,
             missing_record: MissingRecord::default(),
             max_page_size: None,
+            sim: Box::new(|_| {}),
         };
         configure(&mut setup);
 
@@ -84,6 +87,7 @@ impl World {
         sim_options.faults = setup.faults;
         sim_options.missing_record = setup.missing_record;
         sim_options.max_page_size = setup.max_page_size;
+        (setup.sim)(&mut sim_options);
         sim_options.webhook_retry_delay = Duration::from_secs(1);
         let sim = NexudusSimulator::start(sim_options).await.unwrap();
         let client = client_of(&sim, &clock);
