@@ -5,6 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use doorsync_proto::Timestamp;
 
 use doorsync_nexudus::{
     Business, Entity, FloorPlanDesk, NexudusClient, NexudusError, Resource, SimpleTimeZone, TimePass,
@@ -13,6 +16,10 @@ use doorsync_nexudus::{
 use crate::error::IngestError;
 use crate::ingestor::confirm_deleted;
 use crate::normalise::{Unnormalisable, Zone};
+
+/// UTC-12:00 (Etc/GMT+12, Windows "Dateline Standard Time"): no zone is further west.
+const WESTERNMOST_OFFSET: Duration = Duration::from_secs(12 * 3_600);
+const DAY_MS: i64 = 24 * 3_600 * 1_000;
 
 #[derive(Debug, Default)]
 pub(crate) struct Known {
@@ -127,9 +134,84 @@ impl Directory {
         Ok(Zone::from_windows(&windows))
     }
 
+    /// How far west of UTC the westernmost known location is, at any instant from a day before
+    /// `at` until `at` (a change of summer time in between counts): zero when every known
+    /// location is at or east of UTC, and the westernmost offset in use anywhere when no
+    /// location is known. Locations whose zone is unknown are left out, since their records are
+    /// parked rather than read.
+    pub(crate) fn westward_offset(&self, at: Timestamp) -> Duration {
+        let known = self.known();
+        if known.businesses.is_empty() {
+            return WESTERNMOST_OFFSET;
+        }
+        let day_before = Timestamp::from_unix_millis(at.as_unix_millis().saturating_sub(DAY_MS));
+        let westernmost = known
+            .businesses
+            .values()
+            .filter_map(|business| {
+                let windows = match (&business.simple_time_zone_name, business.simple_time_zone_id) {
+                    (Some(name), _) => name.as_str(),
+                    (None, Some(zone)) => known.zones.get(&zone)?.name.as_str(),
+                    (None, None) => return None,
+                };
+                Zone::from_windows(windows).ok()
+            })
+            .flat_map(|zone| [zone.offset_seconds_at(day_before), zone.offset_seconds_at(at)])
+            .flatten()
+            .min()
+            .unwrap_or(0);
+        Duration::from_secs(u64::from(westernmost.min(0).unsigned_abs()))
+    }
+
     /// The time zone of the location of `resource`, when it can be known.
     pub(crate) async fn zone_of_resource(&self, resource: u64) -> Result<Option<Zone>, IngestError> {
         let Ok(resource) = self.lookup::<Resource>(resource).await? else { return Ok(None) };
         Ok(self.zone_of(resource.business_id).await?.ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::Arc;
+
+    use doorsync_clock::ManualClock;
+    use doorsync_nexudus::{Credentials, NexudusOptions, Secret};
+    use serde_json::json;
+
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        doorsync_nexudus::NexudusDateTime::parse(text).unwrap().to_utc().unwrap()
+    }
+
+    fn directory_of(zones: &[&str]) -> Directory {
+        let credentials = Credentials { username: "admin@example.com".into(), password: Secret::new("password") };
+        let options = NexudusOptions::new("http://127.0.0.1:9/".parse().unwrap(), credentials);
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(0)));
+        let directory = Directory::new(NexudusClient::new(options, clock).unwrap());
+        let businesses = zones
+            .iter()
+            .zip(1..)
+            .map(|(zone, id)| {
+                Business::from_record(&json!({"Id": id, "Name": "L", "SimpleTimeZoneName": zone})).unwrap()
+            })
+            .collect();
+        directory.replace_all::<Business>(businesses);
+        directory
+    }
+
+    #[test]
+    fn the_westward_offset_is_the_westernmost_known_locations_with_summer_time_and_the_worst_when_none_is_known() {
+        let hours = |hours: u64| Duration::from_secs(hours * 3_600);
+        let july = at("2025-07-01T12:00:00Z");
+        assert_eq!(directory_of(&[]).westward_offset(july), hours(12), "nothing known: as far west as zones go");
+        assert_eq!(directory_of(&["AUS Eastern Standard Time", "GMT Standard Time"]).westward_offset(july), hours(0));
+        let with_los_angeles = directory_of(&["GMT Standard Time", "Pacific Standard Time", "Mars Standard Time"]);
+        assert_eq!(with_los_angeles.westward_offset(july), hours(7));
+        assert_eq!(with_los_angeles.westward_offset(at("2025-01-15T12:00:00Z")), hours(8));
+        // Summer time began at 10:00 UTC on 9 March 2025; a day before, the offset was still -8.
+        assert_eq!(with_los_angeles.westward_offset(at("2025-03-09T20:00:00Z")), hours(8));
     }
 }

@@ -65,7 +65,9 @@ pub struct IngestOptions {
     /// Time between sweeps (the first comes one interval after start).
     pub sweep_interval: Duration,
     /// How far before its watermark a poll starts reading: `from_{Entity}_UpdatedOn` has minute
-    /// precision, and Nexudus's clock is not ours.
+    /// precision, and Nexudus's clock is not ours. The poll also starts earlier by the
+    /// westernmost location's offset from UTC, in case Nexudus reads the filter on that
+    /// location's wall clock.
     pub overlap: Duration,
     /// The shared secret Nexudus signs webhooks with.
     pub webhook_secret: Secret,

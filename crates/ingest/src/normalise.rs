@@ -61,6 +61,13 @@ impl Zone {
         let tz = TimeZoneDatabase::bundled().get(iana).map_err(|_| unknown())?;
         Ok(Self { iana, tz })
     }
+
+    /// The zone's offset from UTC at `at`, in seconds east; `None` for an instant beyond what
+    /// the zone database can place.
+    pub(crate) fn offset_seconds_at(&self, at: Timestamp) -> Option<i32> {
+        let instant = jiff::Timestamp::from_millisecond(at.as_unix_millis()).ok()?;
+        Some(self.tz.to_offset(instant).seconds())
+    }
 }
 
 /// What one version of a record means: when it was written, who holds what it grants, and the

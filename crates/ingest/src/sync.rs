@@ -2,7 +2,8 @@
 //! `AccessControlUpdate` asks for.
 //!
 //! The poller lists each entity changed since its watermark minus an overlap (the filter has
-//! minute precision and clocks drift) and moves the watermark, in the ingest bucket
+//! minute precision and clocks drift) and minus the westernmost location's offset from UTC (the
+//! filter may be read on the location's wall clock), and moves the watermark, in the ingest bucket
 //! (`watermark.<Entity>`), only once everything it read is durably appended. The sweeper lists
 //! everything, so that records that vanished (hard deletes, which `UpdatedOn` cannot show, each
 //! confirmed by a listing by its id) become removals, cancelled bookings become cancellations,
@@ -76,13 +77,16 @@ macro_rules! for_each_tracked {
 }
 
 impl Ingestor {
-    /// Reads what changed since the watermarks, appends it, and moves the watermarks on; also
-    /// checks the webhooks' health. Polls run one at a time.
+    /// Reads the locations and their zones again, then what changed since the watermarks,
+    /// appends it, and moves the watermarks on; also checks the webhooks' health. Polls run one
+    /// at a time.
     #[tracing::instrument(name = "ingest.poll", skip_all)]
     pub(crate) async fn poll(&self) -> Result<RunSummary, IngestError> {
         let _one_poll_at_a_time = self.poll_lock.lock().await;
         let mut summary = RunSummary::default();
-        let mut results = for_each_tracked!(self.poll_entity(&mut summary));
+        // The locations first: their zones decide where each listing starts.
+        let mut results = vec![self.refresh_all::<SimpleTimeZone>().await, self.refresh_all::<Business>().await];
+        results.extend(for_each_tracked!(self.poll_entity(&mut summary)));
         results.push(self.poll_entity::<CancelledBooking>(&mut summary).await);
         results.push(self.check_webhooks().await);
         self.finish(Run::Poll, summary, results).await
@@ -179,12 +183,16 @@ impl Ingestor {
 
     /// Records of `E` changed since `watermark` minus the overlap; all of them before the first
     /// poll set one.
+    ///
+    /// Whether Nexudus reads the filter as UTC or on each location's wall clock is unconfirmed
+    /// (reference §1.5, §1.7). Read on a wall clock west of UTC, a filter starts that much later
+    /// than meant, so it is moved back by the westernmost known location's offset: then it
+    /// starts no later than meant whichever way it is read (east of UTC it only starts earlier).
     fn changed_since<E: Entity>(&self, watermark: Option<Timestamp>) -> ListQuery<E> {
         let query = ListQuery::<E>::new().page_size(self.options.page_size);
-        match watermark {
-            Some(watermark) => query.updated_since(earlier(watermark, self.options.overlap)),
-            None => query,
-        }
+        let Some(watermark) = watermark else { return query };
+        let meant = earlier(watermark, self.options.overlap);
+        query.updated_since(earlier(meant, self.directory.westward_offset(meant)))
     }
 
     async fn watermark(&self, entity: &str) -> Result<Option<Timestamp>, IngestError> {

@@ -187,8 +187,9 @@ async fn a_pass_an_access_control_update_cannot_read_goes_to_the_retry_set() {
     };
     let pass = world.sim.create(SimEntity::CoworkerTimePass, pass_of(ada)).unwrap();
     world.ingest.poll_now().await.unwrap();
-    // A later pass moves the watermark past the overlap, so Ada's pass is read by id.
-    world.clock.advance(Duration::from_secs(600));
+    // A later pass moves the watermark past the overlap, so Ada's pass is read by id (two hours
+    // on: the filter may be read on London's wall clock, an hour ahead of UTC in July).
+    world.clock.advance(Duration::from_secs(2 * 3_600));
     world.sim.create(SimEntity::CoworkerTimePass, pass_of(bo)).unwrap();
     world.ingest.poll_now().await.unwrap();
     let before = world.events().await;

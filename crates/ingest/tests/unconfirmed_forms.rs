@@ -5,10 +5,14 @@
 
 mod support;
 
-use doorsync_nexudus_sim::SimEntity;
-use doorsync_proto::{ContractChanged, Event, FloorPlanItem, FloorPlanItemId, FloorPlanItemKind, PassChanged};
+use std::time::Duration;
+
+use doorsync_nexudus_sim::{SimEntity, UpdatedOnFilter};
+use doorsync_proto::{
+    BookingChanged, ContractChanged, Event, FloorPlanItem, FloorPlanItemId, FloorPlanItemKind, PassChanged,
+};
 use serde_json::json;
-use support::World;
+use support::{World, instant};
 
 /// The last event the log holds that `pick` takes, with when it occurred.
 async fn last_of<T>(world: &World, pick: impl Fn(Event) -> Option<T>) -> Option<(doorsync_proto::Timestamp, T)> {
@@ -71,5 +75,43 @@ async fn a_desk_taken_off_a_contract_and_a_pass_used_up_reach_the_log_at_the_nex
         assert_eq!((at, used_up), (changed_on, true), "moves={moves}");
         assert_eq!(world.ingest.sweep_now().await.unwrap().appended, 0, "found once");
         world.stop().await;
+    }
+}
+
+/// Whether Nexudus reads a `from_{Entity}_UpdatedOn` filter as UTC or on each record's
+/// location's wall clock is unconfirmed (reference §1.5, §1.7). Read on Los Angeles's wall
+/// clock, a filter written in UTC starts seven hours late in July; the poller moves it back by
+/// the westernmost location's offset, so a change a minute after the watermark is found under
+/// either reading, west of UTC and east of it.
+#[tokio::test]
+async fn a_poll_finds_a_booking_changed_a_minute_after_the_watermark_whichever_way_the_filter_is_read() {
+    for windows_zone in ["Pacific Standard Time", "AUS Eastern Standard Time"] {
+        for filter in [UpdatedOnFilter::Local, UpdatedOnFilter::Utc] {
+            let world = World::start(|setup| {
+                setup.hooks.clear();
+                setup.sim = Box::new(move |sim| sim.updated_on_filter = filter);
+            })
+            .await;
+            let business = world.sim.create_location("Somewhere", windows_zone).unwrap();
+            let room = world.sim.create(SimEntity::Resource, json!({"BusinessId": business, "Name": "Room"})).unwrap();
+            let ada = support::coworker(&world.sim, "Ada");
+            let fields = json!({"ResourceId": room, "CoworkerId": ada, "Tentative": false,
+                "FromTime": "2025-07-02T16:00:00Z", "ToTime": "2025-07-02T17:00:00Z"});
+            let booking = world.sim.create(SimEntity::Booking, fields).unwrap();
+            assert_eq!(world.ingest.poll_now().await.unwrap().appended, 2, "{windows_zone} {filter:?}");
+
+            world.clock.advance(Duration::from_secs(60));
+            world.sim.update(SimEntity::Booking, booking, json!({"ToTime": "2025-07-02T18:00:00Z"})).unwrap();
+            let poll = world.ingest.poll_now().await.unwrap();
+            assert_eq!(poll.appended, 1, "{windows_zone} {filter:?}: {poll:?}");
+            let (at, BookingChanged { booking: changed, ends_at, .. }) = last_of(&world, |event| match event {
+                Event::BookingChanged(changed) => Some(changed),
+                _ => None,
+            })
+            .await
+            .unwrap();
+            assert_eq!((at, changed.0, ends_at), (world.now(), booking, instant("2025-07-02T18:00:00Z")));
+            world.stop().await;
+        }
     }
 }

@@ -15,10 +15,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use doorsync_nexudus::NexudusDateTime;
 use doorsync_proto::Timestamp;
+use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use crate::store::{SimEntity, State as Store};
-use crate::{MissingRecord, Shared};
+use crate::{MissingRecord, Shared, UpdatedOnFilter};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -216,7 +217,16 @@ async fn list(
     let size = number("size", 25).clamp(1, u64::from(shared.max_page_size));
     let known: Vec<(String, String)> =
         params.iter().filter(|(name, _)| is_known(&store, kind, name)).cloned().collect();
-    let matching: Vec<&Value> = store.records(kind).filter(|record| matches(kind, record, &known)).collect();
+    let matching: Vec<&Value> = store
+        .records(kind)
+        .filter(|record| {
+            let zone = match shared.updated_on_filter {
+                UpdatedOnFilter::Utc => None,
+                UpdatedOnFilter::Local => store.zone_of_record(kind, record),
+            };
+            matches(kind, record, &known, zone.as_ref())
+        })
+        .collect();
     let total = u64::try_from(matching.len()).unwrap_or(u64::MAX);
     let total_pages = total.div_ceil(size);
     let skip = usize::try_from((page - 1).saturating_mul(size)).unwrap_or(usize::MAX);
@@ -266,17 +276,18 @@ fn is_known(store: &Store, kind: SimEntity, name: &str) -> bool {
 }
 
 /// Whether `record` passes every filter in `params`: `{Entity}_{Field}=value` (equality) and
-/// `from_/to_{Entity}_{Field}` (date-times, inclusive). Other parameters are ignored, as
-/// Nexudus ignores parameters it does not know.
-fn matches(kind: SimEntity, record: &Value, params: &[(String, String)]) -> bool {
+/// `from_/to_{Entity}_{Field}` (date-times, inclusive; the bound read as a wall clock in
+/// `filter_zone` when given, else as UTC). Other parameters are ignored, as Nexudus ignores
+/// parameters it does not know.
+fn matches(kind: SimEntity, record: &Value, params: &[(String, String)], filter_zone: Option<&TimeZone>) -> bool {
     let name = kind.name();
     params.iter().all(|(key, wanted)| {
         let range = |prefix: &str| key.strip_prefix(prefix).and_then(|rest| rest.strip_prefix(name)?.strip_prefix('_'));
         if let Some(field) = range("from_") {
-            return compare_times(record.get(field), wanted).is_some_and(|ordering| ordering.is_ge());
+            return compare_times(record.get(field), wanted, filter_zone).is_some_and(|ordering| ordering.is_ge());
         }
         if let Some(field) = range("to_") {
-            return compare_times(record.get(field), wanted).is_some_and(|ordering| ordering.is_le());
+            return compare_times(record.get(field), wanted, filter_zone).is_some_and(|ordering| ordering.is_le());
         }
         let Some(field) = key.strip_prefix(name).and_then(|rest| rest.strip_prefix('_')) else { return true };
         match record.get(field) {
@@ -287,7 +298,12 @@ fn matches(kind: SimEntity, record: &Value, params: &[(String, String)]) -> bool
     })
 }
 
-fn compare_times(field: Option<&Value>, wanted: &str) -> Option<std::cmp::Ordering> {
-    let instant = |text: &str| NexudusDateTime::parse(text).ok()?.to_utc();
-    Some(instant(field?.as_str()?)?.cmp(&instant(wanted)?))
+fn compare_times(field: Option<&Value>, wanted: &str, filter_zone: Option<&TimeZone>) -> Option<std::cmp::Ordering> {
+    let written = NexudusDateTime::parse(field?.as_str()?).ok()?.to_utc()?;
+    let bound = NexudusDateTime::parse(wanted).ok()?;
+    let bound = match filter_zone {
+        Some(zone) => bound.in_zone(zone)?,
+        None => bound.to_utc()?,
+    };
+    Some(written.cmp(&bound))
 }

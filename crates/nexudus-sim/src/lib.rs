@@ -6,7 +6,8 @@
 //!   the simulator's clock) and HTTP Basic; 401 on bad credentials or an expired token;
 //! * `GET /api/{area}/{entity}` with Nexudus's paging envelope (`page`, `size`, `Records`,
 //!   `HasNextPage`, ...; the size optionally capped lower than asked, [`SimOptions::max_page_size`]), `{Entity}_{Field}` equality and `from_/to_{Entity}_{Field}` date
-//!   filters (so `from_{Entity}_UpdatedOn` watermarks work), list records without their
+//!   filters (so `from_{Entity}_UpdatedOn` watermarks work; read in each record's location's
+//!   zone by default, or as UTC: [`UpdatedOnFilter`]), list records without their
 //!   collection fields, the batch read by ids (`?id=[1,2]`, a bare array of full records), and
 //!   `GET /api/{area}/{entity}/{id}` with the full record; a missing or deleted id answers
 //!   **500** with an ASP.NET error body, as Nexudus does, or 404 ([`MissingRecord`]); parameters
@@ -74,6 +75,19 @@ pub enum MissingRecord {
     NotFound,
 }
 
+/// How a `from_/to_{Entity}_{Field}` date filter's value (`2025-07-01T08:00`) is read: unconfirmed
+/// (reference §1.5, §1.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpdatedOnFilter {
+    /// As UTC, like the instants the admin API writes.
+    Utc,
+    /// As a wall clock in the zone of each record's location, whatever offset it is written
+    /// with (a record with no location it can tell reads it as UTC): west of UTC, a filter then
+    /// starts later than the instant meant and misses what changed in between.
+    #[default]
+    Local,
+}
+
 #[derive(Debug, Clone)]
 pub struct SimOptions {
     pub clock: SharedClock,
@@ -102,6 +116,9 @@ pub struct SimOptions {
     /// `false` [default]: `UpdatedOn` stays where it was and no webhook fires, so only a read of
     /// the record itself shows the change ([`NexudusSimulator::update_children`]).
     pub parent_updated_on_moves_with_child: bool,
+    /// How date filters (`from_{Entity}_UpdatedOn` among them) are read: in each record's
+    /// location's zone [default], or as UTC.
+    pub updated_on_filter: UpdatedOnFilter,
 }
 
 impl SimOptions {
@@ -120,6 +137,7 @@ impl SimOptions {
             missing_record: MissingRecord::default(),
             max_page_size: None,
             parent_updated_on_moves_with_child: false,
+            updated_on_filter: UpdatedOnFilter::default(),
         }
     }
 }
@@ -162,6 +180,7 @@ pub(crate) struct Shared {
     pub(crate) missing_record: MissingRecord,
     pub(crate) max_page_size: u32,
     parent_updated_on_moves_with_child: bool,
+    pub(crate) updated_on_filter: UpdatedOnFilter,
 }
 
 impl Shared {
@@ -206,6 +225,7 @@ impl NexudusSimulator {
             missing_record: options.missing_record,
             max_page_size: options.max_page_size.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
             parent_updated_on_moves_with_child: options.parent_updated_on_moves_with_child,
+            updated_on_filter: options.updated_on_filter,
         });
         let (stop, stopped) = watch::channel(false);
         let server = {

@@ -267,14 +267,24 @@ impl State {
     }
 
     fn location_of(&self, kind: SimEntity, record: &Map<String, Value>) -> Option<u64> {
-        match kind {
+        let field = match kind {
             SimEntity::Booking | SimEntity::CancelledBooking => {
                 let resource = self.record(SimEntity::Resource, record.get("ResourceId")?.as_u64()?)?;
-                resource.get("BusinessId")?.as_u64()
+                return resource.get("BusinessId")?.as_u64();
             }
-            SimEntity::CoworkerContract => record.get("IssuedById")?.as_u64(),
-            _ => None,
-        }
+            SimEntity::CoworkerContract => "IssuedById",
+            SimEntity::Resource | SimEntity::TimePass | SimEntity::CoworkerTimePass => "BusinessId",
+            SimEntity::FloorPlanDesk => "FloorPlanBusinessId",
+            SimEntity::Coworker => "InvoicingBusinessId",
+            SimEntity::Business => "Id",
+            SimEntity::SimpleTimeZone | SimEntity::Webhook => return None,
+        };
+        record.get(field)?.as_u64()
+    }
+
+    /// The zone of the location `record` belongs to, when it has one the simulator can tell.
+    pub(crate) fn zone_of_record(&self, kind: SimEntity, record: &Value) -> Option<TimeZone> {
+        self.zone_of(self.location_of(kind, record.as_object()?)?)
     }
 
     fn zone_of(&self, business: u64) -> Option<TimeZone> {

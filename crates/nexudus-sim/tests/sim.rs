@@ -14,7 +14,7 @@ use doorsync_nexudus::{
     AuthMode, Booking, CancelledBooking, Credentials, Limits, ListQuery, NexudusClient, NexudusError, NexudusOptions,
     Secret, Webhook, WebhookAction,
 };
-use doorsync_nexudus_sim::{MissingRecord, NexudusSimulator, SimEntity, SimOptions, WebhookFaults};
+use doorsync_nexudus_sim::{MissingRecord, NexudusSimulator, SimEntity, SimOptions, UpdatedOnFilter, WebhookFaults};
 use doorsync_proto::Timestamp;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -407,6 +407,35 @@ async fn a_change_to_a_records_children_moves_updated_on_and_is_announced_only_w
         assert_eq!(receiver.got_any_within(Duration::from_millis(300)).await, moves);
         assert_eq!(sim.check_in(pass).unwrap(), 0);
         assert_eq!(sim.check_in(pass).unwrap(), 0, "never below none");
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn date_filters_are_read_on_the_records_locations_wall_clock_by_default_or_as_utc_with_the_switch() {
+    for (filter, listed) in [(UpdatedOnFilter::Local, false), (UpdatedOnFilter::Utc, true)] {
+        let (_, sim) = start(|options| options.updated_on_filter = filter).await;
+        let business = sim.create_location("Los Angeles", "Pacific Standard Time").unwrap();
+        let pass = json!({"CoworkerId": 1, "TimePassId": 9, "Used": false, "BusinessId": business});
+        let id = sim.create(SimEntity::CoworkerTimePass, pass).unwrap();
+        let placeless =
+            sim.create(SimEntity::CoworkerTimePass, json!({"CoworkerId": 2, "TimePassId": 9, "Used": false}));
+        let placeless = placeless.unwrap();
+        // Written at 08:00 UTC; 07:59 read in Los Angeles (UTC-7 in July) is 14:59 UTC.
+        let raw = reqwest::Client::new()
+            .get(sim.base_url().join("api/billing/coworkertimepasses").unwrap())
+            .basic_auth("admin@example.com", Some("password"))
+            .query(&[("from_CoworkerTimePass_UpdatedOn", "2025-07-01T07:59")])
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        let ids: Vec<u64> =
+            raw["Records"].as_array().unwrap().iter().map(|record| record["Id"].as_u64().unwrap()).collect();
+        let expected = if listed { vec![id, placeless] } else { vec![placeless] };
+        assert_eq!(ids, expected, "{filter:?}: a record with no location reads the filter as UTC");
         sim.shutdown().await;
     }
 }
