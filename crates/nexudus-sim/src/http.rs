@@ -82,7 +82,7 @@ fn throttle(store: &mut Store, now: Timestamp) -> Result<(), Refusal> {
     store.stats.requests += 1;
     let wait_ms = if store.forced_throttles > 0 {
         store.forced_throttles -= 1;
-        1_000
+        i64::try_from(store.forced_retry_after_seconds.saturating_mul(1_000)).unwrap_or(i64::MAX)
     } else {
         let Some(windows) = store.windows.as_mut() else { return Ok(()) };
         let earliest = windows.earliest_allowed(now);
@@ -94,7 +94,7 @@ fn throttle(store: &mut Store, now: Timestamp) -> Result<(), Refusal> {
     };
     store.stats.throttled += 1;
     // Whole seconds, rounded up, as `Retry-After` takes them.
-    Err(Refusal::Throttled { retry_after_seconds: (wait_ms.max(1) + 999) / 1_000 })
+    Err(Refusal::Throttled { retry_after_seconds: wait_ms.max(1).saturating_add(999) / 1_000 })
 }
 
 fn authorized(shared: &Shared, store: &Store, headers: &HeaderMap, now: Timestamp) -> bool {

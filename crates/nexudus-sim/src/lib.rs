@@ -351,7 +351,15 @@ impl NexudusSimulator {
 
     /// Answers the next `requests` API requests with 409 and `Retry-After: 1`, whatever the limits.
     pub fn throttle_next(&self, requests: u32) {
-        self.shared.lock().forced_throttles = requests;
+        self.throttle_next_with_retry_after(requests, 1);
+    }
+
+    /// Answers the next `requests` API requests with 409 and `Retry-After: <seconds>`, as a proxy
+    /// in front of Nexudus might, with any value.
+    pub fn throttle_next_with_retry_after(&self, requests: u32, seconds: u64) {
+        let mut store = self.shared.lock();
+        store.forced_throttles = requests;
+        store.forced_retry_after_seconds = seconds;
     }
 
     /// Invalidates every access and refresh token issued so far, as a password change would.

@@ -139,6 +139,8 @@ pub(crate) struct State {
     retry_delay: Duration,
     pub(crate) windows: Option<RequestWindows>,
     pub(crate) forced_throttles: u32,
+    /// The `Retry-After` of the forced throttles.
+    pub(crate) forced_retry_after_seconds: u64,
     pub(crate) access_tokens: HashMap<String, Timestamp>,
     pub(crate) refresh_tokens: HashSet<String>,
     pub(crate) next_token: u64,
@@ -170,6 +172,7 @@ impl State {
             retry_delay,
             windows,
             forced_throttles: 0,
+            forced_retry_after_seconds: 1,
             access_tokens: HashMap::new(),
             refresh_tokens: HashSet::new(),
             next_token: 0,

@@ -202,7 +202,7 @@ impl NexudusClient {
             }
             let wait = retry_after(response.headers(), self.inner.clock.now()).unwrap_or(DEFAULT_RETRY_AFTER);
             tracing::debug!(method, path, wait_ms = wait.as_millis(), "nexudus throttled the request (409)");
-            self.inner.limiter.hold_until(later(self.inner.clock.now(), wait));
+            self.inner.limiter.hold_for(wait);
         }
     }
 

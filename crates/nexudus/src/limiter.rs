@@ -12,6 +12,11 @@ use crate::Limits;
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3_600);
 
+/// The longest a `Retry-After` holds requests back. Nexudus's own waits are seconds to a minute;
+/// a longer one (a proxy's `Retry-After: 99999999`) would freeze every read, so it is cut to this
+/// and tried again then.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
+
 /// `at` plus `by`, saturating rather than overflowing.
 pub(crate) fn later(at: Timestamp, by: Duration) -> Timestamp {
     let by_ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
@@ -141,8 +146,28 @@ impl RateLimiter {
         *self.waits.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes every caller wait until `until`, e.g. because the server asked to retry after it.
+    /// Makes every caller wait until `until`, e.g. because the server asked to retry after it,
+    /// but never longer than [`MAX_RETRY_AFTER`] from now.
     pub fn hold_until(&self, until: Timestamp) {
+        let now = self.clock.now();
+        let asked = Duration::from_millis(
+            u64::try_from(until.as_unix_millis().saturating_sub(now.as_unix_millis())).unwrap_or(0),
+        );
+        self.hold_for(asked);
+    }
+
+    /// Makes every caller wait `wait` from now (a `Retry-After`), cut to [`MAX_RETRY_AFTER`]
+    /// with a warning when it is longer.
+    pub fn hold_for(&self, wait: Duration) {
+        if wait > MAX_RETRY_AFTER {
+            tracing::warn!(
+                asked_s = wait.as_secs(),
+                held_s = MAX_RETRY_AFTER.as_secs(),
+                "nexudus (or a proxy before it) asked to wait longer than doorsync ever waits; holding requests \
+                 for the longest wait instead"
+            );
+        }
+        let until = later(self.clock.now(), wait.min(MAX_RETRY_AFTER));
         self.windows.lock().unwrap_or_else(PoisonError::into_inner).hold_until(until);
     }
 }
@@ -257,5 +282,20 @@ mod tests {
         clock.set(ms(5_000));
         tokio::time::timeout(Duration::from_secs(5), third).await.expect("released when the hold ends");
         assert_eq!(limiter.waits(), LimiterWaits { waits: 2, waited_ms: 100 + 4_900 }, "clones share the count");
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_longer_than_five_minutes_holds_requests_five_minutes() {
+        let clock = ManualClock::new(START);
+        let limiter = RateLimiter::new(Limits::NEXUDUS, Arc::new(clock.clone()));
+        limiter.hold_for(Duration::from_secs(99_999_999));
+        limiter.hold_until(later(START, Duration::from_secs(86_400)));
+        let mut held = Box::pin(limiter.acquire());
+        assert!(poll_once(&mut held).await.is_pending(), "held for now");
+        clock.advance(MAX_RETRY_AFTER - Duration::from_millis(1));
+        assert!(poll_once(&mut held).await.is_pending(), "held for five minutes");
+        clock.advance(Duration::from_millis(1));
+        tokio::time::timeout(Duration::from_secs(5), held).await.expect("released after five minutes");
+        assert_eq!(clock.now(), later(START, MAX_RETRY_AFTER));
     }
 }

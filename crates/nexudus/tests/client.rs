@@ -279,3 +279,34 @@ async fn a_booking_carries_utc_times_and_local_twins_in_its_location_zone() {
     let zone = jiff::tz::TimeZone::get("Europe/London").unwrap();
     assert!(local_agrees_with_utc(&booking.from_time, &local, &zone));
 }
+
+/// A `Retry-After` of years (a proxy's) holds the client five minutes, not forever.
+#[tokio::test]
+async fn an_endless_retry_after_holds_the_client_five_minutes_at_most() {
+    let setup = Setup::new(|_| {}).await;
+    setup.coworker("Ada");
+    let client = setup.client_with(|options| options.auth = AuthMode::Basic);
+    setup.sim.throttle_next_with_retry_after(1, 99_999_999);
+    let query = ListQuery::<Coworker>::new();
+    let mut listing = std::pin::pin!(client.list(&query));
+    let mut advanced = Duration::ZERO;
+    let records = loop {
+        tokio::select! {
+            listed = &mut listing => break listed.unwrap().records,
+            () = tokio::time::sleep(Duration::from_millis(5)) => {
+                assert!(advanced < Duration::from_secs(3_600), "still held after an hour of virtual time");
+                setup.clock.advance(Duration::from_secs(10));
+                advanced += Duration::from_secs(10);
+            }
+        }
+    };
+    assert_eq!(records.len(), 1);
+    assert_eq!(setup.sim.stats().throttled, 1);
+    let held =
+        Duration::from_millis(u64::try_from(setup.clock.now().as_unix_millis() - START.as_unix_millis()).unwrap());
+    assert!(
+        held >= doorsync_nexudus::MAX_RETRY_AFTER
+            && held <= doorsync_nexudus::MAX_RETRY_AFTER + Duration::from_secs(10),
+        "{held:?}"
+    );
+}
