@@ -247,10 +247,75 @@ pub(crate) async fn check_config(config_file: Option<&Path>) -> anyhow::Result<(
             }
         }
     }
+    let mut refused = Vec::new();
     if config.kisi_api_key().is_ok() {
         let mapping = setup::mapping(&config).await.context("resolving the mapping's Kisi groups")?;
         let groups = mapping.resources.len() + mapping.pass_products.len() + mapping.floor_plan_items.len();
         println!("  Kisi groups of the mapping: {groups} resolved");
+        if groups > 0 {
+            refused = invisible_groups(&config, &mapping).await?;
+        }
     }
-    if missing.is_empty() { Ok(()) } else { bail!("{} secret(s) missing: {}", missing.len(), missing.join(", ")) }
+    if !missing.is_empty() {
+        bail!("{} secret(s) missing: {}", missing.len(), missing.join(", "));
+    }
+    if !refused.is_empty() {
+        bail!(
+            "{} mapped Kisi group(s) this API key cannot see (a mistyped id, or a group of another organization): {}",
+            refused.len(),
+            refused.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// The mapped groups that are not among the groups the API key can see (Kisi answers 403 for
+/// them, which the writer treats as that group's commands failing), each with its `[[mapping]]`
+/// entries.
+async fn invisible_groups(config: &Config, mapping: &doorsync_access::Mapping) -> anyhow::Result<Vec<String>> {
+    let kisi = setup::kisi_client(config)?;
+    let visible: std::collections::BTreeSet<_> = kisi
+        .groups()
+        .await
+        .context("listing the Kisi groups this API key can see")?
+        .into_iter()
+        .map(|group| group.id)
+        .collect();
+    let labels = setup::mapping_labels(config, mapping);
+    let invisible: Vec<String> = labels
+        .iter()
+        .filter(|(group, _)| !visible.contains(group))
+        .map(|(group, entries)| format!("group {group} ({entries})"))
+        .collect();
+    println!(
+        "  Kisi groups of the mapping visible to the API key: {} of {}",
+        labels.len() - invisible.len(),
+        labels.len()
+    );
+    Ok(invisible)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+    use crate::ops::testing::{Kisi, context};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn check_config_names_the_mapped_groups_the_key_cannot_see() {
+        let kisi = Kisi::start(50).await;
+        let (lounge, typo) = (kisi.handle.add_group("Lounge"), kisi.handle.add_group("Another organisation's"));
+        kisi.handle.hide_group(typo);
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(&dir, Some(&kisi), &[(1, lounge), (2, typo), (3, doorsync_proto::KisiGroupId(999_999))]);
+        let mapping = setup::mapping(&context.config).await.unwrap();
+
+        let invisible = invisible_groups(&context.config, &mapping).await.unwrap();
+
+        assert_eq!(
+            invisible,
+            [format!("group {typo} (mapping[1] (resource 2))"), "group 999999 (mapping[2] (resource 3))".to_owned(),]
+        );
+    }
 }

@@ -44,8 +44,13 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9090", env = "DOORSYNC_WRITER_ADMIN_URL")]
         writer_url: String,
         /// Carry out the revocations the mass-revocation guard held back.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         confirm: bool,
+        /// Only show what a reconciliation would take over (from kisi.adopt_created_by), change
+        /// and remove, from the log and what Kisi holds now; writes nothing and needs no running
+        /// writer.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Everything in one process: simulated Nexudus and Kisi, generated locations in three time
     /// zones, members, bookings, passes and contracts, and doorsync between them; prints door
@@ -159,7 +164,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest => commands::serve(config, roles::RoleSet::INGEST, "ingest").await,
         Command::Engine => commands::serve(config, roles::RoleSet::ENGINE, "engine").await,
         Command::Writer => commands::serve(config, roles::RoleSet::WRITER, "writer").await,
-        Command::Reconcile { writer_url, confirm } => commands::reconcile(config, &writer_url, confirm).await,
+        Command::Reconcile { dry_run: true, .. } => ops::reconcile_dry_run(&context::Context::load(config)?).await,
+        Command::Reconcile { writer_url, confirm, dry_run: false } => {
+            commands::reconcile(config, &writer_url, confirm).await
+        }
         Command::Demo { data_dir, members, seconds } => {
             demo::run(demo::DemoOptions { data_dir, members, seconds }).await
         }

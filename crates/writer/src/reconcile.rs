@@ -160,7 +160,7 @@ impl Active<'_> {
             .collect();
         for (member, user) in users {
             let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
-            let actual = match read {
+            let actual = match self.gone_when_forbidden(read).await {
                 Ok(found) if found.access_enabled => KisiUserState::Enabled,
                 Ok(_) => KisiUserState::Suspended,
                 Err(CallError::Kisi(KisiError::NotFound { .. })) => KisiUserState::Deleted,
@@ -305,11 +305,11 @@ impl Active<'_> {
         for revocation in revocations {
             let Some(member) = revocation.member else {
                 let assignment = revocation.assignment;
-                match self
+                let deleted = self
                     .gateway
                     .call(&mut self.stop, |client| async move { client.delete_assignment(assignment).await })
-                    .await
-                {
+                    .await;
+                match self.gone_when_forbidden(deleted).await {
                     Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => revoked += 1,
                     Err(error) => self.call_failed(error, report, Some(revocation.group)).await?,
                 }

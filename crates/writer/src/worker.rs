@@ -599,6 +599,37 @@ impl<'a> Active<'a> {
         self.knowledge.record_link(user.id, member).await.map_err(unsaved)
     }
 
+    /// Kisi answers 403, not 404, for an id that does not exist (so Kisi support says): once the
+    /// key's own `GET /user` shows the key works, a 403 on a call by a user's or an assignment's
+    /// id means that user or assignment is gone, and is handled as a 404.
+    pub(crate) async fn gone_when_forbidden<T>(&mut self, result: Result<T, CallError>) -> Result<T, CallError> {
+        let Err(CallError::Kisi(KisiError::Forbidden { endpoint, details })) = result else { return result };
+        let error = KisiError::Forbidden { endpoint: endpoint.clone(), details: details.clone() };
+        match self.whom_kisi_refused(&error).await {
+            Refusal::ThisCall => Err(CallError::Kisi(KisiError::NotFound { endpoint, details })),
+            Refusal::TheKey => Err(CallError::Kisi(error)),
+            Refusal::NotKnownYet(probe_error) => Err(CallError::Kisi(probe_error)),
+        }
+    }
+
+    /// A create of an assignment refused with 403 names two ids: the member's user may be gone
+    /// (then it is found or created again), or the group is one the key may not use (then
+    /// `refusal` stands, and the command is dead-lettered naming the group).
+    async fn user_gone_or(&mut self, member: MemberId, user: KisiUserId, refusal: KisiError) -> StepResult {
+        let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
+        match self.gone_when_forbidden(read).await {
+            Ok(_) => StepResult::Failed(refusal),
+            Err(CallError::Kisi(KisiError::NotFound { .. })) => {
+                self.knowledge.forget_link(user).await;
+                let record = self.knowledge.get_mut(member);
+                record.user.known = None;
+                record.forget_assignments(KnownAssignment::Absent);
+                StepResult::Conflict("the member's Kisi user is gone".to_owned())
+            }
+            Err(error) => error.into(),
+        }
+    }
+
     /// The rules for group steps, from the options and what was learnt of the account.
     pub(crate) fn group_rules(&self) -> GroupRules {
         GroupRules {
@@ -980,7 +1011,7 @@ impl<'a> Active<'a> {
             UserStep::Read => {
                 let Some(user) = user_id else { return StepResult::Conflict(NO_USER.to_owned()) };
                 let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
-                match read {
+                match self.gone_when_forbidden(read).await {
                     Ok(found) => {
                         if let Some(known) = &mut self.knowledge.get_mut(member).user.known {
                             known.state = access_state(found.access_enabled);
@@ -1011,6 +1042,7 @@ impl<'a> Active<'a> {
                             client.set_user_access_enabled(user, access_enabled).await
                         })
                         .await;
+                let set = self.gone_when_forbidden(set).await;
                 let record = self.knowledge.get_mut(member);
                 match set {
                     Ok(()) => {
@@ -1042,7 +1074,7 @@ impl<'a> Active<'a> {
                 }
                 let deleted =
                     self.gateway.call(&mut self.stop, |client| async move { client.delete_user(user).await }).await;
-                match deleted {
+                match self.gone_when_forbidden(deleted).await {
                     Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => {
                         self.knowledge.forget_link(user).await;
                         let record = self.knowledge.get_mut(member);
@@ -1104,6 +1136,10 @@ impl<'a> Active<'a> {
                         *known = KnownAssignment::Present(HeldAssignment { ours: true, ..held(&assignment) });
                         StepResult::Changed(Vec::new())
                     }
+                    Err(CallError::Kisi(error @ KisiError::Forbidden { .. })) => {
+                        *known = KnownAssignment::Unknown;
+                        self.user_gone_or(member, user, error).await
+                    }
                     Err(CallError::Kisi(error)) => {
                         // Created after all (a lost answer) or by someone else: look before
                         // creating again, since Kisi holds one assignment per user and group.
@@ -1127,6 +1163,7 @@ impl<'a> Active<'a> {
                         client.update_assignment_validity(assignment, validity).await
                     })
                     .await;
+                let updated = self.gone_when_forbidden(updated).await;
                 match updated {
                     Ok(()) => self.verify_update(member, group, assignment, validity).await,
                     Err(CallError::Kisi(error @ KisiError::NotFound { .. })) => {
@@ -1159,7 +1196,7 @@ impl<'a> Active<'a> {
                     .gateway
                     .call(&mut self.stop, |client| async move { client.delete_assignment(assignment).await })
                     .await;
-                match deleted {
+                match self.gone_when_forbidden(deleted).await {
                     Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => {
                         self.knowledge.get_mut(member).group_mut(group).known = KnownAssignment::Absent;
                         StepResult::Changed(Vec::new())
@@ -1193,7 +1230,7 @@ impl<'a> Active<'a> {
         let read =
             self.gateway.call(&mut self.stop, |client| async move { client.role_assignment(assignment).await }).await;
         let creators = self.creators.clone();
-        match read {
+        match self.gone_when_forbidden(read).await {
             Ok(held) => {
                 let applied = held.validity() == validity;
                 self.knowledge.get_mut(member).group_mut(group).known = creators.present(&held);

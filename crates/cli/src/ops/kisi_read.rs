@@ -1,5 +1,7 @@
 //! Reads what Kisi holds for a plan, without writing anything: who the API key belongs to (its
-//! assignments are doorsync's), the managed groups' role assignments, and the linked users.
+//! assignments are doorsync's) and who the adopted creators are (theirs are taken over), the
+//! managed groups' role assignments, the linked users, and the users that members without one
+//! would be linked to by email.
 //!
 //! Kisi allows 5 requests per second per API user, shared with the running writer, so requests
 //! are spaced at the configured rate, and a 429, 5xx or timeout is retried a few times after
@@ -27,18 +29,31 @@ pub(crate) struct Read {
     pub(crate) requests: u64,
 }
 
-/// Reads everything `wanted` names, `requests_per_second` at most.
+/// Reads everything `wanted` names, `requests_per_second` at most; `adopt_created_by` are the
+/// emails of the users whose assignments doorsync takes over.
 pub(crate) async fn read(
     client: &KisiClient,
     clock: &SharedClock,
     requests_per_second: u32,
     wanted: &ToRead,
+    adopt_created_by: &[String],
 ) -> anyhow::Result<Read> {
     let mut paced = Paced::new(client, clock, requests_per_second);
     let me = paced
         .call(|client| async move { client.current_user().await })
         .await
         .context("asking Kisi which user the API key belongs to")?;
+    let mut adopted = Vec::new();
+    for email in adopt_created_by {
+        let found = paced
+            .call(|client| async move { client.find_user_by_email(email).await })
+            .await
+            .context("looking up a user kisi.adopt_created_by names")?;
+        match found {
+            Some(user) => adopted.push(user.id),
+            None => tracing::warn!("kisi.adopt_created_by names an email no Kisi user has"),
+        }
+    }
     let mut view = KisiView::default();
     for &group in &wanted.groups {
         let assignments = paced
@@ -48,11 +63,13 @@ pub(crate) async fn read(
         let seen = assignments
             .iter()
             .filter_map(|assignment| {
+                let adopted = adopted.iter().any(|creator| assignment.created_by(*creator));
                 Some(SeenAssignment {
                     id: assignment.id,
                     user: assignment.user()?,
                     window: Window { from: assignment.valid_from, until: assignment.valid_until },
-                    ours: assignment.created_by(me.id),
+                    ours: assignment.created_by(me.id) || adopted,
+                    adopted,
                 })
             })
             .collect();
@@ -62,10 +79,21 @@ pub(crate) async fn read(
         let seen = match paced.call(|client| async move { client.user(user).await }).await {
             Ok(found) if found.access_enabled => SeenUser::Enabled,
             Ok(_) => SeenUser::Suspended,
-            Err(KisiError::NotFound { .. }) => SeenUser::Gone,
+            // Kisi answers 403 for an id that does not exist; the key works (it just said whose it is).
+            Err(KisiError::NotFound { .. } | KisiError::Forbidden { .. }) => SeenUser::Gone,
             Err(error) => return Err(error).with_context(|| format!("reading Kisi user {user}")),
         };
         view.users.insert(user, seen);
+    }
+    for email in &wanted.emails {
+        let found = paced
+            .call(|client| async move { client.find_user_by_email(email).await })
+            .await
+            .context("looking up the Kisi user of a member who has none linked yet")?;
+        // The writer never links the API key's own user to a member.
+        if let Some(user) = found.filter(|user| user.id != me.id) {
+            view.found_by_email.insert(email.clone(), user.id);
+        }
     }
     Ok(Read { view, requests: paced.requests })
 }
@@ -138,10 +166,14 @@ mod tests {
         let ours = sim.add_assignment_as(Some(kisi.api_user), ann, lounge, Some(at(0)), Some(at(60))).unwrap();
         let theirs = sim.add_assignment_as(None, bob, lounge, None, None).unwrap();
         sim.add_assignment_as(Some(kisi.api_user), ann, other, None, None).unwrap();
-        let wanted = ToRead { groups: BTreeSet::from([lounge, studio]), users: BTreeSet::from([ann, bob, gone]) };
+        let wanted = ToRead {
+            groups: BTreeSet::from([lounge, studio]),
+            users: BTreeSet::from([ann, bob, gone]),
+            emails: BTreeSet::new(),
+        };
         let clock: SharedClock = Arc::new(SystemClock);
 
-        let read = read(&kisi.client(), &clock, 5, &wanted).await.unwrap();
+        let read = read(&kisi.client(), &clock, 5, &wanted, &[]).await.unwrap();
 
         let lounge_members = &read.view.assignments[&lounge];
         assert_eq!(lounge_members.len(), 2);
@@ -152,7 +184,8 @@ mod tests {
                 id: ours,
                 user: ann,
                 window: Window { from: Some(at(0)), until: Some(at(60)) },
-                ours: true
+                ours: true,
+                adopted: false,
             }
         );
         assert!(!find(theirs).ours, "made by Kisi, not by the API key's user");
@@ -172,9 +205,9 @@ mod tests {
         let group = kisi.handle.add_group("Lounge");
         let throttled = Fault::Status { status: 429, retry_after: Some("1".to_owned()) };
         kisi.handle.inject(FaultRule::new(throttled).times(1).method("GET").path("/role_assignments"));
-        let wanted = ToRead { groups: BTreeSet::from([group]), users: BTreeSet::new() };
+        let wanted = ToRead { groups: BTreeSet::from([group]), users: BTreeSet::new(), emails: BTreeSet::new() };
         let clock: SharedClock = Arc::new(SystemClock);
-        let read = read(&kisi.client(), &clock, 5, &wanted).await.unwrap();
+        let read = read(&kisi.client(), &clock, 5, &wanted, &[]).await.unwrap();
         assert_eq!(read.view.assignments[&group], []);
         assert_eq!(read.requests, 3);
     }
@@ -183,9 +216,13 @@ mod tests {
     async fn a_refused_key_fails_with_what_was_being_read_and_a_hint() {
         let kisi = Kisi::start(50).await;
         kisi.handle.revoke_api_key(crate::ops::testing::KEY);
-        let wanted = ToRead { groups: BTreeSet::from([KisiGroupId(1)]), users: BTreeSet::from([KisiUserId(1)]) };
+        let wanted = ToRead {
+            groups: BTreeSet::from([KisiGroupId(1)]),
+            users: BTreeSet::from([KisiUserId(1)]),
+            emails: BTreeSet::new(),
+        };
         let clock: SharedClock = Arc::new(SystemClock);
-        let error = read(&kisi.client(), &clock, 5, &wanted).await.unwrap_err();
+        let error = read(&kisi.client(), &clock, 5, &wanted, &[]).await.unwrap_err();
         let text = format!("{error:#}");
         assert!(text.contains("which user the API key belongs to") && text.contains("KISI_API_KEY"), "{text}");
     }

@@ -12,7 +12,7 @@ mod rebuild;
 mod replay;
 mod table;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
@@ -20,7 +20,7 @@ use doorsync_log::EventLog;
 #[cfg(test)]
 pub(crate) use dlq::{Action, Handled};
 pub(crate) use dlq::{DeadLetter, DlqAction, dead_letters, dlq};
-pub(crate) use replay::replay;
+pub(crate) use replay::{reconcile_dry_run, replay};
 
 use crate::context::Context;
 use crate::setup;

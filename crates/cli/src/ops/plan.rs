@@ -4,9 +4,10 @@
 //! It compares Kisi with what each member should have now (`doorsync_access::desired`), not with
 //! what the writer last made true, so it shows both drift in Kisi (an assignment removed by hand)
 //! and work the writer has not done yet (a backlog, dead letters). It follows the writer's rules:
-//! windows as Kisi holds them (whole seconds), only assignments doorsync created are changed or
-//! deleted unless foreign ones may be touched, and only users doorsync linked are suspended,
-//! restored or deleted.
+//! windows as Kisi holds them (whole seconds), only assignments doorsync created (or took over
+//! from an adopted creator) are changed or deleted unless foreign ones may be touched, only users
+//! doorsync created are suspended, restored or deleted (unless found users may be managed), and
+//! of the assignments of users no member is linked to, only an adopted creator's go.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +22,9 @@ pub(crate) struct KisiView {
     pub(crate) assignments: BTreeMap<KisiGroupId, Vec<SeenAssignment>>,
     /// The users doorsync linked, as Kisi answered for each.
     pub(crate) users: BTreeMap<KisiUserId, SeenUser>,
+    /// The users found by the emails of members who should have a user and have none linked
+    /// yet (lowercase email): the writer would link them.
+    pub(crate) found_by_email: BTreeMap<String, KisiUserId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +32,10 @@ pub(crate) struct SeenAssignment {
     pub(crate) id: KisiAssignmentId,
     pub(crate) user: KisiUserId,
     pub(crate) window: Window,
-    /// Created by the API key's user, that is by doorsync.
+    /// Created by the API key's user, that is by doorsync, or by an adopted creator.
     pub(crate) ours: bool,
+    /// Created by a user `kisi.adopt_created_by` names: doorsync takes it over.
+    pub(crate) adopted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,17 +51,39 @@ pub(crate) enum SeenUser {
 pub(crate) struct ToRead {
     pub(crate) groups: BTreeSet<KisiGroupId>,
     pub(crate) users: BTreeSet<KisiUserId>,
+    /// Emails of members who should have a Kisi user and have none linked (lowercase).
+    pub(crate) emails: BTreeSet<String>,
 }
 
 /// The groups doorsync manages (every mapped group, and any group the writer reported an
-/// assignment in) and the users it linked that the writer has not reported deleted.
-pub(crate) fn to_read(members: &BTreeMap<MemberId, MemberState>, mapping: &Mapping) -> ToRead {
+/// assignment in), the users it linked that the writer has not reported deleted, and the emails
+/// of members who should have a user at `now` and have none linked.
+pub(crate) fn to_read(
+    members: &BTreeMap<MemberId, MemberState>,
+    mapping: &Mapping,
+    policy: &AccessPolicy,
+    now: Timestamp,
+) -> ToRead {
+    let groups = managed_groups(members, mapping);
+    let users = members.values().filter_map(live_user).collect();
+    let emails = members
+        .values()
+        .filter(|state| live_user(state).is_none())
+        .filter_map(|state| wanted_email(&doorsync_access::desired(state, mapping, policy, now)))
+        .collect();
+    ToRead { groups, users, emails }
+}
+
+fn managed_groups(members: &BTreeMap<MemberId, MemberState>, mapping: &Mapping) -> BTreeSet<KisiGroupId> {
     let mapped =
         mapping.resources.values().chain(mapping.pass_products.values()).chain(mapping.floor_plan_items.values());
     let reported = members.values().flat_map(|state| state.kisi().assignments.keys());
-    let groups = mapped.chain(reported).copied().collect();
-    let users = members.values().filter_map(live_user).collect();
-    ToRead { groups, users }
+    mapped.chain(reported).copied().collect()
+}
+
+/// The email of a member who should have an enabled Kisi user.
+fn wanted_email(desired: &Desired) -> Option<String> {
+    desired.user.as_ref().filter(|user| user.access == UserAccess::Enabled).map(|user| user.email.to_lowercase())
 }
 
 /// The member's linked Kisi user, unless the writer reported deleting it.
@@ -64,10 +92,13 @@ fn live_user(state: &MemberState) -> Option<KisiUserId> {
     kisi.user.filter(|_| kisi.user_state != Some(KisiUserState::Deleted))
 }
 
-/// Whether the assignments someone else made may be changed (`reconcile.touch_foreign_assignments`).
+/// What the writer may touch: the assignments someone else made
+/// (`reconcile.touch_foreign_assignments`), and users doorsync found rather than created
+/// (`kisi.manage_found_users`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Rules {
     pub(crate) modify_foreign: bool,
+    pub(crate) manage_found_users: bool,
 }
 
 /// One change the writer would make in Kisi.
@@ -85,6 +116,7 @@ pub(crate) enum Change {
         group: KisiGroupId,
         window: Window,
     },
+    /// `adopted` when the assignment is taken over from an adopted creator.
     FixWindow {
         member: MemberId,
         user: KisiUserId,
@@ -92,14 +124,16 @@ pub(crate) enum Change {
         assignment: KisiAssignmentId,
         held: Window,
         wanted: Window,
+        adopted: bool,
     },
-    /// `member` is `None` for an assignment doorsync made for a user no member is linked to.
+    /// `member` is `None` for an adopted creator's assignment for a user no member is linked to.
     DeleteAssignment {
         member: Option<MemberId>,
         user: KisiUserId,
         group: KisiGroupId,
         assignment: KisiAssignmentId,
         held: Window,
+        adopted: bool,
     },
     SuspendUser {
         member: MemberId,
@@ -135,6 +169,9 @@ pub(crate) struct Plan {
     /// users no member has come last.
     pub(crate) changes: Vec<Change>,
     pub(crate) foreign: Vec<Foreign>,
+    /// Assignments of adopted creators doorsync would take over as they are (their window is
+    /// already the member's).
+    pub(crate) taken_over_as_they_are: usize,
 }
 
 /// What it would take to make Kisi hold what every member should have at `now`.
@@ -146,7 +183,7 @@ pub(crate) fn plan(
     kisi: &KisiView,
     rules: Rules,
 ) -> Plan {
-    let managed = to_read(members, mapping).groups;
+    let managed = managed_groups(members, mapping);
     let mut held: BTreeMap<(KisiGroupId, KisiUserId), SeenAssignment> = BTreeMap::new();
     for (&group, assignments) in &kisi.assignments {
         for assignment in assignments {
@@ -159,9 +196,12 @@ pub(crate) fn plan(
         let linked = live_user(state);
         let seen = linked.map_or(SeenUser::Gone, |user| kisi.users.get(&user).copied().unwrap_or(SeenUser::Gone));
         let user = linked.filter(|_| seen != SeenUser::Gone);
+        let manageable = state.kisi().created_by_doorsync || rules.manage_found_users;
         // In the engine's order: a user is linked or restored before its groups, and suspended or
         // deleted after it has been taken out of them.
-        let user_change = user_change(member, &desired, user, seen);
+        let user_change = user_change(member, &desired, user, seen, manageable);
+        // A member with no user linked yet gets the one Kisi has for their email, if any.
+        let user = user.or_else(|| wanted_email(&desired).and_then(|email| kisi.found_by_email.get(&email).copied()));
         let (before, after) = match user_change {
             Some(Change::LinkUser { .. } | Change::RestoreUser { .. }) => (user_change, None),
             _ => (None, user_change),
@@ -174,16 +214,18 @@ pub(crate) fn plan(
         }
         plan.changes.extend(after);
     }
-    // What doorsync made for users no member is linked to is a leftover; anyone else's
-    // assignments are not doorsync's business.
+    // Assignments of users no member is linked to are not doorsync's business, even those its
+    // key's owner made, except an adopted creator's: what a former integration left for people
+    // no longer entitled goes.
     for ((group, user), assignment) in held {
-        if assignment.ours && managed.contains(&group) {
+        if assignment.adopted && managed.contains(&group) {
             plan.changes.push(Change::DeleteAssignment {
                 member: None,
                 user,
                 group,
                 assignment: assignment.id,
                 held: assignment.window,
+                adopted: true,
             });
         }
     }
@@ -191,10 +233,17 @@ pub(crate) fn plan(
 }
 
 /// The change that takes the member's user, as Kisi holds it, to the desired one.
-fn user_change(member: MemberId, desired: &Desired, user: Option<KisiUserId>, seen: SeenUser) -> Option<Change> {
+fn user_change(
+    member: MemberId,
+    desired: &Desired,
+    user: Option<KisiUserId>,
+    seen: SeenUser,
+    manageable: bool,
+) -> Option<Change> {
     let access = desired.user.as_ref()?.access;
     match (access, user) {
         (UserAccess::Enabled, None) => Some(Change::LinkUser { member }),
+        _ if !manageable => None,
         (UserAccess::Enabled, Some(user)) if seen == SeenUser::Suspended => Some(Change::RestoreUser { member, user }),
         (UserAccess::Suspended, Some(user)) if seen == SeenUser::Enabled => Some(Change::SuspendUser { member, user }),
         (UserAccess::Deleted, Some(user)) => Some(Change::DeleteUser { member, user, held: seen }),
@@ -219,6 +268,9 @@ fn compare_group(
         return;
     };
     if wanted == Some(actual.window) {
+        if actual.adopted {
+            plan.taken_over_as_they_are += 1;
+        }
         return;
     }
     if !(actual.ours || rules.modify_foreign) {
@@ -233,15 +285,22 @@ fn compare_group(
         return;
     }
     plan.changes.push(match wanted {
-        Some(wanted) => {
-            Change::FixWindow { member, user: actual.user, group, assignment: actual.id, held: actual.window, wanted }
-        }
+        Some(wanted) => Change::FixWindow {
+            member,
+            user: actual.user,
+            group,
+            assignment: actual.id,
+            held: actual.window,
+            wanted,
+            adopted: actual.adopted,
+        },
         None => Change::DeleteAssignment {
             member: Some(member),
             user: actual.user,
             group,
             assignment: actual.id,
             held: actual.window,
+            adopted: actual.adopted,
         },
     });
 }
@@ -262,6 +321,8 @@ pub(crate) struct Totals {
     pub(crate) users_to_suspend: usize,
     pub(crate) users_to_restore: usize,
     pub(crate) users_to_delete: usize,
+    /// Adopted creators' assignments among the windows to fix and the assignments to delete.
+    pub(crate) adopted_to_change: usize,
 }
 
 impl Plan {
@@ -278,6 +339,12 @@ impl Plan {
                 Change::DeleteUser { .. } => &mut totals.users_to_delete,
             };
             *count += 1;
+            if matches!(
+                change,
+                Change::FixWindow { adopted: true, .. } | Change::DeleteAssignment { adopted: true, .. }
+            ) {
+                totals.adopted_to_change += 1;
+            }
         }
         totals
     }
@@ -325,7 +392,14 @@ mod tests {
         }
 
         fn assignment(&mut self, group: KisiGroupId, id: u64, user: u64, window: Window, ours: bool) {
-            let seen = SeenAssignment { id: KisiAssignmentId(id), user: KisiUserId(user), window, ours };
+            let seen =
+                SeenAssignment { id: KisiAssignmentId(id), user: KisiUserId(user), window, ours, adopted: false };
+            self.kisi.assignments.entry(group).or_default().push(seen);
+        }
+
+        fn adopted_assignment(&mut self, group: KisiGroupId, id: u64, user: u64, window: Window) {
+            let seen =
+                SeenAssignment { id: KisiAssignmentId(id), user: KisiUserId(user), window, ours: true, adopted: true };
             self.kisi.assignments.entry(group).or_default().push(seen);
         }
 
@@ -402,6 +476,7 @@ mod tests {
             assignment: KisiAssignmentId(assignment),
             held: stale,
             wanted: booked_window(),
+            adopted: false,
         };
 
         let plan = fixture.plan();
@@ -418,7 +493,8 @@ mod tests {
             }]
         );
 
-        let touching = fixture.plan_with(&AccessPolicy::default(), Rules { modify_foreign: true });
+        let touching =
+            fixture.plan_with(&AccessPolicy::default(), Rules { modify_foreign: true, manage_found_users: false });
         assert_eq!(touching.changes, [fix(1, 11, 31), fix(2, 12, 32)]);
         assert!(touching.foreign.is_empty());
     }
@@ -443,6 +519,7 @@ mod tests {
             group: DESK_GROUP,
             assignment: KisiAssignmentId(41),
             held: always,
+            adopted: false,
         };
         let (member, user) = (MemberId(4), KisiUserId(14));
         let with =
@@ -496,12 +573,14 @@ mod tests {
     }
 
     #[test]
-    fn doorsyncs_assignments_of_users_no_member_has_are_deleted_and_others_are_not_its_business() {
+    fn of_the_assignments_of_users_no_member_has_only_an_adopted_creators_are_deleted() {
         let mut fixture = Fixture::default();
         let always = Window { from: None, until: None };
-        fixture.assignment(ROOM_GROUP, 91, 99, always, true);
+        fixture.adopted_assignment(ROOM_GROUP, 91, 99, always);
         fixture.assignment(ROOM_GROUP, 92, 98, always, false);
-        fixture.assignment(KisiGroupId(300), 93, 97, always, true);
+        fixture.adopted_assignment(KisiGroupId(300), 93, 97, always);
+        // The key's owner may have made one by hand for a guest: not doorsync's business.
+        fixture.assignment(ROOM_GROUP, 94, 96, always, true);
         let plan = fixture.plan();
         assert_eq!(
             plan.changes,
@@ -510,12 +589,13 @@ mod tests {
                 user: KisiUserId(99),
                 group: ROOM_GROUP,
                 assignment: KisiAssignmentId(91),
-                held: always
+                held: always,
+                adopted: true,
             }],
             "group 300 is not managed"
         );
         assert!(plan.foreign.is_empty());
-        assert_eq!(plan.totals(), Totals { assignments_to_delete: 1, ..Totals::default() });
+        assert_eq!(plan.totals(), Totals { assignments_to_delete: 1, adopted_to_change: 1, ..Totals::default() });
     }
 
     #[test]
@@ -535,8 +615,64 @@ mod tests {
         });
         fixture.member(2, &[member(2)], &[], &[linked(2, KisiUserId(12)), deleted]);
         fixture.member(3, &[member(3)], &[], &[]);
-        let wanted = to_read(&fixture.members, &mapping());
+        let wanted = to_read(&fixture.members, &mapping(), &AccessPolicy::default(), at(0));
         assert_eq!(wanted.groups, BTreeSet::from([ROOM_GROUP, DESK_GROUP, KisiGroupId(300)]));
         assert_eq!(wanted.users, BTreeSet::from([KisiUserId(11)]), "user 12 was deleted, member 3 has none");
+    }
+
+    #[test]
+    fn a_user_doorsync_found_is_never_suspended_or_deleted_unless_found_users_are_managed() {
+        let mut fixture = Fixture::default();
+        let found = Outcome::UserLinked(doorsync_proto::UserLinked {
+            member: MemberId(4),
+            kisi_user: KisiUserId(14),
+            created_by_doorsync: false,
+        });
+        fixture.member(4, &[member(4)], &[ensure(4)], &[found]);
+        fixture.user(14, SeenUser::Enabled);
+        let policy = AccessPolicy { no_access: NoAccessPolicy::Delete, ..AccessPolicy::default() };
+        assert_eq!(fixture.plan_with(&policy, Rules::default()).changes, []);
+        let managing = Rules { modify_foreign: false, manage_found_users: true };
+        assert_eq!(
+            fixture.plan_with(&policy, managing).changes,
+            [Change::DeleteUser { member: MemberId(4), user: KisiUserId(14), held: SeenUser::Enabled }]
+        );
+    }
+
+    #[test]
+    fn moving_over_from_the_built_in_integration_takes_its_assignments_over_by_email() {
+        let mut fixture = Fixture::default();
+        // Member 1 has a booking and no Kisi user linked yet; Kisi has one for their email, with
+        // the built-in integration's assignment without a window. Member 2 matches already.
+        fixture.member(1, &[member(1), booking(1, 1, ROOM, at(60), at(120))], &[], &[]);
+        let email =
+            doorsync_access::desired(&fixture.members[&MemberId(1)], &mapping(), &AccessPolicy::default(), at(0))
+                .user
+                .map(|user| user.email.to_lowercase())
+                .unwrap();
+        fixture.kisi.found_by_email.insert(email, KisiUserId(11));
+        let always = Window { from: None, until: None };
+        fixture.adopted_assignment(ROOM_GROUP, 31, 11, always);
+        fixture.booked(2, ROOM, Some(12));
+        fixture.user(12, SeenUser::Enabled);
+        fixture.adopted_assignment(ROOM_GROUP, 32, 12, booked_window());
+
+        let plan = fixture.plan();
+        assert_eq!(
+            plan.changes,
+            [
+                Change::LinkUser { member: MemberId(1) },
+                Change::FixWindow {
+                    member: MemberId(1),
+                    user: KisiUserId(11),
+                    group: ROOM_GROUP,
+                    assignment: KisiAssignmentId(31),
+                    held: always,
+                    wanted: booked_window(),
+                    adopted: true,
+                },
+            ]
+        );
+        assert_eq!((plan.taken_over_as_they_are, plan.totals().adopted_to_change), (1, 1));
     }
 }

@@ -1,6 +1,7 @@
-//! `doorsync replay --dry-run`: rebuilds every member from the log, reads what Kisi holds, and
-//! prints what would change to make Kisi match, without writing anything. Repairs are the
-//! writer's reconciler's job (`doorsync reconcile`).
+//! `doorsync replay --dry-run` and `doorsync reconcile --dry-run`: rebuilds every member from the
+//! log, reads what Kisi holds, and prints what would change to make Kisi match (and which
+//! assignments of `kisi.adopt_created_by` would be taken over), without writing anything.
+//! Repairs are the writer's reconciler's job (`doorsync reconcile`).
 
 use anyhow::{Context as _, bail};
 use doorsync_proto::Timestamp;
@@ -24,6 +25,13 @@ pub(crate) async fn replay(context: &Context, dry_run: bool) -> anyhow::Result<(
     Ok(())
 }
 
+/// What a reconciliation would take over, change and remove; before moving over from Nexudus's
+/// built-in Kisi integration, it shows what `kisi.adopt_created_by` would do.
+pub(crate) async fn reconcile_dry_run(context: &Context) -> anyhow::Result<()> {
+    print!("{}", dry_run_report(context).await?);
+    Ok(())
+}
+
 /// Rebuilds, reads Kisi, compares, and says what would change.
 async fn dry_run_report(context: &Context) -> anyhow::Result<String> {
     let config = &context.config;
@@ -32,12 +40,16 @@ async fn dry_run_report(context: &Context) -> anyhow::Result<String> {
     let mapping = rebuilt.mapping(&configured);
     let policy = config.access_policy();
     let kisi = setup::kisi_client(config)?;
-    let wanted = plan::to_read(&rebuilt.members, &mapping);
-    let read = kisi_read::read(&kisi, &context.clock, config.kisi.requests_per_second, &wanted)
-        .await
-        .context("reading what Kisi holds (nothing was written)")?;
     let now = context.clock.now();
-    let rules = Rules { modify_foreign: config.reconcile.touch_foreign_assignments };
+    let wanted = plan::to_read(&rebuilt.members, &mapping, &policy, now);
+    let read =
+        kisi_read::read(&kisi, &context.clock, config.kisi.requests_per_second, &wanted, &config.kisi.adopt_created_by)
+            .await
+            .context("reading what Kisi holds (nothing was written)")?;
+    let rules = Rules {
+        modify_foreign: config.reconcile.touch_foreign_assignments,
+        manage_found_users: config.kisi.manage_found_users,
+    };
     let plan = plan::plan(&rebuilt.members, &mapping, &policy, now, &read.view, rules);
     Ok(render(&rebuilt, &read, &plan, now, rules))
 }
@@ -73,6 +85,14 @@ fn render(rebuilt: &Rebuilt, read: &Read, plan: &Plan, now: Timestamp, rules: Ru
             table::count(totals.users_to_delete, "user to delete", "users to delete"),
         ));
     }
+    if totals_adopted(plan) > 0 {
+        text.push_str(&format!(
+            "Taken over from kisi.adopt_created_by: {} ({} as they are, {} changed or removed above).\n",
+            table::count(totals_adopted(plan), "assignment", "assignments"),
+            plan.taken_over_as_they_are,
+            plan.totals().adopted_to_change,
+        ));
+    }
     if !plan.foreign.is_empty() {
         let setting = if rules.modify_foreign { "on" } else { "off" };
         text.push_str(&format!(
@@ -87,6 +107,10 @@ fn render(rebuilt: &Rebuilt, read: &Read, plan: &Plan, now: Timestamp, rules: Ru
     }
     text.push_str("\nDry run: nothing was written. The writer's reconciler repairs drift: `doorsync reconcile`.\n");
     text
+}
+
+fn totals_adopted(plan: &Plan) -> usize {
+    plan.taken_over_as_they_are + plan.totals().adopted_to_change
 }
 
 fn as_count(number: u64) -> usize {
@@ -107,16 +131,16 @@ fn change_row(change: &Change) -> Vec<String> {
             "not a member".to_owned(),
             table::window(window),
         ),
-        Change::FixWindow { member, user, group, assignment, held, wanted } => (
-            "fix window",
+        Change::FixWindow { member, user, group, assignment, held, wanted, adopted } => (
+            if adopted { "take over, fix window" } else { "fix window" },
             member.to_string(),
             user.to_string(),
             group.to_string(),
             format!("{} (#{assignment})", table::window(held)),
             table::window(wanted),
         ),
-        Change::DeleteAssignment { member, user, group, assignment, held } => (
-            "delete assignment",
+        Change::DeleteAssignment { member, user, group, assignment, held, adopted } => (
+            if adopted { "take over, delete" } else { "delete assignment" },
             member.map_or_else(|| "(none)".to_owned(), |member| member.to_string()),
             user.to_string(),
             group.to_string(),
@@ -246,6 +270,7 @@ mod tests {
                 held: Window { from: None, until: None },
                 wanted: None,
             }],
+            taken_over_as_they_are: 0,
         };
         let text =
             render(&Rebuilt::default(), &Read::default(), &plan, Timestamp::from_unix_millis(0), Rules::default());

@@ -163,6 +163,25 @@ impl Overview {
                 Esc(&pause.reason)
             );
         }
+        if let Some(hold) = writer.retry_after_hold.filter(|hold| hold.until > self.now) {
+            put!(
+                out,
+                "<p class=\"alert\"><strong>Holding every Kisi request until {}</strong>: Kisi answered with \
+                 <code>Retry-After</code>{}.</p>",
+                Esc(instant_from_now(hold.until, self.now)),
+                if hold.clamped { " asking for longer; doorsync waits 5 minutes at most" } else { "" }
+            );
+        }
+        for refused in &writer.refused_groups {
+            put!(
+                out,
+                "<p class=\"alert\"><strong>Kisi group {} refused</strong> to this API key ({}): its commands are \
+                 dead-lettered, every other group is served. Check {}.</p>",
+                refused.group,
+                Esc(&refused.reason),
+                Esc(refused.mapping.as_deref().unwrap_or("the [[mapping]] entries that name it"))
+            );
+        }
         if let Some(held) = &writer.held_repair {
             put!(
                 out,
@@ -198,6 +217,21 @@ impl Overview {
                 ),
                 ("Dead-lettered", format!("{} by this writer; {dead_letters}", writer.dead_letters)),
                 ("Credential alerts", writer.credential_alerts.to_string()),
+                (
+                    "Kisi applies a PATCH of a window",
+                    match writer.patch_applies_validity {
+                        None => "not tried yet".to_owned(),
+                        Some(true) => "yes (read back after each)".to_owned(),
+                        Some(false) => "no: windows change by delete and create".to_owned(),
+                    },
+                ),
+                (
+                    "Found users left alone",
+                    format!(
+                        "{} suspensions, restores or deletions of Kisi users doorsync did not create",
+                        writer.found_users_left_alone
+                    ),
+                ),
                 ("Last reconcile", last_reconcile(writer)),
             ],
         );
@@ -292,6 +326,28 @@ impl Overview {
                     hook.id,
                     Esc(&hook.action),
                     Esc(errors)
+                );
+            }
+            out.push_str("</table>");
+        }
+        put!(out, "<h3>Nexudus records to read again ({})</h3>", ingest.retrying.len());
+        if ingest.retrying.is_empty() {
+            out.push_str("<p class=\"muted\">None: every record a webhook, poll or sweep asked for was read.</p>");
+        } else {
+            out.push_str(
+                "<table class=\"parked\"><tr><th>Record</th><th>Last error</th><th>Attempts</th><th>Next</th>\
+                 <th>Since</th></tr>",
+            );
+            for retrying in &ingest.retrying {
+                put!(
+                    out,
+                    "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    Esc(&retrying.entity),
+                    retrying.id,
+                    Esc(&retrying.last_error),
+                    retrying.attempts,
+                    Esc(instant_from_now(retrying.next_attempt, self.now)),
+                    Esc(instant_from_now(retrying.since, self.now))
                 );
             }
             out.push_str("</table>");
@@ -533,5 +589,44 @@ mod tests {
                 "No writer runs in this process: list the writer's admin address in <code>admin.peers</code>"
             )
         );
+    }
+
+    #[test]
+    fn what_waits_on_nexudus_or_kisi_is_shown_with_what_to_do() {
+        let mut page = overview(Vec::new(), 0, 1);
+        if let Some(ingest) = &mut page.status.ingest {
+            ingest.retrying.push(doorsync_ingest::RetryingRecord {
+                entity: "CoworkerContract".into(),
+                id: 77,
+                attempts: 3,
+                next_attempt: at(2),
+                last_error: "nexudus: 500 from GET /api/billing/coworkercontracts/77".into(),
+                since: at(-4),
+            });
+        }
+        let mut writer: WriterStatus = serde_json::from_value(serde_json::json!({
+            "role": "Active", "paused": null, "credential_alerts": 0, "backlog_keys": 0, "backlog_commands": 0,
+            "calls": {"succeeded": 0, "rate_limited": 0, "server_errors": 0, "timeouts": 0,
+                      "transport_errors": 0, "credentials_refused": 0, "refused": 0},
+            "commands_applied": 0, "commands_superseded": 0, "dead_letters": 0, "held_repair": null,
+            "last_reconcile": null,
+        }))
+        .unwrap();
+        writer.retry_after_hold =
+            Some(doorsync_writer::RetryAfterHold { until: at(5), asked_ms: 99_999_999_000, clamped: true });
+        writer.refused_groups.push(doorsync_writer::RefusedGroup {
+            group: KisiGroupId(4_242),
+            mapping: Some("mapping[3] (resource 12)".into()),
+            reason: "kisi: 403 from POST /role_assignments".into(),
+        });
+        writer.patch_applies_validity = Some(false);
+        page.status.writer = Some(writer);
+
+        let html = page.render();
+
+        assert!(html.contains("Nexudus records to read again (1)") && html.contains("CoworkerContract 77"), "{html}");
+        assert!(html.contains("Holding every Kisi request until") && html.contains("5 minutes at most"), "{html}");
+        assert!(html.contains("Kisi group 4242 refused") && html.contains("mapping[3] (resource 12)"), "{html}");
+        assert!(html.contains("no: windows change by delete and create"), "{html}");
     }
 }
