@@ -253,3 +253,26 @@ async fn the_reconciler_removes_adopted_leftovers_but_not_the_owner_s_hand_made_
     assert_eq!((again.created, again.windows_fixed, again.revoked), (0, 0, 0), "{again:?}");
     writer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_deleted_by_hand_is_made_again_though_kisi_answers_403_for_its_id() {
+    let harness = Harness::with(Arc::new(SystemClock), 50).await;
+    let room = harness.kisi.add_group("Room");
+    let mut options = harness.options("writer-a");
+    options.requests_per_second = 20.0;
+    let writer = harness.start(options).await;
+    let until = seconds(2_000_000_000);
+    carry_out(&harness, &writer, vec![ensure(1, &email(1)), grant(1, room, None, until)], 2).await;
+    let first = harness.kisi.user_by_email(&email(1)).unwrap().id;
+
+    assert!(harness.kisi.remove_user(first));
+    let report = writer.reconcile_now().await.unwrap();
+
+    assert_eq!((report.users_repaired, report.created, report.failed), (1, 1, 0), "{report:?}");
+    let again = harness.kisi.user_by_email(&email(1)).unwrap().id;
+    assert_ne!(again, first);
+    assert_eq!(assignment_of(&harness, again, room).map(|assignment| assignment.valid_until), Some(until));
+    assert_eq!(writer.status().paused, None);
+    assert!(harness.dead_letters().await.is_empty());
+    writer.shutdown().await;
+}
