@@ -18,7 +18,7 @@
 
 use std::time::Instant;
 
-use doorsync_integration_tests::simulation::{self, SeedReport};
+use doorsync_integration_tests::simulation::{self, Hiding, SeedReport};
 
 /// Seeds CI runs on every `cargo test`.
 const CI_SEEDS: u64 = 300;
@@ -70,10 +70,48 @@ fn doorsync_keeps_its_invariants_through_seeded_workloads_and_faults() {
         total(|report| report.unsettled_steps),
         failures.len(),
     );
+    println!("{}", coverage(&reports));
     if single {
         for report in &reports {
             println!("{report:#?}");
         }
     }
     assert!(failures.is_empty(), "{} of {} seeds failed:\n\n{}", failures.len(), seeds.len(), failures.join("\n\n"));
+}
+
+/// How many seeds drew each form of what the real APIs leave open, and what came of it.
+fn coverage(reports: &[&SeedReport]) -> String {
+    let count = |drawn: fn(&SeedReport) -> bool| reports.iter().filter(|report| drawn(report)).count();
+    let patch = |form| reports.iter().filter(|report| report.conditions.patch_validity == form).count();
+    let unknown = |form| reports.iter().filter(|report| report.conditions.unknown_ids == form).count();
+    let longest_gap = reports.iter().map(|report| report.longest_adoption_gap).max().unwrap_or_default();
+    format!(
+        "draws: Nexudus missing record 500 in {} seeds, 404 in {}; Kisi PATCH of a window applied {}, ignored {}, \
+         refused {}; unknown ids 403 {}, 404 {}; 429 with Retry-After {}, without {}; a group refused from the start \
+         {}, mid-run {}; staff users with members' emails in {} seeds ({} users); built-in integration start in {} \
+         seeds ({} adopted assignments, longest gap while narrowing them {} ms, {} seeds ending before any \
+         reconciliation finished, leaving {} stale ones); {} dead letters, all expected; the writer found PATCH \
+         applied in {} seeds, not applied in {}",
+        count(|report| report.conditions.missing_record == doorsync_nexudus_sim::MissingRecord::ServerError),
+        count(|report| report.conditions.missing_record == doorsync_nexudus_sim::MissingRecord::NotFound),
+        patch(doorsync_kisi_sim::PatchValidity::Apply),
+        patch(doorsync_kisi_sim::PatchValidity::Ignore),
+        patch(doorsync_kisi_sim::PatchValidity::Reject),
+        unknown(doorsync_kisi_sim::UnknownIds::Forbidden),
+        unknown(doorsync_kisi_sim::UnknownIds::NotFound),
+        count(|report| report.conditions.retry_after_on_429),
+        count(|report| !report.conditions.retry_after_on_429),
+        count(|report| matches!(report.conditions.hidden_group, Some((_, Hiding::FromTheStart)))),
+        count(|report| matches!(report.conditions.hidden_group, Some((_, Hiding::At(_))))),
+        count(|report| report.found_users > 0 && report.conditions.staff_emails),
+        reports.iter().filter(|report| report.conditions.staff_emails).map(|report| report.found_users).sum::<usize>(),
+        count(|report| report.conditions.integration_start),
+        reports.iter().map(|report| report.adopted_assignments).sum::<usize>(),
+        longest_gap,
+        count(|report| report.adopted_left_unreconciled > 0),
+        reports.iter().map(|report| report.adopted_left_unreconciled).sum::<usize>(),
+        reports.iter().map(|report| report.dead_letters).sum::<usize>(),
+        count(|report| report.patch_applies_validity == Some(true)),
+        count(|report| report.patch_applies_validity == Some(false)),
+    )
 }

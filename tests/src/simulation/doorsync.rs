@@ -11,18 +11,19 @@ use doorsync_engine::{EngineHandle, EngineOptions};
 use doorsync_ingest::{IngestHandle, IngestOptions};
 use doorsync_kisi::{ApiKey, KisiClient, KisiOptions};
 use doorsync_layout::Layout;
-use doorsync_log::EventLog;
+use doorsync_log::{EventLog, ReplayRequest, StoredMessage};
 use doorsync_log_embedded::EmbeddedLog;
 use doorsync_nexudus::{Credentials, Limits, NexudusClient, NexudusOptions, Secret, WebhookAction};
 use doorsync_nexudus_sim::SimEntity;
 use doorsync_proto::Subjects;
 use doorsync_writer::{WriterHandle, WriterOptions};
+use futures::TryStreamExt;
 use serde_json::json;
 
 use super::SimFailure;
 use super::clock::SimClock;
 use super::watched_log::{LogGauge, WatchedLog};
-use super::world::{KISI_API_KEY, NEXUDUS_PASSWORD, NEXUDUS_USER, WEBHOOK_SECRET, World};
+use super::world::{INTEGRATION_EMAIL, KISI_API_KEY, NEXUDUS_PASSWORD, NEXUDUS_USER, WEBHOOK_SECRET, World};
 
 /// The poller backs up lost webhooks; every tolerance of the simulation is counted in polls.
 pub(crate) const POLL_EVERY: Duration = Duration::from_secs(60 * 60);
@@ -111,6 +112,9 @@ impl Doorsync {
         writer.reconcile_groups = world.site.managed_groups.clone();
         // A handful of members: one member's repair is more than any share short of everyone.
         writer.mass_revocation_share = 1.0;
+        if world.site.adopted_creator.is_some() {
+            writer.adopt_created_by = vec![INTEGRATION_EMAIL.to_owned()];
+        }
 
         let mut ingest = IngestOptions::new(Secret::new(WEBHOOK_SECRET));
         ingest.poll_interval = POLL_EVERY;
@@ -167,24 +171,35 @@ impl Doorsync {
         Ok(())
     }
 
-    /// Enables again the webhooks Nexudus disabled after failed deliveries, as an operator told by
-    /// doorsync's alert would; returns how many.
-    pub(crate) fn reenable_webhooks(&self, world: &World) -> Result<usize, SimFailure> {
-        let mut enabled = 0;
-        for &(id, _) in &self.hooks {
-            let active = world
-                .nexudus
-                .record(SimEntity::Webhook, id)
-                .and_then(|hook| hook.get("Active").and_then(serde_json::Value::as_bool));
-            if active == Some(false) {
-                world
-                    .nexudus
-                    .update(SimEntity::Webhook, id, json!({"Active": true, "ErrorCount": 0}))
-                    .map_err(SimFailure::setup("enabling a webhook again"))?;
-                enabled += 1;
-            }
-        }
-        Ok(enabled)
+    /// The webhooks Nexudus has disabled after failed deliveries.
+    pub(crate) fn disabled_webhooks(&self, world: &World) -> Vec<u64> {
+        self.hooks
+            .iter()
+            .map(|&(id, _)| id)
+            .filter(|&id| {
+                let hook = world.nexudus.record(SimEntity::Webhook, id);
+                hook.and_then(|hook| hook.get("Active").and_then(serde_json::Value::as_bool)) != Some(true)
+            })
+            .collect()
+    }
+
+    /// The reason given with each dead letter, in order.
+    pub(crate) async fn dead_letter_reasons(&self) -> Result<Vec<String>, SimFailure> {
+        let letters: Vec<StoredMessage> = self
+            .log
+            .replay(ReplayRequest::whole(&self.layout.dead_letters))
+            .await
+            .map_err(SimFailure::setup("reading the dead letters"))?
+            .try_collect()
+            .await
+            .map_err(SimFailure::setup("reading the dead letters"))?;
+        Ok(letters
+            .iter()
+            .map(|letter| {
+                let reason = letter.headers.iter().find(|(name, _)| name == doorsync_writer::REASON_HEADER);
+                reason.map_or_else(|| format!("{} without a reason", letter.subject), |(_, reason)| reason.clone())
+            })
+            .collect())
     }
 
     pub(crate) async fn shutdown(self) {

@@ -33,7 +33,8 @@ pub(crate) struct Phase {
 /// One thing that goes wrong at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Disruption {
-    /// Kisi answers the next `requests` requests 429 with `Retry-After`.
+    /// Kisi answers the next `requests` requests 429, with `Retry-After` if the seed's Kisi
+    /// sends one.
     KisiRateLimited {
         requests: u32,
         retry_after_seconds: u32,

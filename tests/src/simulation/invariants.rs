@@ -6,13 +6,27 @@
 //! * once faults have stopped for [`CALM_DELAY`], nobody entitled to a group lacks it beyond
 //!   [`WINDOW_START_GRACE`] after their window starts or [`missing_delay`] after the change in
 //!   Nexudus that entitled them;
-//! * no user, group or assignment that is not doorsync's changes in any way;
+//! * no user, group or assignment that is not doorsync's changes in any way; a user someone else
+//!   made with a member's email (staff, the built-in integration's users) is linked but never
+//!   suspended, re-enabled or deleted, and the assignments others made for it stay as they were;
 //! * no two Kisi users for one member or with one email, no two assignments for one user and
 //!   group;
+//! * Nexudus never sees a webhook answered with an error (the simulation's log refuses no
+//!   append), so it never disables one;
+//! * when doorsync starts on the built-in integration's assignments, a member entitled at the
+//!   start keeps access while doorsync narrows them to exact windows ([`adoption_gaps`]);
 //!
 //! and at the end, after a calm spell, that Kisi holds exactly the one window per member and
-//! group doorsync promises, users are enabled, suspended or deleted as the policy says, and
-//! nothing was dead-lettered or parked.
+//! group doorsync promises, users doorsync made are enabled, suspended or deleted as the policy
+//! says, adopted assignments nobody is entitled to are gone, and nothing was dead-lettered or
+//! parked but what Kisi refused: commands for the group it refuses to the key, and grants an
+//! assignment someone else made does not cover.
+//!
+//! Access is judged by doorsync's assignments (its own and adopted ones) when it is too much,
+//! and by every assignment when it is missing. A member holding someone else's assignment in a
+//! group is not checked for missing access there, nor for the exact window at the end: doorsync
+//! may not change it, and Kisi holds one assignment per user and group. The group Kisi refuses
+//! to the key is not checked from the step it is refused in on.
 //!
 //! Access is checked over the whole stretch of virtual time between two steps, not only at the
 //! steps: doorsync acts only at steps (time stands still while it works), so between them Kisi's
@@ -21,6 +35,7 @@
 use std::collections::BTreeMap;
 
 use doorsync_access::NoAccessPolicy;
+use doorsync_ingest::WebhookCounts;
 use doorsync_kisi_sim::{SimAssignment, SimHandle, SimUser};
 use doorsync_proto::{KisiGroupId, KisiUserId, MemberId};
 
@@ -64,6 +79,9 @@ pub(crate) fn excess_tolerance(propagation: Propagation, disturbed: bool) -> Mil
         (Propagation::Polled, false) => millis(POLL_EVERY) + CALM_PROPAGATION,
         (Propagation::Notified | Propagation::Polled, true) => 2 * millis(POLL_EVERY) + retry_slack(),
         (Propagation::HardDelete, true) => millis(SWEEP_EVERY) + millis(POLL_EVERY) + retry_slack(),
+        // Until the reconciler's first complete pass, which the history is told of; a failed
+        // pass waits a whole period, and a restarted writer counts its period afresh.
+        (Propagation::Reconciled, _) => Millis::MAX,
     }
 }
 
@@ -71,7 +89,11 @@ pub(crate) fn excess_tolerance(propagation: Propagation, disturbed: bool) -> Mil
 /// over: as [`excess_tolerance`] in calm (changes made under faults are excused wholesale until
 /// [`calm_delay`] after they stop).
 pub(crate) fn missing_delay(propagation: Propagation) -> Millis {
-    excess_tolerance(propagation, false)
+    match propagation {
+        // What the reconciler finds entitles nobody.
+        Propagation::Reconciled => 0,
+        propagation => excess_tolerance(propagation, false),
+    }
 }
 
 /// After faults stop, how long doorsync may take to catch up with what they held up: a change
@@ -95,6 +117,8 @@ pub(crate) struct Change {
 #[derive(Debug, Default)]
 pub(crate) struct ChangeHistory {
     changes: BTreeMap<Key, Vec<Change>>,
+    /// When the writer's reconciler first finished a pass with nothing failed.
+    reconciled_at: Option<Millis>,
 }
 
 impl ChangeHistory {
@@ -102,9 +126,23 @@ impl ChangeHistory {
         self.changes.entry(key).or_default().push(change);
     }
 
+    pub(crate) fn reconciler_finished(&mut self, at: Millis) {
+        self.reconciled_at.get_or_insert(at);
+    }
+
+    pub(crate) fn reconciled(&self) -> bool {
+        self.reconciled_at.is_some()
+    }
+
     fn windows(&self, key: Key, length: impl Fn(&Change) -> Millis) -> IntervalSet {
         let changes = self.changes.get(&key).map(Vec::as_slice).unwrap_or_default();
-        IntervalSet::of(changes.iter().map(|change| (change.at, change.at.saturating_add(length(change)))))
+        IntervalSet::of(changes.iter().map(|change| {
+            let end = change.at.saturating_add(length(change));
+            match (change.propagation, self.reconciled_at) {
+                (Propagation::Reconciled, Some(reconciled)) => (change.at, end.min(reconciled)),
+                _ => (change.at, end),
+            }
+        }))
     }
 
     fn last_change(&self, key: Key) -> Option<Change> {
@@ -130,12 +168,38 @@ impl KisiView {
         self.users.iter().filter(|user| known.emails.contains(&user.email.to_lowercase())).collect()
     }
 
-    /// When, from `from` on, Kisi lets the member through the group's doors by what it holds now.
-    fn grants(&self, site: &Site, key: Key, from: Millis) -> IntervalSet {
+    /// Whether doorsync made the user or an assignment of it: a user someone else made with a
+    /// member's former email is the member's only once doorsync linked it.
+    fn linked(&self, site: &Site, user: &SimUser) -> bool {
+        user.created_by == Some(site.doorsync_user)
+            || self.assignments.iter().any(|held| held.user == user.id && held.created_by == Some(site.doorsync_user))
+    }
+
+    /// The member's assignments in the group.
+    fn held(&self, site: &Site, key: Key) -> Vec<&SimAssignment> {
+        let (member, group) = key;
+        let users = self.users_of(site, member);
+        self.assignments
+            .iter()
+            .filter(|held| held.group == group && users.iter().any(|user| user.id == held.user))
+            .collect()
+    }
+
+    /// Whether the member holds an assignment in the group that someone else made.
+    fn holds_others(&self, site: &Site, key: Key) -> bool {
+        self.held(site, key).iter().any(|held| !site.is_doorsyncs(held))
+    }
+
+    /// When, from `from` on, Kisi lets the member through the group's doors by what it holds now:
+    /// by every assignment, or only by doorsync's.
+    fn grants(&self, site: &Site, key: Key, from: Millis, whose: Whose) -> IntervalSet {
         let (member, group) = key;
         let mut granted = IntervalSet::default();
         for user in self.users_of(site, member).into_iter().filter(|user| user.access_enabled) {
-            for assignment in self.assignments.iter().filter(|held| held.user == user.id && held.group == group) {
+            let counted = |held: &&SimAssignment| whose == Whose::Anyone || site.is_doorsyncs(held);
+            for assignment in
+                self.assignments.iter().filter(|held| held.user == user.id && held.group == group).filter(counted)
+            {
                 let start = assignment.valid_from.map_or(OPEN_START, |at| at.as_unix_millis()).max(from);
                 let end = assignment.valid_until.map_or(OPEN_END, |at| at.as_unix_millis());
                 granted = granted.union(&IntervalSet::span(start, end));
@@ -143,6 +207,13 @@ impl KisiView {
         }
         granted
     }
+}
+
+/// Whose assignments count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Whose {
+    Doorsyncs,
+    Anyone,
 }
 
 /// Where the run stands with faults, for the missing-access check.
@@ -165,10 +236,10 @@ pub(crate) fn access(
     let stretch = IntervalSet::span(from, until);
     let mut violations = Vec::new();
     for member in &site.members {
-        for &group in &site.managed_groups {
+        for &group in site.managed_groups.iter().filter(|group| !site.refuses(**group, until)) {
             let key = (member.id, group);
             let entitlement = entitled.of(key);
-            let granted = kisi.grants(site, key, from).intersect(&stretch);
+            let granted = kisi.grants(site, key, from, Whose::Doorsyncs).intersect(&stretch);
             let change_grace = history.windows(key, |change| excess_tolerance(change.propagation, change.disturbed));
             let allowed = entitlement.widened(EDGE_SLACK, EDGE_SLACK).union(&change_grace);
             if let Some(at) = granted.subtract(&allowed).first() {
@@ -183,9 +254,13 @@ pub(crate) fn access(
                 Weather::Faulty => continue,
                 Weather::CalmSince(since) => since.saturating_add(calm_delay()),
             };
+            if kisi.holds_others(site, key) {
+                continue;
+            }
             let excused = IntervalSet::span(OPEN_START, calm_from)
                 .union(&history.windows(key, |change| missing_delay(change.propagation)))
                 .union(&entitlement.beginnings(WINDOW_START_GRACE));
+            let granted = kisi.grants(site, key, from, Whose::Anyone).intersect(&stretch);
             let missing = entitlement.intersect(&stretch).subtract(&granted).subtract(&excused);
             if let Some(at) = missing.first() {
                 violations.push(format!(
@@ -231,6 +306,20 @@ pub(crate) fn unmanaged(site: &Site, kisi: &SimHandle, before: &Unmanaged) -> Ve
             Some(_) => {}
         }
     }
+    let users = kisi.users();
+    for user in &before.found_users {
+        match users.iter().find(|other| other.id == user.id) {
+            None => violations.push(format!(
+                "Kisi user {} ({}), made by someone else and linked to a member, was deleted",
+                user.id, user.email
+            )),
+            Some(other) if other.access_enabled != user.access_enabled => violations.push(format!(
+                "Kisi user {} ({}), made by someone else and linked to a member, had access_enabled {} set to {}",
+                user.id, user.email, user.access_enabled, other.access_enabled
+            )),
+            Some(_) => {}
+        }
+    }
     for assignment in &before.assignments {
         match now.assignments.iter().find(|other| other.id == assignment.id) {
             None => violations.push(format!("Kisi assignment {} that is not doorsync's was deleted", assignment.id)),
@@ -262,7 +351,8 @@ pub(crate) fn duplicates(site: &Site, kisi: &KisiView) -> Vec<String> {
         violations.push(format!("Kisi has {} users with email {email}: {users:?}", users.len()));
     }
     for member in &site.members {
-        let users: Vec<KisiUserId> = kisi.users_of(site, member.id).iter().map(|user| user.id).collect();
+        let users: Vec<KisiUserId> =
+            kisi.users_of(site, member.id).iter().filter(|user| kisi.linked(site, user)).map(|user| user.id).collect();
         if users.len() > 1 {
             violations.push(format!("member {} has {} Kisi users: {users:?}", member.id, users.len()));
         }
@@ -282,6 +372,8 @@ pub(crate) fn end_state(
     site: &Site,
     kisi: &KisiView,
     entitled: &Entitlements,
+    found_users: &[SimUser],
+    left_to_reconciler: &[Key],
     policy: NoAccessPolicy,
     now: Millis,
 ) -> Vec<String> {
@@ -290,14 +382,14 @@ pub(crate) fn end_state(
         let users = kisi.users_of(site, member.id);
         let mut holds_any = false;
         for &group in &site.managed_groups {
-            let expected = entitled.of((member.id, group)).current_or_next(now);
+            let key = (member.id, group);
+            let expected = entitled.of(key).current_or_next(now);
             holds_any |= expected.is_some();
-            let held: Vec<&SimAssignment> = kisi
-                .assignments
-                .iter()
-                .filter(|assignment| assignment.group == group && users.iter().any(|user| user.id == assignment.user))
-                .collect();
-            let held_window: Vec<(Option<Millis>, Option<Millis>)> = held
+            if site.refuses(group, now) || kisi.holds_others(site, key) || left_to_reconciler.contains(&key) {
+                continue;
+            }
+            let held_window: Vec<(Option<Millis>, Option<Millis>)> = kisi
+                .held(site, key)
                 .iter()
                 .map(|assignment| {
                     (
@@ -319,7 +411,12 @@ pub(crate) fn end_state(
                 ));
             }
         }
-        let user = users.first();
+        let found = |user: &&&SimUser| found_users.iter().any(|found| found.id == user.id);
+        let user = users.iter().find(|user| !found(user));
+        // Users someone else made are left as they were (checked step by step).
+        if user.is_none() && users.iter().any(|user| found(&user)) {
+            continue;
+        }
         let state = user.map(|user| user.access_enabled);
         let fine = match (holds_any, policy) {
             (true, _) => state == Some(true),
@@ -337,4 +434,40 @@ pub(crate) fn end_state(
         }
     }
     violations
+}
+
+/// Violations of "Nexudus never sees a webhook answered with an error, and never disables one":
+/// the receiver's own counts (which restart with the ingestor) and the hooks' state in Nexudus.
+pub(crate) fn webhooks(answered: &WebhookCounts, disabled: &[u64]) -> Vec<String> {
+    let mut violations = Vec::new();
+    if answered.failed + answered.unreadable + answered.refused > 0 {
+        violations.push(format!("doorsync answered webhooks with errors: {answered:?}"));
+    }
+    if !disabled.is_empty() {
+        violations.push(format!("Nexudus disabled webhooks {disabled:?} after failed deliveries"));
+    }
+    violations
+}
+
+/// Where a member entitled at the start lacked access, over `[from, until)`, though they held
+/// the built-in integration's assignment in that group when doorsync started: the stretches
+/// doorsync's narrowing of the adopted assignment left uncovered (beyond [`WINDOW_START_GRACE`]
+/// after a window starts, which every member is allowed).
+pub(crate) fn adoption_gaps(
+    site: &Site,
+    kisi: &KisiView,
+    entitled: &Entitlements,
+    adopted: &[Key],
+    (from, until): (Millis, Millis),
+) -> Vec<(Key, Millis, Millis)> {
+    let stretch = IntervalSet::span(from, until);
+    let mut gaps = Vec::new();
+    for &key in adopted.iter().filter(|(_, group)| !site.refuses(*group, until)) {
+        let entitlement = entitled.of(key);
+        let granted = kisi.grants(site, key, from, Whose::Anyone);
+        let missing =
+            entitlement.intersect(&stretch).subtract(&granted).subtract(&entitlement.beginnings(WINDOW_START_GRACE));
+        gaps.extend(missing.intervals().iter().map(|&(start, end)| (key, start, end)));
+    }
+    gaps
 }

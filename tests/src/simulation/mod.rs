@@ -15,7 +15,22 @@
 //! (from its checkpoints and snapshots), the writer and the ingestor on the same log. Members
 //! idle for hours are passivated and come back from their snapshots too. Kisi also holds staff,
 //! another integration's user and groups that are not doorsync's, which must stay untouched.
-//! The invariants and their tolerances are stated in `invariants.rs`.
+//!
+//! Each seed also draws what the real APIs leave open (`conditions.rs`, after
+//! `quirks.md`): Nexudus's 500 or 404 for a record that is gone; Kisi applying, ignoring or
+//! refusing a PATCH of a window, answering 403 or 404 for unknown ids, and sending Retry-After
+//! with its 429s or not; a mapped group Kisi refuses to doorsync's key, from the start or from a
+//! drawn instant; staff users someone else made with members' emails, some holding assignments
+//! of their own in the members' groups, with a window or without; and a start on what Nexudus's
+//! built-in Kisi integration left (users and window-less assignments for the members entitled
+//! then, and some for members entitled to nothing there), which doorsync is told to adopt. The
+//! draws are in the failure story and in each seed's report.
+//!
+//! The invariants and their tolerances are stated in `invariants.rs`. One gap is counted rather
+//! than failed: the writer counts its reconciliation period afresh at every start and waits a
+//! whole period after a failed pass, so in a seed whose writer restarts often enough no
+//! reconciliation finishes, and adopted assignments nobody is entitled to, which only the
+//! reconciler removes, are still there at the end (the summary says in how many seeds).
 //!
 //! Time is virtual: it stands still while doorsync works, and moves only when everything has
 //! settled (see `settle.rs`), straight to the next instant anyone waits for on the clock (a
@@ -33,6 +48,7 @@
 //! replaying, usually reproduces, and when it does not, its journal still tells the story.
 
 mod clock;
+mod conditions;
 mod doorsync;
 mod faults;
 mod intervals;
@@ -48,6 +64,7 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
+pub use conditions::{Conditions, Hiding};
 pub use run::{SeedFailure, SeedReport, run_seed};
 
 /// Why a seed could not go on.

@@ -12,11 +12,12 @@ use rand::{Rng, SeedableRng};
 
 use super::SimFailure;
 use super::clock::SimClock;
+use super::conditions::{Conditions, Hiding};
 use super::doorsync::{Doorsync, POLICIES};
 use super::faults::{Disruption, FaultPlan, Phase};
 use super::intervals::Millis;
 use super::invariants::{self, Change, ChangeHistory, KisiView, Weather, calm_delay};
-use super::oracle::{self, Entitlements};
+use super::oracle::{self, Entitlements, Key};
 use super::settle::Settler;
 use super::workload::{ClockChangeDay, Propagation, Workload, iso};
 use super::world::{LOCATIONS, World};
@@ -37,6 +38,12 @@ const MAX_STEP: Millis = 60 * MINUTE_MS;
 const FINISHING: Millis = 5 * MINUTE_MS;
 /// Journal lines shown with a failure.
 const JOURNAL_TAIL: usize = 60;
+/// How long a member entitled at the start may lack access while doorsync narrows the built-in
+/// integration's window-less assignment (a delete and a create when Kisi ignores or refuses the
+/// PATCH): the requests between the two are spaced out on the virtual clock.
+/// The simulation's shortest step is the window-edge tolerance, so a gap of one request (a
+/// fraction of a second in Kisi) shows as one step here.
+const ADOPTION_GAP_TOLERANCE: Millis = invariants::EDGE_SLACK;
 
 /// How a seed went.
 #[derive(Debug, Clone)]
@@ -55,6 +62,25 @@ pub struct SeedReport {
     /// Operations made on the log (appends, reads, key-value reads and writes, settlements).
     pub log_operations: u64,
     pub real_time: Duration,
+    /// How the real APIs behaved and what Kisi held before doorsync, as drawn.
+    pub conditions: Conditions,
+    /// The group Kisi refused to doorsync's key, if any.
+    pub refused_group: Option<u64>,
+    /// Users someone else made that members' emails matched.
+    pub found_users: usize,
+    /// Assignments the built-in integration left, which doorsync adopted.
+    pub adopted_assignments: usize,
+    /// The longest stretch a member entitled at the start lacked access while doorsync narrowed
+    /// the built-in integration's assignment.
+    pub longest_adoption_gap: Millis,
+    /// Commands dead-lettered as expected (Kisi refused the group, or someone else's assignment
+    /// stood in the way).
+    pub dead_letters: usize,
+    /// Adopted assignments nobody is entitled to that were left because no reconciliation
+    /// finished during the run.
+    pub adopted_left_unreconciled: usize,
+    /// Whether the writer found that Kisi applies a PATCH of a window.
+    pub patch_applies_validity: Option<bool>,
 }
 
 /// A seed that broke an invariant (or could not be simulated), with its story.
@@ -127,13 +153,27 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
     let changes_end = end - invariants::missing_delay(Propagation::Polled);
     let clock = SimClock::new(Timestamp::from_unix_millis(start));
     let members = rng.random_range(3..=5);
-    let mut world = World::build(&clock, members, &mut rng).await?;
+    let conditions = Conditions::draw(&mut rng, start, changes_end);
+    let mut world = World::build(&clock, members, &conditions, &mut rng).await?;
     let policy = POLICIES[rng.random_range(0..POLICIES.len())];
     let clock_change =
         format!("{} at {} ({})", LOCATIONS[change_location].0, iso(change_at), LOCATIONS[change_location].2);
     journal.note(start, format!("{members} members, no-access policy {policy:?}, clocks change in {clock_change}"));
+    journal.note(
+        start,
+        format!(
+            "{conditions:?}; Kisi refuses {:?} to doorsync's key; users someone else made with members' emails: {:?}",
+            world.site.refused_group,
+            world.unmanaged.found_users.iter().map(|user| (user.id, &user.email)).collect::<Vec<_>>()
+        ),
+    );
+    let mut group_to_hide = match conditions.hidden_group {
+        Some((_, Hiding::At(_))) => world.site.refused_group,
+        _ => None,
+    };
     let mut doorsync = Doorsync::start(&world, &clock, policy, rng.random()).await?;
     let plan = FaultPlan::draw(&mut rng, start, end, calm_delay() + 90 * MINUTE_MS, members);
+    let first_faults = plan.phases.iter().find(|phase| phase.faults.is_some()).map_or(end, |phase| phase.start);
     let day =
         ClockChangeDay { location: change_location, pass_used_at: change_at + rng.random_range(0..=180) * MINUTE_MS };
     let mut workload = Workload::new(StdRng::seed_from_u64(rng.random()), Timestamp::from_unix_millis(start), day);
@@ -150,24 +190,47 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
     let (mut steps, mut changes, mut disrupted) = (0_u64, 0_usize, 0_usize);
     let mut now = start;
     let mut first = true;
+    let mut adopted_at_start: Vec<Key> = Vec::new();
+    let mut longest_adoption_gap: Millis = 0;
     loop {
         // The last phase, calm, lasts while the run finishes past its end.
         let phase = plan.phase_at(now.min(end - 1)).copied();
         if phase != current_phase {
             if let Some(phase) = phase {
-                enter(&phase, &world, &doorsync, journal, now)?;
+                enter(&phase, &world, journal, now);
             }
             current_phase = phase;
         }
         while let Some((_, disruption)) = disruptions.next_if(|(at, _)| *at <= now) {
-            disrupt(disruption, &world, &mut doorsync, journal, now).await?;
+            disrupt(disruption, &world, &mut doorsync, &conditions, journal, now).await?;
             disrupted += 1;
+        }
+        if let Some(refused) = group_to_hide.filter(|refused| refused.from <= now) {
+            world.kisi.handle().hide_group(refused.group);
+            journal.note(now, format!("an administrator takes group {} away from doorsync's key", refused.group));
+            group_to_hide = None;
         }
         let made = if first {
             first = false;
             // Settled first: the members and the rooms' links are read before anyone holds anything.
             settle(&mut settler, &clock, &world, &doorsync, journal, now).await;
-            workload.furnish(&mut world, now)?
+            let furnished = workload.furnish(&mut world, now)?;
+            if conditions.integration_start {
+                let at_start = oracle::entitlements(&world.nexudus, &world.site, &workload.ledger)?;
+                adopted_at_start = world.seed_integration_start(&at_start, now, &mut rng)?;
+                for &key in &world.stale_adopted {
+                    history.record(key, Change { at: now, propagation: Propagation::Reconciled, disturbed: false });
+                }
+                journal.note(
+                    now,
+                    format!(
+                        "the built-in integration left window-less assignments for {adopted_at_start:?}, and for \
+                         {:?} entitled to nothing there",
+                        world.stale_adopted
+                    ),
+                );
+            }
+            furnished
         } else if workload.next_at() <= now && now < changes_end {
             workload.act(&mut world, now)?
         } else {
@@ -185,6 +248,11 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
             if let Some(propagation) = propagation {
                 for key in fresh.changed_keys(&entitled) {
                     history.record(key, Change { at: now, propagation, disturbed });
+                }
+            }
+            for group in made.iter().filter_map(|change| change.unlinked) {
+                for member in &world.site.members {
+                    history.record((member.id, group), Change { at: now, propagation: Propagation::Polled, disturbed });
                 }
             }
             entitled = fresh;
@@ -210,8 +278,13 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
 
         let kisi = world.kisi.handle();
         let view = KisiView::read(&kisi);
+        if doorsync.writer.status().last_reconcile.is_some_and(|report| report.failed == 0 && report.held.is_none()) {
+            history.reconciler_finished(now);
+        }
         let mut violations = invariants::unmanaged(&world.site, &kisi, &world.unmanaged);
         violations.extend(invariants::duplicates(&world.site, &view));
+        violations
+            .extend(invariants::webhooks(&doorsync.ingest.status().webhooks, &doorsync.disabled_webhooks(&world)));
         // The end comes once nothing is due soon: a window edge may fall on the last instant,
         // and the writer must be let finish the calls it is spacing out.
         let due_soon = clock.next_deadline().is_some_and(|deadline| deadline.as_unix_millis() <= now + FINISHING)
@@ -225,6 +298,7 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
             (now < changes_end).then(|| workload.next_at()),
             plan.next_boundary(now),
             disruptions.peek().map(|(at, _)| *at),
+            group_to_hide.map(|refused| refused.from),
         ];
         let next = next_step(now, horizon, &clock, planned);
         let weather = match current_phase {
@@ -232,25 +306,66 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
             _ => Weather::Faulty,
         };
         violations.extend(invariants::access(&world.site, &view, &entitled, &history, weather, (now, next)));
+        if now < first_faults {
+            let stretch = (now, next.min(first_faults));
+            for (key, gap_start, gap_end) in
+                invariants::adoption_gaps(&world.site, &view, &entitled, &adopted_at_start, stretch)
+            {
+                longest_adoption_gap = longest_adoption_gap.max(gap_end - gap_start);
+                if gap_end - gap_start > ADOPTION_GAP_TOLERANCE {
+                    violations.push(format!(
+                        "{}: member {} held the built-in integration's assignment on group {} and is entitled, \
+                         but lacks access for {} ms while doorsync narrows it",
+                        iso(gap_start),
+                        key.0,
+                        key.1,
+                        gap_end - gap_start
+                    ));
+                }
+            }
+        }
         fail_on(violations, &world, &doorsync, journal, now).await?;
         clock.advance_to(Timestamp::from_unix_millis(next));
         now = next;
     }
 
+    // The writer counts its reconciliation period afresh at every start and waits a whole one
+    // after a failed pass, so a writer restarted often enough never reconciles: what only the
+    // reconciler removes is then left, and counted rather than failed (see the module docs).
+    let left_to_reconciler = if history.reconciled() { Vec::new() } else { world.stale_adopted.clone() };
+    if !left_to_reconciler.is_empty() {
+        journal.note(now, format!("no reconciliation finished: adopted assignments {left_to_reconciler:?} are left"));
+    }
     let mut violations = invariants::end_state(
         &world.site,
         &KisiView::read(&world.kisi.handle()),
         &entitled,
+        &world.unmanaged.found_users,
+        &left_to_reconciler,
         doorsync.policy().no_access,
         clock.now().as_unix_millis(),
     );
-    let dead_letters = doorsync.log.last_sequence(&doorsync.layout.dead_letters).await.unwrap_or(u64::MAX);
-    if dead_letters > 0 {
-        violations.push(format!("{dead_letters} commands were dead-lettered"));
+    let dead_letters = doorsync.dead_letter_reasons().await?;
+    let unexpected: Vec<&String> = dead_letters.iter().filter(|reason| !expected_dead_letter(&world, reason)).collect();
+    if !unexpected.is_empty() {
+        violations.push(format!("{} commands were dead-lettered: {unexpected:#?}", unexpected.len()));
     }
-    let parked = doorsync.ingest.status().parked;
-    if !parked.is_empty() {
-        violations.push(format!("the ingestor parked records it should have read: {parked:?}"));
+    let writer = doorsync.writer.status();
+    let refused_by_mistake: Vec<_> = writer
+        .refused_groups
+        .iter()
+        .filter(|refused| world.site.refused_group.is_none_or(|hidden| hidden.group != refused.group))
+        .collect();
+    if !refused_by_mistake.is_empty() {
+        violations
+            .push(format!("the writer reports groups as refused that Kisi does not refuse: {refused_by_mistake:?}"));
+    }
+    let ingest = doorsync.ingest.status();
+    if !ingest.parked.is_empty() {
+        violations.push(format!("the ingestor parked records it should have read: {:?}", ingest.parked));
+    }
+    if !ingest.retrying.is_empty() {
+        violations.push(format!("the ingestor still retries records after a calm spell: {:?}", ingest.retrying));
     }
     let backlog = doorsync.writer.status().backlog_keys;
     if backlog > 0 {
@@ -270,6 +385,14 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
         nexudus_requests: world.nexudus.stats().requests,
         log_operations: doorsync.log_gauge.finished(),
         real_time: Duration::ZERO,
+        conditions,
+        refused_group: world.site.refused_group.map(|refused| refused.group.0),
+        found_users: world.unmanaged.found_users.len(),
+        adopted_assignments: adopted_at_start.len() + world.stale_adopted.len(),
+        longest_adoption_gap,
+        dead_letters: dead_letters.len(),
+        adopted_left_unreconciled: left_to_reconciler.len(),
+        patch_applies_validity: writer.patch_applies_validity,
     };
     doorsync.shutdown().await;
     world.shutdown().await;
@@ -397,7 +520,7 @@ fn clock_change(rng: &mut StdRng) -> Result<(usize, Millis), SimFailure> {
 
 /// The next instant anything happens: someone's deadline on the clock (served together with
 /// whatever else is due within [`MIN_STEP`]), a planned change or fault, or `horizon`.
-fn next_step(now: Millis, horizon: Millis, clock: &SimClock, planned: [Option<Millis>; 3]) -> Millis {
+fn next_step(now: Millis, horizon: Millis, clock: &SimClock, planned: [Option<Millis>; 4]) -> Millis {
     let mut next = horizon.min(now + MAX_STEP);
     if let Some(deadline) = clock.next_deadline() {
         next = next.min(deadline.as_unix_millis().max(now + MIN_STEP));
@@ -409,13 +532,7 @@ fn next_step(now: Millis, horizon: Millis, clock: &SimClock, planned: [Option<Mi
 }
 
 /// Switches the faults of a phase on, or all of them off.
-fn enter(
-    phase: &Phase,
-    world: &World,
-    doorsync: &Doorsync,
-    journal: &mut Journal,
-    now: Millis,
-) -> Result<(), SimFailure> {
+fn enter(phase: &Phase, world: &World, journal: &mut Journal, now: Millis) {
     let kisi = world.kisi.handle();
     match phase.faults {
         Some(faults) => {
@@ -429,30 +546,24 @@ fn enter(
         None => {
             kisi.set_random_faults(None);
             world.nexudus.set_faults(WebhookFaults::default());
-            let enabled = doorsync.reenable_webhooks(world)?;
-            journal.note(
-                now,
-                format!(
-                    "calm until {}; webhooks Nexudus had disabled and the operator enabled again: {enabled}",
-                    iso(phase.end)
-                ),
-            );
+            journal.note(now, format!("calm until {}", iso(phase.end)));
         }
     }
-    Ok(())
 }
 
 async fn disrupt(
     disruption: Disruption,
     world: &World,
     doorsync: &mut Doorsync,
+    conditions: &Conditions,
     journal: &mut Journal,
     now: Millis,
 ) -> Result<(), SimFailure> {
     journal.note(now, format!("{disruption:?}"));
     match disruption {
         Disruption::KisiRateLimited { requests, retry_after_seconds } => {
-            let fault = Fault::Status { status: 429, retry_after: Some(retry_after_seconds.to_string()) };
+            let retry_after = conditions.retry_after_on_429.then(|| retry_after_seconds.to_string());
+            let fault = Fault::Status { status: 429, retry_after };
             world.kisi.handle().inject(FaultRule::new(fault).times(requests));
         }
         Disruption::NexudusThrottled { requests } => world.nexudus.throttle_next(requests),
@@ -470,4 +581,20 @@ async fn disrupt(
         Disruption::IngestRestarted => doorsync.restart_ingest(world).await?,
     }
     Ok(())
+}
+
+/// Whether Kisi's own refusals explain a dead letter: the group it refuses to the key, or an
+/// assignment someone else made that does not cover the window doorsync was to grant.
+fn expected_dead_letter(world: &World, reason: &str) -> bool {
+    let refused_group = world
+        .site
+        .refused_group
+        .is_some_and(|refused| reason.starts_with(&format!("Kisi refused group {} ", refused.group)));
+    let others_assignment = world.unmanaged.assignments.iter().any(|assignment| {
+        reason.starts_with(&format!(
+            "role assignment {} on group {} was created by someone else",
+            assignment.id, assignment.group
+        ))
+    });
+    refused_group || others_assignment
 }

@@ -31,6 +31,9 @@ pub(crate) enum Propagation {
     Polled,
     /// A webhook at once, or failing that the next sweep (a poll cannot see what is gone).
     HardDelete,
+    /// Nothing tells doorsync: its reconciler finds it (an adopted assignment nobody is entitled
+    /// to, left by the built-in integration before doorsync started).
+    Reconciled,
 }
 
 /// One change the workload made.
@@ -38,6 +41,9 @@ pub(crate) enum Propagation {
 pub(crate) struct Change {
     pub(crate) text: String,
     pub(crate) propagation: Propagation,
+    /// The group a room was linked to before this change: until doorsync reads the new link, a
+    /// booking of that room made meanwhile opens it.
+    pub(crate) unlinked: Option<KisiGroupId>,
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +290,7 @@ impl Workload {
         Ok(Some(Change {
             text: format!("an admin deletes booking {} of member {} for good", booking.id, booking.member),
             propagation: Propagation::HardDelete,
+            unlinked: None,
         }))
     }
 
@@ -356,6 +363,7 @@ impl Workload {
         Ok(Some(Change {
             text: format!("an admin deletes pass {} of member {} for good", pass.id, pass.member),
             propagation: Propagation::HardDelete,
+            unlinked: None,
         }))
     }
 
@@ -407,11 +415,19 @@ impl Workload {
         let target: Option<KisiGroupId> =
             if self.rng.random_bool(0.2) { None } else { place.remap_targets().choose(&mut self.rng).copied() };
         let value = target.map_or(Value::Null, |group| json!(group.0.to_string()));
+        let unlinked = world
+            .nexudus
+            .record(SimEntity::Resource, room.resource)
+            .and_then(|record| {
+                record.get("AccessControlGroupId").and_then(Value::as_str).and_then(|id| id.parse().ok())
+            })
+            .map(KisiGroupId);
         update(world, SimEntity::Resource, room.resource, json!({"AccessControlGroupId": value}))?;
         let told = target.map_or_else(|| "no group".to_owned(), |group| format!("group {group}"));
         Ok(Change {
             text: format!("the operator links room C in {} (resource {}) to {told}", place.city, room.resource),
             propagation: Propagation::Polled,
+            unlinked,
         })
     }
 
@@ -444,7 +460,7 @@ impl Workload {
 }
 
 fn notified(text: String) -> Change {
-    Change { text, propagation: Propagation::Notified }
+    Change { text, propagation: Propagation::Notified, unlinked: None }
 }
 
 fn create(world: &World, kind: SimEntity, fields: Value) -> Result<u64, SimFailure> {

@@ -1,26 +1,33 @@
 //! The simulated coworking operator: Nexudus locations in three time zones with their rooms,
 //! pass products, desks and offices; the Kisi groups they open, and what Kisi holds that
-//! doorsync must never touch (other people's users, groups and assignments).
+//! doorsync did not make: other people's users, groups and assignments, which it must never
+//! touch; staff users whose emails members use, which it links for memberships only; and, when
+//! the seed says so, what Nexudus's built-in Kisi integration left, which it adopts.
 
 use std::sync::Arc;
 
 use doorsync_access::Mapping;
-use doorsync_clock::SharedClock;
-use doorsync_kisi_sim::{KisiSimulator, SimAssignment, SimUser};
+use doorsync_clock::{Clock, SharedClock};
+use doorsync_kisi_sim::{KisiSimulator, SeedUser, SimAssignment, SimHandle, SimUser};
 use doorsync_nexudus::{Credentials, Secret};
 use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
-use doorsync_proto::{FloorPlanItemId, KisiGroupId, KisiUserId, MemberId, PassProductId, ResourceId};
+use doorsync_proto::{FloorPlanItemId, KisiGroupId, KisiUserId, MemberId, PassProductId, ResourceId, Timestamp};
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde_json::json;
 
 use super::SimFailure;
 use super::clock::SimClock;
+use super::conditions::{Conditions, Hiding};
+use super::intervals::Millis;
+use super::oracle::{Entitlements, Key};
 
 pub(crate) const KISI_API_KEY: &str = "doorsync-simulation-kisi-key";
 pub(crate) const WEBHOOK_SECRET: &str = "doorsync-simulation-webhook-secret";
 pub(crate) const NEXUDUS_USER: &str = "integrations@operator.invalid";
 pub(crate) const NEXUDUS_PASSWORD: &str = "doorsync-simulation-nexudus-password";
+/// The Kisi user whose key Nexudus's built-in Kisi integration used, which doorsync adopts.
+pub(crate) const INTEGRATION_EMAIL: &str = "nexudus-kisi@operator.invalid";
 /// Kisi admits this many requests per second and API user (the real Kisi: 5). A little more
 /// than Kisi so that a reconciliation of every group does not stretch over many steps.
 pub(crate) const KISI_REQUESTS_PER_SECOND: u32 = 10;
@@ -37,6 +44,7 @@ pub(crate) const LOCATIONS: [(&str, &str, &str); 3] = [
 const OFFICE_ITEM_TYPE: u64 = 1;
 const DEDICATED_DESK_ITEM_TYPE: u64 = 2;
 const DESKS_PER_LOCATION: usize = 2;
+const HOUR_MS: Millis = 3_600_000;
 /// Minutes a time pass includes; a product without `MinutesIncluded` is a day pass.
 const TIME_PASS_MINUTES: u64 = 600;
 
@@ -95,6 +103,18 @@ pub(crate) struct Site {
     pub(crate) configured: Mapping,
     /// Every group doorsync may manage: the configured ones and those a room may be remapped to.
     pub(crate) managed_groups: Vec<KisiGroupId>,
+    /// The owner of doorsync's API key, who makes doorsync's users and assignments.
+    pub(crate) doorsync_user: KisiUserId,
+    /// The built-in integration's user, whose assignments doorsync is told to adopt.
+    pub(crate) adopted_creator: Option<KisiUserId>,
+    /// A managed group Kisi refuses to doorsync's key, and from when.
+    pub(crate) refused_group: Option<RefusedGroup>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RefusedGroup {
+    pub(crate) group: KisiGroupId,
+    pub(crate) from: Millis,
 }
 
 impl Site {
@@ -107,31 +127,54 @@ impl Site {
         let email = email.to_lowercase();
         self.members.iter().find(|member| member.emails.contains(&email))
     }
+
+    /// Whether doorsync answers for the assignment: made by its key's owner or by a creator it
+    /// adopts.
+    pub(crate) fn is_doorsyncs(&self, assignment: &SimAssignment) -> bool {
+        assignment
+            .created_by
+            .is_some_and(|creator| creator == self.doorsync_user || self.adopted_creator == Some(creator))
+    }
+
+    /// Whether Kisi refuses the group to doorsync's key at some instant before `until`.
+    pub(crate) fn refuses(&self, group: KisiGroupId, until: Millis) -> bool {
+        self.refused_group.is_some_and(|refused| refused.group == group && refused.from < until)
+    }
 }
 
-/// What Kisi held before doorsync started that is not doorsync's: users who are not members
-/// (with doorsync's own API user) and every assignment of them or on a group doorsync does not
-/// manage. It must stay exactly as it was.
+/// What Kisi held before doorsync wrote anything that is not doorsync's: users who are not
+/// members (with doorsync's own API user), which must stay exactly as they were; users someone
+/// else made with members' emails, which doorsync links but must never suspend, re-enable or
+/// delete; and every assignment but those doorsync adopts, which must stay exactly as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unmanaged {
     pub(crate) users: Vec<SimUser>,
+    pub(crate) found_users: Vec<SimUser>,
     pub(crate) assignments: Vec<SimAssignment>,
 }
 
 impl Unmanaged {
-    /// Reads the unmanaged part of what Kisi holds now.
-    pub(crate) fn read(kisi: &doorsync_kisi_sim::SimHandle, site: &Site) -> Self {
-        let mut users: Vec<SimUser> =
-            kisi.users().into_iter().filter(|user| site.member_with_email(&user.email).is_none()).collect();
+    /// Reads what Kisi holds now that is not doorsync's.
+    pub(crate) fn read(kisi: &SimHandle, site: &Site) -> Self {
+        let made_by_doorsync = |creator: Option<KisiUserId>| creator == Some(site.doorsync_user);
+        let (mut users, mut found_users): (Vec<SimUser>, Vec<SimUser>) = kisi
+            .users()
+            .into_iter()
+            .filter(|user| !(site.member_with_email(&user.email).is_some() && made_by_doorsync(user.created_by)))
+            .partition(|user| site.member_with_email(&user.email).is_none());
         users.sort_by_key(|user| user.id);
-        let unmanaged_user = |id: KisiUserId| users.iter().any(|user| user.id == id);
+        found_users.sort_by_key(|user| user.id);
+        let members_user = |id: KisiUserId| !users.iter().any(|user| user.id == id);
         let mut assignments: Vec<SimAssignment> = kisi
             .assignments()
             .into_iter()
-            .filter(|assignment| unmanaged_user(assignment.user) || !site.managed_groups.contains(&assignment.group))
+            .filter(|assignment| {
+                let managed = site.managed_groups.contains(&assignment.group);
+                !(managed && members_user(assignment.user) && site.is_doorsyncs(assignment))
+            })
             .collect();
         assignments.sort_by_key(|assignment| assignment.id);
-        Self { users, assignments }
+        Self { users, found_users, assignments }
     }
 }
 
@@ -142,20 +185,39 @@ pub(crate) struct World {
     pub(crate) kisi: KisiSimulator,
     pub(crate) site: Site,
     pub(crate) unmanaged: Unmanaged,
+    /// Adopted assignments the built-in integration left for members entitled to nothing there.
+    pub(crate) stale_adopted: Vec<Key>,
 }
 
 impl World {
-    pub(crate) async fn build(clock: &SimClock, members: usize, rng: &mut StdRng) -> Result<Self, SimFailure> {
+    pub(crate) async fn build(
+        clock: &SimClock,
+        members: usize,
+        conditions: &Conditions,
+        rng: &mut StdRng,
+    ) -> Result<Self, SimFailure> {
         let shared: SharedClock = Arc::new(clock.clone());
         let mut kisi_options = doorsync_kisi_sim::SimOptions::new(Arc::clone(&shared));
         kisi_options.seed = rng.random();
         kisi_options.requests_per_second = KISI_REQUESTS_PER_SECOND;
+        kisi_options.patch_validity = conditions.patch_validity;
+        kisi_options.unknown_ids = conditions.unknown_ids;
+        kisi_options.retry_after_on_429 = conditions.retry_after_on_429;
         let kisi =
             KisiSimulator::start(kisi_options).await.map_err(SimFailure::setup("starting the Kisi simulator"))?;
         let handle = kisi.handle();
-        handle
+        let doorsync_user = handle
             .add_api_account("integration@operator.invalid", "doorsync", KISI_API_KEY)
             .map_err(SimFailure::setup("creating doorsync's Kisi API key"))?;
+        // Made before doorsync starts, since doorsync looks the adopted creators up once.
+        let adopted_creator = if conditions.integration_start {
+            let integration = handle
+                .add_api_user(INTEGRATION_EMAIL, "Nexudus")
+                .map_err(SimFailure::setup("creating the built-in integration's Kisi user"))?;
+            Some(integration)
+        } else {
+            None
+        };
 
         let mut nexudus_options = doorsync_nexudus_sim::SimOptions::new(shared);
         nexudus_options.credentials =
@@ -165,6 +227,7 @@ impl World {
         nexudus_options.limits = None;
         nexudus_options.seed = rng.random();
         nexudus_options.webhook_timeout = std::time::Duration::from_secs(5);
+        nexudus_options.missing_record = conditions.missing_record;
         let nexudus = NexudusSimulator::start(nexudus_options)
             .await
             .map_err(SimFailure::setup("starting the Nexudus simulator"))?;
@@ -174,12 +237,88 @@ impl World {
             members: Vec::new(),
             configured: Mapping::default(),
             managed_groups: Vec::new(),
+            doorsync_user,
+            adopted_creator,
+            refused_group: None,
         };
         furnish(&nexudus, &handle, &mut site).map_err(SimFailure::setup("furnishing the locations"))?;
         enrol(&nexudus, &mut site, members, rng).map_err(SimFailure::setup("creating the members"))?;
         seed_unmanaged(&handle, &site).map_err(SimFailure::setup("seeding Kisi with what is not doorsync's"))?;
+        if conditions.staff_emails {
+            seed_staff_with_members_emails(&handle, &site, clock.now().as_unix_millis(), rng)
+                .map_err(SimFailure::setup("seeding staff users with members' emails"))?;
+        }
+        if let Some((nth, hiding)) = conditions.hidden_group {
+            let group = site.managed_groups[nth % site.managed_groups.len()];
+            let from = match hiding {
+                Hiding::FromTheStart => {
+                    handle.hide_group(group);
+                    clock.now().as_unix_millis()
+                }
+                Hiding::At(at) => at,
+            };
+            site.refused_group = Some(RefusedGroup { group, from });
+        }
         let unmanaged = Unmanaged::read(&handle, &site);
-        Ok(Self { nexudus, kisi, site, unmanaged })
+        Ok(Self { nexudus, kisi, site, unmanaged, stale_adopted: Vec::new() })
+    }
+
+    /// What Nexudus's built-in Kisi integration left before doorsync's first write: for each
+    /// member entitled to a group now or later, a user (the one Kisi has for the email, or one it
+    /// made) and a window-less assignment there; and the same for some groups members are no
+    /// longer entitled to (kept in `stale_adopted`). Returns the members and groups entitled.
+    pub(crate) fn seed_integration_start(
+        &mut self,
+        entitled: &Entitlements,
+        now: Millis,
+        rng: &mut StdRng,
+    ) -> Result<Vec<Key>, SimFailure> {
+        let Some(integration) = self.site.adopted_creator else { return Ok(Vec::new()) };
+        let kisi = self.kisi.handle();
+        let mut entitled_keys = Vec::new();
+        for member in self.site.members.clone() {
+            let home = &self.site.locations[member.home];
+            let stale_group = rng.random_bool(0.4).then(|| {
+                let mut candidates = vec![home.floor, home.nexudus_mapped_group];
+                candidates.extend(home.rooms.iter().filter_map(|room| room.configured_group));
+                candidates[rng.random_range(0..candidates.len())]
+            });
+            let mut groups: Vec<KisiGroupId> = self
+                .site
+                .managed_groups
+                .iter()
+                .copied()
+                .filter(|group| entitled.of((member.id, *group)).current_or_next(now).is_some())
+                .collect();
+            let stale = stale_group.filter(|group| !groups.contains(group));
+            groups.extend(stale);
+            if groups.is_empty() || !member.active {
+                continue;
+            }
+            let email = &member.emails[0];
+            let user = match kisi.user_by_email(email) {
+                Some(user) => user.id,
+                None => kisi
+                    .seed_user(SeedUser::new(email, &format!("Member {}", member.id)).created_by(integration))
+                    .map_err(SimFailure::setup("creating a member's user as the built-in integration"))?,
+            };
+            let assignments = kisi.assignments();
+            for group in groups {
+                if assignments.iter().any(|held| held.user == user && held.group == group) {
+                    continue;
+                }
+                kisi.add_assignment_as(Some(integration), user, group, None, None).map_err(|error| {
+                    SimFailure::harness("seed the built-in integration's assignments", error.to_string())
+                })?;
+                if Some(group) == stale {
+                    self.stale_adopted.push((member.id, group));
+                } else {
+                    entitled_keys.push((member.id, group));
+                }
+            }
+        }
+        self.unmanaged = Unmanaged::read(&kisi, &self.site);
+        Ok(entitled_keys)
     }
 
     pub(crate) async fn shutdown(self) {
@@ -287,5 +426,54 @@ fn seed_unmanaged(kisi: &doorsync_kisi_sim::SimHandle, site: &Site) -> Result<()
     }
     let cleaner = kisi.add_user("cleaning@contractor.invalid", "Cleaning contractor")?;
     kisi.add_assignment_as(Some(badge_printer), cleaner, kitchen, None, None)?;
+    // Made by hand as the owner of doorsync's key, for someone who is no member: not doorsync's.
+    if let Some(floor) = managed.first() {
+        kisi.add_assignment_as(Some(site.doorsync_user), cleaner, *floor, None, None)?;
+    }
+    Ok(())
+}
+
+/// Staff users whose emails one or two members also use in Nexudus (an employee who is a member
+/// too), made by an administrator, by signing up or by another integration, some with
+/// assignments of their own in the member's home groups, with a window or without.
+fn seed_staff_with_members_emails(
+    kisi: &SimHandle,
+    site: &Site,
+    now: Millis,
+    rng: &mut StdRng,
+) -> Result<(), doorsync_kisi_sim::SimError> {
+    let badge_printer = kisi.user_by_email("badges@operator.invalid").map(|user| user.id);
+    let count = rng.random_range(1..=2.min(site.members.len()));
+    for member in site.members.iter().take(count) {
+        let mut staff = SeedUser::new(&member.emails[0], &format!("Staff member {}", member.id));
+        match rng.random_range(0..3) {
+            0 => staff = staff.regular(),
+            1 => {
+                if let Some(creator) = badge_printer {
+                    staff = staff.created_by(creator).notes("badge printer");
+                }
+            }
+            _ => {}
+        }
+        let user = kisi.seed_user(staff)?;
+        let home = &site.locations[member.home];
+        let mut groups = vec![home.floor];
+        groups.extend(home.rooms.iter().filter_map(|room| room.configured_group));
+        for group in groups {
+            if rng.random_bool(0.6) {
+                continue;
+            }
+            let (from, until) = if rng.random_bool(0.5) {
+                (None, None)
+            } else {
+                let from = now - rng.random_range(1..=48) * HOUR_MS;
+                (
+                    Some(Timestamp::from_unix_millis(from)),
+                    Some(Timestamp::from_unix_millis(now + rng.random_range(1..=12) * HOUR_MS)),
+                )
+            };
+            kisi.add_assignment_as(None, user, group, from, until)?;
+        }
+    }
     Ok(())
 }
