@@ -258,6 +258,13 @@ impl Collector for StatusMetrics {
                 count(ingest.parked.len()),
             )?;
             counter(e, "ingest_parkings", "Times a Nexudus record was parked", ingest.parkings)?;
+            gauge(
+                e,
+                "ingest_retrying_records",
+                "Nexudus records a webhook, poll or sweep asked for whose reading failed, waiting in the durable \
+                 retry set to be read again",
+                count(ingest.retrying.len()),
+            )?;
             let hooks = &ingest.webhooks;
             labelled_counter(
                 e,
