@@ -15,7 +15,7 @@ use doorsync_nexudus::{
 
 use crate::error::IngestError;
 use crate::ingestor::confirm_deleted;
-use crate::normalise::{Unnormalisable, Zone};
+use crate::normalise::{LocationZone, Unnormalisable, Zone};
 
 /// UTC-12:00 (Etc/GMT+12, Windows "Dateline Standard Time"): no zone is further west.
 const WESTERNMOST_OFFSET: Duration = Duration::from_secs(12 * 3_600);
@@ -163,10 +163,13 @@ impl Directory {
         Duration::from_secs(u64::from(westernmost.min(0).unsigned_abs()))
     }
 
-    /// The time zone of the location of `resource`, when it can be known.
-    pub(crate) async fn zone_of_resource(&self, resource: u64) -> Result<Option<Zone>, IngestError> {
-        let Ok(resource) = self.lookup::<Resource>(resource).await? else { return Ok(None) };
-        Ok(self.zone_of(resource.business_id).await?.ok())
+    /// The time zone of the location of `resource`, or why it cannot be used.
+    pub(crate) async fn zone_of_resource(&self, resource: u64) -> Result<LocationZone, IngestError> {
+        let resource = match self.lookup::<Resource>(resource).await? {
+            Ok(resource) => resource,
+            Err(reason) => return Ok(LocationZone::Unusable(Unnormalisable::new(format!("ResourceId: {reason}")))),
+        };
+        Ok(LocationZone::from_lookup(self.zone_of(resource.business_id).await?))
     }
 }
 

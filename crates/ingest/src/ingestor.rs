@@ -23,7 +23,7 @@ use crate::bucket::Bucket;
 use crate::directory::Directory;
 use crate::error::IngestError;
 use crate::ledger::{Ledger, Observation, Verdict, decide};
-use crate::normalise::{self, Normalised, Unnormalisable};
+use crate::normalise::{self, LocationZone, Normalised, Unnormalisable};
 use crate::record::{Holder, RecordKey, RecordKind};
 use crate::retry::{RetrySet, Target};
 use crate::status::{Parking, Stats};
@@ -105,7 +105,7 @@ impl Tracked for Booking {
 
     async fn normalise(&self, directory: &Directory) -> Result<Result<Normalised, Unnormalisable>, IngestError> {
         let zone = directory.zone_of_resource(self.resource_id).await?;
-        Ok(normalise::booking(self, zone.as_ref()))
+        Ok(normalise::booking(self, &zone))
     }
 
     /// A cancelled booking leaves a snapshot among the cancelled bookings, which dates the
@@ -141,8 +141,8 @@ impl Tracked for CoworkerTimePass {
         let product = directory.lookup::<TimePass>(self.time_pass_id).await?;
         let business = self.business_id.or_else(|| product.as_ref().ok().and_then(|product| product.business_id));
         let zone = match business {
-            Some(business) => directory.zone_of(business).await?,
-            None => Err(Unnormalisable::new("BusinessId: is missing on the pass and on its product")),
+            Some(business) => LocationZone::from_lookup(directory.zone_of(business).await?),
+            None => LocationZone::Unnamed,
         };
         Ok(normalise::pass(self, &product, &zone))
     }
@@ -169,10 +169,10 @@ impl Tracked for CoworkerContract {
             };
         }
         let zone = match self.issued_by_id {
-            Some(business) => directory.zone_of(business).await?.ok(),
-            None => None,
+            Some(business) => LocationZone::from_lookup(directory.zone_of(business).await?),
+            None => LocationZone::Unnamed,
         };
-        Ok(normalise::contract(self, &desks, zone.as_ref()))
+        Ok(normalise::contract(self, &desks, &zone))
     }
 }
 
@@ -517,7 +517,8 @@ mod tests {
         .await
         .unwrap();
 
-        let resource = sim.create(SimEntity::Resource, json!({"BusinessId": 1, "Name": "Room"})).unwrap();
+        let business = sim.create_location("Soho", "GMT Standard Time").unwrap();
+        let resource = sim.create(SimEntity::Resource, json!({"BusinessId": business, "Name": "Room"})).unwrap();
         let fields = json!({
             "ResourceId": resource, "CoworkerId": 12, "Tentative": false,
             "FromTime": "2025-07-02T09:00:00Z", "ToTime": "2025-07-02T10:00:00Z",

@@ -4,10 +4,13 @@
 //!   so reading an unchanged record again gives the same message id.
 //! * Admin-API instants (`UpdatedOn`, `FromTime`, `ToTime`, `StartDate`, `CancellationDate`,
 //!   `UsedDate`, `ExpireDate`) are read as UTC, the working assumption of the reference (§1.7) and
-//!   of [`doorsync_nexudus::datetime`]. Where the record also carries the `...Local` twin and the
-//!   location's zone is known, both must show the same wall clock there; if they do not, the
-//!   assumption is wrong for this tenant and the record is parked instead of opening doors at the
-//!   wrong hours.
+//!   of [`doorsync_nexudus::datetime`]. Where the record also carries the `...Local` twin, both
+//!   must show the same wall clock in the location's zone; if they do not (Nexudus may write the
+//!   wall clock with a fake `Z`), or the twin cannot be checked, the record is parked instead of
+//!   opening doors at the wrong hours.
+//! * A booking, contract or pass of a location whose zone cannot be used (a Windows id with no
+//!   IANA zone in CLDR's table, a location or resource Nexudus does not have) is parked with the
+//!   reason: nothing is granted on a guessed zone.
 //! * A used day pass is valid for the date of its `UsedDate` on the location's wall clock; the
 //!   event carries that date and the location's zone as an IANA id, mapped from the Windows id
 //!   Nexudus reports (CLDR table of `doorsync-access`).
@@ -70,6 +73,41 @@ impl Zone {
     }
 }
 
+/// The time zone of the location a record belongs to, as far as doorsync can tell.
+#[derive(Debug, Clone)]
+pub(crate) enum LocationZone {
+    Known(Zone),
+    /// The record names a location, but its zone cannot be used (a Windows id doorsync cannot
+    /// map, a location or resource Nexudus does not have): the record is parked with this
+    /// reason, since its times could only be guessed.
+    Unusable(Unnormalisable),
+    /// The record names no location.
+    Unnamed,
+}
+
+impl LocationZone {
+    pub(crate) fn from_lookup(zone: Result<Zone, Unnormalisable>) -> Self {
+        zone.map_or_else(Self::Unusable, Self::Known)
+    }
+
+    fn known(&self) -> Option<&Zone> {
+        match self {
+            Self::Known(zone) => Some(zone),
+            Self::Unusable(_) | Self::Unnamed => None,
+        }
+    }
+
+    /// Refuses a record whose location's zone cannot be used: nothing is granted on a guess.
+    fn usable(&self) -> Result<(), Unnormalisable> {
+        match self {
+            Self::Unusable(reason) => Err(Unnormalisable::new(format!(
+                "the location's time zone cannot be used, so the record's times cannot be trusted: {reason}"
+            ))),
+            Self::Known(_) | Self::Unnamed => Ok(()),
+        }
+    }
+}
+
 /// What one version of a record means: when it was written, who holds what it grants, and the
 /// event that says so (`None` when it grants nothing to anyone, such as a booking without a
 /// customer or a resource linked to no group).
@@ -107,10 +145,11 @@ pub(crate) fn coworker(coworker: &Coworker) -> Result<Normalised, Unnormalisable
     Ok(Normalised::held_by(updated_on, member, Event::MemberChanged(changed)))
 }
 
-/// A booking: `BookingChanged` for its customer; nothing when it has none. `zone` is the
-/// location's, when known, to check the `...Local` twins against.
-pub(crate) fn booking(booking: &Booking, zone: Option<&Zone>) -> Result<Normalised, Unnormalisable> {
+/// A booking: `BookingChanged` for its customer; nothing when it has none. `zone` is its
+/// resource's location's, to check the `...Local` twins against.
+pub(crate) fn booking(booking: &Booking, zone: &LocationZone) -> Result<Normalised, Unnormalisable> {
     let updated_on = updated_on(booking.updated_on.as_ref())?;
+    zone.usable()?;
     let starts_at = instant("FromTime", &booking.from_time, booking.from_time_local.as_ref(), zone)?;
     let ends_at = instant("ToTime", &booking.to_time, booking.to_time_local.as_ref(), zone)?;
     if ends_at < starts_at {
@@ -129,7 +168,9 @@ pub(crate) fn booking(booking: &Booking, zone: Option<&Zone>) -> Result<Normalis
     Ok(Normalised::held_by(updated_on, member, Event::BookingChanged(changed)))
 }
 
-/// A pass a customer holds, given its product (or why there is none) and the zone of its location (needed only for a used day pass):
+/// A pass a customer holds, given its product (or why there is none) and the zone of its
+/// location (a pass of a location whose zone cannot be used is refused; a pass of no location
+/// is refused only if it is a used day pass):
 ///
 /// * a used day pass is valid for the day of its `UsedDate` in the location's zone;
 /// * an unused day pass is an entitlement until its `ExpireDate` (there is no "valid from");
@@ -138,9 +179,10 @@ pub(crate) fn booking(booking: &Booking, zone: Option<&Zone>) -> Result<Normalis
 pub(crate) fn pass(
     pass: &CoworkerTimePass,
     product: &Result<TimePass, Unnormalisable>,
-    zone: &Result<Zone, Unnormalisable>,
+    zone: &LocationZone,
 ) -> Result<Normalised, Unnormalisable> {
     let updated_on = updated_on(pass.updated_on.as_ref())?;
+    zone.usable()?;
     let product = product.as_ref().map_err(|reason| Unnormalisable::new(format!("TimePassId: {reason}")))?;
     let until = pass.expire_date.as_ref().map(|expires| utc("ExpireDate", expires)).transpose()?;
     let (validity, used_up) = match (product.is_day_pass(), pass.used) {
@@ -149,8 +191,8 @@ pub(crate) fn pass(
                 .used_date
                 .as_ref()
                 .ok_or_else(|| Unnormalisable::new("UsedDate: is missing on a used day pass, so its day is unknown"))?;
-            let zone = zone.as_ref().map_err(|reason| {
-                Unnormalisable::new(format!("the day pass's location has no usable time zone: {reason}"))
+            let zone = zone.known().ok_or_else(|| {
+                Unnormalisable::new("BusinessId: is missing on the pass and on its product, so its day is unknown")
             })?;
             let date = date_in(utc("UsedDate", used)?, zone)?;
             (PassValidity::Day { date, time_zone: zone.iana.to_owned() }, false)
@@ -168,14 +210,15 @@ pub(crate) fn pass(
 }
 
 /// A contract read by id (with its `Desks`), given the item type of each of its desks and the
-/// zone of the location that issued it, when known. It runs from `StartDate` until its
-/// `CancellationDate`, if any (Nexudus has no other end date).
+/// zone of the location that issued it. It runs from `StartDate` until its `CancellationDate`,
+/// if any (Nexudus has no other end date).
 pub(crate) fn contract(
     contract: &CoworkerContract,
     desks: &BTreeMap<u64, FloorPlanItemType>,
-    zone: Option<&Zone>,
+    zone: &LocationZone,
 ) -> Result<Normalised, Unnormalisable> {
     let updated_on = updated_on(contract.updated_on.as_ref())?;
+    zone.usable()?;
     let starts_at = instant("StartDate", &contract.start_date, contract.start_date_local.as_ref(), zone)?;
     let cancelled_at = contract
         .cancellation_date
@@ -290,23 +333,32 @@ fn utc(field: &str, written: &NexudusDateTime) -> Result<Timestamp, Unnormalisab
     })
 }
 
-/// The UTC instant `field` names, checked against its `...Local` twin in the location's zone.
+/// The UTC instant `field` names, checked against its `...Local` twin in the location's zone. A
+/// twin that cannot be checked (the record names no location) refuses the record: some Nexudus
+/// APIs write the local wall clock with a fake `Z` (reference §1.7), and only the twin tells.
 fn instant(
     field: &str,
     utc_written: &NexudusDateTime,
     local: Option<&NexudusDateTime>,
-    zone: Option<&Zone>,
+    zone: &LocationZone,
 ) -> Result<Timestamp, Unnormalisable> {
     let at = utc(field, utc_written)?;
-    let (Some(local), Some(zone)) = (local, zone) else { return Ok(at) };
+    let Some(local) = local else { return Ok(at) };
+    let Some(zone) = zone.known() else {
+        return Err(Unnormalisable::new(format!(
+            "{field} ({utc_written}) cannot be checked against {field}Local ({local}): the record names no location \
+             whose time zone would tell whether {field} is really UTC (reference §1.7)"
+        )));
+    };
     // The wall clock the instant shows in the zone is unambiguous even in a DST fold, unlike
     // reading the local twin back as an instant.
     let shown = zoned(at, zone)?.datetime();
     let apart = shown.duration_since(local.wall_clock()).abs();
     if apart >= SignedDuration::from_secs(1) {
         return Err(Unnormalisable::new(format!(
-            "{field} ({utc_written}, read as UTC) and {field}Local ({local}) are {} s apart in {}: this tenant's \
-             admin-API times may not be UTC (reference §1.7); check before trusting either",
+            "{field} ({utc_written}, read as UTC) and {field}Local ({local}) are {} s apart in {}: Nexudus may be \
+             writing the local wall clock with a fake Z (reference §1.7), so neither is trusted and nothing is \
+             granted on a guessed time",
             apart.as_secs(),
             zone.iana
         )));
@@ -339,8 +391,12 @@ mod tests {
         NexudusDateTime::parse(text).unwrap().to_utc().unwrap()
     }
 
-    fn london() -> Zone {
-        Zone::from_windows("GMT Standard Time").unwrap()
+    fn london() -> LocationZone {
+        LocationZone::Known(Zone::from_windows("GMT Standard Time").unwrap())
+    }
+
+    fn mars() -> LocationZone {
+        LocationZone::from_lookup(Zone::from_windows("Mars Standard Time"))
     }
 
     fn with(base: Value, changes: Value) -> Value {
@@ -406,7 +462,7 @@ mod tests {
 
     #[test]
     fn a_booking_is_its_utc_times_for_its_customer() {
-        let normalised = booking(&booking_record(json!({})), None).unwrap();
+        let normalised = booking(&booking_record(json!({})), &LocationZone::Unnamed).unwrap();
         let expected = BookingChanged {
             member: MemberId(12),
             booking: BookingId(7),
@@ -417,13 +473,13 @@ mod tests {
         };
         assert_eq!(normalised.event, Some(Event::BookingChanged(expected)));
         assert_eq!(normalised.updated_on, at("2025-06-20T10:00:00Z"));
-        let tentative = booking(&booking_record(json!({"Tentative": true})), None);
+        let tentative = booking(&booking_record(json!({"Tentative": true})), &LocationZone::Unnamed);
         assert!(matches!(event(tentative), Event::BookingChanged(BookingChanged { tentative: true, .. })));
     }
 
     #[test]
     fn a_booking_without_a_customer_grants_nothing() {
-        let normalised = booking(&booking_record(json!({"CoworkerId": null})), None).unwrap();
+        let normalised = booking(&booking_record(json!({"CoworkerId": null})), &LocationZone::Unnamed).unwrap();
         assert_eq!((normalised.holder, normalised.event), (None, None));
     }
 
@@ -432,21 +488,24 @@ mod tests {
         // 08:00 UTC is 09:00 in London in July (BST).
         let agreeing =
             booking_record(json!({"FromTimeLocal": "2025-07-01T09:00:00", "ToTimeLocal": "2025-07-01T10:00:00+00:00"}));
-        assert!(booking(&agreeing, Some(&london())).is_ok());
+        assert!(booking(&agreeing, &london()).is_ok());
         let local_labelled_utc = booking_record(json!({"FromTimeLocal": "2025-07-01T08:00:00Z"}));
-        let refused = booking(&local_labelled_utc, Some(&london())).unwrap_err().to_string();
+        let refused = booking(&local_labelled_utc, &london()).unwrap_err().to_string();
         assert!(refused.starts_with("FromTime (2025-07-01T08:00:00Z, read as UTC) and FromTimeLocal"), "{refused}");
         assert!(refused.contains("3600 s apart in Europe/London"), "{refused}");
-        assert!(booking(&local_labelled_utc, None).is_ok(), "without the zone there is nothing to check");
+        let unchecked = booking(&local_labelled_utc, &LocationZone::Unnamed).unwrap_err().to_string();
+        assert!(unchecked.contains("cannot be checked against FromTimeLocal"), "{unchecked}");
+        let unknown_zone = booking(&booking_record(json!({})), &mars()).unwrap_err().to_string();
+        assert!(unknown_zone.contains("unknown time zone \"Mars Standard Time\""), "{unknown_zone}");
         let backwards = booking_record(json!({"ToTime": "2025-07-01T07:00:00Z"}));
-        assert!(booking(&backwards, None).unwrap_err().to_string().starts_with("ToTime"));
+        assert!(booking(&backwards, &LocationZone::Unnamed).unwrap_err().to_string().starts_with("ToTime"));
     }
 
     #[test]
     fn a_used_day_pass_is_the_day_of_its_use_on_the_locations_wall_clock() {
         // 23:30 UTC on 1 July is 00:30 on 2 July in London.
         let used = pass_record(json!({"Used": true, "UsedDate": "2025-07-01T23:30:00Z"}));
-        let changed = event(pass(&used, &product(None), &Ok(london())));
+        let changed = event(pass(&used, &product(None), &london()));
         let expected = PassChanged {
             member: MemberId(12),
             pass: PassId(40),
@@ -456,19 +515,23 @@ mod tests {
         };
         assert_eq!(changed, Event::PassChanged(expected));
         let no_date = pass_record(json!({"Used": true}));
-        assert!(pass(&no_date, &product(None), &Ok(london())).unwrap_err().to_string().starts_with("UsedDate"));
-        let unknown_zone = Zone::from_windows("Mars Standard Time");
-        let refused = pass(&used, &product(None), &unknown_zone).unwrap_err().to_string();
+        assert!(pass(&no_date, &product(None), &london()).unwrap_err().to_string().starts_with("UsedDate"));
+        let refused = pass(&used, &product(None), &mars()).unwrap_err().to_string();
         assert!(refused.contains("unknown time zone \"Mars Standard Time\""), "{refused}");
+        let nowhere = pass(&used, &product(None), &LocationZone::Unnamed).unwrap_err().to_string();
+        assert!(nowhere.starts_with("BusinessId: is missing"), "{nowhere}");
     }
 
     #[test]
-    fn an_unused_day_pass_holds_until_it_expires_whatever_the_zone() {
+    fn an_unused_day_pass_holds_until_it_expires_unless_its_location_has_an_unknown_zone() {
         let unused = pass_record(json!({}));
-        let changed = event(pass(&unused, &product(None), &Zone::from_windows("Mars Standard Time")));
-        let Event::PassChanged(changed) = changed else { panic!() };
-        assert_eq!(changed.validity, PassValidity::Window { from: None, until: Some(at("2025-12-31T23:59:59Z")) });
-        assert!(!changed.used_up);
+        for zone in [london(), LocationZone::Unnamed] {
+            let Event::PassChanged(changed) = event(pass(&unused, &product(None), &zone)) else { panic!() };
+            assert_eq!(changed.validity, PassValidity::Window { from: None, until: Some(at("2025-12-31T23:59:59Z")) });
+            assert!(!changed.used_up);
+        }
+        let refused = pass(&unused, &product(None), &mars()).unwrap_err().to_string();
+        assert!(refused.contains("unknown time zone \"Mars Standard Time\""), "{refused}");
     }
 
     #[test]
@@ -480,13 +543,13 @@ mod tests {
             (json!({"RemainingUses": 0}), true),
             (json!({"Used": true, "UsedDate": "2025-07-01T10:00:00Z"}), true),
         ] {
-            let changed = event(pass(&pass_record(changes.clone()), &time_pass, &Ok(london())));
+            let changed = event(pass(&pass_record(changes.clone()), &time_pass, &london()));
             let Event::PassChanged(changed) = changed else { panic!() };
             assert_eq!(changed.used_up, used_up, "{changes}");
             assert!(matches!(changed.validity, PassValidity::Window { from: None, until: Some(_) }));
         }
         let missing = Err(Unnormalisable::new("TimePass 5 does not exist in Nexudus"));
-        let refused = pass(&pass_record(json!({})), &missing, &Ok(london())).unwrap_err().to_string();
+        let refused = pass(&pass_record(json!({})), &missing, &london()).unwrap_err().to_string();
         assert_eq!(refused, "TimePassId: TimePass 5 does not exist in Nexudus");
     }
 
@@ -499,7 +562,7 @@ mod tests {
         });
         let contract_record = CoworkerContract::from_record(&record).unwrap();
         let desks = BTreeMap::from([(20, FloorPlanItemType::Office), (21, FloorPlanItemType::DedicatedDesk)]);
-        let changed = event(contract(&contract_record, &desks, Some(&london())));
+        let changed = event(contract(&contract_record, &desks, &london()));
         let expected = ContractChanged {
             member: MemberId(12),
             contract: ContractId(90),
@@ -513,7 +576,7 @@ mod tests {
             ],
         };
         assert_eq!(changed, Event::ContractChanged(expected));
-        let missing_desk = contract(&contract_record, &BTreeMap::from([(20, FloorPlanItemType::Office)]), None);
+        let missing_desk = contract(&contract_record, &BTreeMap::from([(20, FloorPlanItemType::Office)]), &london());
         assert!(missing_desk.unwrap_err().to_string().starts_with("Desks: floor-plan desk 21 does not exist"));
     }
 

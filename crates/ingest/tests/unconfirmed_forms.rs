@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use doorsync_nexudus_sim::{SimEntity, UpdatedOnFilter};
+use doorsync_nexudus_sim::{SimEntity, UpdatedOnFilter, UtcFields};
 use doorsync_proto::{
     BookingChanged, ContractChanged, Event, FloorPlanItem, FloorPlanItemId, FloorPlanItemKind, PassChanged,
 };
@@ -114,4 +114,106 @@ async fn a_poll_finds_a_booking_changed_a_minute_after_the_watermark_whichever_w
             world.stop().await;
         }
     }
+}
+
+/// The parked records, as (entity, id, reason).
+fn parked(world: &World) -> Vec<(String, Option<u64>, String)> {
+    world.ingest.status().parked.into_iter().map(|parked| (parked.entity, parked.id, parked.reason)).collect()
+}
+
+/// Some Nexudus APIs write the location's wall clock with a fake `Z` (reference §1.7); whether
+/// the admin API's `FromTime` ever does is unconfirmed. doorsync reads `FromTime` as UTC and
+/// checks it against `FromTimeLocal` in the location's zone: under the UTC form the booking is
+/// granted, under the fake-`Z` form (London and Los Angeles in July) it is parked with the
+/// reason, and nothing is granted at a guessed time.
+#[tokio::test]
+async fn a_booking_is_granted_on_utc_times_and_parked_when_they_are_local_with_a_fake_z() {
+    for form in [UtcFields::Utc, UtcFields::LocalWithFakeZ] {
+        let world = World::start(|setup| {
+            setup.hooks.clear();
+            setup.sim = Box::new(move |sim| sim.utc_fields = form);
+        })
+        .await;
+        let ada = support::coworker(&world.sim, "Ada");
+        let mut bookings = Vec::new();
+        for windows_zone in ["GMT Standard Time", "Pacific Standard Time"] {
+            let business = world.sim.create_location("Somewhere", windows_zone).unwrap();
+            let room = world.sim.create(SimEntity::Resource, json!({"BusinessId": business, "Name": "Room"})).unwrap();
+            let fields = json!({"ResourceId": room, "CoworkerId": ada, "Tentative": false,
+                "FromTime": "2025-07-02T16:00:00Z", "ToTime": "2025-07-02T17:00:00Z"});
+            bookings.push(world.sim.create(SimEntity::Booking, fields).unwrap());
+        }
+        world.ingest.poll_now().await.unwrap();
+
+        let granted: Vec<(u64, doorsync_proto::Timestamp)> = world
+            .events()
+            .await
+            .into_iter()
+            .filter_map(|(_, event)| match event {
+                Event::BookingChanged(changed) => Some((changed.booking.0, changed.starts_at)),
+                _ => None,
+            })
+            .collect();
+        let parked = parked(&world);
+        match form {
+            UtcFields::Utc => {
+                let starts = instant("2025-07-02T16:00:00Z");
+                assert_eq!(granted, [(bookings[0], starts), (bookings[1], starts)]);
+                assert_eq!(parked, []);
+            }
+            UtcFields::LocalWithFakeZ => {
+                assert_eq!(granted, [], "nothing granted on a guessed time");
+                assert_eq!(
+                    parked.iter().map(|(_, id, _)| *id).collect::<Vec<_>>(),
+                    bookings.iter().copied().map(Some).collect::<Vec<_>>()
+                );
+                for (entity, _, reason) in &parked {
+                    assert_eq!(entity, "Booking");
+                    assert!(reason.contains("and FromTimeLocal") && reason.contains("fake Z"), "{reason}");
+                }
+            }
+        }
+        world.stop().await;
+    }
+}
+
+/// A location whose Windows time-zone id is not in CLDR's table: every record there that
+/// reaches doorsync by webhook (a booking, a contract, an unused pass) is parked with the
+/// reason, and nothing is granted on a guessed zone.
+#[tokio::test]
+async fn a_location_with_an_unknown_zone_id_parks_its_records_and_grants_nothing_by_webhook() {
+    let world = World::start(|_| {}).await;
+    let nowhere = world.sim.create_location("Olympus", "Mars Standard Time").unwrap();
+    let room = world.sim.create(SimEntity::Resource, json!({"BusinessId": nowhere, "Name": "Room"})).unwrap();
+    let desk = world.sim.create(SimEntity::FloorPlanDesk, json!({"Name": "D1", "ItemType": 2})).unwrap();
+    let day_pass = world.sim.create(SimEntity::TimePass, json!({"Name": "Day", "BusinessId": nowhere})).unwrap();
+    let ada = world.step(1, |sim| support::coworker(sim, "Ada")).await;
+    world.quiet().await;
+    let before = world.events().await;
+
+    world.tick();
+    let fields = json!({"ResourceId": room, "CoworkerId": ada, "Tentative": false,
+        "FromTime": "2025-07-02T16:00:00Z", "ToTime": "2025-07-02T17:00:00Z"});
+    let booking = world.sim.create(SimEntity::Booking, fields).unwrap();
+    let fields = json!({"CoworkerId": ada, "IssuedById": nowhere, "StartDate": "2025-07-01T00:00:00Z",
+        "Active": true, "Desks": [desk]});
+    let contract = world.sim.create(SimEntity::CoworkerContract, fields).unwrap();
+    let fields = json!({"CoworkerId": ada, "TimePassId": day_pass, "BusinessId": nowhere, "Used": false,
+        "ExpireDate": "2025-12-31T23:59:59Z"});
+    let pass = world.sim.create(SimEntity::CoworkerTimePass, fields).unwrap();
+    world.quiet().await;
+
+    assert_eq!(world.events().await, before, "nothing granted");
+    let mut parked = parked(&world);
+    parked.sort();
+    let ids: Vec<(&str, Option<u64>)> = parked.iter().map(|(entity, id, _)| (entity.as_str(), *id)).collect();
+    let mut expected =
+        [("Booking", Some(booking)), ("CoworkerContract", Some(contract)), ("CoworkerTimePass", Some(pass))];
+    expected.sort();
+    assert_eq!(ids, expected);
+    for (entity, _, reason) in &parked {
+        assert!(reason.contains("unknown time zone \"Mars Standard Time\""), "{entity}: {reason}");
+    }
+    assert_eq!(world.ingest.status().webhooks.failed, 0, "parked, not failed: Nexudus keeps the hooks");
+    world.stop().await;
 }

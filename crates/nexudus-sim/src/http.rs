@@ -183,7 +183,7 @@ async fn read(
         return Refusal::ServerError.into_response();
     }
     match store.record(kind, id) {
-        Some(record) => axum::Json(record.clone()).into_response(),
+        Some(record) => axum::Json(store.as_served(kind, record, shared.utc_fields)).into_response(),
         None => Refusal::missing(shared.missing_record).into_response(),
     }
 }
@@ -206,7 +206,7 @@ async fn list(
         let records: Vec<Value> = store
             .records(kind)
             .filter(|record| record.get("Id").and_then(Value::as_u64).is_some_and(|id| ids.contains(&id)))
-            .cloned()
+            .map(|record| store.as_served(kind, record, shared.utc_fields))
             .collect();
         return axum::Json(records).into_response();
     }
@@ -231,7 +231,12 @@ async fn list(
     let total_pages = total.div_ceil(size);
     let skip = usize::try_from((page - 1).saturating_mul(size)).unwrap_or(usize::MAX);
     let take = usize::try_from(size).unwrap_or(usize::MAX);
-    let records: Vec<Value> = matching.into_iter().skip(skip).take(take).map(listed).collect();
+    let records: Vec<Value> = matching
+        .into_iter()
+        .skip(skip)
+        .take(take)
+        .map(|record| listed(&store.as_served(kind, record, shared.utc_fields)))
+        .collect();
     let first = (page - 1) * size + 1;
     axum::Json(json!({
         "Records": records,

@@ -27,7 +27,8 @@
 //! handle ([`NexudusSimulator::create`], [`update`](NexudusSimulator::update),
 //! [`cancel_booking`](NexudusSimulator::cancel_booking), [`delete`](NexudusSimulator::delete));
 //! each change sets `UpdatedOn` from the clock, and bookings and contracts get their `...Local`
-//! twins in their location's zone. A change to a record's children or derived values
+//! twins in their location's zone (the UTC fields are served as that wall clock with a fake `Z`
+//! under [`UtcFields::LocalWithFakeZ`]). A change to a record's children or derived values
 //! ([`update_children`](NexudusSimulator::update_children), [`check_in`](NexudusSimulator::check_in))
 //! leaves `UpdatedOn` alone and announces nothing unless
 //! [`SimOptions::parent_updated_on_moves_with_child`] says otherwise.
@@ -88,6 +89,20 @@ pub enum UpdatedOnFilter {
     Local,
 }
 
+/// How the instants that have a `...Local` twin (`FromTime`, `ToTime`, `StartDate`,
+/// `RenewalDate`, `CancellationDate`) are written. The admin API is taken to write them in UTC;
+/// the member-portal and marketplace APIs write the location's wall clock with a fake `Z`, and
+/// whether the admin API ever does is unconfirmed (reference §1.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UtcFields {
+    /// In UTC, with a `Z`: the documented working assumption.
+    #[default]
+    Utc,
+    /// The location's wall clock (the `...Local` twin's value) followed by a fake `Z`, for
+    /// records whose location's zone the simulator knows; `UpdatedOn` stays UTC.
+    LocalWithFakeZ,
+}
+
 #[derive(Debug, Clone)]
 pub struct SimOptions {
     pub clock: SharedClock,
@@ -119,6 +134,9 @@ pub struct SimOptions {
     /// How date filters (`from_{Entity}_UpdatedOn` among them) are read: in each record's
     /// location's zone [default], or as UTC.
     pub updated_on_filter: UpdatedOnFilter,
+    /// How the instants with a `...Local` twin are written: UTC [default], or the local wall
+    /// clock with a fake `Z`.
+    pub utc_fields: UtcFields,
 }
 
 impl SimOptions {
@@ -138,6 +156,7 @@ impl SimOptions {
             max_page_size: None,
             parent_updated_on_moves_with_child: false,
             updated_on_filter: UpdatedOnFilter::default(),
+            utc_fields: UtcFields::default(),
         }
     }
 }
@@ -181,6 +200,7 @@ pub(crate) struct Shared {
     pub(crate) max_page_size: u32,
     parent_updated_on_moves_with_child: bool,
     pub(crate) updated_on_filter: UpdatedOnFilter,
+    pub(crate) utc_fields: UtcFields,
 }
 
 impl Shared {
@@ -226,6 +246,7 @@ impl NexudusSimulator {
             max_page_size: options.max_page_size.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
             parent_updated_on_moves_with_child: options.parent_updated_on_moves_with_child,
             updated_on_filter: options.updated_on_filter,
+            utc_fields: options.utc_fields,
         });
         let (stop, stopped) = watch::channel(false);
         let server = {

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
-use crate::{SimError, SimStats, WebhookFaults};
+use crate::{SimError, SimStats, UtcFields, WebhookFaults};
 
 /// The kinds of record the simulator keeps, each served where Nexudus serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -283,6 +283,25 @@ impl State {
             SimEntity::SimpleTimeZone | SimEntity::Webhook => return None,
         };
         record.get(field)?.as_u64()
+    }
+
+    /// `record` as Nexudus would serve it with `utc_fields`: under
+    /// [`UtcFields::LocalWithFakeZ`], each instant with a `...Local` twin is that twin's wall
+    /// clock with a `Z`.
+    pub(crate) fn as_served(&self, kind: SimEntity, record: &Value, utc_fields: UtcFields) -> Value {
+        let (UtcFields::LocalWithFakeZ, Value::Object(fields)) = (utc_fields, record) else { return record.clone() };
+        let mut served = fields.clone();
+        for &field in kind.local_twins() {
+            let local = fields
+                .get(&format!("{field}Local"))
+                .and_then(Value::as_str)
+                .and_then(|text| NexudusDateTime::parse(text).ok());
+            if let Some(local) = local {
+                let wall = local.wall_clock().strftime("%Y-%m-%dT%H:%M:%S").to_string();
+                served.insert(field.to_owned(), json!(format!("{wall}Z")));
+            }
+        }
+        Value::Object(served)
     }
 
     /// The zone of the location `record` belongs to, when it has one the simulator can tell.

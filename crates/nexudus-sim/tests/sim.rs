@@ -14,7 +14,9 @@ use doorsync_nexudus::{
     AuthMode, Booking, CancelledBooking, Credentials, Limits, ListQuery, NexudusClient, NexudusError, NexudusOptions,
     Secret, Webhook, WebhookAction,
 };
-use doorsync_nexudus_sim::{MissingRecord, NexudusSimulator, SimEntity, SimOptions, UpdatedOnFilter, WebhookFaults};
+use doorsync_nexudus_sim::{
+    MissingRecord, NexudusSimulator, SimEntity, SimOptions, UpdatedOnFilter, UtcFields, WebhookFaults,
+};
 use doorsync_proto::Timestamp;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -436,6 +438,29 @@ async fn date_filters_are_read_on_the_records_locations_wall_clock_by_default_or
             raw["Records"].as_array().unwrap().iter().map(|record| record["Id"].as_u64().unwrap()).collect();
         let expected = if listed { vec![id, placeless] } else { vec![placeless] };
         assert_eq!(ids, expected, "{filter:?}: a record with no location reads the filter as UTC");
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn utc_fields_can_be_served_as_the_local_wall_clock_with_a_fake_z() {
+    for (form, served) in
+        [(UtcFields::Utc, "2025-07-02T16:00:00Z"), (UtcFields::LocalWithFakeZ, "2025-07-02T17:00:00Z")]
+    {
+        let (clock, sim) = start(|options| options.utc_fields = form).await;
+        let business = sim.create_location("Soho", "GMT Standard Time").unwrap();
+        let room = sim.create(SimEntity::Resource, json!({"BusinessId": business, "Name": "Room"})).unwrap();
+        let fields = json!({"ResourceId": room, "Tentative": false,
+            "FromTime": "2025-07-02T16:00:00Z", "ToTime": "2025-07-02T17:00:00Z"});
+        let id = sim.create(SimEntity::Booking, fields).unwrap();
+        let client = client(&sim, &clock);
+        let read: Booking = client.get(id).await.unwrap();
+        let listed = client.list(&ListQuery::<Booking>::new()).await.unwrap().records;
+        for booking in [&read, &listed[0]] {
+            assert_eq!(booking.from_time.to_string(), served, "{form:?}");
+            assert_eq!(booking.from_time_local.unwrap().to_string(), "2025-07-02T17:00:00", "{form:?}");
+        }
+        assert_eq!(sim.record(SimEntity::Booking, id).unwrap()["UpdatedOn"], json!("2025-07-01T08:00:00Z"));
         sim.shutdown().await;
     }
 }
