@@ -242,6 +242,45 @@ mod tests {
         assert!(writes.is_empty(), "{writes:?}");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dry_run_before_moving_over_shows_what_would_be_taken_over_changed_and_removed() {
+        let kisi = Kisi::start(50).await;
+        let sim = &kisi.handle;
+        let lounge = sim.add_group("Lounge");
+        let builtin = sim.add_api_user("nexudus-builtin@example.test", "Nexudus's Kisi integration").unwrap();
+        // As the built-in integration leaves Kisi: users and assignments without windows.
+        let member_1 = sim.add_user("m1@example.test", "Member 1").unwrap();
+        sim.add_assignment_as(Some(builtin), member_1, lounge, None, None).unwrap();
+        let former = sim.add_user("former@example.test", "Former member").unwrap();
+        let stale = sim.add_assignment_as(Some(builtin), former, lounge, None, None).unwrap();
+        let guest = sim.add_user("guest@example.test", "Owner's guest").unwrap();
+        let by_hand = sim.add_assignment_as(Some(kisi.api_user), guest, lounge, None, None).unwrap();
+        let layout = layout();
+        let store = TempLog::new(&layout);
+        let mut context = context(&store.dir, Some(&kisi), &[(1, lounge)]);
+        context.config.kisi.adopt_created_by = vec!["nexudus-builtin@example.test".to_owned()];
+        let now = context.clock.now().as_unix_millis();
+        let minutes = |count: i64| Timestamp::from_unix_millis(now + count * MINUTE);
+        append_event(store.log.as_ref(), &layout, minutes(-10), member(1)).await;
+        append_event(store.log.as_ref(), &layout, minutes(-8), booking(1, 1, 1, minutes(60), minutes(120))).await;
+        let before = sim.assignments();
+        let _dir = store.close().await;
+
+        let report = dry_run_report(&context).await.unwrap();
+
+        let row = |change: &str| report.lines().find(|line| line.starts_with(change)).unwrap_or_default().to_owned();
+        assert!(row("link or create user").contains(" 1 "), "{report}");
+        assert!(row("take over, fix window").contains(&member_1.to_string()), "{report}");
+        assert!(row("take over, delete").contains(&format!("#{stale}")), "{report}");
+        assert!(!report.contains(&format!("#{by_hand}")), "the owner's assignment for a guest stays: {report}");
+        assert!(
+            report
+                .contains("Taken over from kisi.adopt_created_by: 2 assignments (0 as they are, 2 changed or removed"),
+            "{report}"
+        );
+        assert_eq!(sim.assignments(), before, "a dry run writes nothing");
+    }
+
     #[tokio::test]
     async fn without_dry_run_replay_refuses_and_points_at_the_reconciler() {
         let store = TempLog::new(&layout());
