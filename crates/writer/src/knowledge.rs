@@ -196,6 +196,21 @@ fn patch_validity_key(account: &str) -> String {
     format!("patch-validity.{account}")
 }
 
+/// `reconciled.<account>`: when the last reconciliation finished (or a writer of the account first
+/// started), so the schedule survives restarts.
+fn reconciled_key(account: &str) -> String {
+    format!("reconciled.{account}")
+}
+
+pub(crate) async fn load_reconciled_at(kv: &Arc<dyn KeyValue>, account: &str) -> Result<Option<Timestamp>, LogError> {
+    let entry = kv.get(&reconciled_key(account)).await?;
+    Ok(entry.and_then(|entry| std::str::from_utf8(&entry.value).ok()?.parse().ok()).map(Timestamp::from_unix_millis))
+}
+
+pub(crate) async fn save_reconciled_at(kv: &Arc<dyn KeyValue>, account: &str, at: Timestamp) -> Result<(), LogError> {
+    kv.put(&reconciled_key(account), Bytes::from(at.as_unix_millis().to_string())).await.map(drop)
+}
+
 /// What was learnt of whether `account` applies a PATCH of an assignment's validity.
 pub(crate) async fn load_patch_applies_validity(
     kv: &Arc<dyn KeyValue>,

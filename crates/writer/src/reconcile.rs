@@ -111,6 +111,8 @@ impl Active<'_> {
         }
         report.calls = self.shared.status.calls_total() - calls_before;
         self.shared.status.lock().last_reconcile = Some(report.clone());
+        let now = self.shared.clock.now();
+        crate::knowledge::save_reconciled_at(self.knowledge.kv(), &self.shared.options.account, now).await?;
         Ok(report)
     }
 

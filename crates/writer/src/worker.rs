@@ -31,7 +31,7 @@ use crate::backoff::Backoff;
 use crate::gateway::{ASSIGNMENTS_PAGE, CallError, Gateway, Stop, retry_after_wait};
 use crate::knowledge::{
     GroupDesire, HeldAssignment, Knowledge, KnownAssignment, KnownUser, MemberRecord, UserDesire,
-    load_patch_applies_validity,
+    load_patch_applies_validity, load_reconciled_at, save_reconciled_at,
 };
 use crate::lease::Lease;
 use crate::limiter::Gcra;
@@ -248,6 +248,23 @@ impl<'a> Active<'a> {
         let knowledge = Knowledge::new(Arc::clone(&shared.writer_kv));
         let held = HeldRepair::load(knowledge.kv()).await?;
         let patch_applies_validity = load_patch_applies_validity(knowledge.kv(), &options.account).await?;
+        // Counted from the last reconciliation that finished (or the first start of a writer of
+        // this account), not from this start: a writer restarted more often than the interval
+        // would otherwise never reconcile, and what only the reconciler repairs would stay.
+        let now = shared.clock.now();
+        let next_reconcile_at = match options.reconcile_every {
+            Some(every) => {
+                let since = match load_reconciled_at(knowledge.kv(), &options.account).await? {
+                    Some(since) => since,
+                    None => {
+                        save_reconciled_at(knowledge.kv(), &options.account, now).await?;
+                        now
+                    }
+                };
+                Some(after(since, every).max(now))
+            }
+            None => None,
+        };
         shared.status.lock().patch_applies_validity = patch_applies_validity;
         shared.status.lock().held_repair = held.as_ref().map(HeldRepair::status);
         let (sender, intake) = mpsc::channel(INTAKE_BUFFER);
@@ -266,7 +283,7 @@ impl<'a> Active<'a> {
             next_identity_at: now,
             pause: None,
             held,
-            next_reconcile_at: options.reconcile_every.map(|every| after(now, every)),
+            next_reconcile_at,
             intake,
             intake_task,
         })
@@ -299,9 +316,13 @@ impl<'a> Active<'a> {
                 }
                 Some(probe_at)
             } else if self.next_reconcile_at.is_some_and(|due| due <= now) {
-                self.next_reconcile_at = self.options().reconcile_every.map(|every| after(now, every));
-                if let Err(error) = self.reconcile().await {
-                    tracing::warn!(%error, "scheduled reconciliation did not finish");
+                let (every, retry) = (self.options().reconcile_every, self.options().backoff_max);
+                match self.reconcile().await {
+                    Ok(_) => self.next_reconcile_at = every.map(|every| after(self.now(), every)),
+                    Err(error) => {
+                        tracing::warn!(%error, "scheduled reconciliation did not finish; trying again soon");
+                        self.next_reconcile_at = every.map(|every| after(self.now(), every.min(retry)));
+                    }
                 }
                 continue;
             } else if let Some(key) = self.backlog.next_ready(now) {

@@ -5,6 +5,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use doorsync_clock::SystemClock;
 use doorsync_kisi_sim::SimAssignment;
@@ -100,4 +101,22 @@ async fn drift_is_repaired_foreign_assignments_are_left_and_mass_revocations_wai
     assert_eq!(writer.status().held_repair, None);
     assert!(matches!(writer.confirm_held_repair().await, Err(WriterError::NothingHeld)));
     writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_restarted_more_often_than_the_reconcile_interval_still_reconciles() {
+    let harness = Harness::new().await;
+    let mut reconciled = false;
+    for round in 0..4 {
+        let mut options = harness.options(&format!("writer-{round}"));
+        options.reconcile_every = Some(Duration::from_secs(3));
+        let writer = harness.start(options).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        reconciled = writer.status().last_reconcile.is_some();
+        writer.shutdown().await;
+        if reconciled {
+            break;
+        }
+    }
+    assert!(reconciled, "the schedule counts from the last reconciliation, not from each start");
 }
