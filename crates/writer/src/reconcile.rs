@@ -358,7 +358,7 @@ impl Active<'_> {
                 Refusal::ThisCall => {
                     if let Some(group) = group {
                         let mapping = self.shared.options.group_labels.get(&group).cloned();
-                        self.note_refused_group(group, mapping, &error);
+                        self.note_refused_group(group, mapping, error.to_string());
                     }
                     report.failed += 1;
                     Ok(())

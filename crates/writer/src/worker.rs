@@ -686,7 +686,7 @@ impl<'a> Active<'a> {
         match key {
             Key::Group(_, group) => {
                 let mapping = self.shared.options.group_labels.get(&group).cloned();
-                self.note_refused_group(group, mapping.clone(), error);
+                self.note_refused_group(group, mapping.clone(), error.to_string());
                 let entry =
                     mapping.map_or_else(|| "its [[mapping]] entry".to_owned(), |label| format!("[[mapping]] {label}"));
                 format!(
@@ -701,11 +701,11 @@ impl<'a> Active<'a> {
         }
     }
 
-    pub(crate) fn note_refused_group(&self, group: KisiGroupId, mapping: Option<String>, error: &KisiError) {
+    pub(crate) fn note_refused_group(&self, group: KisiGroupId, mapping: Option<String>, reason: String) {
         let mut status = self.shared.status.lock();
         if !status.refused_groups.iter().any(|refused| refused.group == group) {
-            tracing::error!(%group, mapping = mapping.as_deref().unwrap_or("-"), "Kisi refuses a mapped group to this API key");
-            status.refused_groups.push(RefusedGroup { group, mapping, reason: error.to_string() });
+            tracing::error!(%group, mapping = mapping.as_deref().unwrap_or("-"), reason, "Kisi refuses a mapped group to this API key");
+            status.refused_groups.push(RefusedGroup { group, mapping, reason });
         }
     }
 
@@ -741,19 +741,8 @@ impl<'a> Active<'a> {
         for &group in &self.shared.options.reconcile_groups {
             if !visible.contains(&group) {
                 let mapping = self.shared.options.group_labels.get(&group).cloned();
-                let mut status = self.shared.status.lock();
-                if !status.refused_groups.iter().any(|refused| refused.group == group) {
-                    tracing::error!(
-                        %group,
-                        mapping = mapping.as_deref().unwrap_or("-"),
-                        "a mapped Kisi group is not among the groups this API key can see"
-                    );
-                    status.refused_groups.push(RefusedGroup {
-                        group,
-                        mapping,
-                        reason: "not among the groups this API key can see (GET /groups)".to_owned(),
-                    });
-                }
+                let reason = "not among the groups this API key can see (GET /groups)".to_owned();
+                self.note_refused_group(group, mapping, reason);
             }
         }
         Ok(())
