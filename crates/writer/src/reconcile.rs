@@ -356,11 +356,14 @@ impl Active<'_> {
             CallError::Kisi(error) if error.is_credentials_problem() => match self.whom_kisi_refused(&error).await {
                 Refusal::TheKey => Err(WriterError::Paused { reason: error.to_string() }),
                 Refusal::ThisCall => {
-                    if let Some(group) = group {
-                        let mapping = self.shared.options.group_labels.get(&group).cloned();
-                        self.note_refused_group(group, mapping, error.to_string());
+                    match group {
+                        Some(group) => {
+                            let mapping = self.shared.options.group_labels.get(&group).cloned();
+                            self.note_refused_group(group, mapping, error.to_string());
+                            report.groups_refused += 1;
+                        }
+                        None => report.failed += 1,
                     }
-                    report.failed += 1;
                     Ok(())
                 }
                 Refusal::NotKnownYet(probe_error) => self.repair_failed(Driven::Failed(probe_error), report),

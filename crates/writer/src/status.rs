@@ -179,6 +179,10 @@ pub struct ReconcileReport {
     pub left_to_commands: usize,
     /// Repairs that failed (they are tried again by the next reconciliation).
     pub failed: usize,
+    /// Groups Kisi refused to list to this key (403 while the key works): a mapping to fix,
+    /// shown in `refused_groups`, not a failure to try again.
+    #[serde(default)]
+    pub groups_refused: usize,
     /// Revocations held by the mass-revocation guard, if any.
     pub held: Option<HeldRepairStatus>,
     /// Kisi requests this reconciliation made.

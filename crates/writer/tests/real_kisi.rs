@@ -124,7 +124,7 @@ async fn a_group_the_key_may_not_use_is_dead_lettered_by_its_mapping_and_the_oth
 
     // The reconciler lists the refused group, is refused, and reconciles the rest.
     let report = writer.reconcile_now().await.unwrap();
-    assert_eq!((report.groups_listed, report.failed), (1, 1), "{report:?}");
+    assert_eq!((report.groups_listed, report.groups_refused, report.failed), (1, 1, 0), "{report:?}");
     assert_eq!(writer.status().paused, None);
     writer.shutdown().await;
 }
