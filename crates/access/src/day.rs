@@ -24,7 +24,7 @@ pub enum DaySpan {
 ///
 /// Only the tz database compiled into this binary is consulted, never the host's
 /// `/usr/share/zoneinfo`: replaying the same events must give the same spans on every machine.
-pub(crate) fn day_span(date: CivilDate, time_zone: &str) -> DaySpan {
+pub fn day_span(date: CivilDate, time_zone: &str) -> DaySpan {
     let Ok(zone) = TimeZoneDatabase::bundled().get(time_zone) else {
         return DaySpan::UnknownTimeZone;
     };

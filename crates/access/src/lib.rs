@@ -28,7 +28,7 @@ mod state;
 mod windows_zones;
 
 pub use commands::{commands, record_command, window_edge};
-pub use day::DaySpan;
+pub use day::{DaySpan, day_span};
 pub use desired::{
     Desired, DesiredUser, Entitlement, Grant, Source, UserAccess, Window, desired, entitlements, next_change,
 };

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use doorsync_access::DaySpan;
 use doorsync_nexudus::{
     Booking, Coworker, CoworkerContract, CoworkerTimePass, FloorPlanDesk, FloorPlanItemType, NexudusDateTime, Resource,
     TimePass,
@@ -184,7 +185,7 @@ pub(crate) fn pass(
     let updated_on = updated_on(pass.updated_on.as_ref())?;
     zone.usable()?;
     let product = product.as_ref().map_err(|reason| Unnormalisable::new(format!("TimePassId: {reason}")))?;
-    let until = pass.expire_date.as_ref().map(|expires| utc("ExpireDate", expires)).transpose()?;
+    let until = pass.expire_date.as_ref().map(|expires| edge("ExpireDate", expires, DayEdge::End, zone)).transpose()?;
     let (validity, used_up) = match (product.is_day_pass(), pass.used) {
         (true, true) => {
             let used = pass
@@ -219,11 +220,17 @@ pub(crate) fn contract(
 ) -> Result<Normalised, Unnormalisable> {
     let updated_on = updated_on(contract.updated_on.as_ref())?;
     zone.usable()?;
-    let starts_at = instant("StartDate", &contract.start_date, contract.start_date_local.as_ref(), zone)?;
+    let starts_at = match &contract.start_date {
+        date if date.is_date_only() => edge("StartDate", date, DayEdge::Start, zone)?,
+        date => instant("StartDate", date, contract.start_date_local.as_ref(), zone)?,
+    };
     let cancelled_at = contract
         .cancellation_date
         .as_ref()
-        .map(|date| instant("CancellationDate", date, contract.cancellation_date_local.as_ref(), zone))
+        .map(|date| match date {
+            date if date.is_date_only() => edge("CancellationDate", date, DayEdge::End, zone),
+            date => instant("CancellationDate", date, contract.cancellation_date_local.as_ref(), zone),
+        })
         .transpose()?;
     let mut ids = contract.desk_ids().to_vec();
     // Nexudus may list the same desks in another order; the event (and its id) must not change.
@@ -331,6 +338,49 @@ fn utc(field: &str, written: &NexudusDateTime) -> Result<Timestamp, Unnormalisab
     written.to_utc().ok_or_else(|| {
         Unnormalisable::new(format!("{field}: {written} is outside the instants doorsync can represent"))
     })
+}
+
+/// Which end of a day a date without a time stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DayEdge {
+    /// The day's first instant (a contract starting on that date).
+    Start,
+    /// The first instant after the day (an expiry or cancellation on that date: the whole day
+    /// still counts).
+    End,
+}
+
+/// The instant `field` stands for: a date-time read as UTC, or, for a date without a time
+/// (`2025-07-01`; Nexudus writes `ExpireDate` and contract dates both ways, reference §2.6 and
+/// §2.8), that day in the location's zone, from its start or to its end. Read as midnight UTC, a
+/// pass expiring on the 1st in Sydney would end ten hours early and one in San Francisco eight
+/// hours late.
+fn edge(
+    field: &str,
+    written: &NexudusDateTime,
+    day_edge: DayEdge,
+    zone: &LocationZone,
+) -> Result<Timestamp, Unnormalisable> {
+    if !written.is_date_only() {
+        return utc(field, written);
+    }
+    let zone = zone.known().ok_or_else(|| {
+        Unnormalisable::new(format!(
+            "{field}: {written} is a date without a time, a day at the location, and the record names no location \
+             whose time zone would place it"
+        ))
+    })?;
+    let date = written.wall_clock().date();
+    let month = u8::try_from(date.month()).unwrap_or(0);
+    let day = u8::try_from(date.day()).unwrap_or(0);
+    let date =
+        CivilDate::new(date.year(), month, day).map_err(|error| Unnormalisable::new(format!("{field}: {error}")))?;
+    match doorsync_access::day_span(date, zone.iana) {
+        DaySpan::Resolved { start, end } => Ok(if day_edge == DayEdge::Start { start } else { end }),
+        DaySpan::UnknownTimeZone | DaySpan::OutsideSupportedRange => {
+            Err(Unnormalisable::new(format!("{field}: {written} cannot be placed in {}", zone.iana)))
+        }
+    }
 }
 
 /// The UTC instant `field` names, checked against its `...Local` twin in the location's zone. A
@@ -640,5 +690,58 @@ mod tests {
             assert_eq!(removal(RecordKey::new(kind, 9), holder), Some(expected));
         }
         assert_eq!(removal(RecordKey::new(RecordKind::Booking, 9), Holder::Mapping), None);
+    }
+
+    fn zone(windows: &str) -> LocationZone {
+        LocationZone::Known(Zone::from_windows(windows).unwrap())
+    }
+
+    fn pass_until(expire_date: &str, location: &LocationZone) -> Result<Option<Timestamp>, Unnormalisable> {
+        let record = pass_record(json!({"ExpireDate": expire_date}));
+        let Event::PassChanged(changed) = event(pass(&record, &product(Some(600)), location)) else { panic!() };
+        match changed.validity {
+            PassValidity::Window { until, .. } => Ok(until),
+            PassValidity::Day { .. } => panic!("a time pass has a window"),
+        }
+    }
+
+    #[test]
+    fn an_expire_date_without_a_time_ends_with_that_day_at_the_location() {
+        // The same date means the end of the 1st on each location's own wall clock.
+        for (windows, end) in [
+            ("AUS Eastern Standard Time", "2025-07-01T14:00:00Z"),
+            ("Pacific Standard Time", "2025-07-02T07:00:00Z"),
+            ("GMT Standard Time", "2025-07-01T23:00:00Z"),
+        ] {
+            assert_eq!(pass_until("2025-07-01", &zone(windows)).unwrap(), Some(at(end)), "{windows}");
+        }
+        // A date-time is an instant, whatever the location.
+        let instant = pass_until("2025-07-01T13:59:59Z", &zone("AUS Eastern Standard Time")).unwrap();
+        assert_eq!(instant, Some(at("2025-07-01T13:59:59Z")));
+        // On the day the clocks go back in London the day has 25 hours, and all of it counts.
+        assert_eq!(pass_until("2025-10-26", &london()).unwrap(), Some(at("2025-10-27T00:00:00Z")));
+    }
+
+    #[test]
+    fn a_date_without_a_time_and_no_location_to_place_it_grants_nothing() {
+        let record = pass_record(json!({"ExpireDate": "2025-07-01"}));
+        let refused = pass(&record, &product(Some(600)), &LocationZone::Unnamed).unwrap_err().to_string();
+        assert!(refused.starts_with("ExpireDate: 2025-07-01 is a date without a time"), "{refused}");
+    }
+
+    #[test]
+    fn a_contract_s_dates_without_a_time_run_from_the_start_of_the_first_day_to_the_end_of_the_last() {
+        let record = json!({
+            "Id": 90, "CoworkerId": 12, "Active": true, "StartDate": "2025-03-30",
+            "CancellationDate": "2025-06-30", "Desks": [20], "UpdatedOn": "2025-06-20T10:00:00Z",
+        });
+        let contract_record = CoworkerContract::from_record(&record).unwrap();
+        let desks = BTreeMap::from([(20, FloorPlanItemType::Office)]);
+        let Event::ContractChanged(changed) = event(contract(&contract_record, &desks, &zone("Pacific Standard Time")))
+        else {
+            panic!()
+        };
+        assert_eq!(changed.starts_at, at("2025-03-30T07:00:00Z"), "midnight in San Francisco");
+        assert_eq!(changed.cancelled_at, Some(at("2025-07-01T07:00:00Z")), "the 30th counts to its end");
     }
 }

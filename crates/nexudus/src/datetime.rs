@@ -21,6 +21,8 @@ pub struct NexudusDateTime {
     wall: civil::DateTime,
     /// The offset written after the time (`Z` is 0), if any; fake on `...Local` fields.
     offset_seconds: Option<i32>,
+    /// Written as a bare date (`2025-07-01`): a day at the location, not an instant.
+    date_only: bool,
 }
 
 /// Text that is not a date-time in any form Nexudus is known to write.
@@ -37,23 +39,37 @@ impl NexudusDateTime {
         let error = || DateTimeError { text: text.to_owned() };
         let trimmed = text.trim();
         let (wall_text, offset_seconds) = split_offset(trimmed).ok_or_else(error)?;
+        // jiff reads a bare date as a date-time at midnight, so whether a time was written is
+        // told from the text.
+        let date_only = !wall_text.contains(['T', 't', ' ', ':']);
         let wall = match wall_text.parse::<civil::DateTime>() {
             Ok(wall) => wall,
             Err(_) => wall_text.parse::<civil::Date>().map_err(|_| error())?.to_datetime(civil::Time::midnight()),
         };
-        Ok(Self { wall, offset_seconds })
+        Ok(Self { wall, offset_seconds, date_only })
     }
 
     /// A UTC instant written the way this client writes them back (`...Z`, whole seconds are
     /// what Nexudus stores; milliseconds are kept when present).
     pub fn from_utc(at: Timestamp) -> Option<Self> {
         let instant = jiff::Timestamp::from_millisecond(at.as_unix_millis()).ok()?;
-        Some(Self { wall: instant.to_zoned_datetime(TimeZone::UTC).datetime(), offset_seconds: Some(0) })
+        Some(Self {
+            wall: instant.to_zoned_datetime(TimeZone::UTC).datetime(),
+            offset_seconds: Some(0),
+            date_only: false,
+        })
     }
 
     /// The date and time as written, whatever offset followed it.
     pub fn wall_clock(&self) -> civil::DateTime {
         self.wall
+    }
+
+    /// Whether it was written as a bare date (`2025-07-01`, no time): a calendar day at the
+    /// location (reference §2.6, §2.8), which [`NexudusDateTime::to_utc`] would misread as
+    /// midnight UTC.
+    pub fn is_date_only(&self) -> bool {
+        self.date_only
     }
 
     /// The offset written after the time, in seconds east of UTC (`Z` is 0).
@@ -78,6 +94,9 @@ impl NexudusDateTime {
 
 impl fmt::Display for NexudusDateTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.date_only {
+            return write!(f, "{}", self.wall.date());
+        }
         write!(f, "{}", self.wall.strftime("%Y-%m-%dT%H:%M:%S%.f"))?;
         match self.offset_seconds {
             None => Ok(()),
@@ -181,5 +200,15 @@ mod tests {
         }
         let at = Timestamp::from_unix_millis(1_736_942_400_000);
         assert_eq!(NexudusDateTime::from_utc(at).unwrap().to_string(), "2025-01-15T12:00:00Z");
+    }
+
+    #[test]
+    fn a_bare_date_is_told_apart_from_midnight() {
+        let date = NexudusDateTime::parse("2025-07-01").unwrap();
+        assert!(date.is_date_only());
+        assert_eq!(date.to_string(), "2025-07-01");
+        for written in ["2025-07-01T00:00:00Z", "2025-07-01T00:00", "2025-07-01 00:00:00 UTC"] {
+            assert!(!NexudusDateTime::parse(written).unwrap().is_date_only(), "{written}");
+        }
     }
 }
