@@ -229,6 +229,8 @@ pub(crate) fn ingest_options(config: &Config) -> anyhow::Result<IngestOptions> {
     options.overlap = config.nexudus.poll_overlap;
     options.body_limit = config.nexudus.webhook_body_limit_bytes;
     options.mapping_from_nexudus = config.nexudus.mapping_from_nexudus;
+    let (every_location, by_location) = config.nexudus.day_pass_cutoffs();
+    options.day_pass_cutoffs = doorsync_ingest::DayPassCutoffs { every_location, by_location };
     Ok(options)
 }
 

@@ -10,6 +10,7 @@ mod error;
 mod secret;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -126,6 +127,32 @@ pub struct NexudusConfig {
     pub requests_per_hour: u32,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// When a calendar day pass's day begins at every location, as `HH:MM` on the location's
+    /// wall clock: Nexudus runs a day pass from the location's daily cutoff (e.g. 03:00) to the
+    /// next, and no field of its API that doorsync reads gives it.
+    pub day_pass_cutoff: String,
+    /// The cutoff of particular locations (Nexudus business ids as keys), over `day_pass_cutoff`.
+    pub day_pass_cutoffs: BTreeMap<String, String>,
+}
+
+/// `HH:MM` (00:00 to 23:59) as hours and minutes.
+pub fn hour_and_minute(text: &str) -> Option<(u8, u8)> {
+    let (hours, minutes) = text.trim().split_once(':')?;
+    let (hours, minutes) = (hours.parse::<u8>().ok()?, minutes.parse::<u8>().ok()?);
+    (hours < 24 && minutes < 60 && text.trim().len() == 5).then_some((hours, minutes))
+}
+
+impl NexudusConfig {
+    /// The day-pass cutoff of every location, and of those that differ (checked when loaded).
+    pub fn day_pass_cutoffs(&self) -> ((u8, u8), BTreeMap<u64, (u8, u8)>) {
+        let every = hour_and_minute(&self.day_pass_cutoff).unwrap_or((0, 0));
+        let by_location = self
+            .day_pass_cutoffs
+            .iter()
+            .filter_map(|(location, cutoff)| Some((location.parse().ok()?, hour_and_minute(cutoff)?)))
+            .collect();
+        (every, by_location)
+    }
 }
 
 impl Default for NexudusConfig {
@@ -146,6 +173,8 @@ impl Default for NexudusConfig {
             requests_per_minute: 120,
             requests_per_hour: 5_000,
             request_timeout: Duration::from_secs(30),
+            day_pass_cutoff: "00:00".to_owned(),
+            day_pass_cutoffs: BTreeMap::new(),
         }
     }
 }
@@ -606,6 +635,26 @@ mod tests {
             let found = problems(load_in(jail, "[writer]\nack_wait = \"3s\"\n"));
             assert_eq!(found[0].key, "writer.ack_wait");
             assert_eq!(found[0].origin, "the environment variable DOORSYNC_WRITER__ACK_WAIT", "{found:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn day_pass_cutoffs_are_times_of_day_for_every_location_or_one() {
+        Jail::expect_with(|jail| {
+            let config =
+                load_in(jail, "[nexudus]\nday_pass_cutoff = \"03:00\"\nday_pass_cutoffs = { \"1001\" = \"04:30\" }\n")
+                    .unwrap();
+            assert_eq!(config.nexudus.day_pass_cutoffs(), ((3, 0), BTreeMap::from([(1001, (4, 30))])));
+            assert_eq!(Config::default().nexudus.day_pass_cutoffs(), ((0, 0), BTreeMap::new()));
+
+            let found = problems(load_in(
+                jail,
+                "[nexudus]\nday_pass_cutoff = \"3am\"\nday_pass_cutoffs = { \"Soho\" = \"25:00\" }\n",
+            ));
+            let keys: Vec<&str> = found.iter().map(|problem| problem.key.as_str()).collect();
+            assert_eq!(keys, ["nexudus.day_pass_cutoff", "nexudus.day_pass_cutoffs", "nexudus.day_pass_cutoffs"]);
+            assert!(found[0].problem.contains("\"3am\" is not a time of day like \"03:00\""), "{found:?}");
             Ok(())
         });
     }

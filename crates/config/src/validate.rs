@@ -50,6 +50,23 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             ),
         );
     }
+    if crate::hour_and_minute(&config.nexudus.day_pass_cutoff).is_none() {
+        problem(
+            "nexudus.day_pass_cutoff",
+            format!("{:?} is not a time of day like \"03:00\"", config.nexudus.day_pass_cutoff),
+        );
+    }
+    for (location, cutoff) in &config.nexudus.day_pass_cutoffs {
+        if location.parse::<u64>().is_err() {
+            problem("nexudus.day_pass_cutoffs", format!("{location:?} is not a Nexudus location (business) id"));
+        }
+        if crate::hour_and_minute(cutoff).is_none() {
+            problem(
+                "nexudus.day_pass_cutoffs",
+                format!("{cutoff:?} (location {location}) is not a time of day like \"03:00\""),
+            );
+        }
+    }
     if config.kisi.integration_identifier.trim().is_empty() {
         problem("kisi.integration_identifier", "must name the integration, e.g. \"doorsync\"".to_owned());
     }

@@ -13,6 +13,7 @@ use doorsync_nexudus::{
     Business, Entity, FloorPlanDesk, NexudusClient, NexudusError, Resource, SimpleTimeZone, TimePass,
 };
 
+use crate::DayPassCutoffs;
 use crate::error::IngestError;
 use crate::ingestor::confirm_deleted;
 use crate::normalise::{LocationZone, Unnormalisable, Zone};
@@ -57,11 +58,13 @@ referenced! {
 pub(crate) struct Directory {
     client: NexudusClient,
     known: Mutex<Known>,
+    /// Configured, not read from Nexudus: its API gives no day-pass cutoff.
+    pub(crate) day_pass_cutoffs: DayPassCutoffs,
 }
 
 impl Directory {
-    pub(crate) fn new(client: NexudusClient) -> Self {
-        Self { client, known: Mutex::new(Known::default()) }
+    pub(crate) fn new(client: NexudusClient, day_pass_cutoffs: DayPassCutoffs) -> Self {
+        Self { client, known: Mutex::new(Known::default()), day_pass_cutoffs }
     }
 
     fn known(&self) -> MutexGuard<'_, Known> {
@@ -193,7 +196,7 @@ mod tests {
         let credentials = Credentials { username: "admin@example.com".into(), password: Secret::new("password") };
         let options = NexudusOptions::new("http://127.0.0.1:9/".parse().unwrap(), credentials);
         let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(0)));
-        let directory = Directory::new(NexudusClient::new(options, clock).unwrap());
+        let directory = Directory::new(NexudusClient::new(options, clock).unwrap(), DayPassCutoffs::default());
         let businesses = zones
             .iter()
             .zip(1..)

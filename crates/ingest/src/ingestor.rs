@@ -144,7 +144,8 @@ impl Tracked for CoworkerTimePass {
             Some(business) => LocationZone::from_lookup(directory.zone_of(business).await?),
             None => LocationZone::Unnamed,
         };
-        Ok(normalise::pass(self, &product, &zone))
+        let cutoff = directory.day_pass_cutoffs.of(business);
+        Ok(normalise::pass(self, &product, &zone, cutoff))
     }
 }
 
@@ -302,7 +303,7 @@ impl Ingestor {
         let parking = Parking::load(bucket.clone()).await?;
         let retries = RetrySet::load(bucket.clone(), options.retry_first_delay, options.retry_max_delay).await?;
         Ok(Self {
-            directory: Directory::new(client.clone()),
+            directory: Directory::new(client.clone(), options.day_pass_cutoffs.clone()),
             client,
             log,
             subjects,

@@ -34,6 +34,7 @@ mod status;
 mod sync;
 mod webhook;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -82,6 +83,24 @@ pub struct IngestOptions {
     /// doubles after each further failure, up to [`IngestOptions::retry_max_delay`].
     pub retry_first_delay: Duration,
     pub retry_max_delay: Duration,
+    /// When a calendar day pass's day begins on each location's wall clock.
+    pub day_pass_cutoffs: DayPassCutoffs,
+}
+
+/// When a calendar day pass's day begins, as hours and minutes on the location's wall clock:
+/// Nexudus runs a day pass from the location's daily cutoff (e.g. 03:00) to the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayPassCutoffs {
+    /// Every location's, unless listed below; `(0, 0)` is midnight.
+    pub every_location: (u8, u8),
+    /// By Nexudus location (business) id.
+    pub by_location: BTreeMap<u64, (u8, u8)>,
+}
+
+impl DayPassCutoffs {
+    pub(crate) fn of(&self, location: Option<u64>) -> (u8, u8) {
+        location.and_then(|location| self.by_location.get(&location).copied()).unwrap_or(self.every_location)
+    }
 }
 
 impl IngestOptions {
@@ -99,6 +118,7 @@ impl IngestOptions {
             page_size: 500,
             retry_first_delay: Duration::from_secs(10),
             retry_max_delay: Duration::from_secs(15 * 60),
+            day_pass_cutoffs: DayPassCutoffs::default(),
         }
     }
 }

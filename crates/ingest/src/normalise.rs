@@ -173,7 +173,9 @@ pub(crate) fn booking(booking: &Booking, zone: &LocationZone) -> Result<Normalis
 /// location (a pass of a location whose zone cannot be used is refused; a pass of no location
 /// is refused only if it is a used day pass):
 ///
-/// * a used day pass is valid for the day of its `UsedDate` in the location's zone;
+/// * a used day pass is valid for the day of its `UsedDate` in the location's zone, a day that
+///   runs from the location's daily `cutoff` (hours and minutes) to the next: at 01:30 with a
+///   03:00 cutoff a pass is used on the day before's;
 /// * an unused day pass is an entitlement until its `ExpireDate` (there is no "valid from");
 /// * any other pass is valid until its `ExpireDate`, and used up once `Used` or with no
 ///   `RemainingUses` left.
@@ -181,6 +183,7 @@ pub(crate) fn pass(
     pass: &CoworkerTimePass,
     product: &Result<TimePass, Unnormalisable>,
     zone: &LocationZone,
+    cutoff: (u8, u8),
 ) -> Result<Normalised, Unnormalisable> {
     let updated_on = updated_on(pass.updated_on.as_ref())?;
     zone.usable()?;
@@ -195,8 +198,14 @@ pub(crate) fn pass(
             let zone = zone.known().ok_or_else(|| {
                 Unnormalisable::new("BusinessId: is missing on the pass and on its product, so its day is unknown")
             })?;
-            let date = date_in(utc("UsedDate", used)?, zone)?;
-            (PassValidity::Day { date, time_zone: zone.iana.to_owned() }, false)
+            let used_at = utc("UsedDate", used)?;
+            let validity = if cutoff == (0, 0) {
+                PassValidity::Day { date: date_in(used_at, zone)?, time_zone: zone.iana.to_owned() }
+            } else {
+                let (from, until) = pass_day(used_at, zone, cutoff)?;
+                PassValidity::Window { from: Some(from), until: Some(until) }
+            };
+            (validity, false)
         }
         (true, false) => (PassValidity::Window { from: None, until }, false),
         (false, used) => {
@@ -422,6 +431,28 @@ fn zoned(at: Timestamp, zone: &Zone) -> Result<jiff::ZonedDateTime, Unnormalisab
     Ok(instant.to_zoned_datetime(zone.tz.clone()))
 }
 
+/// The pass day `used_at` falls in, in `zone`: from the `cutoff` on the wall clock to the next
+/// day's, so 23 or 25 hours across a change of the clocks. A cutoff the clocks skip is read
+/// later by the length of the jump, and one they show twice at its first showing (jiff's
+/// "compatible" reading).
+fn pass_day(used_at: Timestamp, zone: &Zone, cutoff: (u8, u8)) -> Result<(Timestamp, Timestamp), Unnormalisable> {
+    let outside = || Unnormalisable::new(format!("UsedDate: {used_at} is outside the days doorsync can represent"));
+    let cutoff = jiff::civil::Time::new(
+        i8::try_from(cutoff.0).map_err(|_| outside())?,
+        i8::try_from(cutoff.1).map_err(|_| outside())?,
+        0,
+        0,
+    )
+    .map_err(|_| outside())?;
+    let used = zoned(used_at, zone)?;
+    let date = if used.time() < cutoff { used.date().yesterday().map_err(|_| outside())? } else { used.date() };
+    let start_of = |date: jiff::civil::Date| -> Result<Timestamp, Unnormalisable> {
+        let zoned = date.to_datetime(cutoff).to_zoned_datetime(zone.tz.clone()).map_err(|_| outside())?;
+        Ok(Timestamp::from_unix_millis(zoned.timestamp().as_millisecond()))
+    };
+    Ok((start_of(date)?, start_of(date.tomorrow().map_err(|_| outside())?)?))
+}
+
 /// The calendar date `at` falls on in `zone`.
 fn date_in(at: Timestamp, zone: &Zone) -> Result<CivilDate, Unnormalisable> {
     let date = zoned(at, zone)?.date();
@@ -440,6 +471,8 @@ mod tests {
     fn at(text: &str) -> Timestamp {
         NexudusDateTime::parse(text).unwrap().to_utc().unwrap()
     }
+
+    const MIDNIGHT: (u8, u8) = (0, 0);
 
     fn london() -> LocationZone {
         LocationZone::Known(Zone::from_windows("GMT Standard Time").unwrap())
@@ -555,7 +588,7 @@ mod tests {
     fn a_used_day_pass_is_the_day_of_its_use_on_the_locations_wall_clock() {
         // 23:30 UTC on 1 July is 00:30 on 2 July in London.
         let used = pass_record(json!({"Used": true, "UsedDate": "2025-07-01T23:30:00Z"}));
-        let changed = event(pass(&used, &product(None), &london()));
+        let changed = event(pass(&used, &product(None), &london(), MIDNIGHT));
         let expected = PassChanged {
             member: MemberId(12),
             pass: PassId(40),
@@ -565,10 +598,10 @@ mod tests {
         };
         assert_eq!(changed, Event::PassChanged(expected));
         let no_date = pass_record(json!({"Used": true}));
-        assert!(pass(&no_date, &product(None), &london()).unwrap_err().to_string().starts_with("UsedDate"));
-        let refused = pass(&used, &product(None), &mars()).unwrap_err().to_string();
+        assert!(pass(&no_date, &product(None), &london(), MIDNIGHT).unwrap_err().to_string().starts_with("UsedDate"));
+        let refused = pass(&used, &product(None), &mars(), MIDNIGHT).unwrap_err().to_string();
         assert!(refused.contains("unknown time zone \"Mars Standard Time\""), "{refused}");
-        let nowhere = pass(&used, &product(None), &LocationZone::Unnamed).unwrap_err().to_string();
+        let nowhere = pass(&used, &product(None), &LocationZone::Unnamed, MIDNIGHT).unwrap_err().to_string();
         assert!(nowhere.starts_with("BusinessId: is missing"), "{nowhere}");
     }
 
@@ -576,11 +609,11 @@ mod tests {
     fn an_unused_day_pass_holds_until_it_expires_unless_its_location_has_an_unknown_zone() {
         let unused = pass_record(json!({}));
         for zone in [london(), LocationZone::Unnamed] {
-            let Event::PassChanged(changed) = event(pass(&unused, &product(None), &zone)) else { panic!() };
+            let Event::PassChanged(changed) = event(pass(&unused, &product(None), &zone, MIDNIGHT)) else { panic!() };
             assert_eq!(changed.validity, PassValidity::Window { from: None, until: Some(at("2025-12-31T23:59:59Z")) });
             assert!(!changed.used_up);
         }
-        let refused = pass(&unused, &product(None), &mars()).unwrap_err().to_string();
+        let refused = pass(&unused, &product(None), &mars(), MIDNIGHT).unwrap_err().to_string();
         assert!(refused.contains("unknown time zone \"Mars Standard Time\""), "{refused}");
     }
 
@@ -593,13 +626,13 @@ mod tests {
             (json!({"RemainingUses": 0}), true),
             (json!({"Used": true, "UsedDate": "2025-07-01T10:00:00Z"}), true),
         ] {
-            let changed = event(pass(&pass_record(changes.clone()), &time_pass, &london()));
+            let changed = event(pass(&pass_record(changes.clone()), &time_pass, &london(), MIDNIGHT));
             let Event::PassChanged(changed) = changed else { panic!() };
             assert_eq!(changed.used_up, used_up, "{changes}");
             assert!(matches!(changed.validity, PassValidity::Window { from: None, until: Some(_) }));
         }
         let missing = Err(Unnormalisable::new("TimePass 5 does not exist in Nexudus"));
-        let refused = pass(&pass_record(json!({})), &missing, &london()).unwrap_err().to_string();
+        let refused = pass(&pass_record(json!({})), &missing, &london(), MIDNIGHT).unwrap_err().to_string();
         assert_eq!(refused, "TimePassId: TimePass 5 does not exist in Nexudus");
     }
 
@@ -698,7 +731,9 @@ mod tests {
 
     fn pass_until(expire_date: &str, location: &LocationZone) -> Result<Option<Timestamp>, Unnormalisable> {
         let record = pass_record(json!({"ExpireDate": expire_date}));
-        let Event::PassChanged(changed) = event(pass(&record, &product(Some(600)), location)) else { panic!() };
+        let Event::PassChanged(changed) = event(pass(&record, &product(Some(600)), location, MIDNIGHT)) else {
+            panic!()
+        };
         match changed.validity {
             PassValidity::Window { until, .. } => Ok(until),
             PassValidity::Day { .. } => panic!("a time pass has a window"),
@@ -725,7 +760,7 @@ mod tests {
     #[test]
     fn a_date_without_a_time_and_no_location_to_place_it_grants_nothing() {
         let record = pass_record(json!({"ExpireDate": "2025-07-01"}));
-        let refused = pass(&record, &product(Some(600)), &LocationZone::Unnamed).unwrap_err().to_string();
+        let refused = pass(&record, &product(Some(600)), &LocationZone::Unnamed, MIDNIGHT).unwrap_err().to_string();
         assert!(refused.starts_with("ExpireDate: 2025-07-01 is a date without a time"), "{refused}");
     }
 
@@ -743,5 +778,42 @@ mod tests {
         };
         assert_eq!(changed.starts_at, at("2025-03-30T07:00:00Z"), "midnight in San Francisco");
         assert_eq!(changed.cancelled_at, Some(at("2025-07-01T07:00:00Z")), "the 30th counts to its end");
+    }
+
+    fn used_day_pass(used_at: &str, location: &LocationZone, cutoff: (u8, u8)) -> PassValidity {
+        let record = pass_record(json!({"Used": true, "UsedDate": used_at}));
+        let Event::PassChanged(changed) = event(pass(&record, &product(None), location, cutoff)) else { panic!() };
+        changed.validity
+    }
+
+    fn window(from: &str, until: &str) -> PassValidity {
+        PassValidity::Window { from: Some(at(from)), until: Some(at(until)) }
+    }
+
+    #[test]
+    fn a_day_pass_runs_from_the_location_s_cutoff_to_the_next_across_a_change_of_the_clocks() {
+        let three = (3, 0);
+        // A plain day in London: 03:00 BST to 03:00 BST.
+        assert_eq!(
+            used_day_pass("2025-07-01T09:00:00Z", &london(), three),
+            window("2025-07-01T02:00:00Z", "2025-07-02T02:00:00Z")
+        );
+        // Used at 01:30 on the night the clocks go back (01:30 shows twice): the day before's
+        // pass day, 03:00 BST to 03:00 GMT, 25 hours.
+        for used in ["2025-10-26T00:30:00Z", "2025-10-26T01:30:00Z"] {
+            assert_eq!(
+                used_day_pass(used, &london(), three),
+                window("2025-10-25T02:00:00Z", "2025-10-26T03:00:00Z"),
+                "{used}"
+            );
+        }
+        // Used at 01:30 on the night Sydney's clocks go forward (02:00 to 03:00): 23 hours.
+        assert_eq!(
+            used_day_pass("2025-10-04T15:30:00Z", &zone("AUS Eastern Standard Time"), three),
+            window("2025-10-03T17:00:00Z", "2025-10-04T16:00:00Z")
+        );
+        // At the default midnight cutoff a used day pass stays a calendar day in its zone.
+        let midnight = used_day_pass("2025-10-26T00:30:00Z", &london(), MIDNIGHT);
+        assert!(matches!(midnight, PassValidity::Day { .. }), "{midnight:?}");
     }
 }
