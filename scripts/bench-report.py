@@ -2,6 +2,12 @@
 """Writes docs/benchmarks.md from what `just bench` printed.
 
 Usage: bench-report.py <bench log> <report.md>
+       bench-report.py --add <bench log> <report.md>
+
+The first form writes the report from the log alone. The second adds a log of some benchmarks
+(one run alone, say) to the report already written: each benchmark in the log replaces that
+benchmark's figures, the others' are kept. It reads them from the end of the report, where every
+report keeps the figures and markers it was written from in an HTML comment.
 
 The log is the benchmarks' output with the recipe's own marker lines:
 
@@ -14,8 +20,10 @@ The log is the benchmarks' output with the recipe's own marker lines:
     BENCH-START <package>/<bench>
     BENCH-END <package>/<bench> <exit code> <seconds> <1-min load at the end>
 
-<target> is `-` (none), or `>=N`, `<=N`, `=N` in the figure's unit. The machine is described
-from this machine, so run the script where the benchmarks ran. Standard library only.
+<target> is `-` (none), or `>=N`, `<=N`, `=N` in the figure's unit. A FIGURE line belongs to the
+benchmark whose BENCH-START it follows. A log may hold several runs, each from its `RUN started`
+line: a benchmark run again replaces its earlier figures. The machine is described from this
+machine, so run the script where the benchmarks ran. Standard library only.
 """
 
 from __future__ import annotations
@@ -32,11 +40,21 @@ HEADLINE = [
     ("fold.events_per_s", "Fold on one core"),
     ("engine.replay_ratio", "Engine replay / raw ordered read"),
     ("latency.new_member.p50", "Webhook to Kisi, member new to Kisi, p50"),
+    ("latency.new_member.p90", "Webhook to Kisi, member new to Kisi, p90"),
     ("latency.new_member.p99", "Webhook to Kisi, member new to Kisi, p99"),
     ("latency.new_member.max", "Webhook to Kisi, member new to Kisi, max"),
     ("latency.known_member.p50", "Webhook to Kisi, member Kisi holds, p50"),
+    ("latency.known_member.p90", "Webhook to Kisi, member Kisi holds, p90"),
     ("latency.known_member.p99", "Webhook to Kisi, member Kisi holds, p99"),
     ("latency.known_member.max", "Webhook to Kisi, member Kisi holds, max"),
+    ("latency.cancellation.p50", "Webhook to Kisi, booking cancelled, p50"),
+    ("latency.cancellation.p90", "Webhook to Kisi, booking cancelled, p90"),
+    ("latency.cancellation.p99", "Webhook to Kisi, booking cancelled, p99"),
+    ("latency.cancellation.max", "Webhook to Kisi, booking cancelled, max"),
+    ("latency.hard_delete.p50", "Webhook to Kisi, booking hard-deleted, p50"),
+    ("latency.hard_delete.p90", "Webhook to Kisi, booking hard-deleted, p90"),
+    ("latency.hard_delete.p99", "Webhook to Kisi, booking hard-deleted, p99"),
+    ("latency.hard_delete.max", "Webhook to Kisi, booking hard-deleted, max"),
     ("writer.backlog_calls", "Kisi calls for a backlog, against the fewest"),
     ("writer.live_calls", "Kisi calls for live changes, against the fewest"),
     ("writer.limiter_utilisation", "Writer limiter utilisation"),
@@ -63,6 +81,9 @@ class Figure:
     unit: str
     target: str
     description: str
+    # The benchmark that printed it, and the index of its session in `Run.sessions`.
+    bench: str | None = None
+    session: int = 0
 
 
 @dataclass
@@ -71,12 +92,13 @@ class BenchRun:
     exit_code: int | None = None
     seconds: int | None = None
     load_after: str | None = None
+    session: int = 0
 
 
 @dataclass
-class Run:
-    figures: dict[str, Figure] = field(default_factory=dict)
-    benches: dict[str, BenchRun] = field(default_factory=dict)
+class Session:
+    """One run of the recipe, or of some benchmarks alone: from a `RUN started` line to the next."""
+
     started: str | None = None
     seconds: int | None = None
     build_seconds: int | None = None
@@ -85,37 +107,119 @@ class Run:
     load: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class Run:
+    figures: dict[str, Figure] = field(default_factory=dict)
+    benches: dict[str, BenchRun] = field(default_factory=dict)
+    sessions: list[Session] = field(default_factory=list)
+
+    def current(self) -> Session:
+        # Lines before any `RUN started` (a log of one benchmark's output) still form a session.
+        if not self.sessions:
+            self.sessions.append(Session())
+        return self.sessions[-1]
+
+    def live_sessions(self) -> list[int]:
+        """The sessions some kept benchmark or figure comes from, in order."""
+        used = {bench.session for bench in self.benches.values()} | {f.session for f in self.figures.values()}
+        return sorted(used)
+
+
 def parse(lines: list[str]) -> Run:
     run = Run()
+    bench_now: str | None = None
     for line in lines:
         words = line.rstrip("\n").split()
         if not words:
             continue
         marker = words[0]
         if marker == "FIGURE" and len(words) >= 6:
-            figure = Figure(words[1], words[2], words[3], words[4], " ".join(words[5:]))
+            run.current()
+            figure = Figure(words[1], words[2], words[3], words[4], " ".join(words[5:]), bench_now,
+                            len(run.sessions) - 1)
             # A figure printed twice (a bench run twice into one log) keeps its last value.
             run.figures[figure.key] = figure
         elif marker == "RUN" and len(words) >= 3:
             if words[1] == "started":
-                run.started = words[2]
+                run.sessions.append(Session(started=None if words[2] == "unknown" else words[2]))
             elif words[1] == "seconds" and words[2].isdigit():
-                run.seconds = int(words[2])
+                run.current().seconds = int(words[2])
         elif marker == "COMMIT" and len(words) >= 3:
-            run.commit = words[1]
-            run.changed_files = int(words[2]) if words[2].isdigit() else 0
+            session = run.current()
+            session.commit = words[1]
+            session.changed_files = int(words[2]) if words[2].isdigit() else 0
         elif marker == "BUILD" and len(words) >= 3 and words[2].isdigit():
-            run.build_seconds = int(words[2])
+            run.current().build_seconds = int(words[2])
         elif marker == "LOAD" and len(words) >= 5:
-            run.load[words[1]] = " ".join(words[2:5])
+            run.current().load[words[1]] = " ".join(words[2:5])
         elif marker == "BENCH-START" and len(words) >= 2:
-            run.benches[words[1]] = BenchRun(words[1])
+            bench_now = words[1]
+            run.current()
+            # A benchmark run again replaces what it printed before, figures it no longer prints
+            # included; it keeps its place in the table of runs.
+            run.figures = {key: f for key, f in run.figures.items() if f.bench != bench_now}
+            run.benches[bench_now] = BenchRun(bench_now, session=len(run.sessions) - 1)
         elif marker == "BENCH-END" and len(words) >= 4:
-            bench = run.benches.setdefault(words[1], BenchRun(words[1]))
+            run.current()
+            bench = run.benches.setdefault(words[1], BenchRun(words[1], session=len(run.sessions) - 1))
             bench.exit_code = int(words[2]) if words[2].lstrip("-").isdigit() else None
             bench.seconds = int(words[3]) if words[3].isdigit() else None
             bench.load_after = words[4] if len(words) >= 5 else None
+            bench_now = None
     return run
+
+
+def as_log(run: Run) -> list[str]:
+    """What `run` keeps, as log lines that parse back to it: each live session's markers, then its
+    benchmarks with their figures."""
+    lines = []
+    for index in run.live_sessions():
+        session = run.sessions[index]
+        lines.append(f"RUN started {session.started or 'unknown'}")
+        if session.commit:
+            lines.append(f"COMMIT {session.commit} {session.changed_files}")
+        if "start" in session.load:
+            lines.append(f"LOAD start {session.load['start']}")
+        if session.build_seconds is not None:
+            lines.append(f"BUILD seconds {session.build_seconds}")
+        if "benchmarks" in session.load:
+            lines.append(f"LOAD benchmarks {session.load['benchmarks']}")
+
+        def figure_lines(bench: str | None) -> list[str]:
+            return [
+                f"FIGURE {f.key} {f.value} {f.unit} {f.target} {f.description}"
+                for f in run.figures.values()
+                if f.session == index and f.bench == bench
+            ]
+
+        lines += figure_lines(None)
+        for bench in run.benches.values():
+            if bench.session != index:
+                continue
+            lines.append(f"BENCH-START {bench.name}")
+            lines += figure_lines(bench.name)
+            code = "?" if bench.exit_code is None else str(bench.exit_code)
+            seconds = "?" if bench.seconds is None else str(bench.seconds)
+            lines.append(f"BENCH-END {bench.name} {code} {seconds} {bench.load_after or '?'}".rstrip())
+        if "end" in session.load:
+            lines.append(f"LOAD end {session.load['end']}")
+        if session.seconds is not None:
+            lines.append(f"RUN seconds {session.seconds}")
+    return lines
+
+
+# Where a report keeps what it was written from: an HTML comment at its end, one log line a line.
+EMBEDDED_START = "<!-- bench-report.py: the figures and markers this report was written from (read by --add)"
+EMBEDDED_END = "-->"
+
+
+def embedded_log(report_text: str) -> list[str] | None:
+    lines = report_text.splitlines()
+    if EMBEDDED_START not in lines:
+        return None
+    start = lines.index(EMBEDDED_START) + 1
+    end = lines.index(EMBEDDED_END, start) if EMBEDDED_END in lines[start:] else len(lines)
+    return lines[start:end]
 
 
 def number(text: str) -> float | None:
@@ -221,13 +325,6 @@ def machine(run: Run) -> list[str]:
     except OSError:
         pass
     kernel = command("uname", "-r") or "?"
-    if run.commit:
-        commit = run.commit
-        tree = f" with {run.changed_files} files changed in the working tree" if run.changed_files else ""
-    else:
-        commit = command("git", "rev-parse", "--short", "HEAD") or "unknown"
-        dirty = command("git", "status", "--porcelain", "--untracked-files=no")
-        tree = (" with uncommitted changes" if dirty else "") + " (read when the report was written)"
     nats = command(os.path.join(".tools", "bin", "nats-server"), "--version") or command("nats-server", "--version")
     lines = [
         f"- **CPU:** {model}, {cpus} logical CPUs"
@@ -237,18 +334,42 @@ def machine(run: Run) -> list[str]:
         f"- **Rust:** {command('rustc', '--version') or 'unknown'}; benches built with the `bench` profile "
         "(optimised, line debug info)",
         f"- **nats-server:** {nats or 'not found'}",
-        f"- **Commit:** `{commit}`{tree}",
-        f"- **Run started:** {run.started or 'unknown'}{took(run)}",
     ]
-    if run.load:
+    live = run.live_sessions()
+    if len(live) <= 1:
+        lines += session_lines(run.sessions[live[0]] if live else Session(), "- ")
+    else:
+        lines.append(
+            f"- **Runs:** the figures come from {len(live)} runs on this machine; a benchmark's figures "
+            "are from its latest run (the Run column below)."
+        )
+        for number, index in enumerate(live, 1):
+            lines.append(f"  - **Run {number}**")
+            lines += session_lines(run.sessions[index], "    - ")
+    lines.append(
+        "- The machine is shared: a 1-minute load near or above the CPU count means other work competed "
+        "with the benchmarks, which lowers throughputs and raises latencies."
+    )
+    return lines
+
+
+def session_lines(session: Session, bullet: str) -> list[str]:
+    if session.commit:
+        commit = session.commit
+        tree = f" with {session.changed_files} files changed in the working tree" if session.changed_files else ""
+    else:
+        commit = command("git", "rev-parse", "--short", "HEAD") or "unknown"
+        dirty = command("git", "status", "--porcelain", "--untracked-files=no")
+        tree = (" with uncommitted changes" if dirty else "") + " (read when the report was written)"
+    lines = [
+        f"{bullet}**Commit:** `{commit}`{tree}",
+        f"{bullet}**Run started:** {session.started or 'unknown'}{took(session)}",
+    ]
+    if session.load:
         moments = [("start", "at the start (before building)"), ("benchmarks", "as the benchmarks began"),
                    ("end", "at the end")]
-        loads = "; ".join(f"{run.load[moment]} {when}" for moment, when in moments if moment in run.load)
-        lines.append(
-            f"- **Load average (1, 5, 15 min):** {loads}; after each benchmark below. The machine is shared: "
-            "a 1-minute load near or above the CPU count means other work competed with the benchmarks, "
-            "which lowers throughputs and raises latencies."
-        )
+        loads = "; ".join(f"{session.load[moment]} {when}" for moment, when in moments if moment in session.load)
+        lines.append(f"{bullet}**Load average (1, 5, 15 min):** {loads}; after each benchmark below.")
     return lines
 
 
@@ -256,23 +377,27 @@ def minutes(seconds: int) -> str:
     return f"{seconds // 60} min {seconds % 60} s"
 
 
-def took(run: Run) -> str:
-    if run.seconds is None:
+def took(session: Session) -> str:
+    if session.seconds is None:
         return ""
-    if run.build_seconds is None:
-        return f"; took {minutes(run.seconds)} including the build"
+    if session.build_seconds is None:
+        return f"; took {minutes(session.seconds)} including the build"
     return (
-        f"; took {minutes(run.seconds)}: {minutes(run.build_seconds)} building, then "
-        f"{minutes(run.seconds - run.build_seconds)} running the benchmarks"
+        f"; took {minutes(session.seconds)}: {minutes(session.build_seconds)} building, then "
+        f"{minutes(session.seconds - session.build_seconds)} running the benchmarks"
     )
 
 
 def bench_runs(run: Run) -> list[str]:
-    rows = ["| Benchmark | Took | Exit | 1-min load after |", "|---|---|---|---|"]
+    live = run.live_sessions()
+    several = len(live) > 1
+    rows = ["| Benchmark | Took | Exit | 1-min load after |" + (" Run |" if several else ""),
+            "|---|---|---|---|" + ("---|" if several else "")]
     for bench in run.benches.values():
         took = f"{bench.seconds} s" if bench.seconds is not None else "did not finish"
         code = "—" if bench.exit_code is None else ("ok" if bench.exit_code == 0 else f"**failed ({bench.exit_code})**")
-        rows.append(f"| `{bench.name}` | {took} | {code} | {bench.load_after or '—'} |")
+        session = f" {live.index(bench.session) + 1} |" if several else ""
+        rows.append(f"| `{bench.name}` | {took} | {code} | {bench.load_after or '—'} |{session}")
     return rows
 
 
@@ -289,7 +414,8 @@ def report(run: Run, log_path: str) -> str:
         "The figures the issues asked for come first, in bold; the rest support them. A target is "
         "the one an issue set (issue 3: fold, replay ratio, memory; issue 4: Kisi calls, limiter; "
         "issue 6: a booking in Kisi within 2 s, where the design (`../shared/design.md`, \"Seconds, not "
-        "minutes\") promises about a second; issue 2: JetStream log against raw async-nats).",
+        "minutes\") promises about a second; the deleted-records issue: a cancellation or a hard delete "
+        "out of Kisi within 1 s of its webhook; issue 2: JetStream log against raw async-nats).",
         "",
         *table(run),
         "",
@@ -315,7 +441,18 @@ def report(run: Run, log_path: str) -> str:
         "spaced so that one booking's calls are done before the next one's begin. A member new to Kisi "
         "costs three calls (find by email, create user, create assignment), so at least 500 ms of "
         "each such latency is the writer pacing itself. Nexudus's request limits are lifted, as in "
-        "the end-to-end tests. Percentiles are nearest-rank.",
+        "the end-to-end tests. Removals: the bookings of the first two rounds are then cancelled (room A) "
+        "and hard-deleted (room B) one at a time, each while Kisi holds its assignment (the window starts "
+        "within the lead), from just before the change in the Nexudus simulator (which sends "
+        "`BookingDelete` and `AccessControlUpdate`; a read by id of the booking answers 500, so the "
+        "ingestor confirms it gone with list queries) to the first look at Kisi that finds the assignment "
+        "gone. The Kisi simulator stamps no time on a deletion, so it is looked for every 2 ms: a removal's "
+        "figure is late by that and the look's scheduling, a few milliseconds. A cancelled booking leaves "
+        "the member room B, so its removal is one Kisi call; a hard-deleted one is the member's last "
+        "access, so the writer suspends the Kisi user first and the delete waits out the limiter's 250 ms: "
+        "the doors close at the first call (the supporting \"doors closed\" figures). Nexudus requests and "
+        "Kisi calls per change, counted by the simulators, are in the figures' descriptions. Percentiles "
+        "are nearest-rank.",
         "- **Kisi calls and limiter** (`crates/writer/benches/writer.rs`): the writer against the "
         "Kisi simulator on the embedded log. Call counts are taken with rate limits lifted; the "
         "limiter's utilisation is measured in real time at the writer's default 4 requests/s "
@@ -336,8 +473,8 @@ def report(run: Run, log_path: str) -> str:
         "just bench      # installs nats-server into .tools/ if missing, builds, runs every benchmark, writes this file",
         "```",
         "",
-        f"The raw output is kept in `{log_path}`; `python3 scripts/bench-report.py {log_path} docs/benchmarks.md` "
-        "writes this file from it again. One benchmark alone, and the settings that size it:",
+        *raw_output(run, log_path),
+        "One benchmark alone, and the settings that size it:",
         "",
         "| Command | Measures | Settings (environment) |",
         "|---|---|---|",
@@ -351,17 +488,54 @@ def report(run: Run, log_path: str) -> str:
         "benchmark prints its figures as text and as `FIGURE <key> <value> <unit> <target> "
         "<description>` lines, which is all this report reads.",
         "",
+        EMBEDDED_START,
+        # An HTML comment cannot hold "--"; no figure's description has one.
+        *(line.replace("--", "- -") for line in as_log(run)),
+        EMBEDDED_END,
+        "",
     ]
     return "\n".join(parts)
 
 
+def raw_output(run: Run, log_path: str) -> list[str]:
+    added = (
+        "To add one benchmark run alone, run it as the recipe does (its output between `BENCH-START` and "
+        "`BENCH-END` lines) into a log and `python3 scripts/bench-report.py --add <log> docs/benchmarks.md`: "
+        "its figures replace that benchmark's and the others are kept, from the comment at the end of this file."
+    )
+    if len(run.live_sessions()) > 1:
+        return [f"The figures come from several runs; the last added was `{log_path}`. {added}", ""]
+    return [
+        f"The raw output is kept in `{log_path}`; `python3 scripts/bench-report.py {log_path} docs/benchmarks.md` "
+        f"writes this file from it again. {added}",
+        "",
+    ]
+
+
 def main() -> int:
-    if len(sys.argv) != 3:
+    arguments = sys.argv[1:]
+    adding = arguments[:1] == ["--add"]
+    if adding:
+        arguments = arguments[1:]
+    if len(arguments) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    log_path, out_path = sys.argv[1], sys.argv[2]
+    log_path, out_path = arguments
+    lines = []
+    if adding:
+        try:
+            with open(out_path, encoding="utf-8") as previous:
+                kept = embedded_log(previous.read())
+        except FileNotFoundError:
+            kept = None
+        if kept is None:
+            print(f"{out_path} keeps no figures to add to (no comment from bench-report.py at its end); "
+                  "write it from a whole run first", file=sys.stderr)
+            return 1
+        lines += kept
     with open(log_path, encoding="utf-8", errors="replace") as log:
-        run = parse(log.readlines())
+        lines += log.readlines()
+    run = parse(lines)
     if not run.figures:
         print(f"{log_path} holds no FIGURE lines: no benchmark finished", file=sys.stderr)
         return 1
