@@ -86,7 +86,8 @@ fn coverage(reports: &[&SeedReport]) -> String {
     let unknown = |form| reports.iter().filter(|report| report.conditions.unknown_ids == form).count();
     let longest_gap = reports.iter().map(|report| report.longest_adoption_gap).max().unwrap_or_default();
     format!(
-        "draws: Nexudus missing record 500 in {} seeds, 404 in {}; Kisi PATCH of a window applied {}, ignored {}, \
+        "draws: Nexudus missing record 500 in {} seeds, 404 in {}; UpdatedOn filters read on the wall clock in {}, \
+         as UTC in {}; pages capped below the size asked in {}; Kisi PATCH of a window applied {}, ignored {}, \
          refused {}; unknown ids 403 {}, 404 {}; 429 with Retry-After {}, without {}; a group refused from the start \
          {}, mid-run {}; staff users with members' emails in {} seeds ({} users); built-in integration start in {} \
          seeds ({} adopted assignments, longest gap while narrowing them {} ms, {} seeds ending before any \
@@ -94,6 +95,9 @@ fn coverage(reports: &[&SeedReport]) -> String {
          applied in {} seeds, not applied in {}",
         count(|report| report.conditions.missing_record == doorsync_nexudus_sim::MissingRecord::ServerError),
         count(|report| report.conditions.missing_record == doorsync_nexudus_sim::MissingRecord::NotFound),
+        count(|report| report.conditions.updated_on_filter == doorsync_nexudus_sim::UpdatedOnFilter::Local),
+        count(|report| report.conditions.updated_on_filter == doorsync_nexudus_sim::UpdatedOnFilter::Utc),
+        count(|report| report.conditions.max_page_size.is_some()),
         patch(doorsync_kisi_sim::PatchValidity::Apply),
         patch(doorsync_kisi_sim::PatchValidity::Ignore),
         patch(doorsync_kisi_sim::PatchValidity::Reject),

@@ -4,7 +4,7 @@
 //! plausible form so that doorsync is right whichever the real APIs show.
 
 use doorsync_kisi_sim::{PatchValidity, UnknownIds};
-use doorsync_nexudus_sim::MissingRecord;
+use doorsync_nexudus_sim::{MissingRecord, UpdatedOnFilter};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -40,6 +40,11 @@ pub struct Conditions {
     /// Nexudus's built-in Kisi integration ran before doorsync: Kisi holds its users and
     /// window-less assignments, which doorsync is told to adopt.
     pub integration_start: bool,
+    /// Whether Nexudus reads `from_<Entity>_UpdatedOn` filters as UTC or on the location's
+    /// wall clock.
+    pub updated_on_filter: UpdatedOnFilter,
+    /// A page size Nexudus caps listings at, below what doorsync asks for.
+    pub max_page_size: Option<u32>,
 }
 
 impl Conditions {
@@ -60,6 +65,8 @@ impl Conditions {
         });
         let staff_emails = rng.random_bool(0.4);
         let integration_start = rng.random_bool(0.35);
+        let updated_on_filter = if rng.random_bool(0.5) { UpdatedOnFilter::Local } else { UpdatedOnFilter::Utc };
+        let max_page_size = rng.random_bool(0.3).then(|| rng.random_range(2..=25));
         Self {
             missing_record,
             patch_validity,
@@ -68,6 +75,8 @@ impl Conditions {
             hidden_group,
             staff_emails,
             integration_start,
+            updated_on_filter,
+            max_page_size,
         }
     }
 }

@@ -228,6 +228,8 @@ impl World {
         nexudus_options.seed = rng.random();
         nexudus_options.webhook_timeout = std::time::Duration::from_secs(5);
         nexudus_options.missing_record = conditions.missing_record;
+        nexudus_options.updated_on_filter = conditions.updated_on_filter;
+        nexudus_options.max_page_size = conditions.max_page_size;
         let nexudus = NexudusSimulator::start(nexudus_options)
             .await
             .map_err(SimFailure::setup("starting the Nexudus simulator"))?;
