@@ -20,6 +20,8 @@ const MEMBER_PREFIX: &str = "member.";
 /// `kisi-user.<id>`: the member a Kisi user is linked to, so that no second member is linked to
 /// it.
 const LINK_PREFIX: &str = "kisi-user.";
+/// Set once every member's link is recorded under [`LINK_PREFIX`].
+const LINKS_INDEXED_KEY: &str = "kisi-user-links-indexed";
 
 /// What one member's user and group memberships should be and are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +305,22 @@ impl Knowledge {
         &self.kv
     }
 
+    /// Records the link of every member's live Kisi user once, for records written before links
+    /// were kept: without it, an email moved to another member would link that member to the
+    /// first one's Kisi user, and the doors it opens.
+    pub(crate) async fn index_links(&mut self) -> Result<(), LogError> {
+        if self.kv.get(LINKS_INDEXED_KEY).await?.is_some() {
+            return Ok(());
+        }
+        self.load_all().await?;
+        let links: Vec<(KisiUserId, MemberId)> =
+            self.members().filter_map(|(member, record)| Some((record.live_user()?.id, member))).collect();
+        for (user, member) in links {
+            self.record_link(user, member).await?;
+        }
+        self.kv.put(LINKS_INDEXED_KEY, Bytes::from_static(b"1")).await.map(drop)
+    }
+
     /// The member `user` was last linked to, if any.
     pub(crate) async fn linked_member(&self, user: KisiUserId) -> Result<Option<MemberId>, LogError> {
         let entry = self.kv.get(&link_key(user)).await?;
@@ -358,5 +376,30 @@ mod tests {
         assert_eq!(validity.from, Some(Timestamp::from_unix_millis(1_000)));
         assert_eq!(validity.until, Some(Timestamp::from_unix_millis(10_000)));
         assert_eq!(GroupDesire::NotMember.validity(), None);
+    }
+
+    #[tokio::test]
+    async fn links_of_records_kept_before_links_were_are_recorded_once() {
+        let layout = doorsync_layout::Layout::new(doorsync_proto::Subjects::new("test", 4).unwrap());
+        let log = doorsync_log_embedded::EmbeddedLog::in_memory(layout.streams()).unwrap();
+        let kv = doorsync_log::EventLog::key_value(&log, &layout.writer_bucket).await.unwrap();
+        let mut old = Knowledge::new(Arc::clone(&kv));
+        old.get_mut(MemberId(5)).user.known = Some(KnownUser {
+            id: KisiUserId(50),
+            created_by_doorsync: true,
+            state: KisiUserState::Enabled,
+            assignments_listed: true,
+            access_in_doubt: false,
+        });
+        old.save(MemberId(5)).await.unwrap();
+        assert_eq!(old.linked_member(KisiUserId(50)).await.unwrap(), None, "as an older writer left it");
+
+        let mut knowledge = Knowledge::new(Arc::clone(&kv));
+        knowledge.index_links().await.unwrap();
+        assert_eq!(knowledge.linked_member(KisiUserId(50)).await.unwrap(), Some(MemberId(5)));
+        // Once done, it is not done again: a link forgotten since stays forgotten.
+        knowledge.forget_link(KisiUserId(50)).await;
+        Knowledge::new(Arc::clone(&kv)).index_links().await.unwrap();
+        assert_eq!(knowledge.linked_member(KisiUserId(50)).await.unwrap(), None);
     }
 }

@@ -245,7 +245,8 @@ impl<'a> Active<'a> {
             .ack_wait(options.ack_wait);
         let consumer = shared.log.durable_consumer(spec).await?;
         // Another writer may have changed the records since this one last held the lease.
-        let knowledge = Knowledge::new(Arc::clone(&shared.writer_kv));
+        let mut knowledge = Knowledge::new(Arc::clone(&shared.writer_kv));
+        knowledge.index_links().await?;
         let held = HeldRepair::load(knowledge.kv()).await?;
         let patch_applies_validity = load_patch_applies_validity(knowledge.kv(), &options.account).await?;
         // Counted from the last reconciliation that finished (or the first start of a writer of
@@ -664,7 +665,7 @@ impl<'a> Active<'a> {
     /// every other member's writes while the probe keeps succeeding. So a 403 pauses the writer
     /// only when the key's own `GET /user` is refused too.
     pub(crate) async fn whom_kisi_refused(&mut self, error: &KisiError) -> Refusal {
-        if !matches!(error, KisiError::Forbidden { .. }) {
+        if !matches!(error, KisiError::Forbidden { .. }) || self.pause.is_some() {
             self.pause(error);
             return Refusal::TheKey;
         }
