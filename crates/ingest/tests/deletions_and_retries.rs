@@ -19,29 +19,16 @@ use doorsync_log::{
 use doorsync_nexudus::WebhookAction;
 use doorsync_nexudus::webhook::body_for;
 use doorsync_nexudus_sim::SimEntity;
-use doorsync_proto::{
-    BookingCancelled, BookingChanged, BookingId, ContractId, ContractRemoved, Event, MemberId, PassId, PassRemoved,
-    ResourceId,
-};
+use doorsync_proto::{ContractId, ContractRemoved, Event, MemberId, PassId, PassRemoved};
 use serde_json::json;
-use support::{World, instant};
+use support::{World, cancelled};
 
 const FROM: &str = "2025-07-02T09:00:00Z";
 const TO: &str = "2025-07-02T10:00:00Z";
 
-fn booking(member: u64, booking: u64, resource: u64) -> Event {
-    Event::BookingChanged(BookingChanged {
-        member: MemberId(member),
-        booking: BookingId(booking),
-        resource: ResourceId(resource),
-        starts_at: instant(FROM),
-        ends_at: instant(TO),
-        tentative: false,
-    })
-}
-
-fn cancelled(member: u64, booking: u64) -> Event {
-    Event::BookingCancelled(BookingCancelled { member: MemberId(member), booking: BookingId(booking) })
+/// The event a booking from `FROM` to `TO` becomes.
+fn booking_event(member: u64, booking: u64, resource: u64) -> Event {
+    support::booking(member, booking, resource, FROM, TO)
 }
 
 /// A London room, Ada, and her booking of it: (room, Ada, booking).
@@ -75,7 +62,7 @@ async fn a_cancelled_booking_is_removed_within_its_webhook_dated_by_its_cancelle
 
     assert_eq!(deliver(&world, WebhookAction::BookingDelete, id).await, 204);
     let events = world.events().await;
-    assert_eq!(events[1..], [(made_on, booking(ada, id, room)), (cancelled_on, cancelled(ada, id))]);
+    assert_eq!(events[1..], [(made_on, booking_event(ada, id, room)), (cancelled_on, cancelled(ada, id))]);
     assert_eq!(retrying(&world), []);
     assert_eq!(world.ingest.poll_now().await.unwrap().appended, 0, "the snapshot's poll adds nothing");
     world.stop().await;
@@ -93,7 +80,7 @@ async fn a_hard_deleted_booking_is_removed_within_its_webhook() {
     assert_eq!(deliver(&world, WebhookAction::BookingDelete, id).await, 204);
     let events = world.events().await;
     // No cancellation to date it by: dated by the last version the ingestor saw.
-    assert_eq!(events[1..], [(made_on, booking(ada, id, room)), (made_on, cancelled(ada, id))]);
+    assert_eq!(events[1..], [(made_on, booking_event(ada, id, room)), (made_on, cancelled(ada, id))]);
     assert_eq!(retrying(&world), []);
     world.stop().await;
 }
@@ -166,7 +153,7 @@ async fn a_record_nexudus_fails_to_read_waits_in_the_retry_set_across_a_restart_
     world.sim.stop_failing_reads_of(SimEntity::Booking, id);
     world.clock.advance(Duration::from_secs(20));
     support::wait_until("the record is read", || retrying(&world).is_empty()).await;
-    assert_eq!(world.events().await, [(made_on, booking(ada, id, room))]);
+    assert_eq!(world.events().await, [(made_on, booking_event(ada, id, room))]);
     world.stop().await;
 }
 
@@ -282,7 +269,7 @@ async fn only_a_log_that_cannot_take_the_append_fails_a_webhook() {
     failing.store(false, Ordering::SeqCst);
     world.sim.stop_failing_reads_of(SimEntity::Booking, id);
     assert_eq!(deliver(&world, WebhookAction::BookingUpdate, id).await, 204);
-    assert_eq!(world.events().await, [(made_on, booking(ada, id, room))]);
+    assert_eq!(world.events().await, [(made_on, booking_event(ada, id, room))]);
     assert_eq!(retrying(&world), [], "a reading that works takes the record out of the retry set");
     world.stop().await;
 }

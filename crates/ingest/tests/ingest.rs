@@ -11,12 +11,12 @@ use doorsync_nexudus::WebhookAction;
 use doorsync_nexudus::webhook::{body_for, sign};
 use doorsync_nexudus_sim::{SimEntity, WebhookFaults};
 use doorsync_proto::{
-    BookingCancelled, BookingChanged, BookingId, ContractChanged, ContractId, ContractRemoved, Event, FloorPlanItem,
-    FloorPlanItemId, FloorPlanItemKind, KisiGroupId, MappingChanged, MappingSource, MemberChanged, MemberId,
-    MemberRemoved, PassChanged, PassId, PassProductId, PassRemoved, PassValidity, ResourceId, Timestamp,
+    ContractChanged, ContractId, ContractRemoved, Event, FloorPlanItem, FloorPlanItemId, FloorPlanItemKind,
+    KisiGroupId, MappingChanged, MappingSource, MemberChanged, MemberId, MemberRemoved, PassChanged, PassId,
+    PassProductId, PassRemoved, PassValidity, ResourceId, Timestamp,
 };
 use serde_json::json;
-use support::{World, instant};
+use support::{World, booking, cancelled, instant};
 
 fn member(id: u64, name: &str) -> Event {
     Event::MemberChanged(MemberChanged {
@@ -25,21 +25,6 @@ fn member(id: u64, name: &str) -> Event {
         name: name.to_owned(),
         active: true,
     })
-}
-
-fn booking(member: u64, booking: u64, resource: u64, from: &str, to: &str) -> Event {
-    Event::BookingChanged(BookingChanged {
-        member: MemberId(member),
-        booking: BookingId(booking),
-        resource: ResourceId(resource),
-        starts_at: instant(from),
-        ends_at: instant(to),
-        tentative: false,
-    })
-}
-
-fn cancelled(member: u64, booking: u64) -> Event {
-    Event::BookingCancelled(BookingCancelled { member: MemberId(member), booking: BookingId(booking) })
 }
 
 fn booking_fields(resource: u64, coworker: u64, from: &str, to: &str) -> serde_json::Value {

@@ -239,6 +239,20 @@ async fn the_page_size_can_be_capped_below_what_was_asked() {
     sim.shutdown().await;
 }
 
+/// The raw listing of passes with `from_CoworkerTimePass_UpdatedOn` set to `since`, as written.
+async fn passes_updated_since(sim: &NexudusSimulator, since: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(sim.base_url().join("api/billing/coworkertimepasses").unwrap())
+        .basic_auth("admin@example.com", Some("password"))
+        .query(&[("from_CoworkerTimePass_UpdatedOn", since)])
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()
+}
+
 fn clock_now(clock: &ManualClock) -> Timestamp {
     doorsync_clock::Clock::now(clock)
 }
@@ -253,16 +267,7 @@ async fn the_updated_on_filter_returns_only_changes_since_the_watermark() {
     let watermark = clock_now(&clock);
     sim.update(SimEntity::CoworkerTimePass, changed, json!({"Used": true})).unwrap();
 
-    let raw = reqwest::Client::new()
-        .get(sim.base_url().join("api/billing/coworkertimepasses").unwrap())
-        .basic_auth("admin@example.com", Some("password"))
-        .query(&[("from_CoworkerTimePass_UpdatedOn", "2025-07-01T08:02")])
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let raw = passes_updated_since(&sim, "2025-07-01T08:02").await;
     assert_eq!(raw["TotalItems"], json!(1));
     assert_eq!(raw["Records"][0]["Id"], json!(changed));
 
@@ -424,16 +429,7 @@ async fn date_filters_are_read_on_the_records_locations_wall_clock_by_default_or
             sim.create(SimEntity::CoworkerTimePass, json!({"CoworkerId": 2, "TimePassId": 9, "Used": false}));
         let placeless = placeless.unwrap();
         // Written at 08:00 UTC; 07:59 read in Los Angeles (UTC-7 in July) is 14:59 UTC.
-        let raw = reqwest::Client::new()
-            .get(sim.base_url().join("api/billing/coworkertimepasses").unwrap())
-            .basic_auth("admin@example.com", Some("password"))
-            .query(&[("from_CoworkerTimePass_UpdatedOn", "2025-07-01T07:59")])
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap();
+        let raw = passes_updated_since(&sim, "2025-07-01T07:59").await;
         let ids: Vec<u64> =
             raw["Records"].as_array().unwrap().iter().map(|record| record["Id"].as_u64().unwrap()).collect();
         let expected = if listed { vec![id, placeless] } else { vec![placeless] };

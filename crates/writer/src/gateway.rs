@@ -22,8 +22,8 @@ pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
 /// How long to wait for a `Retry-After` that `error` carries, clamped at [`MAX_RETRY_AFTER`],
 /// with what was asked for.
 pub(crate) fn retry_after_wait(error: &KisiError, now: Timestamp) -> Option<(Duration, Duration)> {
-    let asked = error.retry_after()?.delay_from(now);
-    Some((asked.min(MAX_RETRY_AFTER), asked))
+    let retry_after = error.retry_after()?;
+    Some((retry_after.clamped_delay_from(now, MAX_RETRY_AFTER), retry_after.delay_from(now)))
 }
 
 /// Kisi's largest page of role assignments (see `doorsync-kisi`): a list call reads one page per

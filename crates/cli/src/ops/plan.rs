@@ -392,14 +392,16 @@ mod tests {
         }
 
         fn assignment(&mut self, group: KisiGroupId, id: u64, user: u64, window: Window, ours: bool) {
-            let seen =
-                SeenAssignment { id: KisiAssignmentId(id), user: KisiUserId(user), window, ours, adopted: false };
-            self.kisi.assignments.entry(group).or_default().push(seen);
+            self.seen(group, id, user, window, ours, false);
         }
 
+        /// Made by a creator `kisi.adopt_created_by` names, so doorsync's own.
         fn adopted_assignment(&mut self, group: KisiGroupId, id: u64, user: u64, window: Window) {
-            let seen =
-                SeenAssignment { id: KisiAssignmentId(id), user: KisiUserId(user), window, ours: true, adopted: true };
+            self.seen(group, id, user, window, true, true);
+        }
+
+        fn seen(&mut self, group: KisiGroupId, id: u64, user: u64, window: Window, ours: bool, adopted: bool) {
+            let seen = SeenAssignment { id: KisiAssignmentId(id), user: KisiUserId(user), window, ours, adopted };
             self.kisi.assignments.entry(group).or_default().push(seen);
         }
 

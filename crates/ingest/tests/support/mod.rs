@@ -13,7 +13,7 @@ use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
 use doorsync_nexudus::webhook::{SIGNATURE_HEADER, sign};
 use doorsync_nexudus::{AuthMode, Credentials, Limits, NexudusClient, NexudusOptions, WebhookAction};
 use doorsync_nexudus_sim::{MissingRecord, NexudusSimulator, SimEntity, SimOptions, WebhookFaults};
-use doorsync_proto::{Event, Subjects, Timestamp};
+use doorsync_proto::{BookingCancelled, BookingChanged, BookingId, Event, MemberId, ResourceId, Subjects, Timestamp};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use url::Url;
@@ -243,6 +243,22 @@ pub(crate) fn signed(body: &[u8]) -> String {
 pub(crate) fn coworker(sim: &NexudusSimulator, name: &str) -> u64 {
     let fields = json!({"FullName": name, "Email": format!("{}@example.com", name.to_lowercase()), "Active": true});
     sim.create(SimEntity::Coworker, fields).unwrap()
+}
+
+/// The event a booking of `resource` from `from` to `to` (UTC text) becomes.
+pub(crate) fn booking(member: u64, booking: u64, resource: u64, from: &str, to: &str) -> Event {
+    Event::BookingChanged(BookingChanged {
+        member: MemberId(member),
+        booking: BookingId(booking),
+        resource: ResourceId(resource),
+        starts_at: instant(from),
+        ends_at: instant(to),
+        tentative: false,
+    })
+}
+
+pub(crate) fn cancelled(member: u64, booking: u64) -> Event {
+    Event::BookingCancelled(BookingCancelled { member: MemberId(member), booking: BookingId(booking) })
 }
 
 pub(crate) fn instant(text: &str) -> Timestamp {
