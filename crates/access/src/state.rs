@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::day::{DaySpan, day_span, latest_possible_end};
 use crate::desired::{Desired, Window};
+use crate::{AccessPolicy, Mapping};
 
 /// How long after an entitlement ended (by the time of the latest folded event) it is forgotten.
 ///
@@ -395,12 +396,23 @@ pub fn command_time(state: &MemberState) -> Timestamp {
 /// Two replays of the same log give the same digest on every machine; tests compare digests
 /// rather than whole states.
 pub fn state_digest(state: &MemberState) -> [u8; 32] {
+    canonical_digest(state)
+}
+
+/// SHA-256 of what members are evaluated with besides their state: the configured mapping and
+/// the policy. The engine keeps it with its checkpoints, so that a restart with an edited
+/// configuration re-evaluates every member, not only those whose records change.
+pub fn configuration_digest(mapping: &Mapping, policy: &AccessPolicy) -> [u8; 32] {
+    canonical_digest(&(mapping, policy))
+}
+
+fn canonical_digest(value: &impl Serialize) -> [u8; 32] {
     let mut hasher = HashingWriter(Sha256::new());
-    // Encoding into a hasher cannot fail: the writer never fails and every map in the state has a
+    // Encoding into a hasher cannot fail: the writer never fails and every map encoded has a
     // known length and integer or string keys. Should it ever fail, the digest covers the bytes
-    // written up to the failure and the marker below, so it is still a function of the state.
-    if rmp_serde::encode::write_named(&mut hasher, state).is_err() {
-        hasher.0.update(b"\0doorsync: state could not be encoded");
+    // written up to the failure and the marker below, so it is still a function of the value.
+    if rmp_serde::encode::write_named(&mut hasher, value).is_err() {
+        hasher.0.update(b"\0doorsync: value could not be encoded");
     }
     hasher.0.finalize().into()
 }
