@@ -186,6 +186,8 @@ pub enum SimError {
     NotFound { entity: &'static str, id: u64 },
     #[error("nexudus simulator: record fields must be a JSON object")]
     NotAnObject,
+    #[error("nexudus simulator: {entity} {id} exists already")]
+    AlreadyThere { entity: &'static str, id: u64 },
 }
 
 #[derive(Debug)]
@@ -326,6 +328,13 @@ impl NexudusSimulator {
     /// answers as [`SimOptions::missing_record`] says.
     pub fn delete(&self, kind: SimEntity, id: u64) -> Result<(), SimError> {
         self.change(|store, now| store.delete(kind, id, now))
+    }
+
+    /// Puts back a record [`delete`](Self::delete)d earlier, as `record` (which names its `Id`)
+    /// says, announced as created and with `UpdatedOn` now: a deletion undone, or a record that
+    /// only seemed gone for a while.
+    pub fn restore(&self, kind: SimEntity, record: Value) -> Result<u64, SimError> {
+        self.change(|store, now| store.restore(kind, record, now))
     }
 
     /// Cancels a booking the way Nexudus does: it leaves the bookings and a snapshot with

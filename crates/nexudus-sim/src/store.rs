@@ -332,6 +332,19 @@ impl State {
         Ok(())
     }
 
+    /// Puts a deleted record back with its own id and fields, announced as created: an admin
+    /// undoing a deletion (or a record that only seemed gone) comes back as it was.
+    pub(crate) fn restore(&mut self, kind: SimEntity, record: Value, now: Timestamp) -> Result<u64, SimError> {
+        let Value::Object(fields) = record else { return Err(SimError::NotAnObject) };
+        let id = fields.get("Id").and_then(Value::as_u64).ok_or(SimError::NotAnObject)?;
+        if self.record(kind, id).is_some() {
+            return Err(SimError::AlreadyThere { entity: kind.name(), id });
+        }
+        self.store(kind, id, Map::new(), fields, now);
+        self.notify(kind, Change::Created, id, now);
+        Ok(id)
+    }
+
     /// Moves a booking from the bookings to a new cancelled-booking snapshot; returns its id.
     pub(crate) fn cancel_booking(&mut self, booking: u64, reason: u64, now: Timestamp) -> Result<u64, SimError> {
         let Some(Value::Object(mut snapshot)) = self.record(SimEntity::Booking, booking).cloned() else {

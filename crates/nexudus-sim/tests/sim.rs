@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use doorsync_clock::ManualClock;
 use doorsync_nexudus::webhook::{SIGNATURE_HEADER, parse_body, verify};
 use doorsync_nexudus::{
-    AuthMode, Booking, CancelledBooking, Credentials, Limits, ListQuery, NexudusClient, NexudusError, NexudusOptions,
-    Secret, Webhook, WebhookAction,
+    AuthMode, Booking, CancelledBooking, Coworker, Credentials, Limits, ListQuery, NexudusClient, NexudusError,
+    NexudusOptions, Secret, Webhook, WebhookAction,
 };
 use doorsync_nexudus_sim::{
     MissingRecord, NexudusSimulator, SimEntity, SimOptions, UpdatedOnFilter, UtcFields, WebhookFaults,
@@ -222,6 +222,30 @@ async fn a_record_can_be_made_to_fail_its_reads_by_id_while_it_is_still_listed()
     assert_eq!(client.list(&ListQuery::<Booking>::new().ids(&[booking])).await.unwrap().records.len(), 1);
     sim.stop_failing_reads_of(SimEntity::Booking, booking);
     assert_eq!(client.get::<Booking>(booking).await.unwrap().id, booking);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deleted_record_restored_comes_back_with_its_id_and_fields_as_created() {
+    let (clock, sim) = start(|options| options.missing_record = MissingRecord::NotFound).await;
+    let client = client(&sim, &clock);
+    let mut receiver = Receiver::start().await;
+    sim.register_webhook(WebhookAction::CoworkerCreate, &receiver.url, Secret::new("s")).unwrap();
+    let fields = json!({"FullName": "Ada", "Email": "ada@example.com", "Active": true, "Archived": false});
+    let ada = sim.create(SimEntity::Coworker, fields).unwrap();
+    receiver.next().await;
+    let before = sim.record(SimEntity::Coworker, ada).unwrap();
+    sim.delete(SimEntity::Coworker, ada).unwrap();
+    assert!(matches!(client.get::<Coworker>(ada).await, Err(NexudusError::NotFound { .. })));
+
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(sim.restore(SimEntity::Coworker, before.clone()).unwrap(), ada);
+    let after = sim.record(SimEntity::Coworker, ada).unwrap();
+    assert_eq!((&after["FullName"], &after["Email"]), (&before["FullName"], &before["Email"]));
+    assert_eq!(client.get::<Coworker>(ada).await.unwrap().updated_on.unwrap().to_utc(), Some(clock_now(&clock)));
+    let entities = parse_body(&receiver.next().await.1).unwrap();
+    assert_eq!(entities.iter().map(|entity| entity.id).collect::<Vec<_>>(), [ada]);
+    assert!(sim.restore(SimEntity::Coworker, before).is_err(), "a record that is there cannot be restored");
     sim.shutdown().await;
 }
 
