@@ -24,6 +24,7 @@ wire_message_family! {
         ContractChanged = "contract_changed",
         ContractRemoved = "contract_removed",
         MappingChanged = "mapping_changed",
+        EntitlementWithheld = "entitlement_withheld",
     }
 }
 
@@ -40,6 +41,7 @@ impl Event {
             Self::ContractChanged(event) => Some(event.member),
             Self::ContractRemoved(event) => Some(event.member),
             Self::MappingChanged(_) => None,
+            Self::EntitlementWithheld(event) => Some(event.member),
         }
     }
 }
@@ -149,6 +151,38 @@ pub enum FloorPlanItemKind {
 pub struct ContractRemoved {
     pub member: MemberId,
     pub contract: ContractId,
+}
+
+/// The latest version of a booking, pass or contract the member held cannot be read (it refers
+/// to a desk that no longer exists, a zone that cannot be mapped, a used pass misses the day it
+/// was used, ...). What the previous version granted must not go on granting: the entitlement
+/// grants nothing until a readable version, or its removal, follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntitlementWithheld {
+    pub member: MemberId,
+    pub entitlement: EntitlementId,
+    /// Why the record cannot be read, for operators (`UsedDate: is missing ...`); never names
+    /// or emails.
+    pub reason: String,
+}
+
+/// One of a member's bookings, passes or contracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntitlementId {
+    Booking(BookingId),
+    Pass(PassId),
+    Contract(ContractId),
+}
+
+impl std::fmt::Display for EntitlementId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Booking(id) => write!(f, "booking {id}"),
+            Self::Pass(id) => write!(f, "pass {id}"),
+            Self::Contract(id) => write!(f, "contract {id}"),
+        }
+    }
 }
 
 /// A Nexudus resource, pass product or floor-plan item was connected to a Kisi group,

@@ -47,8 +47,9 @@ mod wire;
 pub use command::{Command, DeleteUser, EnsureUser, GrantGroup, RestoreUser, RevokeGroup, SuspendUser};
 pub use envelope::{DecodeError, EncodeError, Envelope, InvalidMessageId, MessageId, SCHEMA_VERSION, decode, encode};
 pub use event::{
-    BookingCancelled, BookingChanged, ContractChanged, ContractRemoved, Event, FloorPlanItem, FloorPlanItemKind,
-    MappingChanged, MappingSource, MemberChanged, MemberRemoved, PassChanged, PassRemoved, PassValidity,
+    BookingCancelled, BookingChanged, ContractChanged, ContractRemoved, EntitlementId, EntitlementWithheld, Event,
+    FloorPlanItem, FloorPlanItemKind, MappingChanged, MappingSource, MemberChanged, MemberRemoved, PassChanged,
+    PassRemoved, PassValidity,
 };
 pub use ids::{
     BookingId, ContractId, FloorPlanItemId, KisiAssignmentId, KisiGroupId, KisiUserId, MemberId, PassId, PassProductId,

@@ -4,10 +4,11 @@ use proptest::prelude::*;
 
 use crate::{
     BookingCancelled, BookingChanged, BookingId, CivilDate, Command, ContractChanged, ContractId, ContractRemoved,
-    DeleteUser, EnsureUser, Event, Failed, FloorPlanItem, FloorPlanItemId, FloorPlanItemKind, GrantApplied, GrantGroup,
-    KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MappingChanged, MappingSource, MemberChanged, MemberId,
-    MemberRemoved, MessageId, Outcome, PassChanged, PassId, PassProductId, PassRemoved, PassValidity, ResourceId,
-    RestoreUser, RevokeGroup, Revoked, SuspendUser, Timestamp, UserAccessChanged, UserLinked,
+    DeleteUser, EnsureUser, EntitlementId, EntitlementWithheld, Event, Failed, FloorPlanItem, FloorPlanItemId,
+    FloorPlanItemKind, GrantApplied, GrantGroup, KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState,
+    MappingChanged, MappingSource, MemberChanged, MemberId, MemberRemoved, MessageId, Outcome, PassChanged, PassId,
+    PassProductId, PassRemoved, PassValidity, ResourceId, RestoreUser, RevokeGroup, Revoked, SuspendUser, Timestamp,
+    UserAccessChanged, UserLinked,
 };
 
 fn timestamp() -> impl Strategy<Value = Timestamp> {
@@ -49,6 +50,14 @@ fn mapping_source() -> impl Strategy<Value = MappingSource> {
         any::<u64>().prop_map(|id| MappingSource::Resource(ResourceId(id))),
         any::<u64>().prop_map(|id| MappingSource::PassProduct(PassProductId(id))),
         any::<u64>().prop_map(|id| MappingSource::FloorPlanItem(FloorPlanItemId(id))),
+    ]
+}
+
+fn entitlement_id() -> impl Strategy<Value = EntitlementId> {
+    prop_oneof![
+        any::<u64>().prop_map(|id| EntitlementId::Booking(BookingId(id))),
+        any::<u64>().prop_map(|id| EntitlementId::Pass(PassId(id))),
+        any::<u64>().prop_map(|id| EntitlementId::Contract(ContractId(id))),
     ]
 }
 
@@ -111,6 +120,9 @@ pub(crate) fn any_event() -> impl Strategy<Value = Event> {
         }),
         (mapping_source(), proptest::option::of(group()))
             .prop_map(|(source, group)| Event::MappingChanged(MappingChanged { source, group })),
+        (member(), entitlement_id(), any::<String>()).prop_map(|(member, entitlement, reason)| {
+            Event::EntitlementWithheld(EntitlementWithheld { member, entitlement, reason })
+        }),
     ]
 }
 

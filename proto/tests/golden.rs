@@ -11,11 +11,11 @@ use std::path::PathBuf;
 
 use doorsync_proto::{
     BookingCancelled, BookingChanged, BookingId, CivilDate, Command, ContractChanged, ContractId, ContractRemoved,
-    DecodeError, DeleteUser, EnsureUser, Envelope, Event, Failed, FloorPlanItem, FloorPlanItemId, FloorPlanItemKind,
-    GrantApplied, GrantGroup, KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MappingChanged, MappingSource,
-    MemberChanged, MemberId, MemberRemoved, Outcome, PassChanged, PassId, PassProductId, PassRemoved, PassValidity,
-    ResourceId, RestoreUser, RevokeGroup, Revoked, SCHEMA_VERSION, SuspendUser, Timestamp, UserAccessChanged,
-    UserLinked, WireMessage, decode, encode,
+    DecodeError, DeleteUser, EnsureUser, EntitlementId, EntitlementWithheld, Envelope, Event, Failed, FloorPlanItem,
+    FloorPlanItemId, FloorPlanItemKind, GrantApplied, GrantGroup, KisiAssignmentId, KisiGroupId, KisiUserId,
+    KisiUserState, MappingChanged, MappingSource, MemberChanged, MemberId, MemberRemoved, Outcome, PassChanged, PassId,
+    PassProductId, PassRemoved, PassValidity, ResourceId, RestoreUser, RevokeGroup, Revoked, SCHEMA_VERSION,
+    SuspendUser, Timestamp, UserAccessChanged, UserLinked, WireMessage, decode, encode,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -76,6 +76,11 @@ fn events() -> TestResult<Vec<Event>> {
         Event::MappingChanged(MappingChanged {
             source: MappingSource::PassProduct(PassProductId(1_732_050)),
             group: Some(GROUP),
+        }),
+        Event::EntitlementWithheld(EntitlementWithheld {
+            member: MEMBER,
+            entitlement: EntitlementId::Pass(PassId(2_718_281)),
+            reason: "UsedDate: is missing on a used pass, so its day is unknown".to_owned(),
         }),
     ])
 }

@@ -36,6 +36,6 @@ pub use mapping::Mapping;
 pub use policy::{AccessPolicy, BookingTiming, NoAccessPolicy};
 pub use state::{
     Assignment, Booking, CommandFailure, Contract, FORGET_ENDED_AFTER_MS, KisiRecord, MemberState, MemberStatus, Pass,
-    PassTerm, Profile, command_time, configuration_digest, fold, fold_outcome, state_digest,
+    PassTerm, Profile, Withheld, command_time, configuration_digest, fold, fold_outcome, state_digest,
 };
 pub use windows_zones::iana_zone_for_windows;

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use doorsync_proto::{
-    BookingChanged, BookingId, CivilDate, ContractChanged, ContractId, Envelope, Event, FloorPlanItem,
-    KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberChanged, MemberId, MessageId, Outcome, PassId,
-    PassProductId, PassValidity, ResourceId, Timestamp,
+    BookingChanged, BookingId, CivilDate, ContractChanged, ContractId, EntitlementId, EntitlementWithheld, Envelope,
+    Event, FloorPlanItem, KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberChanged, MemberId, MessageId,
+    Outcome, PassId, PassProductId, PassValidity, ResourceId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -39,6 +39,12 @@ pub struct MemberState {
     bookings: BTreeMap<BookingId, Booking>,
     passes: BTreeMap<PassId, Pass>,
     contracts: BTreeMap<ContractId, Contract>,
+    /// Bookings, passes and contracts whose latest version Nexudus holds cannot be read: what an
+    /// earlier version granted is gone from the maps above, and this says why. Left off the
+    /// encoding when empty, so the snapshots and digests of members with nothing withheld are
+    /// those of builds before it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    withheld: BTreeMap<EntitlementId, Withheld>,
     /// The user and grants that the commands emitted so far ask for.
     emitted: Desired,
     kisi: KisiRecord,
@@ -92,6 +98,15 @@ pub enum PassTerm {
     /// For one calendar day in a time zone, resolved to instants when the pass was folded (the
     /// date, zone and tz database never change afterwards, so neither does the answer).
     Day { date: CivilDate, time_zone: String, span: DaySpan },
+}
+
+/// Why an entitlement grants nothing until Nexudus holds a readable version of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withheld {
+    /// What the ingestor could not read, as it reported it.
+    pub reason: String,
+    /// When the unreadable version was written (as far as the ingestor could tell).
+    pub since: Timestamp,
 }
 
 /// One contract and the desks and offices it includes.
@@ -156,6 +171,7 @@ impl MemberState {
             bookings: BTreeMap::new(),
             passes: BTreeMap::new(),
             contracts: BTreeMap::new(),
+            withheld: BTreeMap::new(),
             emitted: Desired::default(),
             kisi: KisiRecord::default(),
         }
@@ -184,6 +200,11 @@ impl MemberState {
 
     pub fn contracts(&self) -> &BTreeMap<ContractId, Contract> {
         &self.contracts
+    }
+
+    /// The bookings, passes and contracts that grant nothing until they can be read again.
+    pub fn withheld(&self) -> &BTreeMap<EntitlementId, Withheld> {
+        &self.withheld
     }
 
     /// What the commands emitted so far ask Kisi to hold for the member.
@@ -221,6 +242,36 @@ impl MemberState {
         if self.contracts.values().any(contract_over) {
             self.contracts.retain(|_, contract| !contract_over(contract));
         }
+        if self.withheld.values().any(|withheld| withheld.since < cutoff) {
+            self.withheld.retain(|_, withheld| withheld.since >= cutoff);
+        }
+    }
+
+    /// Takes the entitlement out of what grants, and notes why; an entitlement withheld already
+    /// keeps the time it was first withheld, with the latest reason.
+    fn withhold(&mut self, withheld: &EntitlementWithheld, at: Timestamp) {
+        match withheld.entitlement {
+            EntitlementId::Booking(booking) => {
+                self.bookings.remove(&booking);
+            }
+            EntitlementId::Pass(pass) => {
+                self.passes.remove(&pass);
+            }
+            EntitlementId::Contract(contract) => {
+                self.contracts.remove(&contract);
+            }
+        }
+        self.withheld
+            .entry(withheld.entitlement)
+            .and_modify(|known| known.reason.clone_from(&withheld.reason))
+            .or_insert_with(|| Withheld { reason: withheld.reason.clone(), since: at });
+    }
+
+    /// A readable version or the removal of `entitlement` arrived: it is no longer withheld.
+    fn readable(&mut self, entitlement: EntitlementId) {
+        if !self.withheld.is_empty() {
+            self.withheld.remove(&entitlement);
+        }
     }
 }
 
@@ -252,31 +303,38 @@ pub fn fold(state: &mut MemberState, sequence: u64, envelope: &Envelope<Event>) 
     match event {
         Event::MemberChanged(changed) => set_profile(&mut state.status, changed),
         Event::MemberRemoved(_) => {
-            // Nexudus deletes a member's bookings, passes and contracts with them.
+            // The member's bookings, passes and contracts stay: `Removed` already grants nothing,
+            // and a removal Nexudus takes back (the member is seen again) must not leave them
+            // without access until each record changes. Records Nexudus deleted with the member
+            // are removed by their own events, or forgotten once over.
             state.status = MemberStatus::Removed;
-            state.bookings.clear();
-            state.passes.clear();
-            state.contracts.clear();
         }
         Event::BookingChanged(changed) => {
+            state.readable(EntitlementId::Booking(changed.booking));
             state.bookings.insert(changed.booking, booking_from(changed));
         }
         Event::BookingCancelled(cancelled) => {
+            state.readable(EntitlementId::Booking(cancelled.booking));
             state.bookings.remove(&cancelled.booking);
         }
         Event::PassChanged(changed) => {
+            state.readable(EntitlementId::Pass(changed.pass));
             let term = pass_term(state.passes.get(&changed.pass), &changed.validity);
             state.passes.insert(changed.pass, Pass { product: changed.product, term, used_up: changed.used_up });
         }
         Event::PassRemoved(removed) => {
+            state.readable(EntitlementId::Pass(removed.pass));
             state.passes.remove(&removed.pass);
         }
         Event::ContractChanged(changed) => {
+            state.readable(EntitlementId::Contract(changed.contract));
             state.contracts.insert(changed.contract, contract_from(changed));
         }
         Event::ContractRemoved(removed) => {
+            state.readable(EntitlementId::Contract(removed.contract));
             state.contracts.remove(&removed.contract);
         }
+        Event::EntitlementWithheld(withheld) => state.withhold(withheld, envelope.occurred_at),
         Event::MappingChanged(_) => {}
     }
     state.forget_ended_before(Timestamp::from_unix_millis(

@@ -18,9 +18,9 @@ use doorsync_access::{
 };
 use doorsync_proto::{
     BookingCancelled, BookingChanged, BookingId, CivilDate, Command, ContractChanged, ContractId, ContractRemoved,
-    Envelope, Event, FloorPlanItem, FloorPlanItemId, FloorPlanItemKind, KisiGroupId, MappingChanged, MappingSource,
-    MemberChanged, MemberId, MemberRemoved, PassChanged, PassId, PassProductId, PassRemoved, PassValidity, ResourceId,
-    Timestamp,
+    EntitlementId, EntitlementWithheld, Envelope, Event, FloorPlanItem, FloorPlanItemId, FloorPlanItemKind,
+    KisiGroupId, MappingChanged, MappingSource, MemberChanged, MemberId, MemberRemoved, PassChanged, PassId,
+    PassProductId, PassRemoved, PassValidity, ResourceId, Timestamp,
 };
 use jiff::tz::TimeZoneDatabase;
 use proptest::prelude::*;
@@ -224,6 +224,17 @@ fn step(pivot: i64) -> impl Strategy<Value = Step> {
     let contract_removed = (1_u64..=2).prop_map(|contract| {
         Event::ContractRemoved(ContractRemoved { member: MEMBER, contract: ContractId(contract) })
     });
+    let withheld = (
+        prop_oneof![
+            (1_u64..=4).prop_map(|booking| EntitlementId::Booking(BookingId(booking))),
+            (1_u64..=3).prop_map(|pass| EntitlementId::Pass(PassId(pass))),
+            (1_u64..=2).prop_map(|contract| EntitlementId::Contract(ContractId(contract))),
+        ],
+        prop::sample::select(vec!["UsedDate: is missing", "Desks: desk 3 does not exist"]),
+    )
+        .prop_map(|(entitlement, reason)| {
+            Event::EntitlementWithheld(EntitlementWithheld { member: MEMBER, entitlement, reason: reason.to_owned() })
+        });
     prop_oneof![
         3 => member_changed.prop_map(Step::Event),
         1 => member_removed.prop_map(Step::Event),
@@ -233,6 +244,7 @@ fn step(pivot: i64) -> impl Strategy<Value = Step> {
         1 => pass_removed.prop_map(Step::Event),
         5 => contract_changed.prop_map(Step::Event),
         1 => contract_removed.prop_map(Step::Event),
+        2 => withheld.prop_map(Step::Event),
         2 => mapping_change().prop_map(Step::Mapping),
     ]
 }
@@ -300,13 +312,8 @@ impl Oracle {
             match step {
                 Step::Mapping(change) => oracle.map(change),
                 Step::Event(Event::MemberChanged(changed)) => oracle.active = Some(changed.active),
-                Step::Event(Event::MemberRemoved(_)) => {
-                    // A deleted member's bookings, passes and contracts go with them.
-                    oracle.active = None;
-                    oracle.bookings.clear();
-                    oracle.passes.clear();
-                    oracle.contracts.clear();
-                }
+                // What a removed member held counts again if Nexudus sends the member again.
+                Step::Event(Event::MemberRemoved(_)) => oracle.active = None,
                 Step::Event(Event::BookingChanged(changed)) => {
                     oracle.bookings.insert(changed.booking, changed.clone());
                 }
@@ -325,6 +332,12 @@ impl Oracle {
                 Step::Event(Event::ContractRemoved(removed)) => {
                     oracle.contracts.remove(&removed.contract);
                 }
+                Step::Event(Event::EntitlementWithheld(withheld)) => match withheld.entitlement {
+                    // Nothing readable is known of it until its next version.
+                    EntitlementId::Booking(booking) => drop(oracle.bookings.remove(&booking)),
+                    EntitlementId::Pass(pass) => drop(oracle.passes.remove(&pass)),
+                    EntitlementId::Contract(contract) => drop(oracle.contracts.remove(&contract)),
+                },
                 Step::Event(Event::MappingChanged(_)) => unreachable!("mapping changes are generated as steps"),
             }
         }

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 
 use doorsync_access::{
     AccessPolicy, BookingTiming, DaySpan, Desired, DesiredUser, Entitlement, FORGET_ENDED_AFTER_MS, Grant, Mapping,
-    MemberState, MemberStatus, NoAccessPolicy, PassTerm, Source, UserAccess, Window, command_time, commands, desired,
-    entitlements, fold, fold_outcome, next_change, record_command, state_digest, window_edge,
+    MemberState, MemberStatus, NoAccessPolicy, PassTerm, Source, UserAccess, Window, Withheld, command_time, commands,
+    desired, entitlements, fold, fold_outcome, next_change, record_command, state_digest, window_edge,
 };
 use doorsync_proto::{
     BookingCancelled, BookingChanged, BookingId, CivilDate, Command, ContractChanged, ContractId, ContractRemoved,
-    DeleteUser, EnsureUser, Envelope, Event, FloorPlanItem, FloorPlanItemId, FloorPlanItemKind, GrantApplied,
-    GrantGroup, KisiAssignmentId, KisiGroupId, KisiUserId, MappingChanged, MappingSource, MemberChanged, MemberId,
-    MemberRemoved, Outcome, PassChanged, PassId, PassProductId, PassRemoved, PassValidity, ResourceId, RestoreUser,
-    RevokeGroup, SuspendUser, Timestamp, UserLinked, WireMessage,
+    DeleteUser, EnsureUser, EntitlementId, EntitlementWithheld, Envelope, Event, FloorPlanItem, FloorPlanItemId,
+    FloorPlanItemKind, GrantApplied, GrantGroup, KisiAssignmentId, KisiGroupId, KisiUserId, MappingChanged,
+    MappingSource, MemberChanged, MemberId, MemberRemoved, Outcome, PassChanged, PassId, PassProductId, PassRemoved,
+    PassValidity, ResourceId, RestoreUser, RevokeGroup, SuspendUser, Timestamp, UserLinked, WireMessage,
 };
 
 const MEMBER: MemberId = MemberId(7);
@@ -462,7 +462,6 @@ fn a_removed_member_holds_nothing_and_their_user_is_suspended() {
     member.event(now, Event::MemberRemoved(MemberRemoved { member: MEMBER }));
 
     assert_eq!(member.state.status(), &MemberStatus::Removed);
-    assert!(member.state.bookings().is_empty());
     assert_eq!(
         member.sync(now),
         [
@@ -470,6 +469,31 @@ fn a_removed_member_holds_nothing_and_their_user_is_suspended() {
             Command::SuspendUser(SuspendUser { member: MEMBER, basis: 3 }),
         ]
     );
+}
+
+#[test]
+fn a_removed_member_seen_again_holds_their_bookings_passes_and_contracts_again() {
+    let mut member = Member::new();
+    member.event(early(), booking(1, ROOM, "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z"));
+    member.event(early(), window_pass(2, None, Some("2024-05-02T00:00:00Z"), false));
+    member.event(early(), contract(3, "2024-04-01T00:00:00Z", None, None, true, &[DESK]));
+    let now = at("2024-05-01T09:30:00Z");
+    let granted = [ROOM_DOORS, COWORKING_DOORS, DESK_DOORS];
+    assert_eq!(member.desired(now).grants.keys().copied().collect::<Vec<_>>(), granted);
+    member.sync(now);
+
+    member.event(now, Event::MemberRemoved(MemberRemoved { member: MEMBER }));
+    assert!(member.desired(now).grants.is_empty(), "nothing is granted while removed");
+    assert_eq!(member.next_change(now), None);
+    assert_eq!(member.sync(now).len(), 4, "three revocations and the suspension");
+
+    member.event(now, member_changed("ada@example.com", true));
+    assert_eq!(
+        member.desired(now).grants.keys().copied().collect::<Vec<_>>(),
+        granted,
+        "a removal taken back leaves what the member held"
+    );
+    assert_eq!(member.sync(now).len(), 4, "restored, and granted again");
 }
 
 #[test]
@@ -491,6 +515,93 @@ fn a_changed_email_makes_the_engine_ensure_the_user_again() {
             basis: 3,
         })]
     );
+}
+
+// Records that cannot be read
+
+fn withheld(entitlement: EntitlementId, reason: &str) -> Event {
+    Event::EntitlementWithheld(EntitlementWithheld { member: MEMBER, entitlement, reason: reason.to_owned() })
+}
+
+#[test]
+fn a_pass_whose_used_version_cannot_be_read_grants_nothing_after_its_day() {
+    let mut member = Member::new();
+    // An unused day pass grants until it expires; once used, only its day does.
+    member.event(early(), window_pass(1, None, Some("2024-06-01T00:00:00Z"), false));
+    let used_on = at("2024-05-01T09:00:00Z");
+    assert!(member.grant(COWORKING_DOORS, used_on).is_some());
+    member.sync(used_on);
+
+    let reason = "UsedDate: is missing on a used day pass, so its day is unknown";
+    member.event(used_on, withheld(EntitlementId::Pass(PassId(1)), reason));
+
+    let days_later = at("2024-05-03T09:00:00Z");
+    for now in [used_on, days_later] {
+        assert_eq!(member.grant(COWORKING_DOORS, now), None, "at {now}");
+        assert_eq!(member.next_change(now), None);
+    }
+    assert!(member.state.passes().is_empty());
+    assert!(entitlements(&member.state, &member.mapping, &member.policy).is_empty());
+    let expected =
+        BTreeMap::from([(EntitlementId::Pass(PassId(1)), Withheld { reason: reason.into(), since: used_on })]);
+    assert_eq!(member.state.withheld(), &expected, "kept for explain");
+    assert_eq!(
+        member.sync(used_on),
+        [
+            Command::RevokeGroup(RevokeGroup { member: MEMBER, group: COWORKING_DOORS, basis: 3 }),
+            Command::SuspendUser(SuspendUser { member: MEMBER, basis: 3 }),
+        ]
+    );
+
+    member.event(used_on, withheld(EntitlementId::Pass(PassId(1)), "BusinessId: is missing"));
+    assert_eq!(member.state.withheld()[&EntitlementId::Pass(PassId(1))].since, used_on, "withheld since the first");
+
+    // Readable again: the used version grants its day.
+    member.event(days_later, day_pass(1, "2024-05-01", "Europe/London"));
+    assert!(member.state.withheld().is_empty());
+    assert!(member.grant(COWORKING_DOORS, at("2024-05-01T12:00:00Z")).is_some());
+}
+
+#[test]
+fn a_withheld_booking_or_contract_grants_nothing_until_a_readable_version_or_its_removal() {
+    let mut member = Member::new();
+    member.event(early(), booking(1, ROOM, "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z"));
+    member.event(early(), contract(2, "2024-04-01T00:00:00Z", None, None, true, &[DESK]));
+    let now = at("2024-05-01T09:30:00Z");
+    member.event(early(), withheld(EntitlementId::Booking(BookingId(1)), "ResourceId: resource 1 does not exist"));
+    member.event(early(), withheld(EntitlementId::Contract(ContractId(2)), "Desks: desk 1 does not exist"));
+    assert_eq!(member.desired(now), Desired::default());
+    assert_eq!(member.state.withheld().len(), 2);
+
+    member.event(now, booking(1, ROOM, "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z"));
+    assert!(member.grant(ROOM_DOORS, now).is_some(), "the booking is readable again");
+    member.event(now, Event::ContractRemoved(ContractRemoved { member: MEMBER, contract: ContractId(2) }));
+    assert!(member.state.withheld().is_empty(), "a removal ends the contract as usual");
+    assert_eq!(member.grant(DESK_DOORS, now), None);
+}
+
+#[test]
+fn a_withheld_entitlement_is_forgotten_like_an_ended_one() {
+    let mut member = Member::new();
+    member.event(early(), withheld(EntitlementId::Pass(PassId(1)), "UsedDate: is missing"));
+    member.event(plus(early(), FORGET_ENDED_AFTER_MS), member_changed("ada@example.com", true));
+    assert_eq!(member.state.withheld().len(), 1, "not yet");
+    member.event(plus(early(), FORGET_ENDED_AFTER_MS + 1), member_changed("ada@example.com", true));
+    assert!(member.state.withheld().is_empty());
+}
+
+#[test]
+fn snapshots_from_before_withholding_load_and_keep_their_digest() {
+    let mut member = Member::new();
+    member.event(early(), booking(1, ROOM, "2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z"));
+    let snapshot = rmp_serde::to_vec_named(&member.state).unwrap();
+    assert!(!String::from_utf8_lossy(&snapshot).contains("withheld"), "nothing withheld is left off");
+    let loaded: MemberState = rmp_serde::from_slice(&snapshot).unwrap();
+    assert_eq!(loaded, member.state);
+
+    member.event(early(), withheld(EntitlementId::Booking(BookingId(1)), "ResourceId: unknown"));
+    let snapshot = rmp_serde::to_vec_named(&member.state).unwrap();
+    assert_eq!(rmp_serde::from_slice::<MemberState>(&snapshot).unwrap(), member.state);
 }
 
 // Overlaps

@@ -2,15 +2,16 @@
 //! because of which booking, pass or contract, and what was written to Kisi, rebuilt from the
 //! member's own history in the log with the same fold the engine runs.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use doorsync_access::{
     AccessPolicy, Desired, Entitlement, Grant, KisiRecord, Mapping, MemberState, MemberStatus, Source, UserAccess,
-    Window,
+    Window, Withheld,
 };
 use doorsync_layout::Layout;
 use doorsync_log::{EventLog, ReplayRequest, StoredMessage};
-use doorsync_proto::{Command, Envelope, Event, MappingSource, MemberId, Outcome, Timestamp};
+use doorsync_proto::{Command, EntitlementId, Envelope, Event, MappingSource, MemberId, Outcome, Timestamp};
 use futures::TryStreamExt;
 
 use crate::EngineError;
@@ -23,6 +24,8 @@ pub struct Explanation {
     pub at: Timestamp,
     pub status: MemberStatus,
     pub entitlements: Vec<Entitlement>,
+    /// Bookings, passes and contracts whose latest version cannot be read, so grant nothing.
+    pub withheld: BTreeMap<EntitlementId, Withheld>,
     pub desired: Desired,
     /// When the answer changes next, unless Nexudus tells us something new first.
     pub next_change: Option<Timestamp>,
@@ -88,6 +91,7 @@ pub async fn explain(
         at,
         status: state.status().clone(),
         entitlements: doorsync_access::entitlements(&state, &mapping, policy),
+        withheld: state.withheld().clone(),
         desired: doorsync_access::desired(&state, &mapping, policy, at),
         next_change: doorsync_access::next_change(&state, &mapping, policy, at),
         kisi: state.kisi().clone(),
@@ -165,6 +169,9 @@ fn describe_event(event: &Event) -> String {
             )
         }
         Event::ContractRemoved(removed) => format!("contract {} removed", removed.contract),
+        Event::EntitlementWithheld(withheld) => {
+            format!("{} withheld: its latest version cannot be read ({})", withheld.entitlement, withheld.reason)
+        }
         Event::MappingChanged(change) => {
             let source = match change.source {
                 MappingSource::Resource(id) => format!("resource {id}"),
@@ -301,10 +308,17 @@ impl fmt::Display for Explanation {
 
         let idle: Vec<&Entitlement> =
             self.entitlements.iter().filter(|entitlement| !matches!(entitlement.grant, Grant::Group { .. })).collect();
-        if !idle.is_empty() {
+        if !idle.is_empty() || !self.withheld.is_empty() {
             writeln!(f, "\nGranting nothing")?;
             for entitlement in idle {
                 writeln!(f, "  {}: {}", describe_source(&entitlement.source), why_nothing(&entitlement.grant))?;
+            }
+            for (entitlement, withheld) in &self.withheld {
+                writeln!(
+                    f,
+                    "  {entitlement}: withheld since {}, its latest version in Nexudus cannot be read: {}",
+                    withheld.since, withheld.reason
+                )?;
             }
         }
 

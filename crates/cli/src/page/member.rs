@@ -447,6 +447,7 @@ mod tests {
             at: at(0),
             status: state.status().clone(),
             entitlements: doorsync_access::entitlements(state, &mapping, &policy),
+            withheld: state.withheld().clone(),
             desired: doorsync_access::desired(state, &mapping, &policy, at(0)),
             next_change: doorsync_access::next_change(state, &mapping, &policy, at(0)),
             kisi: state.kisi().clone(),
