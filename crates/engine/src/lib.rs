@@ -16,6 +16,7 @@ mod lease;
 mod member;
 mod shard;
 mod shared;
+mod wakeups;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -108,6 +109,7 @@ pub async fn start(
         leases,
         clock,
         layout: options.layout,
+        configuration: doorsync_access::configuration_digest(&options.mapping, &options.policy),
         policy: options.policy,
         configured_mapping: options.mapping,
         passivate_after: options.passivate_after,
@@ -213,6 +215,21 @@ impl EngineHandle {
         let shard = self.shard_of(member).await?;
         ractor::call_t!(shard, |reply| ShardMsg::Kill { member, reply }, CALL_TIMEOUT_MS)
             .map_err(|_| EngineError::ShardGone)
+    }
+
+    /// Stops at once as a crash would, for fault tests and drills: no checkpoint, no snapshot,
+    /// leases left to expire. An engine started with the same id takes its leases back at once
+    /// and resumes from the last checkpoint and the log.
+    pub async fn crash(self) {
+        if let Some(task) = self.inner.leases.lock().await.take() {
+            task.abort();
+        }
+        let shards = std::mem::take(&mut *self.inner.shards.lock().await);
+        for shard in shards.values() {
+            if ractor::call_t!(shard, ShardMsg::Crash, CALL_TIMEOUT_MS).is_err() {
+                shard.kill();
+            }
+        }
     }
 
     /// Stops taking work, checkpoints and stops every shard, and gives up its leases.

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::EngineError;
 use crate::member::{EventTrace, MemberActor, MemberArgs, MemberEvents, MemberMsg, MemberSnapshot, StartFrom};
 use crate::shared::Shared;
+use crate::wakeups::Wakeups;
 
 /// A feeder waits for the shard to catch up after this many messages, so that a replay of
 /// millions of events does not pile up in the shard's mailbox.
@@ -84,6 +85,8 @@ pub(crate) enum ShardMsg {
     },
     /// Checkpoint, passivate every member, and stop.
     Stop(RpcReplyPort<Result<(), EngineError>>),
+    /// Stop at once and write nothing, as a crash would (fault injection).
+    Crash(RpcReplyPort<()>),
 }
 
 /// An event from the engine's reading of history, still encoded: shards decode in parallel.
@@ -137,6 +140,11 @@ struct Checkpoint {
     event_mapping: Mapping,
     /// Every member with state in this partition, and when each next needs evaluating.
     members: Vec<(MemberId, Option<Timestamp>)>,
+    /// The configuration every member was last evaluated with (see
+    /// [`configuration_digest`](doorsync_access::configuration_digest)); `None` in checkpoints
+    /// of builds that did not record it.
+    #[serde(default)]
+    evaluated_with: Option<[u8; 32]>,
 }
 
 pub(crate) fn checkpoint_key(partition: u32) -> String {
@@ -172,8 +180,7 @@ pub(crate) struct Shard {
     live: HashMap<MemberId, Live>,
     actors: HashMap<ActorId, MemberId>,
     known: HashSet<MemberId>,
-    wake_at: HashMap<MemberId, Timestamp>,
-    wakeups: BTreeSet<(Timestamp, MemberId)>,
+    wakeups: Wakeups,
     timer: watch::Sender<Option<Timestamp>>,
     event_mapping: Mapping,
     mapping: Arc<MappingVersion>,
@@ -187,6 +194,11 @@ pub(crate) struct Shard {
     caught_up: bool,
     caught_up_at: Option<Timestamp>,
     to_evaluate: BTreeSet<MemberId>,
+    /// The configuration the checkpoint says every member was evaluated with: the one in force
+    /// once the partition caught up and sent everyone to be evaluated with it.
+    evaluated_with: Option<[u8; 32]>,
+    /// The configuration changed since the checkpoint: catching up evaluates every member.
+    evaluate_everyone: bool,
     /// Members whose actor was lost before it started: their next start reads the log.
     needs_recovery: HashSet<MemberId>,
     /// State folded by the shard itself during a rebuild, for members with no actor yet.
@@ -222,8 +234,16 @@ impl Actor for ShardActor {
                 mapping_changed_at: Timestamp::from_unix_millis(0),
                 event_mapping: Mapping::default(),
                 members: Vec::new(),
+                evaluated_with: None,
             },
         };
+        // An edited configuration changes what members should have without any of their
+        // records changing: everyone is evaluated again once the partition has caught up. The
+        // edit also counts as a change of the mapping in the commands' time, so that a grant
+        // the edit brings back (a desk relinked, then linked back) gets an id of its own.
+        let edited = started_from_checkpoint && checkpoint.evaluated_with != Some(shared.configuration);
+        let mapping_changed_at =
+            if edited { checkpoint.mapping_changed_at.max(shared.clock.now()) } else { checkpoint.mapping_changed_at };
         let (timer, timer_changes) = watch::channel(None);
         let now = shared.clock.now();
         // Read once, at start: replay progress is worth a gauge, not a request to the log per look.
@@ -238,15 +258,16 @@ impl Actor for ShardActor {
             partition,
             mapping: Arc::new(MappingVersion {
                 mapping: effective_mapping(&checkpoint.event_mapping, &shared.configured_mapping),
-                changed_at: checkpoint.mapping_changed_at,
+                changed_at: mapping_changed_at,
             }),
+            evaluated_with: checkpoint.evaluated_with,
+            evaluate_everyone: edited,
             event_mapping: checkpoint.event_mapping,
             mapping_position: checkpoint.mapping_events,
             live: HashMap::new(),
             actors: HashMap::new(),
             known: HashSet::new(),
-            wake_at: HashMap::new(),
-            wakeups: BTreeSet::new(),
+            wakeups: Wakeups::default(),
             timer,
             events_position: checkpoint.events,
             outcomes_position: checkpoint.outcomes,
@@ -349,8 +370,11 @@ impl Actor for ShardActor {
                 shard.commands_emitted += commands as u64;
                 shard.schedule(member, next_change);
             }
+            // Until the partition has caught up, a due member would be evaluated on half its
+            // history; `caught_up` evaluates everyone due by then.
+            ShardMsg::Wake if !shard.caught_up => {}
             ShardMsg::Wake => {
-                for member in shard.due(shard.shared.clock.now()) {
+                for member in shard.wakeups.take_due(shard.shared.clock.now()) {
                     shard.evaluate(&myself, member).await?;
                 }
                 shard.arm_timer();
@@ -386,6 +410,17 @@ impl Actor for ShardActor {
             ShardMsg::Stop(reply) => {
                 let result = shard.stop_gracefully().await;
                 let _ = reply.send(result);
+                myself.stop(None);
+            }
+            ShardMsg::Crash(reply) => {
+                for task in shard.tasks.drain(..) {
+                    task.abort();
+                }
+                for (_, live) in shard.live.drain() {
+                    live.actor.kill();
+                }
+                shard.actors.clear();
+                let _ = reply.send(());
                 myself.stop(None);
             }
         }
@@ -451,12 +486,25 @@ impl Shard {
 
     async fn caught_up(&mut self, myself: &ActorRef<ShardMsg>) -> Result<(), EngineError> {
         self.caught_up = true;
-        let due = self.due(self.shared.clock.now());
+        let due = self.wakeups.take_due(self.shared.clock.now());
+        self.arm_timer();
         let mut pending = std::mem::take(&mut self.to_evaluate);
         pending.extend(self.folding.keys().copied());
-        for member in pending.into_iter().chain(due) {
+        pending.extend(due);
+        if std::mem::take(&mut self.evaluate_everyone) {
+            tracing::info!(
+                partition = self.partition,
+                members = self.known.len(),
+                "the configuration changed since the last checkpoint; evaluating every member"
+            );
+            pending.extend(self.known.iter().copied());
+        }
+        for member in pending {
             self.evaluate(myself, member).await?;
         }
+        // Each member's evaluation is in its mailbox ahead of the snapshot a checkpoint asks
+        // for, so a checkpoint that records this configuration follows the evaluations with it.
+        self.evaluated_with = Some(self.shared.configuration);
         self.caught_up_at = Some(self.shared.clock.now());
         tracing::info!(partition = self.partition, position = self.events_position, "partition caught up");
         Ok(())
@@ -601,38 +649,17 @@ impl Shard {
     }
 
     fn schedule(&mut self, member: MemberId, next_change: Option<Timestamp>) {
-        if let Some(previous) = self.wake_at.remove(&member) {
-            self.wakeups.remove(&(previous, member));
-        }
-        if let Some(at) = next_change {
-            self.wake_at.insert(member, at);
-            self.wakeups.insert((at, member));
-        }
+        self.wakeups.schedule(member, next_change);
         self.arm_timer();
     }
 
     fn arm_timer(&self) {
-        let earliest = self.wakeups.first().map(|(at, _)| *at);
+        let earliest = self.wakeups.earliest();
         self.timer.send_if_modified(|current| {
             let changed = *current != earliest;
             *current = earliest;
             changed
         });
-    }
-
-    /// Members whose next change has come, taken off the schedule (evaluating them puts them
-    /// back with their following change).
-    fn due(&mut self, now: Timestamp) -> Vec<MemberId> {
-        let mut due = Vec::new();
-        while let Some(&(at, member)) = self.wakeups.first() {
-            if at > now {
-                break;
-            }
-            self.wakeups.remove(&(at, member));
-            self.wake_at.remove(&member);
-            due.push(member);
-        }
-        due
     }
 
     async fn housekeeping(&mut self) -> Result<(), EngineError> {
@@ -700,7 +727,8 @@ impl Shard {
             commands,
             outcomes: self.outcomes_position,
             event_mapping: self.event_mapping.clone(),
-            members: self.known.iter().map(|member| (*member, self.wake_at.get(member).copied())).collect(),
+            members: self.known.iter().map(|member| (*member, self.wakeups.saved(*member))).collect(),
+            evaluated_with: self.evaluated_with,
         };
         let encoded = rmp_serde::to_vec_named(&checkpoint)
             .map_err(|error| EngineError::Checkpoint { partition: self.partition, reason: error.to_string() })?;
@@ -726,7 +754,7 @@ impl Shard {
             caught_up_at: self.caught_up_at,
             live_members: self.live.len(),
             known_members: self.known.len(),
-            scheduled_wakeups: self.wakeups.len(),
+            scheduled_wakeups: self.wakeups.scheduled(),
             events_position: self.events_position,
             commands_emitted: self.commands_emitted,
             member_restarts: self.member_restarts,

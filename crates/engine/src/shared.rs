@@ -18,6 +18,8 @@ pub(crate) struct Shared {
     pub(crate) policy: AccessPolicy,
     /// The mapping from the configuration; it wins over mappings that arrive as events.
     pub(crate) configured_mapping: Mapping,
+    /// The digest of the configured mapping and the policy.
+    pub(crate) configuration: [u8; 32],
     pub(crate) passivate_after: Duration,
     pub(crate) checkpoint_every: Duration,
     pub(crate) housekeeping_every: Duration,
