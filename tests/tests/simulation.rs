@@ -71,12 +71,47 @@ fn doorsync_keeps_its_invariants_through_seeded_workloads_and_faults() {
         failures.len(),
     );
     println!("{}", coverage(&reports));
+    println!("{}", operators(&reports));
     if single {
         for report in &reports {
             println!("{report:#?}");
         }
     }
     assert!(failures.is_empty(), "{} of {} seeds failed:\n\n{}", failures.len(), seeds.len(), failures.join("\n\n"));
+}
+
+/// What operators did across the seeds: edits of the configuration (each with a restart of
+/// doorsync), stops of the engine, records made unreadable and members deleted by mistake.
+fn operators(reports: &[&SeedReport]) -> String {
+    let seeds = |did: fn(&SeedReport) -> usize| reports.iter().filter(|report| did(report) > 0).count();
+    let total = |did: fn(&SeedReport) -> usize| reports.iter().map(|report| did(report)).sum::<usize>();
+    let edits = |kind: &str| {
+        reports.iter().flat_map(|report| &report.operators.edits).filter(|edit| edit.contains(kind)).count()
+    };
+    format!(
+        "operators: a pass product left unconnected at first in {} seeds; {} edits of the configuration with a \
+         restart in {} seeds (relinks {}, maps {}, unmaps {}, booking timing {}, a room's timing {}, pass lag {}, \
+         no-access policy {}); engine restarted {} times, crashed {}, stopped at a window edge {}, crashed after a \
+         checkpoint {}; {} records made unreadable in {} seeds; {} members deleted by mistake and restored in {} seeds",
+        reports.iter().filter(|report| report.operators.unconnected_product).count(),
+        total(|report| report.operators.edits.len()),
+        seeds(|report| report.operators.edits.len()),
+        edits(" relinks "),
+        edits(" maps "),
+        edits(" unmaps "),
+        edits(" booking lead "),
+        edits(" gives resource "),
+        edits(" pass lag "),
+        edits(" no-access policy "),
+        total(|report| report.operators.engine_restarts),
+        total(|report| report.operators.engine_crashes),
+        total(|report| report.operators.stops_at_wake),
+        total(|report| report.operators.crashes_after_checkpoint),
+        total(|report| report.operators.records_made_unreadable),
+        seeds(|report| report.operators.records_made_unreadable),
+        total(|report| report.operators.members_deleted),
+        seeds(|report| report.operators.members_deleted),
+    )
 }
 
 /// How many seeds drew each form of what the real APIs leave open, and what came of it.

@@ -1,11 +1,12 @@
 //! doorsync's three components in this process, on one in-memory log, configured for the
-//! simulation, and restarted on that same log as a crash and a redeploy would.
+//! simulation, and restarted on that same log as a crash, a redeploy and an operator who edited
+//! the configuration would.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use doorsync_access::{AccessPolicy, NoAccessPolicy};
+use doorsync_access::NoAccessPolicy;
 use doorsync_clock::SharedClock;
 use doorsync_engine::{EngineHandle, EngineOptions};
 use doorsync_ingest::{IngestHandle, IngestOptions};
@@ -22,6 +23,7 @@ use serde_json::json;
 
 use super::SimFailure;
 use super::clock::SimClock;
+use super::configuration::Configuration;
 use super::watched_log::{LogGauge, WatchedLog};
 use super::world::{INTEGRATION_EMAIL, KISI_API_KEY, NEXUDUS_PASSWORD, NEXUDUS_USER, WEBHOOK_SECRET, World};
 
@@ -50,7 +52,6 @@ pub(crate) const POLICIES: [NoAccessPolicy; 3] =
 struct Recipe {
     layout: Layout,
     clock: SharedClock,
-    policy: AccessPolicy,
     engine: EngineOptions,
     writer: WriterOptions,
     ingest: IngestOptions,
@@ -80,7 +81,7 @@ impl Doorsync {
     pub(crate) async fn start(
         world: &World,
         clock: &SimClock,
-        no_access: NoAccessPolicy,
+        configuration: &Configuration,
         writer_seed: u64,
     ) -> Result<Self, SimFailure> {
         let layout = Layout::new(Subjects::new("sim", PARTITIONS).map_err(SimFailure::setup("naming the subjects"))?);
@@ -88,11 +89,9 @@ impl Doorsync {
             EmbeddedLog::in_memory(layout.streams()).map_err(SimFailure::setup("opening the in-memory log"))?;
         let (watched, log_gauge) = WatchedLog::new(Arc::new(embedded));
         let log: Arc<dyn EventLog> = Arc::new(watched);
-        let policy = AccessPolicy { no_access, ..AccessPolicy::default() };
-
         let mut engine = EngineOptions::new(ENGINE_ID, layout.clone());
-        engine.policy = policy.clone();
-        engine.mapping = world.site.configured.clone();
+        engine.policy = configuration.policy.clone();
+        engine.mapping = configuration.mapping.clone();
         engine.lease_ttl = LEASE_TTL;
         // Virtual time: members idle for a few hours are snapshotted and stopped, and come back
         // from their snapshot; checkpoints every half hour.
@@ -122,7 +121,7 @@ impl Doorsync {
         ingest.mapping_from_nexudus = true;
 
         let shared_clock: SharedClock = Arc::new(clock.clone());
-        let recipe = Recipe { layout: layout.clone(), clock: shared_clock, policy, engine, writer, ingest };
+        let recipe = Recipe { layout: layout.clone(), clock: shared_clock, engine, writer, ingest };
         let (ingest, address) = start_ingest(&recipe, world, &log).await?;
         let engine = start_engine(&recipe, &log).await?;
         let writer = start_writer(&recipe, world, &log).await?;
@@ -137,14 +136,15 @@ impl Doorsync {
         Ok(Self { log, log_gauge, layout, ingest, engine, writer, recipe, hooks })
     }
 
-    pub(crate) fn policy(&self) -> &AccessPolicy {
-        &self.recipe.policy
-    }
-
     /// Stops the ingestor and starts it again on the same log, as a redeploy would; Nexudus's
     /// webhooks are pointed at its new address (what was on its way to the old one is retried).
     pub(crate) async fn restart_ingest(&mut self, world: &World) -> Result<(), SimFailure> {
         self.ingest.shutdown().await;
+        self.restart_ingest_stopped(world).await
+    }
+
+    /// Starts the ingestor again after it was stopped, and points Nexudus's webhooks at it.
+    async fn restart_ingest_stopped(&mut self, world: &World) -> Result<(), SimFailure> {
         let (ingest, address) = start_ingest(&self.recipe, world, &self.log).await?;
         self.ingest = ingest;
         for &(id, action) in &self.hooks {
@@ -161,6 +161,28 @@ impl Doorsync {
     pub(crate) async fn restart_engine(&mut self) -> Result<(), SimFailure> {
         self.engine.clone().shutdown().await;
         self.engine = start_engine(&self.recipe, &self.log).await?;
+        Ok(())
+    }
+
+    /// Stops the engine as a crash would (no checkpoint, no snapshot, leases kept) and starts it
+    /// again from its last checkpoint and snapshots.
+    pub(crate) async fn crash_engine(&mut self) -> Result<(), SimFailure> {
+        self.engine.clone().crash().await;
+        self.engine = start_engine(&self.recipe, &self.log).await?;
+        Ok(())
+    }
+
+    /// Stops all three components and starts them again with the edited configuration, as an
+    /// operator restarting `doorsync run` after editing its file.
+    pub(crate) async fn reconfigure(&mut self, world: &World, configuration: &Configuration) -> Result<(), SimFailure> {
+        self.ingest.shutdown().await;
+        self.engine.clone().shutdown().await;
+        self.writer.shutdown().await;
+        self.recipe.engine.policy = configuration.policy.clone();
+        self.recipe.engine.mapping = configuration.mapping.clone();
+        self.restart_ingest_stopped(world).await?;
+        self.engine = start_engine(&self.recipe, &self.log).await?;
+        self.writer = start_writer(&self.recipe, world, &self.log).await?;
         Ok(())
     }
 

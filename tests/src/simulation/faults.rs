@@ -2,7 +2,9 @@
 //! answers to writes it made, hanging and dawdling; Nexudus losing, repeating and delaying
 //! webhooks) between calm phases, and single disruptions within the faulty phases (bursts of
 //! Kisi 429s and Nexudus 409s, a member actor killed, the engine, the writer or the ingestor
-//! restarted on the same log).
+//! restarted on the same log). Besides, at any time, calm or not, what operators do: edit the
+//! configuration and restart doorsync, and stop the engine (gracefully or as a crash) at
+//! arbitrary points, among them right after a wake-up and right after a checkpoint.
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use doorsync_nexudus_sim::WebhookFaults;
 use rand::Rng;
 use rand::rngs::StdRng;
 
+use super::configuration::Edit;
 use super::intervals::Millis;
 
 const MINUTE_MS: Millis = 60_000;
@@ -50,6 +53,23 @@ pub(crate) enum Disruption {
     EngineRestarted,
     WriterRestarted,
     IngestRestarted,
+    /// The engine stops as a crash would, and starts again.
+    EngineCrashed,
+    /// The clock moves to the next edge of anyone's window, where the engine wakes members up,
+    /// and the engine is stopped (as a crash would, or gracefully) after the runtime has turned
+    /// `yields` times, before it settles: between a wake-up and its evaluation, or soon after.
+    EngineStoppedAtWake {
+        crash: bool,
+        yields: u32,
+    },
+    /// At the workload's next change, the engine writes its checkpoints, the change is made,
+    /// and the engine crashes after the runtime has turned `yields` times (`None`: once
+    /// everything settled): what it folded after the checkpoint is read again from the log.
+    EngineCrashedAfterCheckpoint {
+        yields: Option<u32>,
+    },
+    /// The operator edits doorsync's configuration and restarts all of it.
+    ConfigurationEdited(Edit),
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +102,43 @@ impl FaultPlan {
         phases.push(Phase { start: at, end, faults: None });
         disruptions.sort_by_key(|(when, _)| *when);
         Self { phases, disruptions }
+    }
+
+    /// Adds what operators do, at any time from `from` to `until`, calm or not: in about half
+    /// the seeds one to three edits of the configuration, each followed by a restart of doorsync,
+    /// and in about as many one to three stops of the engine. Returns them, for the story.
+    pub(crate) fn add_operators(&mut self, rng: &mut StdRng, from: Millis, until: Millis) -> Vec<(Millis, Disruption)> {
+        let at = |rng: &mut StdRng| {
+            let when = rng.random_range(from..until);
+            when - when.rem_euclid(MINUTE_MS)
+        };
+        let mut drawn = Vec::new();
+        if rng.random_bool(0.5) {
+            for _ in 0..rng.random_range(1..=3) {
+                drawn.push((at(rng), Disruption::ConfigurationEdited(Edit::draw(rng))));
+            }
+        }
+        if rng.random_bool(0.5) {
+            for _ in 0..rng.random_range(1..=3) {
+                let when = at(rng);
+                let stop = match rng.random_range(0..4) {
+                    0 => Disruption::EngineRestarted,
+                    1 => Disruption::EngineCrashed,
+                    2 => Disruption::EngineStoppedAtWake {
+                        crash: rng.random_bool(0.5),
+                        yields: rng.random_range(0..=12),
+                    },
+                    _ => Disruption::EngineCrashedAfterCheckpoint {
+                        yields: rng.random_bool(0.7).then(|| rng.random_range(0..=12)),
+                    },
+                };
+                drawn.push((when, stop));
+            }
+        }
+        drawn.sort_by_key(|(when, _)| *when);
+        self.disruptions.extend(drawn.iter().copied());
+        self.disruptions.sort_by_key(|(when, _)| *when);
+        drawn
     }
 
     pub(crate) fn phase_at(&self, at: Millis) -> Option<&Phase> {

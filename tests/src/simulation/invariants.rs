@@ -18,7 +18,8 @@
 //!
 //! and at the end, after a calm spell, that Kisi holds exactly the one window per member and
 //! group doorsync promises, users doorsync made are enabled, suspended or deleted as the policy
-//! says, adopted assignments nobody is entitled to are gone, and nothing was dead-lettered or
+//! in force says (under `RemoveMembershipsOnly`, a user suspended under an earlier `Suspend` may
+//! stay suspended), adopted assignments nobody is entitled to are gone, and nothing was dead-lettered or
 //! parked but what Kisi refused: commands for the group it refuses to the key, and grants an
 //! assignment someone else made does not cover.
 //!
@@ -39,6 +40,7 @@ use doorsync_ingest::WebhookCounts;
 use doorsync_kisi_sim::{SimAssignment, SimHandle, SimUser};
 use doorsync_proto::{KisiGroupId, KisiUserId, MemberId};
 
+use super::configuration::Timeline;
 use super::doorsync::{POLL_EVERY, SWEEP_EVERY, WRITER_BACKOFF_MAX};
 use super::intervals::{IntervalSet, Millis, OPEN_END, OPEN_START};
 use super::oracle::{Entitlements, Key};
@@ -72,12 +74,15 @@ pub(crate) const CALM_PROPAGATION: Millis = 5 * MINUTE_MS;
 /// Made while faults were on (or their aftermath, see [`calm_delay`]): a lost webhook leaves the
 /// change to the next poll, and a throttled poll that gives up to the one after; a hard delete
 /// whose webhook was lost is found only by the next sweep. Made in calm: at once, except a room's
-/// group link, which has no webhook and waits for the next poll.
+/// group link, which has no webhook and waits for the next poll. An edit of doorsync's own
+/// configuration counts as a change notified at once: the restarted engine evaluates everyone.
 pub(crate) fn excess_tolerance(propagation: Propagation, disturbed: bool) -> Millis {
     match (propagation, disturbed) {
-        (Propagation::Notified | Propagation::HardDelete, false) => CALM_PROPAGATION,
+        (Propagation::Notified | Propagation::Configured | Propagation::HardDelete, false) => CALM_PROPAGATION,
         (Propagation::Polled, false) => millis(POLL_EVERY) + CALM_PROPAGATION,
-        (Propagation::Notified | Propagation::Polled, true) => 2 * millis(POLL_EVERY) + retry_slack(),
+        (Propagation::Notified | Propagation::Configured | Propagation::Polled, true) => {
+            2 * millis(POLL_EVERY) + retry_slack()
+        }
         (Propagation::HardDelete, true) => millis(SWEEP_EVERY) + millis(POLL_EVERY) + retry_slack(),
         // Until the reconciler's first complete pass, which the history is told of; a failed
         // pass waits a whole period, and a restarted writer counts its period afresh.
@@ -374,9 +379,13 @@ pub(crate) fn end_state(
     entitled: &Entitlements,
     found_users: &[SimUser],
     left_to_reconciler: &[Key],
-    policy: NoAccessPolicy,
+    timeline: &Timeline,
     now: Millis,
 ) -> Vec<String> {
+    let policy = timeline.current().policy.no_access;
+    // `RemoveMembershipsOnly` leaves a user as it finds it, so one suspended under an earlier
+    // `Suspend` stays suspended.
+    let suspended_before = timeline.ever_had(NoAccessPolicy::Suspend);
     let mut violations = Vec::new();
     for member in &site.members {
         let users = kisi.users_of(site, member.id);
@@ -422,7 +431,7 @@ pub(crate) fn end_state(
             (true, _) => state == Some(true),
             (false, NoAccessPolicy::Suspend) => state != Some(true),
             (false, NoAccessPolicy::Delete) => state.is_none(),
-            (false, NoAccessPolicy::RemoveMembershipsOnly) => state != Some(false),
+            (false, NoAccessPolicy::RemoveMembershipsOnly) => state != Some(false) || suspended_before,
         };
         if !fine {
             violations.push(format!(

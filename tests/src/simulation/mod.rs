@@ -16,6 +16,26 @@
 //! idle for hours are passivated and come back from their snapshots too. Kisi also holds staff,
 //! another integration's user and groups that are not doorsync's, which must stay untouched.
 //!
+//! Operators act too, calm or not (`configuration.rs`, `faults.rs`, `workload.rs`). In about
+//! half the seeds they edit doorsync's configuration one to three times, each time restarting
+//! all three components with the edited configuration as `doorsync run` would be restarted:
+//! they relink a mapped room, pass product, desk or office to another managed group, map
+//! something unmapped (the room Nexudus links, a pass product a quarter of the seeds start
+//! with unconnected, whatever an earlier edit unmapped), unmap something, change the booking
+//! lead and lag, give one room its own, change the pass lag, or switch the no-access policy. In
+//! about half the seeds they stop the engine one to three times: a graceful restart, a crash
+//! (no checkpoint, no snapshot, leases kept), a stop (either way) right when the clock reaches
+//! the next edge of anyone's window, after a drawn number of turns of the runtime and before
+//! anything settles, so between a wake-up and its evaluation, and a crash after a forced
+//! checkpoint and the workload's next change. The workload deletes members by mistake and
+//! restores them later with the same id and records, and makes records that grant unreadable
+//! for a while (a used day pass without its `UsedDate`, a contract naming a desk Nexudus does
+//! not have, a booking of a resource Nexudus does not have), which the ingestor parks, and
+//! readable again. The oracle reads the configuration in force at each instant from a timeline
+//! of configurations, grants nothing for an unreadable record or a deleted member, and an edit
+//! is given the tolerances of a change notified at once; the end is checked against the
+//! configuration in force by then.
+//!
 //! Each seed also draws what the real APIs leave open (`conditions.rs`, after
 //! `quirks.md`): Nexudus's 500 or 404 for a record that is gone; Kisi applying, ignoring or
 //! refusing a PATCH of a window, answering 403 or 404 for unknown ids, and sending Retry-After
@@ -39,7 +59,7 @@
 //!
 //! **What a seed fixes, and what it does not.** The seed fixes the operator's setup, the
 //! workload (every change and its virtual instant), the fault phases and the disruptions and
-//! their instants, the no-access policy, and the seeds of the simulators' and writer's own
+//! their instants, the operators' edits and stops, the no-access policy, and the seeds of the simulators' and writer's own
 //! generators. It does not fix how threads interleave: each seed runs on its own single-threaded
 //! runtime, but the log's writer thread, blocking reads and loopback sockets answer when they
 //! do, and the simulators draw a random fault per request in the order requests arrive. A
@@ -49,6 +69,7 @@
 
 mod clock;
 mod conditions;
+mod configuration;
 mod doorsync;
 mod faults;
 mod intervals;
@@ -65,7 +86,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub use conditions::{Conditions, Hiding};
-pub use run::{SeedFailure, SeedReport, run_seed};
+pub use run::{Operators, SeedFailure, SeedReport, run_seed};
 
 /// Why a seed could not go on.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -2,34 +2,35 @@
 //! from what the Nexudus simulator holds with this file's own reading of the rules (and jiff
 //! for the time zones), never with `doorsync-access`.
 //!
-//! The rules, as the product promises them:
+//! The rules, as the product promises them, under the configuration in force at each instant
+//! (the configuration's [`Timeline`]: an edit applies from the instant doorsync restarts with it):
 //!
-//! * a member who is not active in Nexudus opens nothing;
-//! * a booking that is not tentative opens its room's group from [`BOOKING_LEAD`] before it
-//!   starts until [`BOOKING_LAG`] after it ends; a cancelled or deleted booking opens nothing;
+//! * a member who is not active in Nexudus, or is deleted there, opens nothing;
+//! * a booking that is not tentative opens its room's group from the configured lead before it
+//!   starts until the configured lag after it ends (the room's own lead and lag if it has some);
+//!   a cancelled or deleted booking opens nothing;
 //! * a used day pass opens its product's group for its day on the location's wall clock (23 or
 //!   25 hours when the clocks change); an unused day pass, and a time pass with uses left that is
-//!   not used, open it until it expires;
+//!   not used, open it until it expires; either then for the configured pass lag longer;
 //! * an active contract opens its desks' and offices' groups from its start until its
 //!   cancellation, if any;
 //! * a room, product or desk opens the group doorsync's configuration links it to, or else the
-//!   group Nexudus's own `AccessControlGroupId` names.
+//!   group Nexudus's own `AccessControlGroupId` names;
+//! * a record doorsync cannot read opens nothing until it can be read again, whatever an earlier
+//!   version of it opened: a used day pass without its `UsedDate`, a contract naming a desk
+//!   Nexudus does not have, a booking of a resource Nexudus does not have.
 
 use std::collections::BTreeMap;
 
 use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
-use doorsync_proto::{KisiGroupId, MemberId};
+use doorsync_proto::{FloorPlanItemId, KisiGroupId, MemberId, PassProductId, ResourceId};
 use jiff::tz::TimeZone;
 use serde_json::Value;
 
 use super::SimFailure;
+use super::configuration::{Configuration, Timeline};
 use super::intervals::{IntervalSet, Millis, OPEN_END, OPEN_START};
 use super::world::{LOCATIONS, Site};
-
-const MINUTE_MS: Millis = 60_000;
-/// doorsync's default lead and lag around bookings (the simulation runs with the defaults).
-pub(crate) const BOOKING_LEAD: Millis = 15 * MINUTE_MS;
-pub(crate) const BOOKING_LAG: Millis = 15 * MINUTE_MS;
 
 pub(crate) type Key = (MemberId, KisiGroupId);
 
@@ -60,50 +61,84 @@ impl Entitlements {
         keys.into_iter().filter(|key| self.of(*key) != other.of(*key)).collect()
     }
 
+    /// The first instant after `at` where anyone's entitlement starts or ends.
+    pub(crate) fn next_edge(&self, at: Millis) -> Option<Millis> {
+        self.by_key
+            .values()
+            .flat_map(|set| set.intervals().iter().flat_map(|&(start, end)| [start, end]))
+            .filter(|edge| *edge > at && *edge != OPEN_END)
+            .min()
+    }
+
     fn add(&mut self, key: Key, start: Millis, end: Millis) {
         let entry = self.by_key.entry(key).or_default();
         *entry = entry.union(&IntervalSet::span(start, end));
     }
+
+    /// Adds what `other` entitles to within `stretch`.
+    fn add_within(&mut self, other: &Self, stretch: &IntervalSet) {
+        for (key, set) in &other.by_key {
+            let entry = self.by_key.entry(*key).or_default();
+            *entry = entry.union(&set.intersect(stretch));
+        }
+    }
 }
 
-/// Reads the data and applies the rules.
+/// Reads the data and applies the rules, each configuration over the stretch it is in force.
 pub(crate) fn entitlements(
     nexudus: &NexudusSimulator,
     site: &Site,
     ledger: &Ledger,
+    timeline: &Timeline,
+) -> Result<Entitlements, SimFailure> {
+    let mut found = Entitlements::default();
+    for (from, until, configuration) in timeline.periods() {
+        let under = entitlements_under(nexudus, site, ledger, configuration)?;
+        found.add_within(&under, &IntervalSet::span(from, until));
+    }
+    Ok(found)
+}
+
+/// What the data entitles to if `configuration` had always been in force.
+fn entitlements_under(
+    nexudus: &NexudusSimulator,
+    site: &Site,
+    ledger: &Ledger,
+    configuration: &Configuration,
 ) -> Result<Entitlements, SimFailure> {
     let reader = Reader { nexudus };
+    let (mapping, policy) = (&configuration.mapping, &configuration.policy);
     let mut found = Entitlements::default();
     let active = |member: MemberId| -> Result<bool, SimFailure> {
         let Some(record) = reader.record(SimEntity::Coworker, member.0) else { return Ok(false) };
         Ok(flag(&record, "Active") && !flag(&record, "Archived"))
     };
-    let resource_group = |resource: u64| -> Result<Option<KisiGroupId>, SimFailure> {
-        for location in &site.locations {
-            for room in &location.rooms {
-                if room.resource == resource {
-                    if room.configured_group.is_some() {
-                        return Ok(room.configured_group);
-                    }
-                    return reader.linked_group(SimEntity::Resource, resource);
-                }
-            }
-        }
-        Ok(None)
+    let is_room = |resource: u64| {
+        site.locations.iter().any(|location| location.rooms.iter().any(|room| room.resource == resource))
     };
 
     for &id in &ledger.bookings {
         let Some(booking) = reader.record(SimEntity::Booking, id) else { continue };
         let member = MemberId(reader.number(&booking, "CoworkerId", id)?);
-        if flag(&booking, "Tentative") || !active(member)? {
+        let resource = reader.number(&booking, "ResourceId", id)?;
+        if flag(&booking, "Tentative") || !active(member)? || !is_room(resource) {
             continue;
         }
-        let Some(group) = resource_group(reader.number(&booking, "ResourceId", id)?)? else { continue };
+        let group = match mapping.resources.get(&ResourceId(resource)) {
+            Some(group) => Some(*group),
+            None => reader.linked_group(SimEntity::Resource, resource)?,
+        };
+        let Some(group) = group else { continue };
+        let (lead, lag) = policy
+            .resource_timing
+            .get(&ResourceId(resource))
+            .map_or((policy.booking_lead_ms, policy.booking_lag_ms), |timing| (timing.lead_ms, timing.lag_ms));
         let starts = reader.instant(&booking, "FromTime", id)?;
         let ends = reader.instant(&booking, "ToTime", id)?;
-        found.add((member, group), starts - BOOKING_LEAD, ends + BOOKING_LAG);
+        found.add((member, group), starts - lead, ends + lag);
     }
 
+    let after_lag = |end: Millis| if end == OPEN_END { end } else { end.saturating_add(policy.pass_lag_ms) };
     for &id in &ledger.passes {
         let Some(pass) = reader.record(SimEntity::CoworkerTimePass, id) else { continue };
         let member = MemberId(reader.number(&pass, "CoworkerId", id)?);
@@ -111,25 +146,28 @@ pub(crate) fn entitlements(
             continue;
         }
         let product_id = reader.number(&pass, "TimePassId", id)?;
-        let Some(group) = site.configured.pass_products.get(&doorsync_proto::PassProductId(product_id)).copied() else {
-            continue;
+        let group = match mapping.pass_products.get(&PassProductId(product_id)) {
+            Some(group) => Some(*group),
+            None => reader.linked_group(SimEntity::TimePass, product_id)?,
         };
+        let Some(group) = group else { continue };
         let product = reader
             .record(SimEntity::TimePass, product_id)
             .ok_or_else(|| SimFailure::harness("read a pass product", format!("{product_id} is missing")))?;
         let day_pass = product.get("MinutesIncluded").is_none_or(Value::is_null);
         let expires = reader.optional_instant(&pass, "ExpireDate", id)?.unwrap_or(OPEN_END);
         if day_pass && flag(&pass, "Used") {
-            let used = reader.instant(&pass, "UsedDate", id)?;
+            // A used day pass without its date cannot be read: it opens nothing.
+            let Some(used) = reader.optional_instant(&pass, "UsedDate", id)? else { continue };
             let zone = zone_of_business(&reader, reader.number(&pass, "BusinessId", id)?)?;
             let (start, end) = day_of(used, &zone)?;
-            found.add((member, group), start, end);
+            found.add((member, group), start, after_lag(end));
         } else if day_pass {
-            found.add((member, group), OPEN_START, expires);
+            found.add((member, group), OPEN_START, after_lag(expires));
         } else {
             let uses_left = pass.get("RemainingUses").and_then(Value::as_i64).is_none_or(|left| left > 0);
             if !flag(&pass, "Used") && uses_left {
-                found.add((member, group), OPEN_START, expires);
+                found.add((member, group), OPEN_START, after_lag(expires));
             }
         }
     }
@@ -142,10 +180,20 @@ pub(crate) fn entitlements(
         }
         let starts = reader.instant(&contract, "StartDate", id)?;
         let ends = reader.optional_instant(&contract, "CancellationDate", id)?.unwrap_or(OPEN_END);
-        let desks = contract.get("Desks").and_then(Value::as_array).cloned().unwrap_or_default();
-        for desk in desks.iter().filter_map(Value::as_u64) {
-            let configured = site.configured.floor_plan_items.get(&doorsync_proto::FloorPlanItemId(desk)).copied();
-            if let Some(group) = configured {
+        let desks: Vec<u64> = contract
+            .get("Desks")
+            .and_then(Value::as_array)
+            .map(|desks| desks.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        if desks.iter().any(|desk| reader.record(SimEntity::FloorPlanDesk, *desk).is_none()) {
+            continue;
+        }
+        for desk in desks {
+            let group = match mapping.floor_plan_items.get(&FloorPlanItemId(desk)) {
+                Some(group) => Some(*group),
+                None => reader.linked_group(SimEntity::FloorPlanDesk, desk)?,
+            };
+            if let Some(group) = group {
                 found.add((member, group), starts, ends);
             }
         }
@@ -242,6 +290,6 @@ mod tests {
         assert_eq!((start, end), (at("2025-03-30T00:00:00Z"), at("2025-03-30T23:00:00Z")));
         let sydney = TimeZone::get("Australia/Sydney").unwrap();
         let (start, end) = day_of(at("2025-04-06T02:00:00Z"), &sydney).unwrap();
-        assert_eq!(end - start, 25 * 60 * MINUTE_MS);
+        assert_eq!(end - start, 25 * 3_600_000);
     }
 }

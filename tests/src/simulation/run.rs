@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use super::SimFailure;
 use super::clock::SimClock;
 use super::conditions::{Conditions, Hiding};
+use super::configuration::{Configuration, Timeline};
 use super::doorsync::{Doorsync, POLICIES};
 use super::faults::{Disruption, FaultPlan, Phase};
 use super::intervals::Millis;
@@ -44,6 +45,8 @@ const JOURNAL_TAIL: usize = 60;
 /// The simulation's shortest step is the window-edge tolerance, so a gap of one request (a
 /// fraction of a second in Kisi) shows as one step here.
 const ADOPTION_GAP_TOLERANCE: Millis = invariants::EDGE_SLACK;
+/// What operators do starts after this long: doorsync has read Nexudus and written Kisi once.
+const FIRST_SYNC: Millis = 30 * MINUTE_MS;
 
 /// How a seed went.
 #[derive(Debug, Clone)]
@@ -81,6 +84,34 @@ pub struct SeedReport {
     pub adopted_left_unreconciled: usize,
     /// Whether the writer found that Kisi applies a PATCH of a window.
     pub patch_applies_validity: Option<bool>,
+    /// What operators did, as drawn and as it came about.
+    pub operators: Operators,
+}
+
+/// What the seed's operators did: edits of the configuration (each followed by a restart of
+/// doorsync), stops of the engine, records made unreadable and members deleted by mistake.
+#[derive(Debug, Clone, Default)]
+pub struct Operators {
+    /// A pass product the first configuration leaves unconnected.
+    pub unconnected_product: bool,
+    /// Edits of the configuration, each followed by a restart, in words.
+    pub edits: Vec<String>,
+    pub engine_restarts: usize,
+    pub engine_crashes: usize,
+    /// Stops right at a window edge, before the engine settled.
+    pub stops_at_wake: usize,
+    /// Crashes after a forced checkpoint and a change of the workload.
+    pub crashes_after_checkpoint: usize,
+    pub records_made_unreadable: usize,
+    pub members_deleted: usize,
+}
+
+/// A stop of the engine waiting for the clock to reach a window edge.
+#[derive(Debug, Clone, Copy)]
+struct StopAtWake {
+    at: Millis,
+    crash: bool,
+    yields: u32,
 }
 
 /// A seed that broke an invariant (or could not be simulated), with its story.
@@ -156,9 +187,15 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
     let conditions = Conditions::draw(&mut rng, start, changes_end);
     let mut world = World::build(&clock, members, &conditions, &mut rng).await?;
     let policy = POLICIES[rng.random_range(0..POLICIES.len())];
+    let unconnected_product = rng.random_bool(0.25).then(|| rng.random_range(0..usize::MAX));
+    let mut timeline = Timeline::new(Configuration::initial(&world.site, policy, unconnected_product));
+    let mut operators = Operators { unconnected_product: unconnected_product.is_some(), ..Operators::default() };
     let clock_change =
         format!("{} at {} ({})", LOCATIONS[change_location].0, iso(change_at), LOCATIONS[change_location].2);
     journal.note(start, format!("{members} members, no-access policy {policy:?}, clocks change in {clock_change}"));
+    if unconnected_product.is_some() {
+        journal.note(start, format!("the configuration connects {:?}", timeline.current().mapping));
+    }
     journal.note(
         start,
         format!(
@@ -171,12 +208,17 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
         Some((_, Hiding::At(_))) => world.site.refused_group,
         _ => None,
     };
-    let mut doorsync = Doorsync::start(&world, &clock, policy, rng.random()).await?;
-    let plan = FaultPlan::draw(&mut rng, start, end, calm_delay() + 90 * MINUTE_MS, members);
+    let mut doorsync = Doorsync::start(&world, &clock, timeline.current(), rng.random()).await?;
+    let mut plan = FaultPlan::draw(&mut rng, start, end, calm_delay() + 90 * MINUTE_MS, members);
+    let by_operators = plan.add_operators(&mut rng, start + FIRST_SYNC, changes_end);
+    let by_operators: Vec<String> =
+        by_operators.iter().map(|(at, disruption)| format!("{} {disruption:?}", iso(*at))).collect();
+    journal.note(start, format!("operators will: {by_operators:?}"));
     let first_faults = plan.phases.iter().find(|phase| phase.faults.is_some()).map_or(end, |phase| phase.start);
     let day =
         ClockChangeDay { location: change_location, pass_used_at: change_at + rng.random_range(0..=180) * MINUTE_MS };
-    let mut workload = Workload::new(StdRng::seed_from_u64(rng.random()), Timestamp::from_unix_millis(start), day);
+    let mut workload =
+        Workload::new(StdRng::seed_from_u64(rng.random()), Timestamp::from_unix_millis(start), changes_end, day);
 
     // The first read of Nexudus, as `doorsync run` is asked for at start.
     let first_read = doorsync.ingest.clone();
@@ -192,7 +234,26 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
     let mut first = true;
     let mut adopted_at_start: Vec<Key> = Vec::new();
     let mut longest_adoption_gap: Millis = 0;
+    let mut stop_at_wake: Option<StopAtWake> = None;
+    // Set: the workload's next change comes between a checkpoint and a crash (after the
+    // runtime turns this many times, or once settled).
+    let mut crash_after_checkpoint: Option<Option<u32>> = None;
     loop {
+        // First of all, before anything settles: the clock has just reached the edge, and the
+        // engine's wake-ups are due or on their way.
+        if let Some(stop) = stop_at_wake.take_if(|stop| stop.at <= now) {
+            for _ in 0..stop.yields {
+                tokio::task::yield_now().await;
+            }
+            let how = if stop.crash { "crashes" } else { "stops gracefully" };
+            journal.note(now, format!("at a window edge, the engine {how} after {} turns of the runtime", stop.yields));
+            if stop.crash {
+                doorsync.crash_engine().await?
+            } else {
+                doorsync.restart_engine().await?
+            }
+            operators.stops_at_wake += 1;
+        }
         // The last phase, calm, lasts while the run finishes past its end.
         let phase = plan.phase_at(now.min(end - 1)).copied();
         if phase != current_phase {
@@ -201,9 +262,52 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
             }
             current_phase = phase;
         }
+        let disturbed = match current_phase {
+            Some(Phase { faults: None, start: calm_since, .. }) => {
+                calm_since != start && now < calm_since + calm_delay()
+            }
+            _ => true,
+        };
         while let Some((_, disruption)) = disruptions.next_if(|(at, _)| *at <= now) {
-            disrupt(disruption, &world, &mut doorsync, &conditions, journal, now).await?;
             disrupted += 1;
+            match disruption {
+                Disruption::ConfigurationEdited(edit) => {
+                    let Some((configuration, text)) = edit.apply(&world.site, timeline.current()) else { continue };
+                    journal.note(now, &text);
+                    doorsync.reconfigure(&world, &configuration).await?;
+                    let ledger = &workload.ledger;
+                    let before = oracle::entitlements(&world.nexudus, &world.site, ledger, &timeline.latest())?;
+                    timeline.edit(now, configuration);
+                    let after = oracle::entitlements(&world.nexudus, &world.site, ledger, &timeline.latest())?;
+                    let fresh = oracle::entitlements(&world.nexudus, &world.site, ledger, &timeline)?;
+                    // A window the edit changes only before now (a booking under way given
+                    // another lead) is rewritten all the same, which may open a gap as short as
+                    // one of the rewrites after other changes.
+                    for key in fresh.changed_keys(&entitled).into_iter().chain(after.changed_keys(&before)) {
+                        history.record(key, Change { at: now, propagation: Propagation::Configured, disturbed });
+                    }
+                    entitled = fresh;
+                    operators.edits.push(text);
+                }
+                Disruption::EngineStoppedAtWake { crash, yields } => {
+                    journal.note(now, format!("{disruption:?}"));
+                    let at = entitled.next_edge(now).filter(|edge| *edge < end).unwrap_or_else(|| {
+                        journal.note(now, "no window edge is left before the end: the engine stops now");
+                        now
+                    });
+                    stop_at_wake = Some(StopAtWake { at, crash, yields });
+                }
+                Disruption::EngineCrashedAfterCheckpoint { yields } => {
+                    journal.note(now, format!("{disruption:?}: at the workload's next change"));
+                    crash_after_checkpoint = Some(yields);
+                }
+                _ => disrupt(disruption, &world, &mut doorsync, &conditions, journal, now).await?,
+            }
+            match disruption {
+                Disruption::EngineRestarted => operators.engine_restarts += 1,
+                Disruption::EngineCrashed => operators.engine_crashes += 1,
+                _ => {}
+            }
         }
         if let Some(refused) = group_to_hide.filter(|refused| refused.from <= now) {
             world.kisi.handle().hide_group(refused.group);
@@ -216,7 +320,7 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
             settle(&mut settler, &clock, &world, &doorsync, journal, now).await;
             let furnished = workload.furnish(&mut world, now)?;
             if conditions.integration_start {
-                let at_start = oracle::entitlements(&world.nexudus, &world.site, &workload.ledger)?;
+                let at_start = oracle::entitlements(&world.nexudus, &world.site, &workload.ledger, &timeline)?;
                 adopted_at_start = world.seed_integration_start(&at_start, now, &mut rng)?;
                 for &key in &world.stale_adopted {
                     history.record(key, Change { at: now, propagation: Propagation::Reconciled, disturbed: false });
@@ -232,19 +336,40 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
             }
             furnished
         } else if workload.next_at() <= now && now < changes_end {
-            workload.act(&mut world, now)?
+            let crash_after = crash_after_checkpoint.take();
+            if crash_after.is_some() {
+                doorsync
+                    .engine
+                    .checkpoint()
+                    .await
+                    .map_err(|error| SimFailure::Invariant(format!("the engine could not checkpoint: {error}")))?;
+            }
+            let made = workload.act(&mut world, now)?;
+            if let Some(yields) = crash_after {
+                let after = match yields {
+                    Some(yields) => {
+                        for _ in 0..yields {
+                            tokio::task::yield_now().await;
+                        }
+                        format!("{yields} turns of the runtime")
+                    }
+                    None => {
+                        settle(&mut settler, &clock, &world, &doorsync, journal, now).await;
+                        "everything settled".to_owned()
+                    }
+                };
+                journal
+                    .note(now, format!("the engine checkpointed, the workload changed, and {after} later it crashes"));
+                doorsync.crash_engine().await?;
+                operators.crashes_after_checkpoint += 1;
+            }
+            made
         } else {
             Vec::new()
         };
         if !made.is_empty() {
-            let fresh = oracle::entitlements(&world.nexudus, &world.site, &workload.ledger)?;
+            let fresh = oracle::entitlements(&world.nexudus, &world.site, &workload.ledger, &timeline)?;
             let propagation = made.iter().map(|change| change.propagation).max();
-            let disturbed = match current_phase {
-                Some(Phase { faults: None, start: calm_since, .. }) => {
-                    calm_since != start && now < calm_since + calm_delay()
-                }
-                _ => true,
-            };
             if let Some(propagation) = propagation {
                 for key in fresh.changed_keys(&entitled) {
                     history.record(key, Change { at: now, propagation, disturbed });
@@ -299,6 +424,7 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
             plan.next_boundary(now),
             disruptions.peek().map(|(at, _)| *at),
             group_to_hide.map(|refused| refused.from),
+            stop_at_wake.map(|stop| stop.at),
         ];
         let next = next_step(now, horizon, &clock, planned);
         let weather = match current_phase {
@@ -336,13 +462,16 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
     if !left_to_reconciler.is_empty() {
         journal.note(now, format!("no reconciliation finished: adopted assignments {left_to_reconciler:?} are left"));
     }
+    // Kisi holds one window per member and group, as the configuration in force draws it: a
+    // window that began before the last edit begins where its record says, not at the edit.
+    let promised = oracle::entitlements(&world.nexudus, &world.site, &workload.ledger, &timeline.latest())?;
     let mut violations = invariants::end_state(
         &world.site,
         &KisiView::read(&world.kisi.handle()),
-        &entitled,
+        &promised,
         &world.unmanaged.found_users,
         &left_to_reconciler,
-        doorsync.policy().no_access,
+        &timeline,
         clock.now().as_unix_millis(),
     );
     let dead_letters = doorsync.dead_letter_reasons().await?;
@@ -393,6 +522,11 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
         dead_letters: dead_letters.len(),
         adopted_left_unreconciled: left_to_reconciler.len(),
         patch_applies_validity: writer.patch_applies_validity,
+        operators: Operators {
+            records_made_unreadable: workload.records_made_unreadable,
+            members_deleted: workload.members_deleted,
+            ..operators
+        },
     };
     doorsync.shutdown().await;
     world.shutdown().await;
@@ -520,7 +654,7 @@ fn clock_change(rng: &mut StdRng) -> Result<(usize, Millis), SimFailure> {
 
 /// The next instant anything happens: someone's deadline on the clock (served together with
 /// whatever else is due within [`MIN_STEP`]), a planned change or fault, or `horizon`.
-fn next_step(now: Millis, horizon: Millis, clock: &SimClock, planned: [Option<Millis>; 4]) -> Millis {
+fn next_step(now: Millis, horizon: Millis, clock: &SimClock, planned: [Option<Millis>; 5]) -> Millis {
     let mut next = horizon.min(now + MAX_STEP);
     if let Some(deadline) = clock.next_deadline() {
         next = next.min(deadline.as_unix_millis().max(now + MIN_STEP));
@@ -577,8 +711,14 @@ async fn disrupt(
             }
         }
         Disruption::EngineRestarted => doorsync.restart_engine().await?,
+        Disruption::EngineCrashed => doorsync.crash_engine().await?,
         Disruption::WriterRestarted => doorsync.restart_writer(world).await?,
         Disruption::IngestRestarted => doorsync.restart_ingest(world).await?,
+        // These wait for an instant the run loop picks (a window edge, the workload's next
+        // change) or change what the oracle reads, so the loop carries them out.
+        Disruption::EngineStoppedAtWake { .. }
+        | Disruption::EngineCrashedAfterCheckpoint { .. }
+        | Disruption::ConfigurationEdited(_) => {}
     }
     Ok(())
 }

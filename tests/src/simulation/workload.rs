@@ -1,7 +1,10 @@
 //! What the operator and the members do in Nexudus, drawn from the seed: bookings made, moved,
 //! cancelled and deleted; day passes and time passes bought, used up and expiring; contracts
 //! starting and ending; a room's Kisi group changed in Nexudus; emails changed; accounts
-//! deactivated and reactivated. The choices depend only on the seed and on what the workload
+//! deactivated and reactivated; members deleted by mistake and restored later with the same id
+//! and records; and records that granted made unreadable for a while (a used day pass that lost
+//! its `UsedDate`, a contract naming a desk Nexudus does not have, a booking of a resource
+//! Nexudus does not have), which doorsync parks. The choices depend only on the seed and on what the workload
 //! itself made, never on what doorsync did, so a seed always makes the same changes at the same
 //! virtual instants.
 
@@ -31,6 +34,9 @@ pub(crate) enum Propagation {
     Polled,
     /// A webhook at once, or failing that the next sweep (a poll cannot see what is gone).
     HardDelete,
+    /// The operator edited doorsync's configuration and restarted it: the engine evaluates every
+    /// member again once it has caught up.
+    Configured,
     /// Nothing tells doorsync: its reconciler finds it (an adopted assignment nobody is entitled
     /// to, left by the built-in integration before doorsync started).
     Reconciled,
@@ -59,6 +65,7 @@ struct LiveBooking {
 struct LivePass {
     id: u64,
     member: MemberId,
+    day_pass: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +73,39 @@ struct LiveContract {
     id: u64,
     member: MemberId,
 }
+
+/// A record made unreadable, to be made readable again at `readable_at`.
+#[derive(Debug, Clone)]
+struct Unreadable {
+    readable_at: Millis,
+    kind: SimEntity,
+    id: u64,
+    /// The fields as they were, put back to make it readable.
+    readable: Value,
+    /// Where it lives among the workload's records, to go back to once readable.
+    live: Live,
+}
+
+#[derive(Debug, Clone)]
+enum Live {
+    Booking(LiveBooking),
+    Pass(LivePass),
+    Contract(LiveContract),
+}
+
+/// A member deleted by mistake, to be restored at `restored_at` as they were.
+#[derive(Debug, Clone)]
+struct Deleted {
+    restored_at: Millis,
+    member: MemberId,
+    record: Value,
+}
+
+/// An id Nexudus never gives (the simulator counts up from 1,000), for a desk or resource that
+/// does not exist.
+const NEVER_MADE: u64 = 4_000_000_000;
+/// How long a record stays unreadable, or a member deleted, at least and at most.
+const MISTAKE_LASTS: (Millis, Millis) = (30 * MINUTE_MS, 5 * HOUR_MS);
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -83,10 +123,12 @@ enum Kind {
     RemapRoom,
     ChangeEmail,
     ToggleMember,
+    MakeUnreadable,
+    DeleteMember,
 }
 
 /// How often each kind of change comes, relative to the others.
-const KINDS: [(Kind, u32); 14] = [
+const KINDS: [(Kind, u32); 16] = [
     (Kind::Book, 26),
     (Kind::MoveBooking, 10),
     (Kind::CancelBooking, 9),
@@ -101,6 +143,8 @@ const KINDS: [(Kind, u32); 14] = [
     (Kind::RemapRoom, 5),
     (Kind::ChangeEmail, 4),
     (Kind::ToggleMember, 3),
+    (Kind::MakeUnreadable, 5),
+    (Kind::DeleteMember, 3),
 ];
 
 /// A day pass bought on the day the clocks change at one location, so that every seed has a
@@ -122,10 +166,18 @@ pub(crate) struct Workload {
     next_at: Millis,
     email_changes: u32,
     clock_change_day: Option<ClockChangeDay>,
+    unreadable: Vec<Unreadable>,
+    deleted: Vec<Deleted>,
+    /// Every record is readable and every member back by then, for the end to be exact.
+    mistakes_end: Millis,
+    pub(crate) records_made_unreadable: usize,
+    pub(crate) members_deleted: usize,
 }
 
 impl Workload {
-    pub(crate) fn new(rng: StdRng, start: Timestamp, clock_change_day: ClockChangeDay) -> Self {
+    /// A workload from `start`, whose records are all readable again and members all back
+    /// before `mistakes_end`.
+    pub(crate) fn new(rng: StdRng, start: Timestamp, mistakes_end: Millis, clock_change_day: ClockChangeDay) -> Self {
         Self {
             rng,
             ledger: Ledger::default(),
@@ -135,15 +187,20 @@ impl Workload {
             next_at: start.as_unix_millis(),
             email_changes: 0,
             clock_change_day: Some(clock_change_day),
+            unreadable: Vec::new(),
+            deleted: Vec::new(),
+            mistakes_end,
+            records_made_unreadable: 0,
+            members_deleted: 0,
         }
     }
 
     /// When the workload next changes something.
     pub(crate) fn next_at(&self) -> Millis {
-        match self.clock_change_day {
-            Some(day) => self.next_at.min(day.pass_used_at),
-            None => self.next_at,
-        }
+        let day = self.clock_change_day.map(|day| day.pass_used_at);
+        let readable = self.unreadable.iter().map(|record| record.readable_at);
+        let restored = self.deleted.iter().map(|member| member.restored_at);
+        readable.chain(restored).chain(day).fold(self.next_at, Millis::min)
     }
 
     /// What members hold when doorsync starts: for each, perhaps a booking, a day pass, a time
@@ -177,6 +234,7 @@ impl Workload {
             let member = world.site.members.iter().find(|member| member.home == day.location).map(|member| member.id);
             changes.push(self.buy_day_pass(world, now, member.unwrap_or(world.site.members[0].id), day.location)?);
         }
+        changes.extend(self.undo_mistakes(world, now)?);
         if self.next_at <= now {
             let kind = self.kind();
             changes.extend(self.change(world, now, kind)?);
@@ -213,11 +271,136 @@ impl Workload {
             Kind::RemapRoom => self.remap_room(world)?,
             Kind::ChangeEmail => self.change_email(world)?,
             Kind::ToggleMember => self.toggle_member(world)?,
+            Kind::MakeUnreadable => return self.make_unreadable(world, now),
+            Kind::DeleteMember => return self.delete_member(world, now),
         }))
     }
 
+    /// A member who is in Nexudus (not deleted by mistake): one is, since a member is deleted
+    /// only while another one is there.
     fn some_member(&mut self, world: &World) -> MemberId {
-        world.site.members.choose(&mut self.rng).map_or(MemberId(0), |member| member.id)
+        let present: Vec<MemberId> = world
+            .site
+            .members
+            .iter()
+            .map(|member| member.id)
+            .filter(|member| !self.deleted.iter().any(|deleted| deleted.member == *member))
+            .collect();
+        present.choose(&mut self.rng).copied().unwrap_or(MemberId(0))
+    }
+
+    /// When a mistake made now is undone: before the mistakes end, or `None` if too little is
+    /// left of the run for one.
+    fn undone_at(&mut self, now: Millis) -> Option<Millis> {
+        let (shortest, longest) = MISTAKE_LASTS;
+        (now + shortest < self.mistakes_end)
+            .then(|| minute(now + self.rng.random_range(shortest..=longest)).min(self.mistakes_end - MINUTE_MS))
+    }
+
+    /// A record that grants (a booking not over yet, a day pass, a contract) becomes unreadable:
+    /// a booking's resource or a contract's desk is one Nexudus does not have, or a day pass is
+    /// used without its `UsedDate`.
+    fn make_unreadable(&mut self, world: &World, now: Millis) -> Result<Option<Change>, SimFailure> {
+        let Some(readable_at) = self.undone_at(now) else { return Ok(None) };
+        let (kind, live, broken, text) = match self.rng.random_range(0..3) {
+            0 => {
+                self.bookings.retain(|booking| booking.ends > now);
+                let Some(index) = self.pick_index(self.bookings.len()) else { return Ok(None) };
+                let booking = self.bookings.swap_remove(index);
+                let text = format!("booking {} of member {} names resource {NEVER_MADE}", booking.id, booking.member);
+                (SimEntity::Booking, Live::Booking(booking), json!({"ResourceId": NEVER_MADE}), text)
+            }
+            1 => {
+                let day_passes: Vec<usize> =
+                    (0..self.passes.len()).filter(|index| self.passes[*index].day_pass).collect();
+                let Some(&index) = day_passes.choose(&mut self.rng) else { return Ok(None) };
+                let pass = self.passes.swap_remove(index);
+                let text = format!("day pass {} of member {} is used with no UsedDate", pass.id, pass.member);
+                (SimEntity::CoworkerTimePass, Live::Pass(pass), json!({"Used": true, "UsedDate": null}), text)
+            }
+            _ => {
+                let Some(index) = self.pick_index(self.contracts.len()) else { return Ok(None) };
+                let contract = self.contracts.swap_remove(index);
+                let text = format!("contract {} of member {} names desk {NEVER_MADE}", contract.id, contract.member);
+                let desks = json!({"Desks": [NEVER_MADE], "FloorPlanDeskIds": NEVER_MADE.to_string()});
+                (SimEntity::CoworkerContract, Live::Contract(contract), desks, text)
+            }
+        };
+        let id = match &live {
+            Live::Booking(booking) => booking.id,
+            Live::Pass(pass) => pass.id,
+            Live::Contract(contract) => contract.id,
+        };
+        let record = world
+            .nexudus
+            .record(kind, id)
+            .ok_or_else(|| SimFailure::harness("make a record unreadable", format!("{} {id} is gone", kind.name())))?;
+        let Value::Object(changed) = &broken else {
+            return Err(SimFailure::harness("make a record unreadable", "its changes are not an object"));
+        };
+        let readable: serde_json::Map<String, Value> =
+            changed.keys().map(|field| (field.clone(), record.get(field).cloned().unwrap_or(Value::Null))).collect();
+        update(world, kind, id, broken)?;
+        self.unreadable.push(Unreadable { readable_at, kind, id, readable: Value::Object(readable), live });
+        self.records_made_unreadable += 1;
+        Ok(Some(notified(format!("{text}: unreadable until {}", iso(readable_at)))))
+    }
+
+    /// An admin deletes a member by mistake (their records stay), to restore them later.
+    fn delete_member(&mut self, world: &World, now: Millis) -> Result<Option<Change>, SimFailure> {
+        if self.deleted.len() + 1 >= world.site.members.len() {
+            return Ok(None);
+        }
+        let Some(restored_at) = self.undone_at(now) else { return Ok(None) };
+        let member = self.some_member(world);
+        let record = world
+            .nexudus
+            .record(SimEntity::Coworker, member.0)
+            .ok_or_else(|| SimFailure::harness("delete a member", format!("{member} is not in Nexudus")))?;
+        world
+            .nexudus
+            .delete(SimEntity::Coworker, member.0)
+            .map_err(SimFailure::setup("deleting a member in Nexudus"))?;
+        self.deleted.push(Deleted { restored_at, member, record });
+        self.members_deleted += 1;
+        Ok(Some(Change {
+            text: format!("an admin deletes member {member} by mistake, to restore them at {}", iso(restored_at)),
+            propagation: Propagation::HardDelete,
+            unlinked: None,
+        }))
+    }
+
+    /// Makes readable again the records due, and restores the members due.
+    fn undo_mistakes(&mut self, world: &World, now: Millis) -> Result<Vec<Change>, SimFailure> {
+        let mut changes = Vec::new();
+        let (due, later): (Vec<Unreadable>, Vec<Unreadable>) =
+            std::mem::take(&mut self.unreadable).into_iter().partition(|record| record.readable_at <= now);
+        self.unreadable = later;
+        for record in due {
+            update(world, record.kind, record.id, record.readable.clone())?;
+            changes.push(notified(format!(
+                "{} {} is readable again: {}",
+                record.kind.name(),
+                record.id,
+                record.readable
+            )));
+            match record.live {
+                Live::Booking(booking) => self.bookings.push(booking),
+                Live::Pass(pass) => self.passes.push(pass),
+                Live::Contract(contract) => self.contracts.push(contract),
+            }
+        }
+        let (due, later): (Vec<Deleted>, Vec<Deleted>) =
+            std::mem::take(&mut self.deleted).into_iter().partition(|member| member.restored_at <= now);
+        self.deleted = later;
+        for member in due {
+            world
+                .nexudus
+                .restore(SimEntity::Coworker, member.record)
+                .map_err(SimFailure::setup("restoring a member in Nexudus"))?;
+            changes.push(notified(format!("an admin restores member {} with the same id and records", member.member)));
+        }
+        Ok(changes)
     }
 
     /// The member's home location most of the time, another one now and then.
@@ -306,7 +489,7 @@ impl Workload {
             "BusinessId": location_record.business, "Used": false, "ExpireDate": nexudus_time(expires)?});
         let id = create(world, SimEntity::CoworkerTimePass, fields)?;
         self.ledger.passes.push(id);
-        self.passes.push(LivePass { id, member });
+        self.passes.push(LivePass { id, member, day_pass: true });
         Ok(notified(format!("member {member} buys unused day pass {id} expiring {}", iso(expires))))
     }
 
@@ -323,7 +506,7 @@ impl Workload {
             "BusinessId": location_record.business, "Used": true, "UsedDate": nexudus_time(now)?});
         let id = create(world, SimEntity::CoworkerTimePass, fields)?;
         self.ledger.passes.push(id);
-        self.passes.push(LivePass { id, member });
+        self.passes.push(LivePass { id, member, day_pass: true });
         Ok(notified(format!("member {member} uses day pass {id} in {}", location_record.city)))
     }
 
@@ -336,7 +519,7 @@ impl Workload {
             "Used": false, "RemainingUses": uses, "TotalUses": uses, "ExpireDate": nexudus_time(expires)?});
         let id = create(world, SimEntity::CoworkerTimePass, fields)?;
         self.ledger.passes.push(id);
-        self.passes.push(LivePass { id, member });
+        self.passes.push(LivePass { id, member, day_pass: false });
         Ok(notified(format!("member {member} buys time pass {id} expiring {}", iso(expires))))
     }
 

@@ -51,8 +51,8 @@ const TIME_PASS_MINUTES: u64 = 600;
 #[derive(Debug, Clone)]
 pub(crate) struct Room {
     pub(crate) resource: u64,
-    /// The group the configuration links it to; `None` for the room whose group comes from its
-    /// own `AccessControlGroupId` in Nexudus, which the workload changes.
+    /// The group the operator's first configuration links it to; `None` for the room whose group
+    /// comes from its own `AccessControlGroupId` in Nexudus, which the workload changes.
     pub(crate) configured_group: Option<KisiGroupId>,
 }
 
@@ -99,7 +99,8 @@ pub(crate) struct Member {
 pub(crate) struct Site {
     pub(crate) locations: Vec<Location>,
     pub(crate) members: Vec<Member>,
-    /// The mapping in doorsync's configuration.
+    /// The mapping the operator first writes in doorsync's configuration (edits of it are in the
+    /// configuration's timeline).
     pub(crate) configured: Mapping,
     /// Every group doorsync may manage: the configured ones and those a room may be remapped to.
     pub(crate) managed_groups: Vec<KisiGroupId>,
