@@ -357,12 +357,22 @@ impl Site {
     /// Kills the process called `name` with SIGKILL (see [`Doorsync::kill`]) and returns how it
     /// ended; the site no longer stops it.
     pub async fn kill(&mut self, name: &str) -> Result<ExitStatus, HarnessError> {
+        self.take_process(name)?.kill().await
+    }
+
+    /// Stops the process called `name` with SIGTERM, as a rollout or an operator's restart
+    /// does: it checkpoints and gives back its leases. [`Site::restart`] starts it again.
+    pub async fn stop_process(&mut self, name: &str) -> Result<(), HarnessError> {
+        self.take_process(name)?.stop().await
+    }
+
+    fn take_process(&mut self, name: &str) -> Result<Doorsync, HarnessError> {
         let index = self
             .processes
             .iter()
             .position(|process| process.name() == name)
             .ok_or_else(|| HarnessError::Setup(format!("no doorsync process called {name} runs on this site")))?;
-        self.processes.remove(index).kill().await
+        Ok(self.processes.remove(index))
     }
 
     /// Starts the process called `name` again after [`Site::kill`], as its supervisor (Kubernetes)
@@ -385,6 +395,14 @@ impl Site {
         // Kept even when it is not ready, so that the site stops it (and shows its log).
         self.processes.push(process);
         ready
+    }
+
+    /// Rewrites the configuration file every process reads, as an operator editing it would;
+    /// processes read it when they (re)start.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) -> Result<(), HarnessError> {
+        let path = self.config.display().to_string();
+        let text = std::fs::read_to_string(&self.config).map_err(HarnessError::io(format!("reading {path}")))?;
+        std::fs::write(&self.config, edit(text)).map_err(HarnessError::io(format!("writing {path}")))
     }
 
     /// An error naming the first process that has exited by itself (a crash, not a kill), with
