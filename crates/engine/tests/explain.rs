@@ -3,11 +3,25 @@
 
 mod support;
 
+use std::sync::Arc;
+
 use doorsync_access::{AccessPolicy, Grant, Mapping, Source, Window};
 use doorsync_clock::ManualClock;
-use doorsync_engine::HistoryKind;
-use doorsync_proto::{BookingId, GrantApplied, KisiAssignmentId, KisiGroupId, MemberId, Outcome, ResourceId};
+use doorsync_engine::{Explanation, HistoryKind};
+use doorsync_layout::Layout;
+use doorsync_log::EventLog;
+use doorsync_proto::{
+    BookingId, EntitlementId, EntitlementWithheld, Event, GrantApplied, KisiAssignmentId, KisiGroupId, MemberId,
+    Outcome, ResourceId, Timestamp,
+};
 use support::*;
+
+/// Member 7 explained at `instant`, with no configured mapping and the default policy.
+async fn explain_member_7(log: &Arc<dyn EventLog>, layout: &Layout, instant: Timestamp) -> Explanation {
+    doorsync_engine::explain(log.as_ref(), layout, &Mapping::default(), &AccessPolicy::default(), MemberId(7), instant)
+        .await
+        .unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_names_the_booking_behind_a_group_and_what_kisi_holds() {
@@ -30,16 +44,7 @@ async fn explain_names_the_booking_behind_a_group_and_what_kisi_holds() {
     });
     append_outcome(&store.log, &layout, at(1), applied).await;
 
-    let explained = doorsync_engine::explain(
-        store.log.as_ref(),
-        &layout,
-        &Mapping::default(),
-        &AccessPolicy::default(),
-        MemberId(7),
-        at(50),
-    )
-    .await
-    .unwrap();
+    let explained = explain_member_7(&store.log, &layout, at(50)).await;
 
     let window = Window { from: Some(at(45)), until: Some(at(135)) };
     assert_eq!(explained.desired.grants.get(&KisiGroupId(100)), Some(&window));
@@ -82,4 +87,35 @@ async fn members_are_found_by_their_latest_email_in_any_case() {
     let log = store.log.as_ref();
     assert_eq!(doorsync_engine::members_with_email(log, &layout, "M3@EXAMPLE.TEST").await.unwrap(), [MemberId(3)]);
     assert!(doorsync_engine::members_with_email(log, &layout, "nobody@example.test").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_says_which_entitlement_is_withheld_and_why() {
+    let layout = layout();
+    let store = embedded_log(&layout);
+    append(&store.log, &layout, at(0), mapping(1, 100)).await;
+    append(&store.log, &layout, at(0), member(7)).await;
+    append(&store.log, &layout, at(0), booking(7, 1, 1, 60, 120)).await;
+    let withheld = EntitlementWithheld {
+        member: MemberId(7),
+        entitlement: EntitlementId::Booking(BookingId(1)),
+        reason: "ResourceId: Resource 1 does not exist in Nexudus".to_owned(),
+    };
+    append(&store.log, &layout, at(5), Event::EntitlementWithheld(withheld)).await;
+
+    let explained = explain_member_7(&store.log, &layout, at(90)).await;
+
+    assert!(explained.desired.grants.is_empty());
+    assert!(explained.entitlements.is_empty());
+    assert_eq!(explained.withheld.keys().copied().collect::<Vec<_>>(), [EntitlementId::Booking(BookingId(1))]);
+    let text = explained.to_string();
+    assert!(
+        text.contains(&format!(
+            "booking 1: withheld since {}, its latest version in Nexudus cannot be read: ResourceId: Resource 1 \
+             does not exist in Nexudus",
+            at(5)
+        )),
+        "{text}"
+    );
+    assert!(text.contains("booking 1 withheld: its latest version cannot be read (ResourceId:"), "{text}");
 }

@@ -16,13 +16,13 @@ use doorsync_nexudus::{
     Booking, Business, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk,
     ListQuery, MalformedRecord, NexudusClient, NexudusDateTime, NexudusError, Resource, TimePass,
 };
-use doorsync_proto::{Envelope, Event, MemberId, Subjects, WireMessage};
+use doorsync_proto::{EncodeError, Envelope, Event, MemberId, Subjects, Timestamp, WireMessage};
 
 use crate::IngestOptions;
 use crate::bucket::Bucket;
 use crate::directory::Directory;
 use crate::error::IngestError;
-use crate::ledger::{Ledger, Observation, Verdict, decide};
+use crate::ledger::{Decision, Ledger, Observation, RecordState, Verdict, decide, withhold};
 use crate::normalise::{self, LocationZone, Normalised, Unnormalisable};
 use crate::record::{Holder, RecordKey, RecordKind};
 use crate::retry::{RetrySet, Target};
@@ -327,7 +327,8 @@ impl Ingestor {
                 self.observe(RecordKey::new(E::KIND, record.id()), Observation::Present(normalised)).await
             }
             Err(reason) => {
-                self.park(E::NAME, Some(record.id()), reason.to_string(), None).await?;
+                let written = record.updated_on().and_then(NexudusDateTime::to_utc);
+                self.park(E::NAME, Some(record.id()), reason.to_string(), None, written).await?;
                 Ok(Verdict::Parked)
             }
         }
@@ -422,18 +423,29 @@ impl Ingestor {
         if matches!(observation, Observation::Gone { .. }) {
             self.parking.unpark(key.kind.entity(), key.id).await?;
         }
+        let verdict = self.settle(key, |current| decide(key, current, observation)).await?;
+        if verdict == Verdict::Stale {
+            self.stats.stale();
+        }
+        Ok(verdict)
+    }
+
+    /// Appends what `decide` makes of the record's state, and keeps the state it gives, with
+    /// every other reading of the same record waiting its turn.
+    async fn settle(
+        &self,
+        key: RecordKey,
+        decide: impl FnOnce(Option<&RecordState>) -> Result<Decision, EncodeError>,
+    ) -> Result<Verdict, IngestError> {
         let lock = self.ledger.lock(key);
         let _one_reading_at_a_time = lock.lock().await;
         let current = self.ledger.current(key);
-        let decision = decide(key, current.as_ref(), observation)?;
+        let decision = decide(current.as_ref())?;
         for envelope in decision.appends {
             self.append(envelope).await?;
         }
         if let Some(next) = decision.next {
             self.ledger.commit(key, next).await?;
-        }
-        if decision.verdict == Verdict::Stale {
-            self.stats.stale();
         }
         Ok(decision.verdict)
     }
@@ -452,16 +464,24 @@ impl Ingestor {
     /// Parks a record Nexudus sent in a shape the client cannot read; returns its parking key.
     pub(crate) async fn park_malformed(&self, malformed: &MalformedRecord) -> Result<String, IngestError> {
         let reason = format!("{}: {}", malformed.field, malformed.problem);
-        self.park(malformed.entity, malformed.id, reason, Some(&malformed.raw)).await
+        self.park(malformed.entity, malformed.id, reason, Some(&malformed.raw), None).await
     }
 
+    /// Parks a record, and withholds from its member what an earlier version of it granted
+    /// (see [`withhold`]): a record that cannot be read must not go on granting what it no
+    /// longer says. `written` is the parked version's `UpdatedOn`, where it could be read.
     async fn park(
         &self,
         entity: &str,
         id: Option<u64>,
         reason: String,
         raw: Option<&serde_json::Value>,
+        written: Option<Timestamp>,
     ) -> Result<String, IngestError> {
+        if let (Some(kind), Some(id)) = (RecordKind::from_entity(entity), id) {
+            let key = RecordKey::new(kind, id);
+            self.settle(key, |current| withhold(key, current, &reason, written)).await?;
+        }
         let (key, newly) = self.parking.park(entity, id, reason, raw, self.clock.now()).await?;
         if newly {
             self.stats.parked();

@@ -9,7 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use doorsync_proto::{EncodeError, Envelope, Event, Timestamp};
+use doorsync_proto::{
+    BookingId, ContractId, EncodeError, EntitlementId, EntitlementWithheld, Envelope, Event, MemberId, PassId,
+    Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::bucket::Bucket;
@@ -30,6 +33,18 @@ pub(crate) struct RecordState {
     pub(crate) content: Option<String>,
     /// Deleted or cancelled, and its removal appended.
     pub(crate) removed: bool,
+    /// The latest version cannot be read, and what the holder had from an earlier one was
+    /// withheld from them: the next readable version is appended whatever it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) withheld: Option<Withholding>,
+}
+
+/// An `EntitlementWithheld` appended for a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Withholding {
+    pub(crate) reason: String,
+    /// When it was dated: the unreadable version's `UpdatedOn`, where it had a readable one.
+    pub(crate) at: Timestamp,
 }
 
 /// One reading of a record.
@@ -94,13 +109,16 @@ pub(crate) fn decide(
 
 fn present(key: RecordKey, current: Option<&RecordState>, seen: Normalised) -> Result<Decision, EncodeError> {
     let content = seen.event.as_ref().map(content_digest).transpose()?;
+    let withheld_at = current.and_then(|state| state.withheld.as_ref()).map(|withholding| withholding.at);
     let previous_holder = match current {
         Some(state) if state.removed && seen.updated_on <= state.updated_on => {
             return Ok(Decision::nothing(Verdict::Stale));
         }
         Some(state) if state.removed => None,
         Some(state) if seen.updated_on < state.updated_on => return Ok(Decision::nothing(Verdict::Stale)),
-        Some(state) if state.holder == seen.holder && state.content == content => {
+        // Read before the version that could not be: it must not end the withholding.
+        Some(_) if withheld_at.is_some_and(|at| seen.updated_on < at) => return Ok(Decision::nothing(Verdict::Stale)),
+        Some(state) if state.withheld.is_none() && state.holder == seen.holder && state.content == content => {
             let next = (seen.updated_on > state.updated_on)
                 .then(|| RecordState { updated_on: seen.updated_on, ..state.clone() });
             return Ok(Decision { appends: Vec::new(), next, verdict: Verdict::Unchanged });
@@ -108,17 +126,27 @@ fn present(key: RecordKey, current: Option<&RecordState>, seen: Normalised) -> R
         Some(state) => state.holder,
         None => None,
     };
+    // A version readable again that is no newer than the withholding is dated just after it:
+    // dated as before, it could be the very message the log already holds (the same version
+    // appended before the withholding), which the log's de-duplication would drop.
+    let at = match withheld_at {
+        Some(withheld_at) if seen.updated_on <= withheld_at => {
+            Timestamp::from_unix_millis(withheld_at.as_unix_millis().saturating_add(1))
+        }
+        _ => seen.updated_on,
+    };
     let mut appends = Vec::new();
     if let Some(previous) = previous_holder.filter(|previous| Some(*previous) != seen.holder)
         && let Some(taken_back) = removal(key, previous)
     {
-        appends.push(Envelope::new(seen.updated_on, taken_back)?);
+        appends.push(Envelope::new(at, taken_back)?);
     }
     if let Some(event) = seen.event {
-        appends.push(Envelope::new(seen.updated_on, event)?);
+        appends.push(Envelope::new(at, event)?);
     }
     let verdict = if appends.is_empty() { Verdict::Recorded } else { Verdict::Appended };
-    let next = RecordState { updated_on: seen.updated_on, holder: seen.holder, content, removed: false };
+    let next =
+        RecordState { updated_on: seen.updated_on, holder: seen.holder, content, removed: false, withheld: None };
     Ok(Decision { appends, next: Some(next), verdict })
 }
 
@@ -142,8 +170,48 @@ fn gone(
         .into_iter()
         .collect();
     let verdict = if appends.is_empty() { Verdict::Recorded } else { Verdict::Appended };
-    let next = RecordState { updated_on: when, holder, content: None, removed: true };
+    let next = RecordState { updated_on: when, holder, content: None, removed: true, withheld: None };
     Ok(Decision { appends, next: Some(next), verdict })
+}
+
+/// Decides what parking the record `key` appends: what the version before it granted its
+/// member is withheld from them, once per reason, with the parked version's `UpdatedOn`
+/// (`written`, where it could be read) or else the last appended version's.
+///
+/// Nothing is withheld for a record never appended, removed, granting nobody, or whose parked
+/// version is older than the one appended (the reading is stale); nor for members and mapping
+/// sources, whose earlier versions grant nothing by themselves.
+pub(crate) fn withhold(
+    key: RecordKey,
+    current: Option<&RecordState>,
+    reason: &str,
+    written: Option<Timestamp>,
+) -> Result<Decision, EncodeError> {
+    let parked = Decision::nothing(Verdict::Parked);
+    let Some(state) = current.filter(|state| !state.removed) else { return Ok(parked) };
+    let Some(Holder::Member(member)) = state.holder else { return Ok(parked) };
+    let entitlement = match key.kind {
+        RecordKind::Booking => EntitlementId::Booking(BookingId(key.id)),
+        RecordKind::CoworkerTimePass => EntitlementId::Pass(PassId(key.id)),
+        RecordKind::CoworkerContract => EntitlementId::Contract(ContractId(key.id)),
+        RecordKind::Coworker | RecordKind::Resource | RecordKind::TimePass | RecordKind::FloorPlanDesk => {
+            return Ok(parked);
+        }
+    };
+    let newest_known = state.withheld.as_ref().map_or(state.updated_on, |withholding| withholding.at);
+    let stale = written.is_some_and(|written| written < newest_known);
+    let already = state.withheld.as_ref().is_some_and(|withholding| withholding.reason == reason);
+    if stale || already {
+        return Ok(parked);
+    }
+    let at = written.unwrap_or(state.updated_on);
+    let event = EntitlementWithheld { member, entitlement, reason: reason.to_owned() };
+    let next = RecordState { withheld: Some(Withholding { reason: reason.to_owned(), at }), ..state.clone() };
+    Ok(Decision {
+        appends: vec![Envelope::new(at, Event::EntitlementWithheld(event))?],
+        next: Some(next),
+        verdict: Verdict::Parked,
+    })
 }
 
 /// The id an event would have at a fixed time: a digest of its content alone.
@@ -204,6 +272,14 @@ impl Ledger {
             .collect()
     }
 
+    /// The member from whom what `key` granted is withheld, if it is.
+    pub(crate) fn withheld_from(&self, key: RecordKey) -> Option<MemberId> {
+        match self.states().get(&key)? {
+            RecordState { withheld: Some(_), holder: Some(Holder::Member(member)), .. } => Some(*member),
+            _ => None,
+        }
+    }
+
     /// How many live records of `kind` grant nothing to anyone.
     pub(crate) fn held_by_nobody(&self, kinds: &[RecordKind]) -> u64 {
         let count = self
@@ -217,9 +293,7 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use doorsync_proto::{
-        BookingCancelled, BookingChanged, BookingId, MappingChanged, MappingSource, MemberId, ResourceId,
-    };
+    use doorsync_proto::{BookingCancelled, BookingChanged, MappingChanged, MappingSource, ResourceId};
 
     use super::*;
 
@@ -350,6 +424,83 @@ mod tests {
         let mut state = None;
         assert_eq!(step(&mut state, Observation::Gone { at: None, holder_hint: None }), (vec![], Verdict::Unchanged));
         assert_eq!(state, None);
+    }
+
+    /// Decides parking the booking for `reason` (its version written at `written`) like [`step`].
+    fn park(state: &mut Option<RecordState>, reason: &str, written: Option<i64>) -> (Vec<(Timestamp, Event)>, Verdict) {
+        let decision = withhold(BOOKING, state.as_ref(), reason, written.map(ts)).unwrap();
+        if let Some(next) = decision.next {
+            *state = Some(next);
+        }
+        (
+            decision.appends.into_iter().map(|envelope| (envelope.occurred_at, envelope.message)).collect(),
+            decision.verdict,
+        )
+    }
+
+    fn withheld(member: u64, reason: &str) -> Event {
+        Event::EntitlementWithheld(EntitlementWithheld {
+            member: MemberId(member),
+            entitlement: EntitlementId::Booking(BookingId(7)),
+            reason: reason.to_owned(),
+        })
+    }
+
+    #[test]
+    fn a_parked_record_that_granted_is_withheld_once_per_reason() {
+        let mut state = None;
+        step(&mut state, Observation::Present(booking_for(1, 100, 1_000)));
+        assert_eq!(
+            park(&mut state, "FromTime: bad", Some(200)),
+            (vec![(ts(200), withheld(1, "FromTime: bad"))], Verdict::Parked)
+        );
+        assert_eq!(park(&mut state, "FromTime: bad", Some(200)), (vec![], Verdict::Parked), "once");
+        assert_eq!(park(&mut state, "FromTime: bad", Some(250)), (vec![], Verdict::Parked), "once per reason");
+        let (events, _) = park(&mut state, "ResourceId: unknown", None);
+        assert_eq!(events, vec![(ts(100), withheld(1, "ResourceId: unknown"))], "a new reason, dated as appended");
+    }
+
+    #[test]
+    fn nothing_is_withheld_where_nothing_was_granted_or_the_parked_version_is_older() {
+        let mut state = None;
+        assert_eq!(park(&mut state, "FromTime: bad", Some(100)), (vec![], Verdict::Parked), "never appended");
+        assert_eq!(state, None);
+        step(&mut state, Observation::Present(memberless(100)));
+        assert_eq!(park(&mut state, "FromTime: bad", Some(200)).0, vec![], "granted nobody");
+        step(&mut state, Observation::Present(booking_for(1, 300, 1_000)));
+        assert_eq!(park(&mut state, "FromTime: bad", Some(250)).0, vec![], "older than what was appended");
+        step(&mut state, Observation::Gone { at: None, holder_hint: None });
+        assert_eq!(park(&mut state, "FromTime: bad", Some(400)).0, vec![], "removed");
+    }
+
+    #[test]
+    fn a_withheld_record_readable_again_is_appended_even_with_the_same_facts() {
+        let mut state = None;
+        step(&mut state, Observation::Present(booking_for(1, 100, 1_000)));
+        park(&mut state, "FromTime: bad", Some(200));
+        assert_eq!(step(&mut state, Observation::Present(booking_for(1, 150, 1_000))).1, Verdict::Stale, "older");
+        let (events, verdict) = step(&mut state, Observation::Present(booking_for(1, 300, 1_000)));
+        assert_eq!((events, verdict), (vec![(ts(300), booking_for(1, 300, 1_000).event.unwrap())], Verdict::Appended));
+        assert_eq!(state.as_ref().unwrap().withheld, None);
+        assert_eq!(step(&mut state, Observation::Present(booking_for(1, 300, 1_000))).1, Verdict::Unchanged);
+
+        // The very version appended before: a different id, just after the withholding.
+        park(&mut state, "ResourceId: unknown", None);
+        let (events, _) = step(&mut state, Observation::Present(booking_for(1, 300, 1_000)));
+        let again = Timestamp::from_unix_millis(ts(300).as_unix_millis() + 1);
+        assert_eq!(events, vec![(again, booking_for(1, 300, 1_000).event.unwrap())]);
+        assert_eq!(state.unwrap().updated_on, ts(300));
+    }
+
+    #[test]
+    fn a_withheld_record_that_is_gone_is_removed_as_usual() {
+        let mut state = None;
+        step(&mut state, Observation::Present(booking_for(1, 100, 1_000)));
+        park(&mut state, "FromTime: bad", Some(200));
+        let (events, _) = step(&mut state, Observation::Gone { at: Some(ts(250)), holder_hint: None });
+        assert_eq!(events, vec![(ts(250), cancelled(1))]);
+        let removed = state.unwrap();
+        assert!(removed.removed && removed.withheld.is_none());
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub use status::{InactiveWebhook, IngestStatus, ParkedRecord, WebhookCounts, Web
 pub use webhook::{WEBHOOK_ACTIONS, WEBHOOK_ROUTE, webhook_path};
 
 use crate::ingestor::Ingestor;
-use crate::record::RecordKind;
+use crate::record::{RecordKey, RecordKind};
 use crate::status::Run;
 
 /// How the ingestor runs.
@@ -259,8 +259,15 @@ impl IngestHandle {
         } else {
             0
         };
+        let mut parked = ingestor.parking.list();
+        for record in &mut parked {
+            let kind = RecordKind::from_entity(&record.entity);
+            if let (Some(kind), Some(id)) = (kind, record.id) {
+                record.withheld_from = ingestor.ledger.withheld_from(RecordKey::new(kind, id));
+            }
+        }
         ingestor.stats.status(
-            ingestor.parking.list(),
+            parked,
             ingestor.retries.list(),
             ingestor.ledger.held_by_nobody(&[RecordKind::Booking]),
             unmapped,

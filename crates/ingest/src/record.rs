@@ -45,7 +45,7 @@ impl RecordKind {
         }
     }
 
-    fn from_entity(name: &str) -> Option<Self> {
+    pub(crate) fn from_entity(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.entity() == name)
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use doorsync_nexudus::LimiterWaits;
-use doorsync_proto::Timestamp;
+use doorsync_proto::{MemberId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -58,6 +58,11 @@ pub struct ParkedRecord {
     /// The field and what is wrong with it, or the rule that could not be applied.
     pub reason: String,
     pub parked_at: Timestamp,
+    /// The member an earlier version of the record granted to, from whom that is withheld while
+    /// the record is parked; `None` when it withheld nothing. Filled in by the status from what
+    /// the ingestor appended, never stored with the parking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld_from: Option<MemberId>,
 }
 
 /// How webhook deliveries were answered.
@@ -263,7 +268,7 @@ impl Parking {
             return Ok((key, false));
         }
         tracing::warn!(entity, id, %reason, "nexudus record parked: it cannot be turned into events");
-        let parked = ParkedRecord { entity: entity.to_owned(), id, reason, parked_at: now };
+        let parked = ParkedRecord { entity: entity.to_owned(), id, reason, parked_at: now, withheld_from: None };
         self.bucket.put(&key, &StoredParking { parked: parked.clone(), raw: raw.cloned() }).await?;
         self.entries().insert(key.clone(), parked);
         Ok((key, true))

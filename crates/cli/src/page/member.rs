@@ -233,7 +233,8 @@ impl MemberPage<'_> {
             }
             out.push_str("</table>");
         }
-        if !idle.is_empty() {
+        let withheld = &self.explanation.withheld;
+        if !idle.is_empty() || !withheld.is_empty() {
             out.push_str("<h3>Granting nothing</h3><table class=\"idle\"><tr><th>Source</th><th>Why</th></tr>");
             for entitlement in idle {
                 put!(
@@ -241,6 +242,16 @@ impl MemberPage<'_> {
                     "<tr><td>{}</td><td>{}</td></tr>",
                     Esc(source_label(&entitlement.source)),
                     Esc(why_nothing(&entitlement.grant))
+                );
+            }
+            for (entitlement, withheld) in withheld {
+                put!(
+                    out,
+                    "<tr class=\"withheld\"><td>{}</td><td>withheld since {}: its latest version in Nexudus cannot be \
+                     read ({})</td></tr>",
+                    Esc(entitlement),
+                    Esc(instant_from_now(withheld.since, self.now)),
+                    Esc(&withheld.reason)
                 );
             }
             out.push_str("</table>");
@@ -361,7 +372,10 @@ fn window_state(window: &Window, now: Timestamp) -> String {
 mod tests {
     use doorsync_access::fold;
     use doorsync_engine::HistoryEntry;
-    use doorsync_proto::{BookingChanged, BookingId, Envelope, Event, MemberChanged, MemberId, ResourceId};
+    use doorsync_proto::{
+        BookingChanged, BookingId, EntitlementId, EntitlementWithheld, Envelope, Event, MemberChanged, MemberId,
+        ResourceId,
+    };
 
     use super::*;
 
@@ -484,6 +498,27 @@ mod tests {
         assert!(html.contains("no assignment reported by the writer"));
         assert!(html.contains("member details: Ada &lt;Lovelace&gt; &lt;ada@example.com&gt;, active"));
         assert_eq!(page.title(), "Ada <Lovelace> (member 7)");
+    }
+
+    #[test]
+    fn a_withheld_booking_is_said_to_grant_nothing_and_why() {
+        let withheld = Event::EntitlementWithheld(EntitlementWithheld {
+            member: MemberId(7),
+            entitlement: EntitlementId::Booking(BookingId(1)),
+            reason: "FromTime: <not a date>".into(),
+        });
+        let state = state_with(vec![ada(), booking(1, 1, -30, 30, false), withheld]);
+        let explanation = explanation(&state);
+        let page = MemberPage { explanation: &explanation, stretches: Ok(Vec::new()), now: at(0) };
+        let html = page.render();
+        assert!(html.contains("Nothing the member holds opens a Kisi group."), "{html}");
+        assert!(
+            html.contains(
+                "<tr class=\"withheld\"><td>booking 1</td><td>withheld since 2026-11-30 23:15:00 UTC (10 h ago): its \
+                 latest version in Nexudus cannot be read (FromTime: &lt;not a date&gt;)</td></tr>"
+            ),
+            "{html}"
+        );
     }
 
     #[test]

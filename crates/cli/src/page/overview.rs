@@ -358,12 +358,22 @@ impl Overview {
         if ingest.parked.is_empty() {
             out.push_str("<p class=\"muted\">None: every record read could be turned into events.</p>");
         } else {
-            out.push_str("<table class=\"parked\"><tr><th>Record</th><th>Why it is parked</th><th>Since</th></tr>");
+            out.push_str(
+                "<table class=\"parked\"><tr><th>Record</th><th>Why it is parked</th><th>Access withdrawn</th>\
+                 <th>Since</th></tr>",
+            );
             for parked in &ingest.parked {
                 let id = parked.id.map_or("(no id)".to_owned(), |id| id.to_string());
+                // What an earlier version granted is withheld until the record reads well again.
+                let withdrawn = match parked.withheld_from {
+                    Some(member) => {
+                        format!("what it granted to member <a href=\"/members/{member}\">{member}</a>")
+                    }
+                    None => "<span class=\"muted\">none</span>".to_owned(),
+                };
                 put!(
                     out,
-                    "<tr><td>{} {}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{} {}</td><td>{}</td><td>{withdrawn}</td><td>{}</td></tr>",
                     Esc(&parked.entity),
                     Esc(id),
                     Esc(&parked.reason),
@@ -522,6 +532,14 @@ mod tests {
             id: Some(31),
             reason: "FromTime: <not a date>".into(),
             parked_at: at(-5),
+            withheld_from: Some(MemberId(7)),
+        });
+        ingest.parked.push(ParkedRecord {
+            entity: "CoworkerTimePass".into(),
+            id: Some(32),
+            reason: "TimePassId: TimePass 5 does not exist in Nexudus".into(),
+            parked_at: at(-5),
+            withheld_from: None,
         });
         ingest.appended.insert("booking_changed".into(), 3);
         Overview {
@@ -558,6 +576,11 @@ mod tests {
         ));
         assert!(html.contains("shard gone"));
         assert!(html.contains("FromTime: &lt;not a date&gt;"), "parked records with their reasons");
+        assert!(
+            html.contains("<td>what it granted to member <a href=\"/members/7\">7</a></td>"),
+            "and whom they withdrew access from"
+        );
+        assert!(html.contains("TimePass 5 does not exist in Nexudus</td><td><span class=\"muted\">none</span>"));
         assert!(html.contains("<a href=\"/dead-letters\">2 in the dead-letter stream</a>"));
         assert!(html.contains("No writer runs in this process"));
     }
