@@ -11,7 +11,7 @@ use doorsync_log::Delivery;
 use doorsync_proto::{Command, KisiGroupId, MemberId, MessageId, Outcome, Timestamp};
 use doorsync_telemetry::TraceParent;
 
-use crate::knowledge::{GroupDesire, UserDesire};
+use crate::knowledge::{GroupDesire, MemberRecord, UserDesire};
 
 /// What one command is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +75,26 @@ pub(crate) struct Pending {
     pub(crate) conflicts: u32,
     /// Outcomes of the calls made so far, published when the key is settled.
     pub(crate) outcomes: Vec<Outcome>,
+}
+
+impl Pending {
+    /// Records in the member's record that the key's commands are settled, and that what they
+    /// ask for is the key's desire from now on, for the reconciler and for folding the next
+    /// command. Carried out or dead-lettered alike: a desire left at an older command would have
+    /// the reconciler defend what the engine took back (a revoke Kisi refused left "granted").
+    pub(crate) fn record_settled(&self, record: &mut MemberRecord) {
+        match &self.desire {
+            Desire::User(desire) => {
+                record.user.desired = Some(desire.clone());
+                record.user.settled_sequence = self.latest.sequence;
+            }
+            Desire::Group(group, desire) => {
+                let group_record = record.group_mut(*group);
+                group_record.desired = Some(*desire);
+                group_record.settled_sequence = self.latest.sequence;
+            }
+        }
+    }
 }
 
 /// What became of a delivery handed to [`Backlog::add`].

@@ -34,7 +34,8 @@ pub(crate) struct MemberRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct UserRecord {
-    /// What the last command carried out for the user asked for.
+    /// What the newest settled command for the user asked for, whether Kisi was made to hold it
+    /// or it was dead-lettered.
     pub(crate) desired: Option<UserDesire>,
     /// The member's Kisi user, once found or created.
     pub(crate) known: Option<KnownUser>,
@@ -67,7 +68,8 @@ pub(crate) struct KnownUser {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct GroupRecord {
-    /// What the last command carried out for this group asked for.
+    /// What the newest settled command for this group asked for, whether Kisi was made to hold
+    /// it or it was dead-lettered.
     pub(crate) desired: Option<GroupDesire>,
     pub(crate) known: KnownAssignment,
     pub(crate) settled_sequence: u64,

@@ -1,7 +1,8 @@
 //! The reconciler: compares what Kisi holds for the managed groups and users with what the
-//! writer last made true, and repairs the difference through the writer's own calls (the same
-//! limiter, the same look-before-create), so a hand-removed member comes back, a changed window
-//! is set back, and an assignment doorsync made that nothing asks for any more goes away.
+//! newest settled commands asked for (carried out or dead-lettered), and repairs the difference
+//! through the writer's own calls (the same limiter, the same look-before-create), so a
+//! hand-removed member comes back, a changed window is set back, and an assignment doorsync made
+//! that nothing asks for any more goes away.
 //!
 //! It runs inside the active writer, between commands, on a schedule and on demand: it needs the
 //! writer's knowledge, request budget and lease, and running it in the same task means a repair
@@ -148,8 +149,8 @@ impl Active<'_> {
         Ok(())
     }
 
-    /// Reads every live user doorsync manages and undoes a suspension, restore or deletion made
-    /// by hand.
+    /// Reads every live user doorsync manages, undoes a suspension, restore or deletion made by
+    /// hand, and tries again a change whose command was dead-lettered.
     async fn reconcile_users(&mut self, report: &mut ReconcileReport) -> Result<(), WriterError> {
         let users: Vec<(MemberId, KisiUserId)> = self
             .knowledge
@@ -174,16 +175,21 @@ impl Active<'_> {
             report.users_checked += 1;
             let record = self.knowledge.get_mut(member);
             let Some(known) = &mut record.user.known else { continue };
-            if known.state == actual {
-                continue;
-            }
+            let drifted = known.state != actual;
             known.state = actual;
             if actual == KisiUserState::Deleted {
                 record.user.known = None;
                 record.forget_assignments(KnownAssignment::Absent);
             }
             let Some(desire) = record.user.desired.clone() else { continue };
-            self.save_quietly(member).await;
+            if drifted {
+                self.save_quietly(member).await;
+            }
+            // Compared with the desire, not with what was known: after a dead-lettered suspension
+            // or deletion the two differ while Kisi still matches what was known.
+            if desire.access == actual {
+                continue;
+            }
             match self.drive_user(member, &desire).await {
                 Driven::Done(outcomes) => {
                     report.users_repaired += 1;

@@ -816,18 +816,7 @@ impl<'a> Active<'a> {
                 return self.put_back(key, pending, &error.to_string()).await;
             }
         }
-        let record = self.knowledge.get_mut(member);
-        match &pending.desire {
-            Desire::User(desire) => {
-                record.user.desired = Some(desire.clone());
-                record.user.settled_sequence = pending.latest.sequence;
-            }
-            Desire::Group(group, desire) => {
-                let group_record = record.group_mut(*group);
-                group_record.desired = Some(*desire);
-                group_record.settled_sequence = pending.latest.sequence;
-            }
-        }
+        pending.record_settled(self.knowledge.get_mut(member));
         if let Err(error) = self.knowledge.save(member).await {
             return self.put_back(key, pending, &error.to_string()).await;
         }
@@ -881,11 +870,13 @@ impl<'a> Active<'a> {
                 return self.put_back(key, pending, &error.to_string()).await;
             }
         }
-        let record = self.knowledge.get_mut(member);
-        match key {
-            Key::User(_) => record.user.settled_sequence = pending.latest.sequence,
-            Key::Group(_, group) => record.group_mut(group).settled_sequence = pending.latest.sequence,
-        }
+        // The engine has moved on to what this command asks, whatever Kisi did with it. A revoke,
+        // suspension or deletion recorded as wanted fails closed: the reconciler never restores
+        // the access it took back, and tries the change again. A grant or restore recorded as
+        // wanted is what the member is entitled to now: the reconciler may try it again, and
+        // never defends an older, wider window instead. An EnsureUser leaves its email for the
+        // next command to fold from, as the engine folds what it emitted.
+        pending.record_settled(self.knowledge.get_mut(member));
         if let Err(error) = self.knowledge.save(member).await {
             return self.put_back(key, pending, &error.to_string()).await;
         }
