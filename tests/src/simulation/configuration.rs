@@ -5,7 +5,7 @@
 //! would do. The oracle reads the configuration in force at each instant from a [`Timeline`].
 
 use doorsync_access::{AccessPolicy, BookingTiming, Mapping, NoAccessPolicy};
-use doorsync_proto::{FloorPlanItemId, KisiGroupId, PassProductId, ResourceId};
+use doorsync_proto::{FloorPlanItemId, KisiGroupId, MappingChanged, MappingSource, PassProductId, ResourceId};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -38,57 +38,31 @@ impl Configuration {
     }
 }
 
-/// Something the mapping can connect to a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Source {
-    Resource(ResourceId),
-    PassProduct(PassProductId),
-    FloorPlanItem(FloorPlanItemId),
+/// Everything the operator could connect to a group: each location's rooms, pass products,
+/// desks and office.
+fn every_source(site: &Site) -> Vec<MappingSource> {
+    let mut sources = Vec::new();
+    for location in &site.locations {
+        sources.extend(location.rooms.iter().map(|room| MappingSource::Resource(ResourceId(room.resource))));
+        sources.extend(
+            [location.day_pass, location.time_pass].map(|product| MappingSource::PassProduct(PassProductId(product))),
+        );
+        sources.extend(
+            location
+                .desks
+                .iter()
+                .chain([&location.office])
+                .map(|item| MappingSource::FloorPlanItem(FloorPlanItemId(*item))),
+        );
+    }
+    sources
 }
 
-impl Source {
-    fn every(site: &Site) -> Vec<Self> {
-        let mut sources = Vec::new();
-        for location in &site.locations {
-            sources.extend(location.rooms.iter().map(|room| Self::Resource(ResourceId(room.resource))));
-            sources.extend(
-                [location.day_pass, location.time_pass].map(|product| Self::PassProduct(PassProductId(product))),
-            );
-            sources.extend(
-                location.desks.iter().chain([&location.office]).map(|item| Self::FloorPlanItem(FloorPlanItemId(*item))),
-            );
-        }
-        sources
-    }
-
-    fn group(self, mapping: &Mapping) -> Option<KisiGroupId> {
-        match self {
-            Self::Resource(id) => mapping.resources.get(&id).copied(),
-            Self::PassProduct(id) => mapping.pass_products.get(&id).copied(),
-            Self::FloorPlanItem(id) => mapping.floor_plan_items.get(&id).copied(),
-        }
-    }
-
-    fn set(self, mapping: &mut Mapping, group: Option<KisiGroupId>) {
-        fn set_or_remove<K: Ord>(
-            map: &mut std::collections::BTreeMap<K, KisiGroupId>,
-            key: K,
-            group: Option<KisiGroupId>,
-        ) {
-            match group {
-                Some(group) => {
-                    map.insert(key, group);
-                }
-                None => {
-                    map.remove(&key);
-                }
-            }
-        }
-        match self {
-            Self::Resource(id) => set_or_remove(&mut mapping.resources, id, group),
-            Self::PassProduct(id) => set_or_remove(&mut mapping.pass_products, id, group),
-            Self::FloorPlanItem(id) => set_or_remove(&mut mapping.floor_plan_items, id, group),
-        }
+fn group_of(source: MappingSource, mapping: &Mapping) -> Option<KisiGroupId> {
+    match source {
+        MappingSource::Resource(id) => mapping.resources.get(&id).copied(),
+        MappingSource::PassProduct(id) => mapping.pass_products.get(&id).copied(),
+        MappingSource::FloorPlanItem(id) => mapping.floor_plan_items.get(&id).copied(),
     }
 }
 
@@ -148,31 +122,31 @@ impl Edit {
     /// edit finds nothing to change (nothing left to map, say).
     pub(crate) fn apply(self, site: &Site, before: &Configuration) -> Option<(Configuration, String)> {
         let mut after = before.clone();
-        let sources = Source::every(site);
-        let connected: Vec<Source> =
-            sources.iter().copied().filter(|source| source.group(&before.mapping).is_some()).collect();
+        let sources = every_source(site);
+        let connected: Vec<MappingSource> =
+            sources.iter().copied().filter(|source| group_of(*source, &before.mapping).is_some()).collect();
         let text = match self {
             Self::Relink { pick, target } => {
                 let source = *connected.get(pick % connected.len().max(1))?;
-                let current = source.group(&before.mapping);
+                let current = group_of(source, &before.mapping);
                 let targets: Vec<KisiGroupId> =
                     site.managed_groups.iter().copied().filter(|group| Some(*group) != current).collect();
                 let group = *targets.get(target % targets.len().max(1))?;
-                source.set(&mut after.mapping, Some(group));
+                after.mapping.apply(&MappingChanged { source, group: Some(group) });
                 format!("relinks {source:?} from group {current:?} to group {group}")
             }
             Self::Map { pick, target } => {
-                let unconnected: Vec<Source> =
-                    sources.iter().copied().filter(|source| source.group(&before.mapping).is_none()).collect();
+                let unconnected: Vec<MappingSource> =
+                    sources.iter().copied().filter(|source| group_of(*source, &before.mapping).is_none()).collect();
                 let source = *unconnected.get(pick % unconnected.len().max(1))?;
                 let group = *site.managed_groups.get(target % site.managed_groups.len().max(1))?;
-                source.set(&mut after.mapping, Some(group));
+                after.mapping.apply(&MappingChanged { source, group: Some(group) });
                 format!("maps {source:?} to group {group}")
             }
             Self::Unmap { pick } => {
                 let source = *connected.get(pick % connected.len().max(1))?;
-                source.set(&mut after.mapping, None);
-                format!("unmaps {source:?} (was group {:?})", source.group(&before.mapping))
+                after.mapping.apply(&MappingChanged { source, group: None });
+                format!("unmaps {source:?} (was group {:?})", group_of(source, &before.mapping))
             }
             Self::BookingTiming { lead_minutes, lag_minutes } => {
                 after.policy.booking_lead_ms = lead_minutes * MINUTE_MS;
