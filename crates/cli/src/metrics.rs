@@ -134,6 +134,13 @@ impl Collector for StatusMetrics {
             counter(e, "engine_commands_emitted", "Commands for Kisi appended to the log", commands)?;
             let restarts: u64 = shards.iter().map(|shard| shard.member_restarts).sum();
             counter(e, "engine_member_restarts", "Member actors restarted after a crash", restarts)?;
+            let skipped: u64 = shards.iter().map(|shard| shard.skipped_messages).sum();
+            counter(
+                e,
+                "engine_skipped_messages",
+                "Messages in the log that are not doorsync's, skipped (alert on any: something writes to the log)",
+                skipped,
+            )?;
             partition_gauge(
                 e,
                 "engine_replay_behind_messages",
@@ -357,9 +364,11 @@ mod tests {
             partition: 3,
             replay_behind_messages: Some(1_500),
             replay_seconds: 42,
+            skipped_messages: 2,
             ..ShardStats::default()
         };
-        let unknown_end = ShardStats { partition: 5, replay_behind_messages: None, ..ShardStats::default() };
+        let unknown_end =
+            ShardStats { partition: 5, replay_behind_messages: None, skipped_messages: 1, ..ShardStats::default() };
         let ingest =
             IngestStatus { nexudus_limiter: LimiterWaits { waits: 7, waited_ms: 3_500 }, ..IngestStatus::default() };
         let status =
@@ -384,6 +393,7 @@ mod tests {
             "a partition whose stream end is unknown has no series:\n{scraped}"
         );
         assert_has(&scraped, "doorsync_engine_replay_seconds{partition=\"3\"} 42");
+        assert_has(&scraped, "doorsync_engine_skipped_messages_total 3");
     }
 
     #[test]

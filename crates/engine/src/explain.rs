@@ -15,7 +15,8 @@ use doorsync_proto::{Command, EntitlementId, Envelope, Event, MappingSource, Mem
 use futures::TryStreamExt;
 
 use crate::EngineError;
-use crate::shard::{effective_mapping, undecodable};
+use crate::shard::effective_mapping;
+use crate::skipped::{Read, read};
 
 /// Everything `explain` says about one member at one instant.
 #[derive(Debug, Clone)]
@@ -109,7 +110,9 @@ pub async fn members_with_email(
     let mut latest: std::collections::BTreeMap<MemberId, bool> = std::collections::BTreeMap::new();
     let mut replay = log.replay(ReplayRequest::whole(&layout.events)).await?;
     while let Some(message) = replay.try_next().await? {
-        if let Event::MemberChanged(changed) = decode::<Event>(&message)?.message {
+        if let Read::Message(envelope) = read::<Event>(message.sequence, &message.payload)?
+            && let Event::MemberChanged(changed) = envelope.message
+        {
             latest.insert(changed.member, changed.email.eq_ignore_ascii_case(email));
         }
     }
@@ -123,14 +126,14 @@ where
 {
     let stored: Vec<StoredMessage> =
         log.replay(ReplayRequest::whole(stream).filtered([subject])).await?.try_collect().await?;
-    stored.iter().map(|message| Ok((message.sequence, decode::<M>(message)?))).collect()
-}
-
-fn decode<M>(message: &StoredMessage) -> Result<Envelope<M>, EngineError>
-where
-    M: doorsync_proto::WireMessage + serde::de::DeserializeOwned,
-{
-    doorsync_proto::decode::<M>(&message.payload).map_err(|error| undecodable(message.sequence, error))
+    let mut read_messages = Vec::with_capacity(stored.len());
+    // Messages that are not doorsync's tell nothing about the member; the engine lists them.
+    for message in stored {
+        if let Read::Message(envelope) = read::<M>(message.sequence, &message.payload)? {
+            read_messages.push((message.sequence, *envelope));
+        }
+    }
+    Ok(read_messages)
 }
 
 fn describe_event(event: &Event) -> String {

@@ -11,12 +11,15 @@
 use std::collections::HashMap;
 
 use doorsync_log::ReplayRequest;
-use doorsync_proto::{Command, MemberId, Outcome};
+use doorsync_proto::MemberId;
 use futures::StreamExt;
 use ractor::ActorRef;
 
 use crate::EngineError;
-use crate::shard::{CALL_TIMEOUT, FEED_WINDOW, HistoricEvent, Positions, ShardMsg, undecodable};
+use crate::shard::{
+    CALL_TIMEOUT, Decoder, FEED_WINDOW, HistoricEvent, Positions, Reading, ShardMsg, command_message, outcome_message,
+    skipped_message,
+};
 use crate::shared::Shared;
 
 pub(crate) async fn deliver(shared: &Shared, shards: &[(u32, ActorRef<ShardMsg>)]) -> Result<(), EngineError> {
@@ -52,9 +55,6 @@ struct Delivery<'a> {
 }
 
 const EVENT_BATCH: usize = 256;
-
-/// Decodes a message into the member it concerns and what its shard is sent.
-type RoutedDecoder = fn(u64, &[u8]) -> Result<(MemberId, ShardMsg), EngineError>;
 
 impl Delivery<'_> {
     fn lowest(&self, position: impl Fn(&Positions) -> u64) -> u64 {
@@ -108,30 +108,12 @@ impl Delivery<'_> {
 
     async fn commands(&mut self) -> Result<u64, EngineError> {
         let stream = self.shared.layout.commands.clone();
-        self.route(
-            &stream,
-            |positions| positions.commands,
-            |sequence, payload| {
-                let command =
-                    doorsync_proto::decode::<Command>(payload).map_err(|error| undecodable(sequence, error))?.message;
-                Ok((command.member(), ShardMsg::Command { sequence, command }))
-            },
-        )
-        .await
+        self.route(&stream, |positions| positions.commands, command_message).await
     }
 
     async fn outcomes(&mut self) -> Result<u64, EngineError> {
         let stream = self.shared.layout.outcomes.clone();
-        self.route(
-            &stream,
-            |positions| positions.outcomes,
-            |sequence, payload| {
-                let outcome =
-                    doorsync_proto::decode::<Outcome>(payload).map_err(|error| undecodable(sequence, error))?.message;
-                Ok((outcome.member(), ShardMsg::Outcome { sequence, outcome }))
-            },
-        )
-        .await
+        self.route(&stream, |positions| positions.outcomes, outcome_message).await
     }
 
     /// Sends each message of `stream` past the lowest position to its member's shard, if that
@@ -140,7 +122,7 @@ impl Delivery<'_> {
         &mut self,
         stream: &str,
         position: fn(&Positions) -> u64,
-        decode: RoutedDecoder,
+        to_message: Decoder,
     ) -> Result<u64, EngineError> {
         let from = self.lowest(position);
         let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
@@ -148,14 +130,31 @@ impl Delivery<'_> {
         while let Some(message) = replay.next().await {
             let message = message?;
             last = message.sequence;
-            let (member, shard_message) = decode(message.sequence, &message.payload)?;
-            let partition = self.shared.layout.subjects.partition_of(member);
+            let shard_message = to_message(self.shared, &message, Reading::History)?;
+            let member = match &shard_message {
+                ShardMsg::Command { command, .. } => Some(command.member()),
+                ShardMsg::Outcome { outcome, .. } => Some(outcome.member()),
+                _ => None,
+            };
+            let partition = match member {
+                Some(member) => self.shared.layout.subjects.partition_of(member),
+                None => self.reporting_partition(&message.subject),
+            };
             if self.needs(partition, message.sequence, position) {
                 self.send(partition, shard_message)?;
                 self.pace().await?;
             }
         }
         Ok(last)
+    }
+
+    /// The partition a message that names no member is reported to: its subject's member's, or
+    /// else the lowest this engine owns, so that it is reported once.
+    fn reporting_partition(&self, subject: &str) -> u32 {
+        member_of_subject(subject)
+            .map(|member| self.shared.layout.subjects.partition_of(member))
+            .or_else(|| self.positions.keys().min().copied())
+            .unwrap_or(0)
     }
 
     /// Routed by subject, without decoding: the shards decode, in parallel, what they are sent.
@@ -174,6 +173,7 @@ impl Delivery<'_> {
                     if self.needs(partition, message.sequence, |positions| positions.mapping_events) {
                         let event = HistoricEvent {
                             sequence: message.sequence,
+                            subject: message.subject.clone(),
                             payload: message.payload.clone(),
                             headers: Vec::new(),
                         };
@@ -181,21 +181,19 @@ impl Delivery<'_> {
                     }
                 }
             } else {
-                let partition = message
-                    .subject
-                    .rsplit('.')
-                    .next()
-                    .and_then(|token| token.parse::<u64>().ok())
-                    .map(|member| self.shared.layout.subjects.partition_of(MemberId(member)));
-                let Some(partition) = partition else {
-                    return Err(EngineError::Undecodable {
-                        sequence: message.sequence,
-                        reason: format!("subject {} is neither a member's nor the mapping's", message.subject),
-                    });
+                let Some(member) = member_of_subject(&message.subject) else {
+                    let reason = "the subject is neither a member's nor the mapping's".to_owned();
+                    let partition = self.reporting_partition(&message.subject);
+                    if self.needs(partition, message.sequence, |positions| positions.events) {
+                        self.send(partition, skipped_message(self.shared, stream, &message, reason))?;
+                    }
+                    continue;
                 };
+                let partition = self.shared.layout.subjects.partition_of(member);
                 if self.needs(partition, message.sequence, |positions| positions.events) {
                     let event = HistoricEvent {
                         sequence: message.sequence,
+                        subject: message.subject,
                         payload: message.payload,
                         headers: message.headers,
                     };
@@ -207,4 +205,9 @@ impl Delivery<'_> {
         self.flush_events()?;
         Ok(last)
     }
+}
+
+/// The member a member subject (`<prefix>.<kind>.<partition>.<member>`) names.
+fn member_of_subject(subject: &str) -> Option<MemberId> {
+    subject.rsplit('.').next().and_then(|token| token.parse::<u64>().ok()).map(MemberId)
 }

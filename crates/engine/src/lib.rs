@@ -16,6 +16,7 @@ mod lease;
 mod member;
 mod shard;
 mod shared;
+mod skipped;
 mod wakeups;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 pub use error::EngineError;
 pub use explain::{Explanation, HistoryEntry, HistoryKind, explain, members_with_email};
 pub use shard::ShardStats;
+pub use skipped::SkippedMessage;
 
 use crate::shard::ShardMsg;
 use crate::shared::Shared;
@@ -194,10 +196,12 @@ impl EngineHandle {
         stats
     }
 
-    /// True once every owned partition has replayed its history.
+    /// True once every owned partition has replayed its history; false while one of them is
+    /// down (a shard that cannot read its log answers no stats).
     pub async fn caught_up(&self) -> bool {
+        let owned = self.inner.shards.lock().await.len();
         let stats = self.stats().await;
-        !stats.is_empty() && stats.iter().all(|shard| shard.caught_up)
+        !stats.is_empty() && stats.len() == owned && stats.iter().all(|shard| shard.caught_up)
     }
 
     /// Snapshots every live member and writes every owned partition's checkpoint.

@@ -9,16 +9,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use doorsync_access::MemberState;
 use doorsync_log::{NewMessage, ReplayRequest, RetryPolicy, StoredMessage, append_with_retry};
-use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Timestamp};
+use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Timestamp, WireMessage};
 use doorsync_telemetry::TraceParent;
 use futures::TryStreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::EngineError;
-use crate::shard::{MappingVersion, Reading, ShardMsg, undecodable};
+use crate::shard::{MappingVersion, Reading, ShardMsg};
 use crate::shared::Shared;
+use crate::skipped::{Read, read};
 
 /// Events for one member, each with its sequence in the log.
 pub(crate) type MemberEvents = Vec<(u64, Box<Envelope<Event>>)>;
@@ -187,16 +189,25 @@ impl Actor for MemberActor {
     }
 }
 
-/// The messages on one of the member's own subjects after sequence `after`, in order. Only a
-/// restart after a crash reads them, and one member's messages fit in memory.
-async fn own_messages(
+/// The messages on one of the member's own subjects after sequence `after`, in order, each with
+/// what it says. Only a restart after a crash reads them, and one member's messages fit in
+/// memory. Messages that are not doorsync's are left out: the shard reported them when it read
+/// them.
+async fn own_messages<M: WireMessage + DeserializeOwned>(
     shared: &Shared,
     stream: &str,
     subject: String,
     after: u64,
-) -> Result<Vec<StoredMessage>, EngineError> {
+) -> Result<Vec<(StoredMessage, Box<Envelope<M>>)>, EngineError> {
     let request = ReplayRequest::whole(stream).filtered([subject]).from_sequence(after + 1);
-    Ok(shared.log.replay(request).await?.try_collect().await?)
+    let stored: Vec<StoredMessage> = shared.log.replay(request).await?.try_collect().await?;
+    let mut read_messages = Vec::with_capacity(stored.len());
+    for message in stored {
+        if let Read::Message(envelope) = read::<M>(message.sequence, &message.payload)? {
+            read_messages.push((message, envelope));
+        }
+    }
+    Ok(read_messages)
 }
 
 async fn load_snapshot(shared: &Shared, member: MemberId) -> Result<Option<MemberSnapshot>, EngineError> {
@@ -239,24 +250,23 @@ impl Member {
         let shared = Arc::clone(&self.shared);
         let (layout, subjects) = (&shared.layout, &shared.layout.subjects);
         let after = self.snapshot.state.last_sequence();
-        for message in own_messages(&shared, &layout.events, subjects.event(member), after).await? {
-            let envelope = doorsync_proto::decode::<Event>(&message.payload)
-                .map_err(|error| undecodable(message.sequence, error))?;
+        for (message, envelope) in own_messages::<Event>(&shared, &layout.events, subjects.event(member), after).await?
+        {
             self.fold_event(message.sequence, &envelope);
             if let Some(trace) = EventTrace::from_headers(&message.headers, Reading::History) {
                 self.traced_by(trace);
             }
         }
         let after = self.snapshot.command_sequence;
-        for message in own_messages(&shared, &layout.commands, subjects.command(member), after).await? {
-            let envelope = doorsync_proto::decode::<Command>(&message.payload)
-                .map_err(|error| undecodable(message.sequence, error))?;
+        for (message, envelope) in
+            own_messages::<Command>(&shared, &layout.commands, subjects.command(member), after).await?
+        {
             self.record_command(message.sequence, &envelope.message);
         }
         let after = self.snapshot.outcome_sequence;
-        for message in own_messages(&shared, &layout.outcomes, subjects.outcome(member), after).await? {
-            let envelope = doorsync_proto::decode::<Outcome>(&message.payload)
-                .map_err(|error| undecodable(message.sequence, error))?;
+        for (message, envelope) in
+            own_messages::<Outcome>(&shared, &layout.outcomes, subjects.outcome(member), after).await?
+        {
             self.fold_outcome(message.sequence, &envelope.message);
         }
         Ok(())

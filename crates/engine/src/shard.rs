@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::EngineError;
 use crate::member::{EventTrace, MemberActor, MemberArgs, MemberEvents, MemberMsg, MemberSnapshot, StartFrom};
 use crate::shared::Shared;
+use crate::skipped::{Read, SkippedMessage, SkippedMessages, read};
 use crate::wakeups::Wakeups;
 
 /// A feeder waits for the shard to catch up after this many messages, so that a replay of
@@ -87,11 +88,14 @@ pub(crate) enum ShardMsg {
     Stop(RpcReplyPort<Result<(), EngineError>>),
     /// Stop at once and write nothing, as a crash would (fault injection).
     Crash(RpcReplyPort<()>),
+    /// A message of the partition that is not doorsync's, skipped.
+    Skipped(SkippedMessage),
 }
 
 /// An event from the engine's reading of history, still encoded: shards decode in parallel.
 pub(crate) struct HistoricEvent {
     pub(crate) sequence: u64,
+    pub(crate) subject: String,
     pub(crate) payload: Bytes,
     /// The mapping's events go to every shard without them: commands never link to a mapping
     /// change's trace.
@@ -124,6 +128,12 @@ pub struct ShardStats {
     /// Seconds spent replaying: so far while not caught up, in all once caught up.
     #[serde(default)]
     pub replay_seconds: u64,
+    /// Messages of the partition skipped because they are not doorsync's, in all.
+    #[serde(default)]
+    pub skipped_messages: u64,
+    /// The latest of them.
+    #[serde(default)]
+    pub latest_skipped: Vec<SkippedMessage>,
 }
 
 /// How far the partition's members' snapshots reach, and what is needed to resume.
@@ -145,6 +155,8 @@ struct Checkpoint {
     /// of builds that did not record it.
     #[serde(default)]
     evaluated_with: Option<[u8; 32]>,
+    #[serde(default)]
+    skipped: SkippedMessages,
 }
 
 pub(crate) fn checkpoint_key(partition: u32) -> String {
@@ -199,6 +211,7 @@ pub(crate) struct Shard {
     evaluated_with: Option<[u8; 32]>,
     /// The configuration changed since the checkpoint: catching up evaluates every member.
     evaluate_everyone: bool,
+    skipped: SkippedMessages,
     /// Members whose actor was lost before it started: their next start reads the log.
     needs_recovery: HashSet<MemberId>,
     /// State folded by the shard itself during a rebuild, for members with no actor yet.
@@ -235,6 +248,7 @@ impl Actor for ShardActor {
                 event_mapping: Mapping::default(),
                 members: Vec::new(),
                 evaluated_with: None,
+                skipped: SkippedMessages::default(),
             },
         };
         // An edited configuration changes what members should have without any of their
@@ -262,6 +276,7 @@ impl Actor for ShardActor {
             }),
             evaluated_with: checkpoint.evaluated_with,
             evaluate_everyone: edited,
+            skipped: checkpoint.skipped,
             event_mapping: checkpoint.event_mapping,
             mapping_position: checkpoint.mapping_events,
             live: HashMap::new(),
@@ -412,6 +427,7 @@ impl Actor for ShardActor {
                 let _ = reply.send(result);
                 myself.stop(None);
             }
+            ShardMsg::Skipped(skipped) => shard.skip(skipped),
             ShardMsg::Crash(reply) => {
                 for task in shard.tasks.drain(..) {
                     task.abort();
@@ -514,9 +530,21 @@ impl Shard {
     /// messages between actors, not folding them.
     async fn on_events(&mut self, myself: &ActorRef<ShardMsg>, batch: Vec<HistoricEvent>) -> Result<(), EngineError> {
         let mut by_member: HashMap<MemberId, (MemberEvents, Vec<(String, String)>)> = HashMap::new();
-        for HistoricEvent { sequence, payload, headers } in batch {
-            let envelope =
-                Box::new(doorsync_proto::decode::<Event>(&payload).map_err(|error| undecodable(sequence, error))?);
+        for HistoricEvent { sequence, subject, payload, headers } in batch {
+            let envelope = match read::<Event>(sequence, &payload)? {
+                Read::Message(envelope) => envelope,
+                Read::Garbage(reason) => {
+                    let stream = self.shared.layout.events.clone();
+                    self.skip(SkippedMessage {
+                        stream,
+                        subject,
+                        sequence,
+                        reason,
+                        skipped_at: self.shared.clock.now(),
+                    });
+                    continue;
+                }
+            };
             match envelope.message.member() {
                 Some(member) => {
                     self.events_position = self.events_position.max(sequence);
@@ -573,6 +601,21 @@ impl Shard {
         };
         tell(&self.member(myself, member, false)?, MemberMsg::Event { sequence, envelope, trace });
         self.evaluate_or_defer(myself, member).await
+    }
+
+    fn skip(&mut self, skipped: SkippedMessage) {
+        let (stream, subject, sequence, reason) =
+            (skipped.stream.clone(), skipped.subject.clone(), skipped.sequence, skipped.reason.clone());
+        if self.skipped.record(skipped) {
+            tracing::error!(
+                partition = self.partition,
+                %stream,
+                %subject,
+                sequence,
+                %reason,
+                "skipped a message that is not doorsync's; look at how it got into the log"
+            );
+        }
     }
 
     async fn evaluate_or_defer(&mut self, myself: &ActorRef<ShardMsg>, member: MemberId) -> Result<(), EngineError> {
@@ -729,6 +772,7 @@ impl Shard {
             event_mapping: self.event_mapping.clone(),
             members: self.known.iter().map(|member| (*member, self.wakeups.saved(*member))).collect(),
             evaluated_with: self.evaluated_with,
+            skipped: self.skipped.clone(),
         };
         let encoded = rmp_serde::to_vec_named(&checkpoint)
             .map_err(|error| EngineError::Checkpoint { partition: self.partition, reason: error.to_string() })?;
@@ -764,6 +808,8 @@ impl Shard {
                 self.started_at,
                 self.caught_up_at.unwrap_or_else(|| self.shared.clock.now()),
             ),
+            skipped_messages: self.skipped.total(),
+            latest_skipped: self.skipped.latest(),
         }
     }
 }
@@ -886,10 +932,12 @@ async fn read_history(
     let commands = ReplayRequest::whole(&layout.commands)
         .filtered([layout.subjects.command_partition_filter(partition)])
         .from_sequence(positions.commands + 1);
-    let commands_last = pump(shared.log.replay(commands).await?, shard, command_message, Reading::History).await?;
+    let commands_last =
+        pump(shared, shared.log.replay(commands).await?, shard, command_message, Reading::History).await?;
     let mut reached = [positions.outcomes, positions.mapping_events, positions.events];
     for ((request, decode), last) in partition_reads(layout, partition, positions).into_iter().zip(&mut reached) {
-        if let Some(sequence) = pump(shared.log.replay(request).await?, shard, decode, Reading::History).await? {
+        if let Some(sequence) = pump(shared, shared.log.replay(request).await?, shard, decode, Reading::History).await?
+        {
             *last = sequence;
         }
     }
@@ -900,7 +948,7 @@ async fn read_history(
 
 /// Reads what is appended to the partition from `positions` on, for as long as the shard runs.
 async fn follow(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     partition: u32,
     positions: Positions,
     shard: &ActorRef<ShardMsg>,
@@ -910,8 +958,8 @@ async fn follow(
     let mut followers = tokio::task::JoinSet::new();
     for (request, decode) in partition_reads(&shared.layout, partition, positions) {
         let stream = shared.log.follow(request).await?;
-        let shard = shard.clone();
-        followers.spawn(async move { pump(stream, &shard, decode, Reading::Live).await });
+        let (shared, shard) = (Arc::clone(shared), shard.clone());
+        followers.spawn(async move { pump(&shared, stream, &shard, decode, Reading::Live).await });
     }
     // A follower only ends on an error; the first one takes the others down with it.
     match followers.join_next().await {
@@ -921,7 +969,7 @@ async fn follow(
     }
 }
 
-type Decoder = fn(&StoredMessage, Reading) -> Result<ShardMsg, EngineError>;
+pub(crate) type Decoder = fn(&Shared, &StoredMessage, Reading) -> Result<ShardMsg, EngineError>;
 
 /// Whether a message is read from history (a replay) or as it is appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -930,32 +978,46 @@ pub(crate) enum Reading {
     Live,
 }
 
-pub(crate) fn undecodable(sequence: u64, error: doorsync_proto::DecodeError) -> EngineError {
-    EngineError::Undecodable { sequence, reason: error.to_string() }
+fn event_message(shared: &Shared, message: &StoredMessage, reading: Reading) -> Result<ShardMsg, EngineError> {
+    let sequence = message.sequence;
+    Ok(match read::<Event>(sequence, &message.payload)? {
+        Read::Message(envelope) => {
+            ShardMsg::Event { sequence, envelope, trace: EventTrace::from_headers(&message.headers, reading) }
+        }
+        Read::Garbage(reason) => skipped_message(shared, &shared.layout.events, message, reason),
+    })
 }
 
-fn event_message(message: &StoredMessage, reading: Reading) -> Result<ShardMsg, EngineError> {
+pub(crate) fn command_message(shared: &Shared, message: &StoredMessage, _: Reading) -> Result<ShardMsg, EngineError> {
     let sequence = message.sequence;
-    let envelope = doorsync_proto::decode::<Event>(&message.payload).map_err(|error| undecodable(sequence, error))?;
-    let trace = EventTrace::from_headers(&message.headers, reading);
-    Ok(ShardMsg::Event { sequence, envelope: Box::new(envelope), trace })
+    Ok(match read::<Command>(sequence, &message.payload)? {
+        Read::Message(envelope) => ShardMsg::Command { sequence, command: envelope.message },
+        Read::Garbage(reason) => skipped_message(shared, &shared.layout.commands, message, reason),
+    })
 }
 
-fn command_message(message: &StoredMessage, _: Reading) -> Result<ShardMsg, EngineError> {
+pub(crate) fn outcome_message(shared: &Shared, message: &StoredMessage, _: Reading) -> Result<ShardMsg, EngineError> {
     let sequence = message.sequence;
-    let envelope = doorsync_proto::decode::<Command>(&message.payload).map_err(|error| undecodable(sequence, error))?;
-    Ok(ShardMsg::Command { sequence, command: envelope.message })
+    Ok(match read::<Outcome>(sequence, &message.payload)? {
+        Read::Message(envelope) => ShardMsg::Outcome { sequence, outcome: envelope.message },
+        Read::Garbage(reason) => skipped_message(shared, &shared.layout.outcomes, message, reason),
+    })
 }
 
-fn outcome_message(message: &StoredMessage, _: Reading) -> Result<ShardMsg, EngineError> {
-    let sequence = message.sequence;
-    let envelope = doorsync_proto::decode::<Outcome>(&message.payload).map_err(|error| undecodable(sequence, error))?;
-    Ok(ShardMsg::Outcome { sequence, outcome: envelope.message })
+pub(crate) fn skipped_message(shared: &Shared, stream: &str, message: &StoredMessage, reason: String) -> ShardMsg {
+    ShardMsg::Skipped(SkippedMessage {
+        stream: stream.to_owned(),
+        subject: message.subject.clone(),
+        sequence: message.sequence,
+        reason,
+        skipped_at: shared.clock.now(),
+    })
 }
 
 /// Forwards every message of `stream` to the shard, pausing every [`FEED_WINDOW`] messages
 /// until the shard has handled them. Returns the last sequence forwarded.
 async fn pump(
+    shared: &Shared,
     mut stream: MessageStream,
     shard: &ActorRef<ShardMsg>,
     to_message: Decoder,
@@ -965,7 +1027,7 @@ async fn pump(
     let mut in_window = 0;
     while let Some(message) = stream.next().await {
         let message = message?;
-        shard.cast(to_message(&message, reading)?).map_err(|_| EngineError::ShardGone)?;
+        shard.cast(to_message(shared, &message, reading)?).map_err(|_| EngineError::ShardGone)?;
         last = Some(message.sequence);
         in_window += 1;
         if in_window == FEED_WINDOW {
