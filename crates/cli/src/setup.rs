@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use doorsync_access::Mapping;
-use doorsync_config::{Config, ExposeSecret, LogBackend, NexudusAuth};
+use doorsync_config::{Config, ExposeSecret, LogBackend, NatsCredentials, NexudusAuth};
 use doorsync_engine::EngineOptions;
 use doorsync_ingest::IngestOptions;
 use doorsync_kisi::{ApiKey, KisiClient, KisiOptions};
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
-use doorsync_log_jetstream::{JetStreamLog, JetStreamOptions};
+use doorsync_log_jetstream::permissions::Role;
+use doorsync_log_jetstream::{ClientCertificate, JetStreamLog, JetStreamOptions, NatsAuth, SecretText, TlsOptions};
 use doorsync_nexudus::{AuthMode, Credentials, Limits, NexudusClient, NexudusOptions};
 use doorsync_proto::{FloorPlanItemId, KisiGroupId, PassProductId, ResourceId, Subjects};
 use doorsync_writer::WriterOptions;
@@ -57,12 +58,42 @@ pub(crate) async fn open_log(
             let mut options = JetStreamOptions::new(&config.log.nats_url, layout.streams());
             options.replicas = usize::try_from(config.log.replicas).unwrap_or(1);
             options.connection_name = format!("doorsync {command}");
+            options.auth = nats_auth(config)?;
+            options.tls = config.nats_tls()?.map(|tls| TlsOptions {
+                ca_file: tls.ca_file,
+                client_certificate: tls.client.map(|(cert_file, key_file)| ClientCertificate { cert_file, key_file }),
+            });
+            options.inbox_prefix = Some(nats_role(command).inbox_prefix(layout));
             let log = JetStreamLog::connect(options)
                 .await
                 .with_context(|| format!("connecting to NATS at {} (log.nats_url)", config.log.nats_url))?;
             let log = Arc::new(log);
             Ok(Opened { log: Arc::clone(&log) as Arc<dyn EventLog>, embedded: None, jetstream: Some(log) })
         }
+    }
+}
+
+/// The credentials a command connects with; a placeholder left in a mounted file is refused here,
+/// before anything is started.
+fn nats_auth(config: &Config) -> anyhow::Result<NatsAuth> {
+    Ok(match config.nats_credentials()? {
+        NatsCredentials::None => NatsAuth::None,
+        NatsCredentials::NkeySeed(seed) => NatsAuth::NkeySeed(SecretText::new(seed.expose_secret())),
+        NatsCredentials::Creds(creds) => NatsAuth::Credentials(SecretText::new(creds.expose_secret())),
+        NatsCredentials::UserPassword { user, password } => {
+            NatsAuth::UserPassword { user, password: SecretText::new(password.expose_secret()) }
+        }
+    })
+}
+
+/// Whose permissions a command's connection has, which decides where the server sends it
+/// answers: each role's credentials may read only its own inbox.
+fn nats_role(command: &str) -> Role {
+    match command {
+        "ingest" => Role::Ingest,
+        "engine" => Role::Engine,
+        "writer" => Role::Writer,
+        _ => Role::Operator,
     }
 }
 

@@ -18,6 +18,10 @@ pub enum ConfigError {
     MissingSecret { what: &'static str, key: &'static str, env: &'static str },
     #[error("config: `{key}`: cannot read {}: {reason}", file.display())]
     UnreadableSecret { key: &'static str, file: PathBuf, reason: String },
+    #[error(
+        "config: `{key}`: {origin} still holds the placeholder REPLACE_ME of the example manifests: put the real value in the Secret (deploy/README.md says how)"
+    )]
+    PlaceholderSecret { key: &'static str, origin: String },
 }
 
 /// One wrong key: which, where its value came from, and what would be valid.

@@ -24,7 +24,7 @@ use url::Url;
 
 pub use error::{ConfigError, Problem};
 pub use secrecy::ExposeSecret;
-pub use secret::Secret;
+pub use secret::{PLACEHOLDER, Secret};
 
 /// The annotated example configuration, every key with its default and what it does.
 pub const EXAMPLE: &str = include_str!("../doorsync.example.toml");
@@ -73,6 +73,19 @@ pub struct LogConfig {
     pub partitions: u32,
     /// Copies of each JetStream stream and bucket in a NATS cluster (3 for a three-server cluster).
     pub replicas: u32,
+    /// A file holding this process's nkey seed (`SU...`); the server knows its public key.
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    /// A NATS creds file (a user JWT and its nkey seed), for servers in operator mode.
+    pub nats_creds_file: Option<PathBuf>,
+    /// A NATS user, with its password in `nats_password_file`.
+    pub nats_user: Option<String>,
+    pub nats_password_file: Option<PathBuf>,
+    /// The PEM certificate(s) of the authority that signed the NATS servers' certificates: the
+    /// connection then requires TLS and checks the server against it.
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM) for servers that verify clients (mutual TLS).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for LogConfig {
@@ -84,8 +97,37 @@ impl Default for LogConfig {
             subject_prefix: "doorsync".to_owned(),
             partitions: 16,
             replicas: 1,
+            nats_nkey_seed_file: None,
+            nats_creds_file: None,
+            nats_user: None,
+            nats_password_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
+}
+
+/// How a process proves who it is to NATS (`[log]`'s `nats_*` keys).
+#[derive(Debug, Clone)]
+pub enum NatsCredentials {
+    /// No credentials: a server without authorization.
+    None,
+    NkeySeed(Secret),
+    /// The creds file's contents.
+    Creds(Secret),
+    UserPassword {
+        user: String,
+        password: Secret,
+    },
+}
+
+/// TLS to NATS (`[log]`'s `tls_*` keys), with files that exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsTls {
+    pub ca_file: PathBuf,
+    /// A client certificate and its key.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -415,7 +457,9 @@ impl Config {
 
     pub fn nexudus_username(&self) -> Result<String, ConfigError> {
         match &self.nexudus.username {
-            Some(username) => Ok(username.clone()),
+            Some(username) => {
+                secret::refuse_placeholder("nexudus.username", username, "the configuration").map(str::to_owned)
+            }
             None => {
                 secret::from_env("nexudus.username", "NEXUDUS_USERNAME").map(|secret| secret.expose_secret().to_owned())
             }
@@ -432,6 +476,48 @@ impl Config {
             self.nexudus.webhook_secret_file.as_deref(),
             "NEXUDUS_WEBHOOK_SECRET",
         )
+    }
+
+    /// This process's NATS credentials, read from the files the config names.
+    pub fn nats_credentials(&self) -> Result<NatsCredentials, ConfigError> {
+        let log = &self.log;
+        if let Some(file) = &log.nats_nkey_seed_file {
+            return Ok(NatsCredentials::NkeySeed(secret::read_file("log.nats_nkey_seed_file", file)?));
+        }
+        if let Some(file) = &log.nats_creds_file {
+            return Ok(NatsCredentials::Creds(secret::read_file("log.nats_creds_file", file)?));
+        }
+        match (&log.nats_user, &log.nats_password_file) {
+            (Some(user), Some(file)) => Ok(NatsCredentials::UserPassword {
+                user: secret::refuse_placeholder("log.nats_user", user, "the configuration")?.to_owned(),
+                password: secret::read_file("log.nats_password_file", file)?,
+            }),
+            // Checked when the configuration is loaded.
+            _ => Ok(NatsCredentials::None),
+        }
+    }
+
+    /// TLS to NATS when `log.tls_ca_file` names a CA, with every file it names readable.
+    pub fn nats_tls(&self) -> Result<Option<NatsTls>, ConfigError> {
+        let log = &self.log;
+        let Some(ca_file) = &log.tls_ca_file else { return Ok(None) };
+        let readable = |key: &'static str, file: &PathBuf| {
+            std::fs::metadata(file).map(drop).map_err(|error| ConfigError::UnreadableSecret {
+                key,
+                file: file.clone(),
+                reason: error.to_string(),
+            })
+        };
+        readable("log.tls_ca_file", ca_file)?;
+        let client = match (&log.tls_cert_file, &log.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                readable("log.tls_cert_file", cert)?;
+                readable("log.tls_key_file", key)?;
+                Some((cert.clone(), key.clone()))
+            }
+            _ => None,
+        };
+        Ok(Some(NatsTls { ca_file: ca_file.clone(), client }))
     }
 
     pub fn kisi_api_key(&self) -> Result<Secret, ConfigError> {
@@ -685,6 +771,90 @@ mod tests {
             jail.set_env("DOORSYNC_KISI__API_KEY_FILE", key_file.display().to_string());
             let config = Config::load(None).unwrap();
             assert_eq!(config.kisi_api_key().unwrap().expose_secret(), "from-file", "a configured file wins");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn placeholder_secrets_from_the_example_manifests_are_refused_by_name() {
+        Jail::expect_with(|jail| {
+            jail.create_file("kisi-key", "REPLACE_ME\n")?;
+            jail.set_env("DOORSYNC_KISI__API_KEY_FILE", jail.directory().join("kisi-key").display().to_string());
+            jail.set_env("NEXUDUS_PASSWORD", "REPLACE_ME");
+            jail.set_env("DOORSYNC_ADMIN_TOKEN", "REPLACE_ME");
+            let config = Config::load(None).unwrap();
+            let error = config.kisi_api_key().unwrap_err().to_string();
+            assert!(error.contains("`kisi.api_key_file`") && error.contains("kisi-key"), "{error}");
+            assert!(error.contains("placeholder REPLACE_ME") && error.contains("deploy/README.md"), "{error}");
+            let error = config.nexudus_password().unwrap_err().to_string();
+            assert!(error.contains("NEXUDUS_PASSWORD") && error.contains("placeholder"), "{error}");
+            let error = config.admin_token().unwrap_err().to_string();
+            assert!(error.contains("DOORSYNC_ADMIN_TOKEN"), "a placeholder token is not an absent one: {error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn nats_credentials_and_tls_come_from_files() {
+        Jail::expect_with(|jail| {
+            assert!(matches!(Config::default().nats_credentials().unwrap(), NatsCredentials::None));
+            assert_eq!(Config::default().nats_tls().unwrap(), None);
+            jail.create_file("seed", "SUAEXAMPLE\n")?;
+            jail.create_file("ca.pem", "-----BEGIN CERTIFICATE-----\n")?;
+            let config = load_in(jail, "[log]\nnats_nkey_seed_file = \"seed\"\ntls_ca_file = \"ca.pem\"\n").unwrap();
+            match config.nats_credentials().unwrap() {
+                NatsCredentials::NkeySeed(seed) => assert_eq!(seed.expose_secret(), "SUAEXAMPLE"),
+                other => panic!("expected an nkey seed, got {other:?}"),
+            }
+            assert_eq!(config.nats_tls().unwrap().map(|tls| tls.ca_file), Some(PathBuf::from("ca.pem")));
+
+            jail.create_file("password", "hunter2")?;
+            let config = load_in(
+                jail,
+                "[log]\nnats_user = \"engine\"\nnats_password_file = \"password\"\ntls_ca_file = \"none.pem\"\n",
+            )
+            .unwrap();
+            match config.nats_credentials().unwrap() {
+                NatsCredentials::UserPassword { user, password } => {
+                    assert_eq!((user.as_str(), password.expose_secret()), ("engine", "hunter2"));
+                }
+                other => panic!("expected a user and password, got {other:?}"),
+            }
+            let error = config.nats_tls().unwrap_err().to_string();
+            assert!(error.contains("`log.tls_ca_file`") && error.contains("none.pem"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_nats_url_with_credentials_is_refused_without_printing_them() {
+        Jail::expect_with(|jail| {
+            for url in ["nats://engine:hunter2@nats:4222", "nats://nats-0:4222,nats://hunter2@nats-1:4222"] {
+                jail.set_env("DOORSYNC_LOG__NATS_URL", url);
+                let error = ConfigError::Invalid { problems: problems(Config::load(None)) }.to_string();
+                assert!(!error.contains("hunter2"), "{error}");
+                assert!(error.contains("`log.nats_url`") && error.contains("DOORSYNC_LOG__NATS_URL"), "{error}");
+                assert!(error.contains("log.nats_password_file"), "{error}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn nats_credentials_must_be_one_kind_and_complete() {
+        Jail::expect_with(|jail| {
+            let found = problems(load_in(
+                jail,
+                "[log]\nnats_nkey_seed_file = \"a\"\nnats_creds_file = \"b\"\nnats_user = \"c\"\ntls_cert_file = \"d\"\n",
+            ));
+            let keys: Vec<&str> = found.iter().map(|problem| problem.key.as_str()).collect();
+            assert_eq!(
+                keys,
+                ["log.nats_nkey_seed_file", "log.nats_user", "log.tls_key_file", "log.tls_ca_file"],
+                "{found:#?}"
+            );
+            assert!(found[0].problem.contains("only one of"), "{found:?}");
+            assert!(found[1].problem.contains("nats_password_file"), "{found:?}");
             Ok(())
         });
     }

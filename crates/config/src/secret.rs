@@ -7,36 +7,55 @@ use crate::ConfigError;
 /// A credential: readable through [`ExposeSecret`] only, printed as `[REDACTED]`.
 pub type Secret = SecretString;
 
+/// What the example manifests hold where a real secret belongs (`deploy/kustomize/base`).
+pub const PLACEHOLDER: &str = "REPLACE_ME";
+
 /// The secret from `file` when the config names one (a mounted Kubernetes Secret, say),
 /// otherwise from the environment variable `env`.
 pub(crate) fn read(key: &'static str, file: Option<&Path>, env: &'static str) -> Result<Secret, ConfigError> {
     match file {
-        Some(file) => {
-            let text = std::fs::read_to_string(file).map_err(|error| ConfigError::UnreadableSecret {
-                key,
-                file: file.to_path_buf(),
-                reason: error.to_string(),
-            })?;
-            // Mounted secrets and `echo secret > file` end with a newline that is not part of it.
-            let value = text.trim_end_matches(['\r', '\n']);
-            if value.is_empty() {
-                return Err(ConfigError::UnreadableSecret {
-                    key,
-                    file: file.to_path_buf(),
-                    reason: "the file is empty".to_owned(),
-                });
-            }
-            Ok(Secret::from(value))
-        }
+        Some(file) => read_file(key, file),
         None => from_env(key, env),
     }
 }
 
+/// The secret in `file`, which the config key `key` names.
+pub(crate) fn read_file(key: &'static str, file: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::UnreadableSecret {
+        key,
+        file: file.to_path_buf(),
+        reason: error.to_string(),
+    })?;
+    // Mounted secrets and `echo secret > file` end with a newline that is not part of it.
+    let value = text.trim_end_matches(['\r', '\n']);
+    if value.is_empty() {
+        return Err(ConfigError::UnreadableSecret {
+            key,
+            file: file.to_path_buf(),
+            reason: "the file is empty".to_owned(),
+        });
+    }
+    refuse_placeholder(key, value, &file.display().to_string())?;
+    Ok(Secret::from(value))
+}
+
 pub(crate) fn from_env(key: &'static str, env: &'static str) -> Result<Secret, ConfigError> {
     match std::env::var(env) {
-        Ok(value) if !value.is_empty() => Ok(Secret::from(value)),
+        Ok(value) if !value.is_empty() => {
+            refuse_placeholder(key, &value, &format!("the environment variable {env}"))?;
+            Ok(Secret::from(value))
+        }
         _ => Err(ConfigError::MissingSecret { what: describe(env), key, env }),
     }
+}
+
+/// A deployment applied without its secrets filled in would otherwise start and fail later,
+/// at its first call to Kisi or Nexudus, with a message about a refused key.
+pub(crate) fn refuse_placeholder<'a>(key: &'static str, value: &'a str, origin: &str) -> Result<&'a str, ConfigError> {
+    if value.contains(PLACEHOLDER) {
+        return Err(ConfigError::PlaceholderSecret { key, origin: origin.to_owned() });
+    }
+    Ok(value)
 }
 
 fn describe(env: &str) -> &'static str {
@@ -72,6 +91,17 @@ mod tests {
         std::fs::write(&file, "\n")?;
         let error = read("kisi.api_key_file", Some(&file), "KISI_API_KEY").unwrap_err().to_string();
         assert!(error.contains("kisi.api_key_file") && error.contains("empty"), "{error}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_placeholder_in_a_file_is_refused_naming_the_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("kisi-api-key");
+        std::fs::write(&file, "REPLACE_ME")?;
+        let error = read("kisi.api_key_file", Some(&file), "KISI_API_KEY").unwrap_err().to_string();
+        assert!(error.contains("`kisi.api_key_file`") && error.contains(&file.display().to_string()), "{error}");
+        assert!(error.contains("REPLACE_ME"), "{error}");
         Ok(())
     }
 

@@ -34,6 +34,7 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             }
         }
     }
+    check_nats(config, &mut problem);
     if let Err(error) = doorsync_proto::Subjects::new(&config.log.subject_prefix, config.log.partitions) {
         let key = if config.log.partitions == 0 { "log.partitions" } else { "log.subject_prefix" };
         problem(key, error.to_string());
@@ -156,6 +157,53 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
     }
 
     if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { problems }) }
+}
+
+/// Credentials in the URL would be printed wherever the URL is (errors, logs, `check-config`),
+/// so they are refused, and the URL is not repeated in the message.
+fn check_nats(config: &Config, problem: &mut impl FnMut(&str, String)) {
+    let log = &config.log;
+    let authority = |url: &str| {
+        let rest = url.find("://").map_or(url, |index| &url[index + 3..]);
+        rest.split(['/', '?', '#']).next().unwrap_or(rest).to_owned()
+    };
+    if log.nats_url.split(',').any(|url| authority(url).contains('@')) {
+        problem(
+            "log.nats_url",
+            "holds a user, password or token (before an `@`), which would show in logs and errors: remove it \
+             and give the credentials in files, with log.nats_nkey_seed_file, log.nats_creds_file, or \
+             log.nats_user and log.nats_password_file"
+                .to_owned(),
+        );
+    }
+    let kinds = [log.nats_nkey_seed_file.is_some(), log.nats_creds_file.is_some(), log.nats_user.is_some()];
+    if kinds.iter().filter(|given| **given).count() > 1 {
+        problem(
+            "log.nats_nkey_seed_file",
+            "give only one of log.nats_nkey_seed_file, log.nats_creds_file, or log.nats_user with \
+             log.nats_password_file"
+                .to_owned(),
+        );
+    }
+    match (&log.nats_user, &log.nats_password_file) {
+        (Some(_), None) => {
+            problem("log.nats_user", "needs log.nats_password_file, a file holding its password".to_owned())
+        }
+        (None, Some(_)) => problem("log.nats_password_file", "needs log.nats_user, whose password it holds".to_owned()),
+        _ => {}
+    }
+    match (&log.tls_cert_file, &log.tls_key_file) {
+        (Some(_), None) => {
+            problem("log.tls_key_file", "log.tls_cert_file needs its key in log.tls_key_file".to_owned())
+        }
+        (None, Some(_)) => {
+            problem("log.tls_cert_file", "log.tls_key_file needs its certificate in log.tls_cert_file".to_owned())
+        }
+        _ => {}
+    }
+    if log.tls_cert_file.is_some() && log.tls_ca_file.is_none() {
+        problem("log.tls_ca_file", "a client certificate needs the server's CA in log.tls_ca_file".to_owned());
+    }
 }
 
 fn source_of(entry: &MappingEntry) -> Result<(&'static str, u64), String> {

@@ -3,11 +3,18 @@
 //! Streams and key-value buckets are created idempotently at connect; the server's answer is
 //! compared with what was asked for, because servers older than 2.10 accept unknown fields and
 //! silently ignore them. Such servers are refused outright at connect.
+//!
+//! A connection proves who it is with NATS's own credentials (an nkey seed, a creds file's JWT
+//! and seed, or a user and password), never with credentials in the URL, which would end up in
+//! logs and error messages: such a URL is refused. TLS is verified against a given CA file.
 #![forbid(unsafe_code)]
 
 mod consumer;
 mod kv;
+pub mod permissions;
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -46,6 +53,63 @@ pub struct JetStreamOptions {
     pub request_timeout: Duration,
     /// Publishes whose acknowledgement has not arrived yet; more wait.
     pub max_acks_in_flight: usize,
+    pub auth: NatsAuth,
+    /// TLS required, with the server's certificate checked against this CA.
+    pub tls: Option<TlsOptions>,
+    /// Where answers to this connection's requests arrive (`_INBOX` when unset); see
+    /// [`permissions::Role::inbox_prefix`].
+    pub inbox_prefix: Option<String>,
+}
+
+/// How the connection authenticates.
+#[derive(Debug, Clone, Default)]
+pub enum NatsAuth {
+    /// No credentials: a server without authorization (a test, or a laptop).
+    #[default]
+    None,
+    /// A user nkey's seed (`SU...`).
+    NkeySeed(SecretText),
+    /// The contents of a creds file: a user JWT and its nkey seed.
+    Credentials(SecretText),
+    UserPassword {
+        user: String,
+        password: SecretText,
+    },
+}
+
+/// A credential that never shows in `Debug` output.
+#[derive(Clone)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// TLS to the server.
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// The PEM certificate(s) of the authority that signed the server's certificate.
+    pub ca_file: PathBuf,
+    /// A client certificate and its key (PEM), for servers that verify clients (mutual TLS).
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl JetStreamOptions {
@@ -57,8 +121,72 @@ impl JetStreamOptions {
             replicas: 1,
             request_timeout: Duration::from_secs(10),
             max_acks_in_flight: 5_000,
+            auth: NatsAuth::None,
+            tls: None,
+            inbox_prefix: None,
         }
     }
+}
+
+/// Refuses a URL that carries a user, a password or a token: it would be printed wherever the
+/// URL is. The error shows the URL with them masked.
+pub fn refuse_credentials_in_url(urls: &str) -> Result<(), LogError> {
+    if urls.split(',').any(|url| authority(url).contains('@')) {
+        return Err(LogError::Invalid {
+            what: "NATS URL",
+            value: masked_url(urls),
+            reason: "it carries credentials, which would show in logs and errors; give them as an nkey seed, \
+                     a creds file, or a user and a password file instead"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// `urls` with whatever stands before an `@` in each authority replaced by `***`.
+pub fn masked_url(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let scheme_end = url.find("://").map_or(0, |index| index + 3);
+            let authority = authority(url);
+            match authority.rfind('@') {
+                Some(at) => format!("{}***{}", &url[..scheme_end], &url[scheme_end + at..]),
+                None => url.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn authority(url: &str) -> &str {
+    let rest = url.find("://").map_or(url, |index| &url[index + 3..]);
+    rest.split(['/', '?', '#']).next().unwrap_or(rest)
+}
+
+async fn connect_options(options: &JetStreamOptions) -> Result<async_nats::ConnectOptions, LogError> {
+    let mut connect = async_nats::ConnectOptions::new();
+    connect = match &options.auth {
+        NatsAuth::None => connect,
+        NatsAuth::NkeySeed(seed) => connect.nkey(seed.expose().to_owned()),
+        NatsAuth::Credentials(creds) => connect.credentials(creds.expose()).map_err(|error| LogError::Invalid {
+            what: "NATS creds file",
+            value: "(not shown)".to_owned(),
+            reason: format!("it is not a creds file with a user JWT and an nkey seed: {error}"),
+        })?,
+        NatsAuth::UserPassword { user, password } => {
+            connect.user_and_password(user.clone(), password.expose().to_owned())
+        }
+    };
+    if let Some(tls) = &options.tls {
+        connect = connect.require_tls(true).add_root_certificates(tls.ca_file.clone());
+        if let Some(client) = &tls.client_certificate {
+            connect = connect.add_client_certificate(client.cert_file.clone(), client.key_file.clone());
+        }
+    }
+    if let Some(prefix) = &options.inbox_prefix {
+        connect = connect.custom_inbox_prefix(prefix);
+    }
+    Ok(connect)
 }
 
 /// A connection to JetStream implementing [`EventLog`]. Cheap to clone.
@@ -84,10 +212,12 @@ impl JetStreamLog {
     /// Connects, refuses servers older than 2.10, and creates or checks every stream.
     pub async fn connect(options: JetStreamOptions) -> Result<Self, LogError> {
         options.streams.iter().try_for_each(StreamSpec::validate)?;
+        refuse_credentials_in_url(&options.url)?;
         let (reconnected, reconnections) = tokio::sync::watch::channel(0_u64);
         let reconnected = Arc::new(reconnected);
         let disconnected = Arc::new(AtomicBool::new(false));
-        let client = async_nats::ConnectOptions::new()
+        let client = connect_options(&options)
+            .await?
             .name(&options.connection_name)
             .request_timeout(Some(options.request_timeout))
             .event_callback(move |event| {
@@ -99,13 +229,27 @@ impl JetStreamLog {
                         async_nats::Event::Connected if disconnected.swap(false, Ordering::SeqCst) => {
                             reconnected.send_modify(|count| *count += 1);
                         }
+                        // A permissions violation arrives here and nowhere else: the request
+                        // that caused it only times out.
+                        async_nats::Event::ServerError(error) => {
+                            tracing::warn!(%error, "NATS refused an operation of this connection");
+                        }
                         _ => {}
                     }
                 }
             })
             .connect(options.url.as_str())
             .await
-            .map_err(|error| LogError::unavailable(format!("connecting to NATS at {}", options.url), error))?;
+            .map_err(|error| {
+                let hint = match error.kind() {
+                    async_nats::ConnectErrorKind::AuthorizationViolation => {
+                        ": the server refused this process's credentials (log.nats_* in the config)"
+                    }
+                    async_nats::ConnectErrorKind::Tls => ": TLS failed (is log.tls_ca_file the server's CA?)",
+                    _ => "",
+                };
+                LogError::unavailable(format!("connecting to NATS at {}{hint}", options.url), error)
+            })?;
         check_server_version(&options.url, &client.server_info().version)?;
         let context = jetstream::ContextBuilder::new()
             .timeout(options.request_timeout)
@@ -544,6 +688,41 @@ mod tests {
         let error = check_server_version("nats://x", "2.9.10").unwrap_err();
         assert!(error.to_string().contains("nats-server 2.9.10 at nats://x is too old"), "{error}");
         assert!(matches!(check_server_version("nats://x", "garbage"), Err(LogError::ServerTooOld { .. })));
+    }
+
+    #[test]
+    fn a_url_with_credentials_is_refused_without_showing_them() {
+        for url in [
+            "nats://doorsync:hunter2@nats:4222",
+            "nats://nats-0:4222,tls://hunter2@nats-1:4222",
+            "doorsync:hunter2@nats:4222",
+            "nats://doorsync:hunter2@nats:4222/path",
+        ] {
+            let error = refuse_credentials_in_url(url).unwrap_err().to_string();
+            assert!(!error.contains("hunter2"), "{error}");
+            assert!(error.contains("***@nats"), "{error}");
+            assert!(error.contains("nkey seed"), "{error}");
+        }
+        assert!(refuse_credentials_in_url("nats://nats-0:4222,nats://nats-1:4222").is_ok());
+        assert!(refuse_credentials_in_url("tls://nats:4222/").is_ok());
+        assert_eq!(masked_url("nats://a:b@h:1,nats://h:2"), "nats://***@h:1,nats://h:2");
+    }
+
+    #[tokio::test]
+    async fn connecting_with_a_password_in_the_url_fails_before_reaching_out() {
+        let options = JetStreamOptions::new("nats://doorsync:hunter2@127.0.0.1:1", Vec::new());
+        let error = JetStreamLog::connect(options).await.unwrap_err();
+        assert!(matches!(error, LogError::Invalid { .. }), "{error}");
+        assert!(!format!("{error} {error:?}").contains("hunter2"), "{error:?}");
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let mut options = JetStreamOptions::new("nats://127.0.0.1:4222", Vec::new());
+        options.auth = NatsAuth::UserPassword { user: "engine".into(), password: SecretText::new("hunter2") };
+        assert!(!format!("{options:?}").contains("hunter2"));
+        options.auth = NatsAuth::NkeySeed(SecretText::new("SUAEXAMPLESEED"));
+        assert!(!format!("{options:?}").contains("SUAEXAMPLESEED"));
     }
 
     #[test]

@@ -8,7 +8,15 @@
 //! The binary is looked up, in order, in `$DOORSYNC_NATS_SERVER`, the project's `.tools/bin`
 //! (where `just tools` installs one), then `PATH`; binaries older than 2.10 are skipped because
 //! doorsync refuses them.
+//!
+//! A server can also be started as production runs one ([`NatsServer::start_secured`]): TLS with
+//! a certificate authority made for the test ([`TestCertificates`]), and only the users it is
+//! given, each limited to its own subjects.
 #![forbid(unsafe_code)]
+
+mod secured;
+
+pub use secured::{NkeyUser, Security, ServerUser, TestCertificates, UserCredential, UserPermissions};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -37,6 +45,8 @@ pub enum HarnessError {
     },
     #[error("nats-server on port {port} did not become ready within {READY_TIMEOUT:?}; its log:\n{log}")]
     NotReady { port: u16, log: String },
+    #[error("making the test's {what}: {reason}")]
+    Credentials { what: &'static str, reason: String },
 }
 
 /// A nats-server child process with JetStream, owned by a test. Killed when dropped.
@@ -46,6 +56,8 @@ pub struct NatsServer {
     port: u16,
     monitor_port: u16,
     store: tempfile::TempDir,
+    /// The configuration file of a secured server; `None` for an open one.
+    config_file: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -57,7 +69,31 @@ impl NatsServer {
             .prefix("doorsync-nats-")
             .tempdir()
             .map_err(|source| HarnessError::Io { context: "creating a store directory".into(), source })?;
-        let mut server = Self { binary, port: free_port()?, monitor_port: free_port()?, store, child: None };
+        let mut server =
+            Self { binary, port: free_port()?, monitor_port: free_port()?, store, config_file: None, child: None };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// Starts a server that admits only `security`'s users, each with its permissions, and
+    /// speaks TLS when `security` says so.
+    pub async fn start_secured(security: &Security) -> Result<Self, HarnessError> {
+        let binary = find_binary()?;
+        let store = tempfile::Builder::new()
+            .prefix("doorsync-nats-")
+            .tempdir()
+            .map_err(|source| HarnessError::Io { context: "creating a store directory".into(), source })?;
+        let config_file = store.path().join("nats-server.conf");
+        std::fs::write(&config_file, security.server_config())
+            .map_err(|source| HarnessError::Io { context: format!("writing {}", config_file.display()), source })?;
+        let mut server = Self {
+            binary,
+            port: free_port()?,
+            monitor_port: free_port()?,
+            store,
+            config_file: Some(config_file),
+            child: None,
+        };
         server.spawn().await?;
         Ok(server)
     }
@@ -100,7 +136,11 @@ impl NatsServer {
     }
 
     async fn spawn(&mut self) -> Result<(), HarnessError> {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config_file) = &self.config_file {
+            command.arg("--config").arg(config_file);
+        }
+        let child = command
             .args(["--addr", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--http_port", &self.monitor_port.to_string()])
             .args(["--jetstream", "--store_dir"])
@@ -213,6 +253,29 @@ mod tests {
         server.restart().await.unwrap();
         assert_eq!(server.port(), port);
         assert!(TcpStream::connect(("127.0.0.1", port)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_secured_server_speaks_tls_with_the_test_authority_and_starts() {
+        let directory = tempfile::tempdir().unwrap();
+        let certificates = TestCertificates::generate(directory.path()).unwrap();
+        let user = NkeyUser::generate().unwrap();
+        assert!(user.public_key.starts_with('U') && user.seed.starts_with("SU"));
+        let security = Security {
+            users: vec![ServerUser {
+                credential: UserCredential::Nkey { public_key: user.public_key },
+                permissions: None,
+            }],
+            tls: Some(certificates),
+            verify_client_certificates: true,
+        };
+        let server = NatsServer::start_secured(&security).await.unwrap();
+        // The INFO line a client reads first says TLS and authentication are required.
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port())).await.unwrap();
+        let mut info = vec![0_u8; 2048];
+        let read = stream.read(&mut info).await.unwrap();
+        let info = String::from_utf8_lossy(&info[..read]);
+        assert!(info.contains("\"tls_required\":true") && info.contains("\"auth_required\":true"), "{info}");
     }
 
     #[test]
