@@ -115,7 +115,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Renders every kustomize overlay and validates it strictly against the Kubernetes schemas.
+# Renders every kustomize overlay and validates it strictly against the Kubernetes schemas, then
+# checks doorsync's own rules (deploy/check.py): every pod can read the Secrets it mounts and
+# mounts only those its role reads, NetworkPolicies guard the webhook, admin and NATS ports, base
+# images are pinned by digest and .dockerignore keeps target/ and .git out.
 deploy-check:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -124,10 +127,12 @@ deploy-check:
       echo "installing kubernetes-validate into $kv (PyPI)"
       python3 -m pip install --quiet --disable-pip-version-check --target "$kv" kubernetes-validate
     fi
+    rendered="$(mktemp)"
+    trap 'rm -f "$rendered"' EXIT
     for overlay in deploy/kustomize/overlays/*/; do
-      rendered="$(mktemp)"
       kubectl kustomize "$overlay" > "$rendered"
       PYTHONPATH="$kv" "$kv/bin/kubernetes-validate" --strict --quiet "$rendered"
       echo "$overlay: $(grep -c '^kind:' "$rendered") resources valid"
-      rm -f "$rendered"
+      echo "$overlay: $(PYTHONPATH="$kv" python3 deploy/check.py "$overlay" "$rendered")"
     done
+    PYTHONPATH="$kv" python3 deploy/check.py --repository
