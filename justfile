@@ -111,9 +111,20 @@ bench: tools
     exit "$failed"
 
 # Formatting and clippy, warnings as errors.
+# Formatting, clippy, and cargo-deny's checks of licenses, banned crates and sources (deny.toml;
+# advisories need GitHub, which CI cannot reach: see the README's security section). cargo-deny
+# is built into .tools/ on first use (about five minutes).
 lint:
+    #!/usr/bin/env bash
+    set -euo pipefail
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
+    deny="{{tools}}/cargo-deny/bin/cargo-deny"
+    if [ ! -x "$deny" ]; then
+        echo "building cargo-deny into {{tools}}/cargo-deny (crates.io)"
+        cargo install --quiet --locked cargo-deny@0.20.2 --no-default-features --root "{{tools}}/cargo-deny"
+    fi
+    "$deny" --frozen check --hide-inclusion-graph licenses bans sources
 
 # Renders every kustomize overlay and validates it strictly against the Kubernetes schemas, then
 # checks doorsync's own rules (deploy/check.py): every pod can read the Secrets it mounts and
