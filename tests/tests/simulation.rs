@@ -91,7 +91,7 @@ fn operators(reports: &[&SeedReport]) -> String {
     format!(
         "operators: a pass product left unconnected at first in {} seeds; {} edits of the configuration with a \
          restart in {} seeds (relinks {}, maps {}, unmaps {}, booking timing {}, a room's timing {}, pass lag {}, \
-         no-access policy {}); engine restarted {} times, crashed {}, stopped at a window edge {}, crashed after a \
+         no-access policy {}); engine restarted {} times, crashed {}, stopped as a window ends {}, crashed after a \
          checkpoint {}; {} records made unreadable in {} seeds; {} members deleted by mistake and restored in {} seeds",
         reports.iter().filter(|report| report.operators.unconnected_product).count(),
         total(|report| report.operators.edits.len()),

@@ -55,7 +55,7 @@ pub(crate) enum Disruption {
     IngestRestarted,
     /// The engine stops as a crash would, and starts again.
     EngineCrashed,
-    /// The clock moves to the next edge of anyone's window, where the engine wakes members up,
+    /// The clock moves to the next end of anyone's window, where the engine wakes the member up,
     /// and the engine is stopped (as a crash would, or gracefully) after the runtime has turned
     /// `yields` times, before it settles: between a wake-up and its evaluation, or soon after.
     EngineStoppedAtWake {

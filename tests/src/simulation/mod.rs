@@ -25,7 +25,7 @@
 //! lead and lag, give one room its own, change the pass lag, or switch the no-access policy. In
 //! about half the seeds they stop the engine one to three times: a graceful restart, a crash
 //! (no checkpoint, no snapshot, leases kept), a stop (either way) right when the clock reaches
-//! the next edge of anyone's window, after a drawn number of turns of the runtime and before
+//! the next end of anyone's window, after a drawn number of turns of the runtime and before
 //! anything settles, so between a wake-up and its evaluation, and a crash after a forced
 //! checkpoint and the workload's next change. The workload deletes members by mistake and
 //! restores them later with the same id and records, and makes records that grant unreadable

@@ -61,12 +61,13 @@ impl Entitlements {
         keys.into_iter().filter(|key| self.of(*key) != other.of(*key)).collect()
     }
 
-    /// The first instant after `at` where anyone's entitlement starts or ends.
-    pub(crate) fn next_edge(&self, at: Millis) -> Option<Millis> {
+    /// The first instant after `at` where anyone's window ends: where the engine wakes the
+    /// member up (a window that starts was written ahead, and changes nothing then).
+    pub(crate) fn next_window_end(&self, at: Millis) -> Option<Millis> {
         self.by_key
             .values()
-            .flat_map(|set| set.intervals().iter().flat_map(|&(start, end)| [start, end]))
-            .filter(|edge| *edge > at && *edge != OPEN_END)
+            .flat_map(|set| set.intervals().iter().map(|&(_, end)| end))
+            .filter(|end| *end > at && *end != OPEN_END)
             .min()
     }
 

@@ -98,7 +98,7 @@ pub struct Operators {
     pub edits: Vec<String>,
     pub engine_restarts: usize,
     pub engine_crashes: usize,
-    /// Stops right at a window edge, before the engine settled.
+    /// Stops right as a window ends, before the engine settled.
     pub stops_at_wake: usize,
     /// Crashes after a forced checkpoint and a change of the workload.
     pub crashes_after_checkpoint: usize,
@@ -106,7 +106,7 @@ pub struct Operators {
     pub members_deleted: usize,
 }
 
-/// A stop of the engine waiting for the clock to reach a window edge.
+/// A stop of the engine waiting for the clock to reach the end of a window.
 #[derive(Debug, Clone, Copy)]
 struct StopAtWake {
     at: Millis,
@@ -246,7 +246,7 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
                 tokio::task::yield_now().await;
             }
             let how = if stop.crash { "crashes" } else { "stops gracefully" };
-            journal.note(now, format!("at a window edge, the engine {how} after {} turns of the runtime", stop.yields));
+            journal.note(now, format!("as a window ends, the engine {how} after {} turns of the runtime", stop.yields));
             if stop.crash {
                 doorsync.crash_engine().await?
             } else {
@@ -291,8 +291,8 @@ async fn simulate(seed: u64, journal: &mut Journal) -> Result<SeedReport, SimFai
                 }
                 Disruption::EngineStoppedAtWake { crash, yields } => {
                     journal.note(now, format!("{disruption:?}"));
-                    let at = entitled.next_edge(now).filter(|edge| *edge < end).unwrap_or_else(|| {
-                        journal.note(now, "no window edge is left before the end: the engine stops now");
+                    let at = entitled.next_window_end(now).filter(|edge| *edge < end).unwrap_or_else(|| {
+                        journal.note(now, "no window ends before the end of the run: the engine stops now");
                         now
                     });
                     stop_at_wake = Some(StopAtWake { at, crash, yields });
@@ -714,7 +714,7 @@ async fn disrupt(
         Disruption::EngineCrashed => doorsync.crash_engine().await?,
         Disruption::WriterRestarted => doorsync.restart_writer(world).await?,
         Disruption::IngestRestarted => doorsync.restart_ingest(world).await?,
-        // These wait for an instant the run loop picks (a window edge, the workload's next
+        // These wait for an instant the run loop picks (a window's end, the workload's next
         // change) or change what the oracle reads, so the loop carries them out.
         Disruption::EngineStoppedAtWake { .. }
         | Disruption::EngineCrashedAfterCheckpoint { .. }
