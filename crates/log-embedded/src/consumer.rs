@@ -262,6 +262,7 @@ impl DurableConsumer for ConsumerHandle {
             tokio::pin!(appended, changed);
             appended.as_mut().enable();
             changed.as_mut().enable();
+            consumer.core.usable()?;
             match consumer.step()? {
                 Step::Deliver(delivery) => return Ok(delivery),
                 Step::Read { epoch, from, to, filters } => consumer.read_ahead(epoch, from, to, filters).await?,

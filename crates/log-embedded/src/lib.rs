@@ -21,7 +21,7 @@ use std::collections::hash_map::Entry;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use async_trait::async_trait;
 use doorsync_log::{
@@ -129,7 +129,7 @@ impl EmbeddedLog {
             stream.last_sequence.store(*sequence, Ordering::Release);
         }
         let (closed, _) = watch::channel(());
-        let store = Arc::new(Store { db, closed });
+        let store = Arc::new(Store { db, closed, failure: OnceLock::new() });
         let (requests, incoming) = mpsc::unbounded_channel();
         let writer =
             Writer { store: Arc::clone(&store), streams: Arc::clone(&streams), last, path: path.clone(), durability };
@@ -151,6 +151,17 @@ impl EmbeddedLog {
         drop(self);
         // Nothing is ever sent: the sender goes away with the database, after the file is closed.
         while closed.changed().await.is_ok() {}
+    }
+}
+
+impl EmbeddedLog {
+    /// Why the log refuses everything, once a write to its file has failed (until restart).
+    pub fn storage_failure(&self) -> Option<String> {
+        let core = &self.inner.core;
+        core.store
+            .failure
+            .get()
+            .map(|failure| format!("embedded log {}: a write failed: {failure}", core.path.display()))
     }
 }
 
@@ -221,7 +232,24 @@ impl Core {
     }
 
     fn submit(&self, request: Request) -> Result<(), LogError> {
+        self.usable()?;
         self.writer.send(request).map_err(|_| self.writer_stopped())
+    }
+
+    /// Refuses everything once a write has failed: what the file holds after a failed commit
+    /// is not known, so only a restart (which reopens and, if needed, repairs it) may use it.
+    pub(crate) fn usable(&self) -> Result<(), LogError> {
+        match self.store.failure.get() {
+            None => Ok(()),
+            Some(failure) => Err(LogError::Storage {
+                context: format!(
+                    "embedded log {}: a write failed earlier ({failure}); the log refuses everything until \
+                     doorsync is restarted: check the disk, then restart",
+                    self.path.display()
+                ),
+                source: None,
+            }),
+        }
     }
 
     async fn answer<T>(&self, answer: oneshot::Receiver<Result<T, LogError>>) -> Result<T, LogError> {
@@ -239,6 +267,7 @@ impl Core {
         T: Send + 'static,
         F: FnOnce(&Core) -> Result<T, StoreError> + Send + 'static,
     {
+        self.usable()?;
         let core = Arc::clone(self);
         let failed = |context: String| format!("embedded log {}: {context} failed", self.path.display());
         match tokio::task::spawn_blocking(move || read(&core)).await {
@@ -292,6 +321,7 @@ impl EventLog for EmbeddedLog {
 
     async fn replay(&self, request: ReplayRequest) -> Result<MessageStream, LogError> {
         let core = Arc::clone(&self.inner.core);
+        core.usable()?;
         let stream = core.stream_index(&request.stream)?;
         request.filters.iter().try_for_each(|filter| validate_filter(filter))?;
         let to = core.streams[stream].last_sequence.load(Ordering::Acquire);
@@ -317,6 +347,7 @@ impl EventLog for EmbeddedLog {
 
     async fn follow(&self, request: ReplayRequest) -> Result<MessageStream, LogError> {
         let core = Arc::clone(&self.inner.core);
+        core.usable()?;
         let stream = core.stream_index(&request.stream)?;
         request.filters.iter().try_for_each(|filter| validate_filter(filter))?;
         let filters: Arc<[String]> = request.filters.into();
@@ -325,6 +356,7 @@ impl EventLog for EmbeddedLog {
             let filters = Arc::clone(&filters);
             async move {
                 loop {
+                    core.usable()?;
                     let state = &core.streams[stream];
                     // Registered before the sequence is read, so an append committed in between
                     // still wakes this follower.
@@ -353,6 +385,7 @@ impl EventLog for EmbeddedLog {
 
     async fn last_sequence(&self, stream: &str) -> Result<u64, LogError> {
         let core = &self.inner.core;
+        core.usable()?;
         Ok(core.streams[core.stream_index(stream)?].last_sequence.load(Ordering::Acquire))
     }
 
@@ -477,6 +510,87 @@ mod tests {
         assert!(matches!(bucket.create("k", Bytes::from_static(b"2")).await, Err(LogError::KvConflict { .. })));
         bucket.update("k", Bytes::from_static(b"2"), revision).await.unwrap();
         assert_eq!(bucket.get("k").await.unwrap().unwrap().value, Bytes::from_static(b"2"));
+    }
+
+    /// Memory that fails every write and fsync while `failing` is set, like a full or broken disk.
+    #[derive(Debug)]
+    struct FailingDisk {
+        memory: redb::backends::InMemoryBackend,
+        failing: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FailingDisk {
+        fn check(&self) -> Result<(), std::io::Error> {
+            if self.failing.load(Ordering::Acquire) {
+                Err(std::io::Error::other("no space left on device"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl redb::StorageBackend for FailingDisk {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.memory.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.memory.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.memory.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.memory.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.memory.write(offset, data)
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_write_the_log_refuses_everything_until_restarted() {
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let disk = FailingDisk { memory: redb::backends::InMemoryBackend::new(), failing: Arc::clone(&failing) };
+        let db = Database::builder().create_with_backend(disk).unwrap();
+        let log = EmbeddedLog::serve("disk".into(), db, vec![StreamSpec::new("EVT", ["evt.>"])], Durability::Immediate)
+            .unwrap();
+        let message = |id: &str| NewMessage::new("evt.1", id, Bytes::from_static(b"x"));
+        log.append(message("a")).await.unwrap();
+        log.append(message("b")).await.unwrap();
+        let mut consumer = log.durable_consumer(ConsumerSpec::new("EVT", "reader")).await.unwrap();
+        consumer.next().await.unwrap().ack().await.unwrap();
+        let bucket = log.key_value("KV").await.unwrap();
+        bucket.put("k", Bytes::from_static(b"1")).await.unwrap();
+        let mut follower = log.follow(ReplayRequest::whole("EVT")).await.unwrap();
+        assert_eq!(follower.next().await.unwrap().unwrap().sequence, 1);
+        assert_eq!(follower.next().await.unwrap().unwrap().sequence, 2);
+        let waiting_follower = tokio::spawn(async move { follower.next().await });
+        assert!(log.storage_failure().is_none());
+
+        failing.store(true, Ordering::Release);
+        assert!(matches!(log.append(message("c")).await, Err(LogError::Storage { .. })));
+        // The disk is fine again, but what the file holds after the failed commit is not known.
+        failing.store(false, Ordering::Release);
+
+        let failure = log.storage_failure().unwrap();
+        assert!(failure.contains("disk") && failure.contains("a write failed"), "{failure}");
+        let refused = |result: Result<(), LogError>, what: &str| match result {
+            Err(LogError::Storage { context, .. }) => assert!(context.contains("restart"), "{what}: {context}"),
+            other => panic!("{what} was not refused: {other:?}"),
+        };
+        refused(log.append(message("d")).await.map(drop), "append");
+        refused(log.replay(ReplayRequest::whole("EVT")).await.map(drop), "replay");
+        refused(log.last_sequence("EVT").await.map(drop), "last sequence");
+        refused(log.last_on_subject("EVT", "evt.1").await.map(drop), "last on subject");
+        refused(bucket.get("k").await.map(drop), "key-value read");
+        refused(bucket.put("k", Bytes::from_static(b"2")).await.map(drop), "key-value write");
+        refused(consumer.next().await.map(drop), "consumer delivery (read ahead in memory)");
+        refused(log.durable_consumer(ConsumerSpec::new("EVT", "other")).await.map(drop), "consumer opening");
+        let woken = tokio::time::timeout(Duration::from_secs(10), waiting_follower).await.unwrap().unwrap();
+        refused(woken.unwrap().map(drop), "a follower waiting for the next append");
     }
 
     #[test]

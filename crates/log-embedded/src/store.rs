@@ -1,5 +1,6 @@
 //! The file's layout: table definitions, stored records, and the reads every caller shares.
 
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
@@ -54,6 +55,10 @@ from_redb!(redb::StorageError, redb::TableError, redb::TransactionError, redb::C
 pub(crate) struct Store {
     pub(crate) db: Database,
     pub(crate) closed: watch::Sender<()>,
+    /// Why a write failed, once one has: from then on the log refuses everything until the
+    /// process restarts. redb latches its own I/O errors too, but the log also serves from
+    /// memory (consumers' read-ahead, sequence numbers), which must not outlive a failed write.
+    pub(crate) failure: OnceLock<String>,
 }
 
 /// The names of one stream's tables.

@@ -183,6 +183,9 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(path = %self.path.display(), error = %error, "embedded log: a write failed");
+                self.store.failure.get_or_init(|| error.to_string());
+                // Followers and consumers waiting for an append wake up to find the log refusing.
+                self.streams.iter().for_each(|stream| stream.appended.notify_waiters());
                 let error = Arc::new(error);
                 let failure = || LogError::Storage {
                     context: format!(
