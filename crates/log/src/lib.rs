@@ -19,6 +19,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod lease;
 mod retry;
 mod subject;
 
@@ -30,6 +31,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use error::{BoxError, LogError};
+pub use lease::{Lease, LeaseHolder, Tenure};
 pub use retry::{RetryPolicy, append_with_retry};
 pub use subject::{subject_matches, validate_filter, validate_kv_key, validate_name, validate_subject};
 
