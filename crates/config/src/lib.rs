@@ -389,11 +389,23 @@ pub struct AdminConfig {
     /// The admin addresses of the other doorsync processes of a split deployment (the writer's,
     /// the ingestor's), whose status the engine's status page shows with its own.
     pub peers: Vec<String>,
+    /// Lets the admin listener bind beyond loopback without a token (behind a proxy that
+    /// authenticates, say). Off: such a bind is a configuration error, since whoever reaches
+    /// the listener could confirm a mass revocation or retry dead letters.
+    pub allow_without_token: bool,
 }
+
+/// Where the admin token is read from when `admin.token_file` is unset.
+const ADMIN_TOKEN_ENV: &str = "DOORSYNC_ADMIN_TOKEN";
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 9090)), token_file: None, peers: Vec::new() }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token_file: None,
+            peers: Vec::new(),
+            allow_without_token: false,
+        }
     }
 }
 
@@ -526,7 +538,7 @@ impl Config {
 
     /// `None` when no token is configured: the admin listener is then open.
     pub fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
-        match secret::read("admin.token_file", self.admin.token_file.as_deref(), "DOORSYNC_ADMIN_TOKEN") {
+        match secret::read("admin.token_file", self.admin.token_file.as_deref(), ADMIN_TOKEN_ENV) {
             Ok(token) => Ok(Some(token)),
             Err(ConfigError::MissingSecret { .. }) => Ok(None),
             Err(error) => Err(error),
@@ -771,6 +783,27 @@ mod tests {
             jail.set_env("DOORSYNC_KISI__API_KEY_FILE", key_file.display().to_string());
             let config = Config::load(None).unwrap();
             assert_eq!(config.kisi_api_key().unwrap().expose_secret(), "from-file", "a configured file wins");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_admin_listener_beyond_loopback_needs_a_token_unless_allowed_without() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DOORSYNC_ADMIN__LISTEN", "0.0.0.0:9090");
+            let error = Config::load(None).unwrap_err().to_string();
+            assert!(error.contains("admin.listen") && error.contains("0.0.0.0:9090"), "{error}");
+            assert!(error.contains("admin.token_file") && error.contains("allow_without_token"), "{error}");
+
+            jail.set_env("DOORSYNC_ADMIN__ALLOW_WITHOUT_TOKEN", "true");
+            assert!(Config::load(None).is_ok(), "allowed without a token on purpose");
+            jail.set_env("DOORSYNC_ADMIN__ALLOW_WITHOUT_TOKEN", "false");
+            jail.set_env("DOORSYNC_ADMIN_TOKEN", "an-admin-token");
+            assert!(Config::load(None).is_ok(), "with a token from the environment");
+
+            jail.set_env("DOORSYNC_ADMIN_TOKEN", "");
+            jail.set_env("DOORSYNC_ADMIN__LISTEN", "[::1]:9090");
+            assert!(Config::load(None).is_ok(), "loopback needs no token");
             Ok(())
         });
     }

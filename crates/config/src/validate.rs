@@ -35,6 +35,20 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
         }
     }
     check_nats(config, &mut problem);
+    let token_configured = config.admin.token_file.is_some()
+        || std::env::var_os(crate::ADMIN_TOKEN_ENV).is_some_and(|token| !token.is_empty());
+    if !config.admin.listen.ip().is_loopback() && !token_configured && !config.admin.allow_without_token {
+        problem(
+            "admin.listen",
+            format!(
+                "{} is reachable from other machines but no admin token is configured: set admin.token_file or \
+                 {}, listen on 127.0.0.1, or set admin.allow_without_token = true if a proxy in front \
+                 authenticates",
+                config.admin.listen,
+                crate::ADMIN_TOKEN_ENV
+            ),
+        );
+    }
     if let Err(error) = doorsync_proto::Subjects::new(&config.log.subject_prefix, config.log.partitions) {
         let key = if config.log.partitions == 0 { "log.partitions" } else { "log.subject_prefix" };
         problem(key, error.to_string());
