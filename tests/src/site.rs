@@ -13,10 +13,13 @@ use doorsync_clock::{SharedClock, SystemClock};
 use doorsync_ingest::webhook_path;
 use doorsync_kisi_sim::{KeyAccess, KisiSimulator, SimHandle};
 use doorsync_layout::Layout;
+use doorsync_log_jetstream::permissions::Role;
 use doorsync_nexudus::{NexudusDateTime, Secret, WebhookAction};
 use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
 use doorsync_proto::{KisiGroupId, KisiUserId, MemberId, Subjects, Timestamp};
-use doorsync_test_support::NatsServer;
+use doorsync_test_support::{
+    NatsServer, NkeyUser, Security, ServerUser, TestCertificates, UserCredential, UserPermissions,
+};
 use serde_json::{Value, json};
 
 use crate::{Doorsync, HarnessError, ProcessStatus, doorsync_binary};
@@ -41,6 +44,51 @@ pub const REPLICATED_WRITER_LEASE_TTL: Duration = Duration::from_secs(6);
 /// simulator needs on loopback.
 const REPLICATED_KISI_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The certificates and the role's nkeys of a site whose nats-server requires them.
+struct NatsSecurity {
+    certificates: TestCertificates,
+    server: Security,
+    /// Each role's seed file, by role name.
+    seed_files: HashMap<&'static str, PathBuf>,
+}
+
+impl NatsSecurity {
+    /// A CA and the server's certificate, and an nkey for each role with the permissions of
+    /// `doorsync_log_jetstream::permissions` for the site's layout, in `dir`.
+    fn generate(dir: &Path, layout: &Layout) -> Result<Self, HarnessError> {
+        let certificates = TestCertificates::generate(dir)?;
+        let writer_consumer = doorsync_writer::WriterOptions::new("writer", "default").consumer_name;
+        let mut users = Vec::new();
+        let mut seed_files = HashMap::new();
+        for role in Role::ALL {
+            let user = NkeyUser::generate()?;
+            let seed_file = dir.join(format!("nats-{role}.seed"));
+            std::fs::write(&seed_file, &user.seed)
+                .map_err(HarnessError::io(format!("writing {}", seed_file.display())))?;
+            seed_files.insert(role.name(), seed_file);
+            let permissions = role.permissions(layout, &writer_consumer);
+            users.push(ServerUser {
+                credential: UserCredential::Nkey { public_key: user.public_key },
+                permissions: Some(UserPermissions {
+                    publish_allow: permissions.publish_allow.into_iter().collect(),
+                    publish_deny: permissions.publish_deny.into_iter().collect(),
+                    subscribe_allow: permissions.subscribe_allow.into_iter().collect(),
+                    subscribe_deny: permissions.subscribe_deny.into_iter().collect(),
+                }),
+            });
+        }
+        let server = Security { users, tls: Some(certificates.clone()), verify_client_certificates: false };
+        Ok(Self { certificates, server, seed_files })
+    }
+
+    fn seed_file(&self, role: &str) -> Result<&Path, HarnessError> {
+        self.seed_files
+            .get(role)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| HarnessError::Setup(format!("no NATS identity for the role {role}")))
+    }
+}
+
 /// Nexudus numbers its webhook actions from 1 to 90 (reference/nexudus-api.md §3.2).
 const WEBHOOK_ACTION_CODES: std::ops::RangeInclusive<u64> = 1..=90;
 
@@ -48,7 +96,9 @@ const WEBHOOK_ACTION_CODES: std::ops::RangeInclusive<u64> = 1..=90;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deployment {
     /// `doorsync ingest`, `doorsync engine` and `doorsync writer`, one process each, sharing a
-    /// nats-server of the site's own (JetStream).
+    /// nats-server of the site's own (JetStream) secured as in production: TLS with a CA made
+    /// for the site, and each role connecting with its own nkey, which the server limits to that
+    /// role's permissions (`doorsync_log_jetstream::permissions`).
     SeparateProcesses,
     /// `doorsync run`: every role in one process, on the embedded log.
     OneProcess,
@@ -242,9 +292,16 @@ impl Site {
         let nexudus = NexudusSimulator::start(nexudus_options).await?;
         let places = furnish(&nexudus)?;
 
-        let nats = match deployment {
-            Deployment::SeparateProcesses | Deployment::Replicated => Some(NatsServer::start().await?),
-            Deployment::OneProcess => None,
+        let subjects = Subjects::new(SUBJECT_PREFIX, PARTITIONS)
+            .map_err(|error| HarnessError::Setup(format!("the site's subjects: {error}")))?;
+        let nats_security = match deployment {
+            Deployment::SeparateProcesses => Some(NatsSecurity::generate(dir.path(), &Layout::new(subjects.clone()))?),
+            Deployment::Replicated | Deployment::OneProcess => None,
+        };
+        let nats = match (deployment, &nats_security) {
+            (_, Some(security)) => Some(NatsServer::start_secured(&security.server).await?),
+            (Deployment::Replicated, None) => Some(NatsServer::start().await?),
+            _ => None,
         };
         let processes = deployment.processes();
         let kisi_keys: HashMap<&'static str, &'static str> = processes
@@ -256,11 +313,14 @@ impl Site {
         if kisi_keys.values().any(|&key| key == SECOND_WRITER_KISI_API_KEY) {
             kisi.add_api_key(api_user, SECOND_WRITER_KISI_API_KEY, KeyAccess::Admin)?;
         }
-        let subjects = Subjects::new(SUBJECT_PREFIX, PARTITIONS)
-            .map_err(|error| HarnessError::Setup(format!("the site's subjects: {error}")))?;
-        let log = match &nats {
-            Some(nats) => format!("backend = \"jetstream\"\nnats_url = \"{}\"", nats.url()),
-            None => format!("backend = \"embedded\"\npath = {:?}", dir.path().join("doorsync.redb")),
+        let log = match (&nats, &nats_security) {
+            (Some(nats), Some(security)) => format!(
+                "backend = \"jetstream\"\nnats_url = \"{}\"\ntls_ca_file = {:?}",
+                nats.url(),
+                security.certificates.ca_file
+            ),
+            (Some(nats), None) => format!("backend = \"jetstream\"\nnats_url = \"{}\"", nats.url()),
+            (None, _) => format!("backend = \"embedded\"\npath = {:?}", dir.path().join("doorsync.redb")),
         };
         let webhook_listen = free_loopback_address()?;
         let config = dir.path().join("doorsync.toml");
@@ -307,6 +367,10 @@ impl Site {
                 _ => Vec::new(),
             };
             settings.extend(kisi_secret);
+            // Each role's own NATS identity, as each role's pod mounts its own seed.
+            if let Some(security) = &nats_security {
+                settings.push(("DOORSYNC_LOG__NATS_NKEY_SEED_FILE", security.seed_file(role)?.display().to_string()));
+            }
             settings.extend(settings_for(role));
             if role == "engine" {
                 settings.push(("DOORSYNC_ADMIN__PEERS", format!("[{}]", peers.join(", "))));
@@ -522,7 +586,8 @@ impl Site {
     }
 
     /// Stops doorsync's processes with SIGTERM, the ingestor first; an error if one does not
-    /// exit successfully. Then stops the simulators.
+    /// exit successfully, or if the site's nats-server refused any of their operations. Then
+    /// stops the simulators.
     pub async fn stop(mut self) -> Result<(), HarnessError> {
         let mut outcome = Ok(());
         for process in std::mem::take(&mut self.processes) {
@@ -530,6 +595,19 @@ impl Site {
             if outcome.is_ok() {
                 outcome = stopped;
             }
+        }
+        // On a secured server, a role that needed more than its permissions shows here even
+        // when it got over it (a refused request that was retried, say).
+        let refused: Vec<String> = self
+            .nats
+            .as_ref()
+            .map(|nats| nats.log().lines().filter(|line| line.contains("Violation")).map(str::to_owned).collect())
+            .unwrap_or_default();
+        if outcome.is_ok() && !refused.is_empty() {
+            outcome = Err(HarnessError::Setup(format!(
+                "nats-server refused operations of doorsync's roles:\n{}",
+                refused.join("\n")
+            )));
         }
         let Self { kisi_simulator, nexudus, .. } = self;
         nexudus.shutdown().await;
