@@ -18,6 +18,7 @@ use doorsync_engine::EngineHandle;
 use doorsync_ingest::IngestHandle;
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
+use doorsync_log_embedded::EmbeddedLog;
 use doorsync_log_jetstream::JetStreamLog;
 use doorsync_writer::{WriterError, WriterHandle};
 use serde::{Deserialize, Serialize};
@@ -141,9 +142,13 @@ pub(crate) async fn start(
     if nats.is_some() {
         running.readiness.waiting_for("nats", "connecting");
     }
-    let watcher = tokio::spawn(watch(running.clone(), status_metrics, nats));
+    let watcher = tokio::spawn(watch(running.clone(), status_metrics, nats, opened.embedded.clone()));
     let routes = api(&running).merge(extra_routes(&running));
-    let admin_options = AdminOptions { listen: config.admin.listen, token: config.admin_token()? };
+    let admin_options = AdminOptions {
+        allow_without_token: config.admin.allow_without_token,
+        allowed_hosts: peer_hosts(&config.admin.peers),
+        ..AdminOptions::new(config.admin.listen, config.admin_token()?)
+    };
     let admin = doorsync_admin::start(admin_options, running.metrics.clone(), running.readiness.clone(), routes)
         .await
         .context("starting the admin listener")?;
@@ -177,13 +182,33 @@ impl Process {
     }
 }
 
-/// Keeps `/readyz` (connected to NATS, engine caught up, writer neither paused nor held by a
-/// `Retry-After`) and the status
-/// metrics current.
-async fn watch(running: Running, metrics: StatusMetrics, nats: Option<Arc<JetStreamLog>>) {
+/// The names the admin listener is reached by in a split deployment (the Kubernetes services
+/// `admin.peers` lists), which requests that change something may name in `Host`.
+fn peer_hosts(peers: &[String]) -> Vec<String> {
+    peers
+        .iter()
+        .filter_map(|peer| url::Url::parse(peer).ok())
+        .filter_map(|peer| peer.host_str().map(str::to_owned))
+        .collect()
+}
+
+/// Keeps `/healthz` (failed for good once the embedded log refuses everything after a failed
+/// write), `/readyz` (connected to NATS, engine caught up, writer neither paused nor held by a
+/// `Retry-After`) and the status metrics current.
+async fn watch(
+    running: Running,
+    metrics: StatusMetrics,
+    nats: Option<Arc<JetStreamLog>>,
+    embedded: Option<EmbeddedLog>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        if let Some(failure) = embedded.as_ref().and_then(EmbeddedLog::storage_failure) {
+            running
+                .readiness
+                .failed_until_restart("log", format!("{failure}; restart doorsync once the disk is fixed"));
+        }
         if let Some(nats) = &nats {
             match nats.client().connection_state() {
                 async_nats::connection::State::Connected => running.readiness.holds("nats"),

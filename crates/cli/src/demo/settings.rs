@@ -49,7 +49,7 @@ pub(super) fn config(world: &World, data_dir: &Path) -> anyhow::Result<Config> {
             ..KisiConfig::default()
         },
         mapping: world.directory.mapping.clone(),
-        admin: AdminConfig { listen: ANY_FREE_LOOPBACK_PORT, token_file: None, peers: Vec::new() },
+        admin: AdminConfig { listen: ANY_FREE_LOOPBACK_PORT, ..AdminConfig::default() },
         ..Config::default()
     })
 }
