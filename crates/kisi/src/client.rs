@@ -1,6 +1,5 @@
 use std::collections::HashSet;
 use std::fmt;
-use std::net::IpAddr;
 
 use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -8,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
-use url::{Host, Url};
+use url::Url;
 
 use crate::error::{Endpoint, ErrorDetails, KisiError, RetryAfter};
 use crate::model::{
@@ -54,7 +53,7 @@ struct Answer {
 impl KisiClient {
     pub fn new(options: KisiOptions) -> Result<Self, KisiError> {
         let config = |reason: String| KisiError::Config { reason };
-        check_base_url(&options.base_url).map_err(config)?;
+        doorsync_http_client::check_base_url("Kisi", &options.base_url).map_err(config)?;
         if options.api_key.expose_secret().trim().is_empty() {
             return Err(config("the API key is empty; set KISI_API_KEY".to_owned()));
         }
@@ -77,12 +76,10 @@ impl KisiClient {
         if let Some(contact) = &options.integration_contact {
             text_header(INTEGRATION_CONTACT, contact)?;
         }
-        let http = reqwest::Client::builder()
+        let http = doorsync_http_client::builder()
             .default_headers(headers)
             .timeout(options.request_timeout)
             .connect_timeout(options.request_timeout)
-            // A redirect is not part of Kisi's API; following one could send the key elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| config(format!("cannot build the HTTP client: {error}")))?;
         Ok(Self { http, base_url: options.base_url })
@@ -391,25 +388,6 @@ fn wire_validity(
         endpoint: Endpoint::new(method, format!("/{}", path.join("/"))),
         reason,
     })
-}
-
-fn check_base_url(url: &Url) -> Result<(), String> {
-    if url.cannot_be_a_base() {
-        return Err(format!("the Kisi URL {url} cannot have paths appended"));
-    }
-    let loopback = match url.host() {
-        Some(Host::Domain(domain)) => domain == "localhost",
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        scheme => Err(format!(
-            "the Kisi URL {url} uses {scheme}; Kisi needs https (plain http only to a loopback address, for a simulator)"
-        )),
-    }
 }
 
 fn transport_error(endpoint: &Endpoint, error: reqwest::Error) -> KisiError {

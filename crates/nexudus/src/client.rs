@@ -60,12 +60,20 @@ enum Authorization {
 
 /// Failure to set up the client.
 #[derive(Debug, thiserror::Error)]
-#[error("nexudus: could not set up the HTTP client: {0}")]
-pub struct SetupError(#[source] reqwest::Error);
+pub enum SetupError {
+    #[error("nexudus: {0} (nexudus.base_url)")]
+    BaseUrl(String),
+    #[error("nexudus: could not set up the HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+}
 
 impl NexudusClient {
+    /// Refuses a base URL that is not https (plain http is for a simulator on loopback), and
+    /// follows no redirect, since every request carries the credentials.
     pub fn new(options: NexudusOptions, clock: SharedClock) -> Result<Self, SetupError> {
-        let http = reqwest::Client::builder().timeout(options.request_timeout).build().map_err(SetupError)?;
+        doorsync_http_client::check_base_url("Nexudus", &options.base_url).map_err(SetupError::BaseUrl)?;
+        let http =
+            doorsync_http_client::builder().timeout(options.request_timeout).build().map_err(SetupError::Http)?;
         let limiter = RateLimiter::new(options.limits, clock.clone());
         Ok(Self { inner: Arc::new(Inner { http, options, clock, limiter, token: tokio::sync::Mutex::new(None) }) })
     }

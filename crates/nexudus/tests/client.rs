@@ -310,3 +310,51 @@ async fn an_endless_retry_after_holds_the_client_five_minutes_at_most() {
         "{held:?}"
     );
 }
+
+/// A server that answers every request with a redirect to `target`, and counts the requests.
+async fn redirecting_to(target: &str) -> (url::Url, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answer = format!("HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let counted = Arc::clone(&requests);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut request = [0_u8; 4_096];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    (url::Url::parse(&format!("http://{address}")).unwrap(), requests)
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_so_the_credentials_go_nowhere_else() {
+    let (elsewhere, requests_elsewhere) = redirecting_to("http://127.0.0.1:9/").await;
+    let (nexudus, _) = redirecting_to(&format!("{elsewhere}api/spaces/bookings/1")).await;
+    let credentials = Credentials { username: "admin@example.com".into(), password: Secret::new("password") };
+    let mut options = NexudusOptions::new(nexudus, credentials);
+    options.limits = UNLIMITED;
+    options.auth = AuthMode::Basic;
+    let client = NexudusClient::new(options, Arc::new(ManualClock::new(START))).unwrap();
+    let error = client.get::<Booking>(1).await.unwrap_err();
+    assert!(matches!(error, NexudusError::UnexpectedStatus { status: 302, .. }), "{error}");
+    assert_eq!(requests_elsewhere.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect was followed");
+}
+
+#[test]
+fn plain_http_is_refused_except_to_loopback() {
+    let client = |url: &str| {
+        let credentials = Credentials { username: "admin@example.com".into(), password: Secret::new("password") };
+        NexudusClient::new(
+            NexudusOptions::new(url::Url::parse(url).unwrap(), credentials),
+            Arc::new(ManualClock::new(START)),
+        )
+    };
+    assert!(client("https://spaces.nexudus.com").is_ok());
+    assert!(client("http://127.0.0.1:8080").is_ok(), "a simulator on loopback");
+    let error = client("http://spaces.nexudus.com").unwrap_err().to_string();
+    assert!(error.contains("https") && error.contains("nexudus.base_url"), "{error}");
+}
