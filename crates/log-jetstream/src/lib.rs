@@ -361,6 +361,10 @@ impl JetStreamLog {
             return Ok(futures::stream::empty().boxed());
         }
         let config = jetstream::consumer::pull::OrderedConfig {
+            // Named, so that its create request names it in the subject: the unnamed form would
+            // take any consumer's name from the request's body, and permissions that allowed it
+            // could not keep a reader from changing the writer's durable consumer.
+            name: Some(unique_consumer_name(&self.inner.client)),
             filter_subjects: request.filters.clone(),
             deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: request.from_sequence,
@@ -518,6 +522,13 @@ impl JetStreamLog {
             }
         })
     }
+}
+
+/// A name no other consumer has: the unique last token of a fresh inbox.
+fn unique_consumer_name(client: &async_nats::Client) -> String {
+    let inbox = client.new_inbox();
+    let unique = inbox.rsplit('.').next().unwrap_or(&inbox);
+    format!("read_{unique}")
 }
 
 fn check_server_version(url: &str, reported: &str) -> Result<(), LogError> {

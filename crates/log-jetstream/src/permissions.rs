@@ -141,12 +141,14 @@ impl Permissions {
         self.publish_allow.insert(subjects.to_owned());
     }
 
-    /// Replays and follows the stream (ordered consumers, whose names are random) and reads
-    /// the last message on a subject.
+    /// Replays and follows the stream (ordered consumers with random names) and reads the last
+    /// message on a subject. Only the create request that names its consumer in the subject is
+    /// allowed: the unnamed `CONSUMER.CREATE.<stream>` takes the name from the request's body,
+    /// which the denials of [`Self::keep_away_from_consumer`] cannot see, so a reader could
+    /// change another role's durable consumer with it.
     pub fn read_stream(&mut self, stream: &str) {
         self.check_stream(stream);
         for subject in [
-            format!("{API}.CONSUMER.CREATE.{stream}"),
             format!("{API}.CONSUMER.CREATE.{stream}.>"),
             format!("{API}.CONSUMER.INFO.{stream}.*"),
             format!("{API}.CONSUMER.DELETE.{stream}.*"),
@@ -197,7 +199,11 @@ impl Permissions {
     /// too: listing is a consumer over the whole bucket.
     pub fn list_bucket(&mut self, bucket: &str) {
         self.open_bucket(bucket);
-        self.read_stream(&format!("KV_{bucket}"));
+        let stream = format!("KV_{bucket}");
+        self.read_stream(&stream);
+        // The client lists keys through an unnamed consumer; a bucket has no durable consumer
+        // to protect.
+        self.publish_allow.insert(format!("{API}.CONSUMER.CREATE.{stream}"));
         self.read_keys(bucket, ">");
     }
 
@@ -277,6 +283,8 @@ mod tests {
         let engine = Role::Engine.permissions(&layout, "writer");
         let replay = format!("$JS.API.CONSUMER.MSG.NEXT.{}.Q1w2E3", layout.commands);
         assert!(may_publish(&engine, &replay), "the engine replays commands");
+        let unnamed = format!("$JS.API.CONSUMER.CREATE.{}", layout.commands);
+        assert!(!may_publish(&engine, &unnamed), "an unnamed create could name the writer's consumer in its body");
     }
 
     #[test]

@@ -149,6 +149,25 @@ async fn no_role_but_the_writer_takes_commands_or_the_writer_lease() {
         assert!(taken.is_err(), "{role} opened the writer's consumer");
     }
 
+    // A consumer created with no name in the request's subject takes the name in its body:
+    // naming the writer's consumer there must not change it (here, to a filter that would
+    // leave most members' commands unread).
+    let subject = format!("$JS.API.CONSUMER.CREATE.{}", layout.commands);
+    let body = format!(
+        r#"{{"stream_name":"{}","config":{{"name":"{WRITER_CONSUMER}","filter_subject":"doorsync.cmd.0.>","ack_policy":"explicit","deliver_policy":"all"}}}}"#,
+        layout.commands
+    );
+    let _ = engine.client().request(subject, body.clone().into()).await;
+    // Nor with another name in the subject.
+    let named = format!("$JS.API.CONSUMER.CREATE.{}.reader", layout.commands);
+    let _ = engine.client().request(named, body.into()).await;
+    let info = format!("$JS.API.CONSUMER.INFO.{}.{WRITER_CONSUMER}", layout.commands);
+    let info = writer.client().request(info, "".into()).await.unwrap();
+    let info = String::from_utf8_lossy(&info.payload);
+    // The server writes `>` as \u003e.
+    let filters = r#""filter_subjects":["doorsync.cmd.\u003e"]"#;
+    assert!(info.contains(filters) && !info.contains("doorsync.cmd.0."), "the writer's consumer changed: {info}");
+
     // Leases: the writer holds its own; the engine can neither take nor renew it.
     let writer_leases = writer.key_value(&layout.leases_bucket).await.unwrap();
     writer_leases.create("writer.default", "writer-1".into()).await.unwrap();
