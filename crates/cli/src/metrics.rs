@@ -284,7 +284,14 @@ impl Collector for StatusMetrics {
                     ("unreadable", hooks.unreadable),
                     ("unknown_action", hooks.unknown_action),
                     ("failed", hooks.failed),
+                    ("standby", hooks.standby),
                 ],
+            )?;
+            gauge(
+                e,
+                "ingest_active",
+                "1 while this ingestor holds the ingest lease and reads Nexudus, 0 while it stands by",
+                i64::from(ingest.role == doorsync_ingest::IngestRole::Active),
             )?;
             gauge(
                 e,

@@ -93,7 +93,8 @@ pub(crate) async fn start(
     let ingest = if roles.ingest {
         readiness.waiting_for("ingest", "starting");
         let client = setup::nexudus_client(config, context)?;
-        let options = setup::ingest_options(config)?;
+        let mut options = setup::ingest_options(config)?;
+        options.lease_owner = format!("ingest-{}", context.instance);
         let handle =
             doorsync_ingest::start(options, client, Arc::clone(&log), layout.clone(), Arc::clone(&context.clock))
                 .await
@@ -239,8 +240,15 @@ async fn watch(
                 (None, None) => running.readiness.holds("writer"),
             }
         }
-        if status.ingest.is_some() {
-            running.readiness.holds("ingest");
+        // A standby is not ready, so that the webhook URL leads to the active ingestor only:
+        // a standby answers webhooks 503, and Nexudus disables a hook after ten failures.
+        match status.ingest.as_ref().map(|ingest| &ingest.role) {
+            Some(doorsync_ingest::IngestRole::Active) => running.readiness.holds("ingest"),
+            Some(doorsync_ingest::IngestRole::Standby { holder }) => running.readiness.waiting_for(
+                "ingest",
+                format!("standby: {} holds the ingest lease", holder.as_deref().unwrap_or("no live ingestor")),
+            ),
+            None => {}
         }
         metrics.update(&status);
     }

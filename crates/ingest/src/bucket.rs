@@ -30,6 +30,10 @@ impl Bucket {
         &self.name
     }
 
+    pub(crate) fn kv(&self) -> Arc<dyn KeyValue> {
+        Arc::clone(&self.kv)
+    }
+
     pub(crate) async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, IngestError> {
         let Some(entry) = self.kv.get(key).await? else { return Ok(None) };
         serde_json::from_slice(&entry.value).map(Some).map_err(|error| IngestError::corrupt(&self.name, key, error))

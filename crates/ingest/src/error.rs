@@ -23,6 +23,12 @@ pub enum IngestError {
     },
     #[error("ingest: the ingestor is shut down")]
     ShutDown,
+    /// Another ingestor holds the lease: only the active one reads Nexudus and appends.
+    #[error(
+        "ingest: this ingestor is on standby ({holder} holds the ingest lease); only the active ingestor reads \
+         Nexudus and appends, and this one takes over when that one stops or its lease lapses"
+    )]
+    Standby { holder: String },
     /// A read by id answered as if the record were deleted, but a listing by its id could not
     /// confirm it (it held other records: this Nexudus may ignore the `id` parameter).
     #[error(

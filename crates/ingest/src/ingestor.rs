@@ -26,6 +26,7 @@ use crate::ledger::{Decision, Ledger, Observation, RecordState, Verdict, decide,
 use crate::normalise::{self, LocationZone, Normalised, Unnormalisable};
 use crate::record::{Holder, RecordKey, RecordKind};
 use crate::retry::{RetrySet, Target};
+use crate::role::Role;
 use crate::status::{Parking, Stats};
 
 /// What one run (a poll, a sweep, one webhook) did with the records it read.
@@ -279,6 +280,7 @@ pub(crate) struct Ingestor {
     pub(crate) retries: RetrySet,
     pub(crate) directory: Directory,
     pub(crate) stats: Stats,
+    pub(crate) role: Role,
     pub(crate) poll_lock: tokio::sync::Mutex<()>,
     pub(crate) sweep_lock: tokio::sync::Mutex<()>,
 }
@@ -314,9 +316,18 @@ impl Ingestor {
             parking,
             retries,
             stats: Stats::default(),
+            role: Role::default(),
             poll_lock: tokio::sync::Mutex::new(()),
             sweep_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Reads what another ingestor may have changed in the ingest bucket while this one was on
+    /// standby: record states, parked records, the retry set.
+    pub(crate) async fn reload(&self) -> Result<(), IngestError> {
+        self.ledger.reload().await?;
+        self.parking.reload().await?;
+        self.retries.reload().await
     }
 
     /// Normalises a full record and appends what it changes.
@@ -439,6 +450,7 @@ impl Ingestor {
     ) -> Result<Verdict, IngestError> {
         let lock = self.ledger.lock(key);
         let _one_reading_at_a_time = lock.lock().await;
+        self.role.ensure_acting(&*self.clock).await?;
         let current = self.ledger.current(key);
         let decision = decide(current.as_ref())?;
         for envelope in decision.appends {
@@ -452,6 +464,8 @@ impl Ingestor {
 
     /// Appends one event and returns once the log has it durably.
     async fn append(&self, envelope: Envelope<Event>) -> Result<(), IngestError> {
+        // Again before each append: an earlier one may have taken until the lease could lapse.
+        self.role.ensure_acting(&*self.clock).await?;
         let subject = self.subjects.subject_for(&envelope.message);
         let payload = doorsync_proto::encode(&envelope)?;
         let mut message = NewMessage::new(subject, envelope.id.to_string(), Bytes::from(payload));
@@ -507,6 +521,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::IngestRole;
 
     /// 2025-07-01T08:00:00Z
     const START: Timestamp = Timestamp::from_unix_millis(1_751_356_800_000);
@@ -537,6 +552,14 @@ mod tests {
         )
         .await
         .unwrap();
+        let lease = doorsync_log::Lease::new(
+            ingestor.bucket.kv(),
+            "lease",
+            "test",
+            Duration::from_secs(30),
+            Arc::new(clock.clone()),
+        );
+        ingestor.role.activate(lease.try_acquire().await.unwrap().unwrap());
 
         let business = sim.create_location("Soho", "GMT Standard Time").unwrap();
         let resource = sim.create(SimEntity::Resource, json!({"BusinessId": business, "Name": "Room"})).unwrap();
@@ -570,7 +593,13 @@ mod tests {
         });
         let updated_on = Timestamp::from_unix_millis(START.as_unix_millis() + 5_000);
         assert_eq!(events, vec![(updated_on, expected)]);
-        assert_eq!(ingestor.stats.status(Vec::new(), Vec::new(), 0, 0, LimiterWaits::default()).stale_readings, 1);
+        assert_eq!(
+            ingestor
+                .stats
+                .status(Vec::new(), Vec::new(), 0, 0, LimiterWaits::default(), IngestRole::Active)
+                .stale_readings,
+            1
+        );
         sim.shutdown().await;
     }
 }

@@ -230,10 +230,21 @@ pub(crate) struct Ledger {
 impl Ledger {
     /// Reads every record's state from the bucket.
     pub(crate) async fn load(bucket: Bucket) -> Result<Self, IngestError> {
-        let stored = bucket.all::<RecordState>(|key| RecordKey::from_kv_key(key).is_some()).await?;
-        let states =
-            stored.into_iter().filter_map(|(key, state)| Some((RecordKey::from_kv_key(&key)?, state))).collect();
+        let states = Self::read(&bucket).await?;
         Ok(Self { bucket, states: Mutex::new(states), locks: Mutex::new(HashMap::new()) })
+    }
+
+    /// Reads every record's state again: another ingestor appended while this one was on
+    /// standby, and deciding against what this one remembers would append it all again.
+    pub(crate) async fn reload(&self) -> Result<(), IngestError> {
+        let states = Self::read(&self.bucket).await?;
+        *self.states() = states;
+        Ok(())
+    }
+
+    async fn read(bucket: &Bucket) -> Result<BTreeMap<RecordKey, RecordState>, IngestError> {
+        let stored = bucket.all::<RecordState>(|key| RecordKey::from_kv_key(key).is_some()).await?;
+        Ok(stored.into_iter().filter_map(|(key, state)| Some((RecordKey::from_kv_key(&key)?, state))).collect())
     }
 
     fn states(&self) -> MutexGuard<'_, BTreeMap<RecordKey, RecordState>> {

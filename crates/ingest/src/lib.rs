@@ -30,6 +30,7 @@ mod ledger;
 mod normalise;
 mod record;
 mod retry;
+mod role;
 mod status;
 mod sync;
 mod webhook;
@@ -41,7 +42,7 @@ use std::time::Duration;
 
 use doorsync_clock::SharedClock;
 use doorsync_layout::Layout;
-use doorsync_log::EventLog;
+use doorsync_log::{EventLog, Lease, Tenure};
 use doorsync_nexudus::NexudusClient;
 use doorsync_proto::Timestamp;
 use tokio::sync::watch;
@@ -51,7 +52,7 @@ pub use doorsync_nexudus::{LimiterWaits, Secret};
 pub use error::IngestError;
 pub use ingestor::RunSummary;
 pub use retry::RetryingRecord;
-pub use status::{InactiveWebhook, IngestStatus, ParkedRecord, WebhookCounts, WebhookHealth};
+pub use status::{InactiveWebhook, IngestRole, IngestStatus, ParkedRecord, WebhookCounts, WebhookHealth};
 pub use webhook::{WEBHOOK_ACTIONS, WEBHOOK_ROUTE, webhook_path};
 
 use crate::ingestor::Ingestor;
@@ -85,6 +86,13 @@ pub struct IngestOptions {
     pub retry_max_delay: Duration,
     /// When a calendar day pass's day begins on each location's wall clock.
     pub day_pass_cutoffs: DayPassCutoffs,
+    /// This ingestor's name in the ingest lease: unique among the ingestors on one log (two
+    /// with the same name would both act).
+    pub lease_owner: String,
+    /// How long the ingest lease lasts unrenewed: a standby takes over at most this long after
+    /// the active ingestor died. It renews every third of it and stops appending a third
+    /// before it could lapse, so it must be well above the time one append takes.
+    pub lease_ttl: Duration,
 }
 
 /// When a calendar day pass's day begins, as hours and minutes on the location's wall clock:
@@ -106,7 +114,9 @@ impl DayPassCutoffs {
 impl IngestOptions {
     /// Polls every minute with a two-minute overlap, sweeps every hour, takes bodies up to
     /// 256 KiB, retries a record 10 s after a failed reading (doubling, up to 15 minutes), and
-    /// leaves the mapping to doorsync's configuration.
+    /// leaves the mapping to doorsync's configuration. The lease lasts 30 s and is held in the
+    /// name of this process's id, which is unique on one machine only: give each ingestor of a
+    /// deployment its own [`IngestOptions::lease_owner`].
     pub fn new(webhook_secret: Secret) -> Self {
         Self {
             poll_interval: Duration::from_secs(60),
@@ -119,6 +129,8 @@ impl IngestOptions {
             retry_first_delay: Duration::from_secs(10),
             retry_max_delay: Duration::from_secs(15 * 60),
             day_pass_cutoffs: DayPassCutoffs::default(),
+            lease_owner: format!("ingest-{}", std::process::id()),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -138,11 +150,13 @@ impl std::fmt::Debug for IngestHandle {
 }
 
 /// Starts the ingestor: loads what it appended before (and the parked records and the retry
-/// set) from the layout's ingest bucket, schedules the poller and the sweeper on `clock`, each an
-/// interval after its last run that succeeded, or after the first start of an ingestor on this
-/// bucket if none has (at once if that is past), and resumes retrying the retry set when each
-/// entry is due. Nexudus is otherwise not read until the first webhook; call
-/// [`IngestHandle::poll_now`] to catch up at once.
+/// set) from the layout's ingest bucket, and contends for the ingest lease there (see
+/// [`IngestStatus::role`]). While it holds the lease, it runs the poller and the sweeper on
+/// `clock`, each an interval after its last run that succeeded, or after the first start of an
+/// ingestor on this bucket if none has (at once if that is past), and retries the retry set
+/// when each entry is due; while another ingestor holds it, it stands by and takes over once
+/// that one gives it back or lets it lapse. Nexudus is otherwise not read until the first
+/// webhook; call [`IngestHandle::poll_now`] to catch up at once.
 pub async fn start(
     options: IngestOptions,
     client: NexudusClient,
@@ -152,18 +166,140 @@ pub async fn start(
 ) -> Result<IngestHandle, IngestError> {
     let ingestor =
         Arc::new(Ingestor::new(options, client, log, layout.subjects.clone(), &layout.ingest_bucket, clock).await?);
+    let lease = Arc::new(Lease::new(
+        ingestor.bucket.kv(),
+        LEASE_KEY,
+        ingestor.options.lease_owner.clone(),
+        ingestor.options.lease_ttl,
+        Arc::clone(&ingestor.clock),
+    ));
     let (stop, _) = watch::channel(false);
-    let mut tasks = Vec::new();
-    for run in [Run::Poll, Run::Sweep] {
-        // Counted from the last run, not from this start: were it counted from each start, an
-        // ingestor restarted more often than the sweep interval would never sweep, and a hard
-        // delete whose webhook was lost would never be found.
-        let since = ingestor.schedule_start(run).await?;
-        let first = later(since, interval_of(&ingestor.options, run)).max(ingestor.clock.now());
-        tasks.push(tokio::spawn(scheduled(Arc::clone(&ingestor), run, first, stop.subscribe())));
+    // Taken here when free, so that an ingestor without a rival is active as soon as it starts.
+    let first = match contend(&ingestor, &lease).await {
+        Some(tenure) => {
+            ingestor.role.activate(Arc::clone(&tenure));
+            Some((tenure, first_runs(&ingestor).await?))
+        }
+        None => None,
+    };
+    let supervisor = tokio::spawn(supervise(Arc::clone(&ingestor), lease, first, stop.subscribe()));
+    Ok(IngestHandle { ingestor, stop: Arc::new(stop), tasks: Arc::new(Mutex::new(vec![supervisor])) })
+}
+
+/// The ingest lease's key in the ingest bucket (the ingestor's own bucket, which its
+/// credentials already reach).
+const LEASE_KEY: &str = "lease";
+
+/// Takes the lease if it is free; otherwise notes who holds it.
+async fn contend(ingestor: &Ingestor, lease: &Lease) -> Option<Arc<Tenure>> {
+    match lease.try_acquire().await {
+        Ok(Some(tenure)) => return Some(tenure),
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "reading the ingest lease failed; trying again"),
     }
-    tasks.push(tokio::spawn(retrying(Arc::clone(&ingestor), stop.subscribe())));
-    Ok(IngestHandle { ingestor, stop: Arc::new(stop), tasks: Arc::new(Mutex::new(tasks)) })
+    let holder = lease.holder().await.ok().flatten().map(|held| held.owner);
+    ingestor.role.stand_by(holder);
+    None
+}
+
+/// Stands by until the lease is this ingestor's, works while it holds it, and stands by again
+/// if it loses it; gives it back on shutdown.
+async fn supervise(
+    ingestor: Arc<Ingestor>,
+    lease: Arc<Lease>,
+    first: Option<(Arc<Tenure>, FirstRuns)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // What `start` loaded, and the runs it scheduled, are current only if it took the lease.
+    let (mut tenure, mut scheduled) = first.unzip();
+    loop {
+        let Some(held) = tenure.take() else {
+            let retry = later(ingestor.clock.now(), lease.renew_every());
+            tokio::select! {
+                () = ingestor.clock.sleep_until(retry) => {}
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+            tenure = contend(&ingestor, &lease).await;
+            continue;
+        };
+        let runs = match scheduled.take() {
+            Some(runs) => runs,
+            None => match taking_over(&ingestor).await {
+                Ok(runs) => runs,
+                Err(error) => {
+                    tracing::warn!(%error, "reading the ingest bucket on taking the lease failed; giving it back");
+                    lease.release(&held).await;
+                    ingestor.role.stand_by(None);
+                    continue;
+                }
+            },
+        };
+        ingestor.role.activate(Arc::clone(&held));
+        tracing::info!(owner = lease.owner(), "this ingestor holds the ingest lease and is active");
+        let stopped = work_while_held(&ingestor, &lease, &held, runs, &mut stop).await;
+        if stopped {
+            lease.release(&held).await;
+            ingestor.role.stand_by(None);
+            return;
+        }
+        tracing::warn!(owner = lease.owner(), "ingest lease lost; this ingestor stands by");
+        ingestor.role.stand_by(lease.holder().await.ok().flatten().map(|held| held.owner));
+    }
+}
+
+/// When the poll and the sweep are first due.
+type FirstRuns = [(Run, Timestamp); 2];
+
+/// Counted from the last run, not from this start: were it counted from each start, an ingestor
+/// restarted more often than the sweep interval would never sweep, and a hard delete whose
+/// webhook was lost would never be found.
+async fn first_runs(ingestor: &Ingestor) -> Result<FirstRuns, IngestError> {
+    let mut runs = [(Run::Poll, ingestor.clock.now()), (Run::Sweep, ingestor.clock.now())];
+    for (run, first) in &mut runs {
+        let since = ingestor.schedule_start(*run).await?;
+        *first = later(since, interval_of(&ingestor.options, *run)).max(ingestor.clock.now());
+    }
+    Ok(runs)
+}
+
+/// On taking the lease from another ingestor: what it changed in the ingest bucket, and when
+/// its runs are due.
+async fn taking_over(ingestor: &Ingestor) -> Result<FirstRuns, IngestError> {
+    ingestor.reload().await?;
+    first_runs(ingestor).await
+}
+
+/// Runs the poller, the sweeper, the retrying and the lease's renewals until the lease is lost
+/// or the ingestor stops; returns whether it stopped.
+async fn work_while_held(
+    ingestor: &Arc<Ingestor>,
+    lease: &Arc<Lease>,
+    tenure: &Arc<Tenure>,
+    runs: FirstRuns,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let (work_stop, _) = watch::channel(false);
+    let mut tasks = Vec::new();
+    {
+        let (lease, tenure, stopped) = (Arc::clone(lease), Arc::clone(tenure), work_stop.subscribe());
+        tasks.push(tokio::spawn(async move { lease.hold(tenure, stopped).await }));
+    }
+    for (run, first) in runs {
+        tasks.push(tokio::spawn(scheduled(Arc::clone(ingestor), run, first, work_stop.subscribe())));
+    }
+    tasks.push(tokio::spawn(retrying(Arc::clone(ingestor), work_stop.subscribe())));
+    let mut lost = tenure.watch_lost();
+    let stopped = tokio::select! {
+        _ = stop.wait_for(|stopped| *stopped) => true,
+        _ = lost.wait_for(|lost| *lost) => false,
+    };
+    work_stop.send_replace(true);
+    for task in tasks {
+        if let Err(error) = task.await {
+            tracing::warn!(%error, "an ingest task ended abnormally");
+        }
+    }
+    stopped
 }
 
 fn interval_of(options: &IngestOptions, run: Run) -> Duration {
@@ -229,7 +365,8 @@ fn later(at: Timestamp, by: Duration) -> Timestamp {
 impl IngestHandle {
     /// The webhook receiver, for the binary to mount (it serves [`WEBHOOK_ROUTE`]).
     pub fn router(&self) -> axum::Router {
-        webhook::router(Arc::clone(&self.ingestor))
+        let gate = axum::middleware::from_fn_with_state(Arc::clone(&self.ingestor), role::answer_while_standby);
+        webhook::router(Arc::clone(&self.ingestor)).layer(gate)
     }
 
     /// Serves [`IngestHandle::router`] on `address` until shutdown; returns the address bound
@@ -244,9 +381,7 @@ impl IngestHandle {
             let stopped = async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
-            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-                tracing::warn!(%error, "the nexudus webhook server stopped");
-            }
+            webhook::serve(listener, app, webhook::WebhookLimits::default(), stopped).await;
         });
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(server);
         Ok(bound)
@@ -272,23 +407,27 @@ impl IngestHandle {
             ingestor.ledger.held_by_nobody(&[RecordKind::Booking]),
             unmapped,
             ingestor.client.limiter_waits(),
+            ingestor.role.status(ingestor.clock.now()),
         )
     }
 
     /// Polls now (waiting for a poll already running), and returns what it did.
     pub async fn poll_now(&self) -> Result<RunSummary, IngestError> {
-        self.running()?;
+        self.running().await?;
         self.ingestor.poll().await
     }
 
     /// Sweeps now (waiting for a sweep already running), and returns what it did.
     pub async fn sweep_now(&self) -> Result<RunSummary, IngestError> {
-        self.running()?;
+        self.running().await?;
         self.ingestor.sweep().await
     }
 
-    fn running(&self) -> Result<(), IngestError> {
-        if *self.stop.borrow() { Err(IngestError::ShutDown) } else { Ok(()) }
+    async fn running(&self) -> Result<(), IngestError> {
+        if *self.stop.borrow() {
+            return Err(IngestError::ShutDown);
+        }
+        self.ingestor.role.ensure_acting(&*self.ingestor.clock).await
     }
 
     /// Stops the poller, the sweeper, the retrying and the servers started by [`IngestHandle::serve`], and waits

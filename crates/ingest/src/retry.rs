@@ -144,8 +144,7 @@ pub(crate) struct RetrySet {
 
 impl RetrySet {
     pub(crate) async fn load(bucket: Bucket, first_delay: Duration, max_delay: Duration) -> Result<Self, IngestError> {
-        let stored = bucket.all::<StoredRetry>(|key| parse_key(key).is_some()).await?;
-        let entries = stored.into_iter().filter_map(|(key, entry)| Some((parse_key(&key)?, entry))).collect();
+        let entries = Self::read(&bucket).await?;
         Ok(Self {
             bucket,
             entries: Mutex::new(entries),
@@ -154,6 +153,21 @@ impl RetrySet {
             max_delay,
             added: Notify::new(),
         })
+    }
+
+    /// Reads the retry set again: another ingestor may have changed it while this one was on
+    /// standby.
+    pub(crate) async fn reload(&self) -> Result<(), IngestError> {
+        let _in_order = self.writes.lock().await;
+        let entries = Self::read(&self.bucket).await?;
+        *self.entries() = entries;
+        self.added.notify_one();
+        Ok(())
+    }
+
+    async fn read(bucket: &Bucket) -> Result<BTreeMap<(Target, u64), StoredRetry>, IngestError> {
+        let stored = bucket.all::<StoredRetry>(|key| parse_key(key).is_some()).await?;
+        Ok(stored.into_iter().filter_map(|(key, entry)| Some((parse_key(&key)?, entry))).collect())
     }
 
     fn entries(&self) -> MutexGuard<'_, BTreeMap<(Target, u64), StoredRetry>> {

@@ -46,6 +46,25 @@ pub struct IngestStatus {
     /// statuses from builds that did not report it.
     #[serde(default)]
     pub nexudus_limiter: LimiterWaits,
+    /// Whether this ingestor is the one that reads Nexudus and appends, or a standby. Active
+    /// for statuses from builds that ran one ingestor only.
+    #[serde(default)]
+    pub role: IngestRole,
+}
+
+/// One ingestor per deployment reads Nexudus and appends: the one holding the ingest lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "role")]
+pub enum IngestRole {
+    /// Holds the lease: polls, sweeps, retries and answers webhooks.
+    #[default]
+    Active,
+    /// Waits for the lease, and answers webhooks 503 so that Nexudus delivers them again (to
+    /// the active ingestor, which its readiness keeps the only one behind the webhook URL).
+    Standby {
+        /// The ingestor holding the lease, if it has not lapsed.
+        holder: Option<String>,
+    },
 }
 
 /// A record that could not be turned into events. It stays parked until a reading of it works.
@@ -80,6 +99,9 @@ pub struct WebhookCounts {
     /// record Nexudus failed to answer about goes to the retry set, and the delivery is
     /// accepted).
     pub failed: u64,
+    /// Arrived at a standby ingestor: 503, nothing read or stored, for Nexudus to deliver again.
+    #[serde(default)]
+    pub standby: u64,
 }
 
 /// What the last look at Nexudus's registered webhooks found.
@@ -110,6 +132,7 @@ pub(crate) enum WebhookAnswer {
     Unreadable,
     UnknownAction,
     Failed,
+    Standby,
 }
 
 /// Which run finished.
@@ -170,6 +193,7 @@ impl Stats {
             WebhookAnswer::Unreadable => &mut counters.webhooks.unreadable,
             WebhookAnswer::UnknownAction => &mut counters.webhooks.unknown_action,
             WebhookAnswer::Failed => &mut counters.webhooks.failed,
+            WebhookAnswer::Standby => &mut counters.webhooks.standby,
         };
         *count += 1;
     }
@@ -200,6 +224,7 @@ impl Stats {
         memberless_bookings: u64,
         unmapped_sources: u64,
         nexudus_limiter: LimiterWaits,
+        role: IngestRole,
     ) -> IngestStatus {
         let counters = self.counters();
         IngestStatus {
@@ -219,6 +244,7 @@ impl Stats {
             last_sweep: counters.last_sweep,
             last_sweep_error: counters.last_sweep_error.clone(),
             nexudus_limiter,
+            role,
         }
     }
 }
@@ -244,9 +270,21 @@ pub(crate) struct Parking {
 
 impl Parking {
     pub(crate) async fn load(bucket: Bucket) -> Result<Self, IngestError> {
-        let stored = bucket.all::<StoredParking>(|key| key.starts_with(PARKED_PREFIX)).await?;
-        let entries = stored.into_iter().map(|(key, stored)| (key, stored.parked)).collect();
+        let entries = Self::read(&bucket).await?;
         Ok(Self { bucket, entries: Mutex::new(entries) })
+    }
+
+    /// Reads the parked records again: another ingestor may have parked and un-parked records
+    /// while this one was on standby.
+    pub(crate) async fn reload(&self) -> Result<(), IngestError> {
+        let entries = Self::read(&self.bucket).await?;
+        *self.entries() = entries;
+        Ok(())
+    }
+
+    async fn read(bucket: &Bucket) -> Result<BTreeMap<String, ParkedRecord>, IngestError> {
+        let stored = bucket.all::<StoredParking>(|key| key.starts_with(PARKED_PREFIX)).await?;
+        Ok(stored.into_iter().map(|(key, stored)| (key, stored.parked)).collect())
     }
 
     fn entries(&self) -> MutexGuard<'_, BTreeMap<String, ParkedRecord>> {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use doorsync_clock::SharedClock;
+use doorsync_clock::{Clock, SharedClock};
 use doorsync_proto::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -49,7 +49,11 @@ impl std::fmt::Debug for Lease {
 #[derive(Debug)]
 pub struct Tenure {
     revision: AtomicI64,
-    acts_until: AtomicI64,
+    /// When the lease was last written, in Unix milliseconds: renewals are due from then, not
+    /// from whenever [`Lease::hold`] got to run.
+    renewed_at: AtomicI64,
+    /// Unix milliseconds.
+    acts_until: watch::Sender<i64>,
     lost: watch::Sender<bool>,
 }
 
@@ -57,7 +61,8 @@ impl Tenure {
     fn new(revision: u64) -> Self {
         Self {
             revision: AtomicI64::new(i64::try_from(revision).unwrap_or(i64::MAX)),
-            acts_until: AtomicI64::new(i64::MIN),
+            renewed_at: AtomicI64::new(i64::MIN),
+            acts_until: watch::Sender::new(i64::MIN),
             lost: watch::Sender::new(false),
         }
     }
@@ -65,7 +70,28 @@ impl Tenure {
     /// Whether the holder may still act at `now`: the lease is not lost and was renewed recently
     /// enough that nobody else can have taken it.
     pub fn may_act(&self, now: Timestamp) -> bool {
-        !*self.lost.borrow() && now.as_unix_millis() < self.acts_until.load(Ordering::Acquire)
+        !*self.lost.borrow() && now.as_unix_millis() < *self.acts_until.borrow()
+    }
+
+    /// Whether the holder may act at `clock`'s time, waiting for a renewal that is due: after
+    /// the clock jumped (a virtual clock in tests, a machine waking from suspend) the lease may
+    /// look lapsed until [`Lease::hold`], woken by the same jump, has renewed it. `false` once
+    /// the lease is lost.
+    pub async fn wait_to_act(&self, clock: &dyn Clock) -> bool {
+        let mut renewed = self.acts_until.subscribe();
+        let mut lost = self.lost.subscribe();
+        loop {
+            if *lost.borrow_and_update() {
+                return false;
+            }
+            if self.may_act(clock.now()) {
+                return true;
+            }
+            tokio::select! {
+                changed = renewed.changed() => if changed.is_err() { return false },
+                changed = lost.changed() => if changed.is_err() { return false },
+            }
+        }
     }
 
     /// Turns `true` once the lease is lost.
@@ -151,8 +177,9 @@ impl Lease {
     }
 
     fn extend(&self, tenure: &Tenure, renewed_at: Timestamp) {
+        tenure.renewed_at.store(renewed_at.as_unix_millis(), Ordering::Release);
         let acts_until = after(renewed_at, self.ttl - self.renew_every());
-        tenure.acts_until.store(acts_until.as_unix_millis(), Ordering::Release);
+        tenure.acts_until.send_replace(acts_until.as_unix_millis());
     }
 
     /// Renews the lease every third of its time to live until `stop` is set or the lease is lost
@@ -160,7 +187,8 @@ impl Lease {
     /// tenure lost in that case.
     pub async fn hold(&self, tenure: Arc<Tenure>, mut stop: watch::Receiver<bool>) {
         loop {
-            let next = after(self.clock.now(), self.renew_every());
+            let renewed_at = Timestamp::from_unix_millis(tenure.renewed_at.load(Ordering::Acquire));
+            let next = after(renewed_at, self.renew_every());
             tokio::select! {
                 () = self.clock.sleep_until(next) => {}
                 _ = stop.wait_for(|stopped| *stopped) => return,
@@ -216,7 +244,7 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use doorsync_clock::{Clock, ManualClock};
+    use doorsync_clock::ManualClock;
 
     use super::*;
     use crate::KvEntry;
@@ -323,6 +351,23 @@ mod tests {
         assert!(!tenure.may_act(clock.now()));
         stop.send_replace(true);
         holding.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn after_a_jump_of_the_clock_the_holder_acts_once_its_renewal_is_in() {
+        let (clock, first, _) = contenders();
+        let tenure = first.try_acquire().await.unwrap().unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        let holding = {
+            let tenure = Arc::clone(&tenure);
+            tokio::spawn(async move { first.hold(tenure, stopped).await })
+        };
+        tokio::task::yield_now().await;
+        clock.advance(TTL * 5);
+        assert!(!tenure.may_act(clock.now()), "looks lapsed until renewed");
+        assert!(tenure.wait_to_act(&clock).await);
+        assert!(tenure.may_act(clock.now()));
+        holding.abort();
     }
 
     #[tokio::test]
