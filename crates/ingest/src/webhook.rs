@@ -10,8 +10,19 @@
 //! take the write answers 5xx (so Nexudus retries): Nexudus disables a hook after ten failures,
 //! so a webhook is never failed for one record. An action doorsync does not act on is answered
 //! 2xx (and counted), for the same reason.
+//!
+//! What a flood costs is bounded ([`WebhookLimits`]): the server drops a connection that is slow
+//! to send its headers or its body, a few deliveries are worked on at once and the rest wait
+//! their turn, each is answered within a deadline, one record is read at most once at a time
+//! however many deliveries name it, and the same signed body again within minutes is answered
+//! from memory without asking Nexudus. The action in the path is logged only once it is known
+//! to be one of Nexudus's.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -21,11 +32,53 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use doorsync_nexudus::WebhookAction;
 use doorsync_nexudus::webhook::{SIGNATURE_HEADER, parse_body, verify};
+use doorsync_proto::Timestamp;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tracing::Instrument;
 
 use crate::error::IngestError;
 use crate::ingestor::Ingestor;
 use crate::retry::Target;
+
+/// What one webhook delivery, or a flood of them, may cost the ingestor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WebhookLimits {
+    /// A connection that has not sent a request's headers within this long is closed.
+    header_timeout: Duration,
+    /// A request whose body has not arrived within this long is refused.
+    body_timeout: Duration,
+    /// Deliveries worked on at once; more wait for a turn (within `request_timeout`).
+    concurrency: usize,
+    /// A delivery not answered within this long gets 503, and Nexudus sends it again; what its
+    /// re-reads had begun goes on.
+    request_timeout: Duration,
+    /// The same signed body again within this long is answered at once, without reading
+    /// Nexudus: Nexudus repeats deliveries, and anyone who captured one could replay it.
+    repeat_window: Duration,
+    /// Signed bodies remembered for `repeat_window`, at most.
+    repeats_remembered: usize,
+}
+
+impl Default for WebhookLimits {
+    /// Headers and body within 10 s each, 16 deliveries at once, each answered within 30 s
+    /// (well inside what Nexudus waits), a repeat within 5 minutes free, 10,000 remembered.
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            concurrency: 16,
+            request_timeout: Duration::from_secs(30),
+            repeat_window: Duration::from_secs(5 * 60),
+            repeats_remembered: 10_000,
+        }
+    }
+}
 
 /// The route the receiver serves; `{action}` is the webhook's action.
 pub const WEBHOOK_ROUTE: &str = "/webhooks/nexudus/{action}";
@@ -71,19 +124,98 @@ fn action_named(segment: &str) -> Option<WebhookAction> {
     (1..=HIGHEST_ACTION_CODE).map(WebhookAction::from_code).find(|action| action.name() == Some(segment))
 }
 
-pub(crate) fn router(ingestor: Arc<Ingestor>) -> Router {
-    let body_limit = ingestor.options.body_limit;
-    Router::new().route(WEBHOOK_ROUTE, post(receive)).layer(DefaultBodyLimit::max(body_limit)).with_state(ingestor)
+/// The receiver's state: the ingestor, and what bounds the cost of repeated deliveries.
+#[derive(Debug)]
+struct Receiver {
+    ingestor: Arc<Ingestor>,
+    rereads: OneReadPerRecord,
+    repeats: RecentBodies,
 }
 
-#[tracing::instrument(name = "nexudus.webhook", skip_all, fields(action = %action, records))]
+pub(crate) fn router(ingestor: Arc<Ingestor>) -> Router {
+    let limits = WebhookLimits::default();
+    let body_limit = ingestor.options.body_limit;
+    let receiver = Arc::new(Receiver {
+        repeats: RecentBodies::new(limits.repeat_window, limits.repeats_remembered),
+        rereads: OneReadPerRecord::default(),
+        ingestor,
+    });
+    limited(Router::new().route(WEBHOOK_ROUTE, post(receive)).layer(DefaultBodyLimit::max(body_limit)), limits)
+        .with_state(receiver)
+}
+
+/// `router` with a deadline for bodies and answers and a bound on deliveries worked on at once.
+fn limited<S: Clone + Send + Sync + 'static>(router: Router<S>, limits: WebhookLimits) -> Router<S> {
+    // The last layer is the outermost: a delivery waiting for a turn counts against its deadline.
+    router
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency.max(1)))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
+}
+
+/// Serves `app` on `listener` over HTTP/1.1 (Nexudus's), closing connections that are slow to
+/// send their headers, until `stopped` resolves; then waits for the deliveries in flight.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: WebhookLimits,
+    stopped: impl Future<Output = ()>,
+) {
+    let mut connections = JoinSet::new();
+    tokio::pin!(stopped);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a webhook connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stopped => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "a webhook connection ended with an error");
+            }
+        });
+        // Finished connections are collected as we go, so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.request_timeout, drain).await.is_err() {
+        tracing::warn!("webhook connections still open at shutdown were closed");
+    }
+}
+
+/// How a path's action appears in logs and traces: its name or number when it is one of
+/// Nexudus's, else `unknown` (the path is the sender's text, not ours to repeat).
+fn logged_action(segment: &str) -> String {
+    match action_named(segment) {
+        Some(action) => action.name().map_or_else(|| action.code().to_string(), str::to_owned),
+        None => "unknown".to_owned(),
+    }
+}
+
+#[tracing::instrument(name = "nexudus.webhook", skip_all, fields(action = tracing::field::Empty, records))]
 async fn receive(
-    State(ingestor): State<Arc<Ingestor>>,
+    State(receiver): State<Arc<Receiver>>,
     Path(action): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     use crate::status::WebhookAnswer as Answer;
+    let ingestor = &receiver.ingestor;
+    let known_action = action_named(&action);
+    let action = logged_action(&action);
+    tracing::Span::current().record("action", action.as_str());
     let signature = headers.get(SIGNATURE_HEADER).and_then(|value| value.to_str().ok());
     let signed = signature.is_some_and(|signature| verify(&ingestor.options.webhook_secret, &body, signature).is_ok());
     if !signed {
@@ -99,24 +231,32 @@ async fn receive(
             return (StatusCode::BAD_REQUEST, error.to_string()).into_response();
         }
     };
-    let Some(target) = action_named(&action).and_then(Target::of) else {
+    let Some(target) = known_action.and_then(Target::of) else {
         ingestor.stats.webhook(Answer::UnknownAction);
         tracing::debug!(action, "nexudus webhook for an action doorsync does not act on");
         return (StatusCode::OK, "doorsync does not act on this action").into_response();
     };
     let ids: Vec<u64> = entities.iter().map(|entity| entity.id).collect();
     tracing::Span::current().record("records", ids.len());
-    // On its own task, so that a sender that hangs up cannot stop the work half way.
+    let delivery = RecentBodies::digest(target, &body);
+    if receiver.repeats.seen_since(&delivery, ingestor.clock.now()) {
+        ingestor.stats.webhook(Answer::Accepted);
+        tracing::debug!(action, "nexudus webhook repeated within minutes: already recorded");
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    // On its own task, so that a sender that hangs up, or the deadline, cannot stop the work
+    // half way.
     let work = tokio::spawn(
         {
-            let ingestor = Arc::clone(&ingestor);
-            async move { reread(&ingestor, target, &ids).await }
+            let receiver = Arc::clone(&receiver);
+            async move { reread(&receiver, target, &ids).await }
         }
         .in_current_span(),
     );
     match work.await {
         Ok(Ok(())) => {
             ingestor.stats.webhook(Answer::Accepted);
+            receiver.repeats.remember(delivery, ingestor.clock.now());
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(Err(error)) => {
@@ -132,16 +272,206 @@ async fn receive(
     }
 }
 
-async fn reread(ingestor: &Ingestor, target: Target, ids: &[u64]) -> Result<(), IngestError> {
+async fn reread(receiver: &Receiver, target: Target, ids: &[u64]) -> Result<(), IngestError> {
     for &id in ids {
-        ingestor.attempt(target, id).await?;
+        receiver.rereads.read(target, id, || receiver.ingestor.attempt(target, id)).await?;
     }
     Ok(())
 }
 
+/// At most one re-read of a record in flight, however many deliveries name it: a delivery that
+/// arrives while the record is being read waits, and reads it again only if no read that began
+/// after it arrived has succeeded meanwhile (the one in flight may have read it before the
+/// change this delivery announces). A burst of N deliveries costs two reads, not N.
+#[derive(Debug, Default)]
+struct OneReadPerRecord {
+    records: Mutex<HashMap<(Target, u64), Arc<RecordReads>>>,
+}
+
+#[derive(Debug, Default)]
+struct RecordReads {
+    /// Deliveries that asked for the record, counted.
+    asked: AtomicU64,
+    /// Held while the record is read; holds how many asks the last successful read covered.
+    covered: tokio::sync::Mutex<u64>,
+}
+
+impl OneReadPerRecord {
+    async fn read<F, Fut>(&self, target: Target, id: u64, read: F) -> Result<(), IngestError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(), IngestError>>,
+    {
+        let record = Arc::clone(self.lock().entry((target, id)).or_default());
+        let ask = record.asked.fetch_add(1, Ordering::AcqRel) + 1;
+        let result = {
+            let mut covered = record.covered.lock().await;
+            if *covered >= ask {
+                Ok(())
+            } else {
+                let covering = record.asked.load(Ordering::Acquire);
+                let result = read().await;
+                if result.is_ok() {
+                    *covered = covering;
+                }
+                result
+            }
+        };
+        let mut records = self.lock();
+        // The map's and this delivery's: nobody else waits, so the entry can go.
+        if Arc::strong_count(&record) == 2 {
+            records.remove(&(target, id));
+        }
+        result
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Target, u64), Arc<RecordReads>>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Signed bodies recorded in the last minutes, by digest, oldest first.
+#[derive(Debug)]
+struct RecentBodies {
+    window: Duration,
+    capacity: usize,
+    recent: Mutex<Remembered>,
+}
+
+/// The digests in the order they were recorded, and the same as a set.
+type Remembered = (VecDeque<(Timestamp, [u8; 32])>, HashSet<[u8; 32]>);
+
+impl RecentBodies {
+    fn new(window: Duration, capacity: usize) -> Self {
+        Self { window, capacity, recent: Mutex::new((VecDeque::new(), HashSet::new())) }
+    }
+
+    /// The same body means the same delivery only for the same action's records.
+    fn digest(target: Target, body: &[u8]) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        digest.update(target.name().as_bytes());
+        digest.update([0]);
+        digest.update(body);
+        digest.finalize().into()
+    }
+
+    fn seen_since(&self, digest: &[u8; 32], now: Timestamp) -> bool {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        self.forget_old(&mut recent, now);
+        recent.1.contains(digest)
+    }
+
+    fn remember(&self, digest: [u8; 32], now: Timestamp) {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        self.forget_old(&mut recent, now);
+        if recent.1.insert(digest) {
+            recent.0.push_back((now, digest));
+        }
+        while recent.0.len() > self.capacity {
+            if let Some((_, oldest)) = recent.0.pop_front() {
+                recent.1.remove(&oldest);
+            }
+        }
+    }
+
+    fn forget_old(&self, recent: &mut Remembered, now: Timestamp) {
+        let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        while let Some((at, digest)) = recent.0.front().copied() {
+            if now.as_unix_millis().saturating_sub(at.as_unix_millis()) < window {
+                break;
+            }
+            recent.0.pop_front();
+            recent.1.remove(&digest);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
     use super::*;
+
+    const QUICK: WebhookLimits = WebhookLimits {
+        header_timeout: Duration::from_millis(300),
+        body_timeout: Duration::from_millis(300),
+        concurrency: 2,
+        request_timeout: Duration::from_millis(600),
+        repeat_window: Duration::from_secs(300),
+        repeats_remembered: 10,
+    };
+
+    /// Serves `app` behind [`limited`] with [`QUICK`] limits; the server stops with the runtime.
+    async fn serving(app: Router) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, limited(app, QUICK), QUICK, std::future::pending()));
+        address
+    }
+
+    /// Writes `request` and reads until the server answers and closes, or 10 s pass.
+    async fn exchange(address: std::net::SocketAddr, request: &[u8]) -> Option<String> {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        read.ok().map(|_| String::from_utf8_lossy(&answer).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_connection_slow_to_send_its_headers_or_its_body_is_not_kept() {
+        let address =
+            serving(Router::new().route("/", post(|body: Bytes| async move { body.len().to_string() }))).await;
+        let headers_never_end = exchange(address, b"POST / HTTP/1.1\r\nHost: doorsync\r\n").await;
+        assert!(headers_never_end.is_some(), "the connection was kept open without its headers");
+        let body_never_comes = exchange(
+            address,
+            b"POST / HTTP/1.1\r\nHost: doorsync\r\nConnection: close\r\nContent-Length: 100\r\n\r\nshort",
+        )
+        .await
+        .unwrap_or_default();
+        assert!(
+            body_never_comes.starts_with("HTTP/1.1 4"),
+            "answered without waiting for the body: {body_never_comes}"
+        );
+        let whole = exchange(
+            address,
+            b"POST / HTTP/1.1\r\nHost: doorsync\r\nConnection: close\r\nContent-Length: 5\r\n\r\nwhole",
+        )
+        .await;
+        assert!(whole.unwrap_or_default().ends_with("\r\n\r\n5"), "a prompt request is served");
+    }
+
+    #[tokio::test]
+    async fn deliveries_beyond_the_limit_wait_their_turn_and_each_is_answered_within_its_deadline() {
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let most = Arc::new(AtomicU64::new(0));
+        let handler = {
+            let (in_flight, most) = (Arc::clone(&in_flight), Arc::clone(&most));
+            move || async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                "done"
+            }
+        };
+        let app = Router::new()
+            .route("/", post(handler))
+            .route("/hangs", post(|| async { tokio::time::sleep(Duration::from_secs(60)).await }));
+        let address = serving(app).await;
+        let request = b"POST / HTTP/1.1\r\nHost: doorsync\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        let answers = futures::future::join_all((0..8).map(|_| exchange(address, request))).await;
+        assert!(answers.iter().all(|answer| answer.as_deref().is_some_and(|answer| answer.ends_with("done"))));
+        assert_eq!(most.load(Ordering::SeqCst), 2, "at most the limit at once");
+
+        let hangs = b"POST /hangs HTTP/1.1\r\nHost: doorsync\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        let answer = exchange(address, hangs).await.unwrap_or_default();
+        assert!(answer.starts_with("HTTP/1.1 503"), "answered at its deadline, for Nexudus to retry: {answer}");
+    }
 
     #[test]
     fn actions_are_named_in_the_path_by_name_or_number() {
@@ -155,5 +485,68 @@ mod tests {
         assert!(WEBHOOK_ACTIONS.iter().all(|action| Target::of(*action).is_some()), "every listed action is acted on");
         let acted_on = (1..=HIGHEST_ACTION_CODE).filter(|code| Target::of(WebhookAction::from_code(*code)).is_some());
         assert_eq!(acted_on.count(), WEBHOOK_ACTIONS.len(), "every action acted on is listed");
+    }
+
+    #[tokio::test]
+    async fn one_read_of_a_record_is_in_flight_and_one_after_it_serves_every_delivery_that_waited() {
+        let rereads = Arc::new(OneReadPerRecord::default());
+        let (reads, in_flight, most) =
+            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let deliveries = (0..20).map(|_| {
+            let (rereads, reads, in_flight, most) =
+                (Arc::clone(&rereads), Arc::clone(&reads), Arc::clone(&in_flight), Arc::clone(&most));
+            tokio::spawn(async move {
+                rereads
+                    .read(Target::Booking, 7, || async {
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        most.fetch_max(in_flight.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+            })
+        });
+        for delivery in futures::future::join_all(deliveries).await {
+            assert!(delivery.unwrap().is_ok());
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1, "one read in flight at a time");
+        assert!(reads.load(Ordering::SeqCst) <= 2, "{} reads for 20 deliveries", reads.load(Ordering::SeqCst));
+        assert!(rereads.lock().is_empty(), "nothing is kept once nobody waits");
+
+        // A read that fails covers nobody: the next delivery reads again.
+        let failed = rereads.read(Target::Booking, 7, || async { Err(IngestError::ShutDown) }).await;
+        assert!(failed.is_err());
+        let before = reads.load(Ordering::SeqCst);
+        let again = rereads.read(Target::Booking, 7, || async {
+            reads.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        assert!(again.await.is_ok());
+        assert_eq!(reads.load(Ordering::SeqCst), before + 1);
+    }
+
+    #[test]
+    fn only_nexudus_actions_are_logged_by_name_anything_else_as_unknown() {
+        assert_eq!(logged_action("BookingUpdate"), "BookingUpdate");
+        assert_eq!(logged_action("61"), "AccessControlUpdate");
+        assert_eq!(logged_action("99"), "99");
+        assert_eq!(logged_action("Booking\nERROR forged log line"), "unknown");
+        assert_eq!(logged_action(&"x".repeat(10_000)), "unknown");
+    }
+
+    #[test]
+    fn a_body_is_remembered_for_the_window_and_the_oldest_go_first_when_full() {
+        let at = |seconds: i64| Timestamp::from_unix_millis(1_751_356_800_000 + seconds * 1_000);
+        let recent = RecentBodies::new(Duration::from_secs(300), 2);
+        let [a, b, c] = [b"a", b"b", b"c"].map(|body| RecentBodies::digest(Target::Booking, body));
+        recent.remember(a, at(0));
+        assert!(recent.seen_since(&a, at(299)));
+        assert!(!recent.seen_since(&RecentBodies::digest(Target::Coworker, b"a"), at(1)), "another action's");
+        assert!(!recent.seen_since(&a, at(300)), "forgotten after the window");
+        recent.remember(a, at(400));
+        recent.remember(b, at(401));
+        recent.remember(c, at(402));
+        assert!(!recent.seen_since(&a, at(403)) && recent.seen_since(&b, at(403)) && recent.seen_since(&c, at(403)));
     }
 }
