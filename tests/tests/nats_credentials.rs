@@ -91,6 +91,14 @@ async fn a_placeholder_secret_stops_a_role_at_start_naming_it() {
     assert!(!output.status.success(), "{text}");
     assert!(text.contains("`log.nats_nkey_seed_file`") && text.contains(&seed.display().to_string()), "{text}");
     assert!(text.contains("placeholder REPLACE_ME"), "{text}");
+    // check-config says so before anything is deployed.
+    let output = doorsync(&config, &["check-config"], &[]).await;
+    let text = printed(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains("NATS credentials (log.nats_*): MISSING") && text.contains("placeholder REPLACE_ME"),
+        "{text}"
+    );
 
     // A role on the embedded log, with the Nexudus password left as the manifests have it.
     let data = dir.path().join("doorsync.redb");

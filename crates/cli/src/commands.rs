@@ -233,12 +233,23 @@ pub(crate) async fn check_config(config_file: Option<&Path>) -> anyhow::Result<(
         config.access.no_access
     );
     let mut missing = Vec::new();
+    // Each role's pod mounts its own NATS credentials: this checks the ones of this machine.
+    let nats = match config.log.backend {
+        LogBackend::Jetstream => vec![
+            ("NATS credentials (log.nats_*)", config.nats_credentials().map(drop)),
+            ("NATS TLS files (log.tls_*)", config.nats_tls().map(drop)),
+        ],
+        LogBackend::Embedded => Vec::new(),
+    };
     for (what, found) in [
         ("Kisi API key (writer)", config.kisi_api_key().map(drop)),
         ("Nexudus username (ingest)", config.nexudus_username().map(drop)),
         ("Nexudus password (ingest)", config.nexudus_password().map(drop)),
         ("Nexudus webhook secret (ingest)", config.nexudus_webhook_secret().map(drop)),
-    ] {
+    ]
+    .into_iter()
+    .chain(nats)
+    {
         match found {
             Ok(()) => println!("  {what}: present"),
             Err(error) => {
