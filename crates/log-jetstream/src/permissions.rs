@@ -61,9 +61,8 @@ impl Role {
         match self {
             Self::Ingest => {
                 permissions.append_to(&layout.events, &subjects.events_wildcard());
+                // Its ledger, watermarks and parked records, and the lease of the active ingestor.
                 permissions.use_bucket(&layout.ingest_bucket);
-                // The lease of the active ingestor, kept with the others.
-                permissions.use_keys(&layout.leases_bucket, "ingest.>");
             }
             Self::Engine => {
                 permissions.append_to(&layout.commands, &subjects.commands_wildcard());
@@ -294,7 +293,7 @@ mod tests {
         let [ingest, engine, writer, operator] = Role::ALL.map(|role| role.permissions(&layout, "writer"));
         assert!(may_publish(&writer, &key("writer.default")) && !may_publish(&engine, &key("writer.default")));
         assert!(may_publish(&engine, &key("lease.3")) && !may_publish(&writer, &key("lease.3")));
-        assert!(may_publish(&ingest, &key("ingest.active")) && !may_publish(&ingest, &key("lease.3")));
+        assert!(!may_publish(&ingest, &key("lease.3")) && !may_publish(&ingest, &key("writer.default")));
         assert!(!may_publish(&operator, &key("writer.default")));
         let writer_knowledge = format!("$KV.{}.member.7", layout.writer_bucket);
         assert!(may_publish(&writer, &writer_knowledge) && !may_publish(&operator, &writer_knowledge));
