@@ -45,6 +45,7 @@ pub const REPLICATED_WRITER_LEASE_TTL: Duration = Duration::from_secs(6);
 const REPLICATED_KISI_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The certificates and the role's nkeys of a site whose nats-server requires them.
+#[derive(Debug)]
 struct NatsSecurity {
     certificates: TestCertificates,
     server: Security,
@@ -227,6 +228,8 @@ pub struct Site {
     config: PathBuf,
     /// Restarts so far, which number the restarted processes' log files.
     restarts: u32,
+    /// The certificates and each role's nkey when the site's nats-server requires them.
+    nats_security: Option<NatsSecurity>,
     dir: tempfile::TempDir,
 }
 
@@ -345,6 +348,7 @@ impl Site {
             binary,
             config: config.clone(),
             restarts: 0,
+            nats_security,
             dir,
         };
         let text = site.config_toml(&log, webhook_listen, no_access, deployment);
@@ -368,7 +372,7 @@ impl Site {
             };
             settings.extend(kisi_secret);
             // Each role's own NATS identity, as each role's pod mounts its own seed.
-            if let Some(security) = &nats_security {
+            if let Some(security) = &site.nats_security {
                 settings.push(("DOORSYNC_LOG__NATS_NKEY_SEED_FILE", security.seed_file(role)?.display().to_string()));
             }
             settings.extend(settings_for(role));
@@ -392,6 +396,24 @@ impl Site {
             site.nexudus.register_webhook(action, &url, Secret::new(WEBHOOK_SECRET))?;
         }
         Ok(site)
+    }
+
+    /// Runs one of the operator's commands (`explain`, `dlq`, `replay`) with the site's
+    /// configuration and, on a secured nats-server, the operator's own NATS identity.
+    pub async fn operator(&self, arguments: &[&str]) -> Result<std::process::Output, HarnessError> {
+        let mut settings: Vec<(&str, String)> = vec![("KISI_API_KEY", KISI_API_KEY.to_owned())];
+        if let Some(security) = &self.nats_security {
+            settings.push(("DOORSYNC_LOG__NATS_NKEY_SEED_FILE", security.seed_file("operator")?.display().to_string()));
+        }
+        let admin = free_loopback_address()?;
+        let mut command = doorsync_command(&self.binary, arguments[0], &self.config, admin, &settings);
+        command.args(&arguments[1..]);
+        let output = tokio::process::Command::from(command)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(HarnessError::io(format!("running doorsync {arguments:?}")))?;
+        Ok(output)
     }
 
     /// The status page of the process that runs the engine (`doorsync run`, or `doorsync engine`

@@ -3,7 +3,9 @@
 //! * a `log.nats_url` with a user and password in it is refused by every command that reads the
 //!   configuration, and the password appears nowhere in what they print, logging at `trace`;
 //! * a secret still holding the example manifests' `REPLACE_ME` stops a role at start with an
-//!   error that names the key and where the value came from.
+//!   error that names the key and where the value came from;
+//! * the operator's commands (`explain`, `dlq list`, `replay --dry-run`) work on a secured log
+//!   with the operator's own key, and need nothing it does not grant.
 //!
 //! The secured log itself (TLS, each role's nkey and permissions) is exercised end to end by
 //! `end_to_end.rs` and `tracing.rs`, whose separate processes run on such a server.
@@ -13,7 +15,10 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use doorsync_integration_tests::doorsync_binary;
+use doorsync_access::NoAccessPolicy;
+use doorsync_clock::{Clock, SystemClock};
+use doorsync_integration_tests::{Deployment, Site, doorsync_binary, eventually};
+use doorsync_proto::Timestamp;
 
 /// Distinctive, so that a leak shows verbatim.
 const PASSWORD: &str = "nats-password-7f3c9e21";
@@ -113,4 +118,26 @@ async fn a_placeholder_secret_stops_a_role_at_start_naming_it() {
     let text = printed(&output);
     assert!(!output.status.success(), "{text}");
     assert!(text.contains("NEXUDUS_PASSWORD") && text.contains("placeholder REPLACE_ME"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_commands_read_a_secured_log_with_the_operators_key() {
+    let site = Site::start(Deployment::SeparateProcesses, NoAccessPolicy::Suspend).await.unwrap();
+    let ada = site.add_member("Ada").unwrap();
+    let in_minutes = |minutes: i64| Timestamp::from_unix_millis(SystemClock.now().as_unix_millis() + minutes * 60_000);
+    site.book(ada, site.places.room_a, in_minutes(16), in_minutes(76)).unwrap();
+    eventually("Ada's booking reaches Kisi", LIMIT, || {
+        site.kisi_member("Ada").filter(|member| !member.memberships.is_empty())
+    })
+    .await
+    .unwrap();
+    for arguments in [&["explain", "ada@example.com"][..], &["dlq", "list"], &["replay", "--dry-run"]] {
+        let output = site.operator(arguments).await.unwrap();
+        let text = printed(&output);
+        assert!(output.status.success(), "doorsync {arguments:?} with the operator's key:\n{text}");
+    }
+    let explained = printed(&site.operator(&["explain", "ada@example.com"]).await.unwrap());
+    assert!(explained.contains(&site.groups.room_a.0.to_string()), "{explained}");
+    // Fails if nats-server refused any operation, the operator's included.
+    site.stop().await.unwrap();
 }
