@@ -208,6 +208,11 @@ impl RetrySet {
         Ok(())
     }
 
+    /// Whether the record waits in the retry set (its last reading failed).
+    pub(crate) fn contains(&self, target: Target, id: u64) -> bool {
+        self.entries().contains_key(&(target, id))
+    }
+
     /// When the earliest entry is due.
     pub(crate) fn next_due(&self) -> Option<Timestamp> {
         self.entries().values().map(|entry| entry.next_attempt).min()

@@ -238,8 +238,8 @@ async fn receive(
     };
     let ids: Vec<u64> = entities.iter().map(|entity| entity.id).collect();
     tracing::Span::current().record("records", ids.len());
-    let delivery = RecentBodies::digest(target, &body);
-    if receiver.repeats.seen_since(&delivery, ingestor.clock.now()) {
+    let delivery = repeatable(target).then(|| RecentBodies::digest(known_action, &body));
+    if delivery.is_some_and(|delivery| receiver.repeats.seen_since(&delivery, ingestor.clock.now())) {
         ingestor.stats.webhook(Answer::Accepted);
         tracing::debug!(action, "nexudus webhook repeated within minutes: already recorded");
         return StatusCode::NO_CONTENT.into_response();
@@ -254,9 +254,12 @@ async fn receive(
         .in_current_span(),
     );
     match work.await {
-        Ok(Ok(())) => {
+        Ok(Ok(all_read)) => {
             ingestor.stats.webhook(Answer::Accepted);
-            receiver.repeats.remember(delivery, ingestor.clock.now());
+            // A record left in the retry set is read again by the next delivery that names it.
+            if let (true, Some(delivery)) = (all_read, delivery) {
+                receiver.repeats.remember(delivery, ingestor.clock.now());
+            }
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(Err(error)) => {
@@ -272,17 +275,25 @@ async fn receive(
     }
 }
 
-async fn reread(receiver: &Receiver, target: Target, ids: &[u64]) -> Result<(), IngestError> {
+/// Reads each record again; `true` when every one was read, `false` when some wait in the retry
+/// set instead (recorded, but not read).
+async fn reread(receiver: &Receiver, target: Target, ids: &[u64]) -> Result<bool, IngestError> {
+    let ingestor = &receiver.ingestor;
+    let mut all_read = true;
     for &id in ids {
-        receiver.rereads.read(target, id, || receiver.ingestor.attempt(target, id)).await?;
+        let attempt = || async move {
+            ingestor.attempt(target, id).await?;
+            Ok(!ingestor.retries.contains(target, id))
+        };
+        all_read &= receiver.rereads.read(target, id, attempt).await?;
     }
-    Ok(())
+    Ok(all_read)
 }
 
 /// At most one re-read of a record in flight, however many deliveries name it: a delivery that
 /// arrives while the record is being read waits, and reads it again only if no read that began
-/// after it arrived has succeeded meanwhile (the one in flight may have read it before the
-/// change this delivery announces). A burst of N deliveries costs two reads, not N.
+/// after it arrived has read it meanwhile (the one in flight may have read it before the change
+/// this delivery announces). A burst of N deliveries costs two reads, not N.
 #[derive(Debug, Default)]
 struct OneReadPerRecord {
     records: Mutex<HashMap<(Target, u64), Arc<RecordReads>>>,
@@ -297,21 +308,24 @@ struct RecordReads {
 }
 
 impl OneReadPerRecord {
-    async fn read<F, Fut>(&self, target: Target, id: u64, read: F) -> Result<(), IngestError>
+    /// Runs `read` unless a read that began after this call has read the record; `read` says
+    /// whether it did (`false`: it only put the record in the retry set). Returns whether the
+    /// record was read.
+    async fn read<F, Fut>(&self, target: Target, id: u64, read: F) -> Result<bool, IngestError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(), IngestError>>,
+        Fut: Future<Output = Result<bool, IngestError>>,
     {
         let record = Arc::clone(self.lock().entry((target, id)).or_default());
         let ask = record.asked.fetch_add(1, Ordering::AcqRel) + 1;
         let result = {
             let mut covered = record.covered.lock().await;
             if *covered >= ask {
-                Ok(())
+                Ok(true)
             } else {
                 let covering = record.asked.load(Ordering::Acquire);
                 let result = read().await;
-                if result.is_ok() {
+                if matches!(result, Ok(true)) {
                     *covered = covering;
                 }
                 result
@@ -330,6 +344,14 @@ impl OneReadPerRecord {
     }
 }
 
+/// Whether the same body for `target` always announces the same state of the record, so that a
+/// repeat may be answered from memory. Not for `AccessControlUpdate` (the body is the customer,
+/// unchanged when one of their passes or bookings changes), nor for contracts (the body may
+/// leave out the desks, which change without the contract's `UpdatedOn` moving).
+fn repeatable(target: Target) -> bool {
+    !matches!(target, Target::Customer | Target::CoworkerContract)
+}
+
 /// Signed bodies recorded in the last minutes, by digest, oldest first.
 #[derive(Debug)]
 struct RecentBodies {
@@ -346,11 +368,11 @@ impl RecentBodies {
         Self { window, capacity, recent: Mutex::new((VecDeque::new(), HashSet::new())) }
     }
 
-    /// The same body means the same delivery only for the same action's records.
-    fn digest(target: Target, body: &[u8]) -> [u8; 32] {
+    /// The same body means the same delivery only for the same action: a deletion may carry
+    /// the body of the update before it.
+    fn digest(action: Option<WebhookAction>, body: &[u8]) -> [u8; 32] {
         let mut digest = Sha256::new();
-        digest.update(target.name().as_bytes());
-        digest.update([0]);
+        digest.update(action.map_or(0, WebhookAction::code).to_be_bytes());
         digest.update(body);
         digest.finalize().into()
     }
@@ -502,7 +524,7 @@ mod tests {
                         most.fetch_max(in_flight.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         in_flight.fetch_sub(1, Ordering::SeqCst);
-                        Ok(())
+                        Ok(true)
                     })
                     .await
             })
@@ -514,15 +536,17 @@ mod tests {
         assert!(reads.load(Ordering::SeqCst) <= 2, "{} reads for 20 deliveries", reads.load(Ordering::SeqCst));
         assert!(rereads.lock().is_empty(), "nothing is kept once nobody waits");
 
-        // A read that fails covers nobody: the next delivery reads again.
+        // A read that fails, or only puts the record in the retry set, covers nobody: the next
+        // delivery reads again.
         let failed = rereads.read(Target::Booking, 7, || async { Err(IngestError::ShutDown) }).await;
         assert!(failed.is_err());
+        assert!(!rereads.read(Target::Booking, 7, || async { Ok(false) }).await.unwrap());
         let before = reads.load(Ordering::SeqCst);
         let again = rereads.read(Target::Booking, 7, || async {
             reads.fetch_add(1, Ordering::SeqCst);
-            Ok(())
+            Ok(true)
         });
-        assert!(again.await.is_ok());
+        assert!(again.await.unwrap());
         assert_eq!(reads.load(Ordering::SeqCst), before + 1);
     }
 
@@ -539,10 +563,12 @@ mod tests {
     fn a_body_is_remembered_for_the_window_and_the_oldest_go_first_when_full() {
         let at = |seconds: i64| Timestamp::from_unix_millis(1_751_356_800_000 + seconds * 1_000);
         let recent = RecentBodies::new(Duration::from_secs(300), 2);
-        let [a, b, c] = [b"a", b"b", b"c"].map(|body| RecentBodies::digest(Target::Booking, body));
+        let update = Some(WebhookAction::BookingUpdate);
+        let [a, b, c] = [b"a", b"b", b"c"].map(|body| RecentBodies::digest(update, body));
         recent.remember(a, at(0));
         assert!(recent.seen_since(&a, at(299)));
-        assert!(!recent.seen_since(&RecentBodies::digest(Target::Coworker, b"a"), at(1)), "another action's");
+        let deletion = RecentBodies::digest(Some(WebhookAction::BookingDelete), b"a");
+        assert!(!recent.seen_since(&deletion, at(1)), "another action's");
         assert!(!recent.seen_since(&a, at(300)), "forgotten after the window");
         recent.remember(a, at(400));
         recent.remember(b, at(401));

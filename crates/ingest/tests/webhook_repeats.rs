@@ -72,9 +72,10 @@ async fn the_same_signed_body_again_within_minutes_costs_no_nexudus_call() {
     assert_eq!(world.post(&path, &body, Some(&signature)).await, 204);
     assert_eq!(world.sim.stats().requests, after_first, "a repeat within minutes is answered from memory");
 
-    // Another action's delivery with the same body is another delivery.
-    let contract_path = webhook_path(WebhookAction::CoworkerContractUpdate);
-    assert_eq!(world.post(&contract_path, &body, Some(&signature)).await, 204);
+    // Another action's delivery with the same body is another delivery: a deletion may carry
+    // the body of the last update.
+    let deletion_path = webhook_path(WebhookAction::BookingDelete);
+    assert_eq!(world.post(&deletion_path, &body, Some(&signature)).await, 204);
     let after_other_action = world.sim.stats().requests;
     assert!(after_other_action > after_first);
 
@@ -82,5 +83,20 @@ async fn the_same_signed_body_again_within_minutes_costs_no_nexudus_call() {
     world.clock.advance(Duration::from_secs(2 * 60));
     assert_eq!(world.post(&path, &body, Some(&signature)).await, 204);
     assert!(world.sim.stats().requests > after_other_action, "forgotten after the window");
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn an_access_control_update_is_read_every_time_since_its_body_does_not_say_what_changed() {
+    let world = World::without_webhooks().await;
+    let ada = support::coworker(&world.sim, "Ada");
+    // Nexudus sends the customer, unchanged when one of their passes changes.
+    let body = body_for(&world.record(SimEntity::Coworker, ada));
+    let signature = support::signed(&body);
+    let path = webhook_path(WebhookAction::AccessControlUpdate);
+    assert_eq!(world.post(&path, &body, Some(&signature)).await, 204);
+    let after_first = world.sim.stats().requests;
+    assert_eq!(world.post(&path, &body, Some(&signature)).await, 204);
+    assert!(world.sim.stats().requests > after_first, "the customer's passes were read again");
     world.stop().await;
 }
