@@ -32,12 +32,12 @@ fn permissions() -> UserPermissions {
     for bucket in ["conf-leases", "conf-snapshots"] {
         permissions.use_bucket(bucket);
     }
-    UserPermissions {
-        publish_allow: permissions.publish_allow.into_iter().collect(),
-        publish_deny: permissions.publish_deny.into_iter().collect(),
-        subscribe_allow: permissions.subscribe_allow.into_iter().collect(),
-        subscribe_deny: permissions.subscribe_deny.into_iter().collect(),
-    }
+    UserPermissions::new(
+        permissions.publish_allow,
+        permissions.publish_deny,
+        permissions.subscribe_allow,
+        permissions.subscribe_deny,
+    )
 }
 
 async fn open() -> Harness {

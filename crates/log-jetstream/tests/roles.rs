@@ -43,12 +43,12 @@ impl Deployment {
             let permissions = role.permissions(&layout, WRITER_CONSUMER);
             users.push(ServerUser {
                 credential: UserCredential::Nkey { public_key: user.public_key },
-                permissions: Some(UserPermissions {
-                    publish_allow: permissions.publish_allow.into_iter().collect(),
-                    publish_deny: permissions.publish_deny.into_iter().collect(),
-                    subscribe_allow: permissions.subscribe_allow.into_iter().collect(),
-                    subscribe_deny: permissions.subscribe_deny.into_iter().collect(),
-                }),
+                permissions: Some(UserPermissions::new(
+                    permissions.publish_allow,
+                    permissions.publish_deny,
+                    permissions.subscribe_allow,
+                    permissions.subscribe_deny,
+                )),
             });
             seeds.insert(role, user.seed);
         }

@@ -97,6 +97,22 @@ pub struct UserPermissions {
     pub subscribe_deny: Vec<String>,
 }
 
+impl UserPermissions {
+    pub fn new(
+        publish_allow: impl IntoIterator<Item = String>,
+        publish_deny: impl IntoIterator<Item = String>,
+        subscribe_allow: impl IntoIterator<Item = String>,
+        subscribe_deny: impl IntoIterator<Item = String>,
+    ) -> Self {
+        Self {
+            publish_allow: publish_allow.into_iter().collect(),
+            publish_deny: publish_deny.into_iter().collect(),
+            subscribe_allow: subscribe_allow.into_iter().collect(),
+            subscribe_deny: subscribe_deny.into_iter().collect(),
+        }
+    }
+}
+
 /// One user the server admits; without permissions it may do anything.
 #[derive(Debug, Clone)]
 pub struct ServerUser {
