@@ -140,6 +140,34 @@ async fn an_operator_follows_a_member_from_the_overview_to_their_timeline() {
         element_containing(&dead_letters, &format!("<a href=\"/members/{bo}\">"), "tr").expect("Bo's dead letter");
     assert!(letter.contains("grant_group") && letter.contains(&format!("group {}", room_doors.0)), "{letter}");
     assert!(letter.contains("404 from POST /role_assignments"), "the reason: {letter}");
+    let sequence = attribute(letter, "data-sequence").expect("the letter's sequence").to_owned();
+
+    // Without a proxy: the login form's session cookie, and the page's CSRF token to drop it.
+    let direct = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let admin = format!("http://{}", doorsync.admin);
+    let login = direct.post(format!("{admin}/login")).form(&[("token", support::ADMIN_TOKEN)]).send().await.unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = direct.get(format!("{admin}/dead-letters")).header("cookie", &session).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    let drop_form = element_containing(&page, &format!("action=\"/dead-letters/{sequence}/drop\""), "form")
+        .expect("a drop button for the waiting letter");
+    let csrf = drop_form.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let drop_url = format!("{admin}/dead-letters/{sequence}/drop");
+    assert_eq!(direct.get(&drop_url).header("cookie", &session).send().await.unwrap().status(), 405);
+    let cookie_alone = direct.post(&drop_url).header("cookie", &session).send().await.unwrap();
+    assert_eq!(cookie_alone.status(), 403, "a session without the page's CSRF token changes nothing");
+    let from_elsewhere = direct.post(&drop_url).header("cookie", &session).header("origin", "https://evil.example");
+    assert_eq!(from_elsewhere.form(&[("csrf", csrf.as_str())]).send().await.unwrap().status(), 403);
+    let dropped = direct.post(&drop_url).header("cookie", &session).form(&[("csrf", csrf.as_str())]).send().await;
+    let dropped = dropped.unwrap();
+    assert_eq!(dropped.status(), 303, "{}", dropped.text().await.unwrap_or_default());
+    let after = direct.get(format!("{admin}/dead-letters")).header("cookie", &session).send().await.unwrap();
+    let after = after.text().await.unwrap();
+    let letter = element_containing(&after, &format!("data-sequence=\"{sequence}\""), "tr").unwrap();
+    assert!(letter.contains("dropped at") && !letter.contains("<form"), "{letter}");
 
     let log = doorsync.log();
     assert!(

@@ -19,7 +19,7 @@ use doorsync_log::EventLog;
 
 #[cfg(test)]
 pub(crate) use dlq::{Action, Handled};
-pub(crate) use dlq::{DeadLetter, DlqAction, dead_letters, dlq};
+pub(crate) use dlq::{DeadLetter, DlqAction, dead_letter, dead_letters, dlq, drop_letter, retry};
 pub(crate) use replay::{reconcile_dry_run, replay};
 
 use crate::context::Context;

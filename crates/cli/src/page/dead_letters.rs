@@ -9,8 +9,9 @@ use crate::ops::DeadLetter;
 /// The newest dead letters shown.
 const SHOWN: usize = 500;
 
-/// The page's body for `letters` (oldest first), newest first.
-pub(crate) fn render(letters: &[DeadLetter], now: Timestamp) -> String {
+/// The page's body for `letters` (oldest first), newest first, with a retry and a drop button
+/// for each letter still waiting; their forms carry `csrf`, the session's token, when given.
+pub(crate) fn render(letters: &[DeadLetter], now: Timestamp, csrf: Option<&str>) -> String {
     let waiting = letters.iter().filter(|letter| letter.handled.is_none()).count();
     let mut out = format!(
         "<h1>Dead letters <span class=\"muted\">({waiting} waiting, {} handled)</span></h1>",
@@ -23,14 +24,15 @@ pub(crate) fn render(letters: &[DeadLetter], now: Timestamp) -> String {
     out.push_str(
         "<p>Commands Kisi refused for good (a 404 or 422, say) are parked here with the reason instead of being \
          retried forever. The member's next change, or a reconciliation, writes their access again; \
-         <code>doorsync dlq retry &lt;#&gt;</code> hands one back to the writer once the cause is fixed.</p>",
+         <b>Retry</b> (or <code>doorsync dlq retry &lt;#&gt;</code>) hands one back to the writer once the cause \
+         is fixed.</p>",
     );
     if letters.len() > SHOWN {
         put!(&mut out, "<p class=\"muted\">The newest {SHOWN} are shown.</p>");
     }
     out.push_str(
         "<table class=\"dead-letters\"><tr><th class=\"num\">#</th><th>Member</th><th>Command</th><th>Decided</th>\
-         <th>Reason</th><th>Handled</th></tr>",
+         <th>Reason</th><th>Handled</th><th></th></tr>",
     );
     for letter in letters.iter().rev().take(SHOWN) {
         let member = match letter.member {
@@ -44,9 +46,10 @@ pub(crate) fn render(letters: &[DeadLetter], now: Timestamp) -> String {
         let position = letter.command_sequence.map(|at| format!(" (command #{at})")).unwrap_or_default();
         let reason = if letter.reason.is_empty() { "no reason recorded" } else { &letter.reason };
         let handled = letter.handled.as_ref().map(|handled| Esc(handled.to_string()).to_string()).unwrap_or_default();
+        let actions = if letter.handled.is_none() { actions(letter.sequence, csrf) } else { String::new() };
         put!(
             &mut out,
-            "<tr data-sequence=\"{}\"><td class=\"num\">{}</td><td>{member}</td><td>{command}{position}</td><td>{decided}</td><td>{}</td><td>{handled}</td></tr>",
+            "<tr data-sequence=\"{}\"><td class=\"num\">{}</td><td>{member}</td><td>{command}{position}</td><td>{decided}</td><td>{}</td><td>{handled}</td><td>{actions}</td></tr>",
             letter.sequence,
             letter.sequence,
             Esc(reason)
@@ -54,6 +57,23 @@ pub(crate) fn render(letters: &[DeadLetter], now: Timestamp) -> String {
     }
     out.push_str("</table>");
     out
+}
+
+/// The retry and drop buttons of a waiting letter: POST forms, which the admin listener accepts
+/// only with the session's CSRF token (when it asks for a token) and from its own pages.
+fn actions(sequence: u64, csrf: Option<&str>) -> String {
+    let csrf = csrf
+        .map(|csrf| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", doorsync_admin::CSRF_FIELD, Esc(csrf)))
+        .unwrap_or_default();
+    ["retry", "drop"]
+        .map(|action| {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/dead-letters/{sequence}/{action}\">{csrf}<button \
+                 type=\"submit\">{}</button></form>",
+                if action == "retry" { "Retry" } else { "Drop" }
+            )
+        })
+        .concat()
 }
 
 /// What the command asked for, as HTML.
@@ -113,7 +133,7 @@ mod tests {
             dropped,
             letter(3, 9, Err("undecodable command: bad"), "kisi: 404"),
         ];
-        let html = render(&letters, Timestamp::from_unix_millis(1_796_116_560_000));
+        let html = render(&letters, Timestamp::from_unix_millis(1_796_116_560_000), Some("csrf-of-the-session"));
         assert!(html.contains("Dead letters <span class=\"muted\">(2 waiting, 1 handled)</span>"), "{html}");
         let rows: Vec<usize> =
             (1..=3).map(|sequence| html.find(&format!("data-sequence=\"{sequence}\"")).unwrap()).collect();
@@ -128,10 +148,24 @@ mod tests {
         assert!(html.contains("kisi: 422 &lt;email&gt;"));
         assert!(html.contains("dropped at 1970-01-01T00:00:00.000Z"), "{html}");
         assert!(html.contains("cannot be read: undecodable command: bad"));
+        for waiting in [1, 3] {
+            for action in ["retry", "drop"] {
+                let form =
+                    format!("<form class=\"inline\" method=\"post\" action=\"/dead-letters/{waiting}/{action}\">");
+                assert!(
+                    html.contains(&format!(
+                        "{form}<input type=\"hidden\" name=\"csrf\" value=\"csrf-of-the-session\">"
+                    ))
+                );
+            }
+        }
+        assert!(!html.contains("/dead-letters/2/"), "a handled letter has no buttons");
+        let without_token = render(&letters, Timestamp::from_unix_millis(0), None);
+        assert!(without_token.contains("action=\"/dead-letters/1/retry\"><button") && !without_token.contains("csrf"));
     }
 
     #[test]
     fn no_dead_letters_says_so() {
-        assert!(render(&[], Timestamp::from_unix_millis(0)).contains("None: every command was carried out"));
+        assert!(render(&[], Timestamp::from_unix_millis(0), None).contains("None: every command was carried out"));
     }
 }

@@ -92,6 +92,7 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; fon
 .timeline .outside { fill: var(--muted); font-style: italic; }
 .legend span { display: inline-block; margin-right: 1rem; }
 .legend i { display: inline-block; width: 1.4em; height: .8em; margin-right: .3em; vertical-align: middle; border-radius: 2px; }
+form.inline { display: inline; margin-right: .3rem; }
 "#;
 
 /// A whole page: the header with the navigation and the time, then `body`. With `refresh`, the

@@ -8,7 +8,9 @@
 //!   (`?page=`), with the Kisi groups each is in now and next;
 //! * `/members/{id}`: the member's access drawn as a timeline, what grants it and what grants
 //!   nothing, what Kisi holds, and their history;
-//! * `/dead-letters`: the commands the writer parked, with their reasons.
+//! * `/dead-letters`: the commands the writer parked, with their reasons, and a button to retry
+//!   or drop each one still waiting (POSTs to `/dead-letters/{sequence}/retry` or `/drop`,
+//!   carrying the session's CSRF token when the listener asks for a token).
 //!
 //! Every page takes `?refresh=<seconds>` to reload itself. Names and emails from Nexudus are
 //! shown (it is an operator's tool) and escaped, and never logged.
@@ -19,12 +21,14 @@ mod member;
 mod overview;
 mod timeline;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use doorsync_access::MemberStatus;
+use doorsync_admin::CsrfToken;
 use doorsync_engine::{EngineError, EngineHandle};
 use doorsync_proto::{MemberId, Timestamp};
 use futures::StreamExt;
@@ -47,6 +51,8 @@ pub(crate) fn routes(running: &Running) -> Router {
         .route("/", get(overview))
         .route("/members/{member}", get(member))
         .route("/dead-letters", get(dead_letters))
+        .route("/dead-letters/{sequence}/retry", post(retry_letter))
+        .route("/dead-letters/{sequence}/drop", post(drop_letter))
         .with_state(running.clone())
 }
 
@@ -166,11 +172,17 @@ async fn stretches_in_view(engine: &EngineHandle, member: MemberId, now: Timesta
     Ok(member::stretches(&state, &mapping, engine.policy(), start, end))
 }
 
-async fn dead_letters(State(running): State<Running>, Query(query): Query<PageQuery>) -> Response {
+async fn dead_letters(
+    State(running): State<Running>,
+    Query(query): Query<PageQuery>,
+    csrf: Option<Extension<CsrfToken>>,
+) -> Response {
     let now = running.clock.now();
+    let csrf = csrf.as_ref().map(|Extension(CsrfToken(csrf))| csrf.as_str());
     match crate::ops::dead_letters(running.log.as_ref(), &running.layout).await {
         Ok(letters) => {
-            Html(page("Dead letters", now, query.refresh(), &dead_letters::render(&letters, now))).into_response()
+            let body = dead_letters::render(&letters, now, csrf);
+            Html(page("Dead letters", now, query.refresh(), &body)).into_response()
         }
         Err(error) => {
             let body =
@@ -178,6 +190,45 @@ async fn dead_letters(State(running): State<Running>, Query(query): Query<PageQu
             (StatusCode::INTERNAL_SERVER_ERROR, Html(page("Dead letters", now, None, &body))).into_response()
         }
     }
+}
+
+/// Hands a dead letter back to the writer, as `doorsync dlq retry` does, then shows the list.
+async fn retry_letter(State(running): State<Running>, Path(sequence): Path<u64>) -> Response {
+    let (log, layout, now) = (running.log.as_ref(), &running.layout, running.clock.now());
+    let retried = match crate::ops::dead_letter(log, layout, sequence).await {
+        Ok(letter) => crate::ops::retry(log, layout, &letter, now).await,
+        Err(error) => Err(error),
+    };
+    match retried {
+        Ok(Ok(_)) => Redirect::to("/dead-letters").into_response(),
+        Ok(Err(refusal)) => not_done(StatusCode::CONFLICT, now, sequence, "retried", refusal),
+        Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, now, sequence, "retried", format!("{error:#}")),
+    }
+}
+
+/// Marks a dead letter dropped, as `doorsync dlq drop` does, then shows the list.
+async fn drop_letter(State(running): State<Running>, Path(sequence): Path<u64>) -> Response {
+    let (log, layout, now) = (running.log.as_ref(), &running.layout, running.clock.now());
+    let dropped = match crate::ops::dead_letter(log, layout, sequence).await {
+        Ok(letter) => crate::ops::drop_letter(log, layout, &letter, now).await,
+        Err(error) => Err(error),
+    };
+    match dropped {
+        Ok(None) => Redirect::to("/dead-letters").into_response(),
+        Ok(Some(handled)) => {
+            not_done(StatusCode::CONFLICT, now, sequence, "dropped", format!("it was already {handled}"))
+        }
+        Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, now, sequence, "dropped", format!("{error:#}")),
+    }
+}
+
+fn not_done(status: StatusCode, now: Timestamp, sequence: u64, what: &str, why: impl std::fmt::Display) -> Response {
+    let body = format!(
+        "<p class=\"alert\">Dead letter {sequence} was not {what}: {}</p><p><a href=\"/dead-letters\">Back to the dead \
+         letters</a></p>",
+        Esc(why.to_string())
+    );
+    (status, Html(page("Dead letters", now, None, &body))).into_response()
 }
 
 fn no_engine() -> Response {
