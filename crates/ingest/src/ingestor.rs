@@ -425,7 +425,18 @@ impl Ingestor {
         let at = snapshot.cancelled_on.as_ref().or(snapshot.updated_on.as_ref()).and_then(NexudusDateTime::to_utc);
         let holder_hint = snapshot.coworker_id.map(|coworker| Holder::Member(MemberId(coworker)));
         let key = RecordKey::new(RecordKind::Booking, snapshot.original_booking_id);
+        // Every sweep lists every cancelled booking: one whose state was forgotten would
+        // otherwise be cancelled again in the log at each sweep.
+        if at.is_some_and(|at| self.ledger.forgotten(key, at, self.removed_cutoff())) {
+            return Ok(Verdict::Unchanged);
+        }
         self.observe(key, Observation::Gone { at, holder_hint }).await
+    }
+
+    /// Removals recorded before this are forgotten.
+    pub(crate) fn removed_cutoff(&self) -> Timestamp {
+        let horizon = i64::try_from(self.options.removed_horizon.as_millis()).unwrap_or(i64::MAX);
+        Timestamp::from_unix_millis(self.clock.now().as_unix_millis().saturating_sub(horizon))
     }
 
     /// Decides a reading of `key` against what was appended before, appends the result and
@@ -457,7 +468,7 @@ impl Ingestor {
             self.append(envelope).await?;
         }
         if let Some(next) = decision.next {
-            self.ledger.commit(key, next).await?;
+            self.ledger.commit(key, next, self.clock.now()).await?;
         }
         Ok(decision.verdict)
     }

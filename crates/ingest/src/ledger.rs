@@ -37,6 +37,12 @@ pub(crate) struct RecordState {
     /// withheld from them: the next readable version is appended whatever it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) withheld: Option<Withholding>,
+    /// When this ingestor recorded the removal, on its clock: the state is forgotten a
+    /// [`IngestOptions::removed_horizon`](crate::IngestOptions::removed_horizon) later. `None`
+    /// until committed, and for removals recorded by builds that did not keep it (those count
+    /// from `updated_on`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) removed_at: Option<Timestamp>,
 }
 
 /// An `EntitlementWithheld` appended for a record.
@@ -145,8 +151,14 @@ fn present(key: RecordKey, current: Option<&RecordState>, seen: Normalised) -> R
         appends.push(Envelope::new(at, event)?);
     }
     let verdict = if appends.is_empty() { Verdict::Recorded } else { Verdict::Appended };
-    let next =
-        RecordState { updated_on: seen.updated_on, holder: seen.holder, content, removed: false, withheld: None };
+    let next = RecordState {
+        updated_on: seen.updated_on,
+        holder: seen.holder,
+        content,
+        removed: false,
+        withheld: None,
+        removed_at: None,
+    };
     Ok(Decision { appends, next: Some(next), verdict })
 }
 
@@ -170,7 +182,7 @@ fn gone(
         .into_iter()
         .collect();
     let verdict = if appends.is_empty() { Verdict::Recorded } else { Verdict::Appended };
-    let next = RecordState { updated_on: when, holder, content: None, removed: true, withheld: None };
+    let next = RecordState { updated_on: when, holder, content: None, removed: true, withheld: None, removed_at: None };
     Ok(Decision { appends, next: Some(next), verdict })
 }
 
@@ -260,11 +272,52 @@ impl Ledger {
         self.states().get(&key).cloned()
     }
 
-    /// Keeps `state` for `key`, in the bucket first.
-    pub(crate) async fn commit(&self, key: RecordKey, state: RecordState) -> Result<(), IngestError> {
+    /// Keeps `state` for `key`, in the bucket first; a removal is stamped with `now`.
+    pub(crate) async fn commit(
+        &self,
+        key: RecordKey,
+        mut state: RecordState,
+        now: Timestamp,
+    ) -> Result<(), IngestError> {
+        if state.removed && state.removed_at.is_none() {
+            state.removed_at = Some(now);
+        }
         self.bucket.put(&key.kv_key(), &state).await?;
         self.states().insert(key, state);
         Ok(())
+    }
+
+    /// Forgets the states of records removed before `cutoff`, in the bucket first, and the
+    /// locks no reading holds; returns how many states it forgot.
+    ///
+    /// A removed record's state only turns away readings of its versions from before the
+    /// removal, and those are taken before it and handed in within one run: long before the
+    /// horizon. What may still come later is the cancelled-booking snapshot every sweep lists,
+    /// which [`Ledger::forgotten`] turns away once the state is gone.
+    pub(crate) async fn forget_removed(&self, cutoff: Timestamp) -> Result<usize, IngestError> {
+        let expired = |state: &RecordState| state.removed && state.removed_at.unwrap_or(state.updated_on) < cutoff;
+        let candidates: Vec<RecordKey> =
+            self.states().iter().filter(|(_, state)| expired(state)).map(|(key, _)| *key).collect();
+        let mut forgotten = 0;
+        for key in candidates {
+            let lock = self.lock(key);
+            let _no_reading_meanwhile = lock.lock().await;
+            // A reading may have brought it back since the list was made.
+            if self.states().get(&key).is_some_and(expired) {
+                self.bucket.delete(&key.kv_key()).await?;
+                self.states().remove(&key);
+                forgotten += 1;
+            }
+        }
+        // A lock is made again when a reading needs it; only the map's own handle means idle.
+        self.locks.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, lock| Arc::strong_count(lock) > 1);
+        Ok(forgotten)
+    }
+
+    /// Whether a removal dated `at` of `key` is one whose state was forgotten (or that was
+    /// never seen and is older than the horizon, so granted nothing): nothing to append.
+    pub(crate) fn forgotten(&self, key: RecordKey, at: Timestamp, cutoff: Timestamp) -> bool {
+        at < cutoff && !self.states().contains_key(&key)
     }
 
     /// Whether a reading of `key` written at `updated_on` can tell nothing new: the state is

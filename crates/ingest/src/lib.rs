@@ -93,6 +93,10 @@ pub struct IngestOptions {
     /// the active ingestor died. It renews every third of it and stops appending a third
     /// before it could lapse, so it must be well above the time one append takes.
     pub lease_ttl: Duration,
+    /// How long the state of a removed record is kept after its removal (each sweep forgets
+    /// older ones): it turns away readings of the record from before its removal, which are
+    /// handed in within one run, and its cancellation, which every sweep lists again.
+    pub removed_horizon: Duration,
 }
 
 /// When a calendar day pass's day begins, as hours and minutes on the location's wall clock:
@@ -131,6 +135,7 @@ impl IngestOptions {
             day_pass_cutoffs: DayPassCutoffs::default(),
             lease_owner: format!("ingest-{}", std::process::id()),
             lease_ttl: Duration::from_secs(30),
+            removed_horizon: Duration::from_secs(7 * 24 * 3_600),
         }
     }
 }

@@ -110,6 +110,7 @@ impl Ingestor {
         // rather than found missing from the bookings.
         results.push(self.sweep_cancellations(&mut summary).await);
         results.extend(for_each_tracked!(self.sweep_entity(&mut summary)));
+        results.push(self.forget_removed().await);
         self.finish(Run::Sweep, summary, results).await
     }
 
@@ -240,6 +241,16 @@ impl Ingestor {
         self.parking.forget_unidentified(E::NAME, &listed.unidentified).await?;
         self.reread_missing::<E>(self.ledger.live(E::KIND, None), &listed.ids, summary).await?;
         listed.failure.map_or(Ok(()), Err)
+    }
+
+    /// Forgets the states of records removed longer ago than the horizon, so that the ledger
+    /// holds what is live and what was removed lately, not everything ever removed.
+    async fn forget_removed(&self) -> Result<(), IngestError> {
+        let forgotten = self.ledger.forget_removed(self.removed_cutoff()).await?;
+        if forgotten > 0 {
+            tracing::info!(forgotten, "forgot the states of records removed longer ago than the horizon");
+        }
+        Ok(())
     }
 
     async fn sweep_cancellations(&self, summary: &mut RunSummary) -> Result<(), IngestError> {

@@ -391,3 +391,39 @@ fn parameter_names(span: &str) -> Vec<String> {
     }
     names
 }
+
+/// The ledger keeps what is live and what was removed lately: a removed record's state goes a
+/// horizon after its removal, and neither its cancellation, which every sweep lists again, nor a
+/// webhook about it then appends anything.
+#[tokio::test]
+async fn a_removed_records_state_is_forgotten_after_the_horizon_and_nothing_brings_it_back() {
+    let horizon = Duration::from_secs(24 * 3_600);
+    let world = World::start(|setup| {
+        setup.hooks.clear();
+        setup.options.removed_horizon = horizon;
+    })
+    .await;
+    let (_, _, id) = booked(&world);
+    world.ingest.poll_now().await.unwrap();
+    world.tick();
+    world.sim.cancel_booking(id, 1).unwrap();
+    assert_eq!(world.ingest.sweep_now().await.unwrap().appended, 1, "the cancellation");
+    let kv = world.log.key_value(&world.layout.ingest_bucket).await.unwrap();
+    let state = format!("record.Booking.{id}");
+    let events = world.events().await;
+
+    world.clock.advance(horizon / 2);
+    world.ingest.sweep_now().await.unwrap();
+    assert!(kv.get(&state).await.unwrap().is_some(), "kept within the horizon");
+
+    world.clock.advance(horizon);
+    assert_eq!(world.ingest.sweep_now().await.unwrap().appended, 0);
+    assert_eq!(kv.get(&state).await.unwrap(), None, "forgotten after the horizon");
+    let duplicates = world.ingest.status().duplicates;
+    assert_eq!(world.ingest.sweep_now().await.unwrap().appended, 0, "its cancellation is listed again, and ignored");
+    assert_eq!(deliver(&world, WebhookAction::BookingUpdate, id).await, 204);
+    assert_eq!(world.ingest.status().duplicates, duplicates, "nothing appended again, not even as a duplicate");
+    assert_eq!(world.events().await, events);
+    assert_eq!(kv.get(&state).await.unwrap(), None);
+    world.stop().await;
+}
