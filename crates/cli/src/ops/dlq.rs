@@ -58,7 +58,7 @@ pub(crate) enum DlqAction {
 pub(crate) async fn dlq(context: &Context, action: DlqAction) -> anyhow::Result<()> {
     let clock = &context.clock;
     let text = super::with_log(context, "dlq", async |log, layout| match action {
-        DlqAction::List { all } => Ok(render_list(&dead_letters(log, layout).await?, all)),
+        DlqAction::List { all } => Ok(render_list(&every_dead_letter(log, layout).await?, all)),
         DlqAction::Retry { all: true, .. } => Ok(render_retries(&retry_all(log, layout, clock.now()).await?)),
         DlqAction::Retry { sequence: Some(sequence), all: false } => {
             let letter = dead_letter(log, layout, sequence).await?;
@@ -163,17 +163,78 @@ pub(crate) struct Retried {
     pub(crate) command_id: MessageId,
 }
 
-/// Every dead letter in the stream, oldest first, with what was done about it.
+/// Every dead letter up to this sequence of the stream was retried or dropped (a decimal number
+/// in the writer's bucket, moved on as letters are handled).
+const HANDLED_THROUGH_KEY: &str = "dlq-handled-through";
+
+/// How many of the latest dead letters the status page lists, handled or not, besides the
+/// older ones still waiting.
+const RECENT_DEAD_LETTERS: u64 = 50;
+
+/// The dead letters the status page shows, oldest first: every one still waiting, and the
+/// latest [`RECENT_DEAD_LETTERS`] whatever was done about them. Read from the first letter still
+/// waiting (or the latest ones, if that is earlier), not the whole stream on every view: a
+/// stream of many letters handled long ago costs nothing.
 pub(crate) async fn dead_letters(log: &dyn EventLog, layout: &Layout) -> anyhow::Result<Vec<DeadLetter>> {
     let kv = writer_bucket(log, layout).await?;
     let stream = &layout.dead_letters;
-    let reading = || format!("reading the dead letters (stream {stream})");
-    let mut replay = log.replay(ReplayRequest::whole(stream)).await.with_context(reading)?;
+    let last = log.last_sequence(stream).await.with_context(|| format!("reading the end of stream {stream}"))?;
+    let recent = last.saturating_sub(RECENT_DEAD_LETTERS - 1).max(1);
+    let waiting_from = handled_through(kv.as_ref()).await?.saturating_add(1);
+    read_dead_letters(log, kv.as_ref(), stream, recent.min(waiting_from)).await
+}
+
+/// Every dead letter in the stream, oldest first, with what was done about it.
+pub(crate) async fn every_dead_letter(log: &dyn EventLog, layout: &Layout) -> anyhow::Result<Vec<DeadLetter>> {
+    let kv = writer_bucket(log, layout).await?;
+    read_dead_letters(log, kv.as_ref(), &layout.dead_letters, 1).await
+}
+
+async fn read_dead_letters(
+    log: &dyn EventLog,
+    kv: &dyn KeyValue,
+    stream: &str,
+    from: u64,
+) -> anyhow::Result<Vec<DeadLetter>> {
+    let reading = || format!("reading the dead letters (stream {stream}) from {from}");
+    let mut replay = log.replay(ReplayRequest::whole(stream).from_sequence(from)).await.with_context(reading)?;
     let mut letters = Vec::new();
     while let Some(message) = replay.try_next().await.with_context(reading)? {
-        letters.push(read_letter(&message, kv.as_ref()).await?);
+        letters.push(read_letter(&message, kv).await?);
     }
     Ok(letters)
+}
+
+async fn handled_through(kv: &dyn KeyValue) -> anyhow::Result<u64> {
+    let reading = || format!("reading {HANDLED_THROUGH_KEY} in the writer's bucket");
+    let Some(entry) = kv.get(HANDLED_THROUGH_KEY).await.with_context(reading)? else { return Ok(0) };
+    std::str::from_utf8(&entry.value).ok().and_then(|text| text.parse().ok()).with_context(|| {
+        format!("{HANDLED_THROUGH_KEY} in the writer's bucket is not a sequence; delete it to rebuild it")
+    })
+}
+
+/// Moves [`HANDLED_THROUGH_KEY`] on over the letters handled after it, up to the first still
+/// waiting. Two of these at once may write a mark short of the other's: it then only covers
+/// fewer letters, never one still waiting.
+async fn advance_handled_through(log: &dyn EventLog, layout: &Layout, kv: &dyn KeyValue) -> anyhow::Result<()> {
+    let stream = &layout.dead_letters;
+    let start = handled_through(kv).await?;
+    let reading = || format!("reading the dead letters (stream {stream}) after {start}");
+    let request = ReplayRequest::whole(stream).from_sequence(start + 1);
+    let mut replay = log.replay(request).await.with_context(reading)?;
+    let mut through = start;
+    while let Some(message) = replay.try_next().await.with_context(reading)? {
+        if handled(kv, message.sequence).await?.is_none() {
+            break;
+        }
+        through = message.sequence;
+    }
+    if through > start {
+        kv.put(HANDLED_THROUGH_KEY, Bytes::from(through.to_string()))
+            .await
+            .with_context(|| format!("recording {HANDLED_THROUGH_KEY} in the writer's bucket"))?;
+    }
+    Ok(())
 }
 
 /// The dead letter at `sequence` of the dead-letter stream.
@@ -278,6 +339,7 @@ pub(crate) async fn retry(
     kv.put(&key, encode_handled(&record)?).await.with_context(|| {
         format!("recording the retry under {key} (the command was appended as {})", appended.sequence)
     })?;
+    advance_handled_through(log, layout, kv.as_ref()).await?;
     Ok(Ok(retried))
 }
 
@@ -327,7 +389,7 @@ pub(crate) struct RetryAll {
 /// the groups that need it are granted.
 pub(crate) async fn retry_all(log: &dyn EventLog, layout: &Layout, now: Timestamp) -> anyhow::Result<RetryAll> {
     let mut outcome = RetryAll { retried: Vec::new(), refused: Vec::new() };
-    for letter in dead_letters(log, layout).await?.into_iter().filter(|letter| letter.handled.is_none()) {
+    for letter in every_dead_letter(log, layout).await?.into_iter().filter(|letter| letter.handled.is_none()) {
         match retry(log, layout, &letter, now).await? {
             Ok(retried) => outcome.retried.push((letter, retried)),
             Err(refusal) => outcome.refused.push((letter, refusal)),
@@ -350,7 +412,10 @@ pub(crate) async fn drop_letter(
     let key = handled_key(letter.sequence);
     let record = Handled { at: now, action: Action::Dropped };
     match kv.create(&key, encode_handled(&record)?).await {
-        Ok(_) => Ok(None),
+        Ok(_) => {
+            advance_handled_through(log, layout, kv.as_ref()).await?;
+            Ok(None)
+        }
         // Handled by someone else in the meantime.
         Err(LogError::KvConflict { .. }) => handled(kv.as_ref(), letter.sequence).await,
         Err(error) => Err(error).with_context(|| format!("recording the drop under {key}")),
@@ -744,6 +809,32 @@ mod tests {
         .unwrap();
         let letter = dead_letter(&reopened, &layout, sequence).await.unwrap();
         assert!(matches!(letter.handled, Some(Handled { action: Action::Dropped, .. })));
+    }
+
+    #[tokio::test]
+    async fn the_status_page_reads_the_dead_letters_from_the_first_still_waiting_not_the_whole_stream() {
+        let layout = layout();
+        let store = TempLog::new(&layout);
+        let log = store.log.as_ref();
+        for member in 1..=120 {
+            dead_lettered(log, &layout, ensure(member), "422 from POST /users").await;
+        }
+        let sequences = |letters: &[DeadLetter]| letters.iter().map(|letter| letter.sequence).collect::<Vec<u64>>();
+        let drop = async |sequence: u64| {
+            let letter = dead_letter(log, &layout, sequence).await.unwrap();
+            assert_eq!(drop_letter(log, &layout, &letter, now()).await.unwrap(), None);
+        };
+        for sequence in (1..=100).filter(|sequence| *sequence != 3) {
+            drop(sequence).await;
+        }
+        let listed = dead_letters(log, &layout).await.unwrap();
+        assert_eq!(sequences(&listed), (3..=120).collect::<Vec<u64>>(), "from the oldest still waiting");
+
+        drop(3).await;
+        let listed = dead_letters(log, &layout).await.unwrap();
+        assert_eq!(sequences(&listed), (71..=120).collect::<Vec<u64>>(), "the latest, waiting or not");
+        assert_eq!(listed.iter().filter(|letter| letter.handled.is_none()).count(), 20);
+        assert_eq!(every_dead_letter(log, &layout).await.unwrap().len(), 120, "`dlq list` still lists them all");
     }
 
     #[derive(Debug, Parser)]
