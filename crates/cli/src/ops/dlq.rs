@@ -164,8 +164,9 @@ pub(crate) struct Retried {
 }
 
 /// Every dead letter up to this sequence of the stream was retried or dropped (a decimal number
-/// in the writer's bucket, moved on as letters are handled).
-const HANDLED_THROUGH_KEY: &str = "dlq-handled-through";
+/// in the writer's bucket, moved on as letters are handled). Under `dlq.`, which the roles that
+/// read and handle dead letters are granted.
+const HANDLED_THROUGH_KEY: &str = "dlq.handled-through";
 
 /// How many of the latest dead letters the status page lists, handled or not, besides the
 /// older ones still waiting.
