@@ -10,7 +10,9 @@
 //! * with an admin token configured, every route of the admin listener but `/healthz` and
 //!   `/readyz` answers 401 without it or with anything else, and the routes work with it;
 //! * a webhook delivery replayed with a valid signature over another body is refused with 401
-//!   and appends nothing, though the same body correctly signed is read and reaches Kisi.
+//!   and appends nothing, though the same body correctly signed is read and reaches Kisi; the
+//!   captured delivery replayed as it was costs no Nexudus call, and an action in the path that
+//!   is not Nexudus's never reaches the log.
 //!
 //! Each test starts its own simulators and processes, with secrets of its own: distinctive
 //! strings of letters, digits and dashes, so that percent- and form-encoding leave them as they
@@ -753,7 +755,20 @@ async fn a_signed_delivery_replayed_with_its_body_altered_is_refused_and_appends
     let answer = post("BookingCreate", signed.clone(), sign(&Secret::new(WEBHOOK_SECRET), &signed)).await?;
     assert_eq!(answer.status().as_u16(), 204);
     eventually("Cy's booking reaches Kisi", WAIT, || sims.in_group("cy@example.com").then_some(())).await?;
-    run.stop().await?;
+
+    // Replaying the captured delivery again within minutes costs doorsync no Nexudus call.
+    let requests_before = sims.nexudus.stats().requests;
+    for _ in 0..3 {
+        assert_eq!(post("CoworkerUpdate", captured.clone(), signature.clone()).await?.status().as_u16(), 204);
+    }
+    assert_eq!(sims.nexudus.stats().requests, requests_before, "a replay within minutes is answered from memory");
+    // An action that is not Nexudus's is not repeated into the log, whatever the path says.
+    let forged_action = "Forged-Action-Qz7Wv3";
+    assert_eq!(post(forged_action, captured.clone(), "00".to_owned()).await?.status().as_u16(), 401);
+    assert_eq!(post(forged_action, captured.clone(), signature.clone()).await?.status().as_u16(), 200);
+    let log = run.stop().await?;
+    assert!(log.contains("action=\"unknown\""), "the refusal is logged, naming no action: {log}");
+    assert!(!log.contains(forged_action), "the path's text reached the log: {log}");
     sims.stop().await;
     Ok(())
 }
