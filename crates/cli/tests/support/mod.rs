@@ -57,6 +57,24 @@ impl Site {
     /// Writes a configuration with these `[[mapping]]` entries (TOML) and starts
     /// `doorsync run` on it, on free loopback ports, with the admin token set.
     pub(crate) async fn run_doorsync(&self, mappings: &str) -> Doorsync {
+        self.start_doorsync(mappings, Command::new(env!("CARGO_BIN_EXE_doorsync"))).await
+    }
+
+    /// [`Site::run_doorsync`], with SIGXFSZ ignored, so that a write past a file-size limit
+    /// (`prlimit --fsize`) fails with an I/O error instead of killing the process: a disk that
+    /// refuses writes.
+    pub(crate) async fn run_doorsync_where_a_full_disk_fails_writes(&self, mappings: &str) -> Doorsync {
+        let mut shell = Command::new("sh");
+        shell.args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_doorsync")]);
+        self.start_doorsync(mappings, shell).await
+    }
+
+    /// The embedded log's file.
+    pub(crate) fn log_path(&self) -> PathBuf {
+        self.dir.path().join("doorsync.redb")
+    }
+
+    async fn start_doorsync(&self, mappings: &str, mut command: Command) -> Doorsync {
         let admin = free_address();
         let webhooks = free_address();
         let config = self.dir.path().join("doorsync.toml");
@@ -64,13 +82,12 @@ impl Site {
             "[log]\npath = {log:?}\npartitions = 4\n\n\
              [nexudus]\nbase_url = {nexudus:?}\nwebhook_listen = \"{webhooks}\"\npoll_every = \"5s\"\n\n\
              [kisi]\nbase_url = {kisi:?}\n\n[reconcile]\nevery = \"1h\"\n\n[admin]\nlisten = \"{admin}\"\n\n{mappings}",
-            log = self.dir.path().join("doorsync.redb"),
+            log = self.log_path(),
             nexudus = self.nexudus.base_url().as_str().trim_end_matches('/'),
             kisi = self.kisi.base_url().as_str(),
         );
         std::fs::write(&config, text).unwrap();
         let log_file = self.dir.path().join("doorsync.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_doorsync"));
         // Overrides from the environment the tests run in would win over the file.
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("DOORSYNC_") {
@@ -142,6 +159,11 @@ impl Doorsync {
             .unwrap();
         assert!(response.status().is_success(), "/api/status answered {}", response.status());
         response.json().await.unwrap()
+    }
+
+    /// The process's id (the shell that started it exec'd it, keeping its own).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(Child::id).unwrap()
     }
 
     /// What the admin listener answers for `path` without the token.
