@@ -90,8 +90,10 @@ pub struct IngestOptions {
     /// with the same name would both act).
     pub lease_owner: String,
     /// How long the ingest lease lasts unrenewed: a standby takes over at most this long after
-    /// the active ingestor died. It renews every third of it and stops appending a third
-    /// before it could lapse, so it must be well above the time one append takes.
+    /// the active ingestor died (at once after one that stopped). It renews every third of it
+    /// and stops appending a third before it could lapse, so it must be well above the time one
+    /// append takes. Each renewal is a wake-up on the clock: a virtual clock stepping from one
+    /// wake-up to the next (the simulation) pays for every one.
     pub lease_ttl: Duration,
     /// How long the state of a removed record is kept after its removal (each sweep forgets
     /// older ones): it turns away readings of the record from before its removal, which are
@@ -118,9 +120,10 @@ impl DayPassCutoffs {
 impl IngestOptions {
     /// Polls every minute with a two-minute overlap, sweeps every hour, takes bodies up to
     /// 256 KiB, retries a record 10 s after a failed reading (doubling, up to 15 minutes), and
-    /// leaves the mapping to doorsync's configuration. The lease lasts 30 s and is held in the
-    /// name of this process's id, which is unique on one machine only: give each ingestor of a
-    /// deployment its own [`IngestOptions::lease_owner`].
+    /// leaves the mapping to doorsync's configuration. The lease is held in the name of this
+    /// process's id, which is unique on one machine only, and lasts a day: give each ingestor of
+    /// a deployment with a standby its own [`IngestOptions::lease_owner`] and a
+    /// [`IngestOptions::lease_ttl`] of seconds (`doorsync ingest` and `run` take 30 s).
     pub fn new(webhook_secret: Secret) -> Self {
         Self {
             poll_interval: Duration::from_secs(60),
@@ -134,7 +137,7 @@ impl IngestOptions {
             retry_max_delay: Duration::from_secs(15 * 60),
             day_pass_cutoffs: DayPassCutoffs::default(),
             lease_owner: format!("ingest-{}", std::process::id()),
-            lease_ttl: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(24 * 3_600),
             removed_horizon: Duration::from_secs(7 * 24 * 3_600),
         }
     }

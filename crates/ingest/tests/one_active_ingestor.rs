@@ -6,6 +6,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use doorsync_ingest::{IngestError, IngestHandle, IngestRole, webhook_path};
 use doorsync_log::Lease;
@@ -17,6 +18,17 @@ use support::World;
 
 const FROM: &str = "2025-07-02T09:00:00Z";
 const TO: &str = "2025-07-02T10:00:00Z";
+/// As `doorsync ingest` holds it: a standby takes over within seconds.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// A world whose ingestor holds the lease as `doorsync ingest` does, with no webhooks from Nexudus.
+async fn world() -> World {
+    World::start(|setup| {
+        setup.hooks.clear();
+        setup.options.lease_ttl = LEASE_TTL;
+    })
+    .await
+}
 
 /// A second ingestor on the world's log and bucket, serving webhooks on a port of its own.
 async fn second_ingestor(world: &World, owner: &str) -> (IngestHandle, std::net::SocketAddr) {
@@ -33,7 +45,7 @@ async fn second_ingestor(world: &World, owner: &str) -> (IngestHandle, std::net:
 
 #[tokio::test]
 async fn of_two_ingestors_only_the_lease_holder_reads_and_appends_and_the_standby_takes_over_when_it_stops() {
-    let world = World::without_webhooks().await;
+    let world = world().await;
     let (second, second_hooks) = second_ingestor(&world, "second").await;
     let first_owner = world.options.lease_owner.clone();
     assert_eq!(world.ingest.status().role, IngestRole::Active);
@@ -72,7 +84,7 @@ async fn of_two_ingestors_only_the_lease_holder_reads_and_appends_and_the_standb
     world.ingest.shutdown().await;
     world.tick();
     world.sim.update(SimEntity::Booking, booking, json!({"ToTime": "2025-07-02T11:00:00Z"})).unwrap();
-    world.clock.advance(world.options.lease_ttl / 3);
+    world.clock.advance(LEASE_TTL / 3);
     support::wait_until("the standby takes over", || second.status().role == IngestRole::Active).await;
 
     let summary = second.poll_now().await.unwrap();
@@ -94,7 +106,7 @@ async fn of_two_ingestors_only_the_lease_holder_reads_and_appends_and_the_standb
 
 #[tokio::test]
 async fn an_ingestor_whose_lease_another_took_stops_appending_and_stands_by() {
-    let world = World::without_webhooks().await;
+    let world = world().await;
     let ada = support::coworker(&world.sim, "Ada");
     world.ingest.poll_now().await.unwrap();
 
@@ -102,10 +114,10 @@ async fn an_ingestor_whose_lease_another_took_stops_appending_and_stands_by() {
     let kv = world.log.key_value(&world.layout.ingest_bucket).await.unwrap();
     kv.delete("lease").await.unwrap();
     let clock = Arc::new(world.clock.clone());
-    let intruder = Lease::new(kv, "lease", "intruder", world.options.lease_ttl, clock);
+    let intruder = Lease::new(kv, "lease", "intruder", LEASE_TTL, clock);
     let _held = intruder.try_acquire().await.unwrap().unwrap();
 
-    world.clock.advance(world.options.lease_ttl / 3);
+    world.clock.advance(LEASE_TTL / 3);
     support::wait_until("the ingestor notices at its next renewal", || {
         world.ingest.status().role == IngestRole::Standby { holder: Some("intruder".to_owned()) }
     })
