@@ -95,7 +95,6 @@ pub(crate) async fn start(
         let client = setup::nexudus_client(config, context)?;
         let mut options = setup::ingest_options(config)?;
         options.lease_owner = format!("ingest-{}", context.instance);
-        options.lease_ttl = INGEST_LEASE_TTL;
         let handle =
             doorsync_ingest::start(options, client, Arc::clone(&log), layout.clone(), Arc::clone(&context.clock))
                 .await
@@ -254,10 +253,6 @@ async fn watch(
         metrics.update(&status);
     }
 }
-
-/// How long a standby ingestor waits for one that died before it takes over: the writer's
-/// default lease time, since Nexudus's poll interval (a minute) makes nothing quicker useful.
-const INGEST_LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// Everything the roles of this process report, as `/api/status` serves it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -121,9 +121,9 @@ impl IngestOptions {
     /// Polls every minute with a two-minute overlap, sweeps every hour, takes bodies up to
     /// 256 KiB, retries a record 10 s after a failed reading (doubling, up to 15 minutes), and
     /// leaves the mapping to doorsync's configuration. The lease is held in the name of this
-    /// process's id, which is unique on one machine only, and lasts a day: give each ingestor of
-    /// a deployment with a standby its own [`IngestOptions::lease_owner`] and a
-    /// [`IngestOptions::lease_ttl`] of seconds (`doorsync ingest` and `run` take 30 s).
+    /// process's id, which is unique on one machine only (give each ingestor of a deployment
+    /// with a standby its own [`IngestOptions::lease_owner`]), and lasts 30 s unrenewed: the
+    /// poll interval makes a quicker takeover useless.
     pub fn new(webhook_secret: Secret) -> Self {
         Self {
             poll_interval: Duration::from_secs(60),
@@ -137,7 +137,7 @@ impl IngestOptions {
             retry_max_delay: Duration::from_secs(15 * 60),
             day_pass_cutoffs: DayPassCutoffs::default(),
             lease_owner: format!("ingest-{}", std::process::id()),
-            lease_ttl: Duration::from_secs(24 * 3_600),
+            lease_ttl: Duration::from_secs(30),
             removed_horizon: Duration::from_secs(7 * 24 * 3_600),
         }
     }

@@ -39,8 +39,9 @@ pub(crate) const KISI_REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 const PARTITIONS: u32 = 2;
 const ENGINE_ID: &str = "engine-sim";
 const WRITER_ID: &str = "writer-sim";
-/// Leases are renewed on the virtual clock (the writer's) or in real time (the engine's); both
-/// outlast the simulation, since one process holds them and restarts take them back by name.
+/// Leases are renewed on the virtual clock (the writer's and the ingestor's) or in real time (the
+/// engine's); all outlast the simulation, since one process holds them and restarts take them
+/// back by name.
 const LEASE_TTL: Duration = Duration::from_secs(30 * 24 * 3_600);
 
 /// The no-access policies a seed may run with.
@@ -118,6 +119,7 @@ impl Doorsync {
         let mut ingest = IngestOptions::new(Secret::new(WEBHOOK_SECRET));
         ingest.poll_interval = POLL_EVERY;
         ingest.sweep_interval = SWEEP_EVERY;
+        ingest.lease_ttl = LEASE_TTL;
         ingest.mapping_from_nexudus = true;
 
         let shared_clock: SharedClock = Arc::new(clock.clone());
