@@ -162,6 +162,8 @@ pub(crate) async fn serve(
     stopped: impl Future<Output = ()>,
 ) {
     let mut connections = JoinSet::new();
+    // Tells every connection to finish the request it serves and close, idle ones at once.
+    let (closing, close) = tokio::sync::watch::channel(false);
     tokio::pin!(stopped);
     loop {
         let stream = tokio::select! {
@@ -176,12 +178,21 @@ pub(crate) async fn serve(
             () = &mut stopped => break,
         };
         let service = TowerToHyperService::new(app.clone());
+        let mut close = close.clone();
         connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = async { close.wait_for(|close| *close).await.map(drop) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = served {
                 tracing::debug!(%error, "a webhook connection ended with an error");
             }
         });
@@ -189,6 +200,7 @@ pub(crate) async fn serve(
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
+    closing.send_replace(true);
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(limits.request_timeout, drain).await.is_err() {
         tracing::warn!("webhook connections still open at shutdown were closed");
@@ -465,6 +477,24 @@ mod tests {
         )
         .await;
         assert!(whole.unwrap_or_default().ends_with("\r\n\r\n5"), "a prompt request is served");
+    }
+
+    #[tokio::test]
+    async fn an_idle_kept_alive_connection_does_not_hold_up_the_stop() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = limited(Router::new().route("/", post(|| async { "ok" })), QUICK);
+        let server = tokio::spawn(serve(listener, app, QUICK, async {
+            let _ = stopped.await;
+        }));
+        let mut kept_alive = TcpStream::connect(address).await.unwrap();
+        kept_alive.write_all(b"POST / HTTP/1.1\r\nHost: doorsync\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+        let mut answer = [0_u8; 256];
+        assert!(kept_alive.read(&mut answer).await.unwrap() > 0);
+        let _ = stop.send(());
+        let stopping = tokio::time::timeout(QUICK.request_timeout / 2, server).await;
+        assert!(stopping.is_ok(), "the server waited for an idle connection to close");
     }
 
     #[tokio::test]
