@@ -211,7 +211,7 @@ pub(crate) fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> W
     options.group_labels = mapping_labels(config, mapping);
     options.reconcile_every = Some(config.reconcile.every);
     options.mass_revocation_share = config.reconcile.max_revocation_share;
-    options.reconcile_groups = mapped_groups(mapping);
+    options.reconcile_groups = mapping.groups().into_iter().collect();
     // Checked against kisi.request_timeout when the configuration is loaded.
     options.lease_ttl = config.writer.lease_ttl;
     options.ack_wait = config.writer.ack_wait;
@@ -237,19 +237,6 @@ pub(crate) fn mapping_labels(config: &Config, mapping: &Mapping) -> BTreeMap<Kis
         }
     }
     labels.into_iter().map(|(group, entries)| (group, entries.join(", "))).collect()
-}
-
-fn mapped_groups(mapping: &Mapping) -> Vec<KisiGroupId> {
-    let mut groups: Vec<KisiGroupId> = mapping
-        .resources
-        .values()
-        .chain(mapping.pass_products.values())
-        .chain(mapping.floor_plan_items.values())
-        .copied()
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    groups
 }
 
 pub(crate) fn ingest_options(config: &Config) -> anyhow::Result<IngestOptions> {

@@ -15,7 +15,6 @@ use doorsync_proto::{Command, EntitlementId, Envelope, Event, MappingSource, Mem
 use futures::TryStreamExt;
 
 use crate::EngineError;
-use crate::shard::effective_mapping;
 use crate::skipped::{Read, read};
 
 /// Everything `explain` says about one member at one instant.
@@ -66,7 +65,7 @@ pub async fn explain(
             event_mapping.apply(&change);
         }
     }
-    let mapping = effective_mapping(&event_mapping, configured_mapping);
+    let mapping = event_mapping.overlaid_with(configured_mapping);
 
     let mut state = MemberState::new(member);
     let mut history = Vec::new();

@@ -271,7 +271,7 @@ impl Actor for ShardActor {
         let mut shard = Shard {
             partition,
             mapping: Arc::new(MappingVersion {
-                mapping: effective_mapping(&checkpoint.event_mapping, &shared.configured_mapping),
+                mapping: checkpoint.event_mapping.overlaid_with(&shared.configured_mapping),
                 changed_at: mapping_changed_at,
             }),
             evaluated_with: checkpoint.evaluated_with,
@@ -482,14 +482,6 @@ pub(crate) struct MappingVersion {
     pub(crate) changed_at: Timestamp,
 }
 
-pub(crate) fn effective_mapping(from_events: &Mapping, configured: &Mapping) -> Mapping {
-    let mut mapping = from_events.clone();
-    mapping.resources.extend(configured.resources.iter().map(|(id, group)| (*id, *group)));
-    mapping.pass_products.extend(configured.pass_products.iter().map(|(id, group)| (*id, *group)));
-    mapping.floor_plan_items.extend(configured.floor_plan_items.iter().map(|(id, group)| (*id, *group)));
-    mapping
-}
-
 impl Shard {
     fn positions(&self) -> Positions {
         Positions {
@@ -586,7 +578,7 @@ impl Shard {
             self.mapping_position = self.mapping_position.max(sequence);
             self.event_mapping.apply(change);
             self.mapping = Arc::new(MappingVersion {
-                mapping: effective_mapping(&self.event_mapping, &self.shared.configured_mapping),
+                mapping: self.event_mapping.overlaid_with(&self.shared.configured_mapping),
                 changed_at: self.mapping.changed_at.max(envelope.occurred_at),
             });
             let everyone: Vec<MemberId> = self.known.iter().copied().collect();

@@ -75,10 +75,8 @@ pub(crate) fn to_read(
 }
 
 fn managed_groups(members: &BTreeMap<MemberId, MemberState>, mapping: &Mapping) -> BTreeSet<KisiGroupId> {
-    let mapped =
-        mapping.resources.values().chain(mapping.pass_products.values()).chain(mapping.floor_plan_items.values());
-    let reported = members.values().flat_map(|state| state.kisi().assignments.keys());
-    mapped.chain(reported).copied().collect()
+    let reported = members.values().flat_map(|state| state.kisi().assignments.keys().copied());
+    mapping.groups().into_iter().chain(reported).collect()
 }
 
 /// The email of a member who should have an enabled Kisi user.

@@ -29,11 +29,7 @@ impl Rebuilt {
     /// The mapping members are evaluated with, as the engine makes it: the configured mapping
     /// wins over the one from events.
     pub(crate) fn mapping(&self, configured: &Mapping) -> Mapping {
-        let mut mapping = self.event_mapping.clone();
-        mapping.resources.extend(&configured.resources);
-        mapping.pass_products.extend(&configured.pass_products);
-        mapping.floor_plan_items.extend(&configured.floor_plan_items);
-        mapping
+        self.event_mapping.overlaid_with(configured)
     }
 
     fn member(&mut self, member: MemberId) -> &mut MemberState {
