@@ -24,6 +24,7 @@
 
 mod backlog;
 mod backoff;
+pub mod dead_letters;
 mod error;
 mod gateway;
 mod knowledge;
