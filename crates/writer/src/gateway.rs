@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use doorsync_clock::SharedClock;
 use doorsync_kisi::{KisiClient, KisiError};
+use doorsync_log::Tenure;
 use doorsync_proto::Timestamp;
 use tokio::sync::watch;
 
-use crate::lease::Tenure;
 use crate::limiter::Gcra;
 use crate::status::{RetryAfterHold, StatusCell};
 
@@ -52,7 +52,7 @@ impl Stop {
     }
 
     pub(crate) fn is_stopped(&self, now: Timestamp) -> bool {
-        *self.shutdown.borrow() || !self.tenure.may_call(now)
+        *self.shutdown.borrow() || !self.tenure.may_act(now)
     }
 }
 

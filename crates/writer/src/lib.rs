@@ -28,7 +28,6 @@ pub mod dead_letters;
 mod error;
 mod gateway;
 mod knowledge;
-mod lease;
 mod limiter;
 mod options;
 mod plan;

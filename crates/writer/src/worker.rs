@@ -15,7 +15,8 @@ use doorsync_clock::SharedClock;
 use doorsync_kisi::{KisiClient, KisiError, NewUser, RoleAssignment, User, Validity};
 use doorsync_layout::Layout;
 use doorsync_log::{
-    ConsumerSpec, Delivery, DurableConsumer, EventLog, KeyValue, LogError, NewMessage, RetryPolicy, append_with_retry,
+    ConsumerSpec, Delivery, DurableConsumer, EventLog, KeyValue, Lease, LogError, NewMessage, RetryPolicy, Tenure,
+    append_with_retry,
 };
 use doorsync_proto::{
     Command, Envelope, Failed, GrantApplied, KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberId,
@@ -33,7 +34,6 @@ use crate::knowledge::{
     GroupDesire, HeldAssignment, Knowledge, KnownAssignment, KnownUser, MemberRecord, UserDesire,
     load_patch_applies_validity, load_reconciled_at, save_reconciled_at,
 };
-use crate::lease::Lease;
 use crate::limiter::Gcra;
 use crate::plan::{self, GroupRules, GroupStep, UserStep};
 use crate::reconcile::HeldRepair;
@@ -91,7 +91,7 @@ pub(crate) async fn run(shared: Arc<Shared>, kisi: KisiClient, mut control: mpsc
     let options = &shared.options;
     let lease = Arc::new(Lease::new(
         Arc::clone(&shared.leases_kv),
-        &options.account,
+        format!("writer.{}", options.account),
         options.writer_id.clone(),
         options.lease_ttl,
         Arc::clone(&shared.clock),
@@ -100,15 +100,15 @@ pub(crate) async fn run(shared: Arc<Shared>, kisi: KisiClient, mut control: mpsc
     let mut gateway = Gateway::new(kisi, limiter, Arc::clone(&shared.clock), shared.status.clone());
     let mut backoff = Backoff::new(options.backoff_first, options.backoff_max, options.seed);
     let shutdown = shared.shutdown.subscribe();
-    while let Some((revision, tenure)) = wait_for_lease(&shared, &lease, &mut control).await {
+    while let Some(tenure) = wait_for_lease(&shared, &lease, &mut control).await {
         shared.status.lock().role = WriterRole::Active;
         tracing::info!(writer = %options.writer_id, account = %options.account, "writer took the account's lease");
         let (stop_holding, holding_stopped) = watch::channel(false);
         let holder = {
             let (lease, tenure) = (Arc::clone(&lease), Arc::clone(&tenure));
-            tokio::spawn(async move { lease.hold(revision, tenure, holding_stopped).await })
+            tokio::spawn(async move { lease.hold(tenure, holding_stopped).await })
         };
-        let stop = Stop::new(shutdown.clone(), tenure);
+        let stop = Stop::new(shutdown.clone(), Arc::clone(&tenure));
         match Active::open(&shared, &mut gateway, &mut backoff, stop).await {
             Ok(mut active) => {
                 active.run(&mut control).await;
@@ -126,7 +126,7 @@ pub(crate) async fn run(shared: Arc<Shared>, kisi: KisiClient, mut control: mpsc
         }
         stop_holding.send_replace(true);
         let _ = holder.await;
-        lease.release().await;
+        lease.release(&tenure).await;
         if *shutdown.borrow() {
             break;
         }
@@ -135,11 +135,7 @@ pub(crate) async fn run(shared: Arc<Shared>, kisi: KisiClient, mut control: mpsc
 }
 
 /// Waits as a standby until the lease is this writer's; `None` on shutdown.
-async fn wait_for_lease(
-    shared: &Shared,
-    lease: &Lease,
-    control: &mut mpsc::Receiver<Control>,
-) -> Option<(u64, Arc<crate::lease::Tenure>)> {
+async fn wait_for_lease(shared: &Shared, lease: &Lease, control: &mut mpsc::Receiver<Control>) -> Option<Arc<Tenure>> {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         if *shutdown.borrow() {
