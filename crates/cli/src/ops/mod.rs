@@ -17,13 +17,11 @@ pub(crate) mod testing;
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
 
-#[cfg(test)]
-pub(crate) use dlq::{Action, Handled};
-pub(crate) use dlq::{DeadLetter, DlqAction, dead_letter, dead_letters, dlq, drop_letter, retry};
+pub(crate) use dlq::{DlqAction, dlq};
 pub(crate) use replay::{reconcile_dry_run, replay};
 
-use crate::context::Context;
-use crate::setup;
+use doorsync_node::Context;
+use doorsync_node::setup;
 
 /// Runs `work` on the log the configuration names, then closes it, so that the embedded log's
 /// file is free again (for `doorsync run`, or the next command) as soon as this returns.

@@ -2,9 +2,9 @@
 //! stream, each with its member, what it asked for and the reason it was parked.
 
 use doorsync_proto::{Command, Timestamp};
+use doorsync_writer::dead_letters::DeadLetter;
 
 use super::html::{Esc, instant_from_now, put, window};
-use crate::ops::DeadLetter;
 
 /// The newest dead letters shown.
 const SHOWN: usize = 500;
@@ -97,7 +97,7 @@ mod tests {
     use doorsync_proto::{EnsureUser, Envelope, GrantGroup, KisiGroupId, MemberId};
 
     use super::*;
-    use crate::ops::{Action, Handled};
+    use doorsync_writer::dead_letters::{Action, Handled};
 
     fn letter(sequence: u64, member: u64, command: Result<Command, &str>, reason: &str) -> DeadLetter {
         let at = Timestamp::from_unix_millis(1_796_116_500_000);

@@ -37,7 +37,7 @@ use serde::Deserialize;
 use self::html::{Esc, page};
 use self::member::MemberPage;
 use self::overview::{GroupWindows, MEMBERS_PER_PAGE, MemberRow, MemberSummary, Overview};
-use crate::roles::{Running, Status};
+use doorsync_node::{Running, Status};
 
 /// Members of a page read from the engine at once.
 const MEMBER_READS_IN_FLIGHT: usize = 8;
@@ -74,8 +74,9 @@ async fn overview(State(running): State<Running>, Query(query): Query<PageQuery>
     let Some(engine) = &running.engine else { return no_engine() };
     let now = running.clock.now();
     let (status, unreachable_peers) = Status::with_peers(&running).await;
-    let dead_letters = crate::ops::dead_letters(running.log.as_ref(), &running.layout)
+    let dead_letters = doorsync_writer::dead_letters::dead_letters(running.log.as_ref(), &running.layout)
         .await
+        .map_err(anyhow::Error::from)
         .map(|letters| letters.iter().filter(|letter| letter.handled.is_none()).count())
         .map_err(|error| format!("{error:#}"));
     let known = engine.members().await;
@@ -179,7 +180,8 @@ async fn dead_letters(
 ) -> Response {
     let now = running.clock.now();
     let csrf = csrf.as_ref().map(|Extension(CsrfToken(csrf))| csrf.as_str());
-    match crate::ops::dead_letters(running.log.as_ref(), &running.layout).await {
+    let letters = doorsync_writer::dead_letters::dead_letters(running.log.as_ref(), &running.layout).await;
+    match letters.map_err(anyhow::Error::from) {
         Ok(letters) => {
             let body = dead_letters::render(&letters, now, csrf);
             Html(page("Dead letters", now, query.refresh(), &body)).into_response()
@@ -195,9 +197,11 @@ async fn dead_letters(
 /// Hands a dead letter back to the writer, as `doorsync dlq retry` does, then shows the list.
 async fn retry_letter(State(running): State<Running>, Path(sequence): Path<u64>) -> Response {
     let (log, layout, now) = (running.log.as_ref(), &running.layout, running.clock.now());
-    let retried = match crate::ops::dead_letter(log, layout, sequence).await {
-        Ok(letter) => crate::ops::retry(log, layout, &letter, now).await,
-        Err(error) => Err(error),
+    let retried = match doorsync_writer::dead_letters::dead_letter(log, layout, sequence).await {
+        Ok(letter) => {
+            doorsync_writer::dead_letters::retry(log, layout, &letter, now).await.map_err(anyhow::Error::from)
+        }
+        Err(error) => Err(anyhow::Error::from(error)),
     };
     match retried {
         Ok(Ok(_)) => Redirect::to("/dead-letters").into_response(),
@@ -209,9 +213,11 @@ async fn retry_letter(State(running): State<Running>, Path(sequence): Path<u64>)
 /// Marks a dead letter dropped, as `doorsync dlq drop` does, then shows the list.
 async fn drop_letter(State(running): State<Running>, Path(sequence): Path<u64>) -> Response {
     let (log, layout, now) = (running.log.as_ref(), &running.layout, running.clock.now());
-    let dropped = match crate::ops::dead_letter(log, layout, sequence).await {
-        Ok(letter) => crate::ops::drop_letter(log, layout, &letter, now).await,
-        Err(error) => Err(error),
+    let dropped = match doorsync_writer::dead_letters::dead_letter(log, layout, sequence).await {
+        Ok(letter) => {
+            doorsync_writer::dead_letters::drop_letter(log, layout, &letter, now).await.map_err(anyhow::Error::from)
+        }
+        Err(error) => Err(anyhow::Error::from(error)),
     };
     match dropped {
         Ok(None) => Redirect::to("/dead-letters").into_response(),
