@@ -3,17 +3,10 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use doorsync_config::{Config, ExposeSecret, LogBackend};
 use doorsync_proto::{MemberId, Timestamp};
 
-use crate::context::Context;
-use crate::roles::{self, RoleSet, Running};
-use crate::setup;
+use doorsync_node::{Context, RoleSet, setup};
 
 /// Runs `roles` until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub(crate) async fn serve(config_file: Option<&Path>, roles: RoleSet, command: &str) -> anyhow::Result<()> {
@@ -23,11 +16,7 @@ pub(crate) async fn serve(config_file: Option<&Path>, roles: RoleSet, command: &
     let opened = setup::open_log(&context.config, &layout, needs, command).await?;
     let mapping =
         if roles.engine || roles.writer { setup::mapping(&context.config).await? } else { Default::default() };
-    let policy = context.config.access_policy();
-    let explained = mapping.clone();
-    let process =
-        roles::start(&context, roles, opened, layout, mapping, |running| admin_routes(running, explained, policy))
-            .await?;
+    let process = doorsync_node::start(&context, roles, opened, layout, mapping, crate::page::routes).await?;
     tracing::info!(
         admin = %process.admin.local_addr(),
         webhooks = ?process.running.webhook_address,
@@ -48,58 +37,6 @@ async fn stop_signal() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
-}
-
-#[derive(Clone)]
-struct ExplainState {
-    running: Running,
-    mapping: doorsync_access::Mapping,
-    policy: doorsync_access::AccessPolicy,
-}
-
-/// What a process serves on its admin listener besides the probes, metrics and status API: the
-/// status page and `/api/explain/{member}`.
-pub(crate) fn admin_routes(
-    running: &Running,
-    mapping: doorsync_access::Mapping,
-    policy: doorsync_access::AccessPolicy,
-) -> Router {
-    crate::page::routes(running).merge(explain_routes(running, mapping, policy))
-}
-
-/// `/api/explain/{member}` on processes that run the engine, so `doorsync explain` can ask a
-/// running `doorsync run` whose embedded log file it cannot open.
-fn explain_routes(
-    running: &Running,
-    mapping: doorsync_access::Mapping,
-    policy: doorsync_access::AccessPolicy,
-) -> Router {
-    if running.engine.is_none() {
-        return Router::new();
-    }
-    Router::new().route("/api/explain/{member}", get(explain_route)).with_state(ExplainState {
-        running: running.clone(),
-        mapping,
-        policy,
-    })
-}
-
-async fn explain_route(State(state): State<ExplainState>, UrlPath(member): UrlPath<u64>) -> Response {
-    let running = &state.running;
-    let now = running.clock.now();
-    match doorsync_engine::explain(
-        running.log.as_ref(),
-        &running.layout,
-        &state.mapping,
-        &state.policy,
-        MemberId(member),
-        now,
-    )
-    .await
-    {
-        Ok(explanation) => explanation.to_string().into_response(),
-        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
-    }
 }
 
 pub(crate) async fn explain(config_file: Option<&Path>, who: &str, at: Option<&str>) -> anyhow::Result<()> {

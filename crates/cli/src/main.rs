@@ -2,17 +2,14 @@
 #![forbid(unsafe_code)]
 
 mod commands;
-mod context;
 mod demo;
-mod metrics;
 mod ops;
 mod page;
-mod roles;
-mod setup;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use doorsync_node::{Context, RoleSet};
 
 #[derive(Debug, Parser)]
 #[command(name = "doorsync", version, about, long_about = None)]
@@ -160,11 +157,11 @@ impl Command {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Run => commands::serve(config, roles::RoleSet::ALL, "run").await,
-        Command::Ingest => commands::serve(config, roles::RoleSet::INGEST, "ingest").await,
-        Command::Engine => commands::serve(config, roles::RoleSet::ENGINE, "engine").await,
-        Command::Writer => commands::serve(config, roles::RoleSet::WRITER, "writer").await,
-        Command::Reconcile { dry_run: true, .. } => ops::reconcile_dry_run(&context::Context::load(config)?).await,
+        Command::Run => commands::serve(config, RoleSet::ALL, "run").await,
+        Command::Ingest => commands::serve(config, RoleSet::INGEST, "ingest").await,
+        Command::Engine => commands::serve(config, RoleSet::ENGINE, "engine").await,
+        Command::Writer => commands::serve(config, RoleSet::WRITER, "writer").await,
+        Command::Reconcile { dry_run: true, .. } => ops::reconcile_dry_run(&Context::load(config)?).await,
         Command::Reconcile { writer_url, confirm, dry_run: false } => {
             commands::reconcile(config, &writer_url, confirm).await
         }
@@ -173,8 +170,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Explain { member, at } => commands::explain(config, &member, at.as_deref()).await,
         Command::Status { url } => commands::status(config, &url).await,
-        Command::Replay { dry_run } => ops::replay(&context::Context::load(config)?, dry_run).await,
-        Command::Dlq { action } => ops::dlq(&context::Context::load(config)?, action).await,
+        Command::Replay { dry_run } => ops::replay(&Context::load(config)?, dry_run).await,
+        Command::Dlq { action } => ops::dlq(&Context::load(config)?, action).await,
         Command::CheckConfig => commands::check_config(config).await,
     }
 }

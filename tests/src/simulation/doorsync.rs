@@ -1,21 +1,22 @@
 //! doorsync's three components in this process, on one in-memory log, configured for the
-//! simulation, and restarted on that same log as a crash, a redeploy and an operator who edited
-//! the configuration would.
+//! simulation and started through doorsync-node as every doorsync process starts them, and
+//! restarted on that same log as a crash, a redeploy and an operator who edited the
+//! configuration would.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use doorsync_access::NoAccessPolicy;
-use doorsync_clock::SharedClock;
 use doorsync_engine::{EngineHandle, EngineOptions};
 use doorsync_ingest::{IngestHandle, IngestOptions};
-use doorsync_kisi::{ApiKey, KisiClient, KisiOptions};
+use doorsync_kisi::{ApiKey, KisiOptions};
 use doorsync_layout::Layout;
 use doorsync_log::{EventLog, ReplayRequest, StoredMessage};
 use doorsync_log_embedded::EmbeddedLog;
-use doorsync_nexudus::{Credentials, Limits, NexudusClient, NexudusOptions, Secret, WebhookAction};
+use doorsync_nexudus::{Credentials, Limits, NexudusOptions, Secret, WebhookAction};
 use doorsync_nexudus_sim::SimEntity;
+use doorsync_node::{Foundation, NodeError, StartedIngest, roles};
 use doorsync_proto::Subjects;
 use doorsync_writer::{WriterHandle, WriterOptions};
 use futures::TryStreamExt;
@@ -51,8 +52,7 @@ pub(crate) const POLICIES: [NoAccessPolicy; 3] =
 /// What every start of a component is made from.
 #[derive(Debug, Clone)]
 struct Recipe {
-    layout: Layout,
-    clock: SharedClock,
+    foundation: Foundation,
     engine: EngineOptions,
     writer: WriterOptions,
     ingest: IngestOptions,
@@ -122,11 +122,11 @@ impl Doorsync {
         ingest.lease_ttl = LEASE_TTL;
         ingest.mapping_from_nexudus = true;
 
-        let shared_clock: SharedClock = Arc::new(clock.clone());
-        let recipe = Recipe { layout: layout.clone(), clock: shared_clock, engine, writer, ingest };
-        let (ingest, address) = start_ingest(&recipe, world, &log).await?;
-        let engine = start_engine(&recipe, &log).await?;
-        let writer = start_writer(&recipe, world, &log).await?;
+        let foundation = Foundation { log: Arc::clone(&log), layout: layout.clone(), clock: Arc::new(clock.clone()) };
+        let recipe = Recipe { foundation, engine, writer, ingest };
+        let StartedIngest { handle: ingest, webhook_address: address } = start_ingest(&recipe, world).await?;
+        let engine = start_engine(&recipe).await?;
+        let writer = start_writer(&recipe, world).await?;
         let mut hooks = Vec::new();
         for &action in doorsync_ingest::WEBHOOK_ACTIONS {
             let id = world
@@ -147,8 +147,8 @@ impl Doorsync {
 
     /// Starts the ingestor again after it was stopped, and points Nexudus's webhooks at it.
     async fn restart_ingest_stopped(&mut self, world: &World) -> Result<(), SimFailure> {
-        let (ingest, address) = start_ingest(&self.recipe, world, &self.log).await?;
-        self.ingest = ingest;
+        let StartedIngest { handle, webhook_address: address } = start_ingest(&self.recipe, world).await?;
+        self.ingest = handle;
         for &(id, action) in &self.hooks {
             let url = webhook_url(address, action)?;
             world
@@ -162,7 +162,7 @@ impl Doorsync {
     /// Stops the engine (checkpoints and snapshots) and starts it again from them.
     pub(crate) async fn restart_engine(&mut self) -> Result<(), SimFailure> {
         self.engine.clone().shutdown().await;
-        self.engine = start_engine(&self.recipe, &self.log).await?;
+        self.engine = start_engine(&self.recipe).await?;
         Ok(())
     }
 
@@ -170,7 +170,7 @@ impl Doorsync {
     /// again from its last checkpoint and snapshots.
     pub(crate) async fn crash_engine(&mut self) -> Result<(), SimFailure> {
         self.engine.clone().crash().await;
-        self.engine = start_engine(&self.recipe, &self.log).await?;
+        self.engine = start_engine(&self.recipe).await?;
         Ok(())
     }
 
@@ -183,15 +183,15 @@ impl Doorsync {
         self.recipe.engine.policy = configuration.policy.clone();
         self.recipe.engine.mapping = configuration.mapping.clone();
         self.restart_ingest_stopped(world).await?;
-        self.engine = start_engine(&self.recipe, &self.log).await?;
-        self.writer = start_writer(&self.recipe, world, &self.log).await?;
+        self.engine = start_engine(&self.recipe).await?;
+        self.writer = start_writer(&self.recipe, world).await?;
         Ok(())
     }
 
     /// Stops the writer (commands not carried out go back to the log) and starts it again.
     pub(crate) async fn restart_writer(&mut self, world: &World) -> Result<(), SimFailure> {
         self.writer.shutdown().await;
-        self.writer = start_writer(&self.recipe, world, &self.log).await?;
+        self.writer = start_writer(&self.recipe, world).await?;
         Ok(())
     }
 
@@ -238,51 +238,39 @@ fn webhook_url(address: SocketAddr, action: WebhookAction) -> Result<url::Url, S
         .map_err(SimFailure::setup("writing a webhook URL"))
 }
 
-async fn start_ingest(
-    recipe: &Recipe,
-    world: &World,
-    log: &Arc<dyn EventLog>,
-) -> Result<(IngestHandle, SocketAddr), SimFailure> {
+async fn start_ingest(recipe: &Recipe, world: &World) -> Result<StartedIngest, SimFailure> {
     let credentials = Credentials { username: NEXUDUS_USER.to_owned(), password: Secret::new(NEXUDUS_PASSWORD) };
-    let mut options = NexudusOptions::new(world.nexudus.base_url(), credentials);
+    let mut nexudus = NexudusOptions::new(world.nexudus.base_url(), credentials);
     // The simulator throttles only when a fault says so; the client's own limiter would only
     // spread each poll over seconds of virtual time.
-    options.limits = Limits { min_interval: Duration::ZERO, per_minute: 1_000_000, per_hour: 1_000_000 };
-    let client = NexudusClient::new(options, Arc::clone(&recipe.clock))
-        .map_err(SimFailure::setup("building the Nexudus client"))?;
-    let ingest = doorsync_ingest::start(
-        recipe.ingest.clone(),
-        client,
-        Arc::clone(log),
-        recipe.layout.clone(),
-        Arc::clone(&recipe.clock),
-    )
-    .await
-    .map_err(SimFailure::setup("starting the ingestor"))?;
-    let address = ingest
-        .serve(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    nexudus.limits = Limits { min_interval: Duration::ZERO, per_minute: 1_000_000, per_hour: 1_000_000 };
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    roles::start_ingest(&recipe.foundation, recipe.ingest.clone(), nexudus, listen)
         .await
-        .map_err(SimFailure::setup("serving the webhook receiver"))?;
-    Ok((ingest, address))
+        .map_err(start_failure("starting the ingestor"))
 }
 
-async fn start_engine(recipe: &Recipe, log: &Arc<dyn EventLog>) -> Result<EngineHandle, SimFailure> {
-    doorsync_engine::start(recipe.engine.clone(), Arc::clone(log), Arc::clone(&recipe.clock))
-        .await
-        .map_err(SimFailure::setup("starting the engine"))
+async fn start_engine(recipe: &Recipe) -> Result<EngineHandle, SimFailure> {
+    roles::start_engine(&recipe.foundation, recipe.engine.clone()).await.map_err(start_failure("starting the engine"))
 }
 
-async fn start_writer(recipe: &Recipe, world: &World, log: &Arc<dyn EventLog>) -> Result<WriterHandle, SimFailure> {
-    let mut options = KisiOptions::new(world.kisi.base_url(), ApiKey::new(KISI_API_KEY), "doorsync-simulation");
-    options.request_timeout = KISI_REQUEST_TIMEOUT;
-    let kisi = KisiClient::new(options).map_err(SimFailure::setup("building the Kisi client"))?;
-    doorsync_writer::start(
-        recipe.writer.clone(),
-        kisi,
-        Arc::clone(log),
-        recipe.layout.clone(),
-        Arc::clone(&recipe.clock),
-    )
-    .await
-    .map_err(SimFailure::setup("starting the writer"))
+async fn start_writer(recipe: &Recipe, world: &World) -> Result<WriterHandle, SimFailure> {
+    let mut kisi = KisiOptions::new(world.kisi.base_url(), ApiKey::new(KISI_API_KEY), "doorsync-simulation");
+    kisi.request_timeout = KISI_REQUEST_TIMEOUT;
+    roles::start_writer(&recipe.foundation, recipe.writer.clone(), kisi)
+        .await
+        .map_err(start_failure("starting the writer"))
+}
+
+/// A role that did not start, with the step that failed and every cause under it.
+fn start_failure(what: &'static str) -> impl FnOnce(NodeError) -> SimFailure {
+    move |error| {
+        let mut text = error.to_string();
+        let mut cause = std::error::Error::source(&error);
+        while let Some(source) = cause {
+            text = format!("{text}: {source}");
+            cause = source.source();
+        }
+        SimFailure::setup(what)(text)
+    }
 }

@@ -21,6 +21,7 @@ use doorsync_clock::{SharedClock, SystemClock};
 use doorsync_config::Config;
 use doorsync_log::ReplayRequest;
 use doorsync_nexudus::Secret;
+use doorsync_node::{Context, Process, RoleSet, setup};
 use doorsync_proto::{Outcome, Timestamp};
 use doorsync_writer::{ReconcileReport, WriterError};
 use futures::StreamExt;
@@ -29,9 +30,6 @@ use rand::rngs::StdRng;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinHandle;
 
-use crate::context::Context;
-use crate::roles::{self, Process, RoleSet};
-use crate::{commands, setup};
 use narrate::{Narrator, Progress};
 use text::{SECOND_MS, seconds};
 use workload::{Generated, Workload};
@@ -122,12 +120,8 @@ async fn start_doorsync(config: Config) -> anyhow::Result<(Process, Mapping)> {
     let layout = setup::layout(&context.config)?;
     let opened = setup::open_log(&context.config, &layout, None, "demo").await?;
     let mapping = setup::mapping(&context.config).await?;
-    let policy = context.config.access_policy();
-    let explained = mapping.clone();
-    let process = roles::start(&context, RoleSet::ALL, opened, layout, mapping.clone(), |running| {
-        commands::admin_routes(running, explained, policy)
-    })
-    .await?;
+    let process =
+        doorsync_node::start(&context, RoleSet::ALL, opened, layout, mapping.clone(), crate::page::routes).await?;
     Ok((process, mapping))
 }
 

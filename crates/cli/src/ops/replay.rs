@@ -10,8 +10,8 @@ use super::kisi_read::{self, Read};
 use super::plan::{self, Change, Foreign, Plan, Rules, SeenUser};
 use super::rebuild::{self, Rebuilt};
 use super::table;
-use crate::context::Context;
-use crate::setup;
+use doorsync_node::Context;
+use doorsync_node::setup;
 
 pub(crate) async fn replay(context: &Context, dry_run: bool) -> anyhow::Result<()> {
     if !dry_run {

@@ -18,7 +18,7 @@ use doorsync_proto::{
 };
 use serde::Serialize;
 
-use crate::context::Context;
+use doorsync_node::Context;
 
 pub(crate) const MINUTE: i64 = 60_000;
 /// 2026-11-30T09:00:00Z

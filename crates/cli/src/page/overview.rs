@@ -8,7 +8,7 @@ use doorsync_proto::{KisiGroupId, MemberId, Timestamp};
 use doorsync_writer::{WriterRole, WriterStatus};
 
 use super::html::{Esc, clock_time, facts, instant, instant_from_now, pill, put, relative};
-use crate::roles::Status;
+use doorsync_node::Status;
 
 pub(crate) const MEMBERS_PER_PAGE: usize = 50;
 

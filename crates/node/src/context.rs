@@ -4,25 +4,26 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use doorsync_clock::{SharedClock, SystemClock};
 use doorsync_config::Config;
 
+use crate::NodeError;
+
 #[derive(Debug)]
-pub(crate) struct Context {
-    pub(crate) config: Config,
-    pub(crate) clock: SharedClock,
+pub struct Context {
+    pub config: Config,
+    pub clock: SharedClock,
     /// Names this process's leases: the pod name on Kubernetes, else host and process id.
-    pub(crate) instance: String,
+    pub instance: String,
 }
 
 impl Context {
-    pub(crate) fn load(config_file: Option<&Path>) -> anyhow::Result<Self> {
-        let config = Config::load(config_file).context("doorsync cannot start with this configuration")?;
+    pub fn load(config_file: Option<&Path>) -> Result<Self, NodeError> {
+        let config = Config::load(config_file).map_err(NodeError::Load)?;
         Ok(Self::with(config))
     }
 
-    pub(crate) fn with(config: Config) -> Self {
+    pub fn with(config: Config) -> Self {
         Self { config, clock: Arc::new(SystemClock), instance: instance_name() }
     }
 }

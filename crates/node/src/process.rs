@@ -5,12 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use doorsync_access::Mapping;
 use doorsync_admin::{AdminHandle, AdminOptions, Metrics, Readiness};
 use doorsync_clock::SharedClock;
@@ -20,122 +15,123 @@ use doorsync_layout::Layout;
 use doorsync_log::EventLog;
 use doorsync_log_embedded::EmbeddedLog;
 use doorsync_log_jetstream::JetStreamLog;
-use doorsync_writer::{WriterError, WriterHandle};
-use serde::{Deserialize, Serialize};
+use doorsync_writer::WriterHandle;
 use tokio::task::JoinHandle;
 
 use crate::context::Context;
 use crate::metrics::StatusMetrics;
+use crate::roles::{self, Foundation};
 use crate::setup::{self, Opened, SHUTDOWN_BUDGET};
+use crate::status::Status;
+use crate::{NodeError, api};
 
 /// Which roles a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RoleSet {
-    pub(crate) ingest: bool,
-    pub(crate) engine: bool,
-    pub(crate) writer: bool,
+pub struct RoleSet {
+    pub ingest: bool,
+    pub engine: bool,
+    pub writer: bool,
 }
 
 impl RoleSet {
-    pub(crate) const ALL: Self = Self { ingest: true, engine: true, writer: true };
-    pub(crate) const INGEST: Self = Self { ingest: true, engine: false, writer: false };
-    pub(crate) const ENGINE: Self = Self { ingest: false, engine: true, writer: false };
-    pub(crate) const WRITER: Self = Self { ingest: false, engine: false, writer: true };
+    pub const ALL: Self = Self { ingest: true, engine: true, writer: true };
+    pub const INGEST: Self = Self { ingest: true, engine: false, writer: false };
+    pub const ENGINE: Self = Self { ingest: false, engine: true, writer: false };
+    pub const WRITER: Self = Self { ingest: false, engine: false, writer: true };
 }
 
 /// Every role the process started, and what serves them.
 #[derive(Clone)]
-pub(crate) struct Running {
-    pub(crate) layout: Layout,
-    pub(crate) log: Arc<dyn EventLog>,
-    pub(crate) clock: SharedClock,
-    pub(crate) engine: Option<EngineHandle>,
-    pub(crate) writer: Option<WriterHandle>,
-    pub(crate) ingest: Option<IngestHandle>,
+pub struct Running {
+    pub layout: Layout,
+    pub log: Arc<dyn EventLog>,
+    pub clock: SharedClock,
+    pub engine: Option<EngineHandle>,
+    pub writer: Option<WriterHandle>,
+    pub ingest: Option<IngestHandle>,
     /// Where Nexudus's webhooks are received, when this process ingests.
-    pub(crate) webhook_address: Option<SocketAddr>,
-    pub(crate) readiness: Readiness,
-    pub(crate) metrics: Metrics,
+    pub webhook_address: Option<SocketAddr>,
+    pub readiness: Readiness,
+    pub metrics: Metrics,
     /// Admin addresses of the other processes of a split deployment, and the token they ask for.
-    pub(crate) peers: Arc<Peers>,
+    pub peers: Arc<Peers>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("engine", &self.engine)
+            .field("writer", &self.writer)
+            .field("webhook_address", &self.webhook_address)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Peers {
-    pub(crate) urls: Vec<String>,
-    pub(crate) token: Option<secrecy::SecretString>,
+pub struct Peers {
+    pub urls: Vec<String>,
+    pub token: Option<secrecy::SecretString>,
 }
 
 /// A started process: its roles, its admin listener and its background work.
-pub(crate) struct Process {
-    pub(crate) running: Running,
-    pub(crate) admin: AdminHandle,
+pub struct Process {
+    pub running: Running,
+    pub admin: AdminHandle,
     watcher: JoinHandle<()>,
     /// Kept to be closed after the roles have stopped.
     log: Opened,
 }
 
-/// Starts `roles` on `opened` with the resolved `mapping`, then the admin listener with
-/// `extra_routes` (the status page) and each role's API.
-pub(crate) async fn start(
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process").field("running", &self.running).finish_non_exhaustive()
+    }
+}
+
+/// Starts `roles` on `opened` with the resolved `mapping`, then the admin listener with each
+/// role's API and `extra_routes` (the status page).
+pub async fn start(
     context: &Context,
     roles: RoleSet,
     opened: Opened,
     layout: Layout,
     mapping: Mapping,
     extra_routes: impl FnOnce(&Running) -> Router,
-) -> anyhow::Result<Process> {
+) -> Result<Process, NodeError> {
     let config = &context.config;
     let readiness = Readiness::default();
     let metrics = Metrics::default();
-    let log = Arc::clone(&opened.log);
+    let foundation =
+        Foundation { log: Arc::clone(&opened.log), layout: layout.clone(), clock: Arc::clone(&context.clock) };
 
-    let ingest = if roles.ingest {
+    let (ingest, webhook_address) = if roles.ingest {
         readiness.waiting_for("ingest", "starting");
-        let client = setup::nexudus_client(config, context)?;
-        let mut options = setup::ingest_options(config)?;
-        options.lease_owner = format!("ingest-{}", context.instance);
-        let handle =
-            doorsync_ingest::start(options, client, Arc::clone(&log), layout.clone(), Arc::clone(&context.clock))
-                .await
-                .context("starting the Nexudus ingestor")?;
-        Some(handle)
+        let nexudus = setup::nexudus_options(config)?;
+        let options = setup::ingest_options(config, context)?;
+        let started = roles::start_ingest(&foundation, options, nexudus, config.nexudus.webhook_listen).await?;
+        (Some(started.handle), Some(started.webhook_address))
     } else {
-        None
-    };
-    let webhook_address = match &ingest {
-        Some(ingest) => Some(ingest.serve(config.nexudus.webhook_listen).await.with_context(|| {
-            format!("listening for Nexudus webhooks on {} (nexudus.webhook_listen)", config.nexudus.webhook_listen)
-        })?),
-        None => None,
+        (None, None)
     };
 
     let engine = if roles.engine {
         readiness.waiting_for("engine", "replaying the log");
         let options = setup::engine_options(config, context, &layout, mapping.clone());
-        Some(
-            doorsync_engine::start(options, Arc::clone(&log), Arc::clone(&context.clock))
-                .await
-                .context("starting the access engine")?,
-        )
+        Some(roles::start_engine(&foundation, options).await?)
     } else {
         None
     };
 
     let writer = if roles.writer {
         readiness.waiting_for("writer", "starting");
-        let kisi = setup::kisi_client(config)?;
+        let kisi = setup::kisi_options(config)?;
         let options = setup::writer_options(config, context, &mapping);
-        Some(
-            doorsync_writer::start(options, kisi, Arc::clone(&log), layout.clone(), Arc::clone(&context.clock))
-                .await
-                .context("starting the Kisi writer")?,
-        )
+        Some(roles::start_writer(&foundation, options, kisi).await?)
     } else {
         None
     };
 
-    let clock = Arc::clone(&context.clock);
+    let Foundation { log, layout, clock } = foundation;
     let peers = Arc::new(Peers { urls: config.admin.peers.clone(), token: config.admin_token()? });
     let running = Running { layout, log, clock, engine, writer, ingest, webhook_address, readiness, metrics, peers };
     let status_metrics = StatusMetrics::register(&running.metrics);
@@ -144,7 +140,7 @@ pub(crate) async fn start(
         running.readiness.waiting_for("nats", "connecting");
     }
     let watcher = tokio::spawn(watch(running.clone(), status_metrics, nats, opened.embedded.clone()));
-    let routes = api(&running).merge(extra_routes(&running));
+    let routes = api::routes(&running).merge(extra_routes(&running));
     let admin_options = AdminOptions {
         allow_without_token: config.admin.allow_without_token,
         allowed_hosts: peer_hosts(&config.admin.peers),
@@ -152,7 +148,7 @@ pub(crate) async fn start(
     };
     let admin = doorsync_admin::start(admin_options, running.metrics.clone(), running.readiness.clone(), routes)
         .await
-        .context("starting the admin listener")?;
+        .map_err(NodeError::Admin)?;
     Ok(Process { running, admin, watcher, log: opened })
 }
 
@@ -160,7 +156,7 @@ impl Process {
     /// Stops taking work (webhooks first), lets the engine checkpoint and the writer give back
     /// what it holds, then closes the admin listener and the log; gives up waiting after the
     /// shutdown budget.
-    pub(crate) async fn shutdown(self) {
+    pub async fn shutdown(self) {
         let Process { running, admin, watcher, log } = self;
         let stopping = async move {
             if let Some(ingest) = &running.ingest {
@@ -252,101 +248,4 @@ async fn watch(
         }
         metrics.update(&status);
     }
-}
-
-/// Everything the roles of this process report, as `/api/status` serves it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Status {
-    pub(crate) engine: Option<Vec<doorsync_engine::ShardStats>>,
-    pub(crate) writer: Option<doorsync_writer::WriterStatus>,
-    pub(crate) ingest: Option<doorsync_ingest::IngestStatus>,
-}
-
-impl Status {
-    /// This process's status, completed with the writer's and the ingestor's from the peers when
-    /// they do not run here; also what could not be asked.
-    pub(crate) async fn with_peers(running: &Running) -> (Self, Vec<String>) {
-        let mut status = Self::gather(running).await;
-        let mut unreachable = Vec::new();
-        for url in &running.peers.urls {
-            if status.writer.is_some() && status.ingest.is_some() {
-                break;
-            }
-            match ask_peer(url, running.peers.token.as_ref()).await {
-                Ok(peer) => {
-                    status.writer = status.writer.or(peer.writer);
-                    status.ingest = status.ingest.or(peer.ingest);
-                }
-                Err(reason) => unreachable.push(format!("{url}: {reason}")),
-            }
-        }
-        (status, unreachable)
-    }
-
-    pub(crate) async fn gather(running: &Running) -> Self {
-        let engine = match &running.engine {
-            Some(engine) => Some(engine.stats().await),
-            None => None,
-        };
-        Self {
-            engine,
-            writer: running.writer.as_ref().map(WriterHandle::status),
-            ingest: running.ingest.as_ref().map(IngestHandle::status),
-        }
-    }
-}
-
-async fn ask_peer(url: &str, token: Option<&secrecy::SecretString>) -> Result<Status, String> {
-    use secrecy::ExposeSecret as _;
-    let url = format!("{}/api/status", url.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().get(&url).timeout(Duration::from_secs(3));
-    if let Some(token) = token {
-        request = request.bearer_auth(token.expose_secret());
-    }
-    let response = request.send().await.map_err(|error| format!("not reachable ({error})"))?;
-    if !response.status().is_success() {
-        return Err(format!("answered {}", response.status()));
-    }
-    response.json::<Status>().await.map_err(|error| format!("answered something else than a status ({error})"))
-}
-
-/// The JSON API `doorsync status` and `doorsync reconcile` talk to.
-fn api(running: &Running) -> Router {
-    Router::new()
-        .route("/api/status", get(status))
-        .route("/api/writer/reconcile", post(reconcile))
-        .route("/api/writer/reconcile/confirm", post(confirm))
-        .with_state(running.clone())
-}
-
-async fn status(State(running): State<Running>) -> Json<Status> {
-    Json(Status::gather(&running).await)
-}
-
-async fn reconcile(State(running): State<Running>) -> Response {
-    match &running.writer {
-        Some(writer) => answer(writer.reconcile_now().await),
-        None => not_a_writer(),
-    }
-}
-
-async fn confirm(State(running): State<Running>) -> Response {
-    match &running.writer {
-        Some(writer) => answer(writer.confirm_held_repair().await),
-        None => not_a_writer(),
-    }
-}
-
-fn answer(result: Result<doorsync_writer::ReconcileReport, WriterError>) -> Response {
-    match result {
-        Ok(report) => Json(report).into_response(),
-        Err(error @ (WriterError::NotActive | WriterError::Paused { .. } | WriterError::NothingHeld)) => {
-            (StatusCode::CONFLICT, error.to_string()).into_response()
-        }
-        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
-    }
-}
-
-fn not_a_writer() -> Response {
-    (StatusCode::NOT_FOUND, "this process runs no Kisi writer: ask the writer's admin address\n").into_response()
 }

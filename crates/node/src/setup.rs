@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use doorsync_access::Mapping;
 use doorsync_config::{Config, ExposeSecret, LogBackend, NatsCredentials, NexudusAuth};
 use doorsync_engine::EngineOptions;
@@ -16,42 +15,42 @@ use doorsync_log::EventLog;
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
 use doorsync_log_jetstream::permissions::Role;
 use doorsync_log_jetstream::{ClientCertificate, JetStreamLog, JetStreamOptions, NatsAuth, SecretText, TlsOptions};
-use doorsync_nexudus::{AuthMode, Credentials, Limits, NexudusClient, NexudusOptions};
+use doorsync_nexudus::{AuthMode, Credentials, Limits, NexudusOptions};
 use doorsync_proto::{FloorPlanItemId, KisiGroupId, PassProductId, ResourceId, Subjects};
 use doorsync_writer::WriterOptions;
 
+use crate::NodeError;
 use crate::context::Context as Run;
 
-pub(crate) fn layout(config: &Config) -> anyhow::Result<Layout> {
-    let subjects = Subjects::new(&config.log.subject_prefix, config.log.partitions)
-        .context("config: log.subject_prefix / log.partitions")?;
+/// The subjects, streams and buckets named by `log.subject_prefix` and `log.partitions`.
+pub fn layout(config: &Config) -> Result<Layout, NodeError> {
+    let subjects = Subjects::new(&config.log.subject_prefix, config.log.partitions).map_err(NodeError::Subjects)?;
     Ok(Layout::new(subjects))
 }
 
 /// The log the configuration names. `needs` says which backend the command requires, if any.
-pub(crate) async fn open_log(
+pub async fn open_log(
     config: &Config,
     layout: &Layout,
     needs: Option<LogBackend>,
     command: &str,
-) -> anyhow::Result<Opened> {
+) -> Result<Opened, NodeError> {
     let backend = needs.unwrap_or(config.log.backend);
     if needs.is_some_and(|needed| needed != config.log.backend) {
-        bail!(
-            "doorsync {command} runs on the {} log, but the configuration says log.backend = {:?}: set log.backend (or DOORSYNC_LOG__BACKEND) to {:?}",
-            backend_name(backend),
-            backend_name(config.log.backend),
-            backend_name(backend),
-        );
+        return Err(NodeError::WrongBackend {
+            command: command.to_owned(),
+            needed: backend_name(backend),
+            configured: backend_name(config.log.backend),
+        });
     }
     match backend {
         LogBackend::Embedded => {
             if let Some(parent) = config.log.path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {} for the embedded log (log.path)", parent.display()))?;
+                    .map_err(|source| NodeError::LogDirectory { directory: parent.to_path_buf(), source })?;
             }
             let log = EmbeddedLog::open(EmbeddedOptions::new(&config.log.path, layout.streams()))
-                .with_context(|| format!("opening the embedded log at {} (log.path)", config.log.path.display()))?;
+                .map_err(|source| NodeError::OpenEmbedded { path: config.log.path.clone(), source })?;
             Ok(Opened { log: Arc::new(log.clone()), embedded: Some(log), jetstream: None })
         }
         LogBackend::Jetstream => {
@@ -66,7 +65,7 @@ pub(crate) async fn open_log(
             options.inbox_prefix = Some(nats_role(command).inbox_prefix(layout));
             let log = JetStreamLog::connect(options)
                 .await
-                .with_context(|| format!("connecting to NATS at {} (log.nats_url)", config.log.nats_url))?;
+                .map_err(|source| NodeError::ConnectNats { url: config.log.nats_url.clone(), source })?;
             let log = Arc::new(log);
             Ok(Opened { log: Arc::clone(&log) as Arc<dyn EventLog>, embedded: None, jetstream: Some(log) })
         }
@@ -75,7 +74,7 @@ pub(crate) async fn open_log(
 
 /// The credentials a command connects with; a placeholder left in a mounted file is refused here,
 /// before anything is started.
-fn nats_auth(config: &Config) -> anyhow::Result<NatsAuth> {
+fn nats_auth(config: &Config) -> Result<NatsAuth, NodeError> {
     Ok(match config.nats_credentials()? {
         NatsCredentials::None => NatsAuth::None,
         NatsCredentials::NkeySeed(seed) => NatsAuth::NkeySeed(SecretText::new(seed.expose_secret())),
@@ -106,16 +105,25 @@ fn backend_name(backend: LogBackend) -> &'static str {
 
 /// An open log, also kept by its type so that shutdown can close the file or drain the
 /// connection.
-pub(crate) struct Opened {
-    pub(crate) log: Arc<dyn EventLog>,
-    pub(crate) embedded: Option<EmbeddedLog>,
-    pub(crate) jetstream: Option<Arc<JetStreamLog>>,
+pub struct Opened {
+    pub log: Arc<dyn EventLog>,
+    pub embedded: Option<EmbeddedLog>,
+    pub jetstream: Option<Arc<JetStreamLog>>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("embedded", &self.embedded.is_some())
+            .field("jetstream", &self.jetstream.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Opened {
     /// Lets go of the log once its other users are gone: the embedded file is closed (so the
     /// next command can open it at once) and the NATS connection drained.
-    pub(crate) async fn close(self) {
+    pub async fn close(self) {
         let Self { log, embedded, jetstream } = self;
         drop(log);
         if let Some(embedded) = embedded {
@@ -129,7 +137,13 @@ impl Opened {
     }
 }
 
-pub(crate) fn kisi_client(config: &Config) -> anyhow::Result<KisiClient> {
+/// The Kisi client of the operator's tools and of group names in the mapping.
+pub fn kisi_client(config: &Config) -> Result<KisiClient, NodeError> {
+    KisiClient::new(kisi_options(config)?).map_err(NodeError::KisiClient)
+}
+
+/// How the writer and the operator's tools reach Kisi.
+pub fn kisi_options(config: &Config) -> Result<KisiOptions, NodeError> {
     let key = config.kisi_api_key()?;
     let mut options = KisiOptions::new(
         config.kisi_base_url()?,
@@ -138,10 +152,11 @@ pub(crate) fn kisi_client(config: &Config) -> anyhow::Result<KisiClient> {
     );
     options.integration_contact = config.kisi.integration_contact.clone();
     options.request_timeout = config.kisi.request_timeout;
-    KisiClient::new(options).context("config: kisi")
+    Ok(options)
 }
 
-pub(crate) fn nexudus_client(config: &Config, run: &Run) -> anyhow::Result<NexudusClient> {
+/// How the ingestor reaches Nexudus.
+pub fn nexudus_options(config: &Config) -> Result<NexudusOptions, NodeError> {
     let credentials = Credentials {
         username: config.nexudus_username()?,
         password: doorsync_nexudus::Secret::new(config.nexudus_password()?.expose_secret()),
@@ -157,29 +172,34 @@ pub(crate) fn nexudus_client(config: &Config, run: &Run) -> anyhow::Result<Nexud
         per_hour: config.nexudus.requests_per_hour,
     };
     options.request_timeout = config.nexudus.request_timeout;
-    NexudusClient::new(options, Arc::clone(&run.clock)).context("config: nexudus")
+    Ok(options)
 }
 
 /// The mapping from the configuration, with group names resolved through the Kisi API (which
 /// needs the API key only when names are used).
-pub(crate) async fn mapping(config: &Config) -> anyhow::Result<Mapping> {
+pub async fn mapping(config: &Config) -> Result<Mapping, NodeError> {
     let mut mapping = Mapping::default();
     let named = config.mapping.iter().any(|entry| entry.kisi_group_name.is_some());
-    let kisi = if named { Some(kisi_client(config).context("resolving [[mapping]] kisi_group_name")?) } else { None };
+    let kisi = if named {
+        Some(kisi_client(config).map_err(|error| NodeError::MappingClient(Box::new(error)))?)
+    } else {
+        None
+    };
     for (index, entry) in config.mapping.iter().enumerate() {
         let group = match (entry.kisi_group, &entry.kisi_group_name, &kisi) {
             (Some(id), _, _) => KisiGroupId(id),
             (None, Some(name), Some(kisi)) => {
-                let found = kisi
-                    .group_by_name(name)
-                    .await
-                    .with_context(|| format!("config: mapping[{index}]: looking up Kisi group {name:?}"))?;
+                let found = kisi.group_by_name(name).await.map_err(|source| NodeError::GroupLookup {
+                    index,
+                    name: name.clone(),
+                    source,
+                })?;
                 match found {
                     Some(group) => group.id,
-                    None => bail!("config: mapping[{index}]: Kisi has no group named {name:?}; check kisi_group_name"),
+                    None => return Err(NodeError::NoSuchGroup { index, name: name.clone() }),
                 }
             }
-            _ => bail!("config: mapping[{index}] names no Kisi group"),
+            _ => return Err(NodeError::UnnamedGroup { index }),
         };
         if let Some(resource) = entry.resource {
             mapping.resources.insert(ResourceId(resource), group);
@@ -192,7 +212,7 @@ pub(crate) async fn mapping(config: &Config) -> anyhow::Result<Mapping> {
     Ok(mapping)
 }
 
-pub(crate) fn engine_options(config: &Config, run: &Run, layout: &Layout, mapping: Mapping) -> EngineOptions {
+pub fn engine_options(config: &Config, run: &Run, layout: &Layout, mapping: Mapping) -> EngineOptions {
     let mut options = EngineOptions::new(format!("engine-{}", run.instance), layout.clone());
     options.policy = config.access_policy();
     options.mapping = mapping;
@@ -202,7 +222,7 @@ pub(crate) fn engine_options(config: &Config, run: &Run, layout: &Layout, mappin
     options
 }
 
-pub(crate) fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> WriterOptions {
+pub fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> WriterOptions {
     let mut options = WriterOptions::new(format!("writer-{}", run.instance), config.kisi.account.clone());
     options.requests_per_second = f64::from(config.kisi.requests_per_second);
     options.modify_foreign_assignments = config.reconcile.touch_foreign_assignments;
@@ -220,7 +240,7 @@ pub(crate) fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> W
 
 /// How the configuration names each mapped group: `mapping[2] (resource 14)`, several entries
 /// joined when they share a group.
-pub(crate) fn mapping_labels(config: &Config, mapping: &Mapping) -> BTreeMap<KisiGroupId, String> {
+pub fn mapping_labels(config: &Config, mapping: &Mapping) -> BTreeMap<KisiGroupId, String> {
     let mut labels: BTreeMap<KisiGroupId, Vec<String>> = BTreeMap::new();
     for (index, entry) in config.mapping.iter().enumerate() {
         let (group, source) = if let Some(resource) = entry.resource {
@@ -239,7 +259,8 @@ pub(crate) fn mapping_labels(config: &Config, mapping: &Mapping) -> BTreeMap<Kis
     labels.into_iter().map(|(group, entries)| (group, entries.join(", "))).collect()
 }
 
-pub(crate) fn ingest_options(config: &Config) -> anyhow::Result<IngestOptions> {
+/// The ingestor's options; its lease is held in this process's name.
+pub fn ingest_options(config: &Config, run: &Run) -> Result<IngestOptions, NodeError> {
     let secret = config.nexudus_webhook_secret()?;
     let mut options = IngestOptions::new(doorsync_nexudus::Secret::new(secret.expose_secret()));
     options.poll_interval = config.nexudus.poll_every;
@@ -249,8 +270,9 @@ pub(crate) fn ingest_options(config: &Config) -> anyhow::Result<IngestOptions> {
     options.mapping_from_nexudus = config.nexudus.mapping_from_nexudus;
     let (every_location, by_location) = config.nexudus.day_pass_cutoffs();
     options.day_pass_cutoffs = doorsync_ingest::DayPassCutoffs { every_location, by_location };
+    options.lease_owner = format!("ingest-{}", run.instance);
     Ok(options)
 }
 
 /// How long a graceful shutdown may take before the process gives up waiting.
-pub(crate) const SHUTDOWN_BUDGET: Duration = Duration::from_secs(30);
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(30);

@@ -9,7 +9,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::roles::Status;
+use crate::status::Status;
 
 /// The latest [`Status`], read by the scrape.
 #[derive(Debug, Clone, Default)]

@@ -1,0 +1,70 @@
+//! Why a process could not start: each variant names the step and the configuration key to look
+//! at, and keeps the error that stopped it as its source.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use doorsync_config::ConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("doorsync cannot start with this configuration")]
+    Load(#[source] ConfigError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("config: log.subject_prefix / log.partitions")]
+    Subjects(#[source] doorsync_proto::SubjectError),
+    #[error(
+        "doorsync {command} runs on the {needed} log, but the configuration says log.backend = {configured:?}: set log.backend (or DOORSYNC_LOG__BACKEND) to {needed:?}"
+    )]
+    WrongBackend { command: String, needed: &'static str, configured: &'static str },
+    #[error("creating {} for the embedded log (log.path)", directory.display())]
+    LogDirectory {
+        directory: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the embedded log at {} (log.path)", path.display())]
+    OpenEmbedded {
+        path: PathBuf,
+        #[source]
+        source: doorsync_log::LogError,
+    },
+    #[error("connecting to NATS at {url} (log.nats_url)")]
+    ConnectNats {
+        url: String,
+        #[source]
+        source: doorsync_log::LogError,
+    },
+    #[error("config: kisi")]
+    KisiClient(#[source] doorsync_kisi::KisiError),
+    #[error("config: nexudus")]
+    NexudusClient(#[source] doorsync_nexudus::SetupError),
+    #[error("resolving [[mapping]] kisi_group_name")]
+    MappingClient(#[source] Box<NodeError>),
+    #[error("config: mapping[{index}]: looking up Kisi group {name:?}")]
+    GroupLookup {
+        index: usize,
+        name: String,
+        #[source]
+        source: doorsync_kisi::KisiError,
+    },
+    #[error("config: mapping[{index}]: Kisi has no group named {name:?}; check kisi_group_name")]
+    NoSuchGroup { index: usize, name: String },
+    #[error("config: mapping[{index}] names no Kisi group")]
+    UnnamedGroup { index: usize },
+    #[error("starting the Nexudus ingestor")]
+    Ingest(#[source] doorsync_ingest::IngestError),
+    #[error("listening for Nexudus webhooks on {listen} (nexudus.webhook_listen)")]
+    Webhooks {
+        listen: SocketAddr,
+        #[source]
+        source: doorsync_ingest::IngestError,
+    },
+    #[error("starting the access engine")]
+    Engine(#[source] doorsync_engine::EngineError),
+    #[error("starting the Kisi writer")]
+    Writer(#[source] doorsync_writer::WriterError),
+    #[error("starting the admin listener")]
+    Admin(#[source] doorsync_admin::AdminError),
+}
