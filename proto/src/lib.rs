@@ -56,6 +56,6 @@ pub use ids::{
     ResourceId,
 };
 pub use outcome::{Failed, GrantApplied, KisiUserState, Outcome, Revoked, UserAccessChanged, UserLinked};
-pub use subjects::{SubjectError, Subjects};
+pub use subjects::{ParsedSubject, SubjectError, SubjectKind, Subjects};
 pub use time::{CivilDate, CivilDateError, Timestamp};
 pub use wire::WireMessage;

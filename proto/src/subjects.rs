@@ -20,6 +20,33 @@ const OUTCOMES: &str = "out";
 const DEAD_LETTERS: &str = "dlq";
 const MAPPING: &str = "mapping";
 
+/// Which stream's kind of message a subject carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    Event,
+    Command,
+    Outcome,
+    DeadLetter,
+}
+
+/// What a subject of this deployment names: one member's messages of a kind, or the mapping
+/// changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParsedSubject {
+    Member { kind: SubjectKind, partition: u32, member: MemberId },
+    Mapping,
+}
+
+impl ParsedSubject {
+    /// The member the subject is about; `None` for mapping changes.
+    pub fn member(self) -> Option<MemberId> {
+        match self {
+            ParsedSubject::Member { member, .. } => Some(member),
+            ParsedSubject::Mapping => None,
+        }
+    }
+}
+
 /// The subject layout of one deployment: its prefix and its fixed number of partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {
@@ -143,6 +170,30 @@ impl Subjects {
         self.wildcard(DEAD_LETTERS)
     }
 
+    /// What `subject` names, read back the way this layout writes it; `None` for a subject of
+    /// another prefix or shape. The partition is the subject's token as written: whether it is
+    /// the one the member hashes to is for the caller to judge.
+    pub fn parse(&self, subject: &str) -> Option<ParsedSubject> {
+        let rest = subject.strip_prefix(self.prefix.as_str())?.strip_prefix('.')?;
+        if rest == format!("{EVENTS}.{MAPPING}") {
+            return Some(ParsedSubject::Mapping);
+        }
+        let mut tokens = rest.split('.');
+        let kind = match tokens.next()? {
+            EVENTS => SubjectKind::Event,
+            COMMANDS => SubjectKind::Command,
+            OUTCOMES => SubjectKind::Outcome,
+            DEAD_LETTERS => SubjectKind::DeadLetter,
+            _ => return None,
+        };
+        let partition = tokens.next()?.parse().ok()?;
+        let member = MemberId(tokens.next()?.parse().ok()?);
+        if tokens.next().is_some() {
+            return None;
+        }
+        Some(ParsedSubject::Member { kind, partition, member })
+    }
+
     fn member_subject(&self, kind: &str, member: MemberId) -> String {
         format!("{}.{kind}.{}.{member}", self.prefix, self.partition_of(member))
     }
@@ -208,6 +259,40 @@ mod tests {
         assert_eq!(subjects.command(member), "doorsync.cmd.3.42");
         assert_eq!(subjects.outcome(member), "doorsync.out.3.42");
         assert_eq!(subjects.dead_letter(member), "doorsync.dlq.3.42");
+        Ok(())
+    }
+
+    #[test]
+    fn subjects_parse_back_to_what_they_name() -> Result<(), SubjectError> {
+        let subjects = Subjects::new("site-a.doorsync", 64)?;
+        let member = MemberId(42);
+        let kinds = [
+            (subjects.event(member), SubjectKind::Event),
+            (subjects.command(member), SubjectKind::Command),
+            (subjects.outcome(member), SubjectKind::Outcome),
+            (subjects.dead_letter(member), SubjectKind::DeadLetter),
+        ];
+        for (subject, kind) in kinds {
+            let parsed = subjects.parse(&subject);
+            assert_eq!(parsed, Some(ParsedSubject::Member { kind, partition: 3, member }));
+            assert_eq!(parsed.and_then(ParsedSubject::member), Some(member));
+        }
+        assert_eq!(subjects.parse("site-a.doorsync.evt.mapping"), Some(ParsedSubject::Mapping));
+        assert_eq!(
+            subjects.parse("site-a.doorsync.cmd.4.42"),
+            Some(ParsedSubject::Member { kind: SubjectKind::Command, partition: 4, member }),
+            "read as written"
+        );
+        for foreign in [
+            "doorsync.evt.3.42",
+            "site-a.doorsync.evt.3.42.1",
+            "site-a.doorsync.evt.3",
+            "site-a.doorsync.xyz.3.42",
+            "site-a.doorsync.evt.3.forty-two",
+            "site-a.doorsyncx.evt.3.42",
+        ] {
+            assert_eq!(subjects.parse(foreign), None, "{foreign}");
+        }
         Ok(())
     }
 

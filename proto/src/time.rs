@@ -5,7 +5,9 @@
 //! (turning a day pass's date into a window) belongs to the engine.
 
 use std::fmt;
+use std::ops::{Add, Sub};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -29,6 +31,45 @@ impl Timestamp {
     /// Milliseconds since 1970-01-01T00:00:00Z.
     pub const fn as_unix_millis(self) -> i64 {
         self.0
+    }
+
+    /// The instant `duration` later, or the last representable instant: a deadline past the end
+    /// of time is a deadline that never comes, which is what every caller means by it.
+    pub fn saturating_add(self, duration: Duration) -> Self {
+        Self(self.0.saturating_add(millis_of(duration)))
+    }
+
+    /// The instant `duration` earlier, or the first representable instant.
+    pub fn saturating_sub(self, duration: Duration) -> Self {
+        Self(self.0.saturating_sub(millis_of(duration)))
+    }
+
+    /// How long after `earlier` this is; zero when it is not after it.
+    pub fn saturating_duration_since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+}
+
+/// Whole milliseconds of `duration` (the wire's resolution), `i64::MAX` beyond it.
+fn millis_of(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `at + duration`, saturating at the end of time (see [`Timestamp::saturating_add`]).
+impl Add<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn add(self, duration: Duration) -> Timestamp {
+        self.saturating_add(duration)
+    }
+}
+
+/// `at - duration`, saturating at the start of time.
+impl Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn sub(self, duration: Duration) -> Timestamp {
+        self.saturating_sub(duration)
     }
 }
 
@@ -198,6 +239,43 @@ mod tests {
     fn extreme_timestamps_display_without_panicking() {
         for millis in [i64::MIN, i64::MAX] {
             assert!(!Timestamp::from_unix_millis(millis).to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn durations_move_a_timestamp_and_stop_at_the_ends_of_time() {
+        let at = Timestamp::from_unix_millis(1_000);
+        assert_eq!(at + Duration::from_millis(1_500), Timestamp::from_unix_millis(2_500));
+        assert_eq!(at - Duration::from_secs(2), Timestamp::from_unix_millis(-1_000));
+        assert_eq!(
+            Timestamp::from_unix_millis(i64::MAX - 1) + Duration::from_secs(1),
+            Timestamp::from_unix_millis(i64::MAX)
+        );
+        assert_eq!(at + Duration::MAX, Timestamp::from_unix_millis(i64::MAX));
+        assert_eq!(
+            Timestamp::from_unix_millis(i64::MIN + 1) - Duration::from_secs(1),
+            Timestamp::from_unix_millis(i64::MIN)
+        );
+        assert_eq!(
+            at + Duration::from_micros(1_999),
+            Timestamp::from_unix_millis(1_001),
+            "the wire keeps whole milliseconds"
+        );
+        assert_eq!((at + Duration::from_secs(3)).saturating_duration_since(at), Duration::from_secs(3));
+        assert_eq!(at.saturating_duration_since(at + Duration::from_secs(3)), Duration::ZERO);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn adding_then_subtracting_a_duration_is_the_identity_short_of_the_ends(
+            millis in -1_000_000_000_000_000i64..1_000_000_000_000_000,
+            by in 0u64..1_000_000_000_000,
+        ) {
+            let at = Timestamp::from_unix_millis(millis);
+            let duration = Duration::from_millis(by);
+            proptest::prop_assert_eq!((at + duration) - duration, at);
+            proptest::prop_assert_eq!((at + duration).saturating_duration_since(at), duration);
+            proptest::prop_assert!(at + duration >= at);
         }
     }
 

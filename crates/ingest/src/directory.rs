@@ -20,7 +20,7 @@ use crate::normalise::{LocationZone, Unnormalisable, Zone};
 
 /// UTC-12:00 (Etc/GMT+12, Windows "Dateline Standard Time"): no zone is further west.
 const WESTERNMOST_OFFSET: Duration = Duration::from_secs(12 * 3_600);
-const DAY_MS: i64 = 24 * 3_600 * 1_000;
+const DAY: Duration = Duration::from_secs(24 * 3_600);
 
 #[derive(Debug, Default)]
 pub(crate) struct Known {
@@ -147,7 +147,7 @@ impl Directory {
         if known.businesses.is_empty() {
             return WESTERNMOST_OFFSET;
         }
-        let day_before = Timestamp::from_unix_millis(at.as_unix_millis().saturating_sub(DAY_MS));
+        let day_before = at - DAY;
         let westernmost = known
             .businesses
             .values()

@@ -435,8 +435,7 @@ impl Ingestor {
 
     /// Removals recorded before this are forgotten.
     pub(crate) fn removed_cutoff(&self) -> Timestamp {
-        let horizon = i64::try_from(self.options.removed_horizon.as_millis()).unwrap_or(i64::MAX);
-        Timestamp::from_unix_millis(self.clock.now().as_unix_millis().saturating_sub(horizon))
+        self.clock.now() - self.options.removed_horizon
     }
 
     /// Decides a reading of `key` against what was appended before, appends the result and

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use doorsync_proto::{
     BookingId, ContractId, EncodeError, EntitlementId, EntitlementWithheld, Envelope, Event, MemberId, PassId,
@@ -136,9 +137,7 @@ fn present(key: RecordKey, current: Option<&RecordState>, seen: Normalised) -> R
     // dated as before, it could be the very message the log already holds (the same version
     // appended before the withholding), which the log's de-duplication would drop.
     let at = match withheld_at {
-        Some(withheld_at) if seen.updated_on <= withheld_at => {
-            Timestamp::from_unix_millis(withheld_at.as_unix_millis().saturating_add(1))
-        }
+        Some(withheld_at) if seen.updated_on <= withheld_at => withheld_at + Duration::from_millis(1),
         _ => seen.updated_on,
     };
     let mut appends = Vec::new();

@@ -222,7 +222,7 @@ async fn supervise(
     let (mut tenure, mut scheduled) = first.unzip();
     loop {
         let Some(held) = tenure.take() else {
-            let retry = later(ingestor.clock.now(), lease.renew_every());
+            let retry = ingestor.clock.now() + lease.renew_every();
             tokio::select! {
                 () = ingestor.clock.sleep_until(retry) => {}
                 _ = stop.wait_for(|stopped| *stopped) => return,
@@ -265,7 +265,7 @@ async fn first_runs(ingestor: &Ingestor) -> Result<FirstRuns, IngestError> {
     let mut runs = [(Run::Poll, ingestor.clock.now()), (Run::Sweep, ingestor.clock.now())];
     for (run, first) in &mut runs {
         let since = ingestor.schedule_start(*run).await?;
-        *first = later(since, interval_of(&ingestor.options, *run)).max(ingestor.clock.now());
+        *first = (since + interval_of(&ingestor.options, *run)).max(ingestor.clock.now());
     }
     Ok(runs)
 }
@@ -337,7 +337,7 @@ async fn scheduled(ingestor: Arc<Ingestor>, run: Run, first: Timestamp, mut stop
             }
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        due = later(ingestor.clock.now(), interval_of(&ingestor.options, run));
+        due = ingestor.clock.now() + interval_of(&ingestor.options, run);
     }
 }
 
@@ -363,11 +363,6 @@ async fn retrying(ingestor: Arc<Ingestor>, mut stop: watch::Receiver<bool>) {
             }
         }
     }
-}
-
-fn later(at: Timestamp, by: Duration) -> Timestamp {
-    let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-    Timestamp::from_unix_millis(at.as_unix_millis().saturating_add(by))
 }
 
 impl IngestHandle {

@@ -124,11 +124,6 @@ fn backoff(attempts: u32, first: Duration, max: Duration) -> Duration {
     first.saturating_mul(1_u32 << doublings).min(max)
 }
 
-fn later(at: Timestamp, by: Duration) -> Timestamp {
-    let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-    Timestamp::from_unix_millis(at.as_unix_millis().saturating_add(by))
-}
-
 /// The retry set, in the ingest bucket and in memory.
 #[derive(Debug)]
 pub(crate) struct RetrySet {
@@ -188,7 +183,7 @@ impl RetrySet {
                 since: now,
             });
             entry.attempts = entry.attempts.saturating_add(1);
-            entry.next_attempt = later(now, backoff(entry.attempts, self.first_delay, self.max_delay));
+            entry.next_attempt = now + backoff(entry.attempts, self.first_delay, self.max_delay);
             error.clone_into(&mut entry.last_error);
             entry.clone()
         };

@@ -12,7 +12,6 @@
 //! locations, zones, products and desks are refreshed.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use doorsync_nexudus::{
     Booking, Business, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk,
@@ -192,8 +191,8 @@ impl Ingestor {
     fn changed_since<E: Entity>(&self, watermark: Option<Timestamp>) -> ListQuery<E> {
         let query = ListQuery::<E>::new().page_size(self.options.page_size);
         let Some(watermark) = watermark else { return query };
-        let meant = earlier(watermark, self.options.overlap);
-        query.updated_since(earlier(meant, self.directory.westward_offset(meant)))
+        let meant = watermark - self.options.overlap;
+        query.updated_since(meant - self.directory.westward_offset(meant))
     }
 
     async fn watermark(&self, entity: &str) -> Result<Option<Timestamp>, IngestError> {
@@ -325,9 +324,4 @@ fn schedule_key(run: Run) -> &'static str {
 
 fn watermark_key(entity: &str) -> String {
     format!("watermark.{entity}")
-}
-
-fn earlier(at: Timestamp, by: Duration) -> Timestamp {
-    let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-    Timestamp::from_unix_millis(at.as_unix_millis().saturating_sub(by))
 }

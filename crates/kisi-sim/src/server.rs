@@ -531,9 +531,7 @@ async fn serve(State(shared): State<Arc<Shared>>, request: axum::extract::Reques
         state.faults.decide(&method, &path, &template)
     };
     if !decision.latency.is_zero() {
-        let latency_ms = i64::try_from(decision.latency.as_millis()).unwrap_or(i64::MAX);
-        let until = Timestamp::from_unix_millis(shared.clock.now().as_unix_millis().saturating_add(latency_ms));
-        shared.clock.sleep_until(until).await;
+        shared.clock.sleep_until(shared.clock.now() + decision.latency).await;
     }
     match &decision.fault {
         Some(Fault::Status { status, retry_after }) => {

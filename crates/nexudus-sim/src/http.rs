@@ -137,10 +137,7 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     store.stats.token_grants += 1;
     let access = format!("sim-access-{}", store.next_token);
     let refresh = format!("sim-refresh-{}", store.next_token);
-    let lifetime_ms = i64::try_from(shared.token_lifetime.as_millis()).unwrap_or(i64::MAX);
-    store
-        .access_tokens
-        .insert(access.clone(), Timestamp::from_unix_millis(now.as_unix_millis().saturating_add(lifetime_ms)));
+    store.access_tokens.insert(access.clone(), now + shared.token_lifetime);
     store.refresh_tokens.insert(refresh.clone());
     axum::Json(json!({
         "access_token": access,

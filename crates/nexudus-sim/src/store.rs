@@ -430,7 +430,7 @@ impl State {
                 } else {
                     Duration::ZERO
                 };
-                self.schedule(Delivery { hook, body: body.clone(), attempts: 0 }, later(now, delay));
+                self.schedule(Delivery { hook, body: body.clone(), attempts: 0 }, now + delay);
             }
         }
     }
@@ -494,11 +494,7 @@ impl State {
             record.insert("UpdatedOn".into(), text_of(now));
         } else if delivery.attempts < MAX_CONSECUTIVE_FAILURES {
             let retry_in = self.retry_delay.saturating_mul(delivery.attempts);
-            self.schedule(delivery, later(now, retry_in));
+            self.schedule(delivery, now + retry_in);
         }
     }
-}
-
-fn later(at: Timestamp, by: Duration) -> Timestamp {
-    Timestamp::from_unix_millis(at.as_unix_millis().saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX)))
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::error::NexudusError;
-use crate::limiter::{LimiterWaits, RateLimiter, later};
+use crate::limiter::{LimiterWaits, RateLimiter};
 use crate::models::Entity;
 use crate::query::{ListQuery, Listing, Page};
 use crate::{AuthMode, NexudusOptions, Secret};
@@ -279,7 +279,7 @@ impl NexudusClient {
         Ok(CachedToken {
             access: Secret::new(access),
             refresh: body.get("refresh_token").and_then(Value::as_str).map(Secret::new),
-            renew_at: later(self.inner.clock.now(), lifetime.saturating_sub(margin)),
+            renew_at: self.inner.clock.now() + lifetime.saturating_sub(margin),
         })
     }
 

@@ -17,12 +17,6 @@ const HOUR: Duration = Duration::from_secs(3_600);
 /// and tried again then.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
 
-/// `at` plus `by`, saturating rather than overflowing.
-pub(crate) fn later(at: Timestamp, by: Duration) -> Timestamp {
-    let by_ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-    Timestamp::from_unix_millis(at.as_unix_millis().saturating_add(by_ms))
-}
-
 /// The record of recent requests against [`Limits`]: a pure calculation of when the next request
 /// may go, shared by the client (to wait) and the simulator (to refuse with 409).
 ///
@@ -50,13 +44,13 @@ impl RequestWindows {
             earliest = earliest.max(held_until);
         }
         if let Some(&last) = self.sent.back() {
-            earliest = earliest.max(later(last, self.limits.min_interval));
+            earliest = earliest.max(last + self.limits.min_interval);
         }
         for (limit, window) in [(self.limits.per_minute, MINUTE), (self.limits.per_hour, HOUR)] {
             // A limit of 0 would stop every request forever; it is read as "one per window".
             let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
             if let Some(oldest_counted) = self.sent.len().checked_sub(limit).and_then(|index| self.sent.get(index)) {
-                earliest = earliest.max(later(*oldest_counted, window));
+                earliest = earliest.max(*oldest_counted + window);
             }
         }
         earliest
@@ -75,7 +69,7 @@ impl RequestWindows {
     fn forget_before(&mut self, now: Timestamp) {
         let longest = if self.limits.min_interval > HOUR { self.limits.min_interval } else { HOUR };
         let keep = usize::try_from(self.limits.per_minute.max(self.limits.per_hour).max(1)).unwrap_or(usize::MAX);
-        while self.sent.front().is_some_and(|&sent| later(sent, longest) <= now) || self.sent.len() > keep {
+        while self.sent.front().is_some_and(|&sent| sent + longest <= now) || self.sent.len() > keep {
             self.sent.pop_front();
         }
     }
@@ -167,7 +161,7 @@ impl RateLimiter {
                  for the longest wait instead"
             );
         }
-        let until = later(self.clock.now(), wait.min(MAX_RETRY_AFTER));
+        let until = self.clock.now() + wait.min(MAX_RETRY_AFTER);
         self.windows.lock().unwrap_or_else(PoisonError::into_inner).hold_until(until);
     }
 }
@@ -251,7 +245,7 @@ mod tests {
         assert!(!waiting.is_finished(), "the 121st request waits while the window holds 120");
         clock.advance(Duration::from_secs(1));
         tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("released").expect("no panic");
-        assert_eq!(clock.now(), later(START, MINUTE));
+        assert_eq!(clock.now(), START + MINUTE);
     }
 
     /// Polls `future` once, as an executor would when it first runs it.
@@ -289,13 +283,13 @@ mod tests {
         let clock = ManualClock::new(START);
         let limiter = RateLimiter::new(Limits::NEXUDUS, Arc::new(clock.clone()));
         limiter.hold_for(Duration::from_secs(99_999_999));
-        limiter.hold_until(later(START, Duration::from_secs(86_400)));
+        limiter.hold_until(START + Duration::from_secs(86_400));
         let mut held = Box::pin(limiter.acquire());
         assert!(poll_once(&mut held).await.is_pending(), "held for now");
         clock.advance(MAX_RETRY_AFTER - Duration::from_millis(1));
         assert!(poll_once(&mut held).await.is_pending(), "held for five minutes");
         clock.advance(Duration::from_millis(1));
         tokio::time::timeout(Duration::from_secs(5), held).await.expect("released after five minutes");
-        assert_eq!(clock.now(), later(START, MAX_RETRY_AFTER));
+        assert_eq!(clock.now(), START + MAX_RETRY_AFTER);
     }
 }
