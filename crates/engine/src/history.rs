@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use doorsync_log::ReplayRequest;
-use doorsync_proto::MemberId;
+use doorsync_proto::ParsedSubject;
 use futures::StreamExt;
 use ractor::ActorRef;
 
@@ -151,8 +151,11 @@ impl Delivery<'_> {
     /// The partition a message that names no member is reported to: its subject's member's, or
     /// else the lowest this engine owns, so that it is reported once.
     fn reporting_partition(&self, subject: &str) -> u32 {
-        member_of_subject(subject)
-            .map(|member| self.shared.layout.subjects.partition_of(member))
+        let subjects = &self.shared.layout.subjects;
+        subjects
+            .parse(subject)
+            .and_then(ParsedSubject::member)
+            .map(|member| subjects.partition_of(member))
             .or_else(|| self.positions.keys().min().copied())
             .unwrap_or(0)
     }
@@ -181,7 +184,8 @@ impl Delivery<'_> {
                     }
                 }
             } else {
-                let Some(member) = member_of_subject(&message.subject) else {
+                let Some(member) = self.shared.layout.subjects.parse(&message.subject).and_then(ParsedSubject::member)
+                else {
                     let reason = "the subject is neither a member's nor the mapping's".to_owned();
                     let partition = self.reporting_partition(&message.subject);
                     if self.needs(partition, message.sequence, |positions| positions.events) {
@@ -205,9 +209,4 @@ impl Delivery<'_> {
         self.flush_events()?;
         Ok(last)
     }
-}
-
-/// The member a member subject (`<prefix>.<kind>.<partition>.<member>`) names.
-fn member_of_subject(subject: &str) -> Option<MemberId> {
-    subject.rsplit('.').next().and_then(|token| token.parse::<u64>().ok()).map(MemberId)
 }
