@@ -15,8 +15,6 @@ pub enum EngineError {
     Snapshot { member: MemberId, reason: String },
     #[error("checkpoint of partition {partition}: {reason}")]
     Checkpoint { partition: u32, reason: String },
-    #[error("lease record {key}: {reason}")]
-    Lease { key: String, reason: String },
     #[error("member {member} did not save its snapshot: {reason}")]
     SnapshotNotSaved { member: MemberId, reason: String },
     #[error("starting an actor: {0}")]

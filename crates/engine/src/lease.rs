@@ -1,163 +1,183 @@
 //! Partition leases: each partition is processed by exactly one live engine.
 //!
-//! A lease is a key-value record `lease.<partition>` naming its owner and when it expires,
-//! changed only by compare-and-set. Engines register with a heartbeat (`engine.<id>`), count
-//! the live ones, and each holds about its share of the partitions: it takes free or expired
-//! leases while below its share and gives back extras above it. An engine stops a shard before
-//! its lease can expire, and another engine takes a lease only after it has expired, so two
-//! engines never process a partition at the same time (given clocks that agree to well within
-//! a third of the lease time).
+//! Each partition has a [`doorsync_log::Lease`] `lease.<partition>` in the leases bucket, owned
+//! by the engine's id. Engines register under `engine.<id>` (the same record, written again every
+//! round), count the live ones, and each holds about its share of the partitions: every third
+//! of the lease time it takes free or expired leases while below its share and gives back extras
+//! above it. Each lease held is renewed on the clock by its own [`Lease::hold`]; one that is lost
+//! (another engine took it, or it went unrenewed for too long) has its shard killed at once,
+//! without a checkpoint, since the new owner may already be writing one. Another engine takes a
+//! lease only after it has expired, so two engines never process a partition at the same time
+//! (given clocks that agree to well within a third of the lease time).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use doorsync_log::{KvEntry, LogError};
+use doorsync_log::{Lease, LeaseHolder, Tenure};
 use doorsync_proto::Timestamp;
 use ractor::{Actor, ActorRef, ActorStatus};
-use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::shard::{History, ShardActor, ShardArgs, ShardMsg};
 use crate::{CALL_TIMEOUT_MS, EngineError, Inner};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct LeaseRecord {
-    owner: String,
-    expires_at: Timestamp,
+const ENGINE_PREFIX: &str = "engine.";
+
+/// A partition this engine holds: its shard, and the lease renewed for it meanwhile.
+pub(crate) struct Held {
+    pub(crate) shard: ActorRef<ShardMsg>,
+    lease: Arc<Lease>,
+    tenure: Arc<Tenure>,
+    stop_holding: watch::Sender<bool>,
+    holding: JoinHandle<()>,
 }
 
-fn lease_key(partition: u32) -> String {
-    format!("lease.{partition}")
+impl Held {
+    /// Stops renewing the lease and leaves it to expire, as a crash would.
+    pub(crate) fn abandon(&self) {
+        self.holding.abort();
+    }
+
+    /// Stops renewing the lease, waiting for a renewal under way, and gives the lease back so
+    /// that another engine can take it at once.
+    async fn give_back(self) {
+        self.stop_holding.send_replace(true);
+        if let Err(error) = self.holding.await {
+            tracing::warn!(lease = %self.lease.key(), %error, "the lease's renewal stopped abnormally");
+        }
+        self.lease.release(&self.tenure).await;
+    }
+
+    fn lost(&self) -> bool {
+        *self.tenure.watch_lost().borrow()
+    }
 }
 
-fn engine_key(engine_id: &str) -> String {
-    format!("engine.{engine_id}")
+fn partition_lease(inner: &Inner, partition: u32) -> Lease {
+    lease(inner, format!("lease.{partition}"))
 }
 
+fn registration(inner: &Inner) -> Lease {
+    lease(inner, registration_key(inner))
+}
+
+fn registration_key(inner: &Inner) -> String {
+    format!("{ENGINE_PREFIX}{}", inner.engine_id)
+}
+
+fn lease(inner: &Inner, key: String) -> Lease {
+    let shared = &inner.shared;
+    Lease::new(Arc::clone(&shared.leases), key, inner.engine_id.clone(), inner.lease_ttl, Arc::clone(&shared.clock))
+}
+
+/// Balances the leases every third of their time, on the clock, until the engine shuts down;
+/// then gives every lease back.
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut shutdown = inner.shutdown.subscribe();
-    let renew_every = inner.lease_ttl / 3;
+    let clock = Arc::clone(&inner.shared.clock);
+    let every_millis = i64::try_from((inner.lease_ttl / 3).as_millis()).unwrap_or(i64::MAX);
     loop {
+        let next_round = Timestamp::from_unix_millis(clock.now().as_unix_millis().saturating_add(every_millis));
         tokio::select! {
-            () = tokio::time::sleep(renew_every) => {}
+            () = clock.sleep_until(next_round) => {}
             // `wait_for` also sees a shutdown sent before this task first ran, which `changed`
-            // would wait past until the next renewal.
+            // would wait past until the next round.
             _ = shutdown.wait_for(|stopping| *stopping) => break,
         }
         if let Err(error) = balance(&inner, History::ReadOwn).await {
-            tracing::warn!(engine = %inner.engine_id, %error, "renewing partition leases failed; retrying");
+            tracing::warn!(engine = %inner.engine_id, %error, "balancing partition leases failed; retrying");
         }
     }
     release_all(&inner).await;
 }
 
-/// One round: drop shards whose lease is about to lapse, renew the rest, and take or give back
+/// One round: forget shards that stopped or whose lease was lost, and take or give back
 /// partitions to hold this engine's share. Returns the shards it started.
 pub(crate) async fn balance(
     inner: &Arc<Inner>,
     history: History,
 ) -> Result<Vec<(u32, ActorRef<ShardMsg>)>, EngineError> {
-    let mut started = Vec::new();
-    let shared = &inner.shared;
-    let kv = &shared.leases;
-    let now = shared.clock.now();
-    let expires_at = Timestamp::from_unix_millis(now.as_unix_millis() + inner.lease_ttl.as_millis() as i64);
-    kv.put(&engine_key(&inner.engine_id), encode(&LeaseRecord { owner: inner.engine_id.clone(), expires_at })?).await?;
-    let live_engines = count_live_engines(inner, now).await?;
-    let partitions = shared.layout.subjects.partitions();
+    registration(inner).try_acquire().await?;
+    let live_engines = count_live_engines(inner).await?;
+    let partitions = inner.shared.layout.subjects.partitions();
     let share = partitions.div_ceil(live_engines.max(1));
 
+    let mut started = Vec::new();
     let mut shards = inner.shards.lock().await;
-    shards.retain(|partition, shard| {
-        let alive = !matches!(shard.get_status(), ActorStatus::Stopped | ActorStatus::Stopping);
-        if !alive {
-            tracing::warn!(engine = %inner.engine_id, partition, "shard stopped; its lease will be taken again");
+    // A lost lease's shard was killed as the loss was noticed (see `start_shard`).
+    shards.retain(|partition, held| {
+        if held.lost() {
+            held.abandon();
+            return false;
         }
-        alive
+        let stopped = matches!(held.shard.get_status(), ActorStatus::Stopped | ActorStatus::Stopping);
+        if stopped {
+            tracing::warn!(engine = %inner.engine_id, partition, "shard stopped; its lease will be taken again");
+            held.abandon();
+        }
+        !stopped
     });
     for partition in 0..partitions {
-        let key = lease_key(partition);
-        let entry = kv.get(&key).await?;
-        let record = entry.as_ref().map(|entry| decode(&key, entry)).transpose()?;
-        let held = shards.contains_key(&partition);
-        match record {
-            Some(record) if record.owner == inner.engine_id && held => {
-                let revision = entry.as_ref().map_or(0, |entry| entry.revision);
-                if shards.len() as u32 > share {
-                    if let Some(shard) = shards.remove(&partition) {
-                        stop_gracefully(&shard).await;
-                    }
-                    let released = LeaseRecord { owner: inner.engine_id.clone(), expires_at: now };
-                    ignore_conflict(kv.update(&key, encode(&released)?, revision).await)?;
-                    tracing::info!(engine = %inner.engine_id, partition, "gave partition back to rebalance");
-                } else {
-                    let renewed = LeaseRecord { owner: inner.engine_id.clone(), expires_at };
-                    if let Err(error) = kv.update(&key, encode(&renewed)?, revision).await {
-                        if let Some(shard) = shards.remove(&partition) {
-                            shard.kill();
-                        }
-                        return Err(error.into());
-                    }
-                }
-            }
-            Some(record) if held => {
-                // Someone else holds it: this engine's lease lapsed. Stop at once, without a
-                // checkpoint, since the new owner may already be writing one.
-                tracing::warn!(engine = %inner.engine_id, partition, owner = %record.owner, "lost partition lease");
-                if let Some(shard) = shards.remove(&partition) {
-                    shard.kill();
-                }
-            }
-            None if held => {
-                if let Some(shard) = shards.remove(&partition) {
-                    shard.kill();
-                }
-            }
-            Some(record)
-                if (record.expires_at <= now || record.owner == inner.engine_id) && (shards.len() as u32) < share =>
+        if shards.contains_key(&partition) {
+            if shards.len() as u32 > share
+                && let Some(held) = shards.remove(&partition)
             {
-                let revision = entry.as_ref().map_or(0, |entry| entry.revision);
-                let taken = LeaseRecord { owner: inner.engine_id.clone(), expires_at };
-                if ignore_conflict(kv.update(&key, encode(&taken)?, revision).await)?.is_some() {
-                    let shard = start_shard(inner, partition, history).await?;
-                    started.push((partition, shard.clone()));
-                    shards.insert(partition, shard);
-                }
+                stop_gracefully(&held.shard).await;
+                held.give_back().await;
+                tracing::info!(engine = %inner.engine_id, partition, "gave partition back to rebalance");
             }
-            None if (shards.len() as u32) < share => {
-                let taken = LeaseRecord { owner: inner.engine_id.clone(), expires_at };
-                if ignore_conflict(kv.create(&key, encode(&taken)?).await)?.is_some() {
-                    let shard = start_shard(inner, partition, history).await?;
-                    started.push((partition, shard.clone()));
-                    shards.insert(partition, shard);
-                }
+        } else if (shards.len() as u32) < share {
+            let lease = Arc::new(partition_lease(inner, partition));
+            if let Some(tenure) = lease.try_acquire().await? {
+                let held = start_shard(inner, partition, history, lease, tenure).await?;
+                started.push((partition, held.shard.clone()));
+                shards.insert(partition, held);
             }
-            _ => {}
         }
     }
     Ok(started)
 }
 
-async fn count_live_engines(inner: &Inner, now: Timestamp) -> Result<u32, EngineError> {
-    let kv = &inner.shared.leases;
+async fn count_live_engines(inner: &Inner) -> Result<u32, EngineError> {
+    let kv = &*inner.shared.leases;
+    let now = inner.shared.clock.now();
     let mut live = 0;
-    for key in kv.keys().await?.into_iter().filter(|key| key.starts_with("engine.")) {
-        if let Some(entry) = kv.get(&key).await?
-            && decode(&key, &entry)?.expires_at > now
-        {
+    for key in kv.keys().await?.into_iter().filter(|key| key.starts_with(ENGINE_PREFIX)) {
+        if LeaseHolder::read(kv, &key, now).await?.is_some() {
             live += 1;
         }
     }
     Ok(live)
 }
 
-async fn start_shard(inner: &Inner, partition: u32, history: History) -> Result<ActorRef<ShardMsg>, EngineError> {
+/// Starts the partition's shard and renews its lease until told to stop; a lease lost kills the
+/// shard.
+async fn start_shard(
+    inner: &Inner,
+    partition: u32,
+    history: History,
+    lease: Arc<Lease>,
+    tenure: Arc<Tenure>,
+) -> Result<Held, EngineError> {
     let args = ShardArgs { partition, shared: Arc::clone(&inner.shared), history };
     let (shard, _) = ShardActor::spawn(None, ShardActor, args)
         .await
         .map_err(|error| EngineError::Spawn(format!("shard for partition {partition}: {error}")))?;
     tracing::info!(engine = %inner.engine_id, partition, "took partition lease");
-    Ok(shard)
+    let (stop_holding, stopped) = watch::channel(false);
+    let holding = tokio::spawn({
+        let (lease, tenure, shard) = (Arc::clone(&lease), Arc::clone(&tenure), shard.clone());
+        let engine = inner.engine_id.clone();
+        async move {
+            lease.hold(Arc::clone(&tenure), stopped).await;
+            if *tenure.watch_lost().borrow() {
+                tracing::warn!(%engine, partition, "lost partition lease; stopping its shard");
+                shard.kill();
+            }
+        }
+    });
+    Ok(Held { shard, lease, tenure, stop_holding, holding })
 }
 
 async fn stop_gracefully(shard: &ActorRef<ShardMsg>) {
@@ -168,43 +188,15 @@ async fn stop_gracefully(shard: &ActorRef<ShardMsg>) {
     }
 }
 
-/// On shutdown: checkpoint and stop every shard, then mark its lease expired so another engine
-/// can take it at once instead of waiting out the lease.
+/// On shutdown: checkpoint and stop every shard, then give its lease back so another engine can
+/// take it at once instead of waiting out the lease.
 async fn release_all(inner: &Inner) {
-    let kv = &inner.shared.leases;
-    let shards: BTreeMap<u32, ActorRef<ShardMsg>> = std::mem::take(&mut *inner.shards.lock().await);
-    let now = inner.shared.clock.now();
-    for (partition, shard) in shards {
-        stop_gracefully(&shard).await;
-        let key = lease_key(partition);
-        let Ok(Some(entry)) = kv.get(&key).await else { continue };
-        let Ok(record) = decode(&key, &entry) else { continue };
-        if record.owner == inner.engine_id {
-            let released = LeaseRecord { owner: inner.engine_id.clone(), expires_at: now };
-            if let Ok(encoded) = encode(&released) {
-                let _ = kv.update(&key, encoded, entry.revision).await;
-            }
-        }
+    let shards: BTreeMap<u32, Held> = std::mem::take(&mut *inner.shards.lock().await);
+    for held in shards.into_values() {
+        stop_gracefully(&held.shard).await;
+        held.give_back().await;
     }
-    let _ = kv.delete(&engine_key(&inner.engine_id)).await;
-}
-
-/// A compare-and-set that lost the race is not an error here: another engine got the lease.
-fn ignore_conflict(result: Result<u64, LogError>) -> Result<Option<u64>, EngineError> {
-    match result {
-        Ok(revision) => Ok(Some(revision)),
-        Err(LogError::KvConflict { .. }) => Ok(None),
-        Err(error) => Err(error.into()),
+    if let Err(error) = inner.shared.leases.delete(&registration_key(inner)).await {
+        tracing::warn!(engine = %inner.engine_id, %error, "removing the engine's registration failed; it lapses on its own");
     }
-}
-
-fn encode(record: &LeaseRecord) -> Result<Bytes, EngineError> {
-    rmp_serde::to_vec_named(record)
-        .map(Bytes::from)
-        .map_err(|error| EngineError::Lease { key: record.owner.clone(), reason: error.to_string() })
-}
-
-fn decode(key: &str, entry: &KvEntry) -> Result<LeaseRecord, EngineError> {
-    rmp_serde::from_slice(&entry.value)
-        .map_err(|error| EngineError::Lease { key: key.to_owned(), reason: error.to_string() })
 }

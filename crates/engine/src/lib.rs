@@ -14,6 +14,7 @@ mod explain;
 mod history;
 mod lease;
 mod member;
+pub mod metric_definitions;
 mod shard;
 mod shared;
 mod skipped;
@@ -91,7 +92,7 @@ struct Inner {
     engine_id: String,
     shared: Arc<Shared>,
     lease_ttl: Duration,
-    shards: Mutex<BTreeMap<u32, ActorRef<ShardMsg>>>,
+    shards: Mutex<BTreeMap<u32, lease::Held>>,
     shutdown: watch::Sender<bool>,
     leases: Mutex<Option<JoinHandle<()>>>,
 }
@@ -229,9 +230,10 @@ impl EngineHandle {
             task.abort();
         }
         let shards = std::mem::take(&mut *self.inner.shards.lock().await);
-        for shard in shards.values() {
-            if ractor::call_t!(shard, ShardMsg::Crash, CALL_TIMEOUT_MS).is_err() {
-                shard.kill();
+        for held in shards.values() {
+            held.abandon();
+            if ractor::call_t!(held.shard, ShardMsg::Crash, CALL_TIMEOUT_MS).is_err() {
+                held.shard.kill();
             }
         }
     }
@@ -246,11 +248,12 @@ impl EngineHandle {
 
     /// The owned partitions' shards, in partition order.
     async fn shards(&self) -> Vec<ActorRef<ShardMsg>> {
-        self.inner.shards.lock().await.values().cloned().collect()
+        self.inner.shards.lock().await.values().map(|held| held.shard.clone()).collect()
     }
 
     async fn shard_of(&self, member: MemberId) -> Result<ActorRef<ShardMsg>, EngineError> {
         let partition = self.inner.shared.layout.subjects.partition_of(member);
-        self.inner.shards.lock().await.get(&partition).cloned().ok_or(EngineError::NotOwned { partition })
+        let shards = self.inner.shards.lock().await;
+        shards.get(&partition).map(|held| held.shard.clone()).ok_or(EngineError::NotOwned { partition })
     }
 }

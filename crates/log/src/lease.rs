@@ -30,6 +30,15 @@ pub struct LeaseHolder {
     pub expires_at: Timestamp,
 }
 
+impl LeaseHolder {
+    /// Who holds the lease `key` in `kv` at `now`, if anyone does, for those who watch leases
+    /// without contending for them (an expired, given-back or unreadable lease is held by nobody).
+    pub async fn read(kv: &dyn KeyValue, key: &str, now: Timestamp) -> Result<Option<Self>, LogError> {
+        let held = kv.get(key).await?.and_then(|entry| decode(&entry.value));
+        Ok(held.filter(|held| held.expires_at > now))
+    }
+}
+
 /// One lease as one contender sees it.
 pub struct Lease {
     kv: Arc<dyn KeyValue>,
@@ -138,9 +147,7 @@ impl Lease {
 
     /// Who holds the lease now, if anyone does (an expired or given-back lease is held by nobody).
     pub async fn holder(&self) -> Result<Option<LeaseHolder>, LogError> {
-        let now = self.clock.now();
-        let held = self.kv.get(&self.key).await?.and_then(|entry| decode(&entry.value));
-        Ok(held.filter(|held| held.expires_at > now))
+        LeaseHolder::read(&*self.kv, &self.key, self.clock.now()).await
     }
 
     /// Takes the lease if it is free, expired or already this owner's; `None` if someone else
