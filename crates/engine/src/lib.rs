@@ -57,7 +57,7 @@ pub struct EngineOptions {
     /// A member with no message or wakeup for this long is snapshotted and its actor stopped.
     pub passivate_after: Duration,
     pub checkpoint_every: Duration,
-    /// How often shards look for idle members and due checkpoints.
+    /// How often shards look for idle members and due checkpoints, in the clock's time.
     pub housekeeping_every: Duration,
 }
 

@@ -309,7 +309,7 @@ impl Actor for ShardActor {
             }
         }
         shard.tasks.push(tokio::spawn(run_timer(Arc::clone(&shared), timer_changes, myself.clone())));
-        shard.tasks.push(tokio::spawn(run_housekeeping(shared.housekeeping_every, myself.clone())));
+        shard.tasks.push(tokio::spawn(run_housekeeping(Arc::clone(&shared), myself.clone())));
         if history == History::ReadOwn {
             shard.tasks.push(tokio::spawn(feed(shared, partition, shard.positions(), history, myself)));
         }
@@ -847,11 +847,12 @@ async fn run_timer(shared: Arc<Shared>, mut earliest: watch::Receiver<Option<Tim
     }
 }
 
-async fn run_housekeeping(every: Duration, shard: ActorRef<ShardMsg>) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Asks for housekeeping every `every` of the clock's time; after a jump of the clock, once.
+async fn run_housekeeping(shared: Arc<Shared>, shard: ActorRef<ShardMsg>) {
+    let every = i64::try_from(shared.housekeeping_every.as_millis()).unwrap_or(i64::MAX);
     loop {
-        ticks.tick().await;
+        let next = Timestamp::from_unix_millis(shared.clock.now().as_unix_millis().saturating_add(every));
+        shared.clock.sleep_until(next).await;
         if shard.cast(ShardMsg::Housekeeping).is_err() {
             return;
         }
