@@ -16,8 +16,15 @@ pub enum ConfigError {
     Invalid { problems: Vec<Problem> },
     #[error("config: no {what}: set the environment variable {env}, or the config key `{key}`")]
     MissingSecret { what: &'static str, key: &'static str, env: &'static str },
-    #[error("config: `{key}`: cannot read {}: {reason}", file.display())]
-    UnreadableSecret { key: &'static str, file: PathBuf, reason: String },
+    #[error("config: `{key}`: cannot read {}: {source}", file.display())]
+    UnreadableSecret {
+        key: &'static str,
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config: `{key}`: {} is empty", file.display())]
+    EmptySecret { key: &'static str, file: PathBuf },
     #[error(
         "config: `{key}`: {origin} still holds the placeholder REPLACE_ME of the example manifests: put the real value in the Secret (deploy/README.md says how)"
     )]

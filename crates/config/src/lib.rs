@@ -514,10 +514,10 @@ impl Config {
         let log = &self.log;
         let Some(ca_file) = &log.tls_ca_file else { return Ok(None) };
         let readable = |key: &'static str, file: &PathBuf| {
-            std::fs::metadata(file).map(drop).map_err(|error| ConfigError::UnreadableSecret {
+            std::fs::metadata(file).map(drop).map_err(|source| ConfigError::UnreadableSecret {
                 key,
                 file: file.clone(),
-                reason: error.to_string(),
+                source,
             })
         };
         readable("log.tls_ca_file", ca_file)?;
@@ -560,10 +560,10 @@ mod tests {
 
     fn load_in(jail: &Jail, toml: &str) -> Result<Config, ConfigError> {
         let file = jail.directory().join("doorsync.toml");
-        std::fs::write(&file, toml).map_err(|error| ConfigError::UnreadableSecret {
+        std::fs::write(&file, toml).map_err(|source| ConfigError::UnreadableSecret {
             key: "test",
             file: file.clone(),
-            reason: error.to_string(),
+            source,
         })?;
         Config::load(Some(&file))
     }

@@ -21,19 +21,15 @@ pub(crate) fn read(key: &'static str, file: Option<&Path>, env: &'static str) ->
 
 /// The secret in `file`, which the config key `key` names.
 pub(crate) fn read_file(key: &'static str, file: &Path) -> Result<Secret, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::UnreadableSecret {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::UnreadableSecret {
         key,
         file: file.to_path_buf(),
-        reason: error.to_string(),
+        source,
     })?;
     // Mounted secrets and `echo secret > file` end with a newline that is not part of it.
     let value = text.trim_end_matches(['\r', '\n']);
     if value.is_empty() {
-        return Err(ConfigError::UnreadableSecret {
-            key,
-            file: file.to_path_buf(),
-            reason: "the file is empty".to_owned(),
-        });
+        return Err(ConfigError::EmptySecret { key, file: file.to_path_buf() });
     }
     refuse_placeholder(key, value, &file.display().to_string())?;
     Ok(Secret::from(value))

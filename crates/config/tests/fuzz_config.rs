@@ -532,10 +532,16 @@ fn secrets_are_read_from_files_of_any_content_or_refused_naming_the_key_and_the_
                         Ok(())
                     }
                     (Ok(()), _) => Err(TestCaseError::fail(format!("{key}: read a secret from no file"))),
-                    (Err(ConfigError::UnreadableSecret { key: named, file, reason }), _) => {
+                    (Err(ref error @ ConfigError::UnreadableSecret { key: named, ref file, .. }), _)
+                    | (Err(ref error @ ConfigError::EmptySecret { key: named, ref file }), _) => {
                         prop_assert_eq!(named, key);
                         prop_assert!(file.ends_with(key.split('.').nth(1).unwrap_or_default()), "{:?}", file);
-                        prop_assert!(!reason.trim().is_empty());
+                        let why = error.to_string();
+                        prop_assert!(
+                            why.contains(&file.display().to_string()) && !why.trim_end().ends_with(':'),
+                            "{}",
+                            why
+                        );
                         Ok(())
                     }
                     (Err(other), _) => Err(TestCaseError::fail(format!("{key}: {other}"))),

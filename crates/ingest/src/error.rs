@@ -11,10 +11,15 @@ pub enum IngestError {
     #[error("ingest: an event could not be encoded: {0}")]
     Encode(#[from] doorsync_proto::EncodeError),
     #[error(
-        "ingest: key {key} of bucket {bucket} cannot be read ({reason}); was it written by a newer doorsync? \
+        "ingest: key {key} of bucket {bucket} cannot be read ({source}); was it written by a newer doorsync? \
          Upgrade this ingestor, or delete the key to have the record read again"
     )]
-    Corrupt { bucket: String, key: String, reason: String },
+    Corrupt {
+        bucket: String,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("ingest: could not serve webhooks on {address}: {source}")]
     Serve {
         address: std::net::SocketAddr,
@@ -46,7 +51,7 @@ impl IngestError {
         matches!(self, Self::Nexudus(_) | Self::DeletionUnconfirmed { .. })
     }
 
-    pub(crate) fn corrupt(bucket: &str, key: &str, reason: impl std::fmt::Display) -> Self {
-        Self::Corrupt { bucket: bucket.to_owned(), key: key.to_owned(), reason: reason.to_string() }
+    pub(crate) fn corrupt(bucket: &str, key: &str, source: serde_json::Error) -> Self {
+        Self::Corrupt { bucket: bucket.to_owned(), key: key.to_owned(), source }
     }
 }
