@@ -149,6 +149,11 @@ impl Metrics {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner).register_collector(Box::new(collector));
     }
 
+    /// Lets `register` add metrics to the registry: a role's metric definitions register there.
+    pub fn register_with<T>(&self, register: impl FnOnce(&mut Registry) -> T) -> T {
+        register(&mut self.registry.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Every metric in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();

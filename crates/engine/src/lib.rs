@@ -15,6 +15,7 @@ mod history;
 mod lease;
 mod member;
 pub mod metric_definitions;
+pub mod metric_definitions;
 mod shard;
 mod shared;
 mod skipped;

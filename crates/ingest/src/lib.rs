@@ -27,6 +27,7 @@ mod directory;
 mod error;
 mod ingestor;
 mod ledger;
+pub mod metric_definitions;
 mod normalise;
 mod record;
 mod retry;

@@ -19,7 +19,7 @@ use doorsync_writer::WriterHandle;
 use tokio::task::JoinHandle;
 
 use crate::context::Context;
-use crate::metrics::StatusMetrics;
+use crate::metrics::RoleMetrics;
 use crate::roles::{self, Foundation};
 use crate::setup::{self, Opened, SHUTDOWN_BUDGET};
 use crate::status::Status;
@@ -134,12 +134,12 @@ pub async fn start(
     let Foundation { log, layout, clock } = foundation;
     let peers = Arc::new(Peers { urls: config.admin.peers.clone(), token: config.admin_token()? });
     let running = Running { layout, log, clock, engine, writer, ingest, webhook_address, readiness, metrics, peers };
-    let status_metrics = StatusMetrics::register(&running.metrics);
+    let role_metrics = RoleMetrics::register(&running.metrics, roles);
     let nats = opened.jetstream.clone();
     if nats.is_some() {
         running.readiness.waiting_for("nats", "connecting");
     }
-    let watcher = tokio::spawn(watch(running.clone(), status_metrics, nats, opened.embedded.clone()));
+    let watcher = tokio::spawn(watch(running.clone(), role_metrics, nats, opened.embedded.clone()));
     let routes = api::routes(&running).merge(extra_routes(&running));
     let admin_options = AdminOptions {
         allow_without_token: config.admin.allow_without_token,
@@ -192,12 +192,7 @@ fn peer_hosts(peers: &[String]) -> Vec<String> {
 /// Keeps `/healthz` (failed for good once the embedded log refuses everything after a failed
 /// write), `/readyz` (connected to NATS, engine caught up, writer neither paused nor held by a
 /// `Retry-After`) and the status metrics current.
-async fn watch(
-    running: Running,
-    metrics: StatusMetrics,
-    nats: Option<Arc<JetStreamLog>>,
-    embedded: Option<EmbeddedLog>,
-) {
+async fn watch(running: Running, metrics: RoleMetrics, nats: Option<Arc<JetStreamLog>>, embedded: Option<EmbeddedLog>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;

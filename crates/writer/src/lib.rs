@@ -29,6 +29,7 @@ mod error;
 mod gateway;
 mod knowledge;
 mod limiter;
+pub mod metric_definitions;
 mod options;
 mod plan;
 mod reconcile;
