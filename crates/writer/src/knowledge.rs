@@ -175,6 +175,92 @@ impl MemberRecord {
     }
 }
 
+/// What one Kisi call showed of a member's user or of its assignments, folded into what the
+/// writer knows by [`Knowledge::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Observation {
+    /// Found by email and linked to the member; what it holds in each group is not known yet.
+    UserFound(KnownUser),
+    /// Created by doorsync: a new user holds no assignments.
+    UserCreated(KnownUser),
+    /// No Kisi user has the member's email.
+    NoUserWithEmail,
+    /// A create was refused or its answer lost: the user may exist after all (a lost answer,
+    /// someone else's create), so Kisi is searched again before the next create.
+    UserMayExist,
+    /// The user's access as Kisi holds it now: read, or just set.
+    UserAccess(KisiUserState),
+    /// A change to the user's access may or may not have been made: its answer was lost.
+    UserAccessInDoubt,
+    /// Deleted by doorsync (or gone when it tried), and with it every assignment.
+    UserDeleted,
+    /// Gone from Kisi, deleted by someone else, and with it every assignment.
+    UserGone,
+    /// Every assignment the user holds, by group.
+    AssignmentsListed(Vec<(KisiGroupId, HeldAssignment)>),
+    /// What the user holds in the group, looked up or read back after a change: `None` for
+    /// nothing.
+    AssignmentRead(KisiGroupId, Option<HeldAssignment>),
+    AssignmentMade(KisiGroupId, HeldAssignment),
+    /// Deleted by doorsync, or found gone.
+    AssignmentRemoved(KisiGroupId),
+    /// A write to the group's assignment was refused, or may or may not have been made: it is
+    /// looked at before the next write.
+    AssignmentInDoubt(KisiGroupId),
+}
+
+impl MemberRecord {
+    /// Folds what a Kisi call showed into the record.
+    pub(crate) fn apply(&mut self, observation: Observation) {
+        match observation {
+            Observation::UserFound(user) => self.adopt(user, KnownAssignment::Unknown),
+            Observation::UserCreated(user) => self.adopt(user, KnownAssignment::Absent),
+            Observation::NoUserWithEmail => self.user.searched_absent = true,
+            Observation::UserMayExist => self.user.searched_absent = false,
+            Observation::UserAccess(state) => {
+                if let Some(known) = &mut self.user.known {
+                    known.state = state;
+                    known.access_in_doubt = false;
+                }
+            }
+            Observation::UserAccessInDoubt => self.mark_in_doubt(None),
+            Observation::UserDeleted => {
+                if let Some(known) = &mut self.user.known {
+                    known.state = KisiUserState::Deleted;
+                    known.access_in_doubt = false;
+                }
+                self.forget_assignments(KnownAssignment::Absent);
+            }
+            Observation::UserGone => {
+                self.user.known = None;
+                self.forget_assignments(KnownAssignment::Absent);
+            }
+            Observation::AssignmentsListed(assignments) => {
+                self.forget_assignments(KnownAssignment::Absent);
+                for (group, held) in assignments {
+                    self.group_mut(group).known = KnownAssignment::Present(held);
+                }
+                if let Some(known) = &mut self.user.known {
+                    known.assignments_listed = true;
+                }
+            }
+            Observation::AssignmentRead(group, held) => {
+                self.group_mut(group).known = held.map_or(KnownAssignment::Absent, KnownAssignment::Present);
+            }
+            Observation::AssignmentMade(group, held) => self.group_mut(group).known = KnownAssignment::Present(held),
+            Observation::AssignmentRemoved(group) => self.group_mut(group).known = KnownAssignment::Absent,
+            Observation::AssignmentInDoubt(group) => self.mark_in_doubt(Some(group)),
+        }
+    }
+
+    /// Makes `user` the member's known user, holding `assignments` in every group.
+    fn adopt(&mut self, user: KnownUser, assignments: KnownAssignment) {
+        self.forget_assignments(assignments);
+        self.user.searched_absent = false;
+        self.user.known = Some(user);
+    }
+}
+
 /// The records, cached in memory and loaded from the bucket on first use.
 pub(crate) struct Knowledge {
     kv: Arc<dyn KeyValue>,
@@ -272,6 +358,12 @@ impl Knowledge {
             tracing::warn!(%member, %error, "writer knowledge record unreadable; looking in Kisi again");
             MemberRecord::default()
         }))
+    }
+
+    /// Folds what a Kisi call showed of `member`'s user or assignments into the cached record
+    /// (see [`MemberRecord::apply`]); [`save`](Self::save) writes it.
+    pub(crate) fn apply(&mut self, member: MemberId, observation: Observation) {
+        self.get_mut(member).apply(observation);
     }
 
     /// The cached record (empty if [`load`](Self::load) was not called).
@@ -378,6 +470,132 @@ mod tests {
         assert_eq!(validity.from, Some(Timestamp::from_unix_millis(1_000)));
         assert_eq!(validity.until, Some(Timestamp::from_unix_millis(10_000)));
         assert_eq!(GroupDesire::NotMember.validity(), None);
+    }
+
+    fn user(id: u64, created_by_doorsync: bool, assignments_listed: bool) -> KnownUser {
+        KnownUser {
+            id: KisiUserId(id),
+            created_by_doorsync,
+            state: KisiUserState::Enabled,
+            assignments_listed,
+            access_in_doubt: false,
+        }
+    }
+
+    fn held(id: u64, ours: bool) -> HeldAssignment {
+        HeldAssignment { id: KisiAssignmentId(id), valid_from: None, valid_until: None, ours }
+    }
+
+    /// A member with a user and an assignment in group 1 that doorsync made.
+    fn holding() -> MemberRecord {
+        let mut record = MemberRecord::default();
+        record.apply(Observation::UserCreated(user(4, true, true)));
+        record.apply(Observation::AssignmentMade(KisiGroupId(1), held(10, true)));
+        record
+    }
+
+    #[test]
+    fn a_user_found_is_known_with_nothing_known_of_its_groups_and_a_created_one_with_none() {
+        let mut record = holding();
+        record.user.searched_absent = true;
+        record.apply(Observation::UserFound(user(5, false, false)));
+        assert_eq!(record.user.known, Some(user(5, false, false)));
+        assert!(!record.user.searched_absent);
+        assert_eq!(record.known_in(KisiGroupId(1)), KnownAssignment::Unknown);
+        assert_eq!(record.known_in(KisiGroupId(2)), KnownAssignment::Unknown);
+
+        record.apply(Observation::UserCreated(user(6, true, true)));
+        assert_eq!(record.user.known, Some(user(6, true, true)));
+        assert_eq!(record.known_in(KisiGroupId(1)), KnownAssignment::Absent);
+        assert_eq!(record.known_in(KisiGroupId(2)), KnownAssignment::Absent, "a new user holds nothing");
+    }
+
+    #[test]
+    fn a_search_that_found_nobody_holds_until_a_create_fails() {
+        let mut record = MemberRecord::default();
+        record.apply(Observation::NoUserWithEmail);
+        assert!(record.user.searched_absent);
+        record.apply(Observation::UserMayExist);
+        assert!(!record.user.searched_absent);
+        assert_eq!(record.user.known, None);
+    }
+
+    #[test]
+    fn the_users_access_is_what_kisi_showed_and_a_lost_answer_puts_it_in_doubt() {
+        let mut record = holding();
+        record.apply(Observation::UserAccessInDoubt);
+        assert!(record.user.known.as_ref().unwrap().access_in_doubt);
+        record.apply(Observation::UserAccess(KisiUserState::Suspended));
+        let known = record.user.known.clone().unwrap();
+        assert_eq!((known.state, known.access_in_doubt), (KisiUserState::Suspended, false));
+        assert_eq!(record.known_in(KisiGroupId(1)), KnownAssignment::Present(held(10, true)), "groups untouched");
+
+        let mut nobody = MemberRecord::default();
+        nobody.apply(Observation::UserAccess(KisiUserState::Enabled));
+        assert_eq!(nobody, MemberRecord::default(), "no user, nothing to record");
+    }
+
+    #[test]
+    fn a_deleted_user_is_kept_as_deleted_and_a_gone_one_forgotten_both_without_assignments() {
+        let mut deleted = holding();
+        deleted.apply(Observation::UserAccessInDoubt);
+        deleted.apply(Observation::UserDeleted);
+        let known = deleted.user.known.clone().unwrap();
+        assert_eq!((known.state, known.access_in_doubt), (KisiUserState::Deleted, false));
+        assert_eq!(deleted.live_user(), None);
+        assert_eq!(deleted.groups[&KisiGroupId(1)].known, KnownAssignment::Absent);
+
+        let mut gone = holding();
+        gone.apply(Observation::UserGone);
+        assert_eq!(gone.user.known, None);
+        assert_eq!(gone.groups[&KisiGroupId(1)].known, KnownAssignment::Absent);
+    }
+
+    #[test]
+    fn a_listing_replaces_what_was_known_of_every_group_and_covers_the_groups_it_does_not_name() {
+        let mut record = MemberRecord::default();
+        record.apply(Observation::UserFound(user(4, false, false)));
+        record.apply(Observation::AssignmentRead(KisiGroupId(1), Some(held(10, false))));
+        record.apply(Observation::AssignmentsListed(vec![(KisiGroupId(2), held(20, true))]));
+        assert!(record.user.known.as_ref().unwrap().assignments_listed);
+        assert_eq!(record.known_in(KisiGroupId(1)), KnownAssignment::Absent);
+        assert_eq!(record.known_in(KisiGroupId(2)), KnownAssignment::Present(held(20, true)));
+        assert_eq!(record.known_in(KisiGroupId(3)), KnownAssignment::Absent, "listed: nothing there");
+    }
+
+    #[test]
+    fn an_assignment_is_what_was_made_read_or_removed_and_in_doubt_after_a_lost_write() {
+        let mut record = holding();
+        let group = KisiGroupId(1);
+        record.apply(Observation::AssignmentInDoubt(group));
+        assert_eq!(record.known_in(group), KnownAssignment::Unknown);
+        record.apply(Observation::AssignmentRead(group, Some(held(11, false))));
+        assert_eq!(record.known_in(group), KnownAssignment::Present(held(11, false)));
+        record.apply(Observation::AssignmentRemoved(group));
+        assert_eq!(record.known_in(group), KnownAssignment::Absent);
+        record.apply(Observation::AssignmentMade(group, held(12, true)));
+        assert_eq!(record.known_in(group), KnownAssignment::Present(held(12, true)));
+        record.apply(Observation::AssignmentRead(group, None));
+        assert_eq!(record.known_in(group), KnownAssignment::Absent);
+    }
+
+    #[tokio::test]
+    async fn knowledge_applies_an_observation_to_the_members_cached_record_and_saves_it_when_asked() {
+        let layout = doorsync_layout::Layout::new(doorsync_proto::Subjects::new("test", 4).unwrap());
+        let log = doorsync_log_embedded::EmbeddedLog::in_memory(layout.streams()).unwrap();
+        let kv = doorsync_log::EventLog::key_value(&log, &layout.writer_bucket).await.unwrap();
+        let mut knowledge = Knowledge::new(Arc::clone(&kv));
+        knowledge.apply(MemberId(7), Observation::UserCreated(user(70, true, true)));
+        assert_eq!(knowledge.get_mut(MemberId(7)).user.known, Some(user(70, true, true)));
+        assert_eq!(knowledge.get_mut(MemberId(8)), &MemberRecord::default(), "other members untouched");
+
+        let mut reread = Knowledge::new(Arc::clone(&kv));
+        reread.load(MemberId(7)).await.unwrap();
+        assert_eq!(reread.get_mut(MemberId(7)).user.known, None, "applying writes nothing");
+        knowledge.save(MemberId(7)).await.unwrap();
+        let mut reread = Knowledge::new(kv);
+        reread.load(MemberId(7)).await.unwrap();
+        assert_eq!(reread.get_mut(MemberId(7)).user.known, Some(user(70, true, true)));
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@
 
 mod handle;
 mod read;
+pub(crate) mod write;
 
 use std::fmt;
 

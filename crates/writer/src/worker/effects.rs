@@ -1,0 +1,798 @@
+//! The effects: each Kisi call the plan names, made through the gateway, and what Kisi answered
+//! folded into the writer's knowledge as an [`Observation`] by the pure [`Knowledge::apply`];
+//! the credentials probe and the pause when Kisi refuses the key; and the drives that take one
+//! key to its desire with as many calls as it needs, for the reconciler.
+
+use std::collections::BTreeSet;
+
+use doorsync_kisi::{KisiError, NewUser, RoleAssignment, User, Validity};
+use doorsync_log::LogError;
+use doorsync_proto::{
+    KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberId, Outcome, Timestamp, UserAccessChanged,
+    UserLinked,
+};
+
+use super::after;
+use super::intake::{Active, group_outcome};
+use crate::WriterError;
+use crate::backlog::Key;
+use crate::gateway::{ASSIGNMENTS_PAGE, CallError};
+use crate::knowledge::{GroupDesire, HeldAssignment, KnownAssignment, KnownUser, Observation, UserDesire};
+use crate::plan::{self, GroupRules, GroupStep, UserStep};
+use crate::status::{PauseStatus, RefusedGroup};
+
+/// At most this many calls to settle one key within a reconciliation.
+const MAX_REPAIR_STEPS: usize = 8;
+/// Set on every user doorsync creates, so that finding it by email later (after a create whose
+/// answer was lost, or after a restart) still says doorsync created it.
+pub const MANAGED_BY_KEY: &str = "managed_by";
+pub const MANAGED_BY_VALUE: &str = "doorsync";
+
+/// A paused writer's next credentials probe.
+#[derive(Debug)]
+pub(super) struct Pause {
+    pub(super) status: PauseStatus,
+    pub(super) next_probe_at: Timestamp,
+}
+
+/// The result of one Kisi call for a key, with what is known already updated.
+pub(crate) enum StepResult {
+    /// Knowledge changed; these outcomes report it.
+    Changed(Vec<Outcome>),
+    /// Kisi disagreed with what was known (which is now corrected): why.
+    Conflict(String),
+    Failed(KisiError),
+    /// The knowledge could not be saved before a change (the log failed): nothing was called.
+    Unsaved(String),
+    /// Cannot be done, whatever is retried: why.
+    Refused(String),
+    Stopped,
+}
+
+impl From<CallError> for StepResult {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Kisi(error) => Self::Failed(error),
+            CallError::Stopped => Self::Stopped,
+        }
+    }
+}
+
+/// Whom Kisi refused with a 401 or 403.
+pub(crate) enum Refusal {
+    /// The API key itself: the writer is paused.
+    TheKey,
+    /// This call only (an id the key may not see): the key works.
+    ThisCall,
+    /// The key's own check failed for another reason: not known yet.
+    NotKnownYet(KisiError),
+}
+
+/// How driving one key to its desire ended, within a reconciliation.
+pub(crate) enum Driven {
+    Done(Vec<Outcome>),
+    Refused(String),
+    Failed(KisiError),
+    Stopped,
+}
+
+impl Active<'_> {
+    /// When the next probe is due, if the writer must probe before anything else: it does not
+    /// know its API user yet, or Kisi refused the key.
+    pub(super) fn probe_due(&self) -> Option<Timestamp> {
+        match (&self.pause, self.creators.api_user) {
+            (Some(pause), _) => Some(pause.next_probe_at),
+            (None, None) => Some(self.next_identity_at),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// Asks Kisi who the key belongs to: the first call of an active writer, and the only one a
+    /// paused writer makes.
+    pub(super) async fn probe(&mut self) {
+        let result = self.gateway.call(&mut self.stop, |client| async move { client.current_user().await }).await;
+        let now = self.now();
+        match result {
+            Ok(me) => {
+                if self.creators.api_user.is_none()
+                    && let Err(error) = self.learn_account().await
+                {
+                    self.identity_attempts += 1;
+                    let wait = self.backoff.delay(self.identity_attempts);
+                    tracing::warn!(%error, "reading the adopted creators or the mapped groups from Kisi failed; retrying");
+                    self.next_identity_at = after(self.now(), wait);
+                    return;
+                }
+                self.creators.api_user = Some(me.id);
+                self.identity_attempts = 0;
+                if self.pause.take().is_some() {
+                    tracing::info!("Kisi accepts the API key again; the writer resumes");
+                    self.shared.status.lock().paused = None;
+                }
+            }
+            Err(CallError::Kisi(error)) if error.is_credentials_problem() => match &mut self.pause {
+                Some(pause) => pause.next_probe_at = after(now, self.shared.options.credentials_probe_every),
+                None => self.pause(&error),
+            },
+            Err(CallError::Kisi(error)) => {
+                self.identity_attempts += 1;
+                let wait = self.backoff.delay(self.identity_attempts);
+                tracing::warn!(%error, "asking Kisi for the API key's user failed; retrying");
+                match &mut self.pause {
+                    Some(pause) => pause.next_probe_at = after(now, self.shared.options.credentials_probe_every),
+                    None => self.next_identity_at = after(now, wait),
+                }
+            }
+            Err(CallError::Stopped) => {}
+        }
+    }
+
+    /// Stops all work but the credentials probe: every further call would be refused the same way,
+    /// and working through the queue would only dead-letter it.
+    pub(crate) fn pause(&mut self, error: &KisiError) {
+        if self.pause.is_some() {
+            return;
+        }
+        let now = self.now();
+        let status = PauseStatus { reason: error.to_string(), since: now };
+        tracing::error!(reason = %status.reason, "Kisi refused the API key; the writer is paused until it works again");
+        {
+            let mut shared_status = self.shared.status.lock();
+            shared_status.paused = Some(status.clone());
+            shared_status.credential_alerts += 1;
+        }
+        self.pause = Some(Pause { status, next_probe_at: after(now, self.shared.options.credentials_probe_every) });
+    }
+
+    pub(crate) fn paused_error(&self) -> Option<WriterError> {
+        match (&self.pause, self.creators.api_user) {
+            (Some(pause), _) => Some(WriterError::Paused { reason: pause.status.reason.clone() }),
+            (None, None) => Some(WriterError::Paused { reason: "the API key's Kisi user is not known yet".to_owned() }),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// Records that `user`, found by email, is the member's; refused when another member already
+    /// has it. An email that moves from one member to another (Kisi cannot change a user's email)
+    /// must not hand the first member's Kisi user, and the doors it opens, to the second.
+    pub(super) async fn link(&mut self, member: MemberId, user: &KnownUser) -> Result<(), StepResult> {
+        let unsaved =
+            |error: LogError| StepResult::Unsaved(format!("reading or recording a user's link failed: {error}"));
+        if let Some(other) = self.knowledge.linked_member(user.id).await.map_err(unsaved)?
+            && other != member
+        {
+            self.knowledge.load(other).await.map_err(unsaved)?;
+            let still_linked = self.knowledge.get_mut(other).live_user().is_some_and(|known| known.id == user.id);
+            if still_linked {
+                return Err(StepResult::Refused(format!(
+                    "the member's email belongs to Kisi user {}, which is already linked to member {other}: an email \
+                     that moves between members is not linked again (Kisi keeps a user's email; give the member \
+                     their own email in Nexudus, or remove member {other}'s access first)",
+                    user.id
+                )));
+            }
+        }
+        self.knowledge.record_link(user.id, member).await.map_err(unsaved)
+    }
+
+    /// Kisi answers 403, not 404, for an id that does not exist (so Kisi support says): once the
+    /// key's own `GET /user` shows the key works, a 403 on a call by a user's or an assignment's
+    /// id means that user or assignment is gone, and is handled as a 404.
+    pub(crate) async fn gone_when_forbidden<T>(&mut self, result: Result<T, CallError>) -> Result<T, CallError> {
+        let Err(CallError::Kisi(KisiError::Forbidden { endpoint, details })) = result else { return result };
+        let error = KisiError::Forbidden { endpoint: endpoint.clone(), details: details.clone() };
+        match self.whom_kisi_refused(&error).await {
+            Refusal::ThisCall => Err(CallError::Kisi(KisiError::NotFound { endpoint, details })),
+            Refusal::TheKey => Err(CallError::Kisi(error)),
+            Refusal::NotKnownYet(probe_error) => Err(CallError::Kisi(probe_error)),
+        }
+    }
+
+    /// A create of an assignment refused with 403 names two ids: the member's user may be gone
+    /// (then it is found or created again), or the group is one the key may not use (then
+    /// `refusal` stands, and the command is dead-lettered naming the group).
+    pub(super) async fn user_gone_or(&mut self, member: MemberId, user: KisiUserId, refusal: KisiError) -> StepResult {
+        let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
+        match self.gone_when_forbidden(read).await {
+            Ok(_) => StepResult::Failed(refusal),
+            Err(CallError::Kisi(KisiError::NotFound { .. })) => {
+                self.knowledge.forget_link(user).await;
+                self.knowledge.apply(member, Observation::UserGone);
+                StepResult::Conflict("the member's Kisi user is gone".to_owned())
+            }
+            Err(error) => error.into(),
+        }
+    }
+
+    /// The rules for group steps, from the options and what was learnt of the account.
+    pub(crate) fn group_rules(&self) -> GroupRules {
+        GroupRules {
+            modify_foreign: self.shared.options.modify_foreign_assignments,
+            patch_applies_validity: self.patch_applies_validity,
+        }
+    }
+
+    /// Whom a 401 or 403 refused. Kisi also answers 403 for an id the key may not see (a
+    /// mistyped group id): that is this call's permanent failure, and pausing would only stop
+    /// every other member's writes while the probe keeps succeeding. So a 403 pauses the writer
+    /// only when the key's own `GET /user` is refused too.
+    pub(crate) async fn whom_kisi_refused(&mut self, error: &KisiError) -> Refusal {
+        if !matches!(error, KisiError::Forbidden { .. }) || self.pause.is_some() {
+            self.pause(error);
+            return Refusal::TheKey;
+        }
+        let probe = self.gateway.call(&mut self.stop, |client| async move { client.current_user().await }).await;
+        match probe {
+            Ok(_) => Refusal::ThisCall,
+            Err(CallError::Kisi(probe_error)) if probe_error.is_credentials_problem() => {
+                self.pause(&probe_error);
+                Refusal::TheKey
+            }
+            Err(CallError::Kisi(probe_error)) => Refusal::NotKnownYet(probe_error),
+            Err(CallError::Stopped) => Refusal::NotKnownYet(error.clone()),
+        }
+    }
+
+    /// The reason for the dead letter of a command Kisi refused with 403 while the key works,
+    /// naming the group and the configuration entry that maps it.
+    pub(super) fn refused_call(&self, key: Key, error: &KisiError) -> String {
+        match key {
+            Key::Group(_, group) => {
+                let mapping = self.shared.options.group_labels.get(&group).cloned();
+                self.note_refused_group(group, mapping.clone(), error.to_string());
+                let entry =
+                    mapping.map_or_else(|| "its [[mapping]] entry".to_owned(), |label| format!("[[mapping]] {label}"));
+                format!(
+                    "Kisi refused group {group} to this API key (403) while the key itself works: the group id is \
+                     wrong or the key may not use it; check {entry} ({error})"
+                )
+            }
+            Key::User(_) => format!(
+                "Kisi refused the member's user to this API key (403) while the key itself works: the key may not \
+                 see or change it ({error})"
+            ),
+        }
+    }
+
+    pub(crate) fn note_refused_group(&self, group: KisiGroupId, mapping: Option<String>, reason: String) {
+        let mut status = self.shared.status.lock();
+        if !status.refused_groups.iter().any(|refused| refused.group == group) {
+            tracing::error!(%group, mapping = mapping.as_deref().unwrap_or("-"), reason, "Kisi refuses a mapped group to this API key");
+            status.refused_groups.push(RefusedGroup { group, mapping, reason });
+        }
+    }
+
+    /// What the writer learns of the account once, before its first write: who the adopted
+    /// creators are, and which mapped groups the key may not see.
+    pub(super) async fn learn_account(&mut self) -> Result<(), KisiError> {
+        let mut adopted = BTreeSet::new();
+        for email in self.shared.options.adopt_created_by.clone() {
+            let found = self
+                .gateway
+                .call(&mut self.stop, |client| async move { client.find_user_by_email(&email).await })
+                .await;
+            match found {
+                Ok(Some(user)) => {
+                    adopted.insert(user.id);
+                }
+                Ok(None) => {
+                    tracing::error!("kisi.adopt_created_by names an email no Kisi user has; nothing is adopted for it")
+                }
+                Err(CallError::Kisi(error)) => return Err(error),
+                Err(CallError::Stopped) => return Ok(()),
+            }
+        }
+        self.creators.adopted = adopted;
+        if self.shared.options.reconcile_groups.is_empty() {
+            return Ok(());
+        }
+        let visible = match self.gateway.call(&mut self.stop, |client| async move { client.groups().await }).await {
+            Ok(groups) => groups.into_iter().map(|group| group.id).collect::<BTreeSet<_>>(),
+            Err(CallError::Kisi(error)) => return Err(error),
+            Err(CallError::Stopped) => return Ok(()),
+        };
+        for &group in &self.shared.options.reconcile_groups {
+            if !visible.contains(&group) {
+                let mapping = self.shared.options.group_labels.get(&group).cloned();
+                let reason = "not among the groups this API key can see (GET /groups)".to_owned();
+                self.note_refused_group(group, mapping, reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the member's record with what a change about to be made to its user (`None`) or
+    /// `group` may alter marked as not known: a writer that stops or dies before it learns the
+    /// result leaves whoever comes next to look in Kisi, not to trust what was true before.
+    pub(super) async fn before_change(&self, member: MemberId, group: Option<KisiGroupId>) -> Result<(), StepResult> {
+        self.knowledge.save_in_doubt(member, group).await.map_err(|error| {
+            StepResult::Unsaved(format!("saving the writer's knowledge before a change failed: {error}"))
+        })
+    }
+
+    /// Makes the call `step` names for the member's user and records what Kisi answered.
+    pub(crate) async fn user_call(&mut self, member: MemberId, step: UserStep) -> StepResult {
+        let user_id = self.knowledge.get_mut(member).user.known.as_ref().map(|user| user.id);
+        match step {
+            UserStep::Find { email } => {
+                let found = self
+                    .gateway
+                    .call(&mut self.stop, |client| async move { client.find_user_by_email(&email).await })
+                    .await;
+                match found {
+                    Ok(Some(user)) if Some(user.id) == self.creators.api_user => StepResult::Refused(format!(
+                        "the member's email belongs to Kisi user {}, who owns doorsync's API key; doorsync never \
+                         links that user to a member (give the member another email in Nexudus, or use another \
+                         Kisi account's key)",
+                        user.id
+                    )),
+                    Ok(Some(user)) => {
+                        let known = known_user(&user, created_by_doorsync(&user), false);
+                        match self.link(member, &known).await {
+                            Ok(()) => {
+                                let outcome = linked(member, &known);
+                                self.knowledge.apply(member, Observation::UserFound(known));
+                                StepResult::Changed(vec![outcome])
+                            }
+                            Err(result) => result,
+                        }
+                    }
+                    Ok(None) => {
+                        self.knowledge.apply(member, Observation::NoUserWithEmail);
+                        StepResult::Changed(Vec::new())
+                    }
+                    Err(error) => error.into(),
+                }
+            }
+            UserStep::Create { email, name, access_enabled } => {
+                let mut new_user = NewUser::managed(email, name);
+                new_user.access_enabled = access_enabled;
+                new_user.metadata.insert(MANAGED_BY_KEY.to_owned(), MANAGED_BY_VALUE.into());
+                let created = self
+                    .gateway
+                    .call(&mut self.stop, |client| async move { client.create_user(&new_user).await })
+                    .await;
+                match created {
+                    Ok(user) => {
+                        // A new user has no assignments yet.
+                        let known = known_user(&user, true, true);
+                        if let Err(error) = self.knowledge.record_link(known.id, member).await {
+                            tracing::warn!(%member, %error, "recording which member a new Kisi user belongs to failed");
+                        }
+                        let state = known.state;
+                        let mut outcomes = vec![linked(member, &known)];
+                        self.knowledge.apply(member, Observation::UserCreated(known));
+                        if state != KisiUserState::Enabled {
+                            outcomes.push(access_changed(member, state));
+                        }
+                        StepResult::Changed(outcomes)
+                    }
+                    Err(CallError::Kisi(error)) => {
+                        self.knowledge.apply(member, Observation::UserMayExist);
+                        if matches!(error, KisiError::Unprocessable { .. }) {
+                            StepResult::Conflict(error.to_string())
+                        } else {
+                            StepResult::Failed(error)
+                        }
+                    }
+                    Err(CallError::Stopped) => StepResult::Stopped,
+                }
+            }
+            UserStep::ListAssignments => {
+                let Some(user) = user_id else { return StepResult::Conflict(NO_USER.to_owned()) };
+                let listed = self
+                    .gateway
+                    .call(&mut self.stop, |client| async move { client.user_group_assignments(user).await })
+                    .await;
+                match listed {
+                    Ok(assignments) => {
+                        self.gateway.charge_pages(assignments.len(), ASSIGNMENTS_PAGE);
+                        let held = assignments
+                            .iter()
+                            .filter_map(|assignment| Some((assignment.group()?, self.creators.held(assignment))))
+                            .collect();
+                        self.knowledge.apply(member, Observation::AssignmentsListed(held));
+                        StepResult::Changed(Vec::new())
+                    }
+                    Err(error) => error.into(),
+                }
+            }
+            UserStep::Read => {
+                let Some(user) = user_id else { return StepResult::Conflict(NO_USER.to_owned()) };
+                let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
+                match self.gone_when_forbidden(read).await {
+                    Ok(found) => {
+                        self.knowledge.apply(member, Observation::UserAccess(access_state(found.access_enabled)));
+                        StepResult::Changed(Vec::new())
+                    }
+                    Err(CallError::Kisi(KisiError::NotFound { .. })) => {
+                        // Deleted (by the change in doubt, or by hand) with its assignments:
+                        // found or created again if the member needs one.
+                        self.knowledge.forget_link(user).await;
+                        self.knowledge.apply(member, Observation::UserGone);
+                        StepResult::Changed(Vec::new())
+                    }
+                    Err(error) => error.into(),
+                }
+            }
+            UserStep::SetAccess { access_enabled } => {
+                let Some(user) = user_id else { return StepResult::Conflict(NO_USER.to_owned()) };
+                if let Err(unsaved) = self.before_change(member, None).await {
+                    return unsaved;
+                }
+                let set =
+                    self.gateway
+                        .call(&mut self.stop, |client| async move {
+                            client.set_user_access_enabled(user, access_enabled).await
+                        })
+                        .await;
+                match self.gone_when_forbidden(set).await {
+                    Ok(()) => {
+                        let state = access_state(access_enabled);
+                        self.knowledge.apply(member, Observation::UserAccess(state));
+                        StepResult::Changed(vec![access_changed(member, state)])
+                    }
+                    Err(CallError::Kisi(error @ KisiError::NotFound { .. })) => {
+                        self.knowledge.apply(member, Observation::UserGone);
+                        StepResult::Conflict(format!("the member's Kisi user is gone: {error}"))
+                    }
+                    Err(CallError::Kisi(error)) => {
+                        // Kisi may have made the change: the state known before is no longer sure.
+                        if error.outcome_unknown() {
+                            self.knowledge.apply(member, Observation::UserAccessInDoubt);
+                        }
+                        StepResult::Failed(error)
+                    }
+                    Err(CallError::Stopped) => StepResult::Stopped,
+                }
+            }
+            UserStep::Delete => {
+                let Some(user) = user_id else { return StepResult::Conflict(NO_USER.to_owned()) };
+                if let Err(unsaved) = self.before_change(member, None).await {
+                    return unsaved;
+                }
+                let deleted =
+                    self.gateway.call(&mut self.stop, |client| async move { client.delete_user(user).await }).await;
+                match self.gone_when_forbidden(deleted).await {
+                    Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => {
+                        self.knowledge.forget_link(user).await;
+                        self.knowledge.apply(member, Observation::UserDeleted);
+                        StepResult::Changed(vec![access_changed(member, KisiUserState::Deleted)])
+                    }
+                    Err(CallError::Kisi(error)) => {
+                        if error.outcome_unknown() {
+                            self.knowledge.apply(member, Observation::UserAccessInDoubt);
+                        }
+                        StepResult::Failed(error)
+                    }
+                    Err(CallError::Stopped) => StepResult::Stopped,
+                }
+            }
+            UserStep::Done | UserStep::AwaitEnsureUser | UserStep::LeaveAlone => StepResult::Changed(Vec::new()),
+        }
+    }
+
+    /// Makes the call `step` names for the member's membership of `group` and records the answer.
+    pub(crate) async fn group_call(&mut self, member: MemberId, group: KisiGroupId, step: GroupStep) -> StepResult {
+        let Some(user) = self.knowledge.get_mut(member).live_user().map(|user| user.id) else {
+            return StepResult::Conflict(NO_USER.to_owned());
+        };
+        match step {
+            GroupStep::Lookup => {
+                let found = self
+                    .gateway
+                    .call(&mut self.stop, |client| async move { client.user_assignment_in_group(user, group).await })
+                    .await;
+                match found {
+                    Ok(found) => {
+                        let held = found.as_ref().map(|assignment| self.creators.held(assignment));
+                        self.knowledge.apply(member, Observation::AssignmentRead(group, held));
+                        StepResult::Changed(Vec::new())
+                    }
+                    Err(error) => error.into(),
+                }
+            }
+            GroupStep::Create { validity } => {
+                if let Err(unsaved) = self.before_change(member, Some(group)).await {
+                    return unsaved;
+                }
+                let created = self
+                    .gateway
+                    .call(&mut self.stop, |client| async move {
+                        client.create_group_assignment(user, group, validity).await
+                    })
+                    .await;
+                match created {
+                    Ok(assignment) => {
+                        let made = HeldAssignment { ours: true, ..held(&assignment) };
+                        self.knowledge.apply(member, Observation::AssignmentMade(group, made));
+                        StepResult::Changed(Vec::new())
+                    }
+                    Err(CallError::Kisi(error @ KisiError::Forbidden { .. })) => {
+                        self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
+                        self.user_gone_or(member, user, error).await
+                    }
+                    Err(CallError::Kisi(error)) => {
+                        // Created after all (a lost answer) or by someone else: look before
+                        // creating again, since Kisi holds one assignment per user and group.
+                        self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
+                        if matches!(error, KisiError::Unprocessable { .. }) {
+                            StepResult::Conflict(error.to_string())
+                        } else {
+                            StepResult::Failed(error)
+                        }
+                    }
+                    Err(CallError::Stopped) => StepResult::Stopped,
+                }
+            }
+            GroupStep::Update { assignment, validity } => {
+                if let Err(unsaved) = self.before_change(member, Some(group)).await {
+                    return unsaved;
+                }
+                let updated = self
+                    .gateway
+                    .call(&mut self.stop, |client| async move {
+                        client.update_assignment_validity(assignment, validity).await
+                    })
+                    .await;
+                let updated = self.gone_when_forbidden(updated).await;
+                match updated {
+                    Ok(()) => self.verify_update(member, group, assignment, validity).await,
+                    Err(CallError::Kisi(error @ KisiError::NotFound { .. })) => {
+                        self.knowledge.apply(member, Observation::AssignmentRemoved(group));
+                        StepResult::Conflict(format!("the assignment is gone: {error}"))
+                    }
+                    Err(CallError::Kisi(KisiError::Unprocessable { .. })) => {
+                        // Kisi refuses to change the window of an assignment: it will not do it
+                        // for any, so from now on a window changes by delete and create. The
+                        // assignment is as it was.
+                        self.learn_patch_applies_validity(false).await;
+                        self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
+                        StepResult::Changed(Vec::new())
+                    }
+                    Err(CallError::Kisi(error)) => {
+                        // Kisi may have changed the window: look before deciding again.
+                        if error.outcome_unknown() {
+                            self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
+                        }
+                        StepResult::Failed(error)
+                    }
+                    Err(CallError::Stopped) => StepResult::Stopped,
+                }
+            }
+            GroupStep::Delete { assignment } => {
+                if let Err(unsaved) = self.before_change(member, Some(group)).await {
+                    return unsaved;
+                }
+                let deleted = self
+                    .gateway
+                    .call(&mut self.stop, |client| async move { client.delete_assignment(assignment).await })
+                    .await;
+                match self.gone_when_forbidden(deleted).await {
+                    Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => {
+                        self.knowledge.apply(member, Observation::AssignmentRemoved(group));
+                        StepResult::Changed(Vec::new())
+                    }
+                    Err(CallError::Kisi(error)) => {
+                        if error.outcome_unknown() {
+                            self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
+                        }
+                        StepResult::Failed(error)
+                    }
+                    Err(CallError::Stopped) => StepResult::Stopped,
+                }
+            }
+            GroupStep::Done | GroupStep::RefuseNoUser | GroupStep::RefuseForeign { .. } => {
+                StepResult::Changed(Vec::new())
+            }
+        }
+    }
+
+    /// Reads back an assignment whose validity Kisi accepted a PATCH of: Kisi's spec does not
+    /// promise that PATCH applies `valid_from`/`valid_until`, and a window believed moved but not
+    /// moved keeps a door open (or shut) on the old times. What Kisi holds becomes what is known,
+    /// and whether the account applied it is remembered.
+    pub(super) async fn verify_update(
+        &mut self,
+        member: MemberId,
+        group: KisiGroupId,
+        assignment: KisiAssignmentId,
+        validity: Validity,
+    ) -> StepResult {
+        let read =
+            self.gateway.call(&mut self.stop, |client| async move { client.role_assignment(assignment).await }).await;
+        match self.gone_when_forbidden(read).await {
+            Ok(held) => {
+                let applied = held.validity() == validity;
+                self.knowledge.apply(member, Observation::AssignmentRead(group, Some(self.creators.held(&held))));
+                if !applied {
+                    tracing::warn!(
+                        %member,
+                        %group,
+                        "Kisi accepted a PATCH of an assignment's window but did not apply it; windows now change by \
+                         delete and create"
+                    );
+                }
+                self.learn_patch_applies_validity(applied).await;
+                StepResult::Changed(Vec::new())
+            }
+            Err(CallError::Kisi(error @ KisiError::NotFound { .. })) => {
+                self.knowledge.apply(member, Observation::AssignmentRemoved(group));
+                StepResult::Conflict(format!("the assignment is gone: {error}"))
+            }
+            Err(error) => {
+                self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
+                error.into()
+            }
+        }
+    }
+
+    /// Remembers, in the writer's bucket, whether this account applies a PATCH of validity. Once
+    /// it did not, it is not tried again: a later success would more likely be a change Kisi
+    /// made than a sign that PATCH can be trusted again.
+    pub(super) async fn learn_patch_applies_validity(&mut self, applies: bool) {
+        if self.patch_applies_validity == Some(false) || self.patch_applies_validity == Some(applies) {
+            return;
+        }
+        self.patch_applies_validity = Some(applies);
+        self.shared.status.lock().patch_applies_validity = Some(applies);
+        if let Err(error) =
+            crate::knowledge::save_patch_applies_validity(&self.shared.writer_kv, &self.shared.options.account, applies)
+                .await
+        {
+            tracing::warn!(%error, "saving whether Kisi applies a PATCH of validity failed; it is learnt again");
+        }
+    }
+
+    /// Takes a member's membership of a group to `desire` with as many calls as it needs, for the
+    /// reconciler, which repairs outside the command backlog.
+    pub(crate) async fn drive_group(&mut self, member: MemberId, group: KisiGroupId, desire: GroupDesire) -> Driven {
+        for _ in 0..MAX_REPAIR_STEPS {
+            let rules = self.group_rules();
+            let record = self.knowledge.get_mut(member);
+            let known = record.known_in(group);
+            let step = match plan::group_step(desire, record.live_user(), known, rules) {
+                GroupStep::Done => {
+                    return Driven::Done(vec![group_outcome(member, group, desire, record.groups.get(&group))]);
+                }
+                GroupStep::RefuseNoUser => return Driven::Refused(NO_USER.to_owned()),
+                GroupStep::RefuseForeign { assignment } => return Driven::Refused(foreign(assignment, group)),
+                step => step,
+            };
+            let result = self.group_call(member, group, step).await;
+            if let Some(driven) = self.after_repair_step(member, result).await {
+                return driven;
+            }
+        }
+        Driven::Refused("Kisi kept contradicting what doorsync knew".to_owned())
+    }
+
+    /// Takes a member's user to `desire`, for the reconciler.
+    pub(crate) async fn drive_user(&mut self, member: MemberId, desire: &UserDesire) -> Driven {
+        let manage_found = self.options().manage_found_users;
+        let mut outcomes = Vec::new();
+        for _ in 0..MAX_REPAIR_STEPS {
+            let record = self.knowledge.get_mut(member);
+            let step = plan::user_step(desire, record.user.known.as_ref(), record.user.searched_absent, manage_found);
+            let result = match step {
+                UserStep::Done | UserStep::LeaveAlone => return Driven::Done(outcomes),
+                UserStep::AwaitEnsureUser => return Driven::Refused(NO_ENSURE_USER.to_owned()),
+                step => self.user_call(member, step).await,
+            };
+            match result {
+                StepResult::Changed(changed) => {
+                    outcomes.extend(changed);
+                    self.save_quietly(member).await;
+                }
+                other => {
+                    if let Some(driven) = self.after_repair_step(member, other).await {
+                        return driven;
+                    }
+                }
+            }
+        }
+        Driven::Refused("Kisi kept contradicting what doorsync knew".to_owned())
+    }
+
+    /// What one repair call means for the drive: go on (`None`) or stop with this.
+    pub(super) async fn after_repair_step(&mut self, member: MemberId, result: StepResult) -> Option<Driven> {
+        match result {
+            StepResult::Changed(_) => {
+                self.save_quietly(member).await;
+                None
+            }
+            StepResult::Conflict(_) => None,
+            StepResult::Unsaved(reason) | StepResult::Refused(reason) => Some(Driven::Refused(reason)),
+            StepResult::Failed(error) if error.is_credentials_problem() => match self.whom_kisi_refused(&error).await {
+                Refusal::TheKey => Some(Driven::Failed(error)),
+                Refusal::ThisCall => {
+                    Some(Driven::Refused(format!("Kisi refused this call while the key works: {error}")))
+                }
+                Refusal::NotKnownYet(probe_error) => Some(Driven::Failed(probe_error)),
+            },
+            StepResult::Failed(error) => Some(Driven::Failed(error)),
+            StepResult::Stopped => Some(Driven::Stopped),
+        }
+    }
+
+    pub(crate) async fn save_quietly(&self, member: MemberId) {
+        if let Err(error) = self.knowledge.save(member).await {
+            tracing::warn!(%member, %error, "saving the writer's knowledge failed");
+        }
+    }
+}
+
+pub(super) const NO_USER: &str = "doorsync has no Kisi user for the member (its EnsureUser failed or never came)";
+pub(super) const NO_ENSURE_USER: &str = "doorsync has no Kisi user for the member and no email to find or create one with \
+                              (no EnsureUser command came for it)";
+
+pub(super) fn foreign(assignment: doorsync_proto::KisiAssignmentId, group: KisiGroupId) -> String {
+    format!(
+        "role assignment {assignment} on group {group} was created by someone else; doorsync leaves it alone \
+         (allow with modify_foreign_assignments)"
+    )
+}
+
+fn access_state(access_enabled: bool) -> KisiUserState {
+    if access_enabled { KisiUserState::Enabled } else { KisiUserState::Suspended }
+}
+
+fn created_by_doorsync(user: &User) -> bool {
+    user.metadata.as_ref().and_then(|metadata| metadata.get(MANAGED_BY_KEY)).and_then(|value| value.as_str())
+        == Some(MANAGED_BY_VALUE)
+}
+
+fn held(assignment: &RoleAssignment) -> HeldAssignment {
+    HeldAssignment {
+        id: assignment.id,
+        valid_from: assignment.valid_from,
+        valid_until: assignment.valid_until,
+        ours: false,
+    }
+}
+
+/// Whose role assignments doorsync treats as its own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Creators {
+    /// The Kisi user the API key belongs to: the creator of doorsync's assignments.
+    pub(crate) api_user: Option<KisiUserId>,
+    /// The users named in `adopt_created_by`, whose assignments doorsync takes over.
+    pub(crate) adopted: BTreeSet<KisiUserId>,
+}
+
+impl Creators {
+    pub(crate) fn made(&self, assignment: &RoleAssignment) -> bool {
+        self.api_user.is_some_and(|me| assignment.created_by(me)) || self.adopted(assignment)
+    }
+
+    pub(crate) fn adopted(&self, assignment: &RoleAssignment) -> bool {
+        self.adopted.iter().any(|creator| assignment.created_by(*creator))
+    }
+
+    /// The assignment as the writer keeps it, doorsync's if one of these made it.
+    pub(crate) fn held(&self, assignment: &RoleAssignment) -> HeldAssignment {
+        HeldAssignment { ours: self.made(assignment), ..held(assignment) }
+    }
+
+    pub(crate) fn present(&self, assignment: &RoleAssignment) -> KnownAssignment {
+        KnownAssignment::Present(self.held(assignment))
+    }
+}
+
+fn known_user(user: &User, created_by_doorsync: bool, assignments_listed: bool) -> KnownUser {
+    KnownUser {
+        id: user.id,
+        created_by_doorsync,
+        state: access_state(user.access_enabled),
+        assignments_listed,
+        access_in_doubt: false,
+    }
+}
+
+pub(super) fn linked(member: MemberId, user: &KnownUser) -> Outcome {
+    Outcome::UserLinked(UserLinked { member, kisi_user: user.id, created_by_doorsync: user.created_by_doorsync })
+}
+
+pub(super) fn access_changed(member: MemberId, state: KisiUserState) -> Outcome {
+    Outcome::UserAccessChanged(UserAccessChanged { member, state })
+}
