@@ -47,12 +47,12 @@ use tokio::task::JoinHandle;
 
 pub use error::WriterError;
 pub use options::WriterOptions;
+pub use plan::dry_run;
 pub use status::{
     CallStats, HeldRepairStatus, LimiterStats, PauseStatus, ReconcileReport, RefusedGroup, RetryAfterHold,
     WINDOW_EDGE_LAG_BOUNDS_MS, WindowEdgeLag, WriterRole, WriterStatus,
 };
-pub use dead_letters::write::{REASON_HEADER, SEQUENCE_HEADER};
-pub use worker::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
+pub use worker::{MANAGED_BY_KEY, MANAGED_BY_VALUE, REASON_HEADER, SEQUENCE_HEADER};
 
 use crate::status::StatusCell;
 use crate::worker::{Control, Shared};

@@ -6,6 +6,8 @@
 //! folded into one desire first, so grant/revoke/grant costs what the last grant costs, and an
 //! already-true desire costs nothing.
 
+pub mod dry_run;
+
 use doorsync_kisi::Validity;
 use doorsync_proto::{Command, KisiAssignmentId, KisiUserState};
 

@@ -15,7 +15,7 @@ use doorsync_clock::SharedClock;
 use doorsync_kisi::{KisiClient, KisiError};
 use doorsync_proto::Timestamp;
 
-use super::plan::{KisiView, SeenAssignment, SeenUser, ToRead};
+use doorsync_writer::dry_run::{KisiView, SeenAssignment, SeenUser, ToRead};
 
 /// Tries per request before giving up.
 const ATTEMPTS: u32 = 5;
@@ -120,25 +120,20 @@ impl<'a> Paced<'a> {
         let mut failures = 0;
         loop {
             self.clock.sleep_until(self.next_at).await;
-            self.next_at = after(self.clock.now(), self.interval);
+            self.next_at = self.clock.now() + self.interval;
             self.requests += 1;
             match request(self.client).await {
                 Err(error) if error.is_retryable() && failures + 1 < ATTEMPTS => {
                     let now = self.clock.now();
                     let pause = error.retry_after().map_or(FIRST_PAUSE * 2_u32.pow(failures), |at| at.delay_from(now));
                     tracing::warn!(%error, "a Kisi read failed; trying it again");
-                    self.next_at = self.next_at.max(after(now, pause));
+                    self.next_at = self.next_at.max(now + pause);
                     failures += 1;
                 }
                 answer => return answer,
             }
         }
     }
-}
-
-fn after(at: Timestamp, duration: Duration) -> Timestamp {
-    let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-    Timestamp::from_unix_millis(at.as_unix_millis().saturating_add(millis))
 }
 
 #[cfg(test)]

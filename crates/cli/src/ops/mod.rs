@@ -3,11 +3,11 @@
 //! `doorsync dlq` (the commands the writer dead-lettered: list, retry, drop).
 //!
 //! The rebuild folds the log with `doorsync-access` exactly as the engine does, the comparison
-//! with Kisi is a pure function ([`plan::plan`]), and only the edges read the log and Kisi.
+//! with Kisi is the writer's own ([`doorsync_writer::dry_run`]), and only the edges read the log
+//! and Kisi.
 
 mod dlq;
 mod kisi_read;
-mod plan;
 mod rebuild;
 mod replay;
 mod table;

@@ -1,13 +1,14 @@
 //! `doorsync replay --dry-run` and `doorsync reconcile --dry-run`: rebuilds every member from the
 //! log, reads what Kisi holds, and prints what would change to make Kisi match (and which
 //! assignments of `kisi.adopt_created_by` would be taken over), without writing anything.
-//! Repairs are the writer's reconciler's job (`doorsync reconcile`).
+//! Repairs are the writer's reconciler's job (`doorsync reconcile`). What would change is the
+//! writer's to say ([`doorsync_writer::dry_run`]); this is the reading and the report.
 
 use anyhow::{Context as _, bail};
 use doorsync_proto::Timestamp;
+use doorsync_writer::dry_run::{self, Change, Foreign, Plan, Rules, SeenUser};
 
 use super::kisi_read::{self, Read};
-use super::plan::{self, Change, Foreign, Plan, Rules, SeenUser};
 use super::rebuild::{self, Rebuilt};
 use super::table;
 use doorsync_node::Context;
@@ -41,7 +42,7 @@ async fn dry_run_report(context: &Context) -> anyhow::Result<String> {
     let policy = config.access_policy();
     let kisi = setup::kisi_client(config)?;
     let now = context.clock.now();
-    let wanted = plan::to_read(&rebuilt.members, &mapping, &policy, now);
+    let wanted = dry_run::to_read(&rebuilt.members, &mapping, &policy, now);
     let read =
         kisi_read::read(&kisi, &context.clock, config.kisi.requests_per_second, &wanted, &config.kisi.adopt_created_by)
             .await
@@ -50,7 +51,7 @@ async fn dry_run_report(context: &Context) -> anyhow::Result<String> {
         modify_foreign: config.reconcile.touch_foreign_assignments,
         manage_found_users: config.kisi.manage_found_users,
     };
-    let plan = plan::plan(&rebuilt.members, &mapping, &policy, now, &read.view, rules);
+    let plan = dry_run::plan(&rebuilt.members, &mapping, &policy, now, &read.view, rules);
     Ok(render(&rebuilt, &read, &plan, now, rules))
 }
 
@@ -73,7 +74,7 @@ fn render(rebuilt: &Rebuilt, read: &Read, plan: &Plan, now: Timestamp, rules: Ru
     } else {
         let rows: Vec<Vec<String>> = plan.changes.iter().map(change_row).collect();
         text.push_str(&table::render(&["CHANGE", "MEMBER", "KISI USER", "GROUP", "IN KISI NOW", "WOULD BE"], &rows));
-        let totals = plan.totals();
+        let totals = totals(plan);
         text.push_str(&format!(
             "\nWould change: {}, {}, {}, {}; {}, {}, {}.\n",
             table::count(totals.users_to_link, "user to link or create", "users to link or create"),
@@ -90,7 +91,7 @@ fn render(rebuilt: &Rebuilt, read: &Read, plan: &Plan, now: Timestamp, rules: Ru
             "Taken over from kisi.adopt_created_by: {} ({} as they are, {} changed or removed above).\n",
             table::count(totals_adopted(plan), "assignment", "assignments"),
             plan.taken_over_as_they_are,
-            plan.totals().adopted_to_change,
+            totals(plan).adopted_to_change,
         ));
     }
     if !plan.foreign.is_empty() {
@@ -110,7 +111,41 @@ fn render(rebuilt: &Rebuilt, read: &Read, plan: &Plan, now: Timestamp, rules: Ru
 }
 
 fn totals_adopted(plan: &Plan) -> usize {
-    plan.taken_over_as_they_are + plan.totals().adopted_to_change
+    plan.taken_over_as_they_are + totals(plan).adopted_to_change
+}
+
+/// How many changes of each kind a plan holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Totals {
+    users_to_link: usize,
+    assignments_to_create: usize,
+    windows_to_fix: usize,
+    assignments_to_delete: usize,
+    users_to_suspend: usize,
+    users_to_restore: usize,
+    users_to_delete: usize,
+    /// Adopted creators' assignments among the windows to fix and the assignments to delete.
+    adopted_to_change: usize,
+}
+
+fn totals(plan: &Plan) -> Totals {
+    let mut totals = Totals::default();
+    for change in &plan.changes {
+        let count = match change {
+            Change::LinkUser { .. } => &mut totals.users_to_link,
+            Change::CreateAssignment { .. } => &mut totals.assignments_to_create,
+            Change::FixWindow { .. } => &mut totals.windows_to_fix,
+            Change::DeleteAssignment { .. } => &mut totals.assignments_to_delete,
+            Change::SuspendUser { .. } => &mut totals.users_to_suspend,
+            Change::RestoreUser { .. } => &mut totals.users_to_restore,
+            Change::DeleteUser { .. } => &mut totals.users_to_delete,
+        };
+        *count += 1;
+        if matches!(change, Change::FixWindow { adopted: true, .. } | Change::DeleteAssignment { adopted: true, .. }) {
+            totals.adopted_to_change += 1;
+        }
+    }
+    totals
 }
 
 fn as_count(number: u64) -> usize {
@@ -328,5 +363,26 @@ create assignment    5       (new)      100    not a member  1970-01-01T00:00:00
                 "Dry run: nothing was written. The writer's reconciler repairs drift: `doorsync reconcile`.\n"
             )
         );
+    }
+
+    #[test]
+    fn the_totals_count_each_kind_of_change_and_the_adopted_creators_assignments_among_them() {
+        let always = Window { from: None, until: None };
+        let (user, group) = (KisiUserId(11), doorsync_proto::KisiGroupId(100));
+        let assignment = doorsync_proto::KisiAssignmentId(31);
+        let leftover = Change::DeleteAssignment { member: None, user, group, assignment, held: always, adopted: true };
+        let plan = Plan { changes: vec![leftover], ..Plan::default() };
+        assert_eq!(totals(&plan), Totals { assignments_to_delete: 1, adopted_to_change: 1, ..Totals::default() });
+
+        let member = MemberId(1);
+        let wanted = Window { from: Some(Timestamp::from_unix_millis(0)), until: None };
+        let fixed = Change::FixWindow { member, user, group, assignment, held: always, wanted, adopted: true };
+        let plan =
+            Plan { changes: vec![Change::LinkUser { member }, fixed], foreign: vec![], taken_over_as_they_are: 1 };
+        assert_eq!(
+            totals(&plan),
+            Totals { users_to_link: 1, windows_to_fix: 1, adopted_to_change: 1, ..Totals::default() }
+        );
+        assert_eq!(totals_adopted(&plan), 2);
     }
 }
