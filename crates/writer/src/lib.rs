@@ -52,7 +52,8 @@ pub use status::{
     CallStats, HeldRepairStatus, LimiterStats, PauseStatus, ReconcileReport, RefusedGroup, RetryAfterHold,
     WINDOW_EDGE_LAG_BOUNDS_MS, WindowEdgeLag, WriterRole, WriterStatus,
 };
-pub use worker::{MANAGED_BY_KEY, MANAGED_BY_VALUE, REASON_HEADER, SEQUENCE_HEADER};
+pub use dead_letters::write::{REASON_HEADER, SEQUENCE_HEADER};
+pub use worker::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 
 use crate::status::StatusCell;
 use crate::worker::{Control, Shared};
