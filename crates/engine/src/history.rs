@@ -16,10 +16,10 @@ use futures::StreamExt;
 use ractor::ActorRef;
 
 use crate::EngineError;
-use crate::shard::{
-    CALL_TIMEOUT, Decoder, FEED_WINDOW, HistoricEvent, Positions, Reading, ShardMsg, command_message, outcome_message,
-    skipped_message,
+use crate::feed::{
+    Decoder, FEED_WINDOW, HistoricEvent, Positions, Reading, command_message, outcome_message, skipped_message,
 };
+use crate::shard::{CALL_TIMEOUT, ShardMsg};
 use crate::shared::Shared;
 
 pub(crate) async fn deliver(shared: &Shared, shards: &[(u32, ActorRef<ShardMsg>)]) -> Result<(), EngineError> {

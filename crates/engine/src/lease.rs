@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use doorsync_log::{Lease, LeaseHolder, Tenure};
-use doorsync_proto::Timestamp;
 use ractor::{Actor, ActorRef, ActorStatus};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::shard::{History, ShardActor, ShardArgs, ShardMsg};
+use crate::feed::History;
+use crate::shard::{ShardActor, ShardArgs, ShardMsg};
 use crate::{CALL_TIMEOUT_MS, EngineError, Inner};
 
 const ENGINE_PREFIX: &str = "engine.";
@@ -76,11 +76,10 @@ fn lease(inner: &Inner, key: String) -> Lease {
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut shutdown = inner.shutdown.subscribe();
     let clock = Arc::clone(&inner.shared.clock);
-    let every_millis = i64::try_from((inner.lease_ttl / 3).as_millis()).unwrap_or(i64::MAX);
+    let every = inner.lease_ttl / 3;
     loop {
-        let next_round = Timestamp::from_unix_millis(clock.now().as_unix_millis().saturating_add(every_millis));
         tokio::select! {
-            () = clock.sleep_until(next_round) => {}
+            () = clock.sleep_until(clock.now() + every) => {}
             // `wait_for` also sees a shutdown sent before this task first ran, which `changed`
             // would wait past until the next round.
             _ = shutdown.wait_for(|stopping| *stopping) => break,

@@ -9,17 +9,18 @@
 //! partition says how far the snapshots reach, and a restart resumes from there.
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 mod error;
 mod explain;
+mod feed;
 mod history;
 mod lease;
 mod member;
 pub mod metric_definitions;
-pub mod metric_definitions;
+mod schedule;
 mod shard;
 mod shared;
 mod skipped;
-mod wakeups;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,7 +59,8 @@ pub struct EngineOptions {
     /// A member with no message or wakeup for this long is snapshotted and its actor stopped.
     pub passivate_after: Duration,
     pub checkpoint_every: Duration,
-    /// How often shards look for idle members and due checkpoints, in the clock's time.
+    /// The least time, on the clock, between two of a shard's looks for idle members and a due
+    /// checkpoint: a shard looks when one can first be due, and no sooner than this after the last.
     pub housekeeping_every: Duration,
 }
 
@@ -128,7 +130,7 @@ pub async fn start(
         shutdown: watch::Sender::new(false),
         leases: Mutex::new(None),
     });
-    let started = lease::balance(&inner, shard::History::Delivered).await?;
+    let started = lease::balance(&inner, feed::History::Delivered).await?;
     history::deliver(&inner.shared, &started).await?;
     let task = tokio::spawn(lease::run(Arc::clone(&inner)));
     *inner.leases.lock().await = Some(task);

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::EngineError;
-use crate::shard::{MappingVersion, Reading, ShardMsg};
+use crate::feed::Reading;
+use crate::shard::{MappingVersion, ShardMsg};
 use crate::shared::Shared;
 use crate::skipped::{Read, read};
 

@@ -1,6 +1,8 @@
-//! One partition's actor: feeds each member's messages to its member actor (spawned on the
-//! first message, passivated when idle), wakes members at their next change, restarts crashed
-//! ones, and writes the partition's checkpoint.
+//! One partition's actor, the orchestration only: it hands each member's messages to its member
+//! actor (spawned on the first message, passivated when idle), wakes members at their next
+//! change, restarts crashed ones, and checkpoints. What it is fed comes from [`crate::feed`],
+//! when to wake from the pure [`Schedule`], and what a checkpoint holds from
+//! [`crate::checkpoint`].
 //!
 //! Startup reads the partition from its checkpoint on: first this engine's own commands (so
 //! members know what they already emitted), then outcomes, then events. Nobody is evaluated
@@ -10,27 +12,21 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use doorsync_access::{Mapping, MemberState};
-use doorsync_layout::Layout;
-use doorsync_log::{MessageStream, ReplayRequest, StoredMessage};
 use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Timestamp};
-use futures::StreamExt;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorRuntime, RpcReplyPort, SupervisionEvent};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::EngineError;
+use crate::checkpoint::{Checkpoint, save_snapshot, save_snapshots};
+use crate::feed::{HistoricEvent, History, Positions, Reading, feed};
 use crate::member::{EventTrace, MemberActor, MemberArgs, MemberEvents, MemberMsg, MemberSnapshot, StartFrom};
+use crate::schedule::{HousekeepingDue, Schedule};
 use crate::shared::Shared;
 use crate::skipped::{Read, SkippedMessage, SkippedMessages, read};
-use crate::wakeups::Wakeups;
 
-/// A feeder waits for the shard to catch up after this many messages, so that a replay of
-/// millions of events does not pile up in the shard's mailbox.
-pub(crate) const FEED_WINDOW: usize = 32_768;
-const RETRY_START_AFTER: Duration = Duration::from_secs(1);
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) enum ShardMsg {
@@ -67,8 +63,8 @@ pub(crate) enum ShardMsg {
         next_change: Option<Timestamp>,
         commands: usize,
     },
+    /// The schedule's next wake-up came: due members, and housekeeping if due.
     Wake,
-    Housekeeping,
     Checkpoint(RpcReplyPort<Result<(), EngineError>>),
     Inspect {
         member: MemberId,
@@ -90,16 +86,6 @@ pub(crate) enum ShardMsg {
     Crash(RpcReplyPort<()>),
     /// A message of the partition that is not doorsync's, skipped.
     Skipped(SkippedMessage),
-}
-
-/// An event from the engine's reading of history, still encoded: shards decode in parallel.
-pub(crate) struct HistoricEvent {
-    pub(crate) sequence: u64,
-    pub(crate) subject: String,
-    pub(crate) payload: Bytes,
-    /// The mapping's events go to every shard without them: commands never link to a mapping
-    /// change's trace.
-    pub(crate) headers: Vec<(String, String)>,
 }
 
 /// What a shard reports about itself.
@@ -136,49 +122,12 @@ pub struct ShardStats {
     pub latest_skipped: Vec<SkippedMessage>,
 }
 
-/// How far the partition's members' snapshots reach, and what is needed to resume.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Checkpoint {
-    events: u64,
-    mapping_events: u64,
-    commands: u64,
-    outcomes: u64,
-    /// When the mapping last changed (from its events): part of every command's time, so a
-    /// grant that returns after its group was unmapped and mapped again gets a new id.
-    mapping_changed_at: Timestamp,
-    /// The mapping as built from mapping events; the configured mapping is laid over it.
-    event_mapping: Mapping,
-    /// Every member with state in this partition, and when each next needs evaluating.
-    members: Vec<(MemberId, Option<Timestamp>)>,
-    /// The configuration every member was last evaluated with (see
-    /// [`configuration_digest`](doorsync_access::configuration_digest)); `None` in checkpoints
-    /// of builds that did not record it.
-    #[serde(default)]
-    evaluated_with: Option<[u8; 32]>,
-    #[serde(default)]
-    skipped: SkippedMessages,
-}
-
-pub(crate) fn checkpoint_key(partition: u32) -> String {
-    format!("checkpoint.{partition}")
-}
-
 pub(crate) struct ShardActor;
 
 pub(crate) struct ShardArgs {
     pub(crate) partition: u32,
     pub(crate) shared: Arc<Shared>,
     pub(crate) history: History,
-}
-
-/// Who reads a new shard's history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum History {
-    /// The shard reads its own partition (a partition taken over while running).
-    ReadOwn,
-    /// The engine reads every stream once for all the shards it starts with, and says
-    /// [`ShardMsg::HistoryDone`] at the end (see `history.rs`).
-    Delivered,
 }
 
 struct Live {
@@ -192,7 +141,7 @@ pub(crate) struct Shard {
     live: HashMap<MemberId, Live>,
     actors: HashMap<ActorId, MemberId>,
     known: HashSet<MemberId>,
-    wakeups: Wakeups,
+    schedule: Schedule,
     timer: watch::Sender<Option<Timestamp>>,
     event_mapping: Mapping,
     mapping: Arc<MappingVersion>,
@@ -234,23 +183,9 @@ impl Actor for ShardActor {
 
     async fn pre_start(&self, myself: ActorRef<ShardMsg>, args: ShardArgs) -> Result<Shard, ActorProcessingErr> {
         let ShardArgs { partition, shared, history } = args;
-        let stored = shared.kv.get(&checkpoint_key(partition)).await?;
+        let stored = Checkpoint::load(&shared, partition).await?;
         let started_from_checkpoint = stored.is_some();
-        let checkpoint: Checkpoint = match stored {
-            Some(entry) => rmp_serde::from_slice(&entry.value)
-                .map_err(|error| EngineError::Checkpoint { partition, reason: error.to_string() })?,
-            None => Checkpoint {
-                events: 0,
-                mapping_events: 0,
-                commands: 0,
-                outcomes: 0,
-                mapping_changed_at: Timestamp::from_unix_millis(0),
-                event_mapping: Mapping::default(),
-                members: Vec::new(),
-                evaluated_with: None,
-                skipped: SkippedMessages::default(),
-            },
-        };
+        let checkpoint = stored.unwrap_or_else(Checkpoint::beginning);
         // An edited configuration changes what members should have without any of their
         // records changing: everyone is evaluated again once the partition has caught up. The
         // edit also counts as a change of the mapping in the commands' time, so that a grant
@@ -282,7 +217,7 @@ impl Actor for ShardActor {
             live: HashMap::new(),
             actors: HashMap::new(),
             known: HashSet::new(),
-            wakeups: Wakeups::default(),
+            schedule: Schedule::default(),
             timer,
             events_position: checkpoint.events,
             outcomes_position: checkpoint.outcomes,
@@ -305,11 +240,10 @@ impl Actor for ShardActor {
         for (member, wake) in checkpoint.members {
             shard.known.insert(member);
             if let Some(at) = wake {
-                shard.schedule(member, Some(at));
+                shard.reschedule(member, Some(at));
             }
         }
         shard.tasks.push(tokio::spawn(run_timer(Arc::clone(&shared), timer_changes, myself.clone())));
-        shard.tasks.push(tokio::spawn(run_housekeeping(Arc::clone(&shared), myself.clone())));
         if history == History::ReadOwn {
             shard.tasks.push(tokio::spawn(feed(shared, partition, shard.positions(), history, myself)));
         }
@@ -370,8 +304,8 @@ impl Actor for ShardActor {
                     // Whatever it was sent is lost with it: the next start reads the log, and
                     // a wakeup makes sure there is a next start.
                     shard.needs_recovery.insert(member);
-                    let retry_at = shard.shared.clock.now().as_unix_millis() + RETRY_START_AFTER.as_millis() as i64;
-                    shard.schedule(member, Some(Timestamp::from_unix_millis(retry_at)));
+                    shard.schedule.retry_start(member, shard.shared.clock.now());
+                    shard.arm_timer();
                     tracing::warn!(partition = shard.partition, %member, %reason, "member actor failed to start; retrying");
                 }
             }
@@ -383,18 +317,21 @@ impl Actor for ShardActor {
             }
             ShardMsg::Evaluated { member, next_change, commands } => {
                 shard.commands_emitted += commands as u64;
-                shard.schedule(member, next_change);
+                shard.reschedule(member, next_change);
             }
             // Until the partition has caught up, a due member would be evaluated on half its
             // history; `caught_up` evaluates everyone due by then.
             ShardMsg::Wake if !shard.caught_up => {}
             ShardMsg::Wake => {
-                for member in shard.wakeups.take_due(shard.shared.clock.now()) {
+                let now = shard.shared.clock.now();
+                for member in shard.schedule.take_due(now) {
                     shard.evaluate(&myself, member).await?;
+                }
+                if shard.schedule.take_housekeeping(now) {
+                    shard.housekeeping().await?;
                 }
                 shard.arm_timer();
             }
-            ShardMsg::Housekeeping => shard.housekeeping().await?,
             ShardMsg::Checkpoint(reply) => {
                 let _ = reply.send(shard.checkpoint().await);
             }
@@ -494,7 +431,9 @@ impl Shard {
 
     async fn caught_up(&mut self, myself: &ActorRef<ShardMsg>) -> Result<(), EngineError> {
         self.caught_up = true;
-        let due = self.wakeups.take_due(self.shared.clock.now());
+        let now = self.shared.clock.now();
+        let due = self.schedule.take_due(now);
+        self.plan_housekeeping(now);
         self.arm_timer();
         let mut pending = std::mem::take(&mut self.to_evaluate);
         pending.extend(self.folding.keys().copied());
@@ -680,16 +619,18 @@ impl Shard {
         self.actors.insert(actor.get_id(), member);
         self.live.insert(member, Live { actor: actor.clone(), last_active: now });
         self.known.insert(member);
+        self.schedule.member_active(now, self.shared.passivate_after);
+        self.arm_timer();
         Ok(actor)
     }
 
-    fn schedule(&mut self, member: MemberId, next_change: Option<Timestamp>) {
-        self.wakeups.schedule(member, next_change);
+    fn reschedule(&mut self, member: MemberId, next_change: Option<Timestamp>) {
+        self.schedule.schedule(member, next_change);
         self.arm_timer();
     }
 
     fn arm_timer(&self) {
-        let earliest = self.wakeups.earliest();
+        let earliest = self.schedule.next_wake();
         self.timer.send_if_modified(|current| {
             let changed = *current != earliest;
             *current = earliest;
@@ -697,27 +638,37 @@ impl Shard {
         });
     }
 
+    /// Passivates idle members and writes the checkpoint if it is due, then plans the next
+    /// housekeeping.
     async fn housekeeping(&mut self) -> Result<(), EngineError> {
-        if !self.caught_up {
-            return Ok(());
-        }
         let now = self.shared.clock.now();
-        let idle_before = now.as_unix_millis() - self.shared.passivate_after.as_millis() as i64;
+        let passivate_after = self.shared.passivate_after;
         let idle: Vec<MemberId> = self
             .live
             .iter()
-            .filter(|(_, live)| live.last_active.as_unix_millis() < idle_before)
+            .filter(|(_, live)| live.last_active + passivate_after < now)
             .map(|(member, _)| *member)
             .collect();
         for member in idle {
             self.passivate(member).await?;
         }
-        if now.as_unix_millis() - self.last_checkpoint.as_unix_millis()
-            >= self.shared.checkpoint_every.as_millis() as i64
-        {
+        if self.last_checkpoint + self.shared.checkpoint_every <= now {
             self.checkpoint().await?;
         }
+        self.plan_housekeeping(now);
         Ok(())
+    }
+
+    fn plan_housekeeping(&mut self, now: Timestamp) {
+        let shared = &self.shared;
+        let due = HousekeepingDue {
+            last_checkpoint: self.last_checkpoint,
+            checkpoint_every: shared.checkpoint_every,
+            least_recently_active: self.live.values().map(|live| live.last_active).min(),
+            passivate_after: shared.passivate_after,
+            at_least_every: shared.housekeeping_every,
+        };
+        self.schedule.plan_housekeeping(now, &due);
     }
 
     async fn passivate(&mut self, member: MemberId) -> Result<(), EngineError> {
@@ -725,12 +676,9 @@ impl Shard {
             return Ok(());
         };
         self.actors.remove(&live.actor.get_id());
-        let saved = ractor::call_t!(live.actor, MemberMsg::Snapshot, CALL_TIMEOUT.as_millis() as u64);
+        let saved = save_snapshot(member, &live.actor).await;
         live.actor.stop(None);
-        match saved {
-            Ok(result) => result,
-            Err(error) => Err(EngineError::SnapshotNotSaved { member, reason: error.to_string() }),
-        }
+        saved
     }
 
     /// Saves every live member's snapshot, then the checkpoint that says how far they reach.
@@ -738,23 +686,7 @@ impl Shard {
         // Read before the snapshots: commands appended while they are written are replayed
         // (idempotently) after a restart rather than skipped.
         let commands = self.shared.log.last_sequence(&self.shared.layout.commands).await?;
-        let saves: Vec<_> = self
-            .live
-            .iter()
-            .map(|(member, live)| {
-                let actor = live.actor.clone();
-                let member = *member;
-                async move {
-                    match ractor::call_t!(actor, MemberMsg::Snapshot, CALL_TIMEOUT.as_millis() as u64) {
-                        Ok(result) => result,
-                        Err(error) => Err(EngineError::SnapshotNotSaved { member, reason: error.to_string() }),
-                    }
-                }
-            })
-            .collect();
-        for saved in futures::future::join_all(saves).await {
-            saved?;
-        }
+        save_snapshots(self.live.iter().map(|(member, live)| (*member, live.actor.clone()))).await?;
         let checkpoint = Checkpoint {
             events: self.events_position,
             mapping_events: self.mapping_position,
@@ -762,13 +694,11 @@ impl Shard {
             commands,
             outcomes: self.outcomes_position,
             event_mapping: self.event_mapping.clone(),
-            members: self.known.iter().map(|member| (*member, self.wakeups.saved(*member))).collect(),
+            members: self.known.iter().map(|member| (*member, self.schedule.saved(*member))).collect(),
             evaluated_with: self.evaluated_with,
             skipped: self.skipped.clone(),
         };
-        let encoded = rmp_serde::to_vec_named(&checkpoint)
-            .map_err(|error| EngineError::Checkpoint { partition: self.partition, reason: error.to_string() })?;
-        self.shared.kv.put(&checkpoint_key(self.partition), Bytes::from(encoded)).await?;
+        checkpoint.save(&self.shared, self.partition).await?;
         self.commands_position = commands;
         self.last_checkpoint = self.shared.clock.now();
         Ok(())
@@ -790,7 +720,7 @@ impl Shard {
             caught_up_at: self.caught_up_at,
             live_members: self.live.len(),
             known_members: self.known.len(),
-            scheduled_wakeups: self.wakeups.scheduled(),
+            scheduled_wakeups: self.schedule.scheduled(),
             events_position: self.events_position,
             commands_emitted: self.commands_emitted,
             member_restarts: self.member_restarts,
@@ -813,7 +743,7 @@ fn replay_behind(caught_up: bool, target: Option<u64>, position: u64) -> Option<
 
 /// Whole seconds from `from` to `to`, 0 if `to` is not later.
 fn seconds_between(from: Timestamp, to: Timestamp) -> u64 {
-    u64::try_from(to.as_unix_millis().saturating_sub(from.as_unix_millis()) / 1_000).unwrap_or(0)
+    to.saturating_duration_since(from).as_secs()
 }
 
 async fn run_timer(shared: Arc<Shared>, mut earliest: watch::Receiver<Option<Timestamp>>, shard: ActorRef<ShardMsg>) {
@@ -845,191 +775,6 @@ async fn run_timer(shared: Arc<Shared>, mut earliest: watch::Receiver<Option<Tim
             }
         }
     }
-}
-
-/// Asks for housekeeping every `every` of the clock's time; after a jump of the clock, once.
-async fn run_housekeeping(shared: Arc<Shared>, shard: ActorRef<ShardMsg>) {
-    let every = i64::try_from(shared.housekeeping_every.as_millis()).unwrap_or(i64::MAX);
-    loop {
-        let next = Timestamp::from_unix_millis(shared.clock.now().as_unix_millis().saturating_add(every));
-        shared.clock.sleep_until(next).await;
-        if shard.cast(ShardMsg::Housekeeping).is_err() {
-            return;
-        }
-    }
-}
-
-/// Where the shard's reading of each stream resumes (each the last sequence already handled).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Positions {
-    pub(crate) commands: u64,
-    pub(crate) outcomes: u64,
-    pub(crate) mapping_events: u64,
-    pub(crate) events: u64,
-}
-
-/// Feeds the shard: the partition's history first unless the engine delivers it, then what is
-/// appended from now on. Reports a failure to the shard, which stops (and its lease is taken
-/// again).
-async fn feed(shared: Arc<Shared>, partition: u32, positions: Positions, history: History, shard: ActorRef<ShardMsg>) {
-    let fed = async {
-        let positions = match history {
-            History::ReadOwn => read_history(&shared, partition, positions, &shard).await?,
-            History::Delivered => positions,
-        };
-        follow(&shared, partition, positions, &shard).await
-    };
-    if let Err(error) = fed.await {
-        let _ = shard.cast(ShardMsg::FeedFailed(error.to_string()));
-    }
-}
-
-/// The reads of a partition after its own commands: outcomes, the mapping, the member events.
-/// Each has exactly one subject filter: JetStream serves a consumer with several filters about
-/// thirty times slower (measured: 3,000 against 100,000 messages/s). The mapping subject is
-/// therefore read on its own; the fold does not depend on the mapping, so the order in which
-/// mapping and member events interleave does not change any member's state.
-fn partition_reads(layout: &Layout, partition: u32, positions: Positions) -> [(ReplayRequest, Decoder); 3] {
-    let subjects = &layout.subjects;
-    [
-        (
-            ReplayRequest::whole(&layout.outcomes)
-                .filtered([subjects.outcome_partition_filter(partition)])
-                .from_sequence(positions.outcomes + 1),
-            outcome_message,
-        ),
-        (
-            ReplayRequest::whole(&layout.events)
-                .filtered([subjects.mapping()])
-                .from_sequence(positions.mapping_events + 1),
-            event_message,
-        ),
-        (
-            ReplayRequest::whole(&layout.events)
-                .filtered([subjects.event_partition_filter(partition)])
-                .from_sequence(positions.events + 1),
-            event_message,
-        ),
-    ]
-}
-
-/// Reads the partition's history into the shard: this engine's own commands first (so members
-/// know what they already emitted), then the rest; returns where each read ended.
-async fn read_history(
-    shared: &Shared,
-    partition: u32,
-    positions: Positions,
-    shard: &ActorRef<ShardMsg>,
-) -> Result<Positions, EngineError> {
-    let layout = &shared.layout;
-    let commands = ReplayRequest::whole(&layout.commands)
-        .filtered([layout.subjects.command_partition_filter(partition)])
-        .from_sequence(positions.commands + 1);
-    let commands_last =
-        pump(shared, shared.log.replay(commands).await?, shard, command_message, Reading::History).await?;
-    let mut reached = [positions.outcomes, positions.mapping_events, positions.events];
-    for ((request, decode), last) in partition_reads(layout, partition, positions).into_iter().zip(&mut reached) {
-        if let Some(sequence) = pump(shared, shared.log.replay(request).await?, shard, decode, Reading::History).await?
-        {
-            *last = sequence;
-        }
-    }
-    shard.cast(ShardMsg::CaughtUp).map_err(|_| EngineError::ShardGone)?;
-    let [outcomes, mapping_events, events] = reached;
-    Ok(Positions { commands: commands_last.unwrap_or(positions.commands), outcomes, mapping_events, events })
-}
-
-/// Reads what is appended to the partition from `positions` on, for as long as the shard runs.
-async fn follow(
-    shared: &Arc<Shared>,
-    partition: u32,
-    positions: Positions,
-    shard: &ActorRef<ShardMsg>,
-) -> Result<(), EngineError> {
-    // A JoinSet aborts its tasks when dropped: when the shard stops (and aborts this task), the
-    // followers and the log handles they hold go with it.
-    let mut followers = tokio::task::JoinSet::new();
-    for (request, decode) in partition_reads(&shared.layout, partition, positions) {
-        let stream = shared.log.follow(request).await?;
-        let (shared, shard) = (Arc::clone(shared), shard.clone());
-        followers.spawn(async move { pump(&shared, stream, &shard, decode, Reading::Live).await });
-    }
-    // A follower only ends on an error; the first one takes the others down with it.
-    match followers.join_next().await {
-        Some(Ok(result)) => result.map(|_| ()),
-        Some(Err(join)) => Err(EngineError::Spawn(format!("a follower of partition {partition} stopped: {join}"))),
-        None => Ok(()),
-    }
-}
-
-pub(crate) type Decoder = fn(&Shared, &StoredMessage, Reading) -> Result<ShardMsg, EngineError>;
-
-/// Whether a message is read from history (a replay) or as it is appended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reading {
-    History,
-    Live,
-}
-
-fn event_message(shared: &Shared, message: &StoredMessage, reading: Reading) -> Result<ShardMsg, EngineError> {
-    let sequence = message.sequence;
-    Ok(match read::<Event>(sequence, &message.payload)? {
-        Read::Message(envelope) => {
-            ShardMsg::Event { sequence, envelope, trace: EventTrace::from_headers(&message.headers, reading) }
-        }
-        Read::Garbage(reason) => skipped_message(shared, &shared.layout.events, message, reason),
-    })
-}
-
-pub(crate) fn command_message(shared: &Shared, message: &StoredMessage, _: Reading) -> Result<ShardMsg, EngineError> {
-    let sequence = message.sequence;
-    Ok(match read::<Command>(sequence, &message.payload)? {
-        Read::Message(envelope) => ShardMsg::Command { sequence, command: envelope.message },
-        Read::Garbage(reason) => skipped_message(shared, &shared.layout.commands, message, reason),
-    })
-}
-
-pub(crate) fn outcome_message(shared: &Shared, message: &StoredMessage, _: Reading) -> Result<ShardMsg, EngineError> {
-    let sequence = message.sequence;
-    Ok(match read::<Outcome>(sequence, &message.payload)? {
-        Read::Message(envelope) => ShardMsg::Outcome { sequence, outcome: envelope.message },
-        Read::Garbage(reason) => skipped_message(shared, &shared.layout.outcomes, message, reason),
-    })
-}
-
-pub(crate) fn skipped_message(shared: &Shared, stream: &str, message: &StoredMessage, reason: String) -> ShardMsg {
-    ShardMsg::Skipped(SkippedMessage {
-        stream: stream.to_owned(),
-        subject: message.subject.clone(),
-        sequence: message.sequence,
-        reason,
-        skipped_at: shared.clock.now(),
-    })
-}
-
-/// Forwards every message of `stream` to the shard, pausing every [`FEED_WINDOW`] messages
-/// until the shard has handled them. Returns the last sequence forwarded.
-async fn pump(
-    shared: &Shared,
-    mut stream: MessageStream,
-    shard: &ActorRef<ShardMsg>,
-    to_message: Decoder,
-    reading: Reading,
-) -> Result<Option<u64>, EngineError> {
-    let mut last = None;
-    let mut in_window = 0;
-    while let Some(message) = stream.next().await {
-        let message = message?;
-        shard.cast(to_message(shared, &message, reading)?).map_err(|_| EngineError::ShardGone)?;
-        last = Some(message.sequence);
-        in_window += 1;
-        if in_window == FEED_WINDOW {
-            in_window = 0;
-            ractor::call_t!(shard, ShardMsg::Barrier, CALL_TIMEOUT.as_millis() as u64)
-                .map_err(|_| EngineError::ShardGone)?;
-        }
-    }
-    Ok(last)
 }
 
 #[cfg(test)]
