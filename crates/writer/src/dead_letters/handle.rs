@@ -54,7 +54,7 @@ pub async fn retry(
     kv.put(&key, encode_handled(&record)?).await.map_err(|source| DeadLetterError::RecordRetry {
         key,
         appended: appended.sequence,
-        source,
+        source: Box::new(source),
     })?;
     advance_handled_through(log, layout, kv.as_ref()).await?;
     Ok(Ok(retried))
@@ -93,7 +93,7 @@ pub async fn drop_letter(
         }
         // Handled by someone else in the meantime.
         Err(LogError::KvConflict { .. }) => handled(kv.as_ref(), letter.sequence).await,
-        Err(source) => Err(DeadLetterError::RecordDrop { key, source }),
+        Err(source) => Err(DeadLetterError::RecordDrop { key, source: Box::new(source) }),
     }
 }
 
@@ -111,7 +111,8 @@ async fn advance_handled_through(
 ) -> Result<(), DeadLetterError> {
     let stream = &layout.dead_letters;
     let start = handled_through(kv).await?;
-    let reading = |source| DeadLetterError::ReadLetters { stream: stream.clone(), from: start + 1, source };
+    let reading =
+        |source| DeadLetterError::ReadLetters { stream: stream.clone(), from: start + 1, source: Box::new(source) };
     let mut replay = log.replay(ReplayRequest::whole(stream).from_sequence(start + 1)).await.map_err(reading)?;
     let mut through = start;
     while let Some(message) = replay.try_next().await.map_err(reading)? {
@@ -138,7 +139,7 @@ async fn newer_for_same_target(
 ) -> Result<Option<u64>, DeadLetterError> {
     let subject = layout.subjects.command(command.member());
     let request = ReplayRequest::whole(&layout.commands).filtered([subject]).from_sequence(after + 1);
-    let reading = |source| DeadLetterError::ReadLaterCommands { member: command.member(), source };
+    let reading = |source| DeadLetterError::ReadLaterCommands { member: command.member(), source: Box::new(source) };
     let mut replay = log.replay(request).await.map_err(reading)?;
     let mut newest = None;
     while let Some(message) = replay.try_next().await.map_err(reading)? {

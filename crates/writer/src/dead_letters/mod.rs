@@ -127,20 +127,20 @@ pub enum DeadLetterError {
     OpenBucket {
         bucket: String,
         #[source]
-        source: LogError,
+        source: Box<LogError>,
     },
     #[error("reading the end of stream {stream}")]
     StreamEnd {
         stream: String,
         #[source]
-        source: LogError,
+        source: Box<LogError>,
     },
     #[error("reading the dead letters (stream {stream}) from {from}")]
     ReadLetters {
         stream: String,
         from: u64,
         #[source]
-        source: LogError,
+        source: Box<LogError>,
     },
     #[error("there is no dead letter {sequence}: `doorsync dlq list --all` shows them all")]
     NoSuchLetter { sequence: u64 },
@@ -148,7 +148,7 @@ pub enum DeadLetterError {
     ReadKey {
         key: String,
         #[source]
-        source: LogError,
+        source: Box<LogError>,
     },
     #[error("{HANDLED_THROUGH_KEY} in the writer's bucket is not a sequence; delete it to rebuild it")]
     HandledThroughUnreadable,
@@ -162,7 +162,7 @@ pub enum DeadLetterError {
     ReadLaterCommands {
         member: MemberId,
         #[source]
-        source: LogError,
+        source: Box<LogError>,
     },
     #[error("encoding the command again")]
     EncodeCommand(#[source] EncodeError),
@@ -180,13 +180,13 @@ pub enum DeadLetterError {
         key: String,
         appended: u64,
         #[source]
-        source: LogError,
+        source: Box<LogError>,
     },
     #[error("recording the drop under {key}")]
     RecordDrop {
         key: String,
         #[source]
-        source: LogError,
+        source: Box<LogError>,
     },
     #[error("recording {HANDLED_THROUGH_KEY} in the writer's bucket")]
     RecordHandledThrough(#[source] LogError),

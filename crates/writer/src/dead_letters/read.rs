@@ -27,7 +27,7 @@ pub async fn dead_letters(log: &dyn EventLog, layout: &Layout) -> Result<Vec<Dea
     let last = log
         .last_sequence(stream)
         .await
-        .map_err(|source| DeadLetterError::StreamEnd { stream: stream.clone(), source })?;
+        .map_err(|source| DeadLetterError::StreamEnd { stream: stream.clone(), source: Box::new(source) })?;
     let recent = last.saturating_sub(RECENT_DEAD_LETTERS - 1).max(1);
     let waiting_from = handled_through(kv.as_ref()).await?.saturating_add(1);
     read_dead_letters(log, kv.as_ref(), stream, recent.min(waiting_from)).await
@@ -43,7 +43,8 @@ pub async fn every_dead_letter(log: &dyn EventLog, layout: &Layout) -> Result<Ve
 pub async fn dead_letter(log: &dyn EventLog, layout: &Layout, sequence: u64) -> Result<DeadLetter, DeadLetterError> {
     let kv = writer_bucket(log, layout).await?;
     let stream = &layout.dead_letters;
-    let reading = |source| DeadLetterError::ReadLetters { stream: stream.clone(), from: sequence, source };
+    let reading =
+        |source| DeadLetterError::ReadLetters { stream: stream.clone(), from: sequence, source: Box::new(source) };
     let mut replay = log.replay(ReplayRequest::whole(stream).from_sequence(sequence)).await.map_err(reading)?;
     match replay.try_next().await.map_err(reading)? {
         Some(message) if message.sequence == sequence => read_letter(&message, kv.as_ref()).await,
@@ -57,7 +58,7 @@ async fn read_dead_letters(
     stream: &str,
     from: u64,
 ) -> Result<Vec<DeadLetter>, DeadLetterError> {
-    let reading = |source| DeadLetterError::ReadLetters { stream: stream.to_owned(), from, source };
+    let reading = |source| DeadLetterError::ReadLetters { stream: stream.to_owned(), from, source: Box::new(source) };
     let mut replay = log.replay(ReplayRequest::whole(stream).from_sequence(from)).await.map_err(reading)?;
     let mut letters = Vec::new();
     while let Some(message) = replay.try_next().await.map_err(reading)? {
@@ -68,7 +69,9 @@ async fn read_dead_letters(
 
 pub(super) async fn writer_bucket(log: &dyn EventLog, layout: &Layout) -> Result<Arc<dyn KeyValue>, DeadLetterError> {
     let bucket = &layout.writer_bucket;
-    log.key_value(bucket).await.map_err(|source| DeadLetterError::OpenBucket { bucket: bucket.clone(), source })
+    log.key_value(bucket)
+        .await
+        .map_err(|source| DeadLetterError::OpenBucket { bucket: bucket.clone(), source: Box::new(source) })
 }
 
 async fn read_letter(message: &StoredMessage, kv: &dyn KeyValue) -> Result<DeadLetter, DeadLetterError> {
@@ -98,7 +101,8 @@ pub(super) fn handled_key(sequence: u64) -> String {
 /// What was done about the letter at `sequence`, if anything.
 pub(super) async fn handled(kv: &dyn KeyValue, sequence: u64) -> Result<Option<Handled>, DeadLetterError> {
     let key = handled_key(sequence);
-    let Some(entry) = kv.get(&key).await.map_err(|source| DeadLetterError::ReadKey { key: key.clone(), source })?
+    let Some(entry) =
+        kv.get(&key).await.map_err(|source| DeadLetterError::ReadKey { key: key.clone(), source: Box::new(source) })?
     else {
         return Ok(None);
     };
@@ -111,7 +115,7 @@ pub(super) async fn handled_through(kv: &dyn KeyValue) -> Result<u64, DeadLetter
     let entry = kv
         .get(HANDLED_THROUGH_KEY)
         .await
-        .map_err(|source| DeadLetterError::ReadKey { key: HANDLED_THROUGH_KEY.to_owned(), source })?;
+        .map_err(|source| DeadLetterError::ReadKey { key: HANDLED_THROUGH_KEY.to_owned(), source: Box::new(source) })?;
     let Some(entry) = entry else { return Ok(0) };
     std::str::from_utf8(&entry.value)
         .ok()
