@@ -2,7 +2,6 @@
 #![forbid(unsafe_code)]
 
 mod commands;
-mod demo;
 mod ops;
 mod page;
 
@@ -166,7 +165,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             commands::reconcile(config, &writer_url, confirm).await
         }
         Command::Demo { data_dir, members, seconds } => {
-            demo::run(demo::DemoOptions { data_dir, members, seconds }).await
+            doorsync_demo::run(doorsync_demo::DemoOptions { data_dir, members, seconds, status_page: page::routes })
+                .await
         }
         Command::Explain { member, at } => commands::explain(config, &member, at.as_deref()).await,
         Command::Status { url } => commands::status(config, &url).await,

@@ -3,6 +3,7 @@
 //! which open or close doors within minutes); all of doorsync's roles on an embedded log,
 //! configured like any deployment and fed by signed webhooks; and while it runs, a change in
 //! Nexudus every few seconds. It prints what Kisi holds as it changes, and where the status page is.
+#![forbid(unsafe_code)]
 
 mod narrate;
 mod settings;
@@ -16,12 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use axum::Router;
 use doorsync_access::{AccessPolicy, Mapping};
 use doorsync_clock::{SharedClock, SystemClock};
 use doorsync_config::Config;
 use doorsync_log::ReplayRequest;
 use doorsync_nexudus::Secret;
-use doorsync_node::{Context, Process, RoleSet, setup};
+use doorsync_node::{Context, Process, RoleSet, Running, setup};
 use doorsync_proto::{Outcome, Timestamp};
 use doorsync_writer::{ReconcileReport, WriterError};
 use futures::StreamExt;
@@ -39,14 +41,16 @@ use world::{KISI_REQUESTS_PER_SECOND, World};
 const SEED: u64 = 2_024;
 
 #[derive(Debug)]
-pub(crate) struct DemoOptions {
-    pub(crate) data_dir: Option<PathBuf>,
-    pub(crate) members: u32,
+pub struct DemoOptions {
+    pub data_dir: Option<PathBuf>,
+    pub members: u32,
     /// `None`: until Ctrl-C or SIGTERM.
-    pub(crate) seconds: Option<u64>,
+    pub seconds: Option<u64>,
+    /// The status page's routes, served on the admin listener with the roles' own.
+    pub status_page: fn(&Running) -> Router,
 }
 
-pub(crate) async fn run(options: DemoOptions) -> anyhow::Result<()> {
+pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let mut signals = StopSignals::listen()?;
     let temporary;
     let data_dir = match &options.data_dir {
@@ -86,7 +90,7 @@ async fn show(
 ) -> anyhow::Result<()> {
     let (mut workload, generated) = Workload::generate(world, rng, clock.now())?;
     let config = settings::config(world, data_dir)?;
-    let (process, mapping) = start_doorsync(config.clone()).await?;
+    let (process, mapping) = start_doorsync(config.clone(), options.status_page).await?;
     let webhooks = register_webhooks(world, &process)?;
     let admin = process.admin.local_addr();
     let explain_config = settings::write_explain_config(&config, admin, data_dir)?;
@@ -114,14 +118,13 @@ async fn show(
     watched
 }
 
-/// Starts every role as `commands::serve` does; returns the process and the mapping it runs with.
-async fn start_doorsync(config: Config) -> anyhow::Result<(Process, Mapping)> {
+/// Starts every role as `doorsync run` does; returns the process and the mapping it runs with.
+async fn start_doorsync(config: Config, status_page: fn(&Running) -> Router) -> anyhow::Result<(Process, Mapping)> {
     let context = Context::with(config);
     let layout = setup::layout(&context.config)?;
     let opened = setup::open_log(&context.config, &layout, None, "demo").await?;
     let mapping = setup::mapping(&context.config).await?;
-    let process =
-        doorsync_node::start(&context, RoleSet::ALL, opened, layout, mapping.clone(), crate::page::routes).await?;
+    let process = doorsync_node::start(&context, RoleSet::ALL, opened, layout, mapping.clone(), status_page).await?;
     Ok((process, mapping))
 }
 
