@@ -67,12 +67,12 @@ impl Checkpoint {
         };
         rmp_serde::from_slice(&entry.value)
             .map(Some)
-            .map_err(|error| EngineError::Checkpoint { partition, reason: error.to_string() })
+            .map_err(|source| EngineError::CheckpointUnreadable { partition, source })
     }
 
     pub(crate) async fn save(&self, shared: &Shared, partition: u32) -> Result<(), EngineError> {
-        let encoded = rmp_serde::to_vec_named(self)
-            .map_err(|error| EngineError::Checkpoint { partition, reason: error.to_string() })?;
+        let encoded =
+            rmp_serde::to_vec_named(self).map_err(|source| EngineError::CheckpointUnencodable { partition, source })?;
         shared.kv.put(&checkpoint_key(partition), Bytes::from(encoded)).await?;
         Ok(())
     }
@@ -82,7 +82,7 @@ impl Checkpoint {
 pub(crate) async fn save_snapshot(member: MemberId, actor: &ActorRef<MemberMsg>) -> Result<(), EngineError> {
     match ractor::call_t!(actor, MemberMsg::Snapshot, CALL_TIMEOUT.as_millis() as u64) {
         Ok(result) => result,
-        Err(error) => Err(EngineError::SnapshotNotSaved { member, reason: error.to_string() }),
+        Err(error) => Err(EngineError::SnapshotNotSaved { member, source: error.map(|_| ()) }),
     }
 }
 

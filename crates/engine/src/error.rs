@@ -1,5 +1,5 @@
 use doorsync_log::LogError;
-use doorsync_proto::MemberId;
+use doorsync_proto::{DecodeError, MemberId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -8,17 +8,61 @@ pub enum EngineError {
     #[error("encoding a command: {0}")]
     Encode(#[from] doorsync_proto::EncodeError),
     #[error(
-        "message {sequence} in the log cannot be read ({reason}); was it written by a newer doorsync? Upgrade this engine"
+        "message {sequence} in the log cannot be read ({source}); was it written by a newer doorsync? Upgrade this engine"
     )]
-    Undecodable { sequence: u64, reason: String },
-    #[error("snapshot of member {member}: {reason}")]
-    Snapshot { member: MemberId, reason: String },
-    #[error("checkpoint of partition {partition}: {reason}")]
-    Checkpoint { partition: u32, reason: String },
-    #[error("member {member} did not save its snapshot: {reason}")]
-    SnapshotNotSaved { member: MemberId, reason: String },
-    #[error("starting an actor: {0}")]
-    Spawn(String),
+    Undecodable {
+        sequence: u64,
+        #[source]
+        source: DecodeError,
+    },
+    #[error("the snapshot of member {member} cannot be read: {source}")]
+    SnapshotUnreadable {
+        member: MemberId,
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    #[error("the snapshot of member {member} cannot be encoded: {source}")]
+    SnapshotUnencodable {
+        member: MemberId,
+        #[source]
+        source: rmp_serde::encode::Error,
+    },
+    #[error("the checkpoint of partition {partition} cannot be read: {source}")]
+    CheckpointUnreadable {
+        partition: u32,
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    #[error("the checkpoint of partition {partition} cannot be encoded: {source}")]
+    CheckpointUnencodable {
+        partition: u32,
+        #[source]
+        source: rmp_serde::encode::Error,
+    },
+    #[error("member {member} did not save its snapshot: {source}")]
+    SnapshotNotSaved {
+        member: MemberId,
+        #[source]
+        source: ractor::RactorErr<()>,
+    },
+    #[error("starting {what}: {source}")]
+    Spawn {
+        what: String,
+        #[source]
+        source: ractor::SpawnErr,
+    },
+    #[error("{what} stopped: {source}")]
+    TaskStopped {
+        what: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("partition {partition}: reading the log failed: {source}")]
+    Feed {
+        partition: u32,
+        #[source]
+        source: Box<EngineError>,
+    },
     #[error("the shard actor stopped")]
     ShardGone,
     #[error("partition {partition} is not owned by this engine")]

@@ -70,7 +70,7 @@ pub(crate) async fn feed(
         follow(&shared, partition, positions, &shard).await
     };
     if let Err(error) = fed.await {
-        let _ = shard.cast(ShardMsg::FeedFailed(error.to_string()));
+        let _ = shard.cast(ShardMsg::FeedFailed(error));
     }
 }
 
@@ -147,7 +147,9 @@ async fn follow(
     // A follower only ends on an error; the first one takes the others down with it.
     match followers.join_next().await {
         Some(Ok(result)) => result.map(|_| ()),
-        Some(Err(join)) => Err(EngineError::Spawn(format!("a follower of partition {partition} stopped: {join}"))),
+        Some(Err(source)) => {
+            Err(EngineError::TaskStopped { what: format!("a follower of partition {partition}"), source })
+        }
         None => Ok(()),
     }
 }

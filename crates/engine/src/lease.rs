@@ -162,7 +162,7 @@ async fn start_shard(
     let args = ShardArgs { partition, shared: Arc::clone(&inner.shared), history };
     let (shard, _) = ShardActor::spawn(None, ShardActor, args)
         .await
-        .map_err(|error| EngineError::Spawn(format!("shard for partition {partition}: {error}")))?;
+        .map_err(|source| EngineError::Spawn { what: format!("the shard of partition {partition}"), source })?;
     tracing::info!(engine = %inner.engine_id, partition, "took partition lease");
     let (stop_holding, stopped) = watch::channel(false);
     let holding = tokio::spawn({

@@ -215,9 +215,7 @@ async fn load_snapshot(shared: &Shared, member: MemberId) -> Result<Option<Membe
     let Some(entry) = shared.kv.get(&snapshot_key(member)).await? else {
         return Ok(None);
     };
-    rmp_serde::from_slice(&entry.value)
-        .map(Some)
-        .map_err(|error| EngineError::Snapshot { member, reason: error.to_string() })
+    rmp_serde::from_slice(&entry.value).map(Some).map_err(|source| EngineError::SnapshotUnreadable { member, source })
 }
 
 impl Member {
@@ -344,7 +342,7 @@ impl Member {
         }
         let member = self.id();
         let encoded = rmp_serde::to_vec_named(&self.snapshot)
-            .map_err(|error| EngineError::Snapshot { member, reason: error.to_string() })?;
+            .map_err(|source| EngineError::SnapshotUnencodable { member, source })?;
         self.shared.kv.put(&snapshot_key(member), Bytes::from(encoded)).await?;
         self.dirty = false;
         Ok(())

@@ -34,7 +34,7 @@ pub(crate) enum ShardMsg {
     MemberFailedToStart {
         member: MemberId,
         actor: ActorId,
-        reason: String,
+        error: EngineError,
     },
     /// Several encoded events at once, from the engine's reading of history.
     Events(Vec<HistoricEvent>),
@@ -57,7 +57,7 @@ pub(crate) enum ShardMsg {
     },
     CaughtUp,
     Barrier(RpcReplyPort<()>),
-    FeedFailed(String),
+    FeedFailed(EngineError),
     Evaluated {
         member: MemberId,
         next_change: Option<Timestamp>,
@@ -298,7 +298,7 @@ impl Actor for ShardActor {
                 shard.tasks.push(tokio::spawn(live));
             }
             ShardMsg::CaughtUp => shard.caught_up(&myself).await?,
-            ShardMsg::MemberFailedToStart { member, actor, reason } => {
+            ShardMsg::MemberFailedToStart { member, actor, error } => {
                 if shard.actors.remove(&actor).is_some() {
                     shard.live.remove(&member);
                     // Whatever it was sent is lost with it: the next start reads the log, and
@@ -306,14 +306,14 @@ impl Actor for ShardActor {
                     shard.needs_recovery.insert(member);
                     shard.schedule.retry_start(member, shard.shared.clock.now());
                     shard.arm_timer();
-                    tracing::warn!(partition = shard.partition, %member, %reason, "member actor failed to start; retrying");
+                    tracing::warn!(partition = shard.partition, %member, %error, "member actor failed to start; retrying");
                 }
             }
             ShardMsg::Barrier(reply) => {
                 let _ = reply.send(());
             }
-            ShardMsg::FeedFailed(reason) => {
-                return Err(format!("partition {}: reading the log failed: {reason}", shard.partition).into());
+            ShardMsg::FeedFailed(error) => {
+                return Err(EngineError::Feed { partition: shard.partition, source: Box::new(error) }.into());
             }
             ShardMsg::Evaluated { member, next_change, commands } => {
                 shard.commands_emitted += commands as u64;
@@ -605,16 +605,17 @@ impl Shard {
         // Not awaited: waiting for each new actor to be scheduled and started made replays
         // crawl. Messages queue until it has started; if starting fails the shard hears of it.
         let (actor, started) = ActorRuntime::spawn_linked_instant(None, MemberActor, args, myself.get_cell())
-            .map_err(|error| EngineError::Spawn(format!("member {member}: {error}")))?;
+            .map_err(|source| EngineError::Spawn { what: format!("the actor of member {member}"), source })?;
         let shard = myself.clone();
         let actor_id = actor.get_id();
         tokio::spawn(async move {
-            let failure = match started.await {
+            let what = || format!("the actor of member {member}");
+            let error = match started.await {
                 Ok(Ok(_)) => return,
-                Ok(Err(error)) => error.to_string(),
-                Err(join) => join.to_string(),
+                Ok(Err(source)) => EngineError::Spawn { what: what(), source },
+                Err(source) => EngineError::TaskStopped { what: what(), source },
             };
-            let _ = shard.cast(ShardMsg::MemberFailedToStart { member, actor: actor_id, reason: failure });
+            let _ = shard.cast(ShardMsg::MemberFailedToStart { member, actor: actor_id, error });
         });
         self.actors.insert(actor.get_id(), member);
         self.live.insert(member, Live { actor: actor.clone(), last_active: now });

@@ -40,7 +40,7 @@ pub(crate) fn read<M: WireMessage + DeserializeOwned>(sequence: u64, payload: &[
     match doorsync_proto::decode::<M>(payload) {
         Ok(envelope) => Ok(Read::Message(Box::new(envelope))),
         Err(DecodeError::Malformed(error)) => Ok(Read::Garbage(format!("not a doorsync message: {error}"))),
-        Err(error) => Err(EngineError::Undecodable { sequence, reason: error.to_string() }),
+        Err(source) => Err(EngineError::Undecodable { sequence, source }),
     }
 }
 
