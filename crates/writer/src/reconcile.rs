@@ -16,17 +16,17 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use doorsync_kisi::{KisiError, RoleAssignment};
+use doorsync_kisi::{KisiError, RoleAssignment, User};
 use doorsync_log::{KeyValue, LogError};
 use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberId, Outcome, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::WriterError;
 use crate::backlog::Key;
-use crate::gateway::{ASSIGNMENTS_PAGE, CallError};
-use crate::knowledge::{GroupDesire, KnownAssignment};
+use crate::gateway::CallError;
+use crate::knowledge::{GroupDesire, Knowledge, KnownAssignment, UserDesire};
 use crate::status::{HeldRepairStatus, ReconcileReport};
-use crate::worker::{Active, Driven, Refusal};
+use crate::worker::{Creators, Driven, Refusal};
+use crate::{WriterError, WriterOptions};
 
 const HELD_KEY: &str = "held-repair";
 
@@ -77,27 +77,98 @@ enum Repair {
     Window(MemberId, KisiGroupId, GroupDesire),
 }
 
-impl Active<'_> {
+/// What the reconciler goes by of the writer's options.
+#[derive(Debug, Clone)]
+pub(crate) struct ReconcileOptions {
+    account: String,
+    /// Whether each managed user is read too (see [`WriterOptions::reconcile_users`]).
+    users: bool,
+    /// Listed besides the groups named in commands.
+    groups: Vec<KisiGroupId>,
+    manage_found_users: bool,
+    touch_foreign_assignments: bool,
+    mass_revocation_share: f64,
+}
+
+impl ReconcileOptions {
+    pub(crate) fn of(options: &WriterOptions) -> Self {
+        Self {
+            account: options.account.clone(),
+            users: options.reconcile_users,
+            groups: options.reconcile_groups.clone(),
+            manage_found_users: options.manage_found_users,
+            touch_foreign_assignments: options.modify_foreign_assignments,
+            mass_revocation_share: options.mass_revocation_share,
+        }
+    }
+}
+
+/// What the reconciler needs of the active writer, and all it may use of it: its knowledge, the
+/// commands waiting, its calls to Kisi (through its limiter and lease, a 403 on an id read as the
+/// id gone once the key is known to work), its drives of one key to a desire, its outcomes, its
+/// pause and its status.
+pub(crate) trait ActiveWriter {
+    fn reconcile_options(&self) -> ReconcileOptions;
+    fn now(&self) -> Timestamp;
+    /// Kisi requests made so far.
+    fn calls_total(&self) -> u64;
+    /// Why the writer cannot reconcile now, if it cannot.
+    fn paused_error(&self) -> Option<WriterError>;
+    fn knowledge(&self) -> &Knowledge;
+    fn knowledge_mut(&mut self) -> &mut Knowledge;
+    fn creators(&self) -> &Creators;
+    /// Whether a command for `key` waits: it is left to the command.
+    fn is_waiting(&self, key: Key) -> bool;
+    async fn read_user(&mut self, user: KisiUserId) -> Result<User, CallError>;
+    async fn group_assignments(&mut self, group: KisiGroupId) -> Result<Vec<RoleAssignment>, CallError>;
+    async fn delete_assignment(&mut self, assignment: KisiAssignmentId) -> Result<(), CallError>;
+    async fn drive_user(&mut self, member: MemberId, desire: &UserDesire) -> Driven;
+    async fn drive_group(&mut self, member: MemberId, group: KisiGroupId, desire: GroupDesire) -> Driven;
+    async fn save_quietly(&self, member: MemberId);
+    async fn publish(&self, outcome: Outcome, occurred_at: Timestamp) -> Result<(), WriterError>;
+    async fn whom_kisi_refused(&mut self, error: &KisiError) -> Refusal;
+    fn pause(&mut self, error: &KisiError);
+    fn note_refused_group(&self, group: KisiGroupId, reason: String);
+    fn held(&self) -> Option<&HeldRepair>;
+    /// Keeps `held` as the repair waiting for an operator, and shows it in the status.
+    fn set_held(&mut self, held: Option<HeldRepair>);
+    /// Shows the report of a reconciliation that finished in the status.
+    fn reconciled(&self, report: &ReconcileReport);
+}
+
+/// One reconciliation, or one confirmation of the held revocations, by an active writer.
+pub(crate) struct Reconciler<'w, W> {
+    writer: &'w mut W,
+    options: ReconcileOptions,
+}
+
+impl<'w, W: ActiveWriter> Reconciler<'w, W> {
+    pub(crate) fn new(writer: &'w mut W) -> Self {
+        let options = writer.reconcile_options();
+        Self { writer, options }
+    }
+
     /// One reconciliation: read the managed users and groups, repair, hold a mass revocation.
     pub(crate) async fn reconcile(&mut self) -> Result<ReconcileReport, WriterError> {
-        if let Some(paused) = self.paused_error() {
+        if let Some(paused) = self.writer.paused_error() {
             return Err(paused);
         }
-        let calls_before = self.shared.status.calls_total();
-        self.knowledge.load_all().await?;
+        let calls_before = self.writer.calls_total();
+        self.writer.knowledge_mut().load_all().await?;
         let mut report = ReconcileReport::default();
-        if self.shared.options.reconcile_users {
+        if self.options.users {
             self.reconcile_users(&mut report).await?;
         }
         let (repairs, revocations) = self.compare_groups(&mut report).await?;
         for repair in repairs {
             self.repair(repair, &mut report).await?;
         }
-        let managed_members = self.knowledge.members().filter(|(_, record)| record.live_user().is_some()).count();
+        let managed_members =
+            self.writer.knowledge().members().filter(|(_, record)| record.live_user().is_some()).count();
         let members_affected = revocations.iter().map(|revocation| revocation.user).collect::<BTreeSet<_>>().len();
-        let limit = self.shared.options.mass_revocation_share * managed_members as f64;
+        let limit = self.options.mass_revocation_share * managed_members as f64;
         if members_affected as f64 > limit {
-            let held = HeldRepair { revocations, members_affected, managed_members, found_at: self.shared.clock.now() };
+            let held = HeldRepair { revocations, members_affected, managed_members, found_at: self.writer.now() };
             tracing::warn!(
                 revocations = held.revocations.len(),
                 members_affected,
@@ -110,42 +181,41 @@ impl Active<'_> {
             report.revoked += self.revoke(revocations, &mut report).await?;
             self.hold(None).await?;
         }
-        report.calls = self.shared.status.calls_total() - calls_before;
-        self.shared.status.lock().last_reconcile = Some(report.clone());
-        let now = self.shared.clock.now();
-        crate::knowledge::save_reconciled_at(self.knowledge.kv(), &self.shared.options.account, now).await?;
+        report.calls = self.writer.calls_total() - calls_before;
+        self.writer.reconciled(&report);
+        let now = self.writer.now();
+        crate::knowledge::save_reconciled_at(self.writer.knowledge().kv(), &self.options.account, now).await?;
         Ok(report)
     }
 
     /// Carries out the held revocations that are still wanted.
     pub(crate) async fn confirm_held(&mut self) -> Result<ReconcileReport, WriterError> {
-        if let Some(paused) = self.paused_error() {
+        if let Some(paused) = self.writer.paused_error() {
             return Err(paused);
         }
-        let Some(held) = self.held.clone() else { return Err(WriterError::NothingHeld) };
-        let calls_before = self.shared.status.calls_total();
-        self.knowledge.load_all().await?;
+        let Some(held) = self.writer.held().cloned() else { return Err(WriterError::NothingHeld) };
+        let calls_before = self.writer.calls_total();
+        self.writer.knowledge_mut().load_all().await?;
         let mut report = ReconcileReport::default();
         report.revoked = self.revoke(held.revocations, &mut report).await?;
         self.hold(None).await?;
-        report.calls = self.shared.status.calls_total() - calls_before;
+        report.calls = self.writer.calls_total() - calls_before;
         tracing::info!(revoked = report.revoked, "held revocations confirmed and carried out");
         Ok(report)
     }
 
     async fn hold(&mut self, held: Option<HeldRepair>) -> Result<(), WriterError> {
-        let kv = self.knowledge.kv();
+        let kv = self.writer.knowledge().kv();
         match &held {
             Some(held) => {
                 let encoded = rmp_serde::to_vec_named(held)
                     .map_err(|error| WriterError::Encode { what: "a held repair", reason: error.to_string() })?;
                 kv.put(HELD_KEY, Bytes::from(encoded)).await?;
             }
-            None if self.held.is_some() => kv.delete(HELD_KEY).await?,
+            None if self.writer.held().is_some() => kv.delete(HELD_KEY).await?,
             None => {}
         }
-        self.shared.status.lock().held_repair = held.as_ref().map(HeldRepair::status);
-        self.held = held;
+        self.writer.set_held(held);
         Ok(())
     }
 
@@ -153,17 +223,17 @@ impl Active<'_> {
     /// hand, and tries again a change whose command was dead-lettered.
     async fn reconcile_users(&mut self, report: &mut ReconcileReport) -> Result<(), WriterError> {
         let users: Vec<(MemberId, KisiUserId)> = self
-            .knowledge
+            .writer
+            .knowledge()
             .members()
-            .filter(|(member, record)| record.user.desired.is_some() && !self.backlog.contains(&Key::User(*member)))
+            .filter(|(member, record)| record.user.desired.is_some() && !self.writer.is_waiting(Key::User(*member)))
             .filter_map(|(member, record)| record.live_user().map(|user| (member, user)))
             // A user doorsync found rather than created is not doorsync's to suspend or restore.
-            .filter(|(_, user)| user.created_by_doorsync || self.shared.options.manage_found_users)
+            .filter(|(_, user)| user.created_by_doorsync || self.options.manage_found_users)
             .map(|(member, user)| (member, user.id))
             .collect();
         for (member, user) in users {
-            let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
-            let actual = match self.gone_when_forbidden(read).await {
+            let actual = match self.writer.read_user(user).await {
                 Ok(found) if found.access_enabled => KisiUserState::Enabled,
                 Ok(_) => KisiUserState::Suspended,
                 Err(CallError::Kisi(KisiError::NotFound { .. })) => KisiUserState::Deleted,
@@ -173,7 +243,7 @@ impl Active<'_> {
                 }
             };
             report.users_checked += 1;
-            let record = self.knowledge.get_mut(member);
+            let record = self.writer.knowledge_mut().get_mut(member);
             let Some(known) = &mut record.user.known else { continue };
             let drifted = known.state != actual;
             known.state = actual;
@@ -183,14 +253,14 @@ impl Active<'_> {
             }
             let Some(desire) = record.user.desired.clone() else { continue };
             if drifted {
-                self.save_quietly(member).await;
+                self.writer.save_quietly(member).await;
             }
             // Compared with the desire, not with what was known: after a dead-lettered suspension
             // or deletion the two differ while Kisi still matches what was known.
             if desire.access == actual {
                 continue;
             }
-            match self.drive_user(member, &desire).await {
+            match self.writer.drive_user(member, &desire).await {
                 Driven::Done(outcomes) => {
                     report.users_repaired += 1;
                     self.publish_repair(outcomes).await;
@@ -207,31 +277,28 @@ impl Active<'_> {
         &mut self,
         report: &mut ReconcileReport,
     ) -> Result<(Vec<Repair>, Vec<Revocation>), WriterError> {
-        let creators = self.creators.clone();
-        let modify_foreign = self.shared.options.modify_foreign_assignments;
-        let mut groups: BTreeSet<KisiGroupId> = self.shared.options.reconcile_groups.iter().copied().collect();
-        groups.extend(self.knowledge.members().flat_map(|(_, record)| record.groups.keys().copied()));
-        let members: Vec<MemberId> = self.knowledge.members().map(|(member, _)| member).collect();
+        let creators = self.writer.creators().clone();
+        let touch_foreign = self.options.touch_foreign_assignments;
+        let mut groups: BTreeSet<KisiGroupId> = self.options.groups.iter().copied().collect();
+        groups.extend(self.writer.knowledge().members().flat_map(|(_, record)| record.groups.keys().copied()));
+        let members: Vec<MemberId> = self.writer.knowledge().members().map(|(member, _)| member).collect();
         let (mut repairs, mut revocations) = (Vec::new(), Vec::new());
         for group in groups {
-            let listed =
-                self.gateway.call(&mut self.stop, |client| async move { client.group_assignments(group).await }).await;
-            let listed = match listed {
+            let listed = match self.writer.group_assignments(group).await {
                 Ok(listed) => listed,
                 Err(error) => {
                     self.call_failed(error, report, Some(group)).await?;
                     continue;
                 }
             };
-            self.gateway.charge_pages(listed.len(), ASSIGNMENTS_PAGE);
             report.groups_listed += 1;
             report.assignments_seen += listed.len();
             let mut by_user: HashMap<KisiUserId, RoleAssignment> =
                 listed.into_iter().filter_map(|assignment| Some((assignment.user()?, assignment))).collect();
             for &member in &members {
                 let waiting =
-                    self.backlog.contains(&Key::Group(member, group)) || self.backlog.contains(&Key::User(member));
-                let record = self.knowledge.get_mut(member);
+                    self.writer.is_waiting(Key::Group(member, group)) || self.writer.is_waiting(Key::User(member));
+                let record = self.writer.knowledge_mut().get_mut(member);
                 let Some(user) = record.live_user().map(|user| user.id) else { continue };
                 let actual = by_user.remove(&user);
                 let desire = record.groups.get(&group).and_then(|record| record.desired);
@@ -247,7 +314,7 @@ impl Active<'_> {
                     (_, None) => false,
                 };
                 if changed_knowledge {
-                    self.save_quietly(member).await;
+                    self.writer.save_quietly(member).await;
                 }
                 if !different {
                     continue;
@@ -257,7 +324,7 @@ impl Active<'_> {
                     continue;
                 }
                 let may_change = match known {
-                    KnownAssignment::Present(held) => held.ours || modify_foreign,
+                    KnownAssignment::Present(held) => held.ours || touch_foreign,
                     KnownAssignment::Absent | KnownAssignment::Unknown => true,
                 };
                 match (desire, actual) {
@@ -290,7 +357,7 @@ impl Active<'_> {
         let (member, group, desire) = match repair {
             Repair::Create(member, group, desire) | Repair::Window(member, group, desire) => (member, group, desire),
         };
-        match self.drive_group(member, group, desire).await {
+        match self.writer.drive_group(member, group, desire).await {
             Driven::Done(outcomes) => {
                 match repair {
                     Repair::Create(..) => report.created += 1,
@@ -313,23 +380,19 @@ impl Active<'_> {
         for revocation in revocations {
             let Some(member) = revocation.member else {
                 let assignment = revocation.assignment;
-                let deleted = self
-                    .gateway
-                    .call(&mut self.stop, |client| async move { client.delete_assignment(assignment).await })
-                    .await;
-                match self.gone_when_forbidden(deleted).await {
+                match self.writer.delete_assignment(assignment).await {
                     Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => revoked += 1,
                     Err(error) => self.call_failed(error, report, Some(revocation.group)).await?,
                 }
                 continue;
             };
             let key = Key::Group(member, revocation.group);
-            let record = self.knowledge.get_mut(member);
+            let record = self.writer.knowledge_mut().get_mut(member);
             let wanted = record.groups.get(&revocation.group).and_then(|record| record.desired);
-            if matches!(wanted, Some(GroupDesire::Member { .. })) || self.backlog.contains(&key) {
+            if matches!(wanted, Some(GroupDesire::Member { .. })) || self.writer.is_waiting(key) {
                 continue;
             }
-            match self.drive_group(member, revocation.group, GroupDesire::NotMember).await {
+            match self.writer.drive_group(member, revocation.group, GroupDesire::NotMember).await {
                 Driven::Done(outcomes) => {
                     revoked += 1;
                     self.publish_repair(outcomes).await;
@@ -341,9 +404,9 @@ impl Active<'_> {
     }
 
     async fn publish_repair(&self, outcomes: Vec<Outcome>) {
-        let now = self.shared.clock.now();
+        let now = self.writer.now();
         for outcome in outcomes {
-            if let Err(error) = self.publish(outcome, now).await {
+            if let Err(error) = self.writer.publish(outcome, now).await {
                 tracing::warn!(%error, "publishing a repair's outcome failed");
             }
         }
@@ -359,21 +422,22 @@ impl Active<'_> {
         group: Option<KisiGroupId>,
     ) -> Result<(), WriterError> {
         match error {
-            CallError::Kisi(error) if error.is_credentials_problem() => match self.whom_kisi_refused(&error).await {
-                Refusal::TheKey => Err(WriterError::Paused { reason: error.to_string() }),
-                Refusal::ThisCall => {
-                    match group {
-                        Some(group) => {
-                            let mapping = self.shared.options.group_labels.get(&group).cloned();
-                            self.note_refused_group(group, mapping, error.to_string());
-                            report.groups_refused += 1;
+            CallError::Kisi(error) if error.is_credentials_problem() => {
+                match self.writer.whom_kisi_refused(&error).await {
+                    Refusal::TheKey => Err(WriterError::Paused { reason: error.to_string() }),
+                    Refusal::ThisCall => {
+                        match group {
+                            Some(group) => {
+                                self.writer.note_refused_group(group, error.to_string());
+                                report.groups_refused += 1;
+                            }
+                            None => report.failed += 1,
                         }
-                        None => report.failed += 1,
+                        Ok(())
                     }
-                    Ok(())
+                    Refusal::NotKnownYet(probe_error) => self.repair_failed(Driven::Failed(probe_error), report),
                 }
-                Refusal::NotKnownYet(probe_error) => self.repair_failed(Driven::Failed(probe_error), report),
-            },
+            }
             CallError::Kisi(error) => self.repair_failed(Driven::Failed(error), report),
             CallError::Stopped => Err(WriterError::Stopped),
         }
@@ -382,7 +446,7 @@ impl Active<'_> {
     fn repair_failed(&mut self, driven: Driven, report: &mut ReconcileReport) -> Result<(), WriterError> {
         match driven {
             Driven::Failed(error) if error.is_credentials_problem() => {
-                self.pause(&error);
+                self.writer.pause(&error);
                 Err(WriterError::Paused { reason: error.to_string() })
             }
             Driven::Stopped => Err(WriterError::Stopped),

@@ -17,9 +17,10 @@ use super::intake::{Active, group_outcome};
 use crate::WriterError;
 use crate::backlog::Key;
 use crate::gateway::{ASSIGNMENTS_PAGE, CallError};
-use crate::knowledge::{GroupDesire, HeldAssignment, KnownAssignment, KnownUser, Observation, UserDesire};
+use crate::knowledge::{GroupDesire, HeldAssignment, Knowledge, KnownAssignment, KnownUser, Observation, UserDesire};
 use crate::plan::{self, GroupRules, GroupStep, UserStep};
-use crate::status::{PauseStatus, RefusedGroup};
+use crate::reconcile::{ActiveWriter, HeldRepair, ReconcileOptions};
+use crate::status::{PauseStatus, ReconcileReport, RefusedGroup};
 
 /// At most this many calls to settle one key within a reconciliation.
 const MAX_REPAIR_STEPS: usize = 8;
@@ -795,4 +796,98 @@ pub(super) fn linked(member: MemberId, user: &KnownUser) -> Outcome {
 
 pub(super) fn access_changed(member: MemberId, state: KisiUserState) -> Outcome {
     Outcome::UserAccessChanged(UserAccessChanged { member, state })
+}
+
+impl ActiveWriter for Active<'_> {
+    fn reconcile_options(&self) -> ReconcileOptions {
+        ReconcileOptions::of(&self.shared.options)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    fn calls_total(&self) -> u64 {
+        self.shared.status.calls_total()
+    }
+
+    fn paused_error(&self) -> Option<WriterError> {
+        Active::paused_error(self)
+    }
+
+    fn knowledge(&self) -> &Knowledge {
+        &self.knowledge
+    }
+
+    fn knowledge_mut(&mut self) -> &mut Knowledge {
+        &mut self.knowledge
+    }
+
+    fn creators(&self) -> &Creators {
+        &self.creators
+    }
+
+    fn is_waiting(&self, key: Key) -> bool {
+        self.backlog.contains(&key)
+    }
+
+    async fn read_user(&mut self, user: KisiUserId) -> Result<User, CallError> {
+        let read = self.gateway.call(&mut self.stop, |client| async move { client.user(user).await }).await;
+        self.gone_when_forbidden(read).await
+    }
+
+    async fn group_assignments(&mut self, group: KisiGroupId) -> Result<Vec<RoleAssignment>, CallError> {
+        let listed =
+            self.gateway.call(&mut self.stop, |client| async move { client.group_assignments(group).await }).await?;
+        self.gateway.charge_pages(listed.len(), ASSIGNMENTS_PAGE);
+        Ok(listed)
+    }
+
+    async fn delete_assignment(&mut self, assignment: KisiAssignmentId) -> Result<(), CallError> {
+        let deleted =
+            self.gateway.call(&mut self.stop, |client| async move { client.delete_assignment(assignment).await }).await;
+        self.gone_when_forbidden(deleted).await
+    }
+
+    async fn drive_user(&mut self, member: MemberId, desire: &UserDesire) -> Driven {
+        Active::drive_user(self, member, desire).await
+    }
+
+    async fn drive_group(&mut self, member: MemberId, group: KisiGroupId, desire: GroupDesire) -> Driven {
+        Active::drive_group(self, member, group, desire).await
+    }
+
+    async fn save_quietly(&self, member: MemberId) {
+        Active::save_quietly(self, member).await;
+    }
+
+    async fn publish(&self, outcome: Outcome, occurred_at: Timestamp) -> Result<(), WriterError> {
+        Active::publish(self, outcome, occurred_at).await
+    }
+
+    async fn whom_kisi_refused(&mut self, error: &KisiError) -> Refusal {
+        Active::whom_kisi_refused(self, error).await
+    }
+
+    fn pause(&mut self, error: &KisiError) {
+        Active::pause(self, error);
+    }
+
+    fn note_refused_group(&self, group: KisiGroupId, reason: String) {
+        let mapping = self.shared.options.group_labels.get(&group).cloned();
+        Active::note_refused_group(self, group, mapping, reason);
+    }
+
+    fn held(&self) -> Option<&HeldRepair> {
+        self.held.as_ref()
+    }
+
+    fn set_held(&mut self, held: Option<HeldRepair>) {
+        self.shared.status.lock().held_repair = held.as_ref().map(HeldRepair::status);
+        self.held = held;
+    }
+
+    fn reconciled(&self, report: &ReconcileReport) {
+        self.shared.status.lock().last_reconcile = Some(report.clone());
+    }
 }

@@ -27,7 +27,7 @@ use crate::knowledge::{
     save_reconciled_at,
 };
 use crate::plan::{self, GroupStep, UserStep};
-use crate::reconcile::HeldRepair;
+use crate::reconcile::{HeldRepair, Reconciler};
 use crate::status::WriterStatus;
 use crate::{WriterError, WriterOptions};
 
@@ -145,7 +145,7 @@ impl<'a> Active<'a> {
                 Some(probe_at)
             } else if self.next_reconcile_at.is_some_and(|due| due <= now) {
                 let (every, retry) = (self.options().reconcile_every, self.options().backoff_max);
-                match self.reconcile().await {
+                match Reconciler::new(self).reconcile().await {
                     Ok(_) => self.next_reconcile_at = every.map(|every| after(self.now(), every)),
                     Err(error) => {
                         tracing::warn!(%error, "scheduled reconciliation did not finish; trying again soon");
@@ -179,11 +179,11 @@ impl<'a> Active<'a> {
     pub(super) async fn answer(&mut self, request: Control) {
         match request {
             Control::Reconcile(reply) => {
-                let report = self.reconcile().await;
+                let report = Reconciler::new(self).reconcile().await;
                 let _ = reply.send(report);
             }
             Control::ConfirmHeld(reply) => {
-                let report = self.confirm_held().await;
+                let report = Reconciler::new(self).confirm_held().await;
                 let _ = reply.send(report);
             }
         }

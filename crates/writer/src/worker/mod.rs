@@ -22,7 +22,7 @@ use doorsync_log::{EventLog, KeyValue, Lease, Tenure};
 use doorsync_proto::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub(crate) use effects::{Driven, Refusal};
+pub(crate) use effects::{Creators, Driven, Refusal};
 pub use effects::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 pub(crate) use intake::{Active, Settle, settle_all};
 
