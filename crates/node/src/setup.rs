@@ -225,7 +225,7 @@ pub fn engine_options(config: &Config, run: &Run, layout: &Layout, mapping: Mapp
 pub fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> WriterOptions {
     let mut options = WriterOptions::new(format!("writer-{}", run.instance), config.kisi.account.clone());
     options.requests_per_second = f64::from(config.kisi.requests_per_second);
-    options.modify_foreign_assignments = config.reconcile.touch_foreign_assignments;
+    options.touch_foreign_assignments = config.reconcile.touch_foreign_assignments;
     options.manage_found_users = config.kisi.manage_found_users;
     options.adopt_created_by = config.kisi.adopt_created_by.clone();
     options.group_labels = mapping_labels(config, mapping);

@@ -48,8 +48,9 @@ pub struct WriterOptions {
     /// reasons of dead letters about a group Kisi refuses.
     pub group_labels: BTreeMap<KisiGroupId, String>,
     /// Whether role assignments made by someone else (another API user, an operator) may be
-    /// changed or deleted. Off: they are reported and left alone.
-    pub modify_foreign_assignments: bool,
+    /// changed or deleted (the config key `reconcile.touch_foreign_assignments`). Off: they are
+    /// reported and left alone.
+    pub touch_foreign_assignments: bool,
     /// How often the reconciler runs on its own; `None` runs it only on demand.
     pub reconcile_every: Option<Duration>,
     /// Groups the reconciler lists besides those named in commands.
@@ -80,7 +81,7 @@ impl WriterOptions {
             manage_found_users: false,
             adopt_created_by: Vec::new(),
             group_labels: BTreeMap::new(),
-            modify_foreign_assignments: false,
+            touch_foreign_assignments: false,
             reconcile_every: Some(Duration::from_secs(15 * 60)),
             reconcile_groups: Vec::new(),
             reconcile_users: true,

@@ -97,7 +97,7 @@ impl ReconcileOptions {
             users: options.reconcile_users,
             groups: options.reconcile_groups.clone(),
             manage_found_users: options.manage_found_users,
-            touch_foreign_assignments: options.modify_foreign_assignments,
+            touch_foreign_assignments: options.touch_foreign_assignments,
             mass_revocation_share: options.mass_revocation_share,
         }
     }

@@ -208,7 +208,7 @@ impl Active<'_> {
     /// The rules for group steps, from the options and what was learnt of the account.
     pub(crate) fn group_rules(&self) -> GroupRules {
         GroupRules {
-            modify_foreign: self.shared.options.modify_foreign_assignments,
+            modify_foreign: self.shared.options.touch_foreign_assignments,
             patch_applies_validity: self.patch_applies_validity,
         }
     }
@@ -730,7 +730,7 @@ pub(super) const NO_ENSURE_USER: &str = "doorsync has no Kisi user for the membe
 pub(super) fn foreign(assignment: doorsync_proto::KisiAssignmentId, group: KisiGroupId) -> String {
     format!(
         "role assignment {assignment} on group {group} was created by someone else; doorsync leaves it alone \
-         (allow with modify_foreign_assignments)"
+         (allow with reconcile.touch_foreign_assignments)"
     )
 }
 
