@@ -390,6 +390,19 @@ mod tests {
         assert!(taken.may_act(clock.now()));
     }
 
+    #[tokio::test]
+    async fn a_watcher_reads_the_holder_until_the_lease_expires_and_never_an_unreadable_record() {
+        let (clock, first, _) = contenders();
+        let read = || LeaseHolder::read(&*first.kv, "lease.test", clock.now());
+        assert_eq!(read().await.unwrap(), None, "never taken");
+        let _tenure = first.try_acquire().await.unwrap().unwrap();
+        assert_eq!(read().await.unwrap().map(|held| held.owner), Some("first".to_owned()));
+        clock.advance(TTL);
+        assert_eq!(read().await.unwrap(), None, "expired");
+        first.kv.put("lease.test", Bytes::from_static(b"\xc1")).await.unwrap();
+        assert_eq!(read().await.unwrap(), None, "unreadable");
+    }
+
     #[test]
     fn the_record_is_the_one_the_engine_and_writer_leases_keep() {
         #[derive(Serialize)]
