@@ -7,10 +7,21 @@
 //! * [`Command`]s: what the engine wants to be true in Kisi, for the Kisi writer;
 //! * [`Outcome`]s: what the writer found or did, reported back to the engine.
 //!
-//! An envelope is encoded with [`encode`] as MessagePack with field names, and read back with
-//! [`decode`], which refuses (rather than misreads) messages from a newer schema. Its
-//! [`MessageId`] is derived from its content, so the same message published twice is recognised
-//! as one. [`Subjects`] names where each message goes.
+//! An envelope carries the schema version, the message's type tag, its [`MessageId`] and when the
+//! fact happened (a command decided at or after an access window's edge also carries that edge,
+//! [`Envelope::window_edge`], from which the writer measures how late Kisi was written). It is
+//! encoded with [`encode`] as MessagePack with field names, and read back with [`decode`], which
+//! refuses (rather than misreads) messages from a newer schema. The id is derived from the
+//! content, never drawn at random or read from a clock, so the same fact appended twice, by a
+//! retry, a replay or a second ingestor, is recognised as one message.
+//!
+//! [`Subjects`] names where each message goes (`<prefix>.evt|cmd|out|dlq.<partition>.<member>`,
+//! the partition being the one NATS's `{{partition()}}` computes) and [`Subjects::parse`] reads a
+//! subject back, so nobody splits subjects by hand. [`Timestamp`] moves by a
+//! [`Duration`](std::time::Duration), saturating at the ends of time.
+//!
+//! The crate depends on no other doorsync crate and does no I/O: it is the contract, not a
+//! convenience library.
 //!
 //! # Compatibility rules
 //!

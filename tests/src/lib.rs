@@ -4,6 +4,19 @@
 //!
 //! The binary is the one cargo built next to the test executable (`target/<profile>/doorsync`);
 //! build it with `cargo build -p doorsync-cli` before running these tests on their own.
+//!
+//! Each test file says what it proves: `end_to_end.rs` (one scenario on separate processes on a
+//! secured nats-server and on one `doorsync run`, which must leave Kisi the same), `replicas.rs`
+//! (two engines and two writers, one of each SIGKILLed), `chaos.rs` (seeded kills and restarts of
+//! every process and of nats-server; `DOORSYNC_CHAOS_SEED` replays one), `jetstream_restart.rs`,
+//! `security.rs`, `tracing.rs` (one trace from webhook to Kisi call, received by [`otlp`]), and
+//! `simulation.rs`.
+//!
+//! [`simulation`] is the deterministic simulation: the roles started through `doorsync-node` on
+//! one in-memory log and a virtual clock, seeds 1 to 300 in CI and as many more as `just soak`
+//! asks for. Its oracle (`oracle.rs`) computes who may open what with its own reading of the
+//! rules, never with `doorsync-access`; a failure prints its seed, its journal and the command
+//! that replays it.
 #![forbid(unsafe_code)]
 
 mod error;

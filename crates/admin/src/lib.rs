@@ -11,7 +11,12 @@
 //!
 //! With a token configured, everything but the two probes asks for `Authorization: Bearer
 //! <token>` or a session cookie: kubelet probes carry no credentials and the probes reveal
-//! nothing. Requests that change something are POSTs, checked as the `guard` module says.
+//! nothing. Requests that change something are POSTs, checked as the `guard` module says: the
+//! session is stateless (an HMAC of its expiry keyed by the token), nothing that changes state is
+//! reachable by GET, and no POST is served for a `Host` that is not an IP address, `localhost` or
+//! a configured peer name, so a web page elsewhere (DNS rebinding included) cannot change
+//! anything. Without a token the listener refuses to bind other than to loopback, unless
+//! [`AdminOptions::allow_without_token`] says otherwise.
 #![forbid(unsafe_code)]
 
 mod guard;

@@ -1,6 +1,8 @@
 //! doorsync's configuration: one TOML file (an annotated example is [`EXAMPLE`]), overridden key by
 //! key from the environment (`DOORSYNC_<SECTION>__<KEY>`, e.g. `DOORSYNC_KISI__BASE_URL`), with
 //! secrets read from the environment or from mounted files and never kept in the file itself.
+//! Every key is documented in [`EXAMPLE`], which a test loads; the sources are merged with
+//! figment, and secrets are kept as `secrecy` strings ([`Secret`]).
 //!
 //! Every error names the key, where its value came from (the file or the variable), and what
 //! would be valid: an operator fixes a config from the message alone.

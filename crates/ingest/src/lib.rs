@@ -20,6 +20,19 @@
 //! a deleted id with 500, so "vanished" is confirmed by a listing by id). Readings of one
 //! record are decided one at a time. A record that cannot be normalised is parked with its reason
 //! (see [`IngestStatus::parked`]) and un-parked when a later reading works.
+//!
+//! An unchanged reading appends nothing even after the log's de-duplication window, since the
+//! ledger keeps each record's last `UpdatedOn`, holder and content digest. A parked booking, pass
+//! or contract whose earlier version granted a member appends `EntitlementWithheld` for them (once
+//! per reason), so an unreadable record fails closed; its next readable version is appended
+//! whatever its content. The state stays bounded: the sweep forgets a removed record
+//! [`IngestOptions::removed_horizon`] (a week) after its removal. The poll and the sweep fall due
+//! an interval after their last success, kept in the ingest bucket, so restarts cannot put a sweep
+//! off indefinitely. At start the buckets are read with 256 reads in flight
+//! (`tests/start_with_many_records.rs`, ignored by default, prints the figures).
+//!
+//! One ingestor per deployment is active, the one holding the lease (see the `role` module);
+//! a standby answers webhooks 503 and reports itself not ready.
 #![forbid(unsafe_code)]
 
 mod bucket;

@@ -1,12 +1,12 @@
 //! A simulator of the part of Kisi's REST API that doorsync uses, served over real HTTP on a
 //! loopback port, for tests and the demo.
 //!
-//! It answers as Kisi documents (`reference/kisi-openapi-subset.yaml`): `KISI-LOGIN` keys, 200
-//! on creates and 204 on PATCH and DELETE, `{"error", "code"}` and `{"errors": {...}}` bodies,
-//! `X-Collection-Range` pagination, free-text `query` search, one role per (user, group), and
-//! `created_by_id` set to the key's user. Kisi's limit of 5 requests per second per API user (all
-//! its keys together) answers 429, on the time of the [`SimOptions::clock`], so a virtual clock
-//! drives it.
+//! It answers as Kisi documents (`crates/kisi/openapi/kisi-openapi-subset.yaml`, against which
+//! its tests check its answers): `KISI-LOGIN` keys, 200 on creates and 204 on PATCH and
+//! DELETE, `{"error", "code"}` and `{"errors": {...}}` bodies, `X-Collection-Range` pagination,
+//! free-text `query` search, one role per (user, group), and `created_by_id` set to the key's
+//! user. Kisi's limit of 5 requests per second per API user (all its keys together) answers 429,
+//! on the time of the [`SimOptions::clock`], so a virtual clock drives it.
 //!
 //! It is never friendlier than the real Kisi. Where Kisi is documented to behave badly, it does
 //! so always:

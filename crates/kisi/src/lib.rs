@@ -7,7 +7,12 @@
 //! and the retry policy; [`KisiError`] gives it what it needs to decide: whether to retry
 //! ([`KisiError::is_retryable`], [`KisiError::retry_after`]), pause on bad credentials
 //! ([`KisiError::is_credentials_problem`]) or give up ([`KisiError::is_permanent`]), and whether
-//! a failed write may have been carried out anyway ([`KisiError::outcome_unknown`]).
+//! a failed write may have been carried out anyway ([`KisiError::outcome_unknown`]). Every error
+//! is exactly one of retryable, a credentials problem or permanent.
+//!
+//! Kisi keeps windows in whole seconds: `valid_from` is rounded down and `valid_until` up, so
+//! access is never shorter than asked. Users are found by email with an exact, case-insensitive
+//! match over every page of Kisi's free-text search ([`KisiClient::find_user_by_email`]).
 //!
 //! Kisi is not always plain about what happened, and the client does not hide it:
 //!
@@ -22,8 +27,8 @@
 //! The API key is a [`ApiKey`], redacted in every `Debug` and `Display`; errors name the method
 //! and path of the call but never its query, which may hold an email address.
 //!
-//! With the `openapi-validation` feature, [`openapi`] validates bodies against Kisi's published
-//! OpenAPI description, for tests.
+//! With the `openapi-validation` feature, the `openapi` module validates bodies against Kisi's
+//! published OpenAPI description (vendored in `crates/kisi/openapi/`), for tests.
 #![forbid(unsafe_code)]
 
 mod client;

@@ -1,7 +1,13 @@
 //! Where doorsync's messages live in the log: one stream per family of messages, named after
-//! the subject prefix (`DOORSYNC_EVT`, `_CMD`, `_OUT`, `_DLQ`), and the key-value buckets that
-//! hold the engine's checkpoints, snapshots and leases, the ingestor's watermarks and the writer's
-//! knowledge of Kisi.
+//! the subject prefix (`DOORSYNC_EVT`, `_CMD`, `_OUT`, `_DLQ`, each with a one-hour
+//! de-duplication window), and the key-value buckets:
+//!
+//! * `_ENGINE`: the engine's checkpoints and member snapshots;
+//! * `_LEASES`: the engine's partition leases and registrations, and the writer's account lease;
+//! * `_INGEST`: the ingestor's record states, watermarks, parked records, retry set and lease;
+//! * `_WRITER`: what the writer knows Kisi holds (per member, which member each Kisi user is
+//!   linked to, whether the account applies a PATCH), its held repairs, and what was done about
+//!   each dead letter.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;

@@ -4,7 +4,15 @@
 //! settlements, key-value writes) goes through one writer thread that applies whatever is
 //! waiting in one transaction and commits it with an fsync before answering: concurrent callers
 //! and batches share the cost of a commit. Reads (replays, lookups) run in read transactions on
-//! tokio's blocking pool and never wait for the writer.
+//! tokio's blocking pool and never wait for the writer. Acknowledged appends, consumer
+//! settlements and key-value writes survive a crash (tested by SIGKILLing a child process in the
+//! middle of writing).
+//!
+//! After a write fails, the log refuses everything until the process restarts, since what the
+//! file holds is then not known; [`EmbeddedLog::storage_failure`] says why, and the process
+//! fails `/healthz` on it. [`EmbeddedLog::in_memory`] is the same log on redb's in-memory
+//! backend, without fsyncs, for the deterministic simulation, which restarts components many
+//! times on one log inside one process.
 //!
 //! Behaviour matches the JetStream backend, as checked by the conformance suite in
 //! `doorsync-log`: the same de-duplication window, order of checks on append, consumer

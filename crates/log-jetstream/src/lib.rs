@@ -7,6 +7,28 @@
 //! A connection proves who it is with NATS's own credentials (an nkey seed, a creds file's JWT
 //! and seed, or a user and password), never with credentials in the URL, which would end up in
 //! logs and error messages: such a URL is refused. TLS is verified against a given CA file.
+//!
+//! Appends pipeline their acknowledgements
+//! ([`append_batch`](doorsync_log::EventLog::append_batch)). An append takes all the
+//! acknowledgement permits its batch needs at once: async-nats takes one per publish and holds it
+//! until the acknowledgement, so thousands of callers each holding one and waiting for another
+//! deadlocked (conformance case `thousands_of_concurrent_batches_all_complete`).
+//!
+//! Replays are ordered consumers that stop when nothing is pending. A follow ends with a transient
+//! error as soon as the connection comes back after it was lost: a restarted server has lost the
+//! ordered consumer behind it, which the client would notice only after missing its heartbeats
+//! for fifteen seconds, delivering nothing meanwhile; the engine's shard then reads again from its
+//! checkpoint. No read uses more than one filter subject: a consumer with two was thirty times
+//! slower than one (3,000 against 100,000 messages a second).
+//!
+//! Durable consumers are pull consumers with explicit, server-confirmed acks, updated when opened
+//! with settings other than the server holds (a changed `writer.ack_wait`); where a consumer
+//! starts is kept.
+//!
+//! [`permissions`] is the one place where what each role may do on NATS is written: the subjects
+//! it appends to (only what it produces; the writer alone consumes commands), the streams it
+//! reads, the key-value keys it reads and writes, and an inbox prefix of its own, so that no role
+//! can read the answers and deliveries meant for another.
 #![forbid(unsafe_code)]
 
 mod consumer;

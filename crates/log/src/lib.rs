@@ -12,8 +12,17 @@
 //!   nak with a delay, and terminate;
 //! * [`EventLog::key_value`]: buckets with compare-and-set, for checkpoints, snapshots and leases.
 //!
+//! On top of these, [`append_with_retry`] retries transient failures with the same id, and
+//! [`Lease`] is the one lease of doorsync: a compare-and-set record in a bucket, on the
+//! [`Clock`](doorsync_clock::Clock), held by the ingestor, each engine partition and the writer's
+//! Kisi account.
+//!
 //! Backends live in their own crates (`doorsync-log-jetstream`, `doorsync-log-embedded`) and must
-//! pass the suite in [`conformance`] unchanged.
+//! pass the suite in the `conformance` module (feature `conformance`) unchanged. Code above the
+//! log uses only this trait, and nothing outside the backends names JetStream or redb. A
+//! difference in behaviour is fixed in the backend (as the JetStream backend does for a retry
+//! whose expected sequence is stale because its own first attempt landed), or the suite and this
+//! trait's documentation change together.
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "conformance")]

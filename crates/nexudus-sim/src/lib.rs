@@ -1,5 +1,9 @@
 //! An HTTP simulator of the Nexudus admin API subset doorsync reads, for tests and the demo.
 //!
+//! It is never friendlier than Nexudus: where Nexudus behaves badly, it does too, and what
+//! Nexudus's documentation leaves open is a switch in [`SimOptions`]. Its time is that of
+//! [`SimOptions::clock`], so a virtual clock drives it.
+//!
 //! [`NexudusSimulator::start`] serves on a free loopback port:
 //!
 //! * `POST /api/token` (form-encoded password and refresh-token grants, tokens that expire on

@@ -16,7 +16,15 @@
 //!   entity, id and field, and the rest of its page is still returned.
 //! * Date-times are kept as written ([`NexudusDateTime`]): admin-API instants are UTC, the
 //!   `...Local` twins are the location's wall clock (see [`datetime`]).
-//! * [`webhook`] signs and verifies `X-Nexudus-Hook-Signature` and reads webhook bodies.
+//! * [`webhook`] signs and verifies `X-Nexudus-Hook-Signature` (uppercase hex HMAC-SHA256,
+//!   compared in constant time) and reads webhook bodies.
+//!
+//! Nexudus's limits ([`Limits::NEXUDUS`]) are one request per 100 ms, 120 a minute and 5,000 an
+//! hour, each a sliding window. Pages are read through the `Records`/`HasNextPage` envelope,
+//! never assuming the page size asked for was granted.
+//!
+//! The client makes no decision about what a record means: it reads Nexudus faithfully (times as
+//! written, with the offset they carry) and leaves meaning to the ingestor's normalisation.
 #![forbid(unsafe_code)]
 
 mod client;

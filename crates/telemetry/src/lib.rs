@@ -5,10 +5,19 @@
 //! standard variables name an endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), over gRPC, HTTP/protobuf or HTTP/JSON as
 //! `OTEL_EXPORTER_OTLP_PROTOCOL` says; with none set, nothing is exported and tracing costs no
-//! more than logging.
+//! more than logging. The exporter runs on a small runtime of its own (the SDK's batch thread has
+//! no Tokio reactor) and sends HTTP through the workspace's reqwest.
 //!
-//! Spans carry ids (members, Kisi users and groups, Nexudus records, log sequences), never
-//! emails, names or credentials.
+//! [`current_trace_headers`] and [`TraceParent`] carry W3C trace context in log message headers,
+//! never in payloads, so a message's content, and so its id, is the same whether tracing is on or
+//! off. The ingestor's appends, the engine's commands and the writer's outcomes and dead letters
+//! carry the span they were written in; the engine's `engine.emit` joins the trace of a live
+//! event and only links to that of an event read from history (a replay, or a window edge long
+//! after the event); the writer's `writer.step` joins its command's trace, and `kisi.request` is
+//! its child.
+//!
+//! Spans carry ids (members, Kisi users and groups, Nexudus records, log sequences, HTTP method
+//! and path without the query), never emails, names or credentials.
 #![forbid(unsafe_code)]
 
 mod export;

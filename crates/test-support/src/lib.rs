@@ -2,16 +2,17 @@
 //!
 //! Every test that needs NATS starts its own server with JetStream on a free loopback port and a
 //! store in a temporary directory, so tests never depend on a server someone left running and
-//! never share state. The server can be killed and restarted on the same port and store to test
-//! what happens to clients when it goes away.
+//! never share state; and a real server, because no test uses a mock where a real component
+//! exists. The server can be killed and restarted on the same port and store to test what
+//! happens to clients when it goes away.
 //!
 //! The binary is looked up, in order, in `$DOORSYNC_NATS_SERVER`, the project's `.tools/bin`
 //! (where `just tools` installs one), then `PATH`; binaries older than 2.10 are skipped because
 //! doorsync refuses them.
 //!
 //! A server can also be started as production runs one ([`NatsServer::start_secured`]): TLS with
-//! a certificate authority made for the test ([`TestCertificates`]), and only the users it is
-//! given, each limited to its own subjects.
+//! a certificate authority made for the test ([`TestCertificates`], rcgen on ring), and only the
+//! users it is given, each limited to its own subjects.
 #![forbid(unsafe_code)]
 
 mod secured;
