@@ -16,7 +16,7 @@ pub(crate) async fn serve(config_file: Option<&Path>, roles: RoleSet, command: &
     let opened = setup::open_log(&context.config, &layout, needs, command).await?;
     let mapping =
         if roles.engine || roles.writer { setup::mapping(&context.config).await? } else { Default::default() };
-    let process = doorsync_node::start(&context, roles, opened, layout, mapping, crate::page::routes).await?;
+    let process = doorsync_node::start(&context, roles, opened, layout, mapping, doorsync_status_page::routes).await?;
     tracing::info!(
         admin = %process.admin.local_addr(),
         webhooks = ?process.running.webhook_address,

@@ -3,7 +3,6 @@
 
 mod commands;
 mod ops;
-mod page;
 
 use std::path::PathBuf;
 
@@ -165,8 +164,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             commands::reconcile(config, &writer_url, confirm).await
         }
         Command::Demo { data_dir, members, seconds } => {
-            doorsync_demo::run(doorsync_demo::DemoOptions { data_dir, members, seconds, status_page: page::routes })
-                .await
+            doorsync_demo::run(doorsync_demo::DemoOptions {
+                data_dir,
+                members,
+                seconds,
+                status_page: doorsync_status_page::routes,
+            })
+            .await
         }
         Command::Explain { member, at } => commands::explain(config, &member, at.as_deref()).await,
         Command::Status { url } => commands::status(config, &url).await,

@@ -28,18 +28,18 @@ pub enum NodeError {
     OpenEmbedded {
         path: PathBuf,
         #[source]
-        source: doorsync_log::LogError,
+        source: Box<doorsync_log::LogError>,
     },
     #[error("connecting to NATS at {url} (log.nats_url)")]
     ConnectNats {
         url: String,
         #[source]
-        source: doorsync_log::LogError,
+        source: Box<doorsync_log::LogError>,
     },
     #[error("config: kisi")]
-    KisiClient(#[source] doorsync_kisi::KisiError),
+    KisiClient(#[source] Box<doorsync_kisi::KisiError>),
     #[error("config: nexudus")]
-    NexudusClient(#[source] doorsync_nexudus::SetupError),
+    NexudusClient(#[source] Box<doorsync_nexudus::SetupError>),
     #[error("resolving [[mapping]] kisi_group_name")]
     MappingClient(#[source] Box<NodeError>),
     #[error("config: mapping[{index}]: looking up Kisi group {name:?}")]
@@ -47,24 +47,49 @@ pub enum NodeError {
         index: usize,
         name: String,
         #[source]
-        source: doorsync_kisi::KisiError,
+        source: Box<doorsync_kisi::KisiError>,
     },
     #[error("config: mapping[{index}]: Kisi has no group named {name:?}; check kisi_group_name")]
     NoSuchGroup { index: usize, name: String },
     #[error("config: mapping[{index}] names no Kisi group")]
     UnnamedGroup { index: usize },
     #[error("starting the Nexudus ingestor")]
-    Ingest(#[source] doorsync_ingest::IngestError),
+    Ingest(#[source] Box<doorsync_ingest::IngestError>),
     #[error("listening for Nexudus webhooks on {listen} (nexudus.webhook_listen)")]
     Webhooks {
         listen: SocketAddr,
         #[source]
-        source: doorsync_ingest::IngestError,
+        source: Box<doorsync_ingest::IngestError>,
     },
     #[error("starting the access engine")]
-    Engine(#[source] doorsync_engine::EngineError),
+    Engine(#[source] Box<doorsync_engine::EngineError>),
     #[error("starting the Kisi writer")]
-    Writer(#[source] doorsync_writer::WriterError),
+    Writer(#[source] Box<doorsync_writer::WriterError>),
     #[error("starting the admin listener")]
-    Admin(#[source] doorsync_admin::AdminError),
+    Admin(#[source] Box<doorsync_admin::AdminError>),
+}
+
+/// An error followed by each of its sources, `: `-separated: the whole story of a failure where
+/// only text can carry it (a page, a simulation's report).
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(source) = cause {
+        text = format!("{text}: {source}");
+        cause = source.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_source_follows_its_error() {
+        let io = std::io::Error::other("disk full");
+        let error = NodeError::LogDirectory { directory: PathBuf::from("/data"), source: io };
+
+        assert_eq!(with_causes(&error), "creating /data for the embedded log (log.path): disk full");
+    }
 }

@@ -20,7 +20,7 @@ pub mod setup;
 mod status;
 
 pub use context::Context;
-pub use error::NodeError;
+pub use error::{NodeError, with_causes};
 pub use process::{Peers, Process, RoleSet, Running, start};
 pub use roles::{Foundation, StartedIngest};
 pub use status::Status;

@@ -148,7 +148,7 @@ pub async fn start(
     };
     let admin = doorsync_admin::start(admin_options, running.metrics.clone(), running.readiness.clone(), routes)
         .await
-        .map_err(NodeError::Admin)?;
+        .map_err(|error| NodeError::Admin(Box::new(error)))?;
     Ok(Process { running, admin, watcher, log: opened })
 }
 

@@ -45,7 +45,8 @@ pub async fn start_ingest(
     nexudus: NexudusOptions,
     webhook_listen: SocketAddr,
 ) -> Result<StartedIngest, NodeError> {
-    let client = NexudusClient::new(nexudus, Arc::clone(&foundation.clock)).map_err(NodeError::NexudusClient)?;
+    let client = NexudusClient::new(nexudus, Arc::clone(&foundation.clock))
+        .map_err(|error| NodeError::NexudusClient(Box::new(error)))?;
     let handle = doorsync_ingest::start(
         options,
         client,
@@ -54,9 +55,11 @@ pub async fn start_ingest(
         Arc::clone(&foundation.clock),
     )
     .await
-    .map_err(NodeError::Ingest)?;
-    let webhook_address =
-        handle.serve(webhook_listen).await.map_err(|source| NodeError::Webhooks { listen: webhook_listen, source })?;
+    .map_err(|error| NodeError::Ingest(Box::new(error)))?;
+    let webhook_address = handle
+        .serve(webhook_listen)
+        .await
+        .map_err(|source| NodeError::Webhooks { listen: webhook_listen, source: Box::new(source) })?;
     Ok(StartedIngest { handle, webhook_address })
 }
 
@@ -64,7 +67,7 @@ pub async fn start_ingest(
 pub async fn start_engine(foundation: &Foundation, options: EngineOptions) -> Result<EngineHandle, NodeError> {
     doorsync_engine::start(options, Arc::clone(&foundation.log), Arc::clone(&foundation.clock))
         .await
-        .map_err(NodeError::Engine)
+        .map_err(|error| NodeError::Engine(Box::new(error)))
 }
 
 /// Starts the Kisi writer with a client built from `kisi`.
@@ -73,7 +76,7 @@ pub async fn start_writer(
     options: WriterOptions,
     kisi: KisiOptions,
 ) -> Result<WriterHandle, NodeError> {
-    let kisi = KisiClient::new(kisi).map_err(NodeError::KisiClient)?;
+    let kisi = KisiClient::new(kisi).map_err(|error| NodeError::KisiClient(Box::new(error)))?;
     doorsync_writer::start(
         options,
         kisi,
@@ -82,5 +85,5 @@ pub async fn start_writer(
         Arc::clone(&foundation.clock),
     )
     .await
-    .map_err(NodeError::Writer)
+    .map_err(|error| NodeError::Writer(Box::new(error)))
 }

@@ -49,8 +49,10 @@ pub async fn open_log(
                 std::fs::create_dir_all(parent)
                     .map_err(|source| NodeError::LogDirectory { directory: parent.to_path_buf(), source })?;
             }
-            let log = EmbeddedLog::open(EmbeddedOptions::new(&config.log.path, layout.streams()))
-                .map_err(|source| NodeError::OpenEmbedded { path: config.log.path.clone(), source })?;
+            let log =
+                EmbeddedLog::open(EmbeddedOptions::new(&config.log.path, layout.streams())).map_err(|source| {
+                    NodeError::OpenEmbedded { path: config.log.path.clone(), source: Box::new(source) }
+                })?;
             Ok(Opened { log: Arc::new(log.clone()), embedded: Some(log), jetstream: None })
         }
         LogBackend::Jetstream => {
@@ -63,9 +65,10 @@ pub async fn open_log(
                 client_certificate: tls.client.map(|(cert_file, key_file)| ClientCertificate { cert_file, key_file }),
             });
             options.inbox_prefix = Some(nats_role(command).inbox_prefix(layout));
-            let log = JetStreamLog::connect(options)
-                .await
-                .map_err(|source| NodeError::ConnectNats { url: config.log.nats_url.clone(), source })?;
+            let log = JetStreamLog::connect(options).await.map_err(|source| NodeError::ConnectNats {
+                url: config.log.nats_url.clone(),
+                source: Box::new(source),
+            })?;
             let log = Arc::new(log);
             Ok(Opened { log: Arc::clone(&log) as Arc<dyn EventLog>, embedded: None, jetstream: Some(log) })
         }
@@ -139,7 +142,7 @@ impl Opened {
 
 /// The Kisi client of the operator's tools and of group names in the mapping.
 pub fn kisi_client(config: &Config) -> Result<KisiClient, NodeError> {
-    KisiClient::new(kisi_options(config)?).map_err(NodeError::KisiClient)
+    KisiClient::new(kisi_options(config)?).map_err(|error| NodeError::KisiClient(Box::new(error)))
 }
 
 /// How the writer and the operator's tools reach Kisi.
@@ -192,7 +195,7 @@ pub async fn mapping(config: &Config) -> Result<Mapping, NodeError> {
                 let found = kisi.group_by_name(name).await.map_err(|source| NodeError::GroupLookup {
                     index,
                     name: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
                 match found {
                     Some(group) => group.id,

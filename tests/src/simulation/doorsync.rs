@@ -16,7 +16,7 @@ use doorsync_log::{EventLog, ReplayRequest, StoredMessage};
 use doorsync_log_embedded::EmbeddedLog;
 use doorsync_nexudus::{Credentials, Limits, NexudusOptions, Secret, WebhookAction};
 use doorsync_nexudus_sim::SimEntity;
-use doorsync_node::{Foundation, NodeError, StartedIngest, roles};
+use doorsync_node::{Foundation, NodeError, StartedIngest, roles, with_causes};
 use doorsync_proto::Subjects;
 use doorsync_writer::{WriterHandle, WriterOptions};
 use futures::TryStreamExt;
@@ -264,13 +264,5 @@ async fn start_writer(recipe: &Recipe, world: &World) -> Result<WriterHandle, Si
 
 /// A role that did not start, with the step that failed and every cause under it.
 fn start_failure(what: &'static str) -> impl FnOnce(NodeError) -> SimFailure {
-    move |error| {
-        let mut text = error.to_string();
-        let mut cause = std::error::Error::source(&error);
-        while let Some(source) = cause {
-            text = format!("{text}: {source}");
-            cause = source.source();
-        }
-        SimFailure::setup(what)(text)
-    }
+    move |error| SimFailure::setup(what)(with_causes(&error))
 }

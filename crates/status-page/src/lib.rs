@@ -14,6 +14,7 @@
 //!
 //! Every page takes `?refresh=<seconds>` to reload itself. Names and emails from Nexudus are
 //! shown (it is an operator's tool) and escaped, and never logged.
+#![forbid(unsafe_code)]
 
 mod dead_letters;
 mod html;
@@ -37,13 +38,13 @@ use serde::Deserialize;
 use self::html::{Esc, page};
 use self::member::MemberPage;
 use self::overview::{GroupWindows, MEMBERS_PER_PAGE, MemberRow, MemberSummary, Overview};
-use doorsync_node::{Running, Status};
+use doorsync_node::{Running, Status, with_causes};
 
 /// Members of a page read from the engine at once.
 const MEMBER_READS_IN_FLIGHT: usize = 8;
 
 /// The status page's routes.
-pub(crate) fn routes(running: &Running) -> Router {
+pub fn routes(running: &Running) -> Router {
     if running.engine.is_none() {
         return Router::new();
     }
@@ -76,9 +77,8 @@ async fn overview(State(running): State<Running>, Query(query): Query<PageQuery>
     let (status, unreachable_peers) = Status::with_peers(&running).await;
     let dead_letters = doorsync_writer::dead_letters::dead_letters(running.log.as_ref(), &running.layout)
         .await
-        .map_err(anyhow::Error::from)
         .map(|letters| letters.iter().filter(|letter| letter.handled.is_none()).count())
-        .map_err(|error| format!("{error:#}"));
+        .map_err(|error| with_causes(&error));
     let known = engine.members().await;
     let pages = known.as_ref().map_or(1, |all| all.len().div_ceil(MEMBERS_PER_PAGE).max(1));
     let page_number = query.page.unwrap_or(1).clamp(1, pages);
@@ -181,14 +181,14 @@ async fn dead_letters(
     let now = running.clock.now();
     let csrf = csrf.as_ref().map(|Extension(CsrfToken(csrf))| csrf.as_str());
     let letters = doorsync_writer::dead_letters::dead_letters(running.log.as_ref(), &running.layout).await;
-    match letters.map_err(anyhow::Error::from) {
+    match letters {
         Ok(letters) => {
             let body = dead_letters::render(&letters, now, csrf);
             Html(page("Dead letters", now, query.refresh(), &body)).into_response()
         }
         Err(error) => {
             let body =
-                format!("<p class=\"alert\">The dead-letter stream cannot be read: {}</p>", Esc(format!("{error:#}")));
+                format!("<p class=\"alert\">The dead-letter stream cannot be read: {}</p>", Esc(with_causes(&error)));
             (StatusCode::INTERNAL_SERVER_ERROR, Html(page("Dead letters", now, None, &body))).into_response()
         }
     }
@@ -198,15 +198,13 @@ async fn dead_letters(
 async fn retry_letter(State(running): State<Running>, Path(sequence): Path<u64>) -> Response {
     let (log, layout, now) = (running.log.as_ref(), &running.layout, running.clock.now());
     let retried = match doorsync_writer::dead_letters::dead_letter(log, layout, sequence).await {
-        Ok(letter) => {
-            doorsync_writer::dead_letters::retry(log, layout, &letter, now).await.map_err(anyhow::Error::from)
-        }
-        Err(error) => Err(anyhow::Error::from(error)),
+        Ok(letter) => doorsync_writer::dead_letters::retry(log, layout, &letter, now).await,
+        Err(error) => Err(error),
     };
     match retried {
         Ok(Ok(_)) => Redirect::to("/dead-letters").into_response(),
         Ok(Err(refusal)) => not_done(StatusCode::CONFLICT, now, sequence, "retried", refusal),
-        Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, now, sequence, "retried", format!("{error:#}")),
+        Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, now, sequence, "retried", with_causes(&error)),
     }
 }
 
@@ -214,17 +212,15 @@ async fn retry_letter(State(running): State<Running>, Path(sequence): Path<u64>)
 async fn drop_letter(State(running): State<Running>, Path(sequence): Path<u64>) -> Response {
     let (log, layout, now) = (running.log.as_ref(), &running.layout, running.clock.now());
     let dropped = match doorsync_writer::dead_letters::dead_letter(log, layout, sequence).await {
-        Ok(letter) => {
-            doorsync_writer::dead_letters::drop_letter(log, layout, &letter, now).await.map_err(anyhow::Error::from)
-        }
-        Err(error) => Err(anyhow::Error::from(error)),
+        Ok(letter) => doorsync_writer::dead_letters::drop_letter(log, layout, &letter, now).await,
+        Err(error) => Err(error),
     };
     match dropped {
         Ok(None) => Redirect::to("/dead-letters").into_response(),
         Ok(Some(handled)) => {
             not_done(StatusCode::CONFLICT, now, sequence, "dropped", format!("it was already {handled}"))
         }
-        Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, now, sequence, "dropped", format!("{error:#}")),
+        Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, now, sequence, "dropped", with_causes(&error)),
     }
 }
 
