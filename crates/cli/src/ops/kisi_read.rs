@@ -10,12 +10,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use doorsync_access::Window;
 use doorsync_clock::SharedClock;
 use doorsync_kisi::{KisiClient, KisiError};
 use doorsync_proto::Timestamp;
 
-use doorsync_writer::dry_run::{KisiView, SeenAssignment, SeenUser, ToRead};
+use doorsync_writer::dry_run::{Creators, KisiView, SeenUser, ToRead};
 
 /// Tries per request before giving up.
 const ATTEMPTS: u32 = 5;
@@ -54,25 +53,14 @@ pub(crate) async fn read(
             None => tracing::warn!("kisi.adopt_created_by names an email no Kisi user has"),
         }
     }
+    let creators = Creators::new(me.id, adopted);
     let mut view = KisiView::default();
     for &group in &wanted.groups {
         let assignments = paced
             .call(|client| async move { client.group_assignments(group).await })
             .await
             .with_context(|| format!("listing the members of Kisi group {group}"))?;
-        let seen = assignments
-            .iter()
-            .filter_map(|assignment| {
-                let adopted = adopted.iter().any(|creator| assignment.created_by(*creator));
-                Some(SeenAssignment {
-                    id: assignment.id,
-                    user: assignment.user()?,
-                    window: Window { from: assignment.valid_from, until: assignment.valid_until },
-                    ours: assignment.created_by(me.id) || adopted,
-                    adopted,
-                })
-            })
-            .collect();
+        let seen = assignments.iter().filter_map(|assignment| creators.seen(assignment)).collect();
         view.assignments.insert(group, seen);
     }
     for &user in &wanted.users {
@@ -141,9 +129,11 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
+    use doorsync_access::Window;
     use doorsync_clock::SystemClock;
     use doorsync_kisi_sim::{Fault, FaultRule};
     use doorsync_proto::{KisiGroupId, KisiUserId};
+    use doorsync_writer::dry_run::SeenAssignment;
 
     use super::*;
     use crate::ops::testing::{Kisi, at};

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use doorsync_access::{AccessPolicy, Desired, DesiredUser, Mapping, MemberState, UserAccess, Window};
-use doorsync_kisi::Validity;
+use doorsync_kisi::{RoleAssignment, Validity};
 use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberId, Timestamp};
 
 use super::{GroupRules, GroupStep, UserStep, group_step, user_step};
@@ -39,6 +39,28 @@ pub struct SeenAssignment {
     pub ours: bool,
     /// Created by a user `kisi.adopt_created_by` names: doorsync takes it over.
     pub adopted: bool,
+}
+
+/// Whose assignments doorsync treats as its own, told apart as the writer tells them: the API
+/// key's user's, and those of the users `kisi.adopt_created_by` names, which it takes over.
+#[derive(Debug, Clone)]
+pub struct Creators(crate::worker::Creators);
+
+impl Creators {
+    pub fn new(api_user: KisiUserId, adopted: impl IntoIterator<Item = KisiUserId>) -> Self {
+        Self(crate::worker::Creators { api_user: Some(api_user), adopted: adopted.into_iter().collect() })
+    }
+
+    /// The assignment as a plan sees it; `None` for one that is not a user's.
+    pub fn seen(&self, assignment: &RoleAssignment) -> Option<SeenAssignment> {
+        Some(SeenAssignment {
+            id: assignment.id,
+            user: assignment.user()?,
+            window: Window { from: assignment.valid_from, until: assignment.valid_until },
+            ours: self.0.made(assignment),
+            adopted: self.0.adopted(assignment),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -736,5 +758,33 @@ mod tests {
             ]
         );
         assert_eq!(plan.taken_over_as_they_are, 1);
+    }
+
+    #[test]
+    fn the_api_keys_users_and_the_adopted_creators_assignments_are_doorsyncs_and_a_teams_is_no_users() {
+        let (me, builtin, staff) = (KisiUserId(1), KisiUserId(2), KisiUserId(3));
+        let creators = Creators::new(me, [builtin]);
+        let made_by = |creator: KisiUserId, assignee_type| RoleAssignment {
+            id: KisiAssignmentId(creator.0 * 10),
+            role_id: doorsync_kisi::GROUP_BASIC_ROLE.to_owned(),
+            applies_to_type: doorsync_kisi::AppliesToType::Group,
+            applies_to_id: ROOM_GROUP.0,
+            assignee_type,
+            assignee_id: 40,
+            created_by_type: Some("User".to_owned()),
+            created_by_id: Some(creator),
+            notify: false,
+            valid_from: Some(at(0)),
+            valid_until: None,
+        };
+        let seen = |creator| creators.seen(&made_by(creator, doorsync_kisi::AssigneeType::User)).unwrap();
+        let window = Window { from: Some(at(0)), until: None };
+        assert_eq!(
+            seen(me),
+            SeenAssignment { id: KisiAssignmentId(10), user: KisiUserId(40), window, ours: true, adopted: false }
+        );
+        assert_eq!((seen(builtin).ours, seen(builtin).adopted), (true, true));
+        assert_eq!((seen(staff).ours, seen(staff).adopted), (false, false));
+        assert_eq!(creators.seen(&made_by(me, doorsync_kisi::AssigneeType::Team)), None);
     }
 }
