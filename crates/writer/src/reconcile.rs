@@ -208,8 +208,7 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
         let kv = self.writer.knowledge().kv();
         match &held {
             Some(held) => {
-                let encoded = rmp_serde::to_vec_named(held)
-                    .map_err(|error| WriterError::Encode { what: "a held repair", reason: error.to_string() })?;
+                let encoded = rmp_serde::to_vec_named(held).map_err(WriterError::EncodeHeldRepair)?;
                 kv.put(HELD_KEY, Bytes::from(encoded)).await?;
             }
             None if self.writer.held().is_some() => kv.delete(HELD_KEY).await?,
@@ -424,7 +423,7 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
         match error {
             CallError::Kisi(error) if error.is_credentials_problem() => {
                 match self.writer.whom_kisi_refused(&error).await {
-                    Refusal::TheKey => Err(WriterError::Paused { reason: error.to_string() }),
+                    Refusal::TheKey => Err(WriterError::refused_key(&error)),
                     Refusal::ThisCall => {
                         match group {
                             Some(group) => {
@@ -447,7 +446,7 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
         match driven {
             Driven::Failed(error) if error.is_credentials_problem() => {
                 self.writer.pause(&error);
-                Err(WriterError::Paused { reason: error.to_string() })
+                Err(WriterError::refused_key(&error))
             }
             Driven::Stopped => Err(WriterError::Stopped),
             Driven::Failed(error) => {

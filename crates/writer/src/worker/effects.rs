@@ -32,7 +32,8 @@ pub const MANAGED_BY_VALUE: &str = "doorsync";
 /// A paused writer's next credentials probe.
 #[derive(Debug)]
 pub(super) struct Pause {
-    pub(super) status: PauseStatus,
+    /// Kisi's refusal of the API key.
+    pub(super) refusal: KisiError,
     pub(super) next_probe_at: Timestamp,
 }
 
@@ -142,13 +143,14 @@ impl Active<'_> {
             shared_status.paused = Some(status.clone());
             shared_status.credential_alerts += 1;
         }
-        self.pause = Some(Pause { status, next_probe_at: after(now, self.shared.options.credentials_probe_every) });
+        let next_probe_at = after(now, self.shared.options.credentials_probe_every);
+        self.pause = Some(Pause { refusal: error.clone(), next_probe_at });
     }
 
     pub(crate) fn paused_error(&self) -> Option<WriterError> {
         match (&self.pause, self.creators.api_user) {
-            (Some(pause), _) => Some(WriterError::Paused { reason: pause.status.reason.clone() }),
-            (None, None) => Some(WriterError::Paused { reason: "the API key's Kisi user is not known yet".to_owned() }),
+            (Some(pause), _) => Some(WriterError::refused_key(&pause.refusal)),
+            (None, None) => Some(WriterError::Paused { refusal: None }),
             (None, Some(_)) => None,
         }
     }

@@ -436,10 +436,8 @@ impl<'a> Active<'a> {
     /// Publishes an outcome on the member's subject; its id derives from its content and time.
     pub(crate) async fn publish(&self, outcome: Outcome, occurred_at: Timestamp) -> Result<(), WriterError> {
         let subject = self.shared.layout.subjects.outcome(outcome.member());
-        let encode_error =
-            |error: doorsync_proto::EncodeError| WriterError::Encode { what: "an outcome", reason: error.to_string() };
-        let envelope = Envelope::new(occurred_at, outcome).map_err(encode_error)?;
-        let payload = Bytes::from(doorsync_proto::encode(&envelope).map_err(encode_error)?);
+        let envelope = Envelope::new(occurred_at, outcome).map_err(WriterError::EncodeOutcome)?;
+        let payload = Bytes::from(doorsync_proto::encode(&envelope).map_err(WriterError::EncodeOutcome)?);
         let mut message = NewMessage::new(subject, envelope.id.to_string(), payload);
         message.headers = current_trace_headers();
         append_with_retry(&*self.shared.log, message, RetryPolicy::default()).await?;
