@@ -17,10 +17,11 @@
 //!   grants, or why it grants nothing; [`desired`] is derived from it, and `doorsync explain`
 //!   prints it.
 //!
-//! Bookings open doors from a lead before their start to a lag after their end, passes and
-//! contracts while they run ([`AccessPolicy`]); the sources are merged into the one window per
-//! group that Kisi can hold (the current one, or the next, written ahead), and
-//! [`NoAccessPolicy`] says what becomes of the Kisi user of a member who holds nothing.
+//! Bookings open doors from a lead before their start to a lag after their end, passes while
+//! they are valid (and a lag after, if configured), contracts while they run ([`AccessPolicy`]);
+//! the sources are merged into the one window per group that Kisi can hold (the current one, or
+//! the next, written ahead), and [`NoAccessPolicy`] says what becomes of the Kisi user of a member
+//! who holds nothing.
 //! [`Mapping`] connects Nexudus's resources, pass products and desks to Kisi groups:
 //! [`Mapping::overlaid_with`] lays the configured entries over Nexudus's own fields and
 //! [`Mapping::groups`] lists the managed groups, for the engine, the setup and the tools alike.

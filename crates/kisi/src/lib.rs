@@ -10,8 +10,8 @@
 //! a failed write may have been carried out anyway ([`KisiError::outcome_unknown`]). Every error
 //! is exactly one of retryable, a credentials problem or permanent.
 //!
-//! Kisi keeps windows in whole seconds: `valid_from` is rounded down and `valid_until` up, so
-//! access is never shorter than asked. Users are found by email with an exact, case-insensitive
+//! A window ([`Validity`]) is sent to Kisi in whole seconds, `from` rounded down and `until` up,
+//! so access is never shorter than asked. Users are found by email with an exact, case-insensitive
 //! match over every page of Kisi's free-text search ([`KisiClient::find_user_by_email`]).
 //!
 //! Kisi is not always plain about what happened, and the client does not hide it:

@@ -29,6 +29,10 @@
 //! it appends to (only what it produces; the writer alone consumes commands), the streams it
 //! reads, the key-value keys it reads and writes, and an inbox prefix of its own, so that no role
 //! can read the answers and deliveries meant for another.
+//!
+//! `benches/throughput.rs` (`just bench`) measures this backend against raw async-nats doing the
+//! same work in the same run; a plain `harness = false` binary rather than criterion, because the
+//! figure that matters is the ratio between two measurements of one run.
 #![forbid(unsafe_code)]
 
 mod consumer;
