@@ -1,6 +1,7 @@
 //! A client for the part of Kisi's REST API that doorsync needs: find or create users, suspend
 //! them, list and resolve groups, and grant group membership (role `group_basic`) for a validity
-//! window.
+//! window. It signs in with `KISI-LOGIN` and sends the integration headers Kisi asks partners
+//! for ([`KisiOptions`]).
 //!
 //! The client is deliberately thin. Each method makes its requests once, with no rate limiting
 //! and no retries, because the Kisi writer owns the request budget (5 per second per API user)
