@@ -170,7 +170,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 seconds,
                 status_page: doorsync_status_page::routes,
             })
-            .await
+            .await?;
+            Ok(())
         }
         Command::Explain { member, at } => commands::explain(config, &member, at.as_deref()).await,
         Command::Status { url } => commands::status(config, &url).await,

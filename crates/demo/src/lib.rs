@@ -5,6 +5,7 @@
 //! Nexudus every few seconds. It prints what Kisi holds as it changes, and where the status page is.
 #![forbid(unsafe_code)]
 
+mod error;
 mod narrate;
 mod settings;
 mod text;
@@ -16,7 +17,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use axum::Router;
 use doorsync_access::{AccessPolicy, Mapping};
 use doorsync_clock::{SharedClock, SystemClock};
@@ -32,6 +32,7 @@ use rand::rngs::StdRng;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinHandle;
 
+pub use error::DemoError;
 use narrate::{Narrator, Progress};
 use text::{SECOND_MS, seconds};
 use workload::{Generated, Workload};
@@ -50,24 +51,23 @@ pub struct DemoOptions {
     pub status_page: fn(&Running) -> Router,
 }
 
-pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
+pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let mut signals = StopSignals::listen()?;
     let temporary;
     let data_dir = match &options.data_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(DemoError::io(format!("creating {}", dir.display())))?;
             let log = settings::log_path(dir);
             if log.exists() {
-                bail!(
-                    "{} holds the log of an earlier demo, but the simulators start empty every time: give an empty --data-dir or remove that file",
-                    log.display()
-                );
+                return Err(DemoError::EarlierLog(log));
             }
             dir.clone()
         }
         None => {
-            temporary =
-                tempfile::Builder::new().prefix("doorsync-demo-").tempdir().context("creating a data directory")?;
+            temporary = tempfile::Builder::new()
+                .prefix("doorsync-demo-")
+                .tempdir()
+                .map_err(DemoError::io("creating a data directory"))?;
             temporary.path().to_path_buf()
         }
     };
@@ -87,7 +87,7 @@ async fn show(
     data_dir: &std::path::Path,
     rng: StdRng,
     signals: &mut StopSignals,
-) -> anyhow::Result<()> {
+) -> Result<(), DemoError> {
     let (mut workload, generated) = Workload::generate(world, rng, clock.now())?;
     let config = settings::config(world, data_dir)?;
     let (process, mapping) = start_doorsync(config.clone(), options.status_page).await?;
@@ -119,7 +119,7 @@ async fn show(
 }
 
 /// Starts every role as `doorsync run` does; returns the process and the mapping it runs with.
-async fn start_doorsync(config: Config, status_page: fn(&Running) -> Router) -> anyhow::Result<(Process, Mapping)> {
+async fn start_doorsync(config: Config, status_page: fn(&Running) -> Router) -> Result<(Process, Mapping), DemoError> {
     let context = Context::with(config);
     let layout = setup::layout(&context.config)?;
     let opened = setup::open_log(&context.config, &layout, None, "demo").await?;
@@ -130,13 +130,16 @@ async fn start_doorsync(config: Config, status_page: fn(&Running) -> Router) -> 
 
 /// Registers doorsync's webhook receiver in Nexudus for every action it acts on; returns the
 /// receiver's base URL.
-fn register_webhooks(world: &World, process: &Process) -> anyhow::Result<String> {
-    let address = process.running.webhook_address.context("the ingest role serves no webhooks")?;
+fn register_webhooks(world: &World, process: &Process) -> Result<String, DemoError> {
+    let address = process.running.webhook_address.ok_or(DemoError::Missing("the ingest role serves no webhooks"))?;
     let secret = Secret::new(&world.secrets.webhook_secret);
     for &action in doorsync_ingest::WEBHOOK_ACTIONS {
         let url = url::Url::parse(&format!("http://{address}{}", doorsync_ingest::webhook_path(action)))
-            .context("the webhook receiver's URL")?;
-        world.nexudus.register_webhook(action, &url, secret.clone()).context("registering a webhook in Nexudus")?;
+            .map_err(DemoError::WebhookUrl)?;
+        world.nexudus.register_webhook(action, &url, secret.clone()).map_err(|source| DemoError::Nexudus {
+            what: "registering a webhook in Nexudus",
+            source: Box::new(source),
+        })?;
     }
     Ok(format!("http://{address}/webhooks/nexudus/<action>"))
 }
@@ -203,7 +206,7 @@ async fn watch(
     (process, mapping, policy): (&Process, Mapping, AccessPolicy),
     workload: &mut Workload,
     signals: &mut StopSignals,
-) -> anyhow::Result<()> {
+) -> Result<(), DemoError> {
     let running = &process.running;
     let started = clock.now();
     let deadline = options.seconds.map(|seconds| later(started, Duration::from_secs(seconds)));
@@ -213,7 +216,7 @@ async fn watch(
     let mut narrator = Narrator::new(started, running.engine.clone(), mapping, policy);
 
     println!("first sync: doorsync reads Nexudus, then writes to Kisi");
-    let ingest = running.ingest.as_ref().context("the ingest role is not running")?;
+    let ingest = running.ingest.as_ref().ok_or(DemoError::Missing("the ingest role is not running"))?;
     let first_read = ingest.poll_now();
     tokio::pin!(first_read);
     let mut nexudus_read = false;
@@ -235,7 +238,7 @@ async fn watch(
             reason = &mut stop => break reason,
             read = &mut first_read, if !nexudus_read => {
                 nexudus_read = true;
-                let read = read.context("reading Nexudus")?;
+                let read = read.map_err(|error| DemoError::ReadNexudus(Box::new(error)))?;
                 let now = clock.now();
                 let text = format!(
                     "read {} records, appended {} of them as events, in {}",
@@ -246,9 +249,9 @@ async fn watch(
                 narrator.say(now, "nexudus", &text);
             }
             next = outcomes.next() => {
-                let Some(message) = next else { bail!("the log's outcome stream ended") };
+                let Some(message) = next else { return Err(DemoError::OutcomesEnded) };
                 let outcome = doorsync_proto::decode::<Outcome>(&message?.payload)
-                    .context("reading an outcome from the log")?
+                    .map_err(|error| DemoError::Outcome(Box::new(error)))?
                     .message;
                 narrator.outcome(&world.directory, outcome, clock.now()).await;
             }
@@ -314,10 +317,10 @@ struct StopSignals {
 }
 
 impl StopSignals {
-    fn listen() -> anyhow::Result<Self> {
+    fn listen() -> Result<Self, DemoError> {
         Ok(Self {
-            interrupt: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
-            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).map_err(DemoError::io("listening for Ctrl-C"))?,
+            terminate: signal(SignalKind::terminate()).map_err(DemoError::io("listening for SIGTERM"))?,
         })
     }
 

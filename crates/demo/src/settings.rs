@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use doorsync_config::{AdminConfig, Config, KisiConfig, LogConfig, NexudusAuth, NexudusConfig};
 
+use super::DemoError;
 use super::world::{WRITER_REQUESTS_PER_SECOND, World};
 
 /// The poller backs up the webhooks; the first read of Nexudus is asked for at start.
@@ -19,10 +19,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(300);
 const ANY_FREE_LOOPBACK_PORT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 /// The configuration of a demo whose files go in `data_dir`.
-pub(super) fn config(world: &World, data_dir: &Path) -> anyhow::Result<Config> {
+pub(super) fn config(world: &World, data_dir: &Path) -> Result<Config, DemoError> {
     let secrets = &world.secrets;
     let secret_dir = data_dir.join("secrets");
-    std::fs::create_dir_all(&secret_dir).with_context(|| format!("creating {}", secret_dir.display()))?;
+    std::fs::create_dir_all(&secret_dir).map_err(DemoError::io(format!("creating {}", secret_dir.display())))?;
     let secret_file = |name: &str, value: &str| write_secret(&secret_dir.join(name), value);
     Ok(Config {
         log: LogConfig { path: log_path(data_dir), ..LogConfig::default() },
@@ -58,22 +58,21 @@ pub(super) fn log_path(data_dir: &Path) -> PathBuf {
     data_dir.join("doorsync.redb")
 }
 
-fn write_secret(path: &Path, value: &str) -> anyhow::Result<PathBuf> {
+fn write_secret(path: &Path, value: &str) -> Result<PathBuf, DemoError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(value.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options.open(path).map_err(DemoError::io(format!("writing {}", path.display())))?;
+    file.write_all(value.as_bytes()).map_err(DemoError::io(format!("writing {}", path.display())))?;
     Ok(path.to_path_buf())
 }
 
 /// Writes the part of the configuration that `doorsync explain` and `doorsync status` need to
 /// find the running demo (its admin listener) or, once it stopped, its log: returns the file.
-pub(super) fn write_explain_config(config: &Config, admin: SocketAddr, data_dir: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn write_explain_config(config: &Config, admin: SocketAddr, data_dir: &Path) -> Result<PathBuf, DemoError> {
     let path = data_dir.join("doorsync.toml");
-    let log_path =
-        serde_json::to_string(&config.log.path.to_string_lossy()).context("writing the log's path as a TOML string")?;
+    let log_path = serde_json::to_string(&config.log.path.to_string_lossy()).map_err(DemoError::TomlString)?;
     let mut text = format!(
         "# Written by `doorsync demo`, for `doorsync --config {} explain <member>`: the demo's log,\n\
          # its admin listener (asked while the demo runs) and its mapping.\n\n\
@@ -92,7 +91,7 @@ pub(super) fn write_explain_config(config: &Config, admin: SocketAddr, data_dir:
             text.push_str(&format!("\n[[mapping]]\n{key} = {id}\nkisi_group = {group}\n"));
         }
     }
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, text).map_err(DemoError::io(format!("writing {}", path.display())))?;
     Ok(path)
 }
 

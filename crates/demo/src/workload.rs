@@ -3,7 +3,6 @@
 //! bookings made, moved and cancelled, passes bought, contracts cancelled, an account deactivated,
 //! and once a membership removed by hand in Kisi for the reconciler to put back.
 
-use anyhow::Context as _;
 use doorsync_kisi_sim::SimHandle;
 use doorsync_nexudus::NexudusDateTime;
 use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
@@ -13,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Value, json};
 
+use super::DemoError;
 use super::text::{MINUTE_MS, SECOND_MS, wall_clock};
 use super::world::{Directory, World};
 
@@ -151,7 +151,7 @@ pub(super) struct Workload {
 
 impl Workload {
     /// Fills Nexudus with bookings, passes and contracts for the members, at `now`.
-    pub(super) fn generate(world: &World, rng: StdRng, now: Timestamp) -> anyhow::Result<(Self, Generated)> {
+    pub(super) fn generate(world: &World, rng: StdRng, now: Timestamp) -> Result<(Self, Generated), DemoError> {
         let members: Vec<MemberId> = world.directory.members.keys().copied().collect();
         let enough_members = members.len() / 2;
         let mut workload = Self {
@@ -171,7 +171,7 @@ impl Workload {
         Ok((workload, generated))
     }
 
-    fn bookings_ahead(&mut self, world: &World, now: i64, generated: &mut Generated) -> anyhow::Result<()> {
+    fn bookings_ahead(&mut self, world: &World, now: i64, generated: &mut Generated) -> Result<(), DemoError> {
         let count = (self.members.len() * 2 / 5).max(BOOKING_TIMINGS.len());
         for (index, timing) in BOOKING_TIMINGS.iter().cycle().take(count).enumerate() {
             let member = self.some_member();
@@ -214,7 +214,7 @@ impl Workload {
         Ok(())
     }
 
-    fn passes(&mut self, world: &World, now: i64, generated: &mut Generated) -> anyhow::Result<()> {
+    fn passes(&mut self, world: &World, now: i64, generated: &mut Generated) -> Result<(), DemoError> {
         for _ in 0..(self.members.len() / 7).max(3) {
             let member = self.some_member();
             buy_day_pass(&world.nexudus, &world.directory, member, now)?;
@@ -234,7 +234,7 @@ impl Workload {
         Ok(())
     }
 
-    fn contracts(&mut self, world: &World, now: i64, generated: &mut Generated) -> anyhow::Result<()> {
+    fn contracts(&mut self, world: &World, now: i64, generated: &mut Generated) -> Result<(), DemoError> {
         let directory = &world.directory;
         let mut spaces: Vec<usize> = (0..directory.spaces.len()).collect();
         spaces.shuffle(&mut self.rng);
@@ -275,7 +275,7 @@ impl Workload {
     /// Makes the next live change. `holds` says whether Kisi already holds (now or ahead) a group
     /// for a member: new bookings and passes go to members they give new access to, so that
     /// every change shows in Kisi.
-    pub(super) fn change(&mut self, world: &World, now: Timestamp, holds: &Holds<'_>) -> anyhow::Result<Change> {
+    pub(super) fn change(&mut self, world: &World, now: Timestamp, holds: &Holds<'_>) -> Result<Change, DemoError> {
         let kind = ROTATION[self.changes_made % ROTATION.len()];
         self.changes_made += 1;
         let now = now.as_unix_millis();
@@ -296,7 +296,7 @@ impl Workload {
         }
     }
 
-    fn new_booking(&mut self, world: &World, now: i64, holds: &Holds<'_>) -> anyhow::Result<Change> {
+    fn new_booking(&mut self, world: &World, now: i64, holds: &Holds<'_>) -> Result<Change, DemoError> {
         let directory = &world.directory;
         let (member, room) = self.pick(|workload| {
             let member = workload.some_member();
@@ -321,7 +321,7 @@ impl Workload {
         Ok(Change { member, place: "nexudus", text, removed_by_hand: None })
     }
 
-    fn move_booking(&mut self, world: &World, now: i64) -> anyhow::Result<Option<Change>> {
+    fn move_booking(&mut self, world: &World, now: i64) -> Result<Option<Change>, DemoError> {
         let Some(index) = self.future_booking(now) else { return Ok(None) };
         let directory = &world.directory;
         let booking = &mut self.bookings[index];
@@ -358,7 +358,7 @@ impl Workload {
         Ok(Some(Change { member: booking.member, place: "nexudus", text, removed_by_hand: None }))
     }
 
-    fn cancel_booking(&mut self, world: &World, now: i64) -> anyhow::Result<Option<Change>> {
+    fn cancel_booking(&mut self, world: &World, now: i64) -> Result<Option<Change>, DemoError> {
         let Some(index) = self.future_booking(now) else { return Ok(None) };
         let booking = self.bookings.swap_remove(index);
         world.nexudus.cancel_booking(booking.id, CANCELLED_BY_CUSTOMER)?;
@@ -367,7 +367,7 @@ impl Workload {
         Ok(Some(Change { member: booking.member, place: "nexudus", text, removed_by_hand: None }))
     }
 
-    fn day_pass(&mut self, world: &World, now: i64, holds: &Holds<'_>) -> anyhow::Result<Change> {
+    fn day_pass(&mut self, world: &World, now: i64, holds: &Holds<'_>) -> Result<Change, DemoError> {
         let member = self.newcomer(&world.directory, holds);
         let id = buy_day_pass(&world.nexudus, &world.directory, member, now)?;
         let directory = &world.directory;
@@ -376,7 +376,7 @@ impl Workload {
         Ok(Change { member, place: "nexudus", text, removed_by_hand: None })
     }
 
-    fn time_pass(&mut self, world: &World, now: i64, holds: &Holds<'_>) -> anyhow::Result<Change> {
+    fn time_pass(&mut self, world: &World, now: i64, holds: &Holds<'_>) -> Result<Change, DemoError> {
         let member = self.newcomer(&world.directory, holds);
         // Expiring within minutes, so that the demo shows it running out too.
         let expires = now + self.rng.random_range(90..=180) * SECOND_MS;
@@ -393,7 +393,7 @@ impl Workload {
         Ok(Change { member, place: "nexudus", text, removed_by_hand: None })
     }
 
-    fn cancel_contract(&mut self, world: &World, now: i64) -> anyhow::Result<Option<Change>> {
+    fn cancel_contract(&mut self, world: &World, now: i64) -> Result<Option<Change>, DemoError> {
         if self.contracts.is_empty() {
             return Ok(None);
         }
@@ -415,7 +415,7 @@ impl Workload {
         Ok(Some(Change { member: contract.member, place: "nexudus", text, removed_by_hand: None }))
     }
 
-    fn deactivate(&mut self, world: &World) -> anyhow::Result<Change> {
+    fn deactivate(&mut self, world: &World) -> Result<Change, DemoError> {
         // Someone with a future booking, so that there is access to take away.
         let member = match self.bookings.choose(&mut self.rng) {
             Some(booking) => booking.member,
@@ -519,15 +519,20 @@ fn book(
     room: usize,
     starts: i64,
     ends: i64,
-) -> anyhow::Result<u64> {
-    let resource = directory.rooms.get(room).context("a room of the demo")?.resource;
+) -> Result<u64, DemoError> {
+    let resource = directory.rooms.get(room).ok_or(DemoError::Missing("a room of the demo"))?.resource;
     let fields = json!({"ResourceId": resource, "CoworkerId": member.0, "Tentative": false,
         "FromTime": nexudus_time(starts), "ToTime": nexudus_time(ends)});
     Ok(nexudus.create(SimEntity::Booking, fields)?)
 }
 
 /// A day pass used today at the member's location: valid for today on its wall clock.
-fn buy_day_pass(nexudus: &NexudusSimulator, directory: &Directory, member: MemberId, now: i64) -> anyhow::Result<u64> {
+fn buy_day_pass(
+    nexudus: &NexudusSimulator,
+    directory: &Directory,
+    member: MemberId,
+    now: i64,
+) -> Result<u64, DemoError> {
     let location = home(directory, member);
     let fields = json!({"CoworkerId": member.0, "TimePassId": location.day_pass, "BusinessId": location.business,
         "Used": true, "UsedDate": nexudus_time(now)});
@@ -539,7 +544,7 @@ fn buy_time_pass(
     directory: &Directory,
     member: MemberId,
     expires: i64,
-) -> anyhow::Result<u64> {
+) -> Result<u64, DemoError> {
     let location = home(directory, member);
     let fields = json!({"CoworkerId": member.0, "TimePassId": location.time_pass, "BusinessId": location.business,
         "Used": false, "RemainingUses": 600, "TotalUses": 600, "ExpireDate": nexudus_time(expires)});

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context as _;
 use doorsync_clock::SharedClock;
 use doorsync_config::MappingEntry;
 use doorsync_kisi_sim::KisiSimulator;
@@ -17,6 +16,8 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use serde_json::json;
+
+use super::DemoError;
 
 /// The Kisi simulator admits this many requests per second, twenty times what Kisi allows (5 per
 /// API user), so that the first sync of a few hundred members takes seconds rather than minutes.
@@ -241,15 +242,20 @@ pub(super) struct World {
 }
 
 impl World {
-    pub(super) async fn start(clock: SharedClock, members: u32, rng: &mut StdRng) -> anyhow::Result<Self> {
+    pub(super) async fn start(clock: SharedClock, members: u32, rng: &mut StdRng) -> Result<Self, DemoError> {
         let secrets = DemoSecrets::generate(rng);
         let mut kisi_options = doorsync_kisi_sim::SimOptions::new(clock.clone());
         kisi_options.requests_per_second = KISI_REQUESTS_PER_SECOND;
         kisi_options.organization_name = "doorsync demo coworking".to_owned();
-        let kisi = KisiSimulator::start(kisi_options).await.context("starting the Kisi simulator")?;
-        kisi.handle()
-            .add_api_account("integration@example.com", "doorsync", &secrets.kisi_api_key)
-            .context("creating the integration's API key in the Kisi simulator")?;
+        let kisi = KisiSimulator::start(kisi_options)
+            .await
+            .map_err(|source| DemoError::Kisi { what: "starting the Kisi simulator", source: Box::new(source) })?;
+        kisi.handle().add_api_account("integration@example.com", "doorsync", &secrets.kisi_api_key).map_err(
+            |source| DemoError::Kisi {
+                what: "creating the integration's API key in the Kisi simulator",
+                source: Box::new(source),
+            },
+        )?;
 
         let mut nexudus_options = doorsync_nexudus_sim::SimOptions::new(clock);
         nexudus_options.credentials = Credentials {
@@ -260,11 +266,14 @@ impl World {
         // the first read of a few hundred members.
         nexudus_options.limits = None;
         nexudus_options.seed = rng.random();
-        let nexudus = NexudusSimulator::start(nexudus_options).await.context("starting the Nexudus simulator")?;
+        let nexudus = NexudusSimulator::start(nexudus_options).await.map_err(|source| DemoError::Nexudus {
+            what: "starting the Nexudus simulator",
+            source: Box::new(source),
+        })?;
 
         let mut directory = Directory::default();
-        furnish(&nexudus, &kisi, &mut directory).context("creating the locations in the simulators")?;
-        enrol(&nexudus, &mut directory, members, rng).context("creating the members in the Nexudus simulator")?;
+        furnish(&nexudus, &kisi, &mut directory).map_err(|error| DemoError::Furnish(Box::new(error)))?;
+        enrol(&nexudus, &mut directory, members, rng).map_err(|error| DemoError::Enrol(Box::new(error)))?;
         Ok(Self { nexudus, kisi, directory, secrets })
     }
 
@@ -276,12 +285,14 @@ impl World {
 
 /// Locations with their rooms, pass products, desks and offices in Nexudus, the groups of doors
 /// they open in Kisi, and the mapping between the two.
-fn furnish(nexudus: &NexudusSimulator, kisi: &KisiSimulator, directory: &mut Directory) -> anyhow::Result<()> {
+fn furnish(nexudus: &NexudusSimulator, kisi: &KisiSimulator, directory: &mut Directory) -> Result<(), DemoError> {
     let kisi = kisi.handle();
     for (index, (city, windows_zone, rooms)) in LOCATIONS.into_iter().enumerate() {
-        let iana_zone = doorsync_access::iana_zone_for_windows(windows_zone)
-            .with_context(|| format!("no IANA zone for {windows_zone:?}"))?;
-        let zone = TimeZoneDatabase::bundled().get(iana_zone).with_context(|| format!("time zone {iana_zone}"))?;
+        let iana_zone =
+            doorsync_access::iana_zone_for_windows(windows_zone).ok_or(DemoError::UnknownZone(windows_zone))?;
+        let zone = TimeZoneDatabase::bundled()
+            .get(iana_zone)
+            .map_err(|source| DemoError::TimeZone { zone: iana_zone, source: Box::new(source) })?;
         let business = nexudus.create_location(city, windows_zone)?;
         let mut group = |name: String| {
             let id = kisi.add_group(&name);
@@ -299,7 +310,7 @@ fn furnish(nexudus: &NexudusSimulator, kisi: &KisiSimulator, directory: &mut Dir
             directory.rooms.push(Room { resource, name, location: index, group: kisi_group });
             directory.map(entry(Source::Resource(resource), kisi_group));
         }
-        let mut product = |name: String, minutes: Option<u32>| -> anyhow::Result<u64> {
+        let mut product = |name: String, minutes: Option<u32>| -> Result<u64, DemoError> {
             let mut fields = json!({"Name": name, "BusinessId": business});
             if let Some(minutes) = minutes {
                 fields["MinutesIncluded"] = json!(minutes);
@@ -352,7 +363,12 @@ fn entry(source: Source, group: KisiGroupId) -> MappingEntry {
 }
 
 /// `count` active members, each working mostly from one location.
-fn enrol(nexudus: &NexudusSimulator, directory: &mut Directory, count: u32, rng: &mut StdRng) -> anyhow::Result<()> {
+fn enrol(
+    nexudus: &NexudusSimulator,
+    directory: &mut Directory,
+    count: u32,
+    rng: &mut StdRng,
+) -> Result<(), doorsync_nexudus_sim::SimError> {
     for number in 1..=count {
         let first = FIRST_NAMES.choose(rng).copied().unwrap_or("Ada");
         let last = LAST_NAMES.choose(rng).copied().unwrap_or("Lovelace");
