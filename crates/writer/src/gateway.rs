@@ -99,7 +99,7 @@ impl Gateway {
         let asked_to_wait = result.as_ref().err().and_then(|error| retry_after_wait(error, now));
         match asked_to_wait {
             Some((wait, asked)) => {
-                let until = crate::worker::after(now, wait);
+                let until = now + wait;
                 self.limiter.hold_until(until);
                 if asked > wait {
                     tracing::warn!(

@@ -395,7 +395,7 @@ async fn commands_due_to_a_window_edge_are_counted_by_how_late_kisi_held_them_an
     // Long overdue: a window that began in 1970 and is only now written.
     send_due_to_edge(&harness, grant(1, room, seconds(0), None), Timestamp::from_unix_millis(0)).await;
     // Stamped by an engine whose clock runs ahead of the writer's: on time, not late.
-    let ahead = Timestamp::from_unix_millis(harness.clock.now().as_unix_millis() + 86_400_000);
+    let ahead = harness.clock.now() + Duration::from_secs(86_400);
     send_due_to_edge(&harness, grant(1, studio, Some(ahead), None), ahead).await;
     eventually("all three are settled", WAIT, async || writer.status().commands_applied == 3).await;
 

@@ -12,7 +12,6 @@ use doorsync_proto::{
     UserLinked,
 };
 
-use super::after;
 use super::intake::{Active, group_outcome};
 use crate::WriterError;
 use crate::backlog::Key;
@@ -102,7 +101,7 @@ impl Active<'_> {
                     self.identity_attempts += 1;
                     let wait = self.backoff.delay(self.identity_attempts);
                     tracing::warn!(%error, "reading the adopted creators or the mapped groups from Kisi failed; retrying");
-                    self.next_identity_at = after(self.now(), wait);
+                    self.next_identity_at = self.now() + wait;
                     return;
                 }
                 self.creators.api_user = Some(me.id);
@@ -113,7 +112,7 @@ impl Active<'_> {
                 }
             }
             Err(CallError::Kisi(error)) if error.is_credentials_problem() => match &mut self.pause {
-                Some(pause) => pause.next_probe_at = after(now, self.shared.options.credentials_probe_every),
+                Some(pause) => pause.next_probe_at = now + self.shared.options.credentials_probe_every,
                 None => self.pause(&error),
             },
             Err(CallError::Kisi(error)) => {
@@ -121,8 +120,8 @@ impl Active<'_> {
                 let wait = self.backoff.delay(self.identity_attempts);
                 tracing::warn!(%error, "asking Kisi for the API key's user failed; retrying");
                 match &mut self.pause {
-                    Some(pause) => pause.next_probe_at = after(now, self.shared.options.credentials_probe_every),
-                    None => self.next_identity_at = after(now, wait),
+                    Some(pause) => pause.next_probe_at = now + self.shared.options.credentials_probe_every,
+                    None => self.next_identity_at = now + wait,
                 }
             }
             Err(CallError::Stopped) => {}
@@ -143,7 +142,7 @@ impl Active<'_> {
             shared_status.paused = Some(status.clone());
             shared_status.credential_alerts += 1;
         }
-        let next_probe_at = after(now, self.shared.options.credentials_probe_every);
+        let next_probe_at = now + self.shared.options.credentials_probe_every;
         self.pause = Some(Pause { refusal: error.clone(), next_probe_at });
     }
 

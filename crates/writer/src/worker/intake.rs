@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::effects::{Creators, NO_ENSURE_USER, NO_USER, Pause, Refusal, StepResult, access_changed, foreign, linked};
-use super::{Control, Shared, after};
+use super::{Control, Shared};
 use crate::backlog::{Added, Backlog, Desire, Key, Pending, Received};
 use crate::backoff::Backoff;
 use crate::gateway::{Gateway, Stop, retry_after_wait};
@@ -89,7 +89,7 @@ impl<'a> Active<'a> {
                         now
                     }
                 };
-                Some(after(since, every).max(now))
+                Some((since + every).max(now))
             }
             None => None,
         };
@@ -146,10 +146,10 @@ impl<'a> Active<'a> {
             } else if self.next_reconcile_at.is_some_and(|due| due <= now) {
                 let (every, retry) = (self.options().reconcile_every, self.options().backoff_max);
                 match Reconciler::new(self).reconcile().await {
-                    Ok(_) => self.next_reconcile_at = every.map(|every| after(self.now(), every)),
+                    Ok(_) => self.next_reconcile_at = every.map(|every| self.now() + every),
                     Err(error) => {
                         tracing::warn!(%error, "scheduled reconciliation did not finish; trying again soon");
-                        self.next_reconcile_at = every.map(|every| after(self.now(), every.min(retry)));
+                        self.next_reconcile_at = every.map(|every| self.now() + every.min(retry));
                     }
                 }
                 continue;
@@ -357,7 +357,7 @@ impl<'a> Active<'a> {
     pub(super) async fn await_command(&mut self, key: Key, reason: &str) {
         let grace = self.options().ack_wait.saturating_mul(2);
         let now = self.now();
-        let waiting = self.backlog.get(&key).is_some_and(|pending| after(pending.received_at, grace) > now);
+        let waiting = self.backlog.get(&key).is_some_and(|pending| pending.received_at + grace > now);
         if waiting {
             self.transient(key, reason, None).await;
         } else {
@@ -373,7 +373,7 @@ impl<'a> Active<'a> {
         let Some(pending) = self.backlog.get_mut(&key) else { return };
         pending.attempts += 1;
         let wait = self.backoff.delay(pending.attempts).max(retry_after.unwrap_or_default());
-        pending.not_before = after(now, wait);
+        pending.not_before = now + wait;
         tracing::debug!(member = %key.member(), attempts = pending.attempts, reason, "Kisi call failed; retrying later");
         if pending.attempts >= report_after && !pending.transient_reported {
             pending.transient_reported = true;
@@ -467,7 +467,7 @@ async fn pull(mut consumer: Box<dyn DurableConsumer>, sender: mpsc::Sender<Deliv
             }
             Err(error) => {
                 tracing::warn!(%error, "reading commands failed; retrying");
-                clock.sleep_until(after(clock.now(), Duration::from_secs(1))).await;
+                clock.sleep_until(clock.now() + Duration::from_secs(1)).await;
             }
         }
     }

@@ -13,13 +13,11 @@ mod effects;
 mod intake;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use doorsync_clock::SharedClock;
 use doorsync_kisi::KisiClient;
 use doorsync_layout::Layout;
 use doorsync_log::{EventLog, KeyValue, Lease, Tenure};
-use doorsync_proto::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub(crate) use effects::{Creators, Driven, Refusal};
@@ -58,11 +56,6 @@ impl Control {
     }
 }
 
-pub(crate) fn after(at: Timestamp, duration: Duration) -> Timestamp {
-    let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-    Timestamp::from_unix_millis(at.as_unix_millis().saturating_add(millis))
-}
-
 /// The writer's whole life: standby, active, and standby again if the lease is lost.
 pub(crate) async fn run(shared: Arc<Shared>, kisi: KisiClient, mut control: mpsc::Receiver<Control>) {
     let options = &shared.options;
@@ -93,7 +86,7 @@ pub(crate) async fn run(shared: Arc<Shared>, kisi: KisiClient, mut control: mpsc
             }
             Err(error) => {
                 tracing::error!(%error, "writer could not start working; giving the lease back");
-                let retry = after(shared.clock.now(), options.backoff_max.min(lease.renew_every()));
+                let retry = shared.clock.now() + options.backoff_max.min(lease.renew_every());
                 let mut shutdown = shutdown.clone();
                 tokio::select! {
                     () = shared.clock.sleep_until(retry) => {}
@@ -124,7 +117,7 @@ async fn wait_for_lease(shared: &Shared, lease: &Lease, control: &mut mpsc::Rece
             Err(error) => tracing::warn!(%error, "reading the writer lease failed; retrying"),
         }
         shared.status.lock().role = WriterRole::Standby;
-        let retry = after(shared.clock.now(), lease.renew_every());
+        let retry = shared.clock.now() + lease.renew_every();
         loop {
             tokio::select! {
                 () = shared.clock.sleep_until(retry) => break,
