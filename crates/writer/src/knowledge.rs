@@ -579,11 +579,17 @@ mod tests {
         assert_eq!(record.known_in(group), KnownAssignment::Absent);
     }
 
-    #[tokio::test]
-    async fn knowledge_applies_an_observation_to_the_members_cached_record_and_saves_it_when_asked() {
+    /// The writer's bucket on an embedded log in memory, with the log that holds it.
+    async fn writer_bucket() -> (doorsync_log_embedded::EmbeddedLog, Arc<dyn KeyValue>) {
         let layout = doorsync_layout::Layout::new(doorsync_proto::Subjects::new("test", 4).unwrap());
         let log = doorsync_log_embedded::EmbeddedLog::in_memory(layout.streams()).unwrap();
         let kv = doorsync_log::EventLog::key_value(&log, &layout.writer_bucket).await.unwrap();
+        (log, kv)
+    }
+
+    #[tokio::test]
+    async fn knowledge_applies_an_observation_to_the_members_cached_record_and_saves_it_when_asked() {
+        let (_log, kv) = writer_bucket().await;
         let mut knowledge = Knowledge::new(Arc::clone(&kv));
         knowledge.apply(MemberId(7), Observation::UserCreated(user(70, true, true)));
         assert_eq!(knowledge.get_mut(MemberId(7)).user.known, Some(user(70, true, true)));
@@ -600,9 +606,7 @@ mod tests {
 
     #[tokio::test]
     async fn links_of_records_kept_before_links_were_are_recorded_once() {
-        let layout = doorsync_layout::Layout::new(doorsync_proto::Subjects::new("test", 4).unwrap());
-        let log = doorsync_log_embedded::EmbeddedLog::in_memory(layout.streams()).unwrap();
-        let kv = doorsync_log::EventLog::key_value(&log, &layout.writer_bucket).await.unwrap();
+        let (_log, kv) = writer_bucket().await;
         let mut old = Knowledge::new(Arc::clone(&kv));
         old.get_mut(MemberId(5)).user.known = Some(KnownUser {
             id: KisiUserId(50),

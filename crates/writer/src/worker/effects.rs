@@ -438,14 +438,7 @@ impl Active<'_> {
                         self.knowledge.apply(member, Observation::UserGone);
                         StepResult::Conflict(format!("the member's Kisi user is gone: {error}"))
                     }
-                    Err(CallError::Kisi(error)) => {
-                        // Kisi may have made the change: the state known before is no longer sure.
-                        if error.outcome_unknown() {
-                            self.knowledge.apply(member, Observation::UserAccessInDoubt);
-                        }
-                        StepResult::Failed(error)
-                    }
-                    Err(CallError::Stopped) => StepResult::Stopped,
+                    Err(error) => self.unconfirmed(member, error, Observation::UserAccessInDoubt),
                 }
             }
             UserStep::Delete => {
@@ -461,13 +454,7 @@ impl Active<'_> {
                         self.knowledge.apply(member, Observation::UserDeleted);
                         StepResult::Changed(vec![access_changed(member, KisiUserState::Deleted)])
                     }
-                    Err(CallError::Kisi(error)) => {
-                        if error.outcome_unknown() {
-                            self.knowledge.apply(member, Observation::UserAccessInDoubt);
-                        }
-                        StepResult::Failed(error)
-                    }
-                    Err(CallError::Stopped) => StepResult::Stopped,
+                    Err(error) => self.unconfirmed(member, error, Observation::UserAccessInDoubt),
                 }
             }
             UserStep::Done | UserStep::AwaitEnsureUser | UserStep::LeaveAlone => StepResult::Changed(Vec::new()),
@@ -552,14 +539,7 @@ impl Active<'_> {
                         self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
                         StepResult::Changed(Vec::new())
                     }
-                    Err(CallError::Kisi(error)) => {
-                        // Kisi may have changed the window: look before deciding again.
-                        if error.outcome_unknown() {
-                            self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
-                        }
-                        StepResult::Failed(error)
-                    }
-                    Err(CallError::Stopped) => StepResult::Stopped,
+                    Err(error) => self.unconfirmed(member, error, Observation::AssignmentInDoubt(group)),
                 }
             }
             GroupStep::Delete { assignment } => {
@@ -575,18 +555,26 @@ impl Active<'_> {
                         self.knowledge.apply(member, Observation::AssignmentRemoved(group));
                         StepResult::Changed(Vec::new())
                     }
-                    Err(CallError::Kisi(error)) => {
-                        if error.outcome_unknown() {
-                            self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
-                        }
-                        StepResult::Failed(error)
-                    }
-                    Err(CallError::Stopped) => StepResult::Stopped,
+                    Err(error) => self.unconfirmed(member, error, Observation::AssignmentInDoubt(group)),
                 }
             }
             GroupStep::Done | GroupStep::RefuseNoUser | GroupStep::RefuseForeign { .. } => {
                 StepResult::Changed(Vec::new())
             }
+        }
+    }
+
+    /// A change Kisi did not confirm: when Kisi may have made it all the same (the answer was
+    /// lost), what it may have changed (`in_doubt`) is looked at before anything is decided from it.
+    fn unconfirmed(&mut self, member: MemberId, error: CallError, in_doubt: Observation) -> StepResult {
+        match error {
+            CallError::Kisi(error) => {
+                if error.outcome_unknown() {
+                    self.knowledge.apply(member, in_doubt);
+                }
+                StepResult::Failed(error)
+            }
+            CallError::Stopped => StepResult::Stopped,
         }
     }
 
