@@ -130,7 +130,7 @@ impl Active<'_> {
 
     /// Stops all work but the credentials probe: every further call would be refused the same way,
     /// and working through the queue would only dead-letter it.
-    pub(crate) fn pause(&mut self, error: &KisiError) {
+    pub(super) fn pause(&mut self, error: &KisiError) {
         if self.pause.is_some() {
             return;
         }
@@ -146,7 +146,7 @@ impl Active<'_> {
         self.pause = Some(Pause { refusal: error.clone(), next_probe_at });
     }
 
-    pub(crate) fn paused_error(&self) -> Option<WriterError> {
+    pub(super) fn paused_error(&self) -> Option<WriterError> {
         match (&self.pause, self.creators.api_user) {
             (Some(pause), _) => Some(WriterError::refused_key(&pause.refusal)),
             (None, None) => Some(WriterError::Paused { refusal: None }),
@@ -180,7 +180,7 @@ impl Active<'_> {
     /// Kisi answers 403, not 404, for an id that does not exist (so Kisi support says): once the
     /// key's own `GET /user` shows the key works, a 403 on a call by a user's or an assignment's
     /// id means that user or assignment is gone, and is handled as a 404.
-    pub(crate) async fn gone_when_forbidden<T>(&mut self, result: Result<T, CallError>) -> Result<T, CallError> {
+    pub(super) async fn gone_when_forbidden<T>(&mut self, result: Result<T, CallError>) -> Result<T, CallError> {
         let Err(CallError::Kisi(KisiError::Forbidden { endpoint, details })) = result else { return result };
         let error = KisiError::Forbidden { endpoint: endpoint.clone(), details: details.clone() };
         match self.whom_kisi_refused(&error).await {
@@ -207,7 +207,7 @@ impl Active<'_> {
     }
 
     /// The rules for group steps, from the options and what was learnt of the account.
-    pub(crate) fn group_rules(&self) -> GroupRules {
+    pub(super) fn group_rules(&self) -> GroupRules {
         GroupRules {
             modify_foreign: self.shared.options.touch_foreign_assignments,
             patch_applies_validity: self.patch_applies_validity,
@@ -218,7 +218,7 @@ impl Active<'_> {
     /// mistyped group id): that is this call's permanent failure, and pausing would only stop
     /// every other member's writes while the probe keeps succeeding. So a 403 pauses the writer
     /// only when the key's own `GET /user` is refused too.
-    pub(crate) async fn whom_kisi_refused(&mut self, error: &KisiError) -> Refusal {
+    pub(super) async fn whom_kisi_refused(&mut self, error: &KisiError) -> Refusal {
         if !matches!(error, KisiError::Forbidden { .. }) || self.pause.is_some() {
             self.pause(error);
             return Refusal::TheKey;
@@ -256,7 +256,7 @@ impl Active<'_> {
         }
     }
 
-    pub(crate) fn note_refused_group(&self, group: KisiGroupId, mapping: Option<String>, reason: String) {
+    pub(super) fn note_refused_group(&self, group: KisiGroupId, mapping: Option<String>, reason: String) {
         let mut status = self.shared.status.lock();
         if !status.refused_groups.iter().any(|refused| refused.group == group) {
             tracing::error!(%group, mapping = mapping.as_deref().unwrap_or("-"), reason, "Kisi refuses a mapped group to this API key");
@@ -313,7 +313,7 @@ impl Active<'_> {
     }
 
     /// Makes the call `step` names for the member's user and records what Kisi answered.
-    pub(crate) async fn user_call(&mut self, member: MemberId, step: UserStep) -> StepResult {
+    pub(super) async fn user_call(&mut self, member: MemberId, step: UserStep) -> StepResult {
         let user_id = self.knowledge.get_mut(member).user.known.as_ref().map(|user| user.id);
         match step {
             UserStep::Find { email } => {
@@ -462,7 +462,7 @@ impl Active<'_> {
     }
 
     /// Makes the call `step` names for the member's membership of `group` and records the answer.
-    pub(crate) async fn group_call(&mut self, member: MemberId, group: KisiGroupId, step: GroupStep) -> StepResult {
+    pub(super) async fn group_call(&mut self, member: MemberId, group: KisiGroupId, step: GroupStep) -> StepResult {
         let Some(user) = self.knowledge.get_mut(member).live_user().map(|user| user.id) else {
             return StepResult::Conflict(NO_USER.to_owned());
         };
@@ -636,7 +636,7 @@ impl Active<'_> {
 
     /// Takes a member's membership of a group to `desire` with as many calls as it needs, for the
     /// reconciler, which repairs outside the command backlog.
-    pub(crate) async fn drive_group(&mut self, member: MemberId, group: KisiGroupId, desire: GroupDesire) -> Driven {
+    pub(super) async fn drive_group(&mut self, member: MemberId, group: KisiGroupId, desire: GroupDesire) -> Driven {
         for _ in 0..MAX_REPAIR_STEPS {
             let rules = self.group_rules();
             let record = self.knowledge.get_mut(member);
@@ -658,7 +658,7 @@ impl Active<'_> {
     }
 
     /// Takes a member's user to `desire`, for the reconciler.
-    pub(crate) async fn drive_user(&mut self, member: MemberId, desire: &UserDesire) -> Driven {
+    pub(super) async fn drive_user(&mut self, member: MemberId, desire: &UserDesire) -> Driven {
         let manage_found = self.options().manage_found_users;
         let mut outcomes = Vec::new();
         for _ in 0..MAX_REPAIR_STEPS {
@@ -705,7 +705,7 @@ impl Active<'_> {
         }
     }
 
-    pub(crate) async fn save_quietly(&self, member: MemberId) {
+    pub(super) async fn save_quietly(&self, member: MemberId) {
         if let Err(error) = self.knowledge.save(member).await {
             tracing::warn!(%member, %error, "saving the writer's knowledge failed");
         }

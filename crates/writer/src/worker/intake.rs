@@ -40,20 +40,20 @@ const MAX_CONFLICTS: u32 = 3;
 /// The writer while it holds the lease.
 pub(crate) struct Active<'a> {
     pub(crate) shared: &'a Shared,
-    pub(crate) gateway: &'a mut Gateway,
+    pub(super) gateway: &'a mut Gateway,
     pub(super) backoff: &'a mut Backoff,
-    pub(crate) stop: Stop,
+    pub(super) stop: Stop,
     pub(crate) knowledge: Knowledge,
     pub(crate) backlog: Backlog,
     /// Whose assignments are doorsync's: the API key's user, and the adopted creators.
-    pub(crate) creators: Creators,
+    pub(super) creators: Creators,
     /// Whether this Kisi account applies a PATCH of an assignment's validity, once learnt (kept
     /// in the writer's bucket).
-    pub(crate) patch_applies_validity: Option<bool>,
+    pub(super) patch_applies_validity: Option<bool>,
     pub(super) identity_attempts: u32,
     pub(super) next_identity_at: Timestamp,
     pub(super) pause: Option<Pause>,
-    pub(crate) held: Option<HeldRepair>,
+    pub(super) held: Option<HeldRepair>,
     pub(super) next_reconcile_at: Option<Timestamp>,
     pub(super) intake: mpsc::Receiver<Delivery>,
     pub(super) intake_task: JoinHandle<()>,
