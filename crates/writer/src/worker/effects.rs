@@ -316,69 +316,9 @@ impl Active<'_> {
     pub(super) async fn user_call(&mut self, member: MemberId, step: UserStep) -> StepResult {
         let user_id = self.knowledge.get_mut(member).user.known.as_ref().map(|user| user.id);
         match step {
-            UserStep::Find { email } => {
-                let found = self
-                    .gateway
-                    .call(&mut self.stop, |client| async move { client.find_user_by_email(&email).await })
-                    .await;
-                match found {
-                    Ok(Some(user)) if Some(user.id) == self.creators.api_user => StepResult::Refused(format!(
-                        "the member's email belongs to Kisi user {}, who owns doorsync's API key; doorsync never \
-                         links that user to a member (give the member another email in Nexudus, or use another \
-                         Kisi account's key)",
-                        user.id
-                    )),
-                    Ok(Some(user)) => {
-                        let known = known_user(&user, created_by_doorsync(&user), false);
-                        match self.link(member, &known).await {
-                            Ok(()) => {
-                                let outcome = linked(member, &known);
-                                self.knowledge.apply(member, Observation::UserFound(known));
-                                StepResult::Changed(vec![outcome])
-                            }
-                            Err(result) => result,
-                        }
-                    }
-                    Ok(None) => {
-                        self.knowledge.apply(member, Observation::NoUserWithEmail);
-                        StepResult::Changed(Vec::new())
-                    }
-                    Err(error) => error.into(),
-                }
-            }
+            UserStep::Find { email } => self.find_user(member, email).await,
             UserStep::Create { email, name, access_enabled } => {
-                let mut new_user = NewUser::managed(email, name);
-                new_user.access_enabled = access_enabled;
-                new_user.metadata.insert(MANAGED_BY_KEY.to_owned(), MANAGED_BY_VALUE.into());
-                let created = self
-                    .gateway
-                    .call(&mut self.stop, |client| async move { client.create_user(&new_user).await })
-                    .await;
-                match created {
-                    Ok(user) => {
-                        // A new user has no assignments yet.
-                        let known = known_user(&user, true, true);
-                        if let Err(error) = self.knowledge.record_link(known.id, member).await {
-                            tracing::warn!(%member, %error, "recording which member a new Kisi user belongs to failed");
-                        }
-                        let state = known.state;
-                        let mut outcomes = vec![linked(member, &known)];
-                        self.knowledge.apply(member, Observation::UserCreated(known));
-                        if state != KisiUserState::Enabled {
-                            outcomes.push(access_changed(member, state));
-                        }
-                        StepResult::Changed(outcomes)
-                    }
-                    Err(CallError::Kisi(error)) => {
-                        self.knowledge.apply(member, Observation::UserMayExist);
-                        if matches!(error, KisiError::Unprocessable { .. }) {
-                            StepResult::Conflict(error.to_string())
-                        } else {
-                            StepResult::Failed(error)
-                        }
-                    }
-                    Err(CallError::Stopped) => StepResult::Stopped,
-                }
+                self.create_user(member, email, name, access_enabled).await
             }
             UserStep::ListAssignments => {
                 let Some(user) = user_id else { return StepResult::Conflict(NO_USER.to_owned()) };
@@ -458,6 +398,70 @@ impl Active<'_> {
                 }
             }
             UserStep::Done | UserStep::AwaitEnsureUser | UserStep::LeaveAlone => StepResult::Changed(Vec::new()),
+        }
+    }
+
+    /// Looks for a Kisi user with the member's email, and links the member to it if there is one.
+    async fn find_user(&mut self, member: MemberId, email: String) -> StepResult {
+        let found =
+            self.gateway.call(&mut self.stop, |client| async move { client.find_user_by_email(&email).await }).await;
+        match found {
+            Ok(Some(user)) if Some(user.id) == self.creators.api_user => StepResult::Refused(format!(
+                "the member's email belongs to Kisi user {}, who owns doorsync's API key; doorsync never \
+                 links that user to a member (give the member another email in Nexudus, or use another \
+                 Kisi account's key)",
+                user.id
+            )),
+            Ok(Some(user)) => {
+                let known = known_user(&user, created_by_doorsync(&user), false);
+                match self.link(member, &known).await {
+                    Ok(()) => {
+                        let outcome = linked(member, &known);
+                        self.knowledge.apply(member, Observation::UserFound(known));
+                        StepResult::Changed(vec![outcome])
+                    }
+                    Err(result) => result,
+                }
+            }
+            Ok(None) => {
+                self.knowledge.apply(member, Observation::NoUserWithEmail);
+                StepResult::Changed(Vec::new())
+            }
+            Err(error) => error.into(),
+        }
+    }
+
+    /// Creates the member's Kisi user, marked as doorsync's.
+    async fn create_user(&mut self, member: MemberId, email: String, name: String, access_enabled: bool) -> StepResult {
+        let mut new_user = NewUser::managed(email, name);
+        new_user.access_enabled = access_enabled;
+        new_user.metadata.insert(MANAGED_BY_KEY.to_owned(), MANAGED_BY_VALUE.into());
+        let created =
+            self.gateway.call(&mut self.stop, |client| async move { client.create_user(&new_user).await }).await;
+        match created {
+            Ok(user) => {
+                // A new user has no assignments yet.
+                let known = known_user(&user, true, true);
+                if let Err(error) = self.knowledge.record_link(known.id, member).await {
+                    tracing::warn!(%member, %error, "recording which member a new Kisi user belongs to failed");
+                }
+                let state = known.state;
+                let mut outcomes = vec![linked(member, &known)];
+                self.knowledge.apply(member, Observation::UserCreated(known));
+                if state != KisiUserState::Enabled {
+                    outcomes.push(access_changed(member, state));
+                }
+                StepResult::Changed(outcomes)
+            }
+            Err(CallError::Kisi(error)) => {
+                self.knowledge.apply(member, Observation::UserMayExist);
+                if matches!(error, KisiError::Unprocessable { .. }) {
+                    StepResult::Conflict(error.to_string())
+                } else {
+                    StepResult::Failed(error)
+                }
+            }
+            Err(CallError::Stopped) => StepResult::Stopped,
         }
     }
 
