@@ -1,133 +1,81 @@
 //! The ingestor's Prometheus metrics, computed at each scrape from its latest status.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use doorsync_metrics::{Published, counter, gauge, labelled_counter};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
 use crate::{IngestRole, IngestStatus};
 
-/// The ingestor's metrics, reporting what [`IngestMetrics::update`] was last given (nothing
-/// before).
-#[derive(Debug, Clone, Default)]
-pub struct IngestMetrics {
-    latest: Arc<Mutex<Option<IngestStatus>>>,
+/// The ingestor's metrics, reporting the status last given.
+pub type IngestMetrics = Published<IngestStatus>;
+
+/// Registers the ingestor's metrics in `registry`.
+pub fn register(registry: &mut Registry) -> IngestMetrics {
+    Published::register(registry, encode)
 }
 
-impl IngestMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        registry.register_collector(Box::new(metrics.clone()));
-        metrics
-    }
-
-    pub fn update(&self, status: &IngestStatus) {
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(status.clone());
-    }
-}
-
-fn gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: impl TryInto<i64>,
-) -> Result<(), std::fmt::Error> {
-    let value = value.try_into().unwrap_or(i64::MAX);
-    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
-}
-
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: impl EncodeCounterValue,
-) -> Result<(), std::fmt::Error> {
-    ConstCounter::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
-}
-
-/// A counter with one label, one series per `(label value, count)`.
-fn labelled_counter<'v>(
-    encoder: &mut DescriptorEncoder,
-    (name, help, label): (&str, &str, &str),
-    series: impl IntoIterator<Item = (&'v str, u64)>,
-) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (value, count) in series {
-        ConstCounter::new(count).encode(family.encode_family(&[(label, value)])?)?;
-    }
-    Ok(())
-}
-
-impl Collector for IngestMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(ingest) = self.latest.lock().unwrap_or_else(PoisonError::into_inner).clone() else { return Ok(()) };
-        let e = &mut encoder;
-        labelled_counter(
-            e,
-            ("ingest_events_appended", "Events appended from Nexudus, by type", "type"),
-            ingest.appended.iter().map(|(kind, appended)| (kind.as_str(), *appended)),
-        )?;
-        gauge(
-            e,
-            "ingest_parked_records",
-            "Nexudus records that could not be read, waiting for a fix",
-            ingest.parked.len(),
-        )?;
-        counter(e, "ingest_parkings", "Times a Nexudus record was parked", ingest.parkings)?;
-        gauge(
-            e,
-            "ingest_retrying_records",
-            "Nexudus records a webhook, poll or sweep asked for whose reading failed, waiting in the durable \
-             retry set to be read again",
-            ingest.retrying.len(),
-        )?;
-        let hooks = &ingest.webhooks;
-        labelled_counter(
-            e,
-            ("ingest_webhooks", "Webhook deliveries by answer", "answer"),
-            [
-                ("accepted", hooks.accepted),
-                ("refused", hooks.refused),
-                ("unreadable", hooks.unreadable),
-                ("unknown_action", hooks.unknown_action),
-                ("failed", hooks.failed),
-                ("standby", hooks.standby),
-            ],
-        )?;
-        gauge(
-            e,
-            "ingest_active",
-            "1 while this ingestor holds the ingest lease and reads Nexudus, 0 while it stands by",
-            i64::from(ingest.role == IngestRole::Active),
-        )?;
-        gauge(
-            e,
-            "ingest_webhooks_inactive",
-            "Webhooks Nexudus has disabled (re-enable them in Nexudus)",
-            ingest.webhook_health.inactive.len(),
-        )?;
-        counter(e, "ingest_webhook_alerts", "Health checks that found a disabled webhook", ingest.webhook_alerts)?;
-        gauge(
-            e,
-            "ingest_memberless_bookings",
-            "Live bookings with no member, which grant nothing",
-            ingest.memberless_bookings,
-        )?;
-        counter(e, "ingest_duplicates", "Appends the log recognised as already stored", ingest.duplicates)?;
-        let limiter = &ingest.nexudus_limiter;
-        counter(e, "nexudus_limiter_waits", "Nexudus requests held back by its request limits", limiter.waits)?;
-        counter(
-            e,
-            "nexudus_limiter_waited_seconds",
-            "Seconds Nexudus requests waited for its request limits",
-            // Exact below 2^53 ms, some 285,000 years.
-            limiter.waited_ms as f64 / 1_000.0,
-        )
-    }
+fn encode(ingest: &IngestStatus, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    labelled_counter(
+        e,
+        ("ingest_events_appended", "Events appended from Nexudus, by type", "type"),
+        ingest.appended.iter().map(|(kind, appended)| (kind.as_str(), *appended)),
+    )?;
+    gauge(
+        e,
+        "ingest_parked_records",
+        "Nexudus records that could not be read, waiting for a fix",
+        ingest.parked.len(),
+    )?;
+    counter(e, "ingest_parkings", "Times a Nexudus record was parked", ingest.parkings)?;
+    gauge(
+        e,
+        "ingest_retrying_records",
+        "Nexudus records a webhook, poll or sweep asked for whose reading failed, waiting in the durable \
+         retry set to be read again",
+        ingest.retrying.len(),
+    )?;
+    let hooks = &ingest.webhooks;
+    labelled_counter(
+        e,
+        ("ingest_webhooks", "Webhook deliveries by answer", "answer"),
+        [
+            ("accepted", hooks.accepted),
+            ("refused", hooks.refused),
+            ("unreadable", hooks.unreadable),
+            ("unknown_action", hooks.unknown_action),
+            ("failed", hooks.failed),
+            ("standby", hooks.standby),
+        ],
+    )?;
+    gauge(
+        e,
+        "ingest_active",
+        "1 while this ingestor holds the ingest lease and reads Nexudus, 0 while it stands by",
+        i64::from(ingest.role == IngestRole::Active),
+    )?;
+    gauge(
+        e,
+        "ingest_webhooks_inactive",
+        "Webhooks Nexudus has disabled (re-enable them in Nexudus)",
+        ingest.webhook_health.inactive.len(),
+    )?;
+    counter(e, "ingest_webhook_alerts", "Health checks that found a disabled webhook", ingest.webhook_alerts)?;
+    gauge(
+        e,
+        "ingest_memberless_bookings",
+        "Live bookings with no member, which grant nothing",
+        ingest.memberless_bookings,
+    )?;
+    counter(e, "ingest_duplicates", "Appends the log recognised as already stored", ingest.duplicates)?;
+    let limiter = &ingest.nexudus_limiter;
+    counter(e, "nexudus_limiter_waits", "Nexudus requests held back by its request limits", limiter.waits)?;
+    counter(
+        e,
+        "nexudus_limiter_waited_seconds",
+        "Seconds Nexudus requests waited for its request limits",
+        // Exact below 2^53 ms, some 285,000 years.
+        limiter.waited_ms as f64 / 1_000.0,
+    )
 }
 
 #[cfg(test)]
@@ -142,7 +90,7 @@ mod tests {
         let status =
             IngestStatus { nexudus_limiter: LimiterWaits { waits: 7, waited_ms: 3_500 }, ..IngestStatus::default() };
         let mut registry = Registry::with_prefix("doorsync");
-        IngestMetrics::register(&mut registry).update(&status);
+        register(&mut registry).update(status);
         let mut scraped = String::new();
         prometheus_client::encoding::text::encode(&mut scraped, &registry).unwrap();
         let lines: Vec<&str> = scraped.lines().collect();

@@ -2,9 +2,9 @@
 //! (`metric_definitions`), and brought up to date from the status the watcher gathers.
 
 use doorsync_admin::Metrics;
-use doorsync_engine::metric_definitions::EngineMetrics;
-use doorsync_ingest::metric_definitions::IngestMetrics;
-use doorsync_writer::metric_definitions::WriterMetrics;
+use doorsync_engine::metric_definitions::{self as engine, EngineMetrics};
+use doorsync_ingest::metric_definitions::{self as ingest, IngestMetrics};
+use doorsync_writer::metric_definitions::{self as writer, WriterMetrics};
 
 use crate::process::RoleSet;
 use crate::status::Status;
@@ -20,21 +20,21 @@ pub(crate) struct RoleMetrics {
 impl RoleMetrics {
     pub(crate) fn register(metrics: &Metrics, roles: RoleSet) -> Self {
         metrics.register_with(|registry| Self {
-            engine: roles.engine.then(|| EngineMetrics::register(registry)),
-            writer: roles.writer.then(|| WriterMetrics::register(registry)),
-            ingest: roles.ingest.then(|| IngestMetrics::register(registry)),
+            engine: roles.engine.then(|| engine::register(registry)),
+            writer: roles.writer.then(|| writer::register(registry)),
+            ingest: roles.ingest.then(|| ingest::register(registry)),
         })
     }
 
     pub(crate) fn update(&self, status: &Status) {
         if let (Some(metrics), Some(shards)) = (&self.engine, &status.engine) {
-            metrics.update(shards);
+            metrics.update(shards.clone());
         }
         if let (Some(metrics), Some(writer)) = (&self.writer, &status.writer) {
-            metrics.update(writer);
+            metrics.update(writer.clone());
         }
         if let (Some(metrics), Some(ingest)) = (&self.ingest, &status.ingest) {
-            metrics.update(ingest);
+            metrics.update(ingest.clone());
         }
     }
 }

@@ -1,45 +1,18 @@
 //! The writer's Prometheus metrics, computed at each scrape from its latest status.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, EncodeMetric, NoLabelSet};
+use doorsync_metrics::{Published, counter, gauge, labelled_counter};
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::{WindowEdgeLag, WriterRole, WriterStatus};
 
-/// The writer's metrics, reporting what [`WriterMetrics::update`] was last given (nothing before).
-#[derive(Debug, Clone, Default)]
-pub struct WriterMetrics {
-    latest: Arc<Mutex<Option<WriterStatus>>>,
-}
+/// The writer's metrics, reporting the status last given.
+pub type WriterMetrics = Published<WriterStatus>;
 
-impl WriterMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        registry.register_collector(Box::new(metrics.clone()));
-        metrics
-    }
-
-    pub fn update(&self, status: &WriterStatus) {
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(status.clone());
-    }
-}
-
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
-    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
-}
-
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: impl EncodeCounterValue,
-) -> Result<(), std::fmt::Error> {
-    ConstCounter::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
+/// Registers the writer's metrics in `registry`.
+pub fn register(registry: &mut Registry) -> WriterMetrics {
+    Published::register(registry, encode)
 }
 
 /// The window-edge lag as a histogram in seconds, from its bucket counts.
@@ -61,39 +34,33 @@ fn seconds(millis: u64) -> f64 {
     millis as f64 / 1_000.0
 }
 
-fn count(value: usize) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-impl Collector for WriterMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(writer) = self.latest.lock().unwrap_or_else(PoisonError::into_inner).clone() else { return Ok(()) };
-        let e = &mut encoder;
-        let active = matches!(writer.role, WriterRole::Active);
-        gauge(e, "writer_active", "1 while this writer holds the account's lease and calls Kisi", i64::from(active))?;
-        gauge(
-            e,
-            "writer_paused",
-            "1 while Kisi refuses the API key (check KISI_API_KEY)",
-            i64::from(writer.paused.is_some()),
-        )?;
-        counter(
-            e,
-            "writer_credential_alerts",
-            "Times the writer paused because Kisi refused the API key",
-            writer.credential_alerts,
-        )?;
-        gauge(
-            e,
-            "writer_backlog_keys",
-            "Member users and memberships with a command not yet carried out",
-            count(writer.backlog_keys),
-        )?;
-        gauge(e, "writer_backlog_commands", "Commands held unacknowledged", count(writer.backlog_commands))?;
-        let calls = &writer.calls;
-        let mut family =
-            e.encode_descriptor("kisi_calls", "Kisi API requests by how they ended", None, MetricType::Counter)?;
-        for (outcome, calls) in [
+fn encode(writer: &WriterStatus, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let active = matches!(writer.role, WriterRole::Active);
+    gauge(e, "writer_active", "1 while this writer holds the account's lease and calls Kisi", i64::from(active))?;
+    gauge(
+        e,
+        "writer_paused",
+        "1 while Kisi refuses the API key (check KISI_API_KEY)",
+        i64::from(writer.paused.is_some()),
+    )?;
+    counter(
+        e,
+        "writer_credential_alerts",
+        "Times the writer paused because Kisi refused the API key",
+        writer.credential_alerts,
+    )?;
+    gauge(
+        e,
+        "writer_backlog_keys",
+        "Member users and memberships with a command not yet carried out",
+        writer.backlog_keys,
+    )?;
+    gauge(e, "writer_backlog_commands", "Commands held unacknowledged", writer.backlog_commands)?;
+    let calls = &writer.calls;
+    labelled_counter(
+        e,
+        ("kisi_calls", "Kisi API requests by how they ended", "outcome"),
+        [
             ("succeeded", calls.succeeded),
             ("rate_limited", calls.rate_limited),
             ("server_error", calls.server_errors),
@@ -101,64 +68,62 @@ impl Collector for WriterMetrics {
             ("transport_error", calls.transport_errors),
             ("credentials_refused", calls.credentials_refused),
             ("refused", calls.refused),
-        ] {
-            ConstCounter::new(calls).encode(family.encode_family(&[("outcome", outcome)])?)?;
-        }
-        counter(
-            e,
-            "writer_commands_applied",
-            "Commands carried out in Kisi (or found true) and acknowledged",
-            writer.commands_applied,
-        )?;
-        counter(
-            e,
-            "writer_commands_superseded",
-            "Commands overtaken by a newer one for the same key",
-            writer.commands_superseded,
-        )?;
-        counter(
-            e,
-            "writer_dead_letters",
-            "Commands Kisi refused for good, dead-lettered with their reason",
-            writer.dead_letters,
-        )?;
-        let limiter = &writer.limiter;
-        counter(e, "kisi_limiter_waits", "Kisi requests the writer's rate limiter held back", limiter.waits)?;
-        counter(
-            e,
-            "kisi_limiter_waited_seconds",
-            "Seconds Kisi requests waited for the writer's rate limiter",
-            seconds(limiter.waited_ms),
-        )?;
-        counter(
-            e,
-            "kisi_limiter_budget_used_seconds",
-            "Kisi's request budget booked, one interval of the configured rate per request: its rate is the \
-             limiter's utilisation (1 = the whole budget)",
-            seconds(limiter.budget_used_ms),
-        )?;
-        window_edge_lag(e, &writer.window_edge_lag)?;
-        gauge(
-            e,
-            "writer_repair_held",
-            "1 while a mass revocation waits for an operator (doorsync reconcile --confirm)",
-            i64::from(writer.held_repair.is_some()),
-        )?;
-        gauge(
-            e,
-            "writer_retry_after_hold_until_seconds",
-            "Unix time until which a Retry-After from Kisi holds every request back (at most 5 minutes from \
-             when it came; 0 when none was asked for)",
-            writer.retry_after_hold.map_or(0, |hold| hold.until.as_unix_millis().div_euclid(1_000)),
-        )?;
-        gauge(
-            e,
-            "writer_refused_groups",
-            "Mapped Kisi groups the API key may not use (403 while the key works): their commands are \
-             dead-lettered; check the [[mapping]] entries",
-            count(writer.refused_groups.len()),
-        )
-    }
+        ],
+    )?;
+    counter(
+        e,
+        "writer_commands_applied",
+        "Commands carried out in Kisi (or found true) and acknowledged",
+        writer.commands_applied,
+    )?;
+    counter(
+        e,
+        "writer_commands_superseded",
+        "Commands overtaken by a newer one for the same key",
+        writer.commands_superseded,
+    )?;
+    counter(
+        e,
+        "writer_dead_letters",
+        "Commands Kisi refused for good, dead-lettered with their reason",
+        writer.dead_letters,
+    )?;
+    let limiter = &writer.limiter;
+    counter(e, "kisi_limiter_waits", "Kisi requests the writer's rate limiter held back", limiter.waits)?;
+    counter(
+        e,
+        "kisi_limiter_waited_seconds",
+        "Seconds Kisi requests waited for the writer's rate limiter",
+        seconds(limiter.waited_ms),
+    )?;
+    counter(
+        e,
+        "kisi_limiter_budget_used_seconds",
+        "Kisi's request budget booked, one interval of the configured rate per request: its rate is the \
+         limiter's utilisation (1 = the whole budget)",
+        seconds(limiter.budget_used_ms),
+    )?;
+    window_edge_lag(e, &writer.window_edge_lag)?;
+    gauge(
+        e,
+        "writer_repair_held",
+        "1 while a mass revocation waits for an operator (doorsync reconcile --confirm)",
+        i64::from(writer.held_repair.is_some()),
+    )?;
+    gauge(
+        e,
+        "writer_retry_after_hold_until_seconds",
+        "Unix time until which a Retry-After from Kisi holds every request back (at most 5 minutes from \
+         when it came; 0 when none was asked for)",
+        writer.retry_after_hold.map_or(0, |hold| hold.until.as_unix_millis().div_euclid(1_000)),
+    )?;
+    gauge(
+        e,
+        "writer_refused_groups",
+        "Mapped Kisi groups the API key may not use (403 while the key works): their commands are \
+         dead-lettered; check the [[mapping]] entries",
+        writer.refused_groups.len(),
+    )
 }
 
 #[cfg(test)]
@@ -196,7 +161,7 @@ mod tests {
             found_users_left_alone: 0,
         };
         let mut registry = Registry::with_prefix("doorsync");
-        WriterMetrics::register(&mut registry).update(&status);
+        register(&mut registry).update(status);
         let mut scraped = String::new();
         prometheus_client::encoding::text::encode(&mut scraped, &registry).unwrap();
         let lines: Vec<&str> = scraped.lines().collect();
