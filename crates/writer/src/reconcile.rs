@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backlog::Key;
 use crate::gateway::CallError;
-use crate::knowledge::{GroupDesire, Knowledge, KnownAssignment, UserDesire};
+use crate::knowledge::{GroupDesire, Knowledge, KnownAssignment, Observation, UserDesire};
 use crate::status::{HeldRepairStatus, ReconcileReport};
 use crate::worker::{Creators, Driven, Refusal};
 use crate::{WriterError, WriterOptions};
@@ -247,8 +247,7 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
             let drifted = known.state != actual;
             known.state = actual;
             if actual == KisiUserState::Deleted {
-                record.user.known = None;
-                record.forget_assignments(KnownAssignment::Absent);
+                record.apply(Observation::UserGone);
             }
             let Some(desire) = record.user.desired.clone() else { continue };
             if drifted {
@@ -301,9 +300,10 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
                 let Some(user) = record.live_user().map(|user| user.id) else { continue };
                 let actual = by_user.remove(&user);
                 let desire = record.groups.get(&group).and_then(|record| record.desired);
-                let known = actual.as_ref().map_or(KnownAssignment::Absent, |assignment| creators.present(assignment));
+                let held = actual.as_ref().map(|assignment| creators.held(assignment));
+                let known = held.map_or(KnownAssignment::Absent, KnownAssignment::Present);
                 let changed_knowledge = record.groups.get(&group).is_none_or(|record| record.known != known);
-                record.group_mut(group).known = known;
+                record.apply(Observation::AssignmentRead(group, held));
                 let different = match (desire, &actual) {
                     (Some(desire @ GroupDesire::Member { .. }), Some(actual)) => {
                         desire.validity() != Some(actual.validity())

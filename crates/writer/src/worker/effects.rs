@@ -16,7 +16,7 @@ use super::intake::{Active, group_outcome};
 use crate::WriterError;
 use crate::backlog::Key;
 use crate::gateway::{ASSIGNMENTS_PAGE, CallError};
-use crate::knowledge::{GroupDesire, HeldAssignment, Knowledge, KnownAssignment, KnownUser, Observation, UserDesire};
+use crate::knowledge::{GroupDesire, HeldAssignment, Knowledge, KnownUser, Observation, UserDesire};
 use crate::plan::{self, GroupRules, GroupStep, UserStep};
 use crate::reconcile::{ActiveWriter, HeldRepair, ReconcileOptions};
 use crate::status::{PauseStatus, ReconcileReport, RefusedGroup};
@@ -766,10 +766,6 @@ impl Creators {
     /// The assignment as the writer keeps it, doorsync's if one of these made it.
     pub(crate) fn held(&self, assignment: &RoleAssignment) -> HeldAssignment {
         HeldAssignment { ours: self.made(assignment), ..held(assignment) }
-    }
-
-    pub(crate) fn present(&self, assignment: &RoleAssignment) -> KnownAssignment {
-        KnownAssignment::Present(self.held(assignment))
     }
 }
 
