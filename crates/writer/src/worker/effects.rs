@@ -485,66 +485,9 @@ impl Active<'_> {
                     Err(error) => error.into(),
                 }
             }
-            GroupStep::Create { validity } => {
-                if let Err(unsaved) = self.before_change(member, Some(group)).await {
-                    return unsaved;
-                }
-                let created = self
-                    .gateway
-                    .call(&mut self.stop, |client| async move {
-                        client.create_group_assignment(user, group, validity).await
-                    })
-                    .await;
-                match created {
-                    Ok(assignment) => {
-                        let made = HeldAssignment { ours: true, ..held(&assignment) };
-                        self.knowledge.apply(member, Observation::AssignmentMade(group, made));
-                        StepResult::Changed(Vec::new())
-                    }
-                    Err(CallError::Kisi(error @ KisiError::Forbidden { .. })) => {
-                        self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
-                        self.user_gone_or(member, user, error).await
-                    }
-                    Err(CallError::Kisi(error)) => {
-                        // Created after all (a lost answer) or by someone else: look before
-                        // creating again, since Kisi holds one assignment per user and group.
-                        self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
-                        if matches!(error, KisiError::Unprocessable { .. }) {
-                            StepResult::Conflict(error.to_string())
-                        } else {
-                            StepResult::Failed(error)
-                        }
-                    }
-                    Err(CallError::Stopped) => StepResult::Stopped,
-                }
-            }
+            GroupStep::Create { validity } => self.create_assignment(member, user, group, validity).await,
             GroupStep::Update { assignment, validity } => {
-                if let Err(unsaved) = self.before_change(member, Some(group)).await {
-                    return unsaved;
-                }
-                let updated = self
-                    .gateway
-                    .call(&mut self.stop, |client| async move {
-                        client.update_assignment_validity(assignment, validity).await
-                    })
-                    .await;
-                let updated = self.gone_when_forbidden(updated).await;
-                match updated {
-                    Ok(()) => self.verify_update(member, group, assignment, validity).await,
-                    Err(CallError::Kisi(error @ KisiError::NotFound { .. })) => {
-                        self.knowledge.apply(member, Observation::AssignmentRemoved(group));
-                        StepResult::Conflict(format!("the assignment is gone: {error}"))
-                    }
-                    Err(CallError::Kisi(KisiError::Unprocessable { .. })) => {
-                        // Kisi refuses to change the window of an assignment: it will not do it
-                        // for any, so from now on a window changes by delete and create. The
-                        // assignment is as it was.
-                        self.learn_patch_applies_validity(false).await;
-                        self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
-                        StepResult::Changed(Vec::new())
-                    }
-                    Err(error) => self.unconfirmed(member, error, Observation::AssignmentInDoubt(group)),
-                }
+                self.update_assignment(member, group, assignment, validity).await
             }
             GroupStep::Delete { assignment } => {
                 if let Err(unsaved) = self.before_change(member, Some(group)).await {
@@ -565,6 +508,79 @@ impl Active<'_> {
             GroupStep::Done | GroupStep::RefuseNoUser | GroupStep::RefuseForeign { .. } => {
                 StepResult::Changed(Vec::new())
             }
+        }
+    }
+
+    /// Gives the member's user `user` an assignment on `group` for `validity`.
+    async fn create_assignment(
+        &mut self,
+        member: MemberId,
+        user: KisiUserId,
+        group: KisiGroupId,
+        validity: Validity,
+    ) -> StepResult {
+        if let Err(unsaved) = self.before_change(member, Some(group)).await {
+            return unsaved;
+        }
+        let created = self
+            .gateway
+            .call(&mut self.stop, |client| async move { client.create_group_assignment(user, group, validity).await })
+            .await;
+        match created {
+            Ok(assignment) => {
+                let made = HeldAssignment { ours: true, ..held(&assignment) };
+                self.knowledge.apply(member, Observation::AssignmentMade(group, made));
+                StepResult::Changed(Vec::new())
+            }
+            Err(CallError::Kisi(error @ KisiError::Forbidden { .. })) => {
+                self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
+                self.user_gone_or(member, user, error).await
+            }
+            Err(CallError::Kisi(error)) => {
+                // Created after all (a lost answer) or by someone else: look before
+                // creating again, since Kisi holds one assignment per user and group.
+                self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
+                if matches!(error, KisiError::Unprocessable { .. }) {
+                    StepResult::Conflict(error.to_string())
+                } else {
+                    StepResult::Failed(error)
+                }
+            }
+            Err(CallError::Stopped) => StepResult::Stopped,
+        }
+    }
+
+    /// Moves `assignment`, the member's on `group`, to `validity`, and reads it back.
+    async fn update_assignment(
+        &mut self,
+        member: MemberId,
+        group: KisiGroupId,
+        assignment: KisiAssignmentId,
+        validity: Validity,
+    ) -> StepResult {
+        if let Err(unsaved) = self.before_change(member, Some(group)).await {
+            return unsaved;
+        }
+        let updated = self
+            .gateway
+            .call(&mut self.stop, |client| async move { client.update_assignment_validity(assignment, validity).await })
+            .await;
+        let updated = self.gone_when_forbidden(updated).await;
+        match updated {
+            Ok(()) => self.verify_update(member, group, assignment, validity).await,
+            Err(CallError::Kisi(error @ KisiError::NotFound { .. })) => {
+                self.knowledge.apply(member, Observation::AssignmentRemoved(group));
+                StepResult::Conflict(format!("the assignment is gone: {error}"))
+            }
+            Err(CallError::Kisi(KisiError::Unprocessable { .. })) => {
+                // Kisi refuses to change the window of an assignment: it will not do it
+                // for any, so from now on a window changes by delete and create. The
+                // assignment is as it was.
+                self.learn_patch_applies_validity(false).await;
+                self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
+                StepResult::Changed(Vec::new())
+            }
+            Err(error) => self.unconfirmed(member, error, Observation::AssignmentInDoubt(group)),
         }
     }
 
