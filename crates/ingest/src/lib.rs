@@ -6,9 +6,9 @@
 //!   reading each entity again by id, for latency; what Nexudus fails to answer about goes to a
 //!   durable **retry set** (see [`IngestStatus::retrying`]), read again with exponential backoff
 //!   ([`IngestOptions::retry_first_delay`]) until it works, so no webhook fails for one record;
-//! * the **poller** ([`IngestHandle::poll_now`], and every [`IngestOptions::poll_interval`])
+//! * the **poller** ([`IngestHandle::poll_now`], and every [`IngestOptions::poll_every`])
 //!   lists what changed since each entity's watermark, for completeness;
-//! * the **sweeper** ([`IngestHandle::sweep_now`], every [`IngestOptions::sweep_interval`])
+//! * the **sweeper** ([`IngestHandle::sweep_now`], every [`IngestOptions::sweep_every`])
 //!   lists everything, to find hard deletes and cancelled bookings, and checks nothing else
 //!   vanished.
 //!
@@ -77,18 +77,18 @@ use crate::status::Run;
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     /// Time between polls (the first comes one interval after start).
-    pub poll_interval: Duration,
+    pub poll_every: Duration,
     /// Time between sweeps (the first comes one interval after start).
-    pub sweep_interval: Duration,
+    pub sweep_every: Duration,
     /// How far before its watermark a poll starts reading: `from_{Entity}_UpdatedOn` has minute
     /// precision, and Nexudus's clock is not ours. The poll also starts earlier by the
     /// westernmost location's offset from UTC, in case Nexudus reads the filter on that
     /// location's wall clock.
-    pub overlap: Duration,
+    pub poll_overlap: Duration,
     /// The shared secret Nexudus signs webhooks with.
     pub webhook_secret: Secret,
     /// Largest webhook body accepted, in bytes; larger ones get 413.
-    pub body_limit: usize,
+    pub webhook_body_limit_bytes: usize,
     /// Also turn resources', pass products' and floor-plan desks' own access-control group ids
     /// into mapping changes.
     pub mapping_from_nexudus: bool,
@@ -140,11 +140,11 @@ impl IngestOptions {
     /// poll interval makes a quicker takeover useless.
     pub fn new(webhook_secret: Secret) -> Self {
         Self {
-            poll_interval: Duration::from_secs(60),
-            sweep_interval: Duration::from_secs(3_600),
-            overlap: Duration::from_secs(120),
+            poll_every: Duration::from_secs(60),
+            sweep_every: Duration::from_secs(3_600),
+            poll_overlap: Duration::from_secs(120),
             webhook_secret,
-            body_limit: 256 * 1_024,
+            webhook_body_limit_bytes: 256 * 1_024,
             mapping_from_nexudus: false,
             page_size: 500,
             retry_first_delay: Duration::from_secs(10),
@@ -326,8 +326,8 @@ async fn work_while_held(
 
 fn interval_of(options: &IngestOptions, run: Run) -> Duration {
     match run {
-        Run::Poll => options.poll_interval,
-        Run::Sweep => options.sweep_interval,
+        Run::Poll => options.poll_every,
+        Run::Sweep => options.sweep_every,
     }
 }
 

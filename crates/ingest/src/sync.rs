@@ -191,7 +191,7 @@ impl Ingestor {
     fn changed_since<E: Entity>(&self, watermark: Option<Timestamp>) -> ListQuery<E> {
         let query = ListQuery::<E>::new().page_size(self.options.page_size);
         let Some(watermark) = watermark else { return query };
-        let meant = watermark - self.options.overlap;
+        let meant = watermark - self.options.poll_overlap;
         query.updated_since(meant - self.directory.westward_offset(meant))
     }
 

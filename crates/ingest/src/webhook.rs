@@ -134,7 +134,7 @@ struct Receiver {
 
 pub(crate) fn router(ingestor: Arc<Ingestor>) -> Router {
     let limits = WebhookLimits::default();
-    let body_limit = ingestor.options.body_limit;
+    let body_limit = ingestor.options.webhook_body_limit_bytes;
     let receiver = Arc::new(Receiver {
         repeats: RecentBodies::new(limits.repeat_window, limits.repeats_remembered),
         rereads: OneReadPerRecord::default(),

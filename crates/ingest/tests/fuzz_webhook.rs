@@ -54,7 +54,7 @@ impl Unread {
     async fn start() -> Self {
         let world = World::start(|setup| {
             setup.hooks.clear();
-            setup.options.body_limit = BODY_LIMIT;
+            setup.options.webhook_body_limit_bytes = BODY_LIMIT;
         })
         .await;
         let (business, room) = world.london_room();

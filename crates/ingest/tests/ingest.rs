@@ -276,7 +276,7 @@ async fn passes_and_contracts_arrive_by_webhook_in_the_locations_time_zone() {
 #[tokio::test]
 async fn a_bad_signature_or_an_oversized_body_is_refused_and_nothing_is_read_or_stored() {
     let world = World::start(|setup| {
-        setup.options.body_limit = 4 * 1_024;
+        setup.options.webhook_body_limit_bytes = 4 * 1_024;
         setup.hooks.clear();
     })
     .await;
@@ -535,7 +535,7 @@ async fn the_webhook_path_works_on_jetstream_and_survives_a_restart() {
 #[tokio::test]
 async fn the_sweep_is_due_an_interval_after_the_last_one_whatever_restarts_came_between() {
     let mut world = World::without_webhooks().await;
-    let sweep_every = world.options.sweep_interval;
+    let sweep_every = world.options.sweep_every;
     let (_, ada, _) = booked(&world);
     world.clock.advance(sweep_every);
     support::wait_until("the first scheduled sweep", || world.ingest.status().last_sweep.is_some()).await;
@@ -560,7 +560,7 @@ async fn the_sweep_is_due_an_interval_after_the_last_one_whatever_restarts_came_
 async fn restarts_before_the_first_sweep_do_not_put_it_off() {
     let mut world = World::without_webhooks().await;
     let started = world.now();
-    let sweep_every = world.options.sweep_interval;
+    let sweep_every = world.options.sweep_every;
     for _ in 0..3 {
         world.clock.advance(sweep_every / 3);
         world.restart_ingest().await;

@@ -262,14 +262,15 @@ pub fn mapping_labels(config: &Config, mapping: &Mapping) -> BTreeMap<KisiGroupI
     labels.into_iter().map(|(group, entries)| (group, entries.join(", "))).collect()
 }
 
-/// The ingestor's options; its lease is held in this process's name.
+/// The ingestor's options, from `[nexudus]` under the same names; its lease is held in this
+/// process's name.
 pub fn ingest_options(config: &Config, run: &Run) -> Result<IngestOptions, NodeError> {
     let secret = config.nexudus_webhook_secret()?;
     let mut options = IngestOptions::new(doorsync_nexudus::Secret::new(secret.expose_secret()));
-    options.poll_interval = config.nexudus.poll_every;
-    options.sweep_interval = config.nexudus.sweep_every;
-    options.overlap = config.nexudus.poll_overlap;
-    options.body_limit = config.nexudus.webhook_body_limit_bytes;
+    options.poll_every = config.nexudus.poll_every;
+    options.sweep_every = config.nexudus.sweep_every;
+    options.poll_overlap = config.nexudus.poll_overlap;
+    options.webhook_body_limit_bytes = config.nexudus.webhook_body_limit_bytes;
     options.mapping_from_nexudus = config.nexudus.mapping_from_nexudus;
     let (every_location, by_location) = config.nexudus.day_pass_cutoffs();
     options.day_pass_cutoffs = doorsync_ingest::DayPassCutoffs { every_location, by_location };

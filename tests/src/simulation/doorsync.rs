@@ -117,8 +117,8 @@ impl Doorsync {
         }
 
         let mut ingest = IngestOptions::new(Secret::new(WEBHOOK_SECRET));
-        ingest.poll_interval = POLL_EVERY;
-        ingest.sweep_interval = SWEEP_EVERY;
+        ingest.poll_every = POLL_EVERY;
+        ingest.sweep_every = SWEEP_EVERY;
         ingest.lease_ttl = LEASE_TTL;
         ingest.mapping_from_nexudus = true;
 

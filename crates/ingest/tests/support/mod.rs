@@ -66,8 +66,8 @@ pub(crate) struct World {
 impl World {
     pub(crate) async fn start(configure: impl FnOnce(&mut Setup)) -> Self {
         let mut options = IngestOptions::new(Secret::new(SECRET));
-        options.poll_interval = POLL_INTERVAL;
-        options.sweep_interval = Duration::from_secs(24 * 3_600);
+        options.poll_every = POLL_INTERVAL;
+        options.sweep_every = Duration::from_secs(24 * 3_600);
         let mut hooks = ACTIONS.to_vec();
         hooks.push(WebhookAction::AccessControlUpdate);
         let mut setup = Setup {
