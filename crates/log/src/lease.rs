@@ -113,12 +113,6 @@ impl Tenure {
     }
 }
 
-fn after(at: Timestamp, duration: Duration) -> Timestamp {
-    Timestamp::from_unix_millis(
-        at.as_unix_millis().saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)),
-    )
-}
-
 impl Lease {
     /// The lease `key` in `kv`, contended for as `owner` (unique per process), lasting `ttl`
     /// unrenewed.
@@ -177,7 +171,7 @@ impl Lease {
     }
 
     fn record(&self, now: Timestamp) -> Result<Bytes, LogError> {
-        let record = LeaseHolder { owner: self.owner.clone(), expires_at: after(now, self.ttl) };
+        let record = LeaseHolder { owner: self.owner.clone(), expires_at: now + self.ttl };
         rmp_serde::to_vec_named(&record)
             .map(Bytes::from)
             .map_err(|error| LogError::storage(format!("encoding lease {}", self.key), error))
@@ -185,17 +179,22 @@ impl Lease {
 
     fn extend(&self, tenure: &Tenure, renewed_at: Timestamp) {
         tenure.renewed_at.store(renewed_at.as_unix_millis(), Ordering::Release);
-        let acts_until = after(renewed_at, self.ttl - self.renew_every());
+        let acts_until = renewed_at + self.ttl - self.renew_every();
         tenure.acts_until.send_replace(acts_until.as_unix_millis());
     }
 
     /// Renews the lease every third of its time to live until `stop` is set or the lease is lost
     /// (someone else took it, or renewals failed until it could have lapsed), and marks the
     /// tenure lost in that case.
+    ///
+    /// A renewal that fails for a passing reason is tried again a tenth of the renewal interval
+    /// later (about ten tries before the holder must stop acting), not at once: a bucket that is
+    /// down would otherwise be asked in a tight loop.
     pub async fn hold(&self, tenure: Arc<Tenure>, mut stop: watch::Receiver<bool>) {
+        let mut retry_at = None;
         loop {
             let renewed_at = Timestamp::from_unix_millis(tenure.renewed_at.load(Ordering::Acquire));
-            let next = after(renewed_at, self.renew_every());
+            let next = retry_at.unwrap_or(renewed_at + self.renew_every());
             tokio::select! {
                 () = self.clock.sleep_until(next) => {}
                 _ = stop.wait_for(|stopped| *stopped) => return,
@@ -209,9 +208,11 @@ impl Lease {
                 Ok(revision) => {
                     tenure.revision.store(i64::try_from(revision).unwrap_or(i64::MAX), Ordering::Release);
                     self.extend(&tenure, now);
+                    retry_at = None;
                 }
                 Err(error) if error.is_transient() && tenure.may_act(self.clock.now()) => {
                     tracing::warn!(lease = %self.key, %error, "renewing the lease failed; retrying");
+                    retry_at = Some(self.clock.now() + self.renew_every() / 10);
                 }
                 Err(error) => {
                     tracing::error!(lease = %self.key, owner = %self.owner, %error, "lease lost; stopping work");
@@ -256,10 +257,13 @@ mod tests {
     use super::*;
     use crate::KvEntry;
 
-    /// A bucket in memory with the compare-and-set the trait promises.
+    /// A bucket in memory with the compare-and-set the trait promises, whose updates can be made
+    /// to fail as an unreachable server's would.
     #[derive(Default)]
     struct MemoryBucket {
         entries: Mutex<(u64, BTreeMap<String, KvEntry>)>,
+        unreachable: std::sync::atomic::AtomicBool,
+        updates: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait]
@@ -284,6 +288,10 @@ mod tests {
         }
 
         async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, LogError> {
+            self.updates.fetch_add(1, Ordering::SeqCst);
+            if self.unreachable.load(Ordering::SeqCst) {
+                return Err(LogError::unavailable("memory bucket", "unreachable"));
+            }
             let current = self.entries.lock().unwrap().1.get(key).map(|entry| entry.revision);
             if current != Some(revision) {
                 return Err(LogError::KvConflict { bucket: "memory".into(), key: key.into() });
@@ -350,7 +358,7 @@ mod tests {
 
         // Someone forces the record (as an expired lease taken over would look): the holder
         // notices at its next renewal.
-        let forced = LeaseHolder { owner: "second".into(), expires_at: after(clock.now(), TTL) };
+        let forced = LeaseHolder { owner: "second".into(), expires_at: clock.now() + TTL };
         second.kv.put("lease.test", Bytes::from(rmp_serde::to_vec_named(&forced).unwrap())).await.unwrap();
         let mut lost = tenure.watch_lost();
         clock.advance(TTL / 3);
@@ -358,6 +366,44 @@ mod tests {
         assert!(!tenure.may_act(clock.now()));
         stop.send_replace(true);
         holding.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_renewal_is_tried_again_a_tenth_of_the_interval_later_not_at_once() {
+        let clock = ManualClock::new(Timestamp::from_unix_millis(1_000_000));
+        let bucket = Arc::new(MemoryBucket::default());
+        let kv: Arc<dyn KeyValue> = Arc::clone(&bucket) as Arc<dyn KeyValue>;
+        let lease = Lease::new(kv, "lease.test", "first", TTL, Arc::new(clock.clone()));
+        let tenure = lease.try_acquire().await.unwrap().unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        let holding = {
+            let tenure = Arc::clone(&tenure);
+            tokio::spawn(async move { lease.hold(tenure, stopped).await })
+        };
+        let settle = || async {
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+        };
+        let updates = || bucket.updates.load(Ordering::SeqCst);
+        settle().await;
+        bucket.unreachable.store(true, Ordering::SeqCst);
+        clock.advance(TTL / 3);
+        settle().await;
+        assert_eq!(updates(), 1, "one attempt at the renewal's time, and no other while the clock stands still");
+        clock.advance(TTL / 30 - Duration::from_millis(1));
+        settle().await;
+        assert_eq!(updates(), 1);
+        clock.advance(Duration::from_millis(1));
+        settle().await;
+        assert_eq!(updates(), 2, "tried again a tenth of the interval later");
+
+        bucket.unreachable.store(false, Ordering::SeqCst);
+        clock.advance(TTL / 30);
+        settle().await;
+        assert_eq!(updates(), 3);
+        assert!(tenure.may_act(clock.now()), "renewed once the bucket answered again");
+        holding.abort();
     }
 
     #[tokio::test]
