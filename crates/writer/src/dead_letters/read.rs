@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use doorsync_layout::Layout;
 use doorsync_log::{EventLog, KeyValue, ReplayRequest, StoredMessage};
-use doorsync_proto::{Command, MemberId};
+use doorsync_proto::{Command, ParsedSubject, Subjects};
 use futures::TryStreamExt;
 
 use super::{DeadLetter, DeadLetterError, HANDLED_THROUGH_KEY, Handled};
@@ -30,13 +30,13 @@ pub async fn dead_letters(log: &dyn EventLog, layout: &Layout) -> Result<Vec<Dea
         .map_err(|source| DeadLetterError::StreamEnd { stream: stream.clone(), source: Box::new(source) })?;
     let recent = last.saturating_sub(RECENT_DEAD_LETTERS - 1).max(1);
     let waiting_from = handled_through(kv.as_ref()).await?.saturating_add(1);
-    read_dead_letters(log, kv.as_ref(), stream, recent.min(waiting_from)).await
+    read_dead_letters(log, kv.as_ref(), layout, recent.min(waiting_from)).await
 }
 
 /// Every dead letter in the stream, oldest first, with what was done about it.
 pub async fn every_dead_letter(log: &dyn EventLog, layout: &Layout) -> Result<Vec<DeadLetter>, DeadLetterError> {
     let kv = writer_bucket(log, layout).await?;
-    read_dead_letters(log, kv.as_ref(), &layout.dead_letters, 1).await
+    read_dead_letters(log, kv.as_ref(), layout, 1).await
 }
 
 /// The dead letter at `sequence` of the dead-letter stream.
@@ -47,7 +47,7 @@ pub async fn dead_letter(log: &dyn EventLog, layout: &Layout, sequence: u64) -> 
         |source| DeadLetterError::ReadLetters { stream: stream.clone(), from: sequence, source: Box::new(source) };
     let mut replay = log.replay(ReplayRequest::whole(stream).from_sequence(sequence)).await.map_err(reading)?;
     match replay.try_next().await.map_err(reading)? {
-        Some(message) if message.sequence == sequence => read_letter(&message, kv.as_ref()).await,
+        Some(message) if message.sequence == sequence => read_letter(&message, kv.as_ref(), &layout.subjects).await,
         _ => Err(DeadLetterError::NoSuchLetter { sequence }),
     }
 }
@@ -55,14 +55,15 @@ pub async fn dead_letter(log: &dyn EventLog, layout: &Layout, sequence: u64) -> 
 async fn read_dead_letters(
     log: &dyn EventLog,
     kv: &dyn KeyValue,
-    stream: &str,
+    layout: &Layout,
     from: u64,
 ) -> Result<Vec<DeadLetter>, DeadLetterError> {
+    let stream = &layout.dead_letters;
     let reading = |source| DeadLetterError::ReadLetters { stream: stream.to_owned(), from, source: Box::new(source) };
     let mut replay = log.replay(ReplayRequest::whole(stream).from_sequence(from)).await.map_err(reading)?;
     let mut letters = Vec::new();
     while let Some(message) = replay.try_next().await.map_err(reading)? {
-        letters.push(read_letter(&message, kv).await?);
+        letters.push(read_letter(&message, kv, &layout.subjects).await?);
     }
     Ok(letters)
 }
@@ -74,15 +75,18 @@ pub(super) async fn writer_bucket(log: &dyn EventLog, layout: &Layout) -> Result
         .map_err(|source| DeadLetterError::OpenBucket { bucket: bucket.clone(), source: Box::new(source) })
 }
 
-async fn read_letter(message: &StoredMessage, kv: &dyn KeyValue) -> Result<DeadLetter, DeadLetterError> {
+async fn read_letter(
+    message: &StoredMessage,
+    kv: &dyn KeyValue,
+    subjects: &Subjects,
+) -> Result<DeadLetter, DeadLetterError> {
     let header = |name: &str| {
         message.headers.iter().find(|(header, _)| header.eq_ignore_ascii_case(name)).map(|(_, value)| value)
     };
     let command = doorsync_proto::decode::<Command>(&message.payload).map_err(|error| error.to_string());
     let member = match &command {
         Ok(envelope) => Some(envelope.message.member()),
-        // The subject ends with the member's id.
-        Err(_) => message.subject.rsplit('.').next().and_then(|id| id.parse().ok()).map(MemberId),
+        Err(_) => subjects.parse(&message.subject).and_then(ParsedSubject::member),
     };
     Ok(DeadLetter {
         sequence: message.sequence,

@@ -2,7 +2,7 @@
 //! dead-letter subject with the reason and the command's stream sequence as headers.
 
 use doorsync_log::{Delivery, NewMessage, RetryPolicy, append_with_retry};
-use doorsync_proto::{Failed, MemberId, Outcome};
+use doorsync_proto::{Failed, Outcome, ParsedSubject};
 use doorsync_telemetry::current_trace_headers;
 
 use crate::backlog::Key;
@@ -59,7 +59,7 @@ impl Active<'_> {
     /// A command this build cannot read (from a newer build, or damaged) is parked as it is.
     pub(crate) async fn dead_letter_undecodable(&mut self, delivery: Delivery, reason: &str) {
         let message = &delivery.message;
-        let member = message.subject.rsplit('.').next().and_then(|token| token.parse().ok()).map(MemberId);
+        let member = self.shared.layout.subjects.parse(&message.subject).and_then(ParsedSubject::member);
         tracing::error!(subject = %message.subject, sequence = message.sequence, reason, "undecodable command");
         if let Some(member) = member {
             let id = message.id.clone().unwrap_or_else(|| format!("undecodable-{}", message.sequence));
