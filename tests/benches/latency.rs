@@ -233,7 +233,7 @@ impl Doorsync {
         writer_options.reconcile_groups = vec![world.room_a.1, world.room_b.1];
         // A scheduled reconciliation holds commands while it lists Kisi; it would be measured
         // instead of the pipeline.
-        writer_options.reconcile_every = None;
+        writer_options.reconcile_on_schedule = false;
         let writer =
             doorsync_writer::start(writer_options, kisi, Arc::clone(&shared_log), layout, Arc::clone(clock)).await?;
         Ok(Self { log, ingest, engine, writer, _dir: dir })

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use doorsync_access::{AccessPolicy, BookingTiming, NoAccessPolicy};
+use doorsync_engine::EngineSettings;
 use doorsync_proto::ResourceId;
+use doorsync_writer::{ReconcileSettings, WriterSettings};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
@@ -46,9 +48,11 @@ pub struct Config {
     /// `[[mapping]]` entries: which Nexudus resource, pass product or floor-plan item opens which
     /// Kisi group.
     pub mapping: Vec<MappingEntry>,
-    pub engine: EngineConfig,
-    pub writer: WriterConfig,
-    pub reconcile: ReconcileConfig,
+    /// The engine's own settings type, so a key has one name and one default.
+    pub engine: EngineSettings,
+    /// The writer's own settings type; `lease_ttl` is checked against `kisi.request_timeout`.
+    pub writer: WriterSettings,
+    pub reconcile: ReconcileSettings,
     pub admin: AdminConfig,
 }
 
@@ -315,69 +319,6 @@ pub struct MappingEntry {
     pub kisi_group: Option<u64>,
     /// Resolved to the group's id through the Kisi API at start; must match one group exactly.
     pub kisi_group_name: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EngineConfig {
-    /// An engine that stops renewing its partition leases loses them after this long.
-    #[serde(with = "humantime_serde")]
-    pub lease_ttl: Duration,
-    /// Idle member actors are snapshotted and stopped after this long.
-    #[serde(with = "humantime_serde")]
-    pub passivate_after: Duration,
-    #[serde(with = "humantime_serde")]
-    pub checkpoint_every: Duration,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            lease_ttl: Duration::from_secs(15),
-            passivate_after: Duration::from_secs(600),
-            checkpoint_every: Duration::from_secs(60),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WriterConfig {
-    /// The active writer renews its lease of the Kisi account every third of this; a standby
-    /// takes over once it lapses unrenewed. At least three times `kisi.request_timeout`: the
-    /// writer stops calling Kisi a third of it before it could lapse, and a request in flight
-    /// must have ended by then.
-    #[serde(with = "humantime_serde")]
-    pub lease_ttl: Duration,
-    /// A command the writer took from the log and has neither carried out nor given back within
-    /// this time is delivered again: to a standby that took over from a writer that died holding
-    /// it, or, while Kisi is slow, to the same writer, which recognises it as a duplicate.
-    #[serde(with = "humantime_serde")]
-    pub ack_wait: Duration,
-}
-
-impl Default for WriterConfig {
-    fn default() -> Self {
-        Self { lease_ttl: Duration::from_secs(30), ack_wait: Duration::from_secs(60) }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReconcileConfig {
-    #[serde(with = "humantime_serde")]
-    pub every: Duration,
-    /// A repair that would revoke more than this share of the managed members is held until an
-    /// operator confirms it.
-    pub max_revocation_share: f64,
-    /// Also repair role assignments doorsync did not create.
-    pub touch_foreign_assignments: bool,
-}
-
-impl Default for ReconcileConfig {
-    fn default() -> Self {
-        Self { every: Duration::from_secs(15 * 60), max_revocation_share: 0.2, touch_foreign_assignments: false }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

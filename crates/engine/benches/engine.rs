@@ -51,8 +51,8 @@ fn layout() -> BenchResult<Layout> {
 
 fn options(id: &str, layout: &Layout) -> EngineOptions {
     let mut options = EngineOptions::new(id, layout.clone());
-    options.checkpoint_every = Duration::from_secs(3_600);
-    options.passivate_after = Duration::from_secs(3_600);
+    options.settings.checkpoint_every = Duration::from_secs(3_600);
+    options.settings.passivate_after = Duration::from_secs(3_600);
     options
 }
 

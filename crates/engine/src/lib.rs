@@ -32,6 +32,7 @@ use doorsync_layout::Layout;
 use doorsync_log::EventLog;
 use doorsync_proto::MemberId;
 use ractor::ActorRef;
+use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
@@ -54,11 +55,8 @@ pub struct EngineOptions {
     pub policy: AccessPolicy,
     /// The mapping from the configuration; it wins over mappings that arrive as events.
     pub mapping: Mapping,
-    /// A partition whose lease was not renewed for this long is taken over by another engine.
-    pub lease_ttl: Duration,
-    /// A member with no message or wakeup for this long is snapshotted and its actor stopped.
-    pub passivate_after: Duration,
-    pub checkpoint_every: Duration,
+    /// The configuration's `[engine]` section.
+    pub settings: EngineSettings,
     /// The least time, on the clock, between two of a shard's looks for idle members and a due
     /// checkpoint: a shard looks when one can first be due, and no sooner than this after the last.
     pub housekeeping_every: Duration,
@@ -71,10 +69,33 @@ impl EngineOptions {
             layout,
             policy: AccessPolicy::default(),
             mapping: Mapping::default(),
+            settings: EngineSettings::default(),
+            housekeeping_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The engine's settings an operator chooses: the configuration's `[engine]` section is this
+/// type, so each key has one name and one default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// A partition whose lease was not renewed for this long is taken over by another engine.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// A member with no message or wakeup for this long is snapshotted and its actor stopped.
+    #[serde(with = "humantime_serde")]
+    pub passivate_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_every: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
             lease_ttl: Duration::from_secs(15),
             passivate_after: Duration::from_secs(600),
             checkpoint_every: Duration::from_secs(60),
-            housekeeping_every: Duration::from_secs(5),
         }
     }
 }
@@ -118,14 +139,14 @@ pub async fn start(
         configuration: doorsync_access::configuration_digest(&options.mapping, &options.policy),
         policy: options.policy,
         configured_mapping: options.mapping,
-        passivate_after: options.passivate_after,
-        checkpoint_every: options.checkpoint_every,
+        passivate_after: options.settings.passivate_after,
+        checkpoint_every: options.settings.checkpoint_every,
         housekeeping_every: options.housekeeping_every,
     });
     let inner = Arc::new(Inner {
         engine_id: options.engine_id,
         shared,
-        lease_ttl: options.lease_ttl,
+        lease_ttl: options.settings.lease_ttl,
         shards: Mutex::new(BTreeMap::new()),
         shutdown: watch::Sender::new(false),
         leases: Mutex::new(None),

@@ -177,7 +177,7 @@ async fn idle_members_are_passivated_and_woken_from_their_snapshot() {
         append(&store.log, &layout, at(0), booking(id, id, 1, 30, 60)).await;
     }
     let mut options = options("a", &layout);
-    options.passivate_after = Duration::from_secs(60);
+    options.settings.passivate_after = Duration::from_secs(60);
     let engine = start(options, &store.log, &clock).await;
     for id in 1..=6 {
         settled_commands_for(&store.log, &layout, MemberId(id), 2).await;
@@ -322,7 +322,7 @@ async fn an_engine_shut_down_right_after_it_started_stops() {
     let store = embedded_log(&layout);
     let clock = ManualClock::new(at(0));
     let mut options = options("a", &layout);
-    options.lease_ttl = Duration::from_secs(3_600);
+    options.settings.lease_ttl = Duration::from_secs(3_600);
     let engine =
         doorsync_engine::start(options, std::sync::Arc::clone(&store.log), std::sync::Arc::new(clock)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(20), engine.shutdown())

@@ -25,7 +25,7 @@ async fn members_are_listed_in_id_order_from_every_partition_passivated_or_not()
     assert!(partitions.len() > 1, "the members should span partitions: {partitions:?}");
 
     let mut options = options("a", &layout);
-    options.passivate_after = Duration::from_secs(60);
+    options.settings.passivate_after = Duration::from_secs(60);
     let engine = start(options, &store.log, &clock).await;
     let expected: Vec<MemberId> = [3, 5, 7, 12, 40].into_iter().map(MemberId).collect();
     assert_eq!(engine.members().await.unwrap(), expected);

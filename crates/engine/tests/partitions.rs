@@ -25,7 +25,7 @@ async fn connect(server: &NatsServer, layout: &Layout) -> Arc<dyn EventLog> {
 
 async fn start_engine(id: &str, layout: &Layout, log: &Arc<dyn EventLog>) -> EngineHandle {
     let mut options = options(id, layout);
-    options.lease_ttl = Duration::from_millis(1_500);
+    options.settings.lease_ttl = Duration::from_millis(1_500);
     doorsync_engine::start(options, Arc::clone(log), Arc::new(SystemClock)).await.unwrap()
 }
 

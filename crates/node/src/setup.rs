@@ -219,25 +219,22 @@ pub fn engine_options(config: &Config, run: &Run, layout: &Layout, mapping: Mapp
     let mut options = EngineOptions::new(format!("engine-{}", run.instance), layout.clone());
     options.policy = config.access_policy();
     options.mapping = mapping;
-    options.lease_ttl = config.engine.lease_ttl;
-    options.passivate_after = config.engine.passivate_after;
-    options.checkpoint_every = config.engine.checkpoint_every;
+    options.settings = config.engine.clone();
     options
 }
 
+/// The writer's options: `[writer]` and `[reconcile]` are its own settings, and `[kisi]` holds
+/// the rest under the same names.
 pub fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> WriterOptions {
     let mut options = WriterOptions::new(format!("writer-{}", run.instance), config.kisi.account.clone());
+    // Checked against kisi.request_timeout when the configuration is loaded.
+    options.settings = config.writer.clone();
+    options.reconcile = config.reconcile.clone();
     options.requests_per_second = f64::from(config.kisi.requests_per_second);
-    options.touch_foreign_assignments = config.reconcile.touch_foreign_assignments;
     options.manage_found_users = config.kisi.manage_found_users;
     options.adopt_created_by = config.kisi.adopt_created_by.clone();
     options.group_labels = mapping_labels(config, mapping);
-    options.reconcile_every = Some(config.reconcile.every);
-    options.mass_revocation_share = config.reconcile.max_revocation_share;
     options.reconcile_groups = mapping.groups().into_iter().collect();
-    // Checked against kisi.request_timeout when the configuration is loaded.
-    options.lease_ttl = config.writer.lease_ttl;
-    options.ack_wait = config.writer.ack_wait;
     options
 }
 
@@ -280,3 +277,147 @@ pub fn ingest_options(config: &Config, run: &Run) -> Result<IngestOptions, NodeE
 
 /// How long a graceful shutdown may take before the process gives up waiting.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use doorsync_config::{KisiConfig, NexudusConfig};
+    use doorsync_engine::EngineSettings;
+    use doorsync_writer::{ReconcileSettings, WriterSettings};
+
+    use super::*;
+
+    /// Every key of every section that ends up in an option, none at its default. The sections
+    /// are written out whole, so a key added to one does not compile here until it is given a
+    /// value and followed to its option below.
+    fn every_key_changed(secrets: &Path) -> Config {
+        let secret_file = |name: &str, value: &str| {
+            let path = secrets.join(name);
+            std::fs::write(&path, value).expect("the test's temporary directory is writable");
+            Some(path)
+        };
+        Config {
+            nexudus: NexudusConfig {
+                base_url: "https://nexudus.example.com".to_owned(),
+                username: Some("operator@example.com".to_owned()),
+                password_file: secret_file("nexudus-password", "the password"),
+                webhook_secret_file: secret_file("webhook-secret", "the webhook secret"),
+                auth: NexudusAuth::Basic,
+                webhook_listen: "127.0.0.1:8181".parse().expect("an address"),
+                webhook_body_limit_bytes: 1_024,
+                poll_every: Duration::from_secs(61),
+                poll_overlap: Duration::from_secs(181),
+                sweep_every: Duration::from_secs(7_201),
+                mapping_from_nexudus: true,
+                min_request_interval: Duration::from_millis(250),
+                requests_per_minute: 61,
+                requests_per_hour: 1_001,
+                request_timeout: Duration::from_secs(11),
+                day_pass_cutoff: "03:00".to_owned(),
+                day_pass_cutoffs: BTreeMap::from([("1001".to_owned(), "04:30".to_owned())]),
+            },
+            kisi: KisiConfig {
+                base_url: "https://kisi.example.com".to_owned(),
+                api_key_file: secret_file("kisi-api-key", "the api key"),
+                integration_identifier: "doorsync-test".to_owned(),
+                integration_contact: Some("ops@example.com".to_owned()),
+                managed_users: false,
+                requests_per_second: 3,
+                request_timeout: Duration::from_secs(4),
+                account: "second".to_owned(),
+                manage_found_users: true,
+                adopt_created_by: vec!["integration@example.com".to_owned()],
+            },
+            engine: EngineSettings {
+                lease_ttl: Duration::from_secs(16),
+                passivate_after: Duration::from_secs(601),
+                checkpoint_every: Duration::from_secs(61),
+            },
+            writer: WriterSettings { lease_ttl: Duration::from_secs(31), ack_wait: Duration::from_secs(61) },
+            reconcile: ReconcileSettings {
+                every: Duration::from_secs(901),
+                max_revocation_share: 0.3,
+                touch_foreign_assignments: true,
+            },
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn every_key_of_a_section_lands_in_the_option_of_its_name() {
+        let secrets = tempfile::tempdir().expect("a temporary directory");
+        let config = every_key_changed(secrets.path());
+        let run = Run::with(config.clone());
+        let layout = layout(&config).expect("the default layout");
+        let mapping = Mapping::default();
+
+        let ingest = ingest_options(&config, &run).expect("the webhook secret is in its file");
+        let nexudus = nexudus_options(&config).expect("the Nexudus credentials are in their files");
+        let NexudusConfig {
+            base_url,
+            username,
+            password_file: _,
+            webhook_secret_file: _,
+            auth,
+            webhook_listen: _,
+            webhook_body_limit_bytes,
+            poll_every,
+            poll_overlap,
+            sweep_every,
+            mapping_from_nexudus,
+            min_request_interval,
+            requests_per_minute,
+            requests_per_hour,
+            request_timeout,
+            day_pass_cutoff: _,
+            day_pass_cutoffs: _,
+        } = &config.nexudus;
+        assert_eq!(nexudus.base_url, url::Url::parse(base_url).unwrap());
+        assert_eq!(Some(&nexudus.credentials.username), username.as_ref());
+        assert_eq!(nexudus.credentials.password.expose(), "the password");
+        assert_eq!((nexudus.auth, *auth), (AuthMode::Basic, NexudusAuth::Basic));
+        assert_eq!(nexudus.limits.min_interval, *min_request_interval);
+        assert_eq!(nexudus.limits.per_minute, *requests_per_minute);
+        assert_eq!(nexudus.limits.per_hour, *requests_per_hour);
+        assert_eq!(nexudus.request_timeout, *request_timeout);
+        assert_eq!(ingest.webhook_secret.expose(), "the webhook secret");
+        assert_eq!(ingest.webhook_body_limit_bytes, *webhook_body_limit_bytes);
+        assert_eq!(ingest.poll_every, *poll_every);
+        assert_eq!(ingest.poll_overlap, *poll_overlap);
+        assert_eq!(ingest.sweep_every, *sweep_every);
+        assert_eq!(ingest.mapping_from_nexudus, *mapping_from_nexudus);
+        assert_eq!(ingest.day_pass_cutoffs.every_location, (3, 0));
+        assert_eq!(ingest.day_pass_cutoffs.by_location, BTreeMap::from([(1001, (4, 30))]));
+
+        let kisi = kisi_options(&config).expect("the Kisi API key is in its file");
+        let writer = writer_options(&config, &run, &mapping);
+        let KisiConfig {
+            base_url,
+            api_key_file: _,
+            integration_identifier,
+            integration_contact,
+            // Read by nothing: the writer creates every Kisi user as a managed user.
+            managed_users: _,
+            requests_per_second,
+            request_timeout,
+            account,
+            manage_found_users,
+            adopt_created_by,
+        } = &config.kisi;
+        assert_eq!(kisi.base_url, url::Url::parse(base_url).unwrap());
+        assert_eq!(kisi.api_key.expose_secret(), "the api key");
+        assert_eq!(&kisi.integration_identifier, integration_identifier);
+        assert_eq!(&kisi.integration_contact, integration_contact);
+        assert_eq!(kisi.request_timeout, *request_timeout);
+        assert_eq!(writer.requests_per_second, f64::from(*requests_per_second));
+        assert_eq!(&writer.account, account);
+        assert_eq!(writer.manage_found_users, *manage_found_users);
+        assert_eq!(&writer.adopt_created_by, adopt_created_by);
+        assert_eq!(writer.settings, config.writer);
+        assert_eq!(writer.reconcile, config.reconcile);
+
+        let engine = engine_options(&config, &run, &layout, mapping);
+        assert_eq!(engine.settings, config.engine);
+    }
+}

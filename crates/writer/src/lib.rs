@@ -46,7 +46,7 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use error::WriterError;
-pub use options::WriterOptions;
+pub use options::{ReconcileSettings, WriterOptions, WriterSettings};
 pub use plan::dry_run;
 pub use status::{
     CallStats, HeldRepairStatus, LimiterStats, PauseStatus, ReconcileReport, RefusedGroup, RetryAfterHold,

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use doorsync_proto::KisiGroupId;
+use serde::Deserialize;
 
 use crate::WriterError;
 
@@ -15,9 +16,13 @@ pub struct WriterOptions {
     pub account: String,
     /// The durable consumer of the command stream, shared by every writer of the account.
     pub consumer_name: String,
-    /// A command neither acknowledged nor given back within this time is delivered again; the
-    /// writer recognises the redelivery and keeps one copy.
-    pub ack_wait: Duration,
+    /// The configuration's `[writer]` section.
+    pub settings: WriterSettings,
+    /// The configuration's `[reconcile]` section.
+    pub reconcile: ReconcileSettings,
+    /// Whether the reconciler runs on its own every [`ReconcileSettings::every`]; off, it runs
+    /// only on demand.
+    pub reconcile_on_schedule: bool,
     /// The sustained request rate, below Kisi's 5 per second per API user.
     pub requests_per_second: f64,
     /// Requests that may go at once after a quiet spell.
@@ -30,9 +35,6 @@ pub struct WriterOptions {
     /// After this many transient failures of one key in a row, a `Failed { permanent: false }`
     /// outcome tells the engine; the writer keeps retrying.
     pub report_transient_after: u32,
-    /// A lease not renewed for this long may be taken by a standby writer. It must be well above
-    /// the Kisi client's request timeout: a writer stops calling Kisi a third of it before expiry.
-    pub lease_ttl: Duration,
     /// How often a paused writer (401/403) asks Kisi whether the key works again.
     pub credentials_probe_every: Duration,
     /// Whether Kisi users doorsync found by email rather than created (staff, admins, another
@@ -47,20 +49,58 @@ pub struct WriterOptions {
     /// How the configuration names each mapped group (`mapping[2] (resource 14)`), for the
     /// reasons of dead letters about a group Kisi refuses.
     pub group_labels: BTreeMap<KisiGroupId, String>,
-    /// Whether role assignments made by someone else (another API user, an operator) may be
-    /// changed or deleted (the config key `reconcile.touch_foreign_assignments`). Off: they are
-    /// reported and left alone.
-    pub touch_foreign_assignments: bool,
-    /// How often the reconciler runs on its own; `None` runs it only on demand.
-    pub reconcile_every: Option<Duration>,
     /// Groups the reconciler lists besides those named in commands.
     pub reconcile_groups: Vec<KisiGroupId>,
     /// Whether the reconciler also reads each managed user (one request per user) to repair a
     /// suspension or deletion made by hand.
     pub reconcile_users: bool,
+}
+
+/// The writer's settings an operator chooses: the configuration's `[writer]` section is this
+/// type, so each key has one name and one default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriterSettings {
+    /// The active writer renews its lease of the Kisi account every third of this; a standby
+    /// takes over once it lapses unrenewed. It must be well above the Kisi client's request
+    /// timeout (the configuration requires three times `kisi.request_timeout`): the writer stops
+    /// calling Kisi a third of it before it could lapse, and a request in flight must have ended
+    /// by then.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// A command the writer took from the log and has neither carried out nor given back within
+    /// this time is delivered again: to a standby that took over from a writer that died holding
+    /// it, or, while Kisi is slow, to the same writer, which recognises it as a duplicate.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        Self { lease_ttl: Duration::from_secs(30), ack_wait: Duration::from_secs(60) }
+    }
+}
+
+/// The reconciler's settings an operator chooses: the configuration's `[reconcile]` section is
+/// this type, so each key has one name and one default.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileSettings {
+    /// How often the reconciler runs on its own (see [`WriterOptions::reconcile_on_schedule`]).
+    #[serde(with = "humantime_serde")]
+    pub every: Duration,
     /// A repair that would revoke more than this share of the managed members is held until an
     /// operator confirms it.
-    pub mass_revocation_share: f64,
+    pub max_revocation_share: f64,
+    /// Whether role assignments made by someone else (another API user, an operator) may be
+    /// changed or deleted. Off: they are reported and left alone.
+    pub touch_foreign_assignments: bool,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self { every: Duration::from_secs(15 * 60), max_revocation_share: 0.2, touch_foreign_assignments: false }
+    }
 }
 
 impl WriterOptions {
@@ -69,24 +109,27 @@ impl WriterOptions {
             writer_id: writer_id.into(),
             account: account.into(),
             consumer_name: "writer".to_owned(),
-            ack_wait: Duration::from_secs(60),
+            settings: WriterSettings::default(),
+            reconcile: ReconcileSettings::default(),
+            reconcile_on_schedule: true,
             requests_per_second: 4.0,
             burst: 1,
             backoff_first: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             seed: 0,
             report_transient_after: 5,
-            lease_ttl: Duration::from_secs(30),
             credentials_probe_every: Duration::from_secs(30),
             manage_found_users: false,
             adopt_created_by: Vec::new(),
             group_labels: BTreeMap::new(),
-            touch_foreign_assignments: false,
-            reconcile_every: Some(Duration::from_secs(15 * 60)),
             reconcile_groups: Vec::new(),
             reconcile_users: true,
-            mass_revocation_share: 0.2,
         }
+    }
+
+    /// How often the reconciler runs on its own, if it does.
+    pub(crate) fn reconcile_every(&self) -> Option<Duration> {
+        self.reconcile_on_schedule.then_some(self.reconcile.every)
     }
 
     pub(crate) fn validate(&self) -> Result<(), WriterError> {
@@ -97,13 +140,13 @@ impl WriterOptions {
         if self.burst == 0 {
             return invalid("burst must be at least 1");
         }
-        if !(0.0..=1.0).contains(&self.mass_revocation_share) {
-            return invalid("mass_revocation_share must be between 0 and 1 (0.2 is 20%)");
+        if !(0.0..=1.0).contains(&self.reconcile.max_revocation_share) {
+            return invalid("max_revocation_share must be between 0 and 1 (0.2 is 20%)");
         }
-        if self.lease_ttl < Duration::from_millis(300) {
+        if self.settings.lease_ttl < Duration::from_millis(300) {
             return invalid("lease_ttl must be at least 300 ms");
         }
-        if self.ack_wait.is_zero() || self.credentials_probe_every.is_zero() {
+        if self.settings.ack_wait.is_zero() || self.credentials_probe_every.is_zero() {
             return invalid("ack_wait and credentials_probe_every must be longer than zero");
         }
         if self.backoff_first.is_zero() || self.backoff_max < self.backoff_first {
@@ -128,7 +171,7 @@ mod tests {
         let cases: [fn(&mut WriterOptions); 5] = [
             |options| options.requests_per_second = 0.0,
             |options| options.burst = 0,
-            |options| options.mass_revocation_share = 1.5,
+            |options| options.reconcile.max_revocation_share = 1.5,
             |options| options.account = "a.b".to_owned(),
             |options| options.backoff_max = Duration::ZERO,
         ];

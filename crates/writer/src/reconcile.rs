@@ -87,7 +87,7 @@ pub(crate) struct ReconcileOptions {
     groups: Vec<KisiGroupId>,
     manage_found_users: bool,
     touch_foreign_assignments: bool,
-    mass_revocation_share: f64,
+    max_revocation_share: f64,
 }
 
 impl ReconcileOptions {
@@ -97,8 +97,8 @@ impl ReconcileOptions {
             users: options.reconcile_users,
             groups: options.reconcile_groups.clone(),
             manage_found_users: options.manage_found_users,
-            touch_foreign_assignments: options.touch_foreign_assignments,
-            mass_revocation_share: options.mass_revocation_share,
+            touch_foreign_assignments: options.reconcile.touch_foreign_assignments,
+            max_revocation_share: options.reconcile.max_revocation_share,
         }
     }
 }
@@ -166,7 +166,7 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
         let managed_members =
             self.writer.knowledge().members().filter(|(_, record)| record.live_user().is_some()).count();
         let members_affected = revocations.iter().map(|revocation| revocation.user).collect::<BTreeSet<_>>().len();
-        let limit = self.options.mass_revocation_share * managed_members as f64;
+        let limit = self.options.max_revocation_share * managed_members as f64;
         if members_affected as f64 > limit {
             let held = HeldRepair { revocations, members_affected, managed_members, found_at: self.writer.now() };
             tracing::warn!(

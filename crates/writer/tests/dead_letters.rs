@@ -39,9 +39,9 @@ async fn started(harness: &Harness) -> WriterHandle {
     let mut options = harness.options("writer-a");
     options.requests_per_second = 20.0;
     // Every member here loses access on purpose: the guard against mass revocations is not tested.
-    options.mass_revocation_share = 1.0;
+    options.reconcile.max_revocation_share = 1.0;
     // One writer: a lease renewed late on a loaded machine would only stop the reconciliation.
-    options.lease_ttl = Duration::from_secs(30);
+    options.settings.lease_ttl = Duration::from_secs(30);
     harness.start(options).await
 }
 

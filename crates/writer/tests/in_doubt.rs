@@ -81,7 +81,7 @@ async fn a_user_command_that_comes_before_its_ensure_user_waits_for_it_instead_o
     harness.send(ensure(1, &email(1))).await;
     let spec = ConsumerSpec::new(&harness.layout.commands, &options.consumer_name)
         .filtered([harness.layout.subjects.commands_wildcard()])
-        .ack_wait(options.ack_wait);
+        .ack_wait(options.settings.ack_wait);
     let mut dying = harness.log.durable_consumer(spec).await.unwrap();
     let held = dying.next().await.unwrap();
     drop((held, dying));

@@ -234,7 +234,7 @@ async fn the_reconciler_removes_adopted_leftovers_but_not_the_owner_s_hand_made_
     options.adopt_created_by = vec!["nexudus-builtin@example.com".to_owned()];
     options.reconcile_groups = vec![room];
     // One member known: any revocation is above a share; the guard is tested elsewhere.
-    options.mass_revocation_share = 1.0;
+    options.reconcile.max_revocation_share = 1.0;
     let writer = harness.start(options).await;
 
     let window = (seconds(1_900_000_000), seconds(1_900_003_600));

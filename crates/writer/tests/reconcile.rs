@@ -109,7 +109,8 @@ async fn a_writer_restarted_more_often_than_the_reconcile_interval_still_reconci
     let mut reconciled = false;
     for round in 0..4 {
         let mut options = harness.options(&format!("writer-{round}"));
-        options.reconcile_every = Some(Duration::from_secs(3));
+        options.reconcile_on_schedule = true;
+        options.reconcile.every = Duration::from_secs(3);
         let writer = harness.start(options).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         reconciled = writer.status().last_reconcile.is_some();

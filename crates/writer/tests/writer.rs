@@ -155,7 +155,7 @@ async fn throttling_and_server_errors_are_retried_and_retry_after_is_honoured() 
     harness.kisi.inject(FaultRule::new(unavailable).method("POST").path("/role_assignments").times(2));
     let mut options = harness.options("writer-a");
     // Virtual time runs fast: a lease long enough that renewals never race it.
-    options.lease_ttl = Duration::from_secs(120);
+    options.settings.lease_ttl = Duration::from_secs(120);
     let writer = harness.start(options).await;
     harness.send(ensure(1, &email(1))).await;
     let sent_at = clock.now();

@@ -93,11 +93,11 @@ impl Doorsync {
         let mut engine = EngineOptions::new(ENGINE_ID, layout.clone());
         engine.policy = configuration.policy.clone();
         engine.mapping = configuration.mapping.clone();
-        engine.lease_ttl = LEASE_TTL;
+        engine.settings.lease_ttl = LEASE_TTL;
         // Virtual time: members idle for a few hours are snapshotted and stopped, and come back
         // from their snapshot; checkpoints every half hour.
-        engine.passivate_after = Duration::from_secs(3 * 3_600);
-        engine.checkpoint_every = Duration::from_secs(3 * 3_600);
+        engine.settings.passivate_after = Duration::from_secs(3 * 3_600);
+        engine.settings.checkpoint_every = Duration::from_secs(3 * 3_600);
         // Real time: how often shards look for idle members and due checkpoints.
         engine.housekeeping_every = Duration::from_millis(200);
 
@@ -107,11 +107,11 @@ impl Doorsync {
         writer.backoff_first = Duration::from_secs(1);
         writer.backoff_max = WRITER_BACKOFF_MAX;
         writer.seed = writer_seed;
-        writer.lease_ttl = LEASE_TTL;
-        writer.reconcile_every = Some(RECONCILE_EVERY);
+        writer.settings.lease_ttl = LEASE_TTL;
+        writer.reconcile.every = RECONCILE_EVERY;
         writer.reconcile_groups = world.site.managed_groups.clone();
         // A handful of members: one member's repair is more than any share short of everyone.
-        writer.mass_revocation_share = 1.0;
+        writer.reconcile.max_revocation_share = 1.0;
         if world.site.adopted_creator.is_some() {
             writer.adopt_created_by = vec![INTEGRATION_EMAIL.to_owned()];
         }

@@ -45,7 +45,7 @@ pub(crate) fn embedded_log(layout: &Layout) -> Embedded {
 pub(crate) fn options(engine_id: &str, layout: &Layout) -> EngineOptions {
     let mut options = EngineOptions::new(engine_id, layout.clone());
     options.housekeeping_every = Duration::from_millis(100);
-    options.lease_ttl = Duration::from_secs(3);
+    options.settings.lease_ttl = Duration::from_secs(3);
     options
 }
 

@@ -120,9 +120,9 @@ async fn what_the_writer_dead_lettered_is_read_back_and_a_retry_is_carried_out_b
     let mut options = WriterOptions::new("writer-test", "main");
     options.backoff_first = Duration::from_millis(50);
     options.backoff_max = Duration::from_millis(500);
-    options.reconcile_every = None;
-    options.ack_wait = Duration::from_secs(5);
-    options.lease_ttl = Duration::from_secs(3);
+    options.reconcile_on_schedule = false;
+    options.settings.ack_wait = Duration::from_secs(5);
+    options.settings.lease_ttl = Duration::from_secs(3);
     let writer =
         crate::start(options, client, Arc::clone(&store.log), layout.clone(), Arc::new(SystemClock)).await.unwrap();
     append_command(log, &layout, at(0), ensure(1)).await;

@@ -69,7 +69,7 @@ impl<'a> Active<'a> {
         let options = &shared.options;
         let spec = ConsumerSpec::new(&shared.layout.commands, &options.consumer_name)
             .filtered([shared.layout.subjects.commands_wildcard()])
-            .ack_wait(options.ack_wait);
+            .ack_wait(options.settings.ack_wait);
         let consumer = shared.log.durable_consumer(spec).await?;
         // Another writer may have changed the records since this one last held the lease.
         let mut knowledge = Knowledge::new(Arc::clone(&shared.writer_kv));
@@ -80,7 +80,7 @@ impl<'a> Active<'a> {
         // this account), not from this start: a writer restarted more often than the interval
         // would otherwise never reconcile, and what only the reconciler repairs would stay.
         let now = shared.clock.now();
-        let next_reconcile_at = match options.reconcile_every {
+        let next_reconcile_at = match options.reconcile_every() {
             Some(every) => {
                 let since = match load_reconciled_at(knowledge.kv(), &options.account).await? {
                     Some(since) => since,
@@ -144,7 +144,7 @@ impl<'a> Active<'a> {
                 }
                 Some(probe_at)
             } else if self.next_reconcile_at.is_some_and(|due| due <= now) {
-                let (every, retry) = (self.options().reconcile_every, self.options().backoff_max);
+                let (every, retry) = (self.options().reconcile_every(), self.options().backoff_max);
                 match Reconciler::new(self).reconcile().await {
                     Ok(_) => self.next_reconcile_at = every.map(|every| self.now() + every),
                     Err(error) => {
@@ -355,7 +355,7 @@ impl<'a> Active<'a> {
     /// waited for like a transient failure until twice the ack wait has passed since the key's
     /// first command came; then the key is dead-lettered.
     pub(super) async fn await_command(&mut self, key: Key, reason: &str) {
-        let grace = self.options().ack_wait.saturating_mul(2);
+        let grace = self.options().settings.ack_wait.saturating_mul(2);
         let now = self.now();
         let waiting = self.backlog.get(&key).is_some_and(|pending| pending.received_at + grace > now);
         if waiting {

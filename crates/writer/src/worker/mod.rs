@@ -63,7 +63,7 @@ pub(crate) async fn run(shared: Arc<Shared>, kisi: KisiClient, mut control: mpsc
         Arc::clone(&shared.leases_kv),
         format!("writer.{}", options.account),
         options.writer_id.clone(),
-        options.lease_ttl,
+        options.settings.lease_ttl,
         Arc::clone(&shared.clock),
     ));
     let limiter = Gcra::new(options.requests_per_second, options.burst);

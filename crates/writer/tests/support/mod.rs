@@ -72,9 +72,9 @@ impl Harness {
         options.backoff_first = Duration::from_millis(50);
         options.backoff_max = Duration::from_millis(500);
         options.credentials_probe_every = Duration::from_millis(300);
-        options.lease_ttl = Duration::from_secs(3);
-        options.reconcile_every = None;
-        options.ack_wait = Duration::from_secs(5);
+        options.settings.lease_ttl = Duration::from_secs(3);
+        options.reconcile_on_schedule = false;
+        options.settings.ack_wait = Duration::from_secs(5);
         options.seed = 42;
         options
     }
