@@ -67,6 +67,6 @@ pub use ids::{
     ResourceId,
 };
 pub use outcome::{Failed, GrantApplied, KisiUserState, Outcome, Revoked, UserAccessChanged, UserLinked};
-pub use subjects::{ParsedSubject, SubjectError, SubjectKind, Subjects};
+pub use subjects::{ParsedSubject, Partition, SubjectError, SubjectKind, Subjects};
 pub use time::{CivilDate, CivilDateError, Timestamp};
 pub use wire::WireMessage;

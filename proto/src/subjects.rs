@@ -12,6 +12,10 @@
 //! <prefix>.dlq.<partition>.<member>     dead-lettered commands
 //! ```
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
 use crate::{Event, MemberId};
 
 const EVENTS: &str = "evt";
@@ -19,6 +23,19 @@ const COMMANDS: &str = "cmd";
 const OUTCOMES: &str = "out";
 const DEAD_LETTERS: &str = "dlq";
 const MAPPING: &str = "mapping";
+
+/// One of a deployment's partitions: the subject token that splits the members between engine
+/// replicas. Its own type so that a partition is never taken for a count or a stream position; it
+/// is stored and shown as the plain number.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Partition(pub u32);
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// Which stream's kind of message a subject carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +50,7 @@ pub enum SubjectKind {
 /// changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParsedSubject {
-    Member { kind: SubjectKind, partition: u32, member: MemberId },
+    Member { kind: SubjectKind, partition: Partition, member: MemberId },
     Mapping,
 }
 
@@ -90,12 +107,17 @@ impl Subjects {
         self.partitions
     }
 
+    /// Every partition of the deployment, in order.
+    pub fn all_partitions(&self) -> impl Iterator<Item = Partition> + use<> {
+        (0..self.partitions).map(Partition)
+    }
+
     /// The member's partition: FNV-1a (32-bit) of the member id's decimal digits, modulo the
     /// partition count. This is exactly what a NATS subject mapping `{{partition(n, k)}}` computes
     /// for a subject whose token `k` is the member id, so streams may also be partitioned by the
     /// server.
-    pub fn partition_of(&self, member: MemberId) -> u32 {
-        fnv1a_32(member.to_string().as_bytes()) % self.partitions
+    pub fn partition_of(&self, member: MemberId) -> Partition {
+        Partition(fnv1a_32(member.to_string().as_bytes()) % self.partitions)
     }
 
     /// Where events about `member` are published.
@@ -134,22 +156,22 @@ impl Subjects {
 
     /// Matches the member events of one partition (not mapping changes). `partition` is expected
     /// to be below [`Self::partitions`]; a larger one matches nothing that doorsync publishes.
-    pub fn event_partition_filter(&self, partition: u32) -> String {
+    pub fn event_partition_filter(&self, partition: Partition) -> String {
         self.partition_filter(EVENTS, partition)
     }
 
     /// Matches the commands of one partition.
-    pub fn command_partition_filter(&self, partition: u32) -> String {
+    pub fn command_partition_filter(&self, partition: Partition) -> String {
         self.partition_filter(COMMANDS, partition)
     }
 
     /// Matches the outcomes of one partition.
-    pub fn outcome_partition_filter(&self, partition: u32) -> String {
+    pub fn outcome_partition_filter(&self, partition: Partition) -> String {
         self.partition_filter(OUTCOMES, partition)
     }
 
     /// Matches the dead letters of one partition.
-    pub fn dead_letter_partition_filter(&self, partition: u32) -> String {
+    pub fn dead_letter_partition_filter(&self, partition: Partition) -> String {
         self.partition_filter(DEAD_LETTERS, partition)
     }
 
@@ -186,7 +208,7 @@ impl Subjects {
             DEAD_LETTERS => SubjectKind::DeadLetter,
             _ => return None,
         };
-        let partition = tokens.next()?.parse().ok()?;
+        let partition = Partition(tokens.next()?.parse().ok()?);
         let member = MemberId(tokens.next()?.parse().ok()?);
         if tokens.next().is_some() {
             return None;
@@ -198,7 +220,7 @@ impl Subjects {
         format!("{}.{kind}.{}.{member}", self.prefix, self.partition_of(member))
     }
 
-    fn partition_filter(&self, kind: &str, partition: u32) -> String {
+    fn partition_filter(&self, kind: &str, partition: Partition) -> String {
         format!("{}.{kind}.{partition}.*", self.prefix)
     }
 
@@ -245,9 +267,9 @@ mod tests {
     fn member_partitions_are_pinned() -> Result<(), SubjectError> {
         let subjects = subjects(64)?;
         for (member, partition) in [(1, 28), (42, 3), (1_234_567, 39), (u64::MAX, 52)] {
-            assert_eq!(subjects.partition_of(MemberId(member)), partition, "member {member}");
+            assert_eq!(subjects.partition_of(MemberId(member)), Partition(partition), "member {member}");
         }
-        assert_eq!(Subjects::new("doorsync", 1)?.partition_of(MemberId(1_234_567)), 0);
+        assert_eq!(Subjects::new("doorsync", 1)?.partition_of(MemberId(1_234_567)), Partition(0));
         Ok(())
     }
 
@@ -274,13 +296,13 @@ mod tests {
         ];
         for (subject, kind) in kinds {
             let parsed = subjects.parse(&subject);
-            assert_eq!(parsed, Some(ParsedSubject::Member { kind, partition: 3, member }));
+            assert_eq!(parsed, Some(ParsedSubject::Member { kind, partition: Partition(3), member }));
             assert_eq!(parsed.and_then(ParsedSubject::member), Some(member));
         }
         assert_eq!(subjects.parse("site-a.doorsync.evt.mapping"), Some(ParsedSubject::Mapping));
         assert_eq!(
             subjects.parse("site-a.doorsync.cmd.4.42"),
-            Some(ParsedSubject::Member { kind: SubjectKind::Command, partition: 4, member }),
+            Some(ParsedSubject::Member { kind: SubjectKind::Command, partition: Partition(4), member }),
             "read as written"
         );
         for foreign in [
@@ -300,16 +322,23 @@ mod tests {
     fn filters_and_wildcards() -> Result<(), SubjectError> {
         let subjects = Subjects::new("site-a.door_sync", 8)?;
         assert_eq!(subjects.mapping(), "site-a.door_sync.evt.mapping");
-        assert_eq!(subjects.event_partition_filter(5), "site-a.door_sync.evt.5.*");
-        assert_eq!(subjects.command_partition_filter(5), "site-a.door_sync.cmd.5.*");
-        assert_eq!(subjects.outcome_partition_filter(5), "site-a.door_sync.out.5.*");
-        assert_eq!(subjects.dead_letter_partition_filter(5), "site-a.door_sync.dlq.5.*");
+        assert_eq!(subjects.event_partition_filter(Partition(5)), "site-a.door_sync.evt.5.*");
+        assert_eq!(subjects.command_partition_filter(Partition(5)), "site-a.door_sync.cmd.5.*");
+        assert_eq!(subjects.outcome_partition_filter(Partition(5)), "site-a.door_sync.out.5.*");
+        assert_eq!(subjects.dead_letter_partition_filter(Partition(5)), "site-a.door_sync.dlq.5.*");
         assert_eq!(subjects.events_wildcard(), "site-a.door_sync.evt.>");
         assert_eq!(subjects.commands_wildcard(), "site-a.door_sync.cmd.>");
         assert_eq!(subjects.outcomes_wildcard(), "site-a.door_sync.out.>");
         assert_eq!(subjects.dead_letters_wildcard(), "site-a.door_sync.dlq.>");
         assert_eq!(subjects.prefix(), "site-a.door_sync");
         assert_eq!(subjects.partitions(), 8);
+        Ok(())
+    }
+
+    #[test]
+    fn partitions_count_from_zero_and_show_as_their_number() -> Result<(), SubjectError> {
+        assert_eq!(subjects(3)?.all_partitions().collect::<Vec<_>>(), [Partition(0), Partition(1), Partition(2)]);
+        assert_eq!(Partition(7).to_string(), "7");
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use doorsync_engine::ShardStats;
+use doorsync_proto::Partition;
 use doorsync_writer::WriterStatus;
 use rustix::process::{Pid, Signal};
 
@@ -39,8 +40,8 @@ pub struct ProcessStatus {
 
 impl ProcessStatus {
     /// The partitions the engine owns, in order (none for a process without an engine).
-    pub fn owned_partitions(&self) -> Vec<u32> {
-        let mut partitions: Vec<u32> = self.engine.iter().flatten().map(|shard| shard.partition).collect();
+    pub fn owned_partitions(&self) -> Vec<Partition> {
+        let mut partitions: Vec<Partition> = self.engine.iter().flatten().map(|shard| shard.partition).collect();
         partitions.sort_unstable();
         partitions
     }

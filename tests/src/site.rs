@@ -16,7 +16,7 @@ use doorsync_layout::Layout;
 use doorsync_log_jetstream::permissions::Role;
 use doorsync_nexudus::{NexudusDateTime, Secret, WebhookAction};
 use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
-use doorsync_proto::{KisiGroupId, KisiUserId, MemberId, Subjects, Timestamp};
+use doorsync_proto::{KisiGroupId, KisiUserId, MemberId, Partition, Subjects, Timestamp};
 use doorsync_test_support::{
     NatsServer, NkeyUser, Security, ServerUser, TestCertificates, UserCredential, UserPermissions,
 };
@@ -538,7 +538,7 @@ impl Site {
     }
 
     /// The partition the engine processes a Nexudus customer's events in.
-    pub fn partition_of(&self, member: u64) -> u32 {
+    pub fn partition_of(&self, member: u64) -> Partition {
         self.subjects.partition_of(MemberId(member))
     }
 

@@ -41,7 +41,7 @@ use doorsync_log::{EventLog, ReplayRequest, StoredMessage};
 use doorsync_log_jetstream::{JetStreamLog, JetStreamOptions};
 use doorsync_nexudus::NexudusDateTime;
 use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
-use doorsync_proto::{Command, Event, PassValidity, Timestamp};
+use doorsync_proto::{Command, Event, Partition, PassValidity, Timestamp};
 use doorsync_writer::WriterRole;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -657,9 +657,9 @@ fn quiet(statuses: &BTreeMap<String, Result<ProcessStatus, String>>, partitions:
     if ok.len() != statuses.len() {
         return false;
     }
-    let mut owned: Vec<u32> = ok.iter().flat_map(|status| status.owned_partitions()).collect();
+    let mut owned: Vec<Partition> = ok.iter().flat_map(|status| status.owned_partitions()).collect();
     owned.sort_unstable();
-    let engines_done = owned == (0..partitions).collect::<Vec<u32>>()
+    let engines_done = owned == (0..partitions).map(Partition).collect::<Vec<_>>()
         && ok
             .iter()
             .filter(|status| status.engine.is_some())

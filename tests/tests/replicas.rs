@@ -24,7 +24,7 @@ use doorsync_integration_tests::{
     Deployment, HarnessError, KisiMember, KisiMembership, ProcessStatus, REPLICATED_ENGINE_LEASE_TTL,
     REPLICATED_WRITER_LEASE_TTL, Room, Site, eventually,
 };
-use doorsync_proto::Timestamp;
+use doorsync_proto::{Partition, Timestamp};
 use doorsync_writer::WriterRole;
 
 const ENGINES: [&str; 2] = ["engine-1", "engine-2"];
@@ -58,7 +58,7 @@ struct Booking {
 struct Member {
     name: String,
     id: u64,
-    partition: u32,
+    partition: Partition,
     bookings: Vec<Booking>,
     floor_pass: bool,
     /// Once doorsync gave a member access, Kisi keeps their user when they hold nothing any more
@@ -265,7 +265,7 @@ async fn until_idle(site: &Site, name: &str) {
 fn split_partitions(
     statuses: &BTreeMap<String, Result<ProcessStatus, String>>,
     partitions: u32,
-) -> Option<BTreeMap<String, Vec<u32>>> {
+) -> Option<BTreeMap<String, Vec<Partition>>> {
     let share = partitions.div_ceil(ENGINES.len() as u32) as usize;
     let mut owned = BTreeMap::new();
     for engine in ENGINES {
@@ -275,9 +275,9 @@ fn split_partitions(
         }
         owned.insert(engine.to_owned(), status.owned_partitions());
     }
-    let mut all: Vec<u32> = owned.values().flatten().copied().collect();
+    let mut all: Vec<Partition> = owned.values().flatten().copied().collect();
     all.sort_unstable();
-    (all == (0..partitions).collect::<Vec<u32>>()).then_some(owned)
+    (all == (0..partitions).map(Partition).collect::<Vec<_>>()).then_some(owned)
 }
 
 /// The active writer and the standby, once exactly one is active and the other on standby.
@@ -338,7 +338,7 @@ async fn survivors_take_over_from_a_killed_engine_and_the_killed_active_writer_a
     // Customers until every partition has one for each part of the scenario.
     let mut nexudus = Nexudus::new();
     let mut parts = Vec::new();
-    let mut per_partition: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut per_partition: BTreeMap<Partition, usize> = BTreeMap::new();
     while per_partition.len() < partitions as usize
         || per_partition.values().any(|&count| count < MEMBERS_PER_PARTITION)
     {
@@ -435,7 +435,7 @@ async fn survivors_take_over_from_a_killed_engine_and_the_killed_active_writer_a
     wait_for("the survivors take over and Kisi holds the end state", TAKEOVER_WAIT, async || {
         let seen = statuses(&site, &[surviving_engine, standby_writer]).await;
         let status = |name: &str| seen.get(name).and_then(|status| status.as_ref().ok());
-        let all: Vec<u32> = (0..partitions).collect();
+        let all: Vec<Partition> = (0..partitions).map(Partition).collect();
         if engine_took_over.is_none()
             && status(surviving_engine)
                 .is_some_and(|status| status.engine_caught_up() && status.owned_partitions() == all)

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use doorsync_access::Mapping;
-use doorsync_proto::{MemberId, Timestamp};
+use doorsync_proto::{MemberId, Partition, Timestamp};
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,7 @@ pub(crate) struct Checkpoint {
     pub(crate) skipped: SkippedMessages,
 }
 
-fn checkpoint_key(partition: u32) -> String {
+fn checkpoint_key(partition: Partition) -> String {
     format!("checkpoint.{partition}")
 }
 
@@ -61,7 +61,7 @@ impl Checkpoint {
     }
 
     /// The partition's last checkpoint, if it has one.
-    pub(crate) async fn load(shared: &Shared, partition: u32) -> Result<Option<Self>, EngineError> {
+    pub(crate) async fn load(shared: &Shared, partition: Partition) -> Result<Option<Self>, EngineError> {
         let Some(entry) = shared.kv.get(&checkpoint_key(partition)).await? else {
             return Ok(None);
         };
@@ -70,7 +70,7 @@ impl Checkpoint {
             .map_err(|source| EngineError::CheckpointUnreadable { partition, source })
     }
 
-    pub(crate) async fn save(&self, shared: &Shared, partition: u32) -> Result<(), EngineError> {
+    pub(crate) async fn save(&self, shared: &Shared, partition: Partition) -> Result<(), EngineError> {
         let encoded =
             rmp_serde::to_vec_named(self).map_err(|source| EngineError::CheckpointUnencodable { partition, source })?;
         shared.kv.put(&checkpoint_key(partition), Bytes::from(encoded)).await?;

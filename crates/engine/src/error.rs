@@ -1,5 +1,5 @@
 use doorsync_log::LogError;
-use doorsync_proto::{DecodeError, MemberId};
+use doorsync_proto::{DecodeError, MemberId, Partition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -29,13 +29,13 @@ pub enum EngineError {
     },
     #[error("the checkpoint of partition {partition} cannot be read: {source}")]
     CheckpointUnreadable {
-        partition: u32,
+        partition: Partition,
         #[source]
         source: rmp_serde::decode::Error,
     },
     #[error("the checkpoint of partition {partition} cannot be encoded: {source}")]
     CheckpointUnencodable {
-        partition: u32,
+        partition: Partition,
         #[source]
         source: rmp_serde::encode::Error,
     },
@@ -59,12 +59,12 @@ pub enum EngineError {
     },
     #[error("partition {partition}: reading the log failed: {source}")]
     Feed {
-        partition: u32,
+        partition: Partition,
         #[source]
         source: Box<EngineError>,
     },
     #[error("the shard actor stopped")]
     ShardGone,
     #[error("partition {partition} is not owned by this engine")]
-    NotOwned { partition: u32 },
+    NotOwned { partition: Partition },
 }

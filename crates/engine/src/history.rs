@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use doorsync_log::ReplayRequest;
-use doorsync_proto::ParsedSubject;
+use doorsync_proto::{ParsedSubject, Partition};
 use futures::StreamExt;
 use ractor::ActorRef;
 
@@ -22,7 +22,7 @@ use crate::feed::{
 use crate::shard::{CALL_TIMEOUT, ShardMsg};
 use crate::shared::Shared;
 
-pub(crate) async fn deliver(shared: &Shared, shards: &[(u32, ActorRef<ShardMsg>)]) -> Result<(), EngineError> {
+pub(crate) async fn deliver(shared: &Shared, shards: &[(Partition, ActorRef<ShardMsg>)]) -> Result<(), EngineError> {
     if shards.is_empty() {
         return Ok(());
     }
@@ -48,10 +48,10 @@ pub(crate) async fn deliver(shared: &Shared, shards: &[(u32, ActorRef<ShardMsg>)
 
 struct Delivery<'a> {
     shared: &'a Shared,
-    positions: HashMap<u32, (ActorRef<ShardMsg>, Positions)>,
+    positions: HashMap<Partition, (ActorRef<ShardMsg>, Positions)>,
     in_window: usize,
     /// Events gathered per partition and sent [`EVENT_BATCH`] at a time.
-    pending_events: HashMap<u32, Vec<HistoricEvent>>,
+    pending_events: HashMap<Partition, Vec<HistoricEvent>>,
 }
 
 const EVENT_BATCH: usize = 256;
@@ -76,14 +76,14 @@ impl Delivery<'_> {
         Ok(())
     }
 
-    fn send(&self, partition: u32, message: ShardMsg) -> Result<(), EngineError> {
+    fn send(&self, partition: Partition, message: ShardMsg) -> Result<(), EngineError> {
         match self.positions.get(&partition) {
             Some((shard, _)) => shard.cast(message).map_err(|_| EngineError::ShardGone),
             None => Ok(()),
         }
     }
 
-    fn queue_event(&mut self, partition: u32, event: HistoricEvent) -> Result<(), EngineError> {
+    fn queue_event(&mut self, partition: Partition, event: HistoricEvent) -> Result<(), EngineError> {
         let pending = self.pending_events.entry(partition).or_default();
         pending.push(event);
         if pending.len() >= EVENT_BATCH {
@@ -94,7 +94,7 @@ impl Delivery<'_> {
     }
 
     fn flush_events(&mut self) -> Result<(), EngineError> {
-        let pending: Vec<(u32, Vec<HistoricEvent>)> =
+        let pending: Vec<(Partition, Vec<HistoricEvent>)> =
             self.pending_events.drain().filter(|(_, batch)| !batch.is_empty()).collect();
         for (partition, batch) in pending {
             self.send(partition, ShardMsg::Events(batch))?;
@@ -102,7 +102,7 @@ impl Delivery<'_> {
         Ok(())
     }
 
-    fn needs(&self, partition: u32, sequence: u64, position: impl Fn(&Positions) -> u64) -> bool {
+    fn needs(&self, partition: Partition, sequence: u64, position: impl Fn(&Positions) -> u64) -> bool {
         self.positions.get(&partition).is_some_and(|(_, positions)| sequence > position(positions))
     }
 
@@ -150,14 +150,14 @@ impl Delivery<'_> {
 
     /// The partition a message that names no member is reported to: its subject's member's, or
     /// else the lowest this engine owns, so that it is reported once.
-    fn reporting_partition(&self, subject: &str) -> u32 {
+    fn reporting_partition(&self, subject: &str) -> Partition {
         let subjects = &self.shared.layout.subjects;
         subjects
             .parse(subject)
             .and_then(ParsedSubject::member)
             .map(|member| subjects.partition_of(member))
             .or_else(|| self.positions.keys().min().copied())
-            .unwrap_or(0)
+            .unwrap_or(Partition(0))
     }
 
     /// Routed by subject, without decoding: the shards decode, in parallel, what they are sent.
@@ -171,7 +171,7 @@ impl Delivery<'_> {
             let message = message?;
             last = message.sequence;
             if message.subject == mapping {
-                let partitions: Vec<u32> = self.positions.keys().copied().collect();
+                let partitions: Vec<Partition> = self.positions.keys().copied().collect();
                 for partition in partitions {
                     if self.needs(partition, message.sequence, |positions| positions.mapping_events) {
                         let event = HistoricEvent {

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use doorsync_log::{Lease, LeaseHolder, Tenure};
+use doorsync_proto::Partition;
 use ractor::{Actor, ActorRef, ActorStatus};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -54,7 +55,7 @@ impl Held {
     }
 }
 
-fn partition_lease(inner: &Inner, partition: u32) -> Lease {
+fn partition_lease(inner: &Inner, partition: Partition) -> Lease {
     lease(inner, format!("lease.{partition}"))
 }
 
@@ -96,7 +97,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 pub(crate) async fn balance(
     inner: &Arc<Inner>,
     history: History,
-) -> Result<Vec<(u32, ActorRef<ShardMsg>)>, EngineError> {
+) -> Result<Vec<(Partition, ActorRef<ShardMsg>)>, EngineError> {
     registration(inner).try_acquire().await?;
     let live_engines = count_live_engines(inner).await?;
     let partitions = inner.shared.layout.subjects.partitions();
@@ -112,19 +113,19 @@ pub(crate) async fn balance(
         }
         let stopped = matches!(held.shard.get_status(), ActorStatus::Stopped | ActorStatus::Stopping);
         if stopped {
-            tracing::warn!(engine = %inner.engine_id, partition, "shard stopped; its lease will be taken again");
+            tracing::warn!(engine = %inner.engine_id, %partition, "shard stopped; its lease will be taken again");
             held.abandon();
         }
         !stopped
     });
-    for partition in 0..partitions {
+    for partition in inner.shared.layout.subjects.all_partitions() {
         if shards.contains_key(&partition) {
             if shards.len() as u32 > share
                 && let Some(held) = shards.remove(&partition)
             {
                 stop_gracefully(&held.shard).await;
                 held.give_back().await;
-                tracing::info!(engine = %inner.engine_id, partition, "gave partition back to rebalance");
+                tracing::info!(engine = %inner.engine_id, %partition, "gave partition back to rebalance");
             }
         } else if (shards.len() as u32) < share {
             let lease = Arc::new(partition_lease(inner, partition));
@@ -154,7 +155,7 @@ async fn count_live_engines(inner: &Inner) -> Result<u32, EngineError> {
 /// shard.
 async fn start_shard(
     inner: &Inner,
-    partition: u32,
+    partition: Partition,
     history: History,
     lease: Arc<Lease>,
     tenure: Arc<Tenure>,
@@ -163,7 +164,7 @@ async fn start_shard(
     let (shard, _) = ShardActor::spawn(None, ShardActor, args)
         .await
         .map_err(|source| EngineError::Spawn { what: format!("the shard of partition {partition}"), source })?;
-    tracing::info!(engine = %inner.engine_id, partition, "took partition lease");
+    tracing::info!(engine = %inner.engine_id, %partition, "took partition lease");
     let (stop_holding, stopped) = watch::channel(false);
     let holding = tokio::spawn({
         let (lease, tenure, shard) = (Arc::clone(&lease), Arc::clone(&tenure), shard.clone());
@@ -171,7 +172,7 @@ async fn start_shard(
         async move {
             lease.hold(Arc::clone(&tenure), stopped).await;
             if *tenure.watch_lost().borrow() {
-                tracing::warn!(%engine, partition, "lost partition lease; stopping its shard");
+                tracing::warn!(%engine, %partition, "lost partition lease; stopping its shard");
                 shard.kill();
             }
         }
@@ -190,7 +191,7 @@ async fn stop_gracefully(shard: &ActorRef<ShardMsg>) {
 /// On shutdown: checkpoint and stop every shard, then give its lease back so another engine can
 /// take it at once instead of waiting out the lease.
 async fn release_all(inner: &Inner) {
-    let shards: BTreeMap<u32, Held> = std::mem::take(&mut *inner.shards.lock().await);
+    let shards: BTreeMap<Partition, Held> = std::mem::take(&mut *inner.shards.lock().await);
     for held in shards.into_values() {
         stop_gracefully(&held.shard).await;
         held.give_back().await;

@@ -30,7 +30,7 @@ use doorsync_access::{AccessPolicy, Mapping, MemberState};
 use doorsync_clock::SharedClock;
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
-use doorsync_proto::MemberId;
+use doorsync_proto::{MemberId, Partition};
 use ractor::ActorRef;
 use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
@@ -116,7 +116,7 @@ struct Inner {
     engine_id: String,
     shared: Arc<Shared>,
     lease_ttl: Duration,
-    shards: Mutex<BTreeMap<u32, lease::Held>>,
+    shards: Mutex<BTreeMap<Partition, lease::Held>>,
     shutdown: watch::Sender<bool>,
     leases: Mutex<Option<JoinHandle<()>>>,
 }
@@ -163,7 +163,7 @@ impl EngineHandle {
         &self.inner.engine_id
     }
 
-    pub async fn owned_partitions(&self) -> Vec<u32> {
+    pub async fn owned_partitions(&self) -> Vec<Partition> {
         self.inner.shards.lock().await.keys().copied().collect()
     }
 

@@ -58,19 +58,25 @@ fn encode(shards: &[ShardStats], e: &mut DescriptorEncoder) -> Result<(), std::f
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
+    use doorsync_proto::Partition;
+
     use super::*;
 
     #[test]
     fn replay_progress_is_scraped_per_partition_and_skipped_messages_summed() {
         let replaying = ShardStats {
-            partition: 3,
+            partition: Partition(3),
             replay_behind_messages: Some(1_500),
             replay_seconds: 42,
             skipped_messages: 2,
             ..ShardStats::default()
         };
-        let unknown_end =
-            ShardStats { partition: 5, replay_behind_messages: None, skipped_messages: 1, ..ShardStats::default() };
+        let unknown_end = ShardStats {
+            partition: Partition(5),
+            replay_behind_messages: None,
+            skipped_messages: 1,
+            ..ShardStats::default()
+        };
         let mut registry = Registry::with_prefix("doorsync");
         register(&mut registry).update(vec![replaying, unknown_end]);
         let mut scraped = String::new();

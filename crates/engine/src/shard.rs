@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use doorsync_access::{Mapping, MemberState};
-use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Timestamp};
+use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Partition, Timestamp};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorRuntime, RpcReplyPort, SupervisionEvent};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -91,7 +91,7 @@ pub(crate) enum ShardMsg {
 /// What a shard reports about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardStats {
-    pub partition: u32,
+    pub partition: Partition,
     pub caught_up: bool,
     /// When the partition finished rebuilding from the log and its members were evaluated.
     pub caught_up_at: Option<Timestamp>,
@@ -125,7 +125,7 @@ pub struct ShardStats {
 pub(crate) struct ShardActor;
 
 pub(crate) struct ShardArgs {
-    pub(crate) partition: u32,
+    pub(crate) partition: Partition,
     pub(crate) shared: Arc<Shared>,
     pub(crate) history: History,
 }
@@ -136,7 +136,7 @@ struct Live {
 }
 
 pub(crate) struct Shard {
-    partition: u32,
+    partition: Partition,
     shared: Arc<Shared>,
     live: HashMap<MemberId, Live>,
     actors: HashMap<ActorId, MemberId>,
@@ -199,7 +199,7 @@ impl Actor for ShardActor {
         let replay_target = match shared.log.last_sequence(&shared.layout.events).await {
             Ok(last) => Some(last),
             Err(error) => {
-                tracing::debug!(partition, %error, "the end of the events stream is unknown; so is replay progress");
+                tracing::debug!(%partition, %error, "the end of the events stream is unknown; so is replay progress");
                 None
             }
         };
@@ -306,7 +306,7 @@ impl Actor for ShardActor {
                     shard.needs_recovery.insert(member);
                     shard.schedule.retry_start(member, shard.shared.clock.now());
                     shard.arm_timer();
-                    tracing::warn!(partition = shard.partition, %member, %error, "member actor failed to start; retrying");
+                    tracing::warn!(partition = %shard.partition, %member, %error, "member actor failed to start; retrying");
                 }
             }
             ShardMsg::Barrier(reply) => {
@@ -396,7 +396,7 @@ impl Actor for ShardActor {
         };
         shard.live.remove(&member);
         shard.member_restarts += 1;
-        tracing::warn!(partition = shard.partition, %member, "member actor stopped unexpectedly; restarting it from its snapshot and the log");
+        tracing::warn!(partition = %shard.partition, %member, "member actor stopped unexpectedly; restarting it from its snapshot and the log");
         shard.member(&myself, member, true)?;
         if shard.caught_up {
             shard.evaluate(&myself, member).await?;
@@ -440,7 +440,7 @@ impl Shard {
         pending.extend(due);
         if std::mem::take(&mut self.evaluate_everyone) {
             tracing::info!(
-                partition = self.partition,
+                partition = %self.partition,
                 members = self.known.len(),
                 "the configuration changed since the last checkpoint; evaluating every member"
             );
@@ -453,7 +453,7 @@ impl Shard {
         // for, so a checkpoint that records this configuration follows the evaluations with it.
         self.evaluated_with = Some(self.shared.configuration);
         self.caught_up_at = Some(self.shared.clock.now());
-        tracing::info!(partition = self.partition, position = self.events_position, "partition caught up");
+        tracing::info!(partition = %self.partition, position = self.events_position, "partition caught up");
         Ok(())
     }
 
@@ -539,7 +539,7 @@ impl Shard {
             (skipped.stream.clone(), skipped.subject.clone(), skipped.sequence, skipped.reason.clone());
         if self.skipped.record(skipped) {
             tracing::error!(
-                partition = self.partition,
+                partition = %self.partition,
                 %stream,
                 %subject,
                 sequence,

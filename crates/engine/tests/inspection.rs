@@ -20,7 +20,7 @@ async fn members_are_listed_in_id_order_from_every_partition_passivated_or_not()
     for id in ids {
         append(&store.log, &layout, at(0), member(id)).await;
     }
-    let partitions: std::collections::BTreeSet<u32> =
+    let partitions: std::collections::BTreeSet<doorsync_proto::Partition> =
         ids.iter().map(|id| layout.subjects.partition_of(MemberId(*id))).collect();
     assert!(partitions.len() > 1, "the members should span partitions: {partitions:?}");
 

@@ -13,7 +13,7 @@ use doorsync_engine::EngineHandle;
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
 use doorsync_log_jetstream::{JetStreamLog, JetStreamOptions};
-use doorsync_proto::{Command, MemberId, Subjects};
+use doorsync_proto::{Command, MemberId, Partition, Subjects};
 use doorsync_test_support::NatsServer;
 use support::*;
 
@@ -30,9 +30,9 @@ async fn start_engine(id: &str, layout: &Layout, log: &Arc<dyn EventLog>) -> Eng
 }
 
 /// Ownership sampled from both engines must never overlap.
-async fn owned(a: &EngineHandle, b: &EngineHandle) -> (BTreeSet<u32>, BTreeSet<u32>) {
-    let a_owns: BTreeSet<u32> = a.owned_partitions().await.into_iter().collect();
-    let b_owns: BTreeSet<u32> = b.owned_partitions().await.into_iter().collect();
+async fn owned(a: &EngineHandle, b: &EngineHandle) -> (BTreeSet<Partition>, BTreeSet<Partition>) {
+    let a_owns: BTreeSet<Partition> = a.owned_partitions().await.into_iter().collect();
+    let b_owns: BTreeSet<Partition> = b.owned_partitions().await.into_iter().collect();
     assert!(a_owns.is_disjoint(&b_owns), "both engines hold {:?}", a_owns.intersection(&b_owns).collect::<Vec<_>>());
     (a_owns, b_owns)
 }
@@ -104,7 +104,7 @@ async fn two_engines_split_the_partitions_and_one_takes_over_when_the_other_stop
     b.shutdown().await;
     let mut taken_over = false;
     for _ in 0..400 {
-        let a_owns: BTreeSet<u32> = a.owned_partitions().await.into_iter().collect();
+        let a_owns: BTreeSet<Partition> = a.owned_partitions().await.into_iter().collect();
         if a_owns.len() == PARTITIONS as usize {
             taken_over = true;
             break;

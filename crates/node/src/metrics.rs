@@ -43,7 +43,7 @@ impl RoleMetrics {
 mod tests {
     use doorsync_engine::ShardStats;
     use doorsync_ingest::{IngestStatus, LimiterWaits};
-    use doorsync_proto::Timestamp;
+    use doorsync_proto::{Partition, Timestamp};
     use doorsync_writer::{CallStats, LimiterStats, WindowEdgeLag, WriterRole, WriterStatus};
 
     use super::*;
@@ -87,14 +87,18 @@ mod tests {
     #[test]
     fn limiter_waits_edge_lag_and_replay_progress_are_scraped() {
         let replaying = ShardStats {
-            partition: 3,
+            partition: Partition(3),
             replay_behind_messages: Some(1_500),
             replay_seconds: 42,
             skipped_messages: 2,
             ..ShardStats::default()
         };
-        let unknown_end =
-            ShardStats { partition: 5, replay_behind_messages: None, skipped_messages: 1, ..ShardStats::default() };
+        let unknown_end = ShardStats {
+            partition: Partition(5),
+            replay_behind_messages: None,
+            skipped_messages: 1,
+            ..ShardStats::default()
+        };
         let ingest =
             IngestStatus { nexudus_limiter: LimiterWaits { waits: 7, waited_ms: 3_500 }, ..IngestStatus::default() };
         let status =

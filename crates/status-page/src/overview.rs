@@ -525,7 +525,12 @@ mod tests {
     }
 
     fn overview(members: Vec<MemberRow>, known: usize, page: usize) -> Overview {
-        let shard = ShardStats { partition: 2, caught_up: true, known_members: known, ..ShardStats::default() };
+        let shard = ShardStats {
+            partition: doorsync_proto::Partition(2),
+            caught_up: true,
+            known_members: known,
+            ..ShardStats::default()
+        };
         let mut ingest = IngestStatus::default();
         ingest.parked.push(ParkedRecord {
             entity: "Booking".into(),
