@@ -152,7 +152,7 @@ pub(crate) enum GroupStep {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct GroupRules {
     /// Change or delete assignments someone else made.
-    pub(crate) modify_foreign: bool,
+    pub(crate) touch_foreign_assignments: bool,
     /// Whether a PATCH of an assignment's validity is known to be applied by this Kisi account:
     /// `Some(false)` once one was read back unchanged or refused, and then a window changes by
     /// deleting the assignment and creating it again.
@@ -176,7 +176,7 @@ pub(crate) fn group_step(
         return match (user, known) {
             (None, _) | (Some(_), KnownAssignment::Absent) => GroupStep::Done,
             (Some(_), KnownAssignment::Unknown) => GroupStep::Lookup,
-            (Some(_), KnownAssignment::Present(held)) if held.ours || rules.modify_foreign => {
+            (Some(_), KnownAssignment::Present(held)) if held.ours || rules.touch_foreign_assignments => {
                 GroupStep::Delete { assignment: held.id }
             }
             (Some(_), KnownAssignment::Present(_)) => GroupStep::Done,
@@ -189,7 +189,7 @@ pub(crate) fn group_step(
         KnownAssignment::Unknown => GroupStep::Lookup,
         KnownAssignment::Absent => GroupStep::Create { validity },
         KnownAssignment::Present(held) if held.validity() == validity => GroupStep::Done,
-        KnownAssignment::Present(held) if held.ours || rules.modify_foreign => {
+        KnownAssignment::Present(held) if held.ours || rules.touch_foreign_assignments => {
             if rules.patch_applies_validity == Some(false) {
                 GroupStep::Delete { assignment: held.id }
             } else {
@@ -227,7 +227,7 @@ mod tests {
     use crate::knowledge::HeldAssignment;
 
     const MEMBER: MemberId = MemberId(1);
-    const FOREIGN_TOO: GroupRules = GroupRules { modify_foreign: true, patch_applies_validity: None };
+    const FOREIGN_TOO: GroupRules = GroupRules { touch_foreign_assignments: true, patch_applies_validity: None };
 
     fn ensure(email: &str) -> Command {
         Command::EnsureUser(EnsureUser { member: MEMBER, email: email.into(), name: "Ann".into(), basis: 1 })
@@ -382,7 +382,7 @@ mod tests {
     fn once_patch_is_known_not_to_apply_a_window_changes_by_delete_and_create() {
         let grant = GroupDesire::Member { valid_from: at(10), valid_until: at(20) };
         let user = user(true, KisiUserState::Enabled);
-        let ignored = GroupRules { modify_foreign: false, patch_applies_validity: Some(false) };
+        let ignored = GroupRules { touch_foreign_assignments: false, patch_applies_validity: Some(false) };
         assert_eq!(
             group_step(grant, Some(&user), held(true, at(10), at(30)), ignored),
             GroupStep::Delete { assignment: KisiAssignmentId(3) }

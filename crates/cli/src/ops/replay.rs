@@ -48,7 +48,7 @@ async fn dry_run_report(context: &Context) -> anyhow::Result<String> {
             .await
             .context("reading what Kisi holds (nothing was written)")?;
     let rules = Rules {
-        modify_foreign: config.reconcile.touch_foreign_assignments,
+        touch_foreign_assignments: config.reconcile.touch_foreign_assignments,
         manage_found_users: config.kisi.manage_found_users,
     };
     let plan = dry_run::plan(&rebuilt.members, &mapping, &policy, now, &read.view, rules);
@@ -95,7 +95,7 @@ fn render(rebuilt: &Rebuilt, read: &Read, plan: &Plan, now: Timestamp, rules: Ru
         ));
     }
     if !plan.foreign.is_empty() {
-        let setting = if rules.modify_foreign { "on" } else { "off" };
+        let setting = if rules.touch_foreign_assignments { "on" } else { "off" };
         text.push_str(&format!(
             "\nLeft alone: {} someone else created (reconcile.touch_foreign_assignments is {setting}):\n",
             table::count(plan.foreign.len(), "assignment", "assignments"),

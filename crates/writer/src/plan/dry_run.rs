@@ -120,7 +120,7 @@ fn live_user(state: &MemberState) -> Option<KisiUserId> {
 /// (`kisi.manage_found_users`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rules {
-    pub modify_foreign: bool,
+    pub touch_foreign_assignments: bool,
     pub manage_found_users: bool,
 }
 
@@ -213,7 +213,8 @@ pub fn plan(
             held.entry((group, assignment.user)).or_insert(*assignment);
         }
     }
-    let group_rules = GroupRules { modify_foreign: rules.modify_foreign, patch_applies_validity: None };
+    let group_rules =
+        GroupRules { touch_foreign_assignments: rules.touch_foreign_assignments, patch_applies_validity: None };
     let mut plan = Plan::default();
     for (&member, state) in members {
         let desired = doorsync_access::desired(state, mapping, policy, now);
@@ -578,8 +579,8 @@ mod tests {
             }]
         );
 
-        let touching =
-            fixture.plan_with(&AccessPolicy::default(), Rules { modify_foreign: true, manage_found_users: false });
+        let touching = fixture
+            .plan_with(&AccessPolicy::default(), Rules { touch_foreign_assignments: true, manage_found_users: false });
         assert_eq!(touching.changes, [fix(1, 11, 31), fix(2, 12, 32)]);
         assert!(touching.foreign.is_empty());
     }
@@ -716,7 +717,7 @@ mod tests {
         fixture.user(14, SeenUser::Enabled);
         let policy = AccessPolicy { no_access: NoAccessPolicy::Delete, ..AccessPolicy::default() };
         assert_eq!(fixture.plan_with(&policy, Rules::default()).changes, []);
-        let managing = Rules { modify_foreign: false, manage_found_users: true };
+        let managing = Rules { touch_foreign_assignments: false, manage_found_users: true };
         assert_eq!(
             fixture.plan_with(&policy, managing).changes,
             [Change::DeleteUser { member: MemberId(4), user: KisiUserId(14), held: SeenUser::Enabled }]

@@ -209,7 +209,7 @@ impl Active<'_> {
     /// The rules for group steps, from the options and what was learnt of the account.
     pub(super) fn group_rules(&self) -> GroupRules {
         GroupRules {
-            modify_foreign: self.shared.options.reconcile.touch_foreign_assignments,
+            touch_foreign_assignments: self.shared.options.reconcile.touch_foreign_assignments,
             patch_applies_validity: self.patch_applies_validity,
         }
     }
