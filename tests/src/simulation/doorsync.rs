@@ -40,10 +40,11 @@ pub(crate) const KISI_REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 const PARTITIONS: u32 = 2;
 const ENGINE_ID: &str = "engine-sim";
 const WRITER_ID: &str = "writer-sim";
-/// Leases are renewed on the virtual clock (the writer's and the ingestor's) or in real time (the
-/// engine's); all outlast the simulation, since one process holds them and restarts take them
-/// back by name.
-const LEASE_TTL: Duration = Duration::from_secs(30 * 24 * 3_600);
+/// Every lease (the engine's partitions, the writer's account, the ingestor's) is renewed on the
+/// virtual clock, a third of this apart: each renewal is a step of the simulation, and fifteen
+/// minutes keeps them to a dozen per virtual hour while the clock still drives them as it drives
+/// every other timer.
+const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// The no-access policies a seed may run with.
 pub(crate) const POLICIES: [NoAccessPolicy; 3] =
@@ -98,7 +99,8 @@ impl Doorsync {
         // from their snapshot; checkpoints every half hour.
         engine.settings.passivate_after = Duration::from_secs(3 * 3_600);
         engine.settings.checkpoint_every = Duration::from_secs(3 * 3_600);
-        // Real time: how often shards look for idle members and due checkpoints.
+        // Virtual time: the least gap between two of a shard's looks for idle members and due
+        // checkpoints.
         engine.housekeeping_every = Duration::from_millis(200);
 
         let mut writer = WriterOptions::new(WRITER_ID, "sim");
