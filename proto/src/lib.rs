@@ -16,8 +16,8 @@
 //! retry, a replay or a second ingestor, is recognised as one message.
 //!
 //! [`Subjects`] names where each message goes (`<prefix>.evt|cmd|out|dlq.<partition>.<member>`,
-//! the partition being the one NATS's `{{partition()}}` computes) and [`Subjects::parse`] reads a
-//! subject back, so nobody splits subjects by hand. [`Timestamp`] moves by a
+//! the [`Partition`] being the one NATS's `{{partition()}}` computes) and [`Subjects::parse`] reads
+//! a subject back, so nobody splits subjects by hand. [`Timestamp`] moves by a
 //! [`Duration`](std::time::Duration), saturating at the ends of time.
 //!
 //! The crate depends on no other doorsync crate and does no I/O: it is the contract, not a
