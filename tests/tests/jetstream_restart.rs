@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use doorsync_log::{EventLog, NewMessage, ReplayRequest, RetryPolicy, StreamSpec, append_with_retry};
+use doorsync_log::{EventLog, NewMessage, ReplayRequest, RetryPolicy, Sequence, StreamSpec, append_with_retry};
 use doorsync_log_jetstream::{JetStreamLog, JetStreamOptions};
 use doorsync_test_support::NatsServer;
 use futures::StreamExt;
@@ -58,7 +58,7 @@ async fn acknowledged_events_survive_server_restarts_exactly_once() {
         })
     };
 
-    let mut acked: HashMap<String, u64> = HashMap::new();
+    let mut acked: HashMap<String, Sequence> = HashMap::new();
     let mut duplicates_answered = 0;
     let mut restarts = 0;
     while let Some((id, appended)) = acked_rx.recv().await {
@@ -75,7 +75,7 @@ async fn acknowledged_events_survive_server_restarts_exactly_once() {
 
     let replay = log.replay(ReplayRequest::whole("FAULT_EVT")).await.unwrap();
     let stored: Vec<_> = tokio::time::timeout(Duration::from_secs(30), replay.collect::<Vec<_>>()).await.unwrap();
-    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut seen: HashMap<String, Sequence> = HashMap::new();
     for message in stored {
         let message = message.unwrap();
         let id = message.id.clone().unwrap();

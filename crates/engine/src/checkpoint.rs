@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use doorsync_access::Mapping;
+use doorsync_log::Sequence;
 use doorsync_proto::{MemberId, Partition, Timestamp};
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
@@ -20,10 +21,10 @@ use crate::skipped::SkippedMessages;
 /// How far the partition's members' snapshots reach, and what is needed to resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Checkpoint {
-    pub(crate) events: u64,
-    pub(crate) mapping_events: u64,
-    pub(crate) commands: u64,
-    pub(crate) outcomes: u64,
+    pub(crate) events: Sequence,
+    pub(crate) mapping_events: Sequence,
+    pub(crate) commands: Sequence,
+    pub(crate) outcomes: Sequence,
     /// When the mapping last changed (from its events): part of every command's time, so a
     /// grant that returns after its group was unmapped and mapped again gets a new id.
     pub(crate) mapping_changed_at: Timestamp,
@@ -48,10 +49,10 @@ impl Checkpoint {
     /// Where a partition with no checkpoint starts: the beginning of every stream.
     pub(crate) fn beginning() -> Self {
         Self {
-            events: 0,
-            mapping_events: 0,
-            commands: 0,
-            outcomes: 0,
+            events: Sequence::BEFORE_FIRST,
+            mapping_events: Sequence::BEFORE_FIRST,
+            commands: Sequence::BEFORE_FIRST,
+            outcomes: Sequence::BEFORE_FIRST,
             mapping_changed_at: Timestamp::from_unix_millis(0),
             event_mapping: Mapping::default(),
             members: Vec::new(),

@@ -1,4 +1,4 @@
-use doorsync_log::LogError;
+use doorsync_log::{LogError, Sequence};
 use doorsync_proto::{DecodeError, MemberId, Partition};
 
 #[derive(Debug, thiserror::Error)]
@@ -11,7 +11,7 @@ pub enum EngineError {
         "message {sequence} in the log cannot be read ({source}); was it written by a newer doorsync? Upgrade this engine"
     )]
     Undecodable {
-        sequence: u64,
+        sequence: Sequence,
         #[source]
         source: DecodeError,
     },

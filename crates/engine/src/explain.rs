@@ -10,7 +10,7 @@ use doorsync_access::{
     Window, Withheld,
 };
 use doorsync_layout::Layout;
-use doorsync_log::{EventLog, ReplayRequest, StoredMessage};
+use doorsync_log::{EventLog, ReplayRequest, Sequence, StoredMessage};
 use doorsync_proto::{Command, EntitlementId, Envelope, Event, MappingSource, MemberId, Outcome, Timestamp};
 use futures::TryStreamExt;
 
@@ -72,7 +72,7 @@ pub async fn explain(
     let mut note = |at: Timestamp, kind: HistoryKind, summary: String| history.push(HistoryEntry { at, kind, summary });
     for (sequence, envelope) in messages::<Event>(log, &layout.events, subjects.event(member)).await? {
         note(envelope.occurred_at, HistoryKind::Event, describe_event(&envelope.message));
-        doorsync_access::fold(&mut state, sequence, &envelope);
+        doorsync_access::fold(&mut state, sequence.0, &envelope);
     }
     for (_, envelope) in messages::<Command>(log, &layout.commands, subjects.command(member)).await? {
         note(envelope.occurred_at, HistoryKind::Command, describe_command(&envelope.message));
@@ -119,7 +119,11 @@ pub async fn members_with_email(
 }
 
 /// The messages on one subject, decoded, with their sequences; one member's history fits in memory.
-async fn messages<M>(log: &dyn EventLog, stream: &str, subject: String) -> Result<Vec<(u64, Envelope<M>)>, EngineError>
+async fn messages<M>(
+    log: &dyn EventLog,
+    stream: &str,
+    subject: String,
+) -> Result<Vec<(Sequence, Envelope<M>)>, EngineError>
 where
     M: doorsync_proto::WireMessage + serde::de::DeserializeOwned,
 {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use doorsync_layout::Layout;
-use doorsync_log::{MessageStream, ReplayRequest, StoredMessage};
+use doorsync_log::{MessageStream, ReplayRequest, Sequence, StoredMessage};
 use doorsync_proto::{Command, Event, Outcome, Partition};
 use futures::StreamExt;
 use ractor::ActorRef;
@@ -25,7 +25,7 @@ pub(crate) const FEED_WINDOW: usize = 32_768;
 
 /// An event from the engine's reading of history, still encoded: shards decode in parallel.
 pub(crate) struct HistoricEvent {
-    pub(crate) sequence: u64,
+    pub(crate) sequence: Sequence,
     pub(crate) subject: String,
     pub(crate) payload: Bytes,
     /// The mapping's events go to every shard without them: commands never link to a mapping
@@ -46,10 +46,10 @@ pub(crate) enum History {
 /// Where the shard's reading of each stream resumes (each the last sequence already handled).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Positions {
-    pub(crate) commands: u64,
-    pub(crate) outcomes: u64,
-    pub(crate) mapping_events: u64,
-    pub(crate) events: u64,
+    pub(crate) commands: Sequence,
+    pub(crate) outcomes: Sequence,
+    pub(crate) mapping_events: Sequence,
+    pub(crate) events: Sequence,
 }
 
 /// Feeds the shard: the partition's history first unless the engine delivers it, then what is
@@ -85,19 +85,19 @@ fn partition_reads(layout: &Layout, partition: Partition, positions: Positions) 
         (
             ReplayRequest::whole(&layout.outcomes)
                 .filtered([subjects.outcome_partition_filter(partition)])
-                .from_sequence(positions.outcomes + 1),
+                .from_sequence(positions.outcomes.next()),
             outcome_message,
         ),
         (
             ReplayRequest::whole(&layout.events)
                 .filtered([subjects.mapping()])
-                .from_sequence(positions.mapping_events + 1),
+                .from_sequence(positions.mapping_events.next()),
             event_message,
         ),
         (
             ReplayRequest::whole(&layout.events)
                 .filtered([subjects.event_partition_filter(partition)])
-                .from_sequence(positions.events + 1),
+                .from_sequence(positions.events.next()),
             event_message,
         ),
     ]
@@ -114,7 +114,7 @@ async fn read_history(
     let layout = &shared.layout;
     let commands = ReplayRequest::whole(&layout.commands)
         .filtered([layout.subjects.command_partition_filter(partition)])
-        .from_sequence(positions.commands + 1);
+        .from_sequence(positions.commands.next());
     let commands_last =
         pump(shared, shared.log.replay(commands).await?, shard, command_message, Reading::History).await?;
     let mut reached = [positions.outcomes, positions.mapping_events, positions.events];
@@ -207,7 +207,7 @@ async fn pump(
     shard: &ActorRef<ShardMsg>,
     to_message: Decoder,
     reading: Reading,
-) -> Result<Option<u64>, EngineError> {
+) -> Result<Option<Sequence>, EngineError> {
     let mut last = None;
     let mut in_window = 0;
     while let Some(message) = stream.next().await {

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use doorsync_log::ReplayRequest;
+use doorsync_log::{ReplayRequest, Sequence};
 use doorsync_proto::{ParsedSubject, Partition};
 use futures::StreamExt;
 use ractor::ActorRef;
@@ -36,7 +36,7 @@ pub(crate) async fn deliver(shared: &Shared, shards: &[(Partition, ActorRef<Shar
     let reached = Positions {
         commands: delivery.commands().await?,
         outcomes: delivery.outcomes().await?,
-        mapping_events: 0,
+        mapping_events: Sequence::BEFORE_FIRST,
         events: delivery.events().await?,
     };
     let reached = Positions { mapping_events: reached.events, ..reached };
@@ -57,8 +57,8 @@ struct Delivery<'a> {
 const EVENT_BATCH: usize = 256;
 
 impl Delivery<'_> {
-    fn lowest(&self, position: impl Fn(&Positions) -> u64) -> u64 {
-        self.positions.values().map(|(_, positions)| position(positions)).min().unwrap_or(0)
+    fn lowest(&self, position: impl Fn(&Positions) -> Sequence) -> Sequence {
+        self.positions.values().map(|(_, positions)| position(positions)).min().unwrap_or(Sequence::BEFORE_FIRST)
     }
 
     /// Every [`FEED_WINDOW`] messages, waits for every shard to have handled what it was sent.
@@ -102,16 +102,16 @@ impl Delivery<'_> {
         Ok(())
     }
 
-    fn needs(&self, partition: Partition, sequence: u64, position: impl Fn(&Positions) -> u64) -> bool {
+    fn needs(&self, partition: Partition, sequence: Sequence, position: impl Fn(&Positions) -> Sequence) -> bool {
         self.positions.get(&partition).is_some_and(|(_, positions)| sequence > position(positions))
     }
 
-    async fn commands(&mut self) -> Result<u64, EngineError> {
+    async fn commands(&mut self) -> Result<Sequence, EngineError> {
         let stream = self.shared.layout.commands.clone();
         self.route(&stream, |positions| positions.commands, command_message).await
     }
 
-    async fn outcomes(&mut self) -> Result<u64, EngineError> {
+    async fn outcomes(&mut self) -> Result<Sequence, EngineError> {
         let stream = self.shared.layout.outcomes.clone();
         self.route(&stream, |positions| positions.outcomes, outcome_message).await
     }
@@ -121,11 +121,11 @@ impl Delivery<'_> {
     async fn route(
         &mut self,
         stream: &str,
-        position: fn(&Positions) -> u64,
+        position: fn(&Positions) -> Sequence,
         to_message: Decoder,
-    ) -> Result<u64, EngineError> {
+    ) -> Result<Sequence, EngineError> {
         let from = self.lowest(position);
-        let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
+        let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from.next())).await?;
         let mut last = from;
         while let Some(message) = replay.next().await {
             let message = message?;
@@ -161,11 +161,11 @@ impl Delivery<'_> {
     }
 
     /// Routed by subject, without decoding: the shards decode, in parallel, what they are sent.
-    async fn events(&mut self) -> Result<u64, EngineError> {
+    async fn events(&mut self) -> Result<Sequence, EngineError> {
         let from = self.lowest(|positions| positions.events.min(positions.mapping_events));
         let stream = &self.shared.layout.events;
         let mapping = self.shared.layout.subjects.mapping();
-        let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from + 1)).await?;
+        let mut replay = self.shared.log.replay(ReplayRequest::whole(stream).from_sequence(from.next())).await?;
         let mut last = from;
         while let Some(message) = replay.next().await {
             let message = message?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use doorsync_access::MemberState;
-use doorsync_log::{NewMessage, ReplayRequest, RetryPolicy, StoredMessage, append_with_retry};
+use doorsync_log::{NewMessage, ReplayRequest, RetryPolicy, Sequence, StoredMessage, append_with_retry};
 use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Timestamp, WireMessage};
 use doorsync_telemetry::TraceParent;
 use futures::TryStreamExt;
@@ -24,7 +24,7 @@ use crate::shared::Shared;
 use crate::skipped::{Read, read};
 
 /// Events for one member, each with its sequence in the log.
-pub(crate) type MemberEvents = Vec<(u64, Box<Envelope<Event>>)>;
+pub(crate) type MemberEvents = Vec<(Sequence, Box<Envelope<Event>>)>;
 
 /// The trace an event was appended in, and whether the engine reads it as it happens (then the
 /// commands it causes join that trace) or from history (then they only link to it).
@@ -41,10 +41,10 @@ impl EventTrace {
 }
 
 pub(crate) enum MemberMsg {
-    Event { sequence: u64, envelope: Box<Envelope<Event>>, trace: Option<EventTrace> },
+    Event { sequence: Sequence, envelope: Box<Envelope<Event>>, trace: Option<EventTrace> },
     Events { events: MemberEvents, trace: Option<EventTrace> },
-    Command { sequence: u64, command: Command },
-    Outcome { sequence: u64, outcome: Outcome },
+    Command { sequence: Sequence, command: Command },
+    Outcome { sequence: Sequence, outcome: Outcome },
     Evaluate { mapping: Arc<MappingVersion> },
     Snapshot(RpcReplyPort<Result<(), EngineError>>),
     Inspect(RpcReplyPort<MemberState>),
@@ -55,8 +55,8 @@ pub(crate) enum MemberMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct MemberSnapshot {
     pub(crate) state: MemberState,
-    pub(crate) command_sequence: u64,
-    pub(crate) outcome_sequence: u64,
+    pub(crate) command_sequence: Sequence,
+    pub(crate) outcome_sequence: Sequence,
 }
 
 /// Where a new member actor's state comes from.
@@ -71,19 +71,23 @@ pub(crate) enum StartFrom {
 
 impl MemberSnapshot {
     pub(crate) fn new(member: MemberId) -> Self {
-        Self { state: MemberState::new(member), command_sequence: 0, outcome_sequence: 0 }
+        Self {
+            state: MemberState::new(member),
+            command_sequence: Sequence::BEFORE_FIRST,
+            outcome_sequence: Sequence::BEFORE_FIRST,
+        }
     }
 
     /// Each of these ignores what the state already reaches past, and says whether it changed.
-    pub(crate) fn fold_event(&mut self, sequence: u64, envelope: &Envelope<Event>) -> bool {
-        let changes = sequence > self.state.last_sequence();
+    pub(crate) fn fold_event(&mut self, sequence: Sequence, envelope: &Envelope<Event>) -> bool {
+        let changes = sequence > Sequence(self.state.last_sequence());
         if changes {
-            doorsync_access::fold(&mut self.state, sequence, envelope);
+            doorsync_access::fold(&mut self.state, sequence.0, envelope);
         }
         changes
     }
 
-    pub(crate) fn record_command(&mut self, sequence: u64, command: &Command) -> bool {
+    pub(crate) fn record_command(&mut self, sequence: Sequence, command: &Command) -> bool {
         let changes = sequence > self.command_sequence;
         if changes {
             doorsync_access::record_command(&mut self.state, command);
@@ -92,7 +96,7 @@ impl MemberSnapshot {
         changes
     }
 
-    pub(crate) fn fold_outcome(&mut self, sequence: u64, outcome: &Outcome) -> bool {
+    pub(crate) fn fold_outcome(&mut self, sequence: Sequence, outcome: &Outcome) -> bool {
         let changes = sequence > self.outcome_sequence;
         if changes {
             doorsync_access::fold_outcome(&mut self.state, outcome);
@@ -198,9 +202,9 @@ async fn own_messages<M: WireMessage + DeserializeOwned>(
     shared: &Shared,
     stream: &str,
     subject: String,
-    after: u64,
+    after: Sequence,
 ) -> Result<Vec<(StoredMessage, Box<Envelope<M>>)>, EngineError> {
-    let request = ReplayRequest::whole(stream).filtered([subject]).from_sequence(after + 1);
+    let request = ReplayRequest::whole(stream).filtered([subject]).from_sequence(after.next());
     let stored: Vec<StoredMessage> = shared.log.replay(request).await?.try_collect().await?;
     let mut read_messages = Vec::with_capacity(stored.len());
     for message in stored {
@@ -223,7 +227,7 @@ impl Member {
         self.snapshot.state.member()
     }
 
-    fn fold_event(&mut self, sequence: u64, envelope: &Envelope<Event>) {
+    fn fold_event(&mut self, sequence: Sequence, envelope: &Envelope<Event>) {
         self.dirty |= self.snapshot.fold_event(sequence, envelope);
     }
 
@@ -234,11 +238,11 @@ impl Member {
         self.shaped_by = Some(trace.parent);
     }
 
-    fn record_command(&mut self, sequence: u64, command: &Command) {
+    fn record_command(&mut self, sequence: Sequence, command: &Command) {
         self.dirty |= self.snapshot.record_command(sequence, command);
     }
 
-    fn fold_outcome(&mut self, sequence: u64, outcome: &Outcome) {
+    fn fold_outcome(&mut self, sequence: Sequence, outcome: &Outcome) {
         self.dirty |= self.snapshot.fold_outcome(sequence, outcome);
     }
 
@@ -248,7 +252,7 @@ impl Member {
         let member = self.id();
         let shared = Arc::clone(&self.shared);
         let (layout, subjects) = (&shared.layout, &shared.layout.subjects);
-        let after = self.snapshot.state.last_sequence();
+        let after = Sequence(self.snapshot.state.last_sequence());
         for (message, envelope) in own_messages::<Event>(&shared, &layout.events, subjects.event(member), after).await?
         {
             self.fold_event(message.sequence, &envelope);

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use doorsync_access::{Mapping, MemberState};
+use doorsync_log::Sequence;
 use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, Partition, Timestamp};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorRuntime, RpcReplyPort, SupervisionEvent};
 use serde::{Deserialize, Serialize};
@@ -43,16 +44,16 @@ pub(crate) enum ShardMsg {
     /// The engine delivered the partition's history up to these positions (inclusive).
     HistoryDone(Positions),
     Event {
-        sequence: u64,
+        sequence: Sequence,
         envelope: Box<Envelope<Event>>,
         trace: Option<EventTrace>,
     },
     Command {
-        sequence: u64,
+        sequence: Sequence,
         command: Command,
     },
     Outcome {
-        sequence: u64,
+        sequence: Sequence,
         outcome: Outcome,
     },
     CaughtUp,
@@ -98,7 +99,7 @@ pub struct ShardStats {
     pub live_members: usize,
     pub known_members: usize,
     pub scheduled_wakeups: usize,
-    pub events_position: u64,
+    pub events_position: Sequence,
     pub commands_emitted: u64,
     pub member_restarts: u64,
     /// When this engine started the shard, having just taken the partition's lease. The
@@ -145,10 +146,10 @@ pub(crate) struct Shard {
     timer: watch::Sender<Option<Timestamp>>,
     event_mapping: Mapping,
     mapping: Arc<MappingVersion>,
-    events_position: u64,
-    mapping_position: u64,
-    outcomes_position: u64,
-    commands_position: u64,
+    events_position: Sequence,
+    mapping_position: Sequence,
+    outcomes_position: Sequence,
+    commands_position: Sequence,
     /// Without a checkpoint everything is rebuilt from the log, so members first seen in the
     /// replay have no snapshot worth loading.
     started_from_checkpoint: bool,
@@ -171,7 +172,7 @@ pub(crate) struct Shard {
     member_restarts: u64,
     started_at: Timestamp,
     /// The events stream's last sequence when the shard started: where its replay ends at least.
-    replay_target: Option<u64>,
+    replay_target: Option<Sequence>,
     last_checkpoint: Timestamp,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -453,7 +454,7 @@ impl Shard {
         // for, so a checkpoint that records this configuration follows the evaluations with it.
         self.evaluated_with = Some(self.shared.configuration);
         self.caught_up_at = Some(self.shared.clock.now());
-        tracing::info!(partition = %self.partition, position = self.events_position, "partition caught up");
+        tracing::info!(partition = %self.partition, position = %self.events_position, "partition caught up");
         Ok(())
     }
 
@@ -509,7 +510,7 @@ impl Shard {
     async fn on_event(
         &mut self,
         myself: &ActorRef<ShardMsg>,
-        sequence: u64,
+        sequence: Sequence,
         envelope: Box<Envelope<Event>>,
         trace: Option<EventTrace>,
     ) -> Result<(), EngineError> {
@@ -542,7 +543,7 @@ impl Shard {
                 partition = %self.partition,
                 %stream,
                 %subject,
-                sequence,
+                %sequence,
                 %reason,
                 "skipped a message that is not doorsync's; look at how it got into the log"
             );
@@ -738,8 +739,8 @@ impl Shard {
 }
 
 /// Messages of the events stream a partition at `position` has still to replay up to `target`.
-fn replay_behind(caught_up: bool, target: Option<u64>, position: u64) -> Option<u64> {
-    if caught_up { Some(0) } else { target.map(|target| target.saturating_sub(position)) }
+fn replay_behind(caught_up: bool, target: Option<Sequence>, position: Sequence) -> Option<u64> {
+    if caught_up { Some(0) } else { target.map(|target| target.messages_after(position)) }
 }
 
 /// Whole seconds from `from` to `to`, 0 if `to` is not later.
@@ -784,10 +785,14 @@ mod tests {
 
     #[test]
     fn replay_left_is_the_distance_to_the_streams_end_at_start_until_caught_up() {
-        assert_eq!(replay_behind(false, Some(10_000), 2_500), Some(7_500));
-        assert_eq!(replay_behind(false, Some(10_000), 12_000), Some(0), "past the end read at start");
-        assert_eq!(replay_behind(true, Some(10_000), 2_500), Some(0), "caught up: nothing left");
-        assert_eq!(replay_behind(false, None, 2_500), None, "the end could not be read");
+        assert_eq!(replay_behind(false, Some(Sequence(10_000)), Sequence(2_500)), Some(7_500));
+        assert_eq!(
+            replay_behind(false, Some(Sequence(10_000)), Sequence(12_000)),
+            Some(0),
+            "past the end read at start"
+        );
+        assert_eq!(replay_behind(true, Some(Sequence(10_000)), Sequence(2_500)), Some(0), "caught up: nothing left");
+        assert_eq!(replay_behind(false, None, Sequence(2_500)), None, "the end could not be read");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 
+use doorsync_log::Sequence;
 use doorsync_proto::{DecodeError, Envelope, Timestamp, WireMessage};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ const LISTED: usize = 20;
 pub struct SkippedMessage {
     pub stream: String,
     pub subject: String,
-    pub sequence: u64,
+    pub sequence: Sequence,
     pub reason: String,
     /// When this engine first skipped it.
     pub skipped_at: Timestamp,
@@ -36,7 +37,10 @@ pub(crate) enum Read<M> {
 }
 
 /// Decodes a message of the log; `Err` only for what a newer doorsync wrote, which halts.
-pub(crate) fn read<M: WireMessage + DeserializeOwned>(sequence: u64, payload: &[u8]) -> Result<Read<M>, EngineError> {
+pub(crate) fn read<M: WireMessage + DeserializeOwned>(
+    sequence: Sequence,
+    payload: &[u8],
+) -> Result<Read<M>, EngineError> {
     match doorsync_proto::decode::<M>(payload) {
         Ok(envelope) => Ok(Read::Message(Box::new(envelope))),
         Err(DecodeError::Malformed(error)) => Ok(Read::Garbage(format!("not a doorsync message: {error}"))),
@@ -85,7 +89,7 @@ mod tests {
 
     use super::*;
 
-    fn skipped(sequence: u64) -> SkippedMessage {
+    fn skipped(sequence: Sequence) -> SkippedMessage {
         SkippedMessage {
             stream: "events".to_owned(),
             subject: "test.evt.0.1".to_owned(),
@@ -97,7 +101,7 @@ mod tests {
 
     #[test]
     fn garbage_is_skipped_and_a_newer_schema_halts() {
-        assert!(matches!(read::<Event>(1, b"\xc1 not msgpack"), Ok(Read::Garbage(_))));
+        assert!(matches!(read::<Event>(Sequence(1), b"\xc1 not msgpack"), Ok(Read::Garbage(_))));
         let event = Event::MemberChanged(MemberChanged {
             member: MemberId(1),
             email: "a@example.test".to_owned(),
@@ -105,23 +109,29 @@ mod tests {
             active: true,
         });
         let mut envelope = Envelope::new(Timestamp::from_unix_millis(0), event).unwrap();
-        assert!(matches!(read::<Event>(2, &doorsync_proto::encode(&envelope).unwrap()), Ok(Read::Message(_))));
+        assert!(matches!(
+            read::<Event>(Sequence(2), &doorsync_proto::encode(&envelope).unwrap()),
+            Ok(Read::Message(_))
+        ));
         envelope.version = doorsync_proto::SCHEMA_VERSION + 1;
         let newer = doorsync_proto::encode(&envelope).unwrap();
-        assert!(matches!(read::<Event>(3, &newer), Err(EngineError::Undecodable { sequence: 3, .. })));
+        assert!(matches!(
+            read::<Event>(Sequence(3), &newer),
+            Err(EngineError::Undecodable { sequence: Sequence(3), .. })
+        ));
     }
 
     #[test]
     fn a_skip_read_again_is_counted_once_and_the_list_keeps_the_latest() {
         let mut skips = SkippedMessages::default();
-        assert!(skips.record(skipped(1)));
-        assert!(!skips.record(skipped(1)));
+        assert!(skips.record(skipped(Sequence(1))));
+        assert!(!skips.record(skipped(Sequence(1))));
         for sequence in 2..=(LISTED as u64 + 5) {
-            skips.record(skipped(sequence));
+            skips.record(skipped(Sequence(sequence)));
         }
         assert_eq!(skips.total(), LISTED as u64 + 5);
         let latest = skips.latest();
         assert_eq!(latest.len(), LISTED);
-        assert_eq!(latest.last().map(|skip| skip.sequence), Some(LISTED as u64 + 5));
+        assert_eq!(latest.last().map(|skip| skip.sequence), Some(Sequence(LISTED as u64 + 5)));
     }
 }

@@ -8,25 +8,26 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use doorsync_clock::ManualClock;
+use doorsync_log::Sequence;
 use doorsync_proto::{Command, EnsureUser, GrantGroup, KisiGroupId, MemberId, RevokeGroup, SuspendUser};
 use support::*;
 
-fn grant(member: u64, group: u64, from: i64, until: i64, basis: u64) -> Command {
+fn grant(member: u64, group: u64, from: i64, until: i64, basis: Sequence) -> Command {
     Command::GrantGroup(GrantGroup {
         member: MemberId(member),
         group: KisiGroupId(group),
         valid_from: Some(at(from)),
         valid_until: Some(at(until)),
-        basis,
+        basis: basis.0,
     })
 }
 
-fn ensure(member: u64, basis: u64) -> Command {
+fn ensure(member: u64, basis: Sequence) -> Command {
     Command::EnsureUser(EnsureUser {
         member: MemberId(member),
         email: format!("m{member}@example.test"),
         name: format!("Member {member}"),
-        basis,
+        basis: basis.0,
     })
 }
 
@@ -52,8 +53,8 @@ async fn a_booking_is_granted_ahead_and_revoked_after_with_lead_and_lag() {
     assert_eq!(
         all[2..],
         [
-            Command::RevokeGroup(RevokeGroup { member: MemberId(7), group: KisiGroupId(100), basis }),
-            Command::SuspendUser(SuspendUser { member: MemberId(7), basis }),
+            Command::RevokeGroup(RevokeGroup { member: MemberId(7), group: KisiGroupId(100), basis: basis.0 }),
+            Command::SuspendUser(SuspendUser { member: MemberId(7), basis: basis.0 }),
         ]
     );
     engine.shutdown().await;
@@ -81,8 +82,8 @@ async fn events_while_running_change_access_at_once() {
     assert_eq!(
         after_cancel[3..],
         [
-            Command::RevokeGroup(RevokeGroup { member: MemberId(8), group: KisiGroupId(100), basis: cancelled }),
-            Command::SuspendUser(SuspendUser { member: MemberId(8), basis: cancelled }),
+            Command::RevokeGroup(RevokeGroup { member: MemberId(8), group: KisiGroupId(100), basis: cancelled.0 }),
+            Command::SuspendUser(SuspendUser { member: MemberId(8), basis: cancelled.0 }),
         ]
     );
     engine.shutdown().await;

@@ -11,13 +11,13 @@ use bytes::Bytes;
 use doorsync_clock::ManualClock;
 use doorsync_engine::EngineHandle;
 use doorsync_layout::Layout;
-use doorsync_log::{EventLog, NewMessage};
+use doorsync_log::{EventLog, NewMessage, Sequence};
 use doorsync_proto::{Command, Envelope, KisiGroupId, MemberId, ResourceId};
 use support::*;
 
 const ROOM: ResourceId = ResourceId(1);
 
-async fn append_raw(log: &Arc<dyn EventLog>, subject: String, payload: &'static [u8]) -> u64 {
+async fn append_raw(log: &Arc<dyn EventLog>, subject: String, payload: &'static [u8]) -> Sequence {
     let bytes: String = payload.iter().map(|byte| format!("{byte:02x}")).collect();
     let id = format!("{subject}-{bytes}");
     let mut message = NewMessage::new(subject, id, Bytes::from_static(payload));
@@ -26,10 +26,10 @@ async fn append_raw(log: &Arc<dyn EventLog>, subject: String, payload: &'static 
 }
 
 /// How many messages the engine skipped, and the stream and sequence of each it lists.
-async fn skipped(engine: &EngineHandle) -> (u64, Vec<(String, u64)>) {
+async fn skipped(engine: &EngineHandle) -> (u64, Vec<(String, Sequence)>) {
     let stats = engine.stats().await;
     let total = stats.iter().map(|shard| shard.skipped_messages).sum();
-    let mut sequences: Vec<(String, u64)> = stats
+    let mut sequences: Vec<(String, Sequence)> = stats
         .iter()
         .flat_map(|shard| shard.latest_skipped.iter().map(|skipped| (skipped.stream.clone(), skipped.sequence)))
         .collect();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use doorsync_ingest::webhook_path;
 use doorsync_log::{
     Appended, ConsumerSpec, DurableConsumer, EventLog, KeyValue, LogError, MessageStream, NewMessage, ReplayRequest,
-    StoredMessage,
+    Sequence, StoredMessage,
 };
 use doorsync_nexudus::WebhookAction;
 use doorsync_nexudus::webhook::body_for;
@@ -224,7 +224,7 @@ impl EventLog for FailingLog {
         self.inner.follow(request).await
     }
 
-    async fn last_sequence(&self, stream: &str) -> Result<u64, LogError> {
+    async fn last_sequence(&self, stream: &str) -> Result<Sequence, LogError> {
         self.inner.last_sequence(stream).await
     }
 

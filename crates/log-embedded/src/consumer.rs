@@ -79,7 +79,7 @@ impl State {
         }
         let mut floor = self.cursor.saturating_sub(1);
         if let Some(next) = self.buffer.front() {
-            floor = floor.min(next.sequence - 1);
+            floor = floor.min(next.sequence.0 - 1);
         }
         if let Some((&oldest, _)) = self.pending.first_key_value() {
             floor = floor.min(oldest - 1);
@@ -134,7 +134,7 @@ impl Consumer {
     }
 
     fn delivery(self: &Arc<Self>, message: StoredMessage, deliveries: u64) -> Delivery {
-        let sequence = message.sequence;
+        let sequence = message.sequence.0;
         Delivery::new(message, deliveries, Box::new(Settler { consumer: Arc::clone(self), sequence, deliveries }))
     }
 
@@ -171,7 +171,7 @@ impl Consumer {
             return Ok(Step::Deliver(self.delivery(pending.message.clone(), pending.deliveries)));
         }
         while let Some(message) = state.buffer.pop_front() {
-            let sequence = message.sequence;
+            let sequence = message.sequence.0;
             if state.is_settled(sequence) || state.pending.contains_key(&sequence) {
                 continue;
             }
@@ -305,7 +305,7 @@ mod tests {
     use std::path::Path;
 
     use bytes::Bytes;
-    use doorsync_log::{ConsumerSpec, EventLog, NewMessage, StreamSpec};
+    use doorsync_log::{ConsumerSpec, EventLog, NewMessage, Sequence, StreamSpec};
 
     use super::*;
     use crate::{EmbeddedLog, EmbeddedOptions};
@@ -323,7 +323,7 @@ mod tests {
     }
 
     fn seen(delivery: &Delivery) -> (u64, u64) {
-        (delivery.message.sequence, delivery.delivery_count)
+        (delivery.message.sequence.0, delivery.delivery_count)
     }
 
     #[tokio::test]
@@ -396,14 +396,14 @@ mod tests {
             sequences.push(delivery.message.sequence);
             delivery.ack().await.unwrap();
         }
-        assert_eq!(sequences, [1, 3, 4]);
+        assert_eq!(sequences, [1, 3, 4].map(Sequence));
     }
 
     #[test]
     fn the_floor_rises_over_settled_and_skipped_sequences() {
         let message = |sequence| StoredMessage {
             stream: "EVT".into(),
-            sequence,
+            sequence: Sequence(sequence),
             subject: "evt.1".into(),
             id: None,
             payload: Bytes::new(),

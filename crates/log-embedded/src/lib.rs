@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use async_trait::async_trait;
 use doorsync_log::{
     Appended, ConsumerSpec, DurableConsumer, EventLog, KeyValue, LogError, MessageStream, NewMessage, ReplayRequest,
-    StoredMessage, StreamSpec, validate_filter, validate_name, validate_subject,
+    Sequence, StoredMessage, StreamSpec, validate_filter, validate_name, validate_subject,
 };
 use futures::{StreamExt, TryStreamExt};
 use redb::{Database, DatabaseError, Durability, StorageError};
@@ -334,7 +334,7 @@ impl EventLog for EmbeddedLog {
         request.filters.iter().try_for_each(|filter| validate_filter(filter))?;
         let to = core.streams[stream].last_sequence.load(Ordering::Acquire);
         let filters: Arc<[String]> = request.filters.into();
-        let chunks = futures::stream::try_unfold(request.from_sequence.max(1), move |from| {
+        let chunks = futures::stream::try_unfold(request.from_sequence.max(Sequence::FIRST).0, move |from| {
             let core = Arc::clone(&core);
             let filters = Arc::clone(&filters);
             async move {
@@ -359,7 +359,7 @@ impl EventLog for EmbeddedLog {
         let stream = core.stream_index(&request.stream)?;
         request.filters.iter().try_for_each(|filter| validate_filter(filter))?;
         let filters: Arc<[String]> = request.filters.into();
-        let chunks = futures::stream::try_unfold(request.from_sequence.max(1), move |mut from| {
+        let chunks = futures::stream::try_unfold(request.from_sequence.max(Sequence::FIRST).0, move |mut from| {
             let core = Arc::clone(&core);
             let filters = Arc::clone(&filters);
             async move {
@@ -391,10 +391,10 @@ impl EventLog for EmbeddedLog {
         Ok(chunks.map_ok(|found| futures::stream::iter(found.into_iter().map(Ok))).try_flatten().boxed())
     }
 
-    async fn last_sequence(&self, stream: &str) -> Result<u64, LogError> {
+    async fn last_sequence(&self, stream: &str) -> Result<Sequence, LogError> {
         let core = &self.inner.core;
         core.usable()?;
-        Ok(core.streams[core.stream_index(stream)?].last_sequence.load(Ordering::Acquire))
+        Ok(Sequence(core.streams[core.stream_index(stream)?].last_sequence.load(Ordering::Acquire)))
     }
 
     async fn last_on_subject(&self, stream: &str, subject: &str) -> Result<Option<StoredMessage>, LogError> {
@@ -480,11 +480,11 @@ mod tests {
         let log = EmbeddedLog::open(EmbeddedOptions::new(dir.path().join("log.redb"), vec![spec])).unwrap();
         let message = |id: &str| NewMessage::new("evt.1", id, Bytes::from_static(b"x"));
 
-        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: 1, duplicate: false });
-        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: 1, duplicate: true });
+        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: Sequence(1), duplicate: false });
+        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: Sequence(1), duplicate: true });
         tokio::time::sleep(WINDOW + WINDOW / 2).await;
         // Past the window: stored again, and the old entry replaced rather than left behind.
-        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: 2, duplicate: false });
+        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: Sequence(2), duplicate: false });
         assert_eq!(remembered_ids(&log), (1, 1));
 
         log.append(message("b")).await.unwrap();
@@ -492,7 +492,7 @@ mod tests {
         tokio::time::sleep(WINDOW + WINDOW / 2).await;
         log.append(message("c")).await.unwrap();
         assert_eq!(remembered_ids(&log), (1, 1), "a and b pruned, c remembered");
-        assert_eq!(log.append(message("c")).await.unwrap(), Appended { sequence: 4, duplicate: true });
+        assert_eq!(log.append(message("c")).await.unwrap(), Appended { sequence: Sequence(4), duplicate: true });
         log.close().await;
     }
 
@@ -500,18 +500,18 @@ mod tests {
     async fn an_in_memory_log_appends_replays_consumes_and_keeps_key_values() {
         let log = EmbeddedLog::in_memory(vec![StreamSpec::new("EVT", ["evt.>"])]).unwrap();
         let message = |id: &str| NewMessage::new("evt.1", id, Bytes::from_static(b"x"));
-        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: 1, duplicate: false });
-        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: 1, duplicate: true });
+        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: Sequence(1), duplicate: false });
+        assert_eq!(log.append(message("a")).await.unwrap(), Appended { sequence: Sequence(1), duplicate: true });
         log.append(message("b")).await.unwrap();
         let replayed: Vec<StoredMessage> =
             log.replay(ReplayRequest::whole("EVT")).await.unwrap().try_collect().await.unwrap();
-        assert_eq!(replayed.iter().map(|stored| stored.sequence).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(replayed.iter().map(|stored| stored.sequence).collect::<Vec<_>>(), [1, 2].map(Sequence));
 
         let mut consumer = log.durable_consumer(ConsumerSpec::new("EVT", "reader")).await.unwrap();
         let delivery = consumer.next().await.unwrap();
-        assert_eq!(delivery.message.sequence, 1);
+        assert_eq!(delivery.message.sequence, Sequence(1));
         delivery.ack().await.unwrap();
-        assert_eq!(consumer.next().await.unwrap().message.sequence, 2);
+        assert_eq!(consumer.next().await.unwrap().message.sequence, Sequence(2));
 
         let bucket = log.key_value("KV").await.unwrap();
         let revision = bucket.create("k", Bytes::from_static(b"1")).await.unwrap();
@@ -573,8 +573,8 @@ mod tests {
         let bucket = log.key_value("KV").await.unwrap();
         bucket.put("k", Bytes::from_static(b"1")).await.unwrap();
         let mut follower = log.follow(ReplayRequest::whole("EVT")).await.unwrap();
-        assert_eq!(follower.next().await.unwrap().unwrap().sequence, 1);
-        assert_eq!(follower.next().await.unwrap().unwrap().sequence, 2);
+        assert_eq!(follower.next().await.unwrap().unwrap().sequence, Sequence(1));
+        assert_eq!(follower.next().await.unwrap().unwrap().sequence, Sequence(2));
         let waiting_follower = tokio::spawn(async move { follower.next().await });
         assert!(log.storage_failure().is_none());
 

@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
-use doorsync_log::{StoredMessage, StreamSpec, subject_matches};
+use doorsync_log::{Sequence, StoredMessage, StreamSpec, subject_matches};
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -152,7 +152,7 @@ fn decode_message(stream: &str, sequence: u64, bytes: &[u8]) -> Result<StoredMes
     let record: Record = decode(bytes)?;
     Ok(StoredMessage {
         stream: stream.to_owned(),
-        sequence,
+        sequence: Sequence(sequence),
         subject: record.subject,
         id: Some(record.id),
         payload: record.payload,

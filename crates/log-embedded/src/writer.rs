@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use doorsync_log::{Appended, LogError, NewMessage, StartPosition};
+use doorsync_log::{Appended, LogError, NewMessage, Sequence, StartPosition};
 use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -305,11 +305,11 @@ impl<'txn> Tables<'txn> {
         if let Some((sequence, appended_at)) = remembered
             && now_ms.saturating_sub(appended_at) < window_ms
         {
-            return Ok(Ok(Appended { sequence, duplicate: true }));
+            return Ok(Ok(Appended { sequence: Sequence(sequence), duplicate: true }));
         }
         if let Some(expected) = message.expected_last_subject_sequence {
             let current = tables.subjects.get(message.subject.as_str())?.map_or(0, |guard| guard.value());
-            if current != expected {
+            if current != expected.0 {
                 return Ok(Err(LogError::WrongLastSequence { subject: message.subject.clone(), expected }));
             }
         }
@@ -328,7 +328,7 @@ impl<'txn> Tables<'txn> {
         tables.dedupe.insert(message.id.as_str(), (sequence, now_ms))?;
         tables.dedupe_by_time.insert((now_ms, sequence), message.id.as_str())?;
         *last = sequence;
-        Ok(Ok(Appended { sequence, duplicate: false }))
+        Ok(Ok(Appended { sequence: Sequence(sequence), duplicate: false }))
     }
 
     /// Forgets ids older than the window. An id past the window but not pruned yet is already
@@ -381,7 +381,7 @@ impl<'txn> Tables<'txn> {
             None => {
                 let ack_floor = match open.start {
                     StartPosition::First => 0,
-                    StartPosition::Sequence(sequence) => sequence.saturating_sub(1),
+                    StartPosition::Sequence(sequence) => sequence.0.saturating_sub(1),
                     StartPosition::New => last,
                 };
                 let record = ConsumerRecord { config: open.config.clone(), ack_floor };

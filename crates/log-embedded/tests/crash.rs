@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use doorsync_log::{ConsumerSpec, EventLog, LogError, NewMessage, ReplayRequest, StreamSpec};
+use doorsync_log::{ConsumerSpec, EventLog, LogError, NewMessage, ReplayRequest, Sequence, StreamSpec};
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
 use futures::StreamExt;
 
@@ -107,10 +107,10 @@ fn acknowledged_appends_survive_a_kill() {
         let last = log.last_sequence(STREAM).await.unwrap();
         let stored: Vec<_> =
             log.replay(ReplayRequest::whole(STREAM)).await.unwrap().map(Result::unwrap).collect().await;
-        assert_eq!(stored.len() as u64, last);
-        let sequences: Vec<u64> = stored.iter().map(|m| m.sequence).collect();
-        assert_eq!(sequences, (1..=last).collect::<Vec<_>>(), "no gaps");
-        let by_id: BTreeMap<&str, u64> = stored.iter().map(|m| (m.id.as_deref().unwrap(), m.sequence)).collect();
+        assert_eq!(stored.len() as u64, last.0);
+        let sequences: Vec<Sequence> = stored.iter().map(|m| m.sequence).collect();
+        assert_eq!(sequences, (1..=last.0).map(Sequence).collect::<Vec<_>>(), "no gaps");
+        let by_id: BTreeMap<&str, u64> = stored.iter().map(|m| (m.id.as_deref().unwrap(), m.sequence.0)).collect();
         assert_eq!(by_id.len(), stored.len(), "every id is stored once");
         for (id, sequence) in &acked {
             assert_eq!(by_id.get(id.as_str()), Some(sequence), "{id} was acknowledged at {sequence}");
@@ -119,9 +119,9 @@ fn acknowledged_appends_survive_a_kill() {
         let (id, sequence) = acked.iter().next().unwrap();
         let n: u64 = id.trim_start_matches('m').parse().unwrap();
         let again = log.append(message(n)).await.unwrap();
-        assert_eq!((again.sequence, again.duplicate), (*sequence, true), "ids are remembered after a crash");
+        assert_eq!((again.sequence, again.duplicate), (Sequence(*sequence), true), "ids are remembered after a crash");
         let fresh = log.append(message(1_000_000)).await.unwrap();
-        assert_eq!((fresh.sequence, fresh.duplicate), (last + 1, false));
+        assert_eq!((fresh.sequence, fresh.duplicate), (last.next(), false));
         log.close().await;
     });
 }

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed step should stop the test loudly")]
 
 use bytes::Bytes;
-use doorsync_log::{EventLog, LogError, NewMessage, ReplayRequest, StreamSpec};
+use doorsync_log::{EventLog, LogError, NewMessage, ReplayRequest, Sequence, StreamSpec};
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
 use futures::StreamExt;
 
@@ -25,7 +25,7 @@ async fn a_second_open_in_the_same_process_is_refused_until_closed() {
     drop(clone);
     log.close().await;
     let reopened = EmbeddedLog::open(options).unwrap();
-    assert_eq!(reopened.last_sequence("EVT").await.unwrap(), 1);
+    assert_eq!(reopened.last_sequence("EVT").await.unwrap(), Sequence(1));
     reopened.close().await;
 }
 
@@ -40,8 +40,8 @@ async fn reopening_with_other_subjects_updates_them() {
 
     let streams = vec![StreamSpec::new("EVT", ["evt.>", "more.>"]), StreamSpec::new("CMD", ["cmd.>"])];
     let log = EmbeddedLog::open(EmbeddedOptions::new(&path, streams)).unwrap();
-    assert_eq!(log.append(message("more.1", "b")).await.unwrap().sequence, 2);
-    assert_eq!(log.append(message("cmd.1", "c")).await.unwrap().sequence, 1);
+    assert_eq!(log.append(message("more.1", "b")).await.unwrap().sequence, Sequence(2));
+    assert_eq!(log.append(message("cmd.1", "c")).await.unwrap().sequence, Sequence(1));
     let all: Vec<_> = log.replay(ReplayRequest::whole("EVT")).await.unwrap().map(Result::unwrap).collect().await;
     assert_eq!(all.iter().map(|m| m.subject.as_str()).collect::<Vec<_>>(), ["evt.1", "more.1"]);
     log.close().await;

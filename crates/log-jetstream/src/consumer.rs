@@ -15,7 +15,7 @@ impl JetStreamConsumer {
         let deliver_policy = match spec.start {
             StartPosition::First => jetstream::consumer::DeliverPolicy::All,
             StartPosition::Sequence(start_sequence) => {
-                jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence }
+                jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: start_sequence.0 }
             }
             StartPosition::New => jetstream::consumer::DeliverPolicy::New,
         };

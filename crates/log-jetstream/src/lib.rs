@@ -49,7 +49,7 @@ use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 use async_trait::async_trait;
 use doorsync_log::{
     Appended, ConsumerSpec, DurableConsumer, EventLog, KeyValue, LogError, MessageStream, NewMessage, ReplayRequest,
-    StoredMessage, StreamSpec,
+    Sequence, StoredMessage, StreamSpec,
 };
 use futures::StreamExt;
 
@@ -383,7 +383,7 @@ impl JetStreamLog {
             .map_err(|error| LogError::unavailable(format!("reading stream {}", request.stream), error))?
             .state
             .last_sequence;
-        if until == Until::CaughtUp && last < request.from_sequence {
+        if until == Until::CaughtUp && last < request.from_sequence.0 {
             return Ok(futures::stream::empty().boxed());
         }
         let config = jetstream::consumer::pull::OrderedConfig {
@@ -393,7 +393,7 @@ impl JetStreamLog {
             name: Some(unique_consumer_name(&self.inner.client)),
             filter_subjects: request.filters.clone(),
             deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: request.from_sequence,
+                start_sequence: request.from_sequence.0,
             },
             ..Default::default()
         };
@@ -510,7 +510,7 @@ impl JetStreamLog {
             .headers(headers)
             .message_id(&message.id);
         if let Some(expected) = message.expected_last_subject_sequence {
-            publish = publish.expected_last_subject_sequence(expected);
+            publish = publish.expected_last_subject_sequence(expected.0);
         }
         // A Subject is a shared buffer: kept for error messages without copying the string.
         let subject = async_nats::Subject::from(message.subject);
@@ -527,7 +527,7 @@ impl JetStreamLog {
         let ack_timeout = self.inner.request_timeout;
         Ok(async move {
             match pending.await {
-                Ok(ack) => Ok(Appended { sequence: ack.sequence, duplicate: ack.duplicate }),
+                Ok(ack) => Ok(Appended { sequence: Sequence(ack.sequence), duplicate: ack.duplicate }),
                 Err(error) => Err(match error.kind() {
                     PublishErrorKind::WrongLastSequence => {
                         return log.already_last_on_subject(&stream, &subject, &id).await?.ok_or(
@@ -624,7 +624,7 @@ fn message_id(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
 pub(crate) fn stored_message(stream: &str, sequence: u64, message: &async_nats::Message) -> StoredMessage {
     StoredMessage {
         stream: stream.to_owned(),
-        sequence,
+        sequence: Sequence(sequence),
         subject: message.subject.to_string(),
         id: message_id(message.headers.as_ref()),
         payload: message.payload.clone(),
@@ -676,13 +676,13 @@ impl EventLog for JetStreamLog {
         self.read(request, Until::Dropped).await
     }
 
-    async fn last_sequence(&self, stream: &str) -> Result<u64, LogError> {
+    async fn last_sequence(&self, stream: &str) -> Result<Sequence, LogError> {
         let mut stream_handle = self.stream(stream).await?;
         let info = stream_handle
             .info()
             .await
             .map_err(|error| LogError::unavailable(format!("reading stream {stream}"), error))?;
-        Ok(info.state.last_sequence)
+        Ok(Sequence(info.state.last_sequence))
     }
     async fn last_on_subject(&self, stream: &str, subject: &str) -> Result<Option<StoredMessage>, LogError> {
         doorsync_log::validate_subject(subject)?;
@@ -690,7 +690,7 @@ impl EventLog for JetStreamLog {
         match stream_handle.get_last_raw_message_by_subject(subject).await {
             Ok(raw) => Ok(Some(StoredMessage {
                 stream: stream.to_owned(),
-                sequence: raw.sequence,
+                sequence: Sequence(raw.sequence),
                 subject: raw.subject.to_string(),
                 id: message_id(Some(&raw.headers)),
                 payload: raw.payload,

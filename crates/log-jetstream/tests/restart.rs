@@ -38,7 +38,7 @@ async fn a_follow_ends_with_a_transient_error_soon_after_the_server_restarts_and
 
     // Reading again from the last message delivered goes on with what was appended since.
     log.append(message("after")).await.unwrap();
-    let mut again = log.follow(ReplayRequest::whole(STREAM).from_sequence(first.sequence + 1)).await.unwrap();
+    let mut again = log.follow(ReplayRequest::whole(STREAM).from_sequence(first.sequence.next())).await.unwrap();
     let next = tokio::time::timeout(Duration::from_secs(10), again.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(next.id.as_deref(), Some("after"));
 }

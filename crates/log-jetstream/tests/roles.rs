@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use doorsync_layout::Layout;
-use doorsync_log::{ConsumerSpec, EventLog, LogError, NewMessage, ReplayRequest};
+use doorsync_log::{ConsumerSpec, EventLog, LogError, NewMessage, ReplayRequest, Sequence};
 use doorsync_log_jetstream::permissions::Role;
 use doorsync_log_jetstream::{JetStreamLog, JetStreamOptions, NatsAuth, SecretText, TlsOptions};
 use doorsync_proto::{MemberId, Subjects};
@@ -128,7 +128,7 @@ async fn each_role_appends_only_what_it_produces() {
     for (stream, count) in
         [(&layout.events, 2), (&layout.commands, 2), (&layout.outcomes, 1), (&layout.dead_letters, 1)]
     {
-        assert_eq!(engine_log.last_sequence(stream).await.unwrap(), count, "{stream}");
+        assert_eq!(engine_log.last_sequence(stream).await.unwrap(), Sequence(count), "{stream}");
     }
 }
 

@@ -14,7 +14,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use crate::{
-    ConsumerSpec, Delivery, EventLog, LogError, NewMessage, ReplayRequest, StartPosition, StoredMessage, StreamSpec,
+    ConsumerSpec, Delivery, EventLog, LogError, NewMessage, ReplayRequest, Sequence, StartPosition, StoredMessage,
+    StreamSpec,
 };
 
 pub const EVENTS: &str = "CONF_EVT";
@@ -81,7 +82,7 @@ impl EventLog for Closed {
     async fn follow(&self, _: ReplayRequest) -> Result<crate::MessageStream, LogError> {
         Err(closed())
     }
-    async fn last_sequence(&self, _: &str) -> Result<u64, LogError> {
+    async fn last_sequence(&self, _: &str) -> Result<Sequence, LogError> {
         Err(closed())
     }
     async fn last_on_subject(&self, _: &str, _: &str) -> Result<Option<StoredMessage>, LogError> {
@@ -175,15 +176,15 @@ fn ids(messages: &[StoredMessage]) -> Vec<&str> {
 
 pub async fn append_assigns_increasing_sequences(harness: Harness) {
     let log = &*harness.log;
-    assert_eq!(log.last_sequence(EVENTS).await.unwrap(), 0);
+    assert_eq!(log.last_sequence(EVENTS).await.unwrap(), Sequence(0));
     let mut sequences = Vec::new();
     for n in 0..5 {
         let appended = log.append(message(&format!("conf.evt.{}.{n}", n % 2), &format!("m{n}"))).await.unwrap();
         assert!(!appended.duplicate);
         sequences.push(appended.sequence);
     }
-    assert_eq!(sequences, vec![1, 2, 3, 4, 5]);
-    assert_eq!(log.last_sequence(EVENTS).await.unwrap(), 5);
+    assert_eq!(sequences, [1, 2, 3, 4, 5].map(Sequence));
+    assert_eq!(log.last_sequence(EVENTS).await.unwrap(), Sequence(5));
     let replayed = read_all(log, ReplayRequest::whole(EVENTS)).await;
     assert_eq!(ids(&replayed), vec!["m0", "m1", "m2", "m3", "m4"]);
     assert_eq!(replayed.iter().map(|m| m.sequence).collect::<Vec<_>>(), sequences);
@@ -198,20 +199,20 @@ pub async fn duplicate_id_answers_the_original_sequence(harness: Harness) {
     log.append(message("conf.evt.0.1", "other")).await.unwrap();
     let again = log.append(message("conf.evt.0.1", "same")).await.unwrap();
     assert_eq!(again, crate::Appended { sequence: first.sequence, duplicate: true });
-    assert_eq!(log.last_sequence(EVENTS).await.unwrap(), 2);
+    assert_eq!(log.last_sequence(EVENTS).await.unwrap(), Sequence(2));
     assert_eq!(ids(&read_all(log, ReplayRequest::whole(EVENTS)).await), vec!["same", "other"]);
 }
 
 pub async fn expected_last_subject_sequence_guards_each_subject(harness: Harness) {
     let log = &*harness.log;
-    let first = log.append(message("conf.evt.0.7", "a").expecting_last_subject_sequence(0)).await.unwrap();
-    let stale = log.append(message("conf.evt.0.7", "b").expecting_last_subject_sequence(0)).await;
+    let first = log.append(message("conf.evt.0.7", "a").expecting_last_subject_sequence(Sequence(0))).await.unwrap();
+    let stale = log.append(message("conf.evt.0.7", "b").expecting_last_subject_sequence(Sequence(0))).await;
     assert!(
-        matches!(&stale, Err(LogError::WrongLastSequence { subject, expected: 0 }) if subject == "conf.evt.0.7"),
+        matches!(&stale, Err(LogError::WrongLastSequence { subject, expected: Sequence(0) }) if subject == "conf.evt.0.7"),
         "{stale:?}"
     );
     // Another subject's history does not count.
-    let other = log.append(message("conf.evt.0.8", "c").expecting_last_subject_sequence(0)).await.unwrap();
+    let other = log.append(message("conf.evt.0.8", "c").expecting_last_subject_sequence(Sequence(0))).await.unwrap();
     let second =
         log.append(message("conf.evt.0.7", "d").expecting_last_subject_sequence(first.sequence)).await.unwrap();
     assert!(second.sequence > other.sequence);
@@ -224,8 +225,8 @@ pub async fn expected_last_subject_sequence_guards_each_subject(harness: Harness
 /// that it lost a race against itself.
 pub async fn duplicate_wins_over_stale_expectation(harness: Harness) {
     let log = &*harness.log;
-    let first = log.append(message("conf.evt.1.1", "x").expecting_last_subject_sequence(0)).await.unwrap();
-    let retried = log.append(message("conf.evt.1.1", "x").expecting_last_subject_sequence(0)).await.unwrap();
+    let first = log.append(message("conf.evt.1.1", "x").expecting_last_subject_sequence(Sequence(0))).await.unwrap();
+    let retried = log.append(message("conf.evt.1.1", "x").expecting_last_subject_sequence(Sequence(0))).await.unwrap();
     assert_eq!(retried, crate::Appended { sequence: first.sequence, duplicate: true });
 }
 
@@ -245,7 +246,7 @@ pub async fn invalid_messages_are_refused(harness: Harness) {
         let result = log.append(bad.clone()).await;
         assert!(matches!(result, Err(LogError::Invalid { .. })), "{bad:?} gave {result:?}");
     }
-    assert_eq!(log.last_sequence(EVENTS).await.unwrap(), 0);
+    assert_eq!(log.last_sequence(EVENTS).await.unwrap(), Sequence(0));
 }
 
 pub async fn batch_answers_in_order(harness: Harness) {
@@ -259,10 +260,10 @@ pub async fn batch_answers_in_order(harness: Harness) {
     assert_eq!(results.len(), 202);
     for (n, result) in results[..200].iter().enumerate() {
         let appended = result.as_ref().unwrap();
-        assert_eq!(appended.sequence, n as u64 + 2);
+        assert_eq!(appended.sequence, Sequence(n as u64 + 2));
         assert!(!appended.duplicate);
     }
-    assert_eq!(results[200].as_ref().unwrap(), &crate::Appended { sequence: 1, duplicate: true });
+    assert_eq!(results[200].as_ref().unwrap(), &crate::Appended { sequence: Sequence(1), duplicate: true });
     assert!(matches!(results[201], Err(LogError::NoStream { .. })));
     assert_eq!(read_all(log, ReplayRequest::whole(EVENTS)).await.len(), 201);
 }
@@ -289,7 +290,7 @@ pub async fn thousands_of_concurrent_batches_all_complete(harness: Harness) {
         .map(|answer| answer.expect("caller task"))
         .sum();
     assert_eq!(failed, 0);
-    assert_eq!(harness.log.last_sequence(COMMANDS).await.unwrap(), 12_000);
+    assert_eq!(harness.log.last_sequence(COMMANDS).await.unwrap(), Sequence(12_000));
 }
 
 pub async fn replay_filters_and_starts_at_a_sequence(harness: Harness) {
@@ -300,11 +301,13 @@ pub async fn replay_filters_and_starts_at_a_sequence(harness: Harness) {
     log.append(message("conf.evt.mapping", "map")).await.unwrap();
     let partition_one = read_all(log, ReplayRequest::whole(EVENTS).filtered(["conf.evt.1.*"])).await;
     assert_eq!(ids(&partition_one), vec!["r1", "r4", "r7", "r10"]);
-    let later = read_all(log, ReplayRequest::whole(EVENTS).filtered(["conf.evt.1.*"]).from_sequence(6)).await;
+    let later = read_all(log, ReplayRequest::whole(EVENTS).filtered(["conf.evt.1.*"]).from_sequence(Sequence(6))).await;
     assert_eq!(ids(&later), vec!["r7", "r10"]);
-    let with_mapping =
-        read_all(log, ReplayRequest::whole(EVENTS).filtered(["conf.evt.2.*", "conf.evt.mapping"]).from_sequence(10))
-            .await;
+    let with_mapping = read_all(
+        log,
+        ReplayRequest::whole(EVENTS).filtered(["conf.evt.2.*", "conf.evt.mapping"]).from_sequence(Sequence(10)),
+    )
+    .await;
     assert_eq!(ids(&with_mapping), vec!["r11", "map"]);
     let exact = read_all(log, ReplayRequest::whole(EVENTS).filtered(["conf.evt.0.9"])).await;
     assert_eq!(ids(&exact), vec!["r9"]);
@@ -314,7 +317,7 @@ pub async fn replay_of_nothing_ends(harness: Harness) {
     let log = &*harness.log;
     assert!(read_all(log, ReplayRequest::whole(EVENTS)).await.is_empty());
     log.append(message("conf.evt.0.1", "only")).await.unwrap();
-    assert!(read_all(log, ReplayRequest::whole(EVENTS).from_sequence(2)).await.is_empty());
+    assert!(read_all(log, ReplayRequest::whole(EVENTS).from_sequence(Sequence(2))).await.is_empty());
     assert!(read_all(log, ReplayRequest::whole(EVENTS).filtered(["conf.evt.5.*"])).await.is_empty());
     let unknown = log.replay(ReplayRequest::whole("NO_SUCH_STREAM")).await;
     assert!(matches!(unknown, Err(LogError::UnknownStream { .. })), "{:?}", unknown.map(|_| ()));
@@ -335,7 +338,7 @@ pub async fn follow_delivers_history_then_new_messages(harness: Harness) {
         log.append(message(&format!("conf.evt.{}.{n}", n % 2), &format!("h{n}"))).await.unwrap();
     }
     let mut followed =
-        log.follow(ReplayRequest::whole(EVENTS).filtered(["conf.evt.0.*"]).from_sequence(1)).await.unwrap();
+        log.follow(ReplayRequest::whole(EVENTS).filtered(["conf.evt.0.*"]).from_sequence(Sequence(1))).await.unwrap();
     assert_eq!(next_followed(&mut followed).await, "h0");
     assert_eq!(next_followed(&mut followed).await, "h2");
     log.append(message("conf.evt.1.3", "other-partition")).await.unwrap();
@@ -352,7 +355,7 @@ pub async fn streams_are_separate(harness: Harness) {
     let log = &*harness.log;
     let event = log.append(message("conf.evt.0.1", "shared-id")).await.unwrap();
     let command = log.append(message("conf.cmd.0.1", "shared-id")).await.unwrap();
-    assert_eq!((event.sequence, command.sequence), (1, 1));
+    assert_eq!((event.sequence, command.sequence), (Sequence(1), Sequence(1)));
     assert!(!command.duplicate, "message ids are de-duplicated per stream");
     let commands = read_all(log, ReplayRequest::whole(COMMANDS)).await;
     assert_eq!(commands.len(), 1);
@@ -380,7 +383,7 @@ pub async fn last_on_subject_finds_the_latest(harness: Harness) {
     log.append(message("conf.evt.0.2", "two")).await.unwrap();
     log.append(message("conf.evt.0.1", "three")).await.unwrap();
     let last = log.last_on_subject(EVENTS, "conf.evt.0.1").await.unwrap().unwrap();
-    assert_eq!((last.sequence, last.id.as_deref()), (3, Some("three")));
+    assert_eq!((last.sequence, last.id.as_deref()), (Sequence(3), Some("three")));
     assert_eq!(last.payload, Bytes::from("payload of three"));
 }
 
@@ -463,9 +466,9 @@ pub async fn consumer_respects_filters_and_start(harness: Harness) {
     assert_no_delivery(&mut odd, Duration::from_millis(500)).await;
 
     let mut from_four =
-        log.durable_consumer(consumer("from-four").starting_at(StartPosition::Sequence(4))).await.unwrap();
+        log.durable_consumer(consumer("from-four").starting_at(StartPosition::Sequence(Sequence(4)))).await.unwrap();
     let delivery = next_delivery(&mut from_four).await;
-    assert_eq!(delivery.message.sequence, 4);
+    assert_eq!(delivery.message.sequence, Sequence(4));
     delivery.ack().await.unwrap();
 
     let mut fresh = log.durable_consumer(consumer("fresh").starting_at(StartPosition::New)).await.unwrap();
@@ -551,12 +554,12 @@ pub async fn appended_messages_survive_reopen(mut harness: Harness) {
     }
     harness.reopen().await;
     let log = &*harness.log;
-    assert_eq!(log.last_sequence(EVENTS).await.unwrap(), 50);
+    assert_eq!(log.last_sequence(EVENTS).await.unwrap(), Sequence(50));
     assert_eq!(read_all(log, ReplayRequest::whole(EVENTS)).await.len(), 50);
     let again = log.append(message("conf.evt.0.0", "s0")).await.unwrap();
-    assert_eq!(again, crate::Appended { sequence: 1, duplicate: true }, "ids are remembered across a reopen");
+    assert_eq!(again, crate::Appended { sequence: Sequence(1), duplicate: true }, "ids are remembered across a reopen");
     let next = log.append(message("conf.evt.0.1", "after")).await.unwrap();
-    assert_eq!(next.sequence, 51);
+    assert_eq!(next.sequence, Sequence(51));
 }
 
 pub async fn key_value_compare_and_set(harness: Harness) {

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::Sequence;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything the log can answer instead of success.
@@ -8,7 +10,7 @@ pub enum LogError {
     #[error(
         "append to {subject}: expected its last sequence to be {expected}, but another writer appended first; re-read the subject and retry"
     )]
-    WrongLastSequence { subject: String, expected: u64 },
+    WrongLastSequence { subject: String, expected: Sequence },
 
     #[error("key-value {bucket}/{key}: the revision moved on (another writer got there first)")]
     KvConflict { bucket: String, key: String },

@@ -30,6 +30,7 @@ pub mod conformance;
 mod error;
 mod lease;
 mod retry;
+mod sequence;
 mod subject;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use futures::stream::BoxStream;
 pub use error::{BoxError, LogError};
 pub use lease::{Lease, LeaseHolder, Tenure};
 pub use retry::{RetryPolicy, append_with_retry};
+pub use sequence::Sequence;
 pub use subject::{subject_matches, validate_filter, validate_kv_key, validate_name, validate_subject};
 
 /// How long a message id is remembered for de-duplication unless a stream says otherwise.
@@ -101,7 +103,7 @@ pub struct NewMessage {
     /// sequence `n`. Otherwise the append fails with [`LogError::WrongLastSequence`], unless the
     /// message itself (same id) is already the last one on the subject: then it is a retry after
     /// a lost acknowledgement and is answered as a duplicate.
-    pub expected_last_subject_sequence: Option<u64>,
+    pub expected_last_subject_sequence: Option<Sequence>,
 }
 
 impl NewMessage {
@@ -120,7 +122,7 @@ impl NewMessage {
         self
     }
 
-    pub fn expecting_last_subject_sequence(mut self, sequence: u64) -> Self {
+    pub fn expecting_last_subject_sequence(mut self, sequence: Sequence) -> Self {
         self.expected_last_subject_sequence = Some(sequence);
         self
     }
@@ -147,7 +149,7 @@ pub fn is_reserved_header(name: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     /// The stream sequence; for a duplicate, the sequence of the message first stored.
-    pub sequence: u64,
+    pub sequence: Sequence,
     /// True when the id had been seen within the stream's duplicate window and nothing was stored.
     pub duplicate: bool,
 }
@@ -156,7 +158,7 @@ pub struct Appended {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub stream: String,
-    pub sequence: u64,
+    pub sequence: Sequence,
     pub subject: String,
     pub id: Option<String>,
     pub payload: Bytes,
@@ -170,12 +172,12 @@ pub struct ReplayRequest {
     /// Subject filters; empty means every subject of the stream.
     pub filters: Vec<String>,
     /// The first stream sequence to read (1 is the beginning).
-    pub from_sequence: u64,
+    pub from_sequence: Sequence,
 }
 
 impl ReplayRequest {
     pub fn whole(stream: impl Into<String>) -> Self {
-        Self { stream: stream.into(), filters: Vec::new(), from_sequence: 1 }
+        Self { stream: stream.into(), filters: Vec::new(), from_sequence: Sequence::FIRST }
     }
 
     pub fn filtered(mut self, filters: impl IntoIterator<Item = impl Into<String>>) -> Self {
@@ -183,8 +185,8 @@ impl ReplayRequest {
         self
     }
 
-    pub fn from_sequence(mut self, sequence: u64) -> Self {
-        self.from_sequence = sequence.max(1);
+    pub fn from_sequence(mut self, sequence: Sequence) -> Self {
+        self.from_sequence = sequence.max(Sequence::FIRST);
         self
     }
 
@@ -201,7 +203,7 @@ pub type MessageStream = BoxStream<'static, Result<StoredMessage, LogError>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartPosition {
     First,
-    Sequence(u64),
+    Sequence(Sequence),
     /// Only messages appended after the consumer was created.
     New,
 }
@@ -365,7 +367,7 @@ pub trait EventLog: Send + Sync {
     async fn follow(&self, request: ReplayRequest) -> Result<MessageStream, LogError>;
 
     /// The sequence of the last message in the stream, 0 when it is empty.
-    async fn last_sequence(&self, stream: &str) -> Result<u64, LogError>;
+    async fn last_sequence(&self, stream: &str) -> Result<Sequence, LogError>;
 
     /// The last message on exactly this subject.
     async fn last_on_subject(&self, stream: &str, subject: &str) -> Result<Option<StoredMessage>, LogError>;

@@ -1,6 +1,7 @@
 //! `/dead-letters`: the commands the writer could not carry out, read from the dead-letter
 //! stream, each with its member, what it asked for and the reason it was parked.
 
+use doorsync_log::Sequence;
 use doorsync_proto::{Command, Timestamp};
 use doorsync_writer::dead_letters::DeadLetter;
 
@@ -61,7 +62,7 @@ pub(crate) fn render(letters: &[DeadLetter], now: Timestamp, csrf: Option<&str>)
 
 /// The retry and drop buttons of a waiting letter: POST forms, which the admin listener accepts
 /// only with the session's CSRF token (when it asks for a token) and from its own pages.
-fn actions(sequence: u64, csrf: Option<&str>) -> String {
+fn actions(sequence: Sequence, csrf: Option<&str>) -> String {
     let csrf = csrf
         .map(|csrf| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", doorsync_admin::CSRF_FIELD, Esc(csrf)))
         .unwrap_or_default();
@@ -102,11 +103,11 @@ mod tests {
     fn letter(sequence: u64, member: u64, command: Result<Command, &str>, reason: &str) -> DeadLetter {
         let at = Timestamp::from_unix_millis(1_796_116_500_000);
         DeadLetter {
-            sequence,
+            sequence: Sequence(sequence),
             member: Some(MemberId(member)),
             command: command.map(|command| Envelope::new(at, command).unwrap()).map_err(str::to_owned),
             reason: reason.to_owned(),
-            command_sequence: Some(17),
+            command_sequence: Some(Sequence(17)),
             handled: None,
         }
     }

@@ -31,6 +31,7 @@ use axum::routing::{get, post};
 use doorsync_access::MemberStatus;
 use doorsync_admin::CsrfToken;
 use doorsync_engine::{EngineError, EngineHandle};
+use doorsync_log::Sequence;
 use doorsync_proto::{MemberId, Timestamp};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -195,7 +196,7 @@ async fn dead_letters(
 }
 
 /// Hands a dead letter back to the writer, as `doorsync dlq retry` does, then shows the list.
-async fn retry_letter(State(running): State<Running>, Path(sequence): Path<u64>) -> Response {
+async fn retry_letter(State(running): State<Running>, Path(sequence): Path<Sequence>) -> Response {
     let (log, layout, now) = (running.log.as_ref(), &running.layout, running.clock.now());
     let retried = match doorsync_writer::dead_letters::dead_letter(log, layout, sequence).await {
         Ok(letter) => doorsync_writer::dead_letters::retry(log, layout, &letter, now).await,
@@ -209,7 +210,7 @@ async fn retry_letter(State(running): State<Running>, Path(sequence): Path<u64>)
 }
 
 /// Marks a dead letter dropped, as `doorsync dlq drop` does, then shows the list.
-async fn drop_letter(State(running): State<Running>, Path(sequence): Path<u64>) -> Response {
+async fn drop_letter(State(running): State<Running>, Path(sequence): Path<Sequence>) -> Response {
     let (log, layout, now) = (running.log.as_ref(), &running.layout, running.clock.now());
     let dropped = match doorsync_writer::dead_letters::dead_letter(log, layout, sequence).await {
         Ok(letter) => doorsync_writer::dead_letters::drop_letter(log, layout, &letter, now).await,
@@ -224,7 +225,13 @@ async fn drop_letter(State(running): State<Running>, Path(sequence): Path<u64>) 
     }
 }
 
-fn not_done(status: StatusCode, now: Timestamp, sequence: u64, what: &str, why: impl std::fmt::Display) -> Response {
+fn not_done(
+    status: StatusCode,
+    now: Timestamp,
+    sequence: Sequence,
+    what: &str,
+    why: impl std::fmt::Display,
+) -> Response {
     let body = format!(
         "<p class=\"alert\">Dead letter {sequence} was not {what}: {}</p><p><a href=\"/dead-letters\">Back to the dead \
          letters</a></p>",

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
-use doorsync_log::Delivery;
+use doorsync_log::{Delivery, Sequence};
 use doorsync_proto::{Command, KisiGroupId, MemberId, MessageId, Outcome, Timestamp};
 use doorsync_telemetry::TraceParent;
 
@@ -46,7 +46,7 @@ pub(crate) enum Desire {
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
     pub(crate) id: MessageId,
-    pub(crate) sequence: u64,
+    pub(crate) sequence: Sequence,
     pub(crate) occurred_at: Timestamp,
     /// The window edge the command is due to, if one made it necessary.
     pub(crate) window_edge: Option<Timestamp>,
@@ -61,9 +61,9 @@ pub(crate) struct Pending {
     pub(crate) desire: Desire,
     pub(crate) latest: Received,
     /// Every unsettled delivery of the key, by stream sequence.
-    pub(crate) deliveries: BTreeMap<u64, Delivery>,
+    pub(crate) deliveries: BTreeMap<Sequence, Delivery>,
     /// Keys are worked on in the order their oldest command arrived.
-    pub(crate) first_sequence: u64,
+    pub(crate) first_sequence: Sequence,
     /// When this writer first received a command for the key: how long it has waited for a
     /// command it needs that has not come (see `worker::Active::await_command`).
     pub(crate) received_at: Timestamp,
@@ -120,7 +120,7 @@ impl Backlog {
         key: Key,
         received: Received,
         delivery: Delivery,
-        settled_sequence: u64,
+        settled_sequence: Sequence,
         desire: impl FnOnce(Option<&Desire>) -> Option<Desire>,
         now: Timestamp,
     ) -> Added {
@@ -269,7 +269,7 @@ mod tests {
     fn delivery(sequence: u64) -> Delivery {
         let message = StoredMessage {
             stream: "CMD".into(),
-            sequence,
+            sequence: Sequence(sequence),
             subject: "cmd.0.3".into(),
             id: None,
             payload: Bytes::new(),
@@ -281,7 +281,7 @@ mod tests {
     fn received(sequence: u64, command: Command) -> Received {
         Received {
             id: format!("{sequence:032x}").parse().unwrap(),
-            sequence,
+            sequence: Sequence(sequence),
             occurred_at: Timestamp::from_unix_millis(0),
             window_edge: None,
             command,
@@ -308,7 +308,7 @@ mod tests {
         let key = Key::of(&command);
         let desire = |_: Option<&Desire>| plan::group_desire(&command).map(|desire| Desire::Group(GROUP, desire));
         let received = received(sequence, command.clone());
-        backlog.add(key, received, delivery(sequence), settled, desire, Timestamp::from_unix_millis(0))
+        backlog.add(key, received, delivery(sequence), Sequence(settled), desire, Timestamp::from_unix_millis(0))
     }
 
     #[test]
@@ -320,8 +320,8 @@ mod tests {
         assert_eq!(backlog.keys(), 1);
         assert_eq!(backlog.deliveries(), 3);
         let pending = backlog.get(&Key::Group(MEMBER, GROUP)).unwrap();
-        assert_eq!(pending.latest.sequence, 6);
-        assert_eq!(pending.first_sequence, 4);
+        assert_eq!(pending.latest.sequence, Sequence(6));
+        assert_eq!(pending.first_sequence, Sequence(4));
         let Desire::Group(_, desire) = pending.desire else { panic!("a group desire") };
         assert_eq!(desire.validity().unwrap().until, Some(Timestamp::from_unix_millis(20_000)));
     }
@@ -343,7 +343,7 @@ mod tests {
         let (early, late) = (Timestamp::from_unix_millis(0), Timestamp::from_unix_millis(70));
         let suspend = Command::SuspendUser(SuspendUser { member: MEMBER, basis: 2 });
         let desire = |_: Option<&Desire>| plan::fold_user_desire(None, &suspend).map(Desire::User);
-        backlog.add(Key::User(MEMBER), received(5, suspend.clone()), delivery(5), 0, desire, early);
+        backlog.add(Key::User(MEMBER), received(5, suspend.clone()), delivery(5), Sequence(0), desire, early);
         backlog.get_mut(&Key::User(MEMBER)).unwrap().not_before = Timestamp::from_unix_millis(500);
         backlog.learn_identity(Key::User(MEMBER), "a@x", "Ann", late);
         let pending = backlog.get(&Key::User(MEMBER)).unwrap();
@@ -369,7 +369,7 @@ mod tests {
         add(&mut backlog, 2, grant(1_000), 0);
         let suspend = Command::SuspendUser(SuspendUser { member: MEMBER, basis: 1 });
         let desire = |_: Option<&Desire>| plan::fold_user_desire(None, &suspend).map(Desire::User);
-        backlog.add(Key::User(MEMBER), received(3, suspend.clone()), delivery(3), 0, desire, now);
+        backlog.add(Key::User(MEMBER), received(3, suspend.clone()), delivery(3), Sequence(0), desire, now);
         backlog
     }
 

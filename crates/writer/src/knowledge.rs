@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use doorsync_kisi::Validity;
-use doorsync_log::{KeyValue, LogError};
+use doorsync_log::{KeyValue, LogError, Sequence};
 use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,7 @@ pub(crate) struct UserRecord {
     pub(crate) known: Option<KnownUser>,
     /// The stream sequence of the last command for the user that was settled; a redelivery of
     /// it or of anything older is already done.
-    pub(crate) settled_sequence: u64,
+    pub(crate) settled_sequence: Sequence,
     /// Kisi was searched for the email and had no such user. Only true between the search and
     /// the create that follows it, so it is not stored.
     #[serde(skip)]
@@ -72,7 +72,7 @@ pub(crate) struct GroupRecord {
     /// it or it was dead-lettered.
     pub(crate) desired: Option<GroupDesire>,
     pub(crate) known: KnownAssignment,
-    pub(crate) settled_sequence: u64,
+    pub(crate) settled_sequence: Sequence,
 }
 
 /// What a user should be: the fold of the commands for it (as the engine folds what it emitted).

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use doorsync_engine::ShardStats;
 use doorsync_ingest::IngestStatus;
 use doorsync_kisi_sim::CallCounts;
+use doorsync_log::Sequence;
 use doorsync_nexudus_sim::SimStats;
 use doorsync_writer::{WriterRole, WriterStatus};
 
@@ -36,7 +37,7 @@ pub(crate) const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 struct Activity {
-    log_ends: Vec<u64>,
+    log_ends: Vec<Sequence>,
     log_operations: u64,
     kisi: CallCounts,
     nexudus: SimStats,
@@ -152,7 +153,7 @@ async fn look(world: &World, doorsync: &Doorsync, with_engine: bool) -> Activity
     let layout = &doorsync.layout;
     let mut log_ends = Vec::new();
     for stream in [&layout.events, &layout.commands, &layout.outcomes, &layout.dead_letters] {
-        log_ends.push(doorsync.log.last_sequence(stream).await.unwrap_or(u64::MAX));
+        log_ends.push(doorsync.log.last_sequence(stream).await.unwrap_or(Sequence(u64::MAX)));
     }
     Activity {
         log_ends,

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use doorsync_log::{
     Appended, ConsumerSpec, Delivery, DurableConsumer, EventLog, KeyValue, KvEntry, LogError, MessageStream,
-    NewMessage, ReplayRequest, Settle, Settlement, StoredMessage,
+    NewMessage, ReplayRequest, Sequence, Settle, Settlement, StoredMessage,
 };
 use futures::StreamExt;
 
@@ -31,18 +31,22 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(stream: &str, filters: &[String], seen: u64) -> Arc<Self> {
+    fn new(stream: &str, filters: &[String], seen: Sequence) -> Arc<Self> {
         Arc::new(Self {
             stream: stream.to_owned(),
             filters: filters.to_vec(),
-            seen: AtomicU64::new(seen),
+            seen: AtomicU64::new(seen.0),
             open: AtomicUsize::new(0),
             ended: AtomicBool::new(false),
         })
     }
 
-    fn saw(&self, sequence: u64) {
-        self.seen.fetch_max(sequence, Ordering::AcqRel);
+    fn saw(&self, sequence: Sequence) {
+        self.seen.fetch_max(sequence.0, Ordering::AcqRel);
+    }
+
+    fn seen(&self) -> Sequence {
+        Sequence(self.seen.load(Ordering::Acquire))
     }
 }
 
@@ -111,7 +115,7 @@ impl LogGauge {
     }
 
     async fn has_unseen(&self, reader: &Reader) -> bool {
-        let from = reader.seen.load(Ordering::Acquire) + 1;
+        let from = reader.seen().next();
         let request = ReplayRequest::whole(&reader.stream).filtered(reader.filters.clone()).from_sequence(from);
         match self.log.replay(request).await {
             Ok(mut unseen) => unseen.next().await.is_some(),
@@ -121,7 +125,7 @@ impl LogGauge {
     }
 
     fn watch_stream(&self, request: &ReplayRequest, ends: bool, stream: MessageStream) -> MessageStream {
-        let reader = Reader::new(&request.stream, &request.filters, request.from_sequence.saturating_sub(1));
+        let reader = Reader::new(&request.stream, &request.filters, request.from_sequence.back(1));
         self.streams.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(&reader));
         let ended = Arc::clone(&reader);
         let watched = stream.inspect(move |item| {
@@ -146,7 +150,7 @@ impl LogGauge {
         let mut consumers = self.consumers.lock().unwrap_or_else(PoisonError::into_inner);
         let reader = consumers
             .entry((spec.stream.clone(), spec.durable_name.clone()))
-            .or_insert_with(|| Reader::new(&spec.stream, &spec.filters, 0));
+            .or_insert_with(|| Reader::new(&spec.stream, &spec.filters, Sequence::BEFORE_FIRST));
         reader.open.fetch_add(1, Ordering::AcqRel);
         Arc::clone(reader)
     }
@@ -220,7 +224,7 @@ impl EventLog for WatchedLog {
         Ok(self.gauge.watch_stream(&request, false, stream))
     }
 
-    async fn last_sequence(&self, stream: &str) -> Result<u64, LogError> {
+    async fn last_sequence(&self, stream: &str) -> Result<Sequence, LogError> {
         self.inner.last_sequence(stream).await
     }
 

@@ -3,6 +3,7 @@
 //! [`doorsync_writer::dead_letters`]'s; this is the command's arguments and its text.
 
 use anyhow::bail;
+use doorsync_log::Sequence;
 use doorsync_node::Context;
 use doorsync_proto::Command;
 use doorsync_writer::dead_letters::{self, DeadLetter, Handled, Retried, RetryAll};
@@ -42,7 +43,7 @@ pub(crate) async fn dlq(context: &Context, action: DlqAction) -> anyhow::Result<
             Ok(render_retries(&dead_letters::retry_all(log, layout, clock.now()).await?))
         }
         DlqAction::Retry { sequence: Some(sequence), all: false } => {
-            let letter = dead_letters::dead_letter(log, layout, sequence).await?;
+            let letter = dead_letters::dead_letter(log, layout, Sequence(sequence)).await?;
             match dead_letters::retry(log, layout, &letter, clock.now()).await? {
                 Ok(retried) => Ok(format!("{}\n", describe_retry(&letter, &retried))),
                 Err(refusal) => bail!("dead letter {sequence} was not retried: {refusal}"),
@@ -52,7 +53,7 @@ pub(crate) async fn dlq(context: &Context, action: DlqAction) -> anyhow::Result<
             bail!("name the dead letter to retry by its sequence (doorsync dlq list shows them), or use --all")
         }
         DlqAction::Drop { sequence } => {
-            let letter = dead_letters::dead_letter(log, layout, sequence).await?;
+            let letter = dead_letters::dead_letter(log, layout, Sequence(sequence)).await?;
             Ok(match dead_letters::drop_letter(log, layout, &letter, clock.now()).await? {
                 None => format!("Dropped dead letter {sequence}; `doorsync dlq list` no longer shows it.\n"),
                 Some(handled) => format!("Dead letter {sequence} was already {handled}; nothing to drop.\n"),
@@ -185,17 +186,20 @@ mod tests {
     fn letter(sequence: u64, command: Command, reason: &str, handled: Option<Handled>) -> DeadLetter {
         let envelope = Envelope::new(at(0), command).unwrap();
         DeadLetter {
-            sequence,
+            sequence: Sequence(sequence),
             member: Some(envelope.message.member()),
             command: Ok(envelope),
             reason: reason.to_owned(),
-            command_sequence: Some(sequence + 10),
+            command_sequence: Some(Sequence(sequence + 10)),
             handled,
         }
     }
 
     fn retried(command_sequence: u64) -> Retried {
-        Retried { command_sequence, command_id: Envelope::new(at(1), ensure(1)).unwrap().id }
+        Retried {
+            command_sequence: Sequence(command_sequence),
+            command_id: Envelope::new(at(1), ensure(1)).unwrap().id,
+        }
     }
 
     fn now() -> Timestamp {
@@ -231,11 +235,11 @@ mod tests {
     #[test]
     fn retrying_them_all_counts_what_was_retried_and_skipped_and_an_unreadable_letter_shows_its_member() {
         let unreadable = DeadLetter {
-            sequence: 4,
+            sequence: Sequence(4),
             member: Some(MemberId(3)),
             command: Err("garbage".to_owned()),
             reason: "undecodable command: garbage".to_owned(),
-            command_sequence: Some(9),
+            command_sequence: Some(Sequence(9)),
             handled: None,
         };
         let outcome = RetryAll {
@@ -244,7 +248,7 @@ mod tests {
                 (letter(3, grant(1, KisiGroupId(100)), "no user", None), retried(6)),
             ],
             refused: vec![
-                (letter(1, grant(1, KisiGroupId(100)), "refused", None), Refusal::Overtaken { by: 3 }),
+                (letter(1, grant(1, KisiGroupId(100)), "refused", None), Refusal::Overtaken { by: Sequence(3) }),
                 (unreadable.clone(), Refusal::Undecodable("garbage".to_owned())),
             ],
         };
@@ -268,11 +272,11 @@ mod tests {
         let dir = store.close().await;
         let context = context(&dir, None, &[]);
 
-        dlq(&context, DlqAction::Drop { sequence }).await.unwrap();
+        dlq(&context, DlqAction::Drop { sequence: sequence.0 }).await.unwrap();
         dlq(&context, DlqAction::List { all: true }).await.unwrap();
         let missing = dlq(&context, DlqAction::Retry { sequence: None, all: false }).await.unwrap_err();
         assert!(missing.to_string().contains("--all"), "{missing}");
-        let refused = dlq(&context, DlqAction::Retry { sequence: Some(sequence), all: false }).await.unwrap_err();
+        let refused = dlq(&context, DlqAction::Retry { sequence: Some(sequence.0), all: false }).await.unwrap_err();
         assert!(refused.to_string().contains("already dropped"), "{refused}");
 
         let reopened = doorsync_log_embedded::EmbeddedLog::open(doorsync_log_embedded::EmbeddedOptions::new(

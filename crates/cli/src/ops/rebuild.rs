@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use doorsync_access::{Mapping, MemberState};
 use doorsync_layout::Layout;
-use doorsync_log::{EventLog, ReplayRequest};
+use doorsync_log::{EventLog, ReplayRequest, Sequence};
 use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, WireMessage};
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
@@ -36,11 +36,11 @@ impl Rebuilt {
         self.members.entry(member).or_insert_with(|| MemberState::new(member))
     }
 
-    fn fold_event(&mut self, sequence: u64, envelope: &Envelope<Event>) {
+    fn fold_event(&mut self, sequence: Sequence, envelope: &Envelope<Event>) {
         self.events += 1;
         match (&envelope.message, envelope.message.member()) {
             (Event::MappingChanged(change), _) => self.event_mapping.apply(change),
-            (_, Some(member)) => doorsync_access::fold(self.member(member), sequence, envelope),
+            (_, Some(member)) => doorsync_access::fold(self.member(member), sequence.0, envelope),
             (_, None) => {}
         }
     }
@@ -67,7 +67,7 @@ pub(crate) async fn rebuild(log: &dyn EventLog, layout: &Layout) -> anyhow::Resu
 
 /// Hands every message of `stream` to `apply`, decoded. A message this build cannot read stops
 /// the rebuild, as it stops the engine: a state rebuilt without it would be wrong.
-async fn read<M>(log: &dyn EventLog, stream: &str, mut apply: impl FnMut(u64, Envelope<M>)) -> anyhow::Result<()>
+async fn read<M>(log: &dyn EventLog, stream: &str, mut apply: impl FnMut(Sequence, Envelope<M>)) -> anyhow::Result<()>
 where
     M: WireMessage + DeserializeOwned,
 {

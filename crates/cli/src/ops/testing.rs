@@ -10,7 +10,7 @@ use doorsync_config::{Config, MappingEntry};
 use doorsync_kisi::{ApiKey, KisiClient, KisiOptions};
 use doorsync_kisi_sim::{KisiSimulator, SimHandle, SimOptions};
 use doorsync_layout::Layout;
-use doorsync_log::{EventLog, NewMessage};
+use doorsync_log::{EventLog, NewMessage, Sequence};
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
 use doorsync_proto::{
     BookingChanged, BookingId, Command, EnsureUser, Envelope, Event, KisiGroupId, KisiUserId, MappingChanged,
@@ -68,13 +68,18 @@ pub(crate) async fn append<M: WireMessage + Serialize>(
     subject: String,
     occurred_at: Timestamp,
     message: M,
-) -> u64 {
+) -> Sequence {
     let envelope = Envelope::new(occurred_at, message).unwrap();
     let payload = Bytes::from(doorsync_proto::encode(&envelope).unwrap());
     log.append(NewMessage::new(subject, envelope.id.to_string(), payload)).await.unwrap().sequence
 }
 
-pub(crate) async fn append_event(log: &dyn EventLog, layout: &Layout, occurred_at: Timestamp, event: Event) -> u64 {
+pub(crate) async fn append_event(
+    log: &dyn EventLog,
+    layout: &Layout,
+    occurred_at: Timestamp,
+    event: Event,
+) -> Sequence {
     append(log, layout.subjects.subject_for(&event), occurred_at, event).await
 }
 
@@ -84,7 +89,7 @@ pub(crate) async fn append_command(
     layout: &Layout,
     occurred_at: Timestamp,
     command: Command,
-) -> u64 {
+) -> Sequence {
     append(log, layout.subjects.command(command.member()), occurred_at, command).await
 }
 
@@ -94,7 +99,7 @@ pub(crate) async fn append_outcome(
     layout: &Layout,
     occurred_at: Timestamp,
     outcome: Outcome,
-) -> u64 {
+) -> Sequence {
     append(log, layout.subjects.outcome(outcome.member()), occurred_at, outcome).await
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use doorsync_clock::ManualClock;
 use doorsync_engine::{EngineHandle, EngineOptions};
 use doorsync_layout::Layout;
-use doorsync_log::{EventLog, NewMessage, ReplayRequest};
+use doorsync_log::{EventLog, NewMessage, ReplayRequest, Sequence};
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
 use doorsync_proto::{
     BookingCancelled, BookingChanged, BookingId, Command, Envelope, Event, KisiGroupId, MappingChanged, MappingSource,
@@ -71,7 +71,7 @@ where
     }
 }
 
-pub(crate) async fn append(log: &Arc<dyn EventLog>, layout: &Layout, occurred_at: Timestamp, event: Event) -> u64 {
+pub(crate) async fn append(log: &Arc<dyn EventLog>, layout: &Layout, occurred_at: Timestamp, event: Event) -> Sequence {
     let envelope = Envelope::new(occurred_at, event.clone()).unwrap();
     let payload = Bytes::from(doorsync_proto::encode(&envelope).unwrap());
     let message = NewMessage::new(layout.subjects.subject_for(&event), envelope.id.to_string(), payload);

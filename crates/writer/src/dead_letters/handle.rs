@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use doorsync_layout::Layout;
-use doorsync_log::{EventLog, KeyValue, LogError, NewMessage, ReplayRequest, RetryPolicy};
+use doorsync_log::{EventLog, KeyValue, LogError, NewMessage, ReplayRequest, RetryPolicy, Sequence};
 use doorsync_proto::{Command, Envelope, Timestamp};
 use futures::TryStreamExt;
 
@@ -112,8 +112,8 @@ async fn advance_handled_through(
     let stream = &layout.dead_letters;
     let start = handled_through(kv).await?;
     let reading =
-        |source| DeadLetterError::ReadLetters { stream: stream.clone(), from: start + 1, source: Box::new(source) };
-    let mut replay = log.replay(ReplayRequest::whole(stream).from_sequence(start + 1)).await.map_err(reading)?;
+        |source| DeadLetterError::ReadLetters { stream: stream.clone(), from: start.next(), source: Box::new(source) };
+    let mut replay = log.replay(ReplayRequest::whole(stream).from_sequence(start.next())).await.map_err(reading)?;
     let mut through = start;
     while let Some(message) = replay.try_next().await.map_err(reading)? {
         if handled(kv, message.sequence).await?.is_none() {
@@ -135,10 +135,10 @@ async fn newer_for_same_target(
     log: &dyn EventLog,
     layout: &Layout,
     command: &Command,
-    after: u64,
-) -> Result<Option<u64>, DeadLetterError> {
+    after: Sequence,
+) -> Result<Option<Sequence>, DeadLetterError> {
     let subject = layout.subjects.command(command.member());
-    let request = ReplayRequest::whole(&layout.commands).filtered([subject]).from_sequence(after + 1);
+    let request = ReplayRequest::whole(&layout.commands).filtered([subject]).from_sequence(after.next());
     let reading = |source| DeadLetterError::ReadLaterCommands { member: command.member(), source: Box::new(source) };
     let mut replay = log.replay(request).await.map_err(reading)?;
     let mut newest = None;

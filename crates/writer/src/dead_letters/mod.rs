@@ -21,7 +21,7 @@ pub(crate) mod write;
 
 use std::fmt;
 
-use doorsync_log::LogError;
+use doorsync_log::{LogError, Sequence};
 use doorsync_proto::{Command, EncodeError, Envelope, MemberId, MessageId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -37,13 +37,13 @@ const HANDLED_THROUGH_KEY: &str = "dlq.handled-through";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     /// Its sequence in the dead-letter stream: how operators name it.
-    pub sequence: u64,
+    pub sequence: Sequence,
     pub member: Option<MemberId>,
     /// The refused command, or why this build cannot read it.
     pub command: Result<Envelope<Command>, String>,
     pub reason: String,
     /// The command's sequence in the command stream.
-    pub command_sequence: Option<u64>,
+    pub command_sequence: Option<Sequence>,
     pub handled: Option<Handled>,
 }
 
@@ -59,7 +59,7 @@ pub struct Handled {
 pub enum Action {
     /// Appended again as the command at this sequence, with this id.
     Retried {
-        command_sequence: u64,
+        command_sequence: Sequence,
         command_id: MessageId,
     },
     Dropped,
@@ -85,7 +85,7 @@ pub enum Refusal {
     NoCommandSequence,
     /// A newer command for the same user or group came after it, at this sequence.
     Overtaken {
-        by: u64,
+        by: Sequence,
     },
 }
 
@@ -109,7 +109,7 @@ impl fmt::Display for Refusal {
 /// A retried dead letter: the command as appended again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retried {
-    pub command_sequence: u64,
+    pub command_sequence: Sequence,
     pub command_id: MessageId,
 }
 
@@ -138,12 +138,12 @@ pub enum DeadLetterError {
     #[error("reading the dead letters (stream {stream}) from {from}")]
     ReadLetters {
         stream: String,
-        from: u64,
+        from: Sequence,
         #[source]
         source: Box<LogError>,
     },
     #[error("there is no dead letter {sequence}: `doorsync dlq list --all` shows them all")]
-    NoSuchLetter { sequence: u64 },
+    NoSuchLetter { sequence: Sequence },
     #[error("reading {key} in the writer's bucket")]
     ReadKey {
         key: String,
@@ -172,13 +172,13 @@ pub enum DeadLetterError {
         "the log already holds this command with the same id (command {sequence}): it was retried a moment ago; \
          `doorsync dlq list --all` shows it"
     )]
-    AlreadyAppended { sequence: u64 },
+    AlreadyAppended { sequence: Sequence },
     #[error("encoding a handled dead letter's record")]
     EncodeHandled(#[source] serde_json::Error),
     #[error("recording the retry under {key} (the command was appended as {appended})")]
     RecordRetry {
         key: String,
-        appended: u64,
+        appended: Sequence,
         #[source]
         source: Box<LogError>,
     },

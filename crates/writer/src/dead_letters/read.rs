@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use doorsync_layout::Layout;
-use doorsync_log::{EventLog, KeyValue, ReplayRequest, StoredMessage};
+use doorsync_log::{EventLog, KeyValue, ReplayRequest, Sequence, StoredMessage};
 use doorsync_proto::{Command, ParsedSubject, Subjects};
 use futures::TryStreamExt;
 
@@ -28,19 +28,23 @@ pub async fn dead_letters(log: &dyn EventLog, layout: &Layout) -> Result<Vec<Dea
         .last_sequence(stream)
         .await
         .map_err(|source| DeadLetterError::StreamEnd { stream: stream.clone(), source: Box::new(source) })?;
-    let recent = last.saturating_sub(RECENT_DEAD_LETTERS - 1).max(1);
-    let waiting_from = handled_through(kv.as_ref()).await?.saturating_add(1);
+    let recent = last.back(RECENT_DEAD_LETTERS - 1).max(Sequence::FIRST);
+    let waiting_from = handled_through(kv.as_ref()).await?.next();
     read_dead_letters(log, kv.as_ref(), layout, recent.min(waiting_from)).await
 }
 
 /// Every dead letter in the stream, oldest first, with what was done about it.
 pub async fn every_dead_letter(log: &dyn EventLog, layout: &Layout) -> Result<Vec<DeadLetter>, DeadLetterError> {
     let kv = writer_bucket(log, layout).await?;
-    read_dead_letters(log, kv.as_ref(), layout, 1).await
+    read_dead_letters(log, kv.as_ref(), layout, Sequence::FIRST).await
 }
 
 /// The dead letter at `sequence` of the dead-letter stream.
-pub async fn dead_letter(log: &dyn EventLog, layout: &Layout, sequence: u64) -> Result<DeadLetter, DeadLetterError> {
+pub async fn dead_letter(
+    log: &dyn EventLog,
+    layout: &Layout,
+    sequence: Sequence,
+) -> Result<DeadLetter, DeadLetterError> {
     let kv = writer_bucket(log, layout).await?;
     let stream = &layout.dead_letters;
     let reading =
@@ -56,7 +60,7 @@ async fn read_dead_letters(
     log: &dyn EventLog,
     kv: &dyn KeyValue,
     layout: &Layout,
-    from: u64,
+    from: Sequence,
 ) -> Result<Vec<DeadLetter>, DeadLetterError> {
     let stream = &layout.dead_letters;
     let reading = |source| DeadLetterError::ReadLetters { stream: stream.to_owned(), from, source: Box::new(source) };
@@ -93,17 +97,17 @@ async fn read_letter(
         member,
         command,
         reason: header(REASON_HEADER).cloned().unwrap_or_default(),
-        command_sequence: header(SEQUENCE_HEADER).and_then(|sequence| sequence.parse().ok()),
+        command_sequence: header(SEQUENCE_HEADER).and_then(|sequence| sequence.parse().ok()).map(Sequence),
         handled: handled(kv, message.sequence).await?,
     })
 }
 
-pub(super) fn handled_key(sequence: u64) -> String {
+pub(super) fn handled_key(sequence: Sequence) -> String {
     format!("{HANDLED_PREFIX}{sequence}")
 }
 
 /// What was done about the letter at `sequence`, if anything.
-pub(super) async fn handled(kv: &dyn KeyValue, sequence: u64) -> Result<Option<Handled>, DeadLetterError> {
+pub(super) async fn handled(kv: &dyn KeyValue, sequence: Sequence) -> Result<Option<Handled>, DeadLetterError> {
     let key = handled_key(sequence);
     let Some(entry) =
         kv.get(&key).await.map_err(|source| DeadLetterError::ReadKey { key: key.clone(), source: Box::new(source) })?
@@ -115,14 +119,15 @@ pub(super) async fn handled(kv: &dyn KeyValue, sequence: u64) -> Result<Option<H
     Ok(Some(handled))
 }
 
-pub(super) async fn handled_through(kv: &dyn KeyValue) -> Result<u64, DeadLetterError> {
+pub(super) async fn handled_through(kv: &dyn KeyValue) -> Result<Sequence, DeadLetterError> {
     let entry = kv
         .get(HANDLED_THROUGH_KEY)
         .await
         .map_err(|source| DeadLetterError::ReadKey { key: HANDLED_THROUGH_KEY.to_owned(), source: Box::new(source) })?;
-    let Some(entry) = entry else { return Ok(0) };
+    let Some(entry) = entry else { return Ok(Sequence::BEFORE_FIRST) };
     std::str::from_utf8(&entry.value)
         .ok()
         .and_then(|text| text.parse().ok())
+        .map(Sequence)
         .ok_or(DeadLetterError::HandledThroughUnreadable)
 }

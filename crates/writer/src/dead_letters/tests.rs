@@ -6,7 +6,7 @@ use doorsync_clock::SystemClock;
 use doorsync_kisi::{ApiKey, KisiClient, KisiOptions};
 use doorsync_kisi_sim::{Fault, FaultRule, KisiSimulator, SimOptions};
 use doorsync_layout::Layout;
-use doorsync_log::{EventLog, NewMessage, ReplayRequest, StoredMessage};
+use doorsync_log::{EventLog, NewMessage, ReplayRequest, Sequence, StoredMessage};
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
 use doorsync_proto::{EnsureUser, GrantGroup, KisiGroupId, RevokeGroup, Subjects};
 use futures::TryStreamExt;
@@ -58,7 +58,7 @@ fn grant(member: u64, group: KisiGroupId) -> Command {
 }
 
 /// Appends a command as the engine does; returns its sequence.
-async fn append_command(log: &dyn EventLog, layout: &Layout, occurred_at: Timestamp, command: Command) -> u64 {
+async fn append_command(log: &dyn EventLog, layout: &Layout, occurred_at: Timestamp, command: Command) -> Sequence {
     let envelope = Envelope::new(occurred_at, command).unwrap();
     let payload = Bytes::from(doorsync_proto::encode(&envelope).unwrap());
     let subject = layout.subjects.command(envelope.message.member());
@@ -67,7 +67,7 @@ async fn append_command(log: &dyn EventLog, layout: &Layout, occurred_at: Timest
 
 /// Appends the command as the engine does, then parks it as the writer does when it gives up
 /// on it; returns (command sequence, dead letter sequence).
-async fn dead_lettered(log: &dyn EventLog, layout: &Layout, command: Command, reason: &str) -> (u64, u64) {
+async fn dead_lettered(log: &dyn EventLog, layout: &Layout, command: Command, reason: &str) -> (Sequence, Sequence) {
     dead_lettered_at_edge(log, layout, command, None, reason).await
 }
 
@@ -78,7 +78,7 @@ async fn dead_lettered_at_edge(
     command: Command,
     edge: Option<Timestamp>,
     reason: &str,
-) -> (u64, u64) {
+) -> (Sequence, Sequence) {
     let envelope = Envelope::with_window_edge(at(0), edge, command).unwrap();
     let payload = Bytes::from(doorsync_proto::encode(&envelope).unwrap());
     let member = envelope.message.member();
@@ -266,9 +266,9 @@ async fn retry_all_retries_the_waiting_letters_oldest_first_and_says_why_it_skip
 
     let outcome = retry_all(log, &layout, now()).await.unwrap();
 
-    let retried: Vec<u64> = outcome.retried.iter().map(|(letter, _)| letter.sequence).collect();
+    let retried: Vec<Sequence> = outcome.retried.iter().map(|(letter, _)| letter.sequence).collect();
     assert_eq!(retried, [user, group]);
-    let refused: Vec<(u64, bool)> = outcome
+    let refused: Vec<(Sequence, bool)> = outcome
         .refused
         .iter()
         .map(|(letter, refusal)| (letter.sequence, matches!(refusal, Refusal::Undecodable(_))))
@@ -288,7 +288,7 @@ async fn an_unknown_sequence_is_an_error_that_says_where_to_look() {
     let layout = layout();
     let store = TempLog::new(&layout);
     dead_lettered(store.log.as_ref(), &layout, ensure(1), "refused").await;
-    let error = dead_letter(store.log.as_ref(), &layout, 7).await.unwrap_err().to_string();
+    let error = dead_letter(store.log.as_ref(), &layout, Sequence(7)).await.unwrap_err().to_string();
     assert!(error.contains("no dead letter 7") && error.contains("dlq list --all"), "{error}");
 }
 
@@ -300,9 +300,9 @@ async fn the_status_page_reads_the_dead_letters_from_the_first_still_waiting_not
     for member in 1..=120 {
         dead_lettered(log, &layout, ensure(member), "422 from POST /users").await;
     }
-    let sequences = |letters: &[DeadLetter]| letters.iter().map(|letter| letter.sequence).collect::<Vec<u64>>();
+    let sequences = |letters: &[DeadLetter]| letters.iter().map(|letter| letter.sequence.0).collect::<Vec<u64>>();
     let drop = async |sequence: u64| {
-        let letter = dead_letter(log, &layout, sequence).await.unwrap();
+        let letter = dead_letter(log, &layout, Sequence(sequence)).await.unwrap();
         assert_eq!(drop_letter(log, &layout, &letter, now()).await.unwrap(), None);
     };
     for sequence in (1..=100).filter(|sequence| *sequence != 3) {

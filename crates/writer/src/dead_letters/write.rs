@@ -60,7 +60,7 @@ impl Active<'_> {
     pub(crate) async fn dead_letter_undecodable(&mut self, delivery: Delivery, reason: &str) {
         let message = &delivery.message;
         let member = self.shared.layout.subjects.parse(&message.subject).and_then(ParsedSubject::member);
-        tracing::error!(subject = %message.subject, sequence = message.sequence, reason, "undecodable command");
+        tracing::error!(subject = %message.subject, sequence = %message.sequence, reason, "undecodable command");
         if let Some(member) = member {
             let id = message.id.clone().unwrap_or_else(|| format!("undecodable-{}", message.sequence));
             let letter = NewMessage::new(self.shared.layout.subjects.dead_letter(member), id, message.payload.clone())

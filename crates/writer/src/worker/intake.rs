@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use doorsync_clock::SharedClock;
-use doorsync_log::{ConsumerSpec, Delivery, DurableConsumer, NewMessage, RetryPolicy, append_with_retry};
+use doorsync_log::{ConsumerSpec, Delivery, DurableConsumer, NewMessage, RetryPolicy, Sequence, append_with_retry};
 use doorsync_proto::{
     Command, Envelope, Failed, GrantApplied, KisiGroupId, KisiUserState, MemberId, Outcome, Revoked, Timestamp,
 };
@@ -221,7 +221,7 @@ impl<'a> Active<'a> {
             Key::Group(_, group) => {
                 let group_record = record.groups.get(&group);
                 (
-                    group_record.map_or(0, |record| record.settled_sequence),
+                    group_record.map_or(Sequence::BEFORE_FIRST, |record| record.settled_sequence),
                     group_record.and_then(|record| record.desired).map(|desire| Desire::Group(group, desire)),
                 )
             }
