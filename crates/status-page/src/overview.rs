@@ -3,9 +3,9 @@
 
 use doorsync_access::{Desired, MemberStatus, Window};
 use doorsync_engine::ShardStats;
-use doorsync_ingest::IngestStatus;
+use doorsync_ingest::{IngestStatus, WebhookHealth};
 use doorsync_proto::{KisiGroupId, MemberId, Timestamp};
-use doorsync_writer::{WriterRole, WriterStatus};
+use doorsync_writer::{CallStats, WriterRole, WriterStatus};
 
 use super::html::{Esc, clock_time, facts, instant, instant_from_now, pill, put, relative};
 use doorsync_node::Status;
@@ -154,45 +154,7 @@ impl Overview {
             out.push_str("</section>");
             return;
         };
-        if let Some(pause) = &writer.paused {
-            put!(
-                out,
-                "<p class=\"alert\"><strong>Paused since {}</strong>: {}<br>No calls are made but a probe; it resumes \
-                 by itself once Kisi accepts the API key (KISI_API_KEY) again.</p>",
-                Esc(instant_from_now(pause.since, self.now)),
-                Esc(&pause.reason)
-            );
-        }
-        if let Some(hold) = writer.retry_after_hold.filter(|hold| hold.until > self.now) {
-            put!(
-                out,
-                "<p class=\"alert\"><strong>Holding every Kisi request until {}</strong>: Kisi answered with \
-                 <code>Retry-After</code>{}.</p>",
-                Esc(instant_from_now(hold.until, self.now)),
-                if hold.clamped { " asking for longer; doorsync waits 5 minutes at most" } else { "" }
-            );
-        }
-        for refused in &writer.refused_groups {
-            put!(
-                out,
-                "<p class=\"alert\"><strong>Kisi group {} refused</strong> to this API key ({}): its commands are \
-                 dead-lettered, every other group is served. Check {}.</p>",
-                refused.group,
-                Esc(&refused.reason),
-                Esc(refused.mapping.as_deref().unwrap_or("the [[mapping]] entries that name it"))
-            );
-        }
-        if let Some(held) = &writer.held_repair {
-            put!(
-                out,
-                "<p class=\"alert\"><strong>Mass revocation held</strong> since {}: {} assignments of {} of {} managed \
-                 members would be revoked. <code>doorsync reconcile --confirm</code> carries them out.</p>",
-                Esc(instant_from_now(held.found_at, self.now)),
-                held.revocations,
-                held.members_affected,
-                held.managed_members
-            );
-        }
+        self.writer_alerts(out, writer);
         let role = match writer.role {
             WriterRole::Active if writer.paused.is_some() => pill("bad", "active, paused"),
             WriterRole::Active => pill("ok", "active"),
@@ -235,21 +197,52 @@ impl Overview {
                 ("Last reconcile", last_reconcile(writer)),
             ],
         );
-        let calls = &writer.calls;
-        out.push_str("<h3>Kisi calls by outcome</h3><table class=\"calls\"><tr><th>Outcome</th><th class=\"num\">Calls</th></tr>");
-        for (outcome, count) in [
-            ("succeeded", calls.succeeded),
-            ("rate limited (429)", calls.rate_limited),
-            ("server errors (5xx)", calls.server_errors),
-            ("timed out", calls.timeouts),
-            ("transport errors", calls.transport_errors),
-            ("credentials refused (401/403)", calls.credentials_refused),
-            ("refused otherwise", calls.refused),
-            ("total", calls.total()),
-        ] {
-            put!(out, "<tr><td>{outcome}</td><td class=\"num\">{count}</td></tr>");
+        calls_by_outcome(out, &writer.calls);
+        out.push_str("</section>");
+    }
+
+    /// What an operator must know about the writer before anything else: paused, holding, a
+    /// group refused, a mass revocation waiting.
+    fn writer_alerts(&self, out: &mut String, writer: &WriterStatus) {
+        if let Some(pause) = &writer.paused {
+            put!(
+                out,
+                "<p class=\"alert\"><strong>Paused since {}</strong>: {}<br>No calls are made but a probe; it resumes \
+                 by itself once Kisi accepts the API key (KISI_API_KEY) again.</p>",
+                Esc(instant_from_now(pause.since, self.now)),
+                Esc(&pause.reason)
+            );
         }
-        out.push_str("</table></section>");
+        if let Some(hold) = writer.retry_after_hold.filter(|hold| hold.until > self.now) {
+            put!(
+                out,
+                "<p class=\"alert\"><strong>Holding every Kisi request until {}</strong>: Kisi answered with \
+                 <code>Retry-After</code>{}.</p>",
+                Esc(instant_from_now(hold.until, self.now)),
+                if hold.clamped { " asking for longer; doorsync waits 5 minutes at most" } else { "" }
+            );
+        }
+        for refused in &writer.refused_groups {
+            put!(
+                out,
+                "<p class=\"alert\"><strong>Kisi group {} refused</strong> to this API key ({}): its commands are \
+                 dead-lettered, every other group is served. Check {}.</p>",
+                refused.group,
+                Esc(&refused.reason),
+                Esc(refused.mapping.as_deref().unwrap_or("the [[mapping]] entries that name it"))
+            );
+        }
+        if let Some(held) = &writer.held_repair {
+            put!(
+                out,
+                "<p class=\"alert\"><strong>Mass revocation held</strong> since {}: {} assignments of {} of {} managed \
+                 members would be revoked. <code>doorsync reconcile --confirm</code> carries them out.</p>",
+                Esc(instant_from_now(held.found_at, self.now)),
+                held.revocations,
+                held.members_affected,
+                held.managed_members
+            );
+        }
     }
 
     fn ingest(&self, out: &mut String) {
@@ -314,22 +307,17 @@ impl Overview {
                 ),
             ],
         );
-        if !health.inactive.is_empty() {
-            out.push_str(
-                "<table class=\"inactive-hooks\"><tr><th>Hook</th><th>Action</th><th class=\"num\">Errors</th></tr>",
-            );
-            for hook in &health.inactive {
-                let errors = hook.error_count.map_or("?".to_owned(), |count| count.to_string());
-                put!(
-                    out,
-                    "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
-                    hook.id,
-                    Esc(&hook.action),
-                    Esc(errors)
-                );
-            }
-            out.push_str("</table>");
-        }
+        inactive_hooks(out, health);
+        self.retrying_records(out, ingest);
+        out.push_str("<h3>Events appended by type</h3>");
+        events_by_type(out, ingest);
+        self.parked_records(out, ingest);
+        out.push_str("</section>");
+    }
+
+    /// The records a webhook, poll or sweep asked for whose reading failed, waiting to be read
+    /// again.
+    fn retrying_records(&self, out: &mut String, ingest: &IngestStatus) {
         put!(out, "<h3>Nexudus records to read again ({})</h3>", ingest.retrying.len());
         if ingest.retrying.is_empty() {
             out.push_str("<p class=\"muted\">None: every record a webhook, poll or sweep asked for was read.</p>");
@@ -352,8 +340,10 @@ impl Overview {
             }
             out.push_str("</table>");
         }
-        out.push_str("<h3>Events appended by type</h3>");
-        events_by_type(out, ingest);
+    }
+
+    /// The records that could not be turned into events, and whose access that withdrew.
+    fn parked_records(&self, out: &mut String, ingest: &IngestStatus) {
         put!(out, "<h3>Parked Nexudus records ({}, parked {} times in all)</h3>", ingest.parked.len(), ingest.parkings);
         if ingest.parked.is_empty() {
             out.push_str("<p class=\"muted\">None: every record read could be turned into events.</p>");
@@ -382,7 +372,6 @@ impl Overview {
             }
             out.push_str("</table>");
         }
-        out.push_str("</section>");
     }
 
     fn members(&self, out: &mut String) {
@@ -495,6 +484,38 @@ fn events_by_type(out: &mut String, ingest: &IngestStatus) {
     out.push_str("<table class=\"events\"><tr><th>Event</th><th class=\"num\">Appended</th></tr>");
     for (kind, count) in &ingest.appended {
         put!(out, "<tr><td>{}</td><td class=\"num\">{count}</td></tr>", Esc(kind));
+    }
+    out.push_str("</table>");
+}
+
+/// The webhooks Nexudus has switched off, with their error counts.
+fn inactive_hooks(out: &mut String, health: &WebhookHealth) {
+    if health.inactive.is_empty() {
+        return;
+    }
+    out.push_str("<table class=\"inactive-hooks\"><tr><th>Hook</th><th>Action</th><th class=\"num\">Errors</th></tr>");
+    for hook in &health.inactive {
+        let errors = hook.error_count.map_or("?".to_owned(), |count| count.to_string());
+        put!(out, "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>", hook.id, Esc(&hook.action), Esc(errors));
+    }
+    out.push_str("</table>");
+}
+
+fn calls_by_outcome(out: &mut String, calls: &CallStats) {
+    out.push_str(
+        "<h3>Kisi calls by outcome</h3><table class=\"calls\"><tr><th>Outcome</th><th class=\"num\">Calls</th></tr>",
+    );
+    for (outcome, count) in [
+        ("succeeded", calls.succeeded),
+        ("rate limited (429)", calls.rate_limited),
+        ("server errors (5xx)", calls.server_errors),
+        ("timed out", calls.timeouts),
+        ("transport errors", calls.transport_errors),
+        ("credentials refused (401/403)", calls.credentials_refused),
+        ("refused otherwise", calls.refused),
+        ("total", calls.total()),
+    ] {
+        put!(out, "<tr><td>{outcome}</td><td class=\"num\">{count}</td></tr>");
     }
     out.push_str("</table>");
 }
