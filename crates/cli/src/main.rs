@@ -1,4 +1,20 @@
 //! `doorsync`: keeps Kisi door access in step with what members hold in Nexudus.
+//!
+//! This crate is the wiring on top: it parses the arguments (`Command`) and dispatches, and
+//! decides nothing about access, Kisi or dead letters; each rule lives in the crate that owns it.
+//!
+//! * `doorsync run` (every role on the embedded log), `ingest`, `engine` and `writer` (one role
+//!   each, on JetStream) start a process through `doorsync_node::start`, with the status page's
+//!   routes from `doorsync-status-page`, and stop it on SIGTERM or Ctrl-C (`commands.rs`).
+//! * `doorsync demo` runs `doorsync_demo::run`.
+//! * The operator's commands are thin and print: `explain` (the engine's `explain`, or a running
+//!   process's API when the embedded log is held), `status` and `reconcile` (a running process's
+//!   admin API), `check-config`, and in `ops/` `replay --dry-run` and `reconcile --dry-run` (a
+//!   rebuild from the log compared with Kisi by `doorsync_writer::dry_run`) and `dlq list | retry |
+//!   drop` (through `doorsync_writer::dead_letters`).
+//!
+//! This is the only crate that uses `anyhow`: the libraries return typed errors, printed here with
+//! their causes.
 #![forbid(unsafe_code)]
 
 mod commands;

@@ -3,6 +3,11 @@
 //! which open or close doors within minutes); all of doorsync's roles on an embedded log,
 //! configured like any deployment and fed by signed webhooks; and while it runs, a change in
 //! Nexudus every few seconds. It prints what Kisi holds as it changes, and where the status page is.
+//!
+//! [`run`] starts the roles through [`doorsync_node::start`] with `RoleSet::ALL`, exactly as
+//! `doorsync run` does, on a configuration the demo writes (so `doorsync explain` can read it);
+//! the status page comes in as [`DemoOptions::status_page`], so this crate does not depend on it.
+//! The generated world is the same on every run (a fixed seed); its times follow the clock.
 #![forbid(unsafe_code)]
 
 mod error;

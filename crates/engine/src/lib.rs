@@ -1,12 +1,51 @@
 //! The access engine: turns the event log into commands for the Kisi writer.
 //!
-//! An engine owns some of the deployment's partitions, each through a lease in the key-value
-//! store, so that several engine processes can split the members and take over from one that
-//! stops. For each owned partition a shard actor feeds every member's messages to that member's
-//! actor, which folds them with the pure functions of `doorsync-access`, evaluates the access
-//! the member should have, appends the commands that close the gap, and asks to be woken at the
-//! next instant its access changes. Idle members are snapshotted and stopped; a checkpoint per
-//! partition says how far the snapshots reach, and a restart resumes from there.
+//! An engine owns some of the deployment's partitions, each through a [`doorsync_log::Lease`]
+//! (`lease.<partition>` in the leases bucket, see the `lease` module), so that several engine
+//! processes split the members and take over from one that stops. [`start`] returns an
+//! [`EngineHandle`]; [`EngineSettings`] is the configuration's `[engine]` section, so a key has one
+//! name and one default.
+//!
+//! For each owned partition a shard actor (`shard.rs`, the orchestration only) feeds every member's
+//! messages to that member's actor (`member.rs`), spawned on the first message, passivated (its
+//! snapshot `member.<id>` saved, the actor stopped) when idle, and restarted after a crash from its
+//! snapshot and its own subjects in the log. The shard's parts:
+//!
+//! * `feed.rs` reads the partition from the log, paced on the shard;
+//! * `checkpoint.rs` writes `checkpoint.<partition>`: how far the snapshots reach, the members and
+//!   their wake-ups, and the digest of the mapping and policy they were evaluated with;
+//! * `schedule.rs` is the pure `Schedule` of wake-ups (each member's next evaluation, and the
+//!   shard's housekeeping), with its own unit tests; the shard's one timer waits on the
+//!   [`Clock`](doorsync_clock::Clock) for it. The engine reads time only from the `Clock`.
+//!
+//! A member actor folds its messages with the pure functions of `doorsync-access`, evaluates after
+//! every change once its partition is caught up, appends the commands that close the gap, and asks
+//! to be woken at its `next_change`. A command's id comes from its content and the time of the
+//! event that shaped it (the member's last event, or the last mapping change), and it carries the
+//! window edge it is due to ([`doorsync_access::window_edge`]).
+//!
+//! At start the engine reads each stream once for all the shards it starts with and routes the
+//! messages by partition (`history.rs`); shards taken over later read their own partition. A shard
+//! rebuilding without a checkpoint folds members that have no actor itself and starts their actors
+//! with that state when evaluation begins: during a replay the cost is moving messages, not folding
+//! them.
+//!
+//! Rules the code keeps:
+//!
+//! * No member is evaluated before its partition has caught up with the log, so no command is ever
+//!   based on half a history; an overdue wake-up waits for it too.
+//! * A start with a mapping or policy other than the checkpoint's evaluates every member once
+//!   caught up. A member's wake-up is cleared only by the evaluation that replaces it, so a stop in
+//!   between keeps it.
+//! * A message of a newer schema halts its partition; bytes that are no doorsync message are
+//!   skipped and listed ([`SkippedMessage`]).
+//! * A shard runs only while its engine holds the partition's lease: the engine stops a shard
+//!   before its lease can lapse, and takes a lease only once it has lapsed.
+//!
+//! [`explain`] rebuilds one member from its own subjects with the same fold and says which booking,
+//! pass or contract opens which group, what grants nothing and why, and what the writer reported
+//! Kisi holds; [`members_with_email`] finds a member by email. The engine's metrics are defined in
+//! [`metric_definitions`].
 #![forbid(unsafe_code)]
 
 mod checkpoint;

@@ -14,6 +14,15 @@
 //!
 //! Every page takes `?refresh=<seconds>` to reload itself. Names and emails from Nexudus are
 //! shown (it is an operator's tool) and escaped, and never logged.
+//!
+//! [`routes`] is what the binary adds to a process's admin listener; a process without the engine
+//! serves no page. In a split deployment the page asks the processes `admin.peers` lists for the
+//! writer's and the ingestor's status ([`doorsync_node::Status`]) and says which did not answer.
+//!
+//! The page decides nothing itself: dead letters are read, retried and dropped through
+//! [`doorsync_writer::dead_letters`], which reads from the first letter still waiting
+//! (`dlq.handled-through` in the writer's bucket, moved on as letters are handled) rather than the
+//! whole stream on every view; a member's access is what `doorsync-engine` rebuilds with the fold.
 #![forbid(unsafe_code)]
 
 mod dead_letters;

@@ -18,7 +18,7 @@ const HANDLED_PREFIX: &str = "dlq.";
 const RECENT_DEAD_LETTERS: u64 = 50;
 
 /// The dead letters the status page shows, oldest first: every one still waiting, and the
-/// latest [`RECENT_DEAD_LETTERS`] whatever was done about them. Read from the first letter still
+/// latest `RECENT_DEAD_LETTERS` whatever was done about them. Read from the first letter still
 /// waiting (or the latest ones, if that is earlier), not the whole stream on every view: a
 /// stream of many letters handled long ago costs nothing.
 pub async fn dead_letters(log: &dyn EventLog, layout: &Layout) -> Result<Vec<DeadLetter>, DeadLetterError> {
@@ -97,7 +97,7 @@ async fn read_letter(
         member,
         command,
         reason: header(REASON_HEADER).cloned().unwrap_or_default(),
-        command_sequence: header(SEQUENCE_HEADER).and_then(|sequence| sequence.parse().ok()).map(Sequence),
+        command_sequence: header(SEQUENCE_HEADER).and_then(|sequence| sequence.parse().ok()),
         handled: handled(kv, message.sequence).await?,
     })
 }
@@ -128,6 +128,5 @@ pub(super) async fn handled_through(kv: &dyn KeyValue) -> Result<Sequence, DeadL
     std::str::from_utf8(&entry.value)
         .ok()
         .and_then(|text| text.parse().ok())
-        .map(Sequence)
         .ok_or(DeadLetterError::HandledThroughUnreadable)
 }

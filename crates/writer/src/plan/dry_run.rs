@@ -5,7 +5,7 @@
 //! It compares Kisi with what each member should have now (`doorsync_access::desired`), not with
 //! what the writer last made true, so it shows both drift in Kisi (an assignment removed by hand)
 //! and work the writer has not done yet (a backlog, dead letters). Each comparison is the
-//! writer's own: [`user_step`](super::user_step) and [`group_step`](super::group_step) on what
+//! writer's own: `user_step` and `group_step` on what
 //! Kisi holds, so windows are compared as Kisi holds them, assignments someone else made are
 //! left alone and users doorsync found are not suspended or deleted, as the writer would.
 
