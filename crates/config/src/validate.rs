@@ -20,6 +20,22 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
         problems.push(Problem { key: key.to_owned(), origin: origin_of(figment, section), problem: text });
     };
 
+    check_urls(config, &mut problem);
+    check_nats(config, &mut problem);
+    check_admin_listen(config, &mut problem);
+    check_log(config, &mut problem);
+    check_kisi_rate(config, &mut problem);
+    check_day_pass_cutoffs(config, &mut problem);
+    check_writer(config, &mut problem);
+    check_nexudus(config, &mut problem);
+    check_access(config, &mut problem);
+    check_mapping(config, &mut problem);
+
+    if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { problems }) }
+}
+
+/// The base URLs and the peers' admin addresses.
+fn check_urls(config: &Config, problem: &mut impl FnMut(&str, String)) {
     for (key, text) in [("nexudus.base_url", &config.nexudus.base_url), ("kisi.base_url", &config.kisi.base_url)] {
         if let Err(ConfigError::Invalid { problems: found }) = url(key, text) {
             for found in found {
@@ -34,7 +50,10 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             }
         }
     }
-    check_nats(config, &mut problem);
+}
+
+/// An admin listener beyond loopback needs a token, unless a proxy in front authenticates.
+fn check_admin_listen(config: &Config, problem: &mut impl FnMut(&str, String)) {
     let token_configured = config.admin.token_file.is_some()
         || std::env::var_os(crate::ADMIN_TOKEN_ENV).is_some_and(|token| !token.is_empty());
     if !config.admin.listen.ip().is_loopback() && !token_configured && !config.admin.allow_without_token {
@@ -49,6 +68,10 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             ),
         );
     }
+}
+
+/// The subjects and the replicas of the log.
+fn check_log(config: &Config, problem: &mut impl FnMut(&str, String)) {
     if let Err(error) = doorsync_proto::Subjects::new(&config.log.subject_prefix, config.log.partitions) {
         let key = if config.log.partitions == 0 { "log.partitions" } else { "log.subject_prefix" };
         problem(key, error.to_string());
@@ -56,6 +79,10 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
     if !(1..=5).contains(&config.log.replicas) {
         problem("log.replicas", format!("{} is outside 1 to 5, the replicas JetStream allows", config.log.replicas));
     }
+}
+
+/// Kisi's request limit.
+fn check_kisi_rate(config: &Config, problem: &mut impl FnMut(&str, String)) {
     if config.kisi.requests_per_second == 0 || config.kisi.requests_per_second > KISI_REQUESTS_PER_SECOND {
         problem(
             "kisi.requests_per_second",
@@ -65,6 +92,10 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             ),
         );
     }
+}
+
+/// The day-pass cutoffs are times of day, by location id.
+fn check_day_pass_cutoffs(config: &Config, problem: &mut impl FnMut(&str, String)) {
     if crate::hour_and_minute(&config.nexudus.day_pass_cutoff).is_none() {
         problem(
             "nexudus.day_pass_cutoff",
@@ -82,6 +113,10 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             );
         }
     }
+}
+
+/// What the writer names itself and its lease by, and its timings against Kisi's.
+fn check_writer(config: &Config, problem: &mut impl FnMut(&str, String)) {
     if config.kisi.integration_identifier.trim().is_empty() {
         problem("kisi.integration_identifier", "must name the integration, e.g. \"doorsync\"".to_owned());
     }
@@ -113,6 +148,10 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             ),
         );
     }
+}
+
+/// The poller's timings and the Nexudus limits.
+fn check_nexudus(config: &Config, problem: &mut impl FnMut(&str, String)) {
     if config.nexudus.poll_overlap < Duration::from_secs(60) {
         problem(
             "nexudus.poll_overlap",
@@ -129,6 +168,10 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
     if config.nexudus.webhook_body_limit_bytes < 1_024 {
         problem("nexudus.webhook_body_limit_bytes", "must be at least 1024: Nexudus sends whole entities".to_owned());
     }
+}
+
+/// Access timings and the mass-revocation share.
+fn check_access(config: &Config, problem: &mut impl FnMut(&str, String)) {
     for (key, value) in [
         ("access.lead", config.access.lead),
         ("access.lag", config.access.lag),
@@ -151,6 +194,10 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             );
         }
     }
+}
+
+/// Each `[[mapping]]` entry names one source, once, and one group.
+fn check_mapping(config: &Config, problem: &mut impl FnMut(&str, String)) {
     let mut sources = BTreeSet::new();
     for (index, entry) in config.mapping.iter().enumerate() {
         let key = format!("mapping[{index}]");
@@ -169,8 +216,6 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
             _ => problem(&key, "needs exactly one of `kisi_group` (an id) or `kisi_group_name`".to_owned()),
         }
     }
-
-    if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { problems }) }
 }
 
 /// Credentials in the URL would be printed wherever the URL is (errors, logs, `check-config`),
