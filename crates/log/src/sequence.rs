@@ -1,6 +1,8 @@
 //! Positions in a stream.
 
 use std::fmt;
+use std::num::ParseIntError;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +44,16 @@ impl fmt::Display for Sequence {
     }
 }
 
+/// Read back from its decimal number, as an operator names it and as the log's headers and
+/// keys store it.
+impl FromStr for Sequence {
+    type Err = ParseIntError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse().map(Sequence)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +81,8 @@ mod tests {
     #[test]
     fn is_stored_and_shown_as_the_plain_number() {
         assert_eq!(Sequence(1_234).to_string(), "1234");
+        assert_eq!("1234".parse(), Ok(Sequence(1_234)));
+        assert!("12a".parse::<Sequence>().is_err());
         assert_eq!(rmp_serde::to_vec_named(&Sequence(1_234)).ok(), rmp_serde::to_vec_named(&1_234_u64).ok());
     }
 }

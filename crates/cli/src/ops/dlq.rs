@@ -23,7 +23,7 @@ pub(crate) enum DlqAction {
     Retry {
         /// The dead letter's sequence, as `doorsync dlq list` shows it.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
-        sequence: Option<u64>,
+        sequence: Option<Sequence>,
         /// Every dead letter waiting, oldest first; those overtaken by newer commands are skipped.
         #[arg(long)]
         all: bool,
@@ -31,7 +31,7 @@ pub(crate) enum DlqAction {
     /// Marks a dead letter as dealt with, without retrying it: `list` no longer shows it.
     Drop {
         /// The dead letter's sequence, as `doorsync dlq list` shows it.
-        sequence: u64,
+        sequence: Sequence,
     },
 }
 
@@ -43,7 +43,7 @@ pub(crate) async fn dlq(context: &Context, action: DlqAction) -> anyhow::Result<
             Ok(render_retries(&dead_letters::retry_all(log, layout, clock.now()).await?))
         }
         DlqAction::Retry { sequence: Some(sequence), all: false } => {
-            let letter = dead_letters::dead_letter(log, layout, Sequence(sequence)).await?;
+            let letter = dead_letters::dead_letter(log, layout, sequence).await?;
             match dead_letters::retry(log, layout, &letter, clock.now()).await? {
                 Ok(retried) => Ok(format!("{}\n", describe_retry(&letter, &retried))),
                 Err(refusal) => bail!("dead letter {sequence} was not retried: {refusal}"),
@@ -53,7 +53,7 @@ pub(crate) async fn dlq(context: &Context, action: DlqAction) -> anyhow::Result<
             bail!("name the dead letter to retry by its sequence (doorsync dlq list shows them), or use --all")
         }
         DlqAction::Drop { sequence } => {
-            let letter = dead_letters::dead_letter(log, layout, Sequence(sequence)).await?;
+            let letter = dead_letters::dead_letter(log, layout, sequence).await?;
             Ok(match dead_letters::drop_letter(log, layout, &letter, clock.now()).await? {
                 None => format!("Dropped dead letter {sequence}; `doorsync dlq list` no longer shows it.\n"),
                 Some(handled) => format!("Dead letter {sequence} was already {handled}; nothing to drop.\n"),
@@ -272,11 +272,11 @@ mod tests {
         let dir = store.close().await;
         let context = context(&dir, None, &[]);
 
-        dlq(&context, DlqAction::Drop { sequence: sequence.0 }).await.unwrap();
+        dlq(&context, DlqAction::Drop { sequence }).await.unwrap();
         dlq(&context, DlqAction::List { all: true }).await.unwrap();
         let missing = dlq(&context, DlqAction::Retry { sequence: None, all: false }).await.unwrap_err();
         assert!(missing.to_string().contains("--all"), "{missing}");
-        let refused = dlq(&context, DlqAction::Retry { sequence: Some(sequence.0), all: false }).await.unwrap_err();
+        let refused = dlq(&context, DlqAction::Retry { sequence: Some(sequence), all: false }).await.unwrap_err();
         assert!(refused.to_string().contains("already dropped"), "{refused}");
 
         let reopened = doorsync_log_embedded::EmbeddedLog::open(doorsync_log_embedded::EmbeddedOptions::new(
@@ -299,9 +299,9 @@ mod tests {
         let parse = |args: &[&str]| Cli::try_parse_from(["dlq"].iter().chain(args)).map(|cli| cli.action);
         assert_eq!(parse(&["list"]).unwrap(), DlqAction::List { all: false });
         assert_eq!(parse(&["list", "--all"]).unwrap(), DlqAction::List { all: true });
-        assert_eq!(parse(&["retry", "5"]).unwrap(), DlqAction::Retry { sequence: Some(5), all: false });
+        assert_eq!(parse(&["retry", "5"]).unwrap(), DlqAction::Retry { sequence: Some(Sequence(5)), all: false });
         assert_eq!(parse(&["retry", "--all"]).unwrap(), DlqAction::Retry { sequence: None, all: true });
-        assert_eq!(parse(&["drop", "3"]).unwrap(), DlqAction::Drop { sequence: 3 });
+        assert_eq!(parse(&["drop", "3"]).unwrap(), DlqAction::Drop { sequence: Sequence(3) });
         assert!(parse(&["retry"]).is_err());
         assert!(parse(&["retry", "5", "--all"]).is_err());
         assert!(parse(&["drop"]).is_err());
