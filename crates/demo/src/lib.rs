@@ -214,7 +214,7 @@ async fn watch(
 ) -> Result<(), DemoError> {
     let running = &process.running;
     let started = clock.now();
-    let deadline = options.seconds.map(|seconds| later(started, Duration::from_secs(seconds)));
+    let deadline = options.seconds.map(|seconds| started + Duration::from_secs(seconds));
     let stop = signals.stop_requested(clock, deadline);
     tokio::pin!(stop);
     let mut outcomes = running.log.follow(ReplayRequest::whole(&running.layout.outcomes)).await?;
@@ -273,7 +273,7 @@ async fn watch(
                     if narrator.first_sync(progress, now) {
                         println!();
                         println!("live: a change every few seconds, reaching Kisi by webhook; doors opening and closing on time");
-                        next_change = Some(later(now, Duration::from_secs(2)));
+                        next_change = Some(now + Duration::from_secs(2));
                     }
                 }
             }
@@ -281,16 +281,7 @@ async fn watch(
                 let now = clock.now();
                 let began = reconciling.take().map_or(now, |(began, _)| began);
                 let took = seconds(now.as_unix_millis() - began.as_unix_millis());
-                let text = match report {
-                    Ok(Ok(report)) => format!(
-                        "the reconciler compared {} groups and {} users in Kisi with what doorsync wrote, in {took} \
-                         ({} Kisi requests): {} put back, {} windows set back, {} removed, {} users repaired",
-                        report.groups_listed, report.users_checked, report.calls, report.created,
-                        report.windows_fixed, report.revoked, report.users_repaired
-                    ),
-                    Ok(Err(error)) => format!("the reconciliation did not finish: {error}"),
-                    Err(error) => format!("the reconciliation did not finish: {error}"),
-                };
+                let text = reconciliation_text(report, &took);
                 narrator.say(now, "doorsync", &text);
             }
             () = change_due => {
@@ -301,7 +292,7 @@ async fn watch(
                     let writer = writer.clone();
                     reconciling = Some((now, tokio::spawn(async move { writer.reconcile_now().await })));
                 }
-                next_change = Some(Timestamp::from_unix_millis(now.as_unix_millis() + workload.pause_ms()));
+                next_change = Some(now + workload.pause());
             }
         }
     };
@@ -312,6 +303,28 @@ async fn watch(
     let ran = (now.as_unix_millis() - started.as_unix_millis()) / SECOND_MS;
     narrator.finish(&kisi, &format!("stopping ({reason}) after {}m {:02}s", ran / 60, ran % 60));
     Ok(())
+}
+
+/// What the narrator says when a reconciliation the demo asked for ends.
+fn reconciliation_text(
+    report: Result<Result<ReconcileReport, WriterError>, tokio::task::JoinError>,
+    took: &str,
+) -> String {
+    match report {
+        Ok(Ok(report)) => format!(
+            "the reconciler compared {} groups and {} users in Kisi with what doorsync wrote, in {took} \
+             ({} Kisi requests): {} put back, {} windows set back, {} removed, {} users repaired",
+            report.groups_listed,
+            report.users_checked,
+            report.calls,
+            report.created,
+            report.windows_fixed,
+            report.revoked,
+            report.users_repaired
+        ),
+        Ok(Err(error)) => format!("the reconciliation did not finish: {error}"),
+        Err(error) => format!("the reconciliation did not finish: {error}"),
+    }
 }
 
 /// Ctrl-C and SIGTERM, listened for from the start, so that either stops the demo cleanly
@@ -348,8 +361,4 @@ fn wait_until(clock: &SharedClock, at: Option<Timestamp>) -> impl Future<Output 
             None => std::future::pending().await,
         }
     }
-}
-
-fn later(at: Timestamp, by: Duration) -> Timestamp {
-    Timestamp::from_unix_millis(at.as_unix_millis().saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX)))
 }

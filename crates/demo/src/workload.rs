@@ -11,6 +11,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 use super::DemoError;
 use super::text::{MINUTE_MS, SECOND_MS, wall_clock};
@@ -484,8 +485,8 @@ impl Workload {
     }
 
     /// How long to wait before the next live change: a few seconds.
-    pub(super) fn pause_ms(&mut self) -> i64 {
-        self.rng.random_range(3_000..=6_000)
+    pub(super) fn pause(&mut self) -> Duration {
+        Duration::from_millis(self.rng.random_range(3_000..=6_000))
     }
 
     fn some_member(&mut self) -> MemberId {
