@@ -95,6 +95,7 @@ use doorsync_log::EventLog;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use dead_letters::write::{REASON_HEADER, SEQUENCE_HEADER};
 pub use error::WriterError;
 pub use options::{ReconcileSettings, WriterOptions, WriterSettings};
 pub use plan::dry_run;
@@ -102,7 +103,6 @@ pub use status::{
     CallStats, HeldRepairStatus, LimiterStats, PauseStatus, ReconcileReport, RefusedGroup, RetryAfterHold,
     WINDOW_EDGE_LAG_BOUNDS_MS, WindowEdgeLag, WriterRole, WriterStatus,
 };
-pub use dead_letters::write::{REASON_HEADER, SEQUENCE_HEADER};
 pub use worker::{MANAGED_BY_KEY, MANAGED_BY_VALUE};
 
 use crate::status::StatusCell;
