@@ -267,48 +267,15 @@ impl Actor for ShardActor {
         match message {
             ShardMsg::Event { sequence, envelope, trace } => shard.on_event(&myself, sequence, envelope, trace).await?,
             ShardMsg::Events(batch) => shard.on_events(&myself, batch).await?,
-            ShardMsg::Command { sequence, command } => {
-                let member = command.member();
-                shard.commands_position = shard.commands_position.max(sequence);
-                if let Some(folding) = shard.folding_here(member) {
-                    folding.record_command(sequence, &command);
-                } else {
-                    tell(&shard.member(&myself, member, false)?, MemberMsg::Command { sequence, command });
-                }
-            }
-            ShardMsg::Outcome { sequence, outcome } => {
-                let member = outcome.member();
-                shard.outcomes_position = shard.outcomes_position.max(sequence);
-                if let Some(folding) = shard.folding_here(member) {
-                    folding.fold_outcome(sequence, &outcome);
-                } else {
-                    tell(&shard.member(&myself, member, false)?, MemberMsg::Outcome { sequence, outcome });
-                }
-            }
+            ShardMsg::Command { sequence, command } => shard.on_command(&myself, sequence, command)?,
+            ShardMsg::Outcome { sequence, outcome } => shard.on_outcome(&myself, sequence, outcome)?,
             ShardMsg::Positions(reply) => {
                 let _ = reply.send(shard.positions());
             }
-            ShardMsg::HistoryDone(reached) => {
-                shard.commands_position = shard.commands_position.max(reached.commands);
-                shard.outcomes_position = shard.outcomes_position.max(reached.outcomes);
-                shard.mapping_position = shard.mapping_position.max(reached.mapping_events);
-                shard.events_position = shard.events_position.max(reached.events);
-                shard.caught_up(&myself).await?;
-                let positions = shard.positions();
-                let live = feed(Arc::clone(&shard.shared), shard.partition, positions, History::Delivered, myself);
-                shard.tasks.push(tokio::spawn(live));
-            }
+            ShardMsg::HistoryDone(reached) => shard.on_history_done(myself, reached).await?,
             ShardMsg::CaughtUp => shard.caught_up(&myself).await?,
             ShardMsg::MemberFailedToStart { member, actor, error } => {
-                if shard.actors.remove(&actor).is_some() {
-                    shard.live.remove(&member);
-                    // Whatever it was sent is lost with it: the next start reads the log, and
-                    // a wakeup makes sure there is a next start.
-                    shard.needs_recovery.insert(member);
-                    shard.schedule.retry_start(member, shard.shared.clock.now());
-                    shard.arm_timer();
-                    tracing::warn!(partition = %shard.partition, %member, %error, "member actor failed to start; retrying");
-                }
+                shard.on_member_failed_to_start(member, &actor, &error);
             }
             ShardMsg::Barrier(reply) => {
                 let _ = reply.send(());
@@ -323,27 +290,12 @@ impl Actor for ShardActor {
             // Until the partition has caught up, a due member would be evaluated on half its
             // history; `caught_up` evaluates everyone due by then.
             ShardMsg::Wake if !shard.caught_up => {}
-            ShardMsg::Wake => {
-                let now = shard.shared.clock.now();
-                for member in shard.schedule.take_due(now) {
-                    shard.evaluate(&myself, member).await?;
-                }
-                if shard.schedule.take_housekeeping(now) {
-                    shard.housekeeping().await?;
-                }
-                shard.arm_timer();
-            }
+            ShardMsg::Wake => shard.on_wake(&myself).await?,
             ShardMsg::Checkpoint(reply) => {
                 let _ = reply.send(shard.checkpoint().await);
             }
             ShardMsg::Inspect { member, reply } => {
-                let state = if shard.known.contains(&member) {
-                    let actor = shard.member(&myself, member, false)?;
-                    ractor::call_t!(actor, MemberMsg::Inspect, CALL_TIMEOUT.as_millis() as u64).ok()
-                } else {
-                    None
-                };
-                let _ = reply.send(state);
+                let _ = reply.send(shard.inspect(&myself, member).await?);
             }
             ShardMsg::Stats(reply) => {
                 let _ = reply.send(shard.stats());
@@ -367,13 +319,7 @@ impl Actor for ShardActor {
             }
             ShardMsg::Skipped(skipped) => shard.skip(skipped),
             ShardMsg::Crash(reply) => {
-                for task in shard.tasks.drain(..) {
-                    task.abort();
-                }
-                for (_, live) in shard.live.drain() {
-                    live.actor.kill();
-                }
-                shard.actors.clear();
+                shard.crash();
                 let _ = reply.send(());
                 myself.stop(None);
             }
@@ -421,6 +367,98 @@ pub(crate) struct MappingVersion {
 }
 
 impl Shard {
+    fn on_command(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        sequence: Sequence,
+        command: Command,
+    ) -> Result<(), EngineError> {
+        let member = command.member();
+        self.commands_position = self.commands_position.max(sequence);
+        if let Some(folding) = self.folding_here(member) {
+            folding.record_command(sequence, &command);
+        } else {
+            tell(&self.member(myself, member, false)?, MemberMsg::Command { sequence, command });
+        }
+        Ok(())
+    }
+
+    fn on_outcome(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        sequence: Sequence,
+        outcome: Outcome,
+    ) -> Result<(), EngineError> {
+        let member = outcome.member();
+        self.outcomes_position = self.outcomes_position.max(sequence);
+        if let Some(folding) = self.folding_here(member) {
+            folding.fold_outcome(sequence, &outcome);
+        } else {
+            tell(&self.member(myself, member, false)?, MemberMsg::Outcome { sequence, outcome });
+        }
+        Ok(())
+    }
+
+    /// The history is read: evaluate whoever it made due, then follow the log live from there.
+    async fn on_history_done(&mut self, myself: ActorRef<ShardMsg>, reached: Positions) -> Result<(), EngineError> {
+        self.commands_position = self.commands_position.max(reached.commands);
+        self.outcomes_position = self.outcomes_position.max(reached.outcomes);
+        self.mapping_position = self.mapping_position.max(reached.mapping_events);
+        self.events_position = self.events_position.max(reached.events);
+        self.caught_up(&myself).await?;
+        let positions = self.positions();
+        let live = feed(Arc::clone(&self.shared), self.partition, positions, History::Delivered, myself);
+        self.tasks.push(tokio::spawn(live));
+        Ok(())
+    }
+
+    fn on_member_failed_to_start(&mut self, member: MemberId, actor: &ActorId, error: &EngineError) {
+        if self.actors.remove(actor).is_some() {
+            self.live.remove(&member);
+            // Whatever it was sent is lost with it: the next start reads the log, and a wakeup
+            // makes sure there is a next start.
+            self.needs_recovery.insert(member);
+            self.schedule.retry_start(member, self.shared.clock.now());
+            self.arm_timer();
+            tracing::warn!(partition = %self.partition, %member, %error, "member actor failed to start; retrying");
+        }
+    }
+
+    async fn on_wake(&mut self, myself: &ActorRef<ShardMsg>) -> Result<(), EngineError> {
+        let now = self.shared.clock.now();
+        for member in self.schedule.take_due(now) {
+            self.evaluate(myself, member).await?;
+        }
+        if self.schedule.take_housekeeping(now) {
+            self.housekeeping().await?;
+        }
+        self.arm_timer();
+        Ok(())
+    }
+
+    async fn inspect(
+        &mut self,
+        myself: &ActorRef<ShardMsg>,
+        member: MemberId,
+    ) -> Result<Option<MemberState>, EngineError> {
+        if !self.known.contains(&member) {
+            return Ok(None);
+        }
+        let actor = self.member(myself, member, false)?;
+        Ok(ractor::call_t!(actor, MemberMsg::Inspect, CALL_TIMEOUT.as_millis() as u64).ok())
+    }
+
+    /// Stops everything at once, as a crash would: no checkpoint, no snapshot.
+    fn crash(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        for (_, live) in self.live.drain() {
+            live.actor.kill();
+        }
+        self.actors.clear();
+    }
+
     fn positions(&self) -> Positions {
         Positions {
             commands: self.commands_position,
