@@ -2,7 +2,7 @@
 //!
 //! The crate deliberately has no time library: messages only need to carry instants and dates
 //! faithfully, and the fold that interprets them reads time as an input. Time zone arithmetic
-//! (turning a day pass's date into a window) belongs to the engine.
+//! (turning a day pass's date into a window) belongs to the fold (`doorsync-access`).
 
 use std::fmt;
 use std::ops::{Add, Sub};

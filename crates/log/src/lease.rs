@@ -7,9 +7,9 @@
 //! it has expired or was given back ([`Lease::release`]). With clocks that agree to well within a
 //! third of the time to live, two holders never act at once.
 //!
-//! The record is the one the engine's partition leases and the writer's account lease already
-//! keep (MessagePack with the fields `owner` and `expires_at`), so either can move to this type
-//! without a change in what the bucket holds.
+//! It serves the engine's partition leases, the writer's account lease and the ingestor's lease.
+//! The record (MessagePack with the fields `owner` and `expires_at`) is the one the engine's and
+//! the writer's own leases kept before they moved to this type, so the bucket holds what it held.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -3,8 +3,8 @@
 //! seeded workloads and faults, checked step by step against an independent oracle.
 //!
 //! Each seed builds a coworking operator with locations in London, San Francisco and Sydney and
-//! a handful of members, starts doorsync's ingestor, engine and writer exactly as `doorsync run`
-//! wires them, and simulates a day and a half that crosses a change of the clocks in one of the
+//! a handful of members, starts doorsync's ingestor, engine and writer through the functions
+//! `doorsync run` starts them with (`doorsync_node::roles`), and simulates a day and a half that crosses a change of the clocks in one of the
 //! three zones. Meanwhile the workload books, moves, cancels and deletes bookings; buys, uses up,
 //! expires and deletes day and time passes (one day pass on the very day the clocks change);
 //! starts, cancels and deactivates contracts; relinks a room's Kisi group in Nexudus; changes
