@@ -124,6 +124,9 @@ lint:
         echo "building cargo-deny into {{tools}}/cargo-deny (crates.io)"
         cargo install --quiet --locked cargo-deny@0.20.2 --no-default-features --root "{{tools}}/cargo-deny"
     fi
+    # cargo-deny reads the metadata of every platform's dependencies (Windows' too), which a
+    # build on this machine never downloads: fetch them first, as the lock file pins them.
+    cargo fetch --locked
     "$deny" --frozen check --hide-inclusion-graph licenses bans sources
 
 # Renders every kustomize overlay and validates it strictly against the Kubernetes schemas, then
