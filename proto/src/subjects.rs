@@ -197,10 +197,10 @@ impl Subjects {
     /// the one the member hashes to is for the caller to judge.
     pub fn parse(&self, subject: &str) -> Option<ParsedSubject> {
         let rest = subject.strip_prefix(self.prefix.as_str())?.strip_prefix('.')?;
-        if rest == format!("{EVENTS}.{MAPPING}") {
+        let mut tokens = rest.split('.');
+        if rest.strip_prefix(EVENTS).and_then(|tail| tail.strip_prefix('.')) == Some(MAPPING) {
             return Some(ParsedSubject::Mapping);
         }
-        let mut tokens = rest.split('.');
         let kind = match tokens.next()? {
             EVENTS => SubjectKind::Event,
             COMMANDS => SubjectKind::Command,
