@@ -92,6 +92,19 @@ pub struct LogConfig {
     /// A client certificate and its key (PEM) for servers that verify clients (mutual TLS).
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// How doorsync's own log lines on stderr are written (not the event log's format).
+    pub format: LogFormat,
+}
+
+/// How doorsync writes its own log lines on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Lines for people: coloured only on a terminal, and never when `NO_COLOR` is set.
+    #[default]
+    Text,
+    /// One JSON object per line, for a log collector (the Kubernetes overlays use it).
+    Json,
 }
 
 impl Default for LogConfig {
@@ -110,6 +123,7 @@ impl Default for LogConfig {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            format: LogFormat::Text,
         }
     }
 }
@@ -324,7 +338,9 @@ pub struct MappingEntry {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// `/healthz`, `/readyz`, `/metrics` and the status page.
+    /// `/healthz`, `/readyz`, `/metrics` and the status page: an IP address and port, or
+    /// `localhost:<port>` for loopback.
+    #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// A mounted file holding the admin bearer token; `DOORSYNC_ADMIN_TOKEN` when unset. With
     /// neither, the admin listener needs no token.
@@ -336,6 +352,26 @@ pub struct AdminConfig {
     /// authenticates, say). Off: such a bind is a configuration error, since whoever reaches
     /// the listener could confirm a mass revocation or retry dead letters.
     pub allow_without_token: bool,
+    /// The IANA time zone the status page's own clock shows (such as "Europe/London"); the first
+    /// location's zone when unset. Each booking's times are shown in its own location's zone.
+    pub time_zone: Option<String>,
+}
+
+/// `admin.listen`: a socket address, or `localhost:<port>`, which binds loopback. Other host
+/// names are refused: a name that resolves to several addresses would bind one of them at random.
+fn listen_address<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let port = text.strip_prefix("localhost:").map(str::parse::<u16>);
+    match port {
+        Some(Ok(port)) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        _ => Err(serde::de::Error::custom(format!(
+            "{text:?} is not an address to listen on: write an IP address and port, such as \"127.0.0.1:9090\" \
+             (this machine only), \"localhost:9090\" (the same) or \"0.0.0.0:9090\" (every interface)"
+        ))),
+    }
 }
 
 /// Where the admin token is read from when `admin.token_file` is unset.
@@ -348,6 +384,7 @@ impl Default for AdminConfig {
             token_file: None,
             peers: Vec::new(),
             allow_without_token: false,
+            time_zone: None,
         }
     }
 }
@@ -747,6 +784,47 @@ mod tests {
             jail.set_env("DOORSYNC_ADMIN_TOKEN", "");
             jail.set_env("DOORSYNC_ADMIN__LISTEN", "[::1]:9090");
             assert!(Config::load(None).is_ok(), "loopback needs no token");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn admin_listen_takes_localhost_and_refuses_other_host_names_with_a_hint() {
+        Jail::expect_with(|jail| {
+            let config = load_in(jail, "[admin]\nlisten = \"localhost:9191\"\n").unwrap();
+            assert_eq!(config.admin.listen, SocketAddr::from(([127, 0, 0, 1], 9191)));
+
+            let refused = problems(load_in(jail, "[admin]\nlisten = \"doorsync.internal:9090\"\n"));
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            assert_eq!(refused[0].key, "admin.listen");
+            assert!(refused[0].problem.contains("\"0.0.0.0:9090\" (every interface)"), "{}", refused[0].problem);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn admin_time_zone_must_be_a_zone_of_the_bundled_database() {
+        Jail::expect_with(|jail| {
+            let config = load_in(jail, "[admin]\ntime_zone = \"Europe/London\"\n").unwrap();
+            assert_eq!(config.admin.time_zone.as_deref(), Some("Europe/London"));
+
+            let refused = problems(load_in(jail, "[admin]\ntime_zone = \"Europe/Londres\"\n"));
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            assert_eq!(refused[0].key, "admin.time_zone");
+            assert!(refused[0].problem.contains("\"Europe/Londres\""), "{}", refused[0].problem);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn log_format_is_text_or_json_from_the_file_or_the_environment() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None).unwrap().log.format, LogFormat::Text);
+            jail.set_env("DOORSYNC_LOG__FORMAT", "json");
+            assert_eq!(Config::load(None).unwrap().log.format, LogFormat::Json);
+            jail.set_env("DOORSYNC_LOG__FORMAT", "yaml");
+            let refused = problems(Config::load(None));
+            assert_eq!(refused[0].key, "log.format", "{refused:?}");
             Ok(())
         });
     }

@@ -23,6 +23,7 @@ pub(crate) fn check(config: &Config, figment: &Figment) -> Result<(), ConfigErro
     check_urls(config, &mut problem);
     check_nats(config, &mut problem);
     check_admin_listen(config, &mut problem);
+    check_admin_time_zone(config, &mut problem);
     check_log(config, &mut problem);
     check_kisi_rate(config, &mut problem);
     check_day_pass_cutoffs(config, &mut problem);
@@ -65,6 +66,20 @@ fn check_admin_listen(config: &Config, problem: &mut impl FnMut(&str, String)) {
                  authenticates",
                 config.admin.listen,
                 crate::ADMIN_TOKEN_ENV
+            ),
+        );
+    }
+}
+
+/// The page's clock needs a zone the bundled tz database knows: the host's may differ.
+fn check_admin_time_zone(config: &Config, problem: &mut impl FnMut(&str, String)) {
+    if let Some(zone) = &config.admin.time_zone
+        && jiff::tz::TimeZoneDatabase::bundled().get(zone).is_err()
+    {
+        problem(
+            "admin.time_zone",
+            format!(
+                "{zone:?} is not an IANA time zone doorsync knows: write one such as \"Europe/London\" or \"America/New_York\""
             ),
         );
     }

@@ -55,6 +55,8 @@ pub struct Running {
     pub metrics: Metrics,
     /// Admin addresses of the other processes of a split deployment, and the token they ask for.
     pub peers: Arc<Peers>,
+    /// `admin.time_zone`: the IANA zone of the status page's clock, when the operator set one.
+    pub operator_time_zone: Option<String>,
 }
 
 impl std::fmt::Debug for Running {
@@ -133,14 +135,26 @@ pub async fn start(
 
     let Foundation { log, layout, clock } = foundation;
     let peers = Arc::new(Peers { urls: config.admin.peers.clone(), token: config.admin_token()? });
-    let running = Running { layout, log, clock, engine, writer, ingest, webhook_address, readiness, metrics, peers };
+    let running = Running {
+        layout,
+        log,
+        clock,
+        engine,
+        writer,
+        ingest,
+        webhook_address,
+        readiness,
+        metrics,
+        peers,
+        operator_time_zone: config.admin.time_zone.clone(),
+    };
     let role_metrics = RoleMetrics::register(&running.metrics, roles);
     let nats = opened.jetstream.clone();
     if nats.is_some() {
         running.readiness.waiting_for("nats", "connecting");
     }
     let watcher = tokio::spawn(watch(running.clone(), role_metrics, nats, opened.embedded.clone()));
-    let routes = api::routes(&running).merge(extra_routes(&running));
+    let routes = api::routes(&running, config).merge(extra_routes(&running));
     let admin_options = AdminOptions {
         allow_without_token: config.admin.allow_without_token,
         allowed_hosts: peer_hosts(&config.admin.peers),
