@@ -44,11 +44,14 @@
 //!
 //! [`explain`] rebuilds one member from its own subjects with the same fold and says which booking,
 //! pass or contract opens which group, what grants nothing and why, and what the writer reported
-//! Kisi holds; [`members_with_email`] finds a member by email. The engine's metrics are defined in
+//! Kisi holds; [`members_with_email`] finds a member by email. [`EngineHandle::find`] searches the
+//! members by name or email and by what they can open now or soon, inside each shard over the
+//! [`MemberListing`] it keeps of each member (`directory.rs`). The engine's metrics are defined in
 //! [`metric_definitions`].
 #![forbid(unsafe_code)]
 
 mod checkpoint;
+mod directory;
 mod error;
 mod explain;
 mod feed;
@@ -75,6 +78,7 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+pub use directory::{KisiUser, ListingFilter, MemberListing, MemberMatches, MemberSearch};
 pub use error::EngineError;
 pub use explain::{Explanation, HistoryEntry, HistoryKind, explain, members_with_email};
 pub use shard::ShardStats;
@@ -224,6 +228,21 @@ impl EngineHandle {
         }
         members.sort_unstable();
         Ok(members)
+    }
+
+    /// A page of the members matching `search`, found by every owned shard among its members'
+    /// listings (name, email, Kisi user, what opens now and next), so a search among 50,000
+    /// members moves a page, not their states.
+    pub async fn find(&self, search: &MemberSearch) -> Result<MemberMatches, EngineError> {
+        let mut parts = Vec::new();
+        for shard in self.shards().await {
+            let asked = Box::new(search.clone());
+            parts.push(
+                ractor::call_t!(shard, |reply| ShardMsg::Find { search: asked, reply }, CALL_TIMEOUT_MS)
+                    .map_err(|_| EngineError::ShardGone)?,
+            );
+        }
+        Ok(MemberMatches::merge(parts, search))
     }
 
     /// The mapping members are evaluated with: the configured mapping laid over the mapping

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::EngineError;
+use crate::directory::MemberListing;
 use crate::feed::Reading;
 use crate::shard::{MappingVersion, ShardMsg};
 use crate::shared::Shared;
@@ -215,7 +216,7 @@ async fn own_messages<M: WireMessage + DeserializeOwned>(
     Ok(read_messages)
 }
 
-async fn load_snapshot(shared: &Shared, member: MemberId) -> Result<Option<MemberSnapshot>, EngineError> {
+pub(crate) async fn load_snapshot(shared: &Shared, member: MemberId) -> Result<Option<MemberSnapshot>, EngineError> {
     let Some(entry) = shared.kv.get(&snapshot_key(member)).await? else {
         return Ok(None);
     };
@@ -295,8 +296,9 @@ impl Member {
             self.append_commands(commands, version, now).instrument(span).await?;
         }
         let next_change = doorsync_access::next_change(&self.snapshot.state, mapping, policy, now);
+        let listing = Box::new(MemberListing::evaluated(&self.snapshot.state, desired.grants, next_change));
         self.shard
-            .cast(ShardMsg::Evaluated { member: self.id(), next_change, commands: emitted })
+            .cast(ShardMsg::Evaluated { member: self.id(), next_change, commands: emitted, listing })
             .map_err(|_| EngineError::ShardGone)?;
         Ok(())
     }

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::EngineError;
 use crate::checkpoint::{Checkpoint, save_snapshot, save_snapshots};
+use crate::directory::{Directory, MemberListing, MemberMatches, MemberSearch, list_from_snapshots};
 use crate::feed::{HistoricEvent, History, Positions, Reading, feed};
 use crate::member::{EventTrace, MemberActor, MemberArgs, MemberEvents, MemberMsg, MemberSnapshot, StartFrom};
 use crate::schedule::{HousekeepingDue, Schedule};
@@ -63,6 +64,8 @@ pub(crate) enum ShardMsg {
         member: MemberId,
         next_change: Option<Timestamp>,
         commands: usize,
+        /// The member as the evaluation found them, for the search.
+        listing: Box<MemberListing>,
     },
     /// The schedule's next wake-up came: due members, and housekeeping if due.
     Wake,
@@ -76,6 +79,13 @@ pub(crate) enum ShardMsg {
     Members(RpcReplyPort<Vec<MemberId>>),
     /// The mapping the partition evaluates its members with.
     Mapping(RpcReplyPort<Mapping>),
+    /// A page of the members matching a search, from the partition's directory.
+    Find {
+        search: Box<MemberSearch>,
+        reply: RpcReplyPort<MemberMatches>,
+    },
+    /// Members listed from their snapshots, for the directory.
+    Listed(Vec<MemberListing>),
     /// Kills a member's actor as a crash would (fault injection).
     Kill {
         member: MemberId,
@@ -175,6 +185,8 @@ pub(crate) struct Shard {
     replay_target: Option<Sequence>,
     last_checkpoint: Timestamp,
     tasks: Vec<JoinHandle<()>>,
+    /// The members as the search sees them.
+    directory: Directory,
 }
 
 impl Actor for ShardActor {
@@ -236,6 +248,7 @@ impl Actor for ShardActor {
             replay_target,
             last_checkpoint: now,
             tasks: Vec::new(),
+            directory: Directory::default(),
             shared: Arc::clone(&shared),
         };
         for (member, wake) in checkpoint.members {
@@ -283,7 +296,8 @@ impl Actor for ShardActor {
             ShardMsg::FeedFailed(error) => {
                 return Err(EngineError::Feed { partition: shard.partition, source: Box::new(error) }.into());
             }
-            ShardMsg::Evaluated { member, next_change, commands } => {
+            ShardMsg::Evaluated { member, next_change, commands, listing } => {
+                shard.directory.record(*listing);
                 shard.commands_emitted += commands as u64;
                 shard.reschedule(member, next_change);
             }
@@ -306,6 +320,10 @@ impl Actor for ShardActor {
             ShardMsg::Mapping(reply) => {
                 let _ = reply.send(shard.mapping.mapping.clone());
             }
+            ShardMsg::Find { search, reply } => {
+                let _ = reply.send(shard.directory.search(&search, shard.known.len()));
+            }
+            ShardMsg::Listed(listings) => listings.into_iter().for_each(|listing| shard.directory.fill(listing)),
             ShardMsg::Kill { member, reply } => {
                 if let Some(live) = shard.live.get(&member) {
                     live.actor.kill();
@@ -436,6 +454,17 @@ impl Shard {
         Ok(())
     }
 
+    /// Lists, from their snapshots, the members no evaluation listed: those a restart from a
+    /// checkpoint left passivated.
+    fn list_unlisted(&mut self, myself: &ActorRef<ShardMsg>) {
+        let unlisted: Vec<MemberId> =
+            self.known.iter().copied().filter(|member| !self.directory.contains(*member)).collect();
+        if !unlisted.is_empty() {
+            let (shared, mapping) = (Arc::clone(&self.shared), Arc::clone(&self.mapping));
+            self.tasks.push(tokio::spawn(list_from_snapshots(shared, mapping, unlisted, myself.clone())));
+        }
+    }
+
     async fn inspect(
         &mut self,
         myself: &ActorRef<ShardMsg>,
@@ -491,6 +520,7 @@ impl Shard {
         // Each member's evaluation is in its mailbox ahead of the snapshot a checkpoint asks
         // for, so a checkpoint that records this configuration follows the evaluations with it.
         self.evaluated_with = Some(self.shared.configuration);
+        self.list_unlisted(myself);
         self.caught_up_at = Some(self.shared.clock.now());
         tracing::info!(partition = %self.partition, position = %self.events_position, "partition caught up");
         Ok(())
