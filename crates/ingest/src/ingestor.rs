@@ -304,6 +304,7 @@ impl Ingestor {
         let ledger = Ledger::load(bucket.clone()).await?;
         let parking = Parking::load(bucket.clone()).await?;
         let retries = RetrySet::load(bucket.clone(), options.retry_first_delay, options.retry_max_delay).await?;
+        let stats = Stats::new(Arc::clone(&clock), options.poll_every);
         Ok(Self {
             directory: Directory::new(client.clone(), options.day_pass_cutoffs.clone()),
             client,
@@ -315,7 +316,7 @@ impl Ingestor {
             ledger,
             parking,
             retries,
-            stats: Stats::default(),
+            stats,
             role: Role::default(),
             poll_lock: tokio::sync::Mutex::new(()),
             sweep_lock: tokio::sync::Mutex::new(()),

@@ -1,9 +1,12 @@
-//! What the ingestor reports: counters, parked records, the retry set, webhook health.
+//! What the ingestor reports: counters, parked records, the retry set, webhook health, and
+//! whether Nexudus answers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use doorsync_nexudus::LimiterWaits;
+use doorsync_clock::SharedClock;
+use doorsync_nexudus::{LimiterWaits, NexudusError};
 use doorsync_proto::{MemberId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,7 +17,7 @@ use crate::error::IngestError;
 use crate::retry::RetryingRecord;
 
 /// What the ingestor has done since it started, and what needs an operator.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestStatus {
     /// Events appended (and stored), by event type (`booking_changed`, ...).
     pub appended: BTreeMap<String, u64>,
@@ -50,6 +53,57 @@ pub struct IngestStatus {
     /// for statuses from builds that ran one ingestor only.
     #[serde(default)]
     pub role: IngestRole,
+    /// When Nexudus last answered a poll or a sweep (at least one of its listings came back).
+    /// `None` until one has; a standby, which does not read Nexudus, keeps what it saw while
+    /// it was active.
+    #[serde(default)]
+    pub nexudus_last_ok: Option<Timestamp>,
+    /// Since when every poll and sweep has failed to reach Nexudus (transport errors, timeouts,
+    /// 5xx answers, refused credentials); `None` while it answers.
+    #[serde(default)]
+    pub nexudus_failing_since: Option<Timestamp>,
+    /// Why the latest failing run could not reach Nexudus (the error, with the request's path);
+    /// `None` while it answers.
+    #[serde(default)]
+    pub nexudus_failure: Option<String>,
+    /// False once Nexudus has been unreachable for longer than a poll interval
+    /// (`nexudus.poll_every`), as of when this status was taken; true otherwise, on a standby,
+    /// and for statuses from builds that did not report it.
+    #[serde(default = "answering_by_default")]
+    pub nexudus_up: bool,
+}
+
+/// What a status without [`IngestStatus::nexudus_up`] means: no failure was reported.
+fn answering_by_default() -> bool {
+    true
+}
+
+impl Default for IngestStatus {
+    fn default() -> Self {
+        Self {
+            appended: BTreeMap::new(),
+            duplicates: 0,
+            stale_readings: 0,
+            parked: Vec::new(),
+            parkings: 0,
+            retrying: Vec::new(),
+            memberless_bookings: 0,
+            unmapped_sources: 0,
+            webhooks: WebhookCounts::default(),
+            webhook_health: WebhookHealth::default(),
+            webhook_alerts: 0,
+            last_poll: None,
+            last_poll_error: None,
+            last_sweep: None,
+            last_sweep_error: None,
+            nexudus_limiter: LimiterWaits::default(),
+            role: IngestRole::default(),
+            nexudus_last_ok: None,
+            nexudus_failing_since: None,
+            nexudus_failure: None,
+            nexudus_up: true,
+        }
+    }
 }
 
 /// One ingestor per deployment reads Nexudus and appends: the one holding the ingest lease.
@@ -155,15 +209,69 @@ struct Counters {
     last_poll_error: Option<String>,
     last_sweep: Option<Timestamp>,
     last_sweep_error: Option<String>,
+    nexudus: Reachability,
+}
+
+/// Whether Nexudus answered the latest runs: the outcomes behind [`IngestStatus::nexudus_up`].
+#[derive(Debug, Default)]
+struct Reachability {
+    last_ok: Option<Timestamp>,
+    failing_since: Option<Timestamp>,
+    failure: Option<String>,
+}
+
+impl Reachability {
+    /// Records a run: answered if any part of it worked, failing if none did and a part failed
+    /// to reach Nexudus; a run that failed only on the log says nothing about Nexudus. One bad
+    /// record (Nexudus answers 500 for some deleted ones) fails its part, never the whole run.
+    fn record<T>(&mut self, at: Timestamp, results: &[Result<T, IngestError>]) {
+        if results.iter().any(Result::is_ok) {
+            self.last_ok = Some(at);
+            self.failing_since = None;
+            self.failure = None;
+        } else if let Some(unreachable) =
+            results.iter().filter_map(|result| result.as_ref().err()).find(|error| means_unreachable(error))
+        {
+            self.failing_since.get_or_insert(at);
+            self.failure = Some(unreachable.to_string());
+        }
+    }
+
+    /// Up unless it has failed for longer than `patience` by `now`.
+    fn up(&self, now: Timestamp, patience: Duration) -> bool {
+        self.failing_since.is_none_or(|since| now.saturating_duration_since(since) <= patience)
+    }
+}
+
+/// Whether `error` says Nexudus could not be reached or refused to serve doorsync at all, as
+/// opposed to answering about one record (404, 403 for one entity, a throttled or unreadable
+/// answer).
+fn means_unreachable(error: &IngestError) -> bool {
+    matches!(
+        error,
+        IngestError::Nexudus(
+            NexudusError::Server { .. }
+                | NexudusError::Timeout { .. }
+                | NexudusError::Transport { .. }
+                | NexudusError::Unauthorized { .. }
+        )
+    )
 }
 
 /// The in-memory counters behind [`IngestStatus`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Stats {
     counters: Mutex<Counters>,
+    clock: SharedClock,
+    /// How long Nexudus may fail before it counts as down: one poll interval.
+    poll_every: Duration,
 }
 
 impl Stats {
+    pub(crate) fn new(clock: SharedClock, poll_every: Duration) -> Self {
+        Self { counters: Mutex::default(), clock, poll_every }
+    }
+
     fn counters(&self) -> MutexGuard<'_, Counters> {
         self.counters.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -216,6 +324,11 @@ impl Stats {
         *last_error = error;
     }
 
+    /// Records whether Nexudus answered the run that ended `at` with these parts' results.
+    pub(crate) fn nexudus_reached<T>(&self, at: Timestamp, results: &[Result<T, IngestError>]) {
+        self.counters().nexudus.record(at, results);
+    }
+
     /// The status, with the parts kept elsewhere filled in.
     pub(crate) fn status(
         &self,
@@ -244,6 +357,10 @@ impl Stats {
             last_sweep: counters.last_sweep,
             last_sweep_error: counters.last_sweep_error.clone(),
             nexudus_limiter,
+            nexudus_last_ok: counters.nexudus.last_ok,
+            nexudus_failing_since: counters.nexudus.failing_since,
+            nexudus_failure: counters.nexudus.failure.clone(),
+            nexudus_up: role != IngestRole::Active || counters.nexudus.up(self.clock.now(), self.poll_every),
             role,
         }
     }
@@ -364,7 +481,93 @@ fn parked_key(entity: &str, id: Option<u64>, raw: Option<&Value>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use doorsync_clock::{Clock, ManualClock};
+
     use super::*;
+
+    const POLL_EVERY: Duration = Duration::from_secs(60);
+
+    fn stats_at(clock: &Arc<ManualClock>) -> Stats {
+        let shared: SharedClock = clock.clone();
+        Stats::new(shared, POLL_EVERY)
+    }
+
+    fn status(stats: &Stats) -> IngestStatus {
+        stats.status(Vec::new(), Vec::new(), 0, 0, LimiterWaits::default(), IngestRole::Active)
+    }
+
+    fn unreachable() -> Vec<Result<(), IngestError>> {
+        let timeout = NexudusError::Timeout { method: "GET", path: "/api/spaces/bookings".to_owned() };
+        let server = NexudusError::Server { method: "GET", path: "/api/sys/businesses".to_owned(), status: 503 };
+        vec![Err(timeout.into()), Err(server.into())]
+    }
+
+    #[test]
+    fn nexudus_is_down_once_it_failed_for_longer_than_a_poll_interval_and_up_at_its_next_answer() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1_000_000)));
+        let stats = stats_at(&clock);
+        let started = clock.now();
+        stats.nexudus_reached(started, &unreachable());
+        let failing = status(&stats);
+        assert!(failing.nexudus_up, "failing for less than a poll interval is not down yet");
+        assert_eq!(failing.nexudus_failing_since, Some(started));
+        assert!(failing.nexudus_failure.as_deref().is_some_and(|failure| failure.contains("timed out")));
+
+        clock.advance(POLL_EVERY);
+        stats.nexudus_reached(clock.now(), &unreachable());
+        assert!(status(&stats).nexudus_up, "a poll interval exactly is not longer than one");
+        clock.advance(Duration::from_secs(1));
+        let down = status(&stats);
+        assert!(!down.nexudus_up, "{down:?}");
+        assert_eq!(down.nexudus_failing_since, Some(started), "a second failure keeps the first's time");
+        assert_eq!(down.nexudus_last_ok, None);
+
+        let answered = clock.now();
+        stats.nexudus_reached(answered, &[Ok(()), Err(unreachable().remove(0).unwrap_err())]);
+        let up = status(&stats);
+        assert!(up.nexudus_up);
+        assert_eq!((up.nexudus_last_ok, up.nexudus_failing_since, up.nexudus_failure), (Some(answered), None, None));
+    }
+
+    #[test]
+    fn a_run_that_failed_only_on_the_log_or_on_one_record_says_nexudus_is_not_unreachable() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1_000_000)));
+        let stats = stats_at(&clock);
+        let not_found = NexudusError::NotFound { method: "GET", path: "/api/spaces/bookings/7".to_owned() };
+        let log_failed = IngestError::ShutDown;
+        stats.nexudus_reached(clock.now(), &[Err::<(), _>(not_found.into()), Err(log_failed)]);
+        clock.advance(POLL_EVERY * 3);
+
+        let status = status(&stats);
+        assert!(status.nexudus_up);
+        assert_eq!((status.nexudus_failing_since, status.nexudus_last_ok), (None, None));
+    }
+
+    #[test]
+    fn a_standby_reports_nexudus_up_whatever_it_saw_while_active() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1_000_000)));
+        let stats = stats_at(&clock);
+        stats.nexudus_reached(clock.now(), &unreachable());
+        clock.advance(POLL_EVERY * 2);
+        let standby = IngestRole::Standby { holder: Some("ingest-b".to_owned()) };
+        let status = stats.status(Vec::new(), Vec::new(), 0, 0, LimiterWaits::default(), standby);
+        assert!(status.nexudus_up);
+    }
+
+    #[test]
+    fn a_status_without_the_nexudus_fields_reads_as_up() -> Result<(), serde_json::Error> {
+        let mut json = serde_json::to_value(IngestStatus { nexudus_up: false, ..IngestStatus::default() })?;
+        if let Some(fields) = json.as_object_mut() {
+            for newer in ["nexudus_last_ok", "nexudus_failing_since", "nexudus_failure", "nexudus_up"] {
+                fields.remove(newer);
+            }
+        }
+        let read: IngestStatus = serde_json::from_value(json)?;
+        assert_eq!(read, IngestStatus::default());
+        Ok(())
+    }
 
     #[test]
     fn parked_keys_are_valid_bucket_keys() {

@@ -121,8 +121,9 @@ impl Ingestor {
         summary: RunSummary,
         results: Vec<Result<(), IngestError>>,
     ) -> Result<RunSummary, IngestError> {
-        let failure = results.into_iter().find_map(Result::err);
         let now = self.clock.now();
+        self.stats.nexudus_reached(now, &results);
+        let failure = results.into_iter().find_map(Result::err);
         self.stats.finished(run, now, failure.as_ref().map(ToString::to_string));
         match failure {
             Some(error) => Err(error),

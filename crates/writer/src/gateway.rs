@@ -94,8 +94,8 @@ impl Gateway {
             return Err(CallError::Stopped);
         }
         let result = request(self.client.clone()).await;
-        self.status.count_call(&result);
         let now = self.clock.now();
+        self.status.count_call(&result, now);
         let asked_to_wait = result.as_ref().err().and_then(|error| retry_after_wait(error, now));
         match asked_to_wait {
             Some((wait, asked)) => {

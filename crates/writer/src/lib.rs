@@ -157,7 +157,7 @@ impl std::fmt::Debug for WriterHandle {
 
 impl WriterHandle {
     pub fn status(&self) -> WriterStatus {
-        self.shared.status.snapshot()
+        self.shared.status.snapshot(self.shared.clock.now(), self.shared.options.backoff_max)
     }
 
     /// Reconciles now and returns what was found and repaired. Fails on a standby writer

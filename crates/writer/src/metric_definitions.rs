@@ -159,6 +159,10 @@ mod tests {
             refused_groups: Vec::new(),
             patch_applies_validity: Some(false),
             found_users_left_alone: 0,
+            kisi_last_ok: None,
+            kisi_failing_since: None,
+            kisi_failure: None,
+            kisi_up: true,
         };
         let mut registry = Registry::with_prefix("doorsync");
         register(&mut registry).update(status);

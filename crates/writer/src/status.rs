@@ -1,6 +1,7 @@
 //! What a writer reports about itself, for `status`, the admin page and tests.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use doorsync_kisi::KisiError;
 use doorsync_proto::{KisiGroupId, Timestamp};
@@ -229,6 +230,28 @@ pub struct WriterStatus {
     /// created, left undone (`kisi.manage_found_users` is off).
     #[serde(default)]
     pub found_users_left_alone: u64,
+    /// When Kisi last answered a request (any answer but a 5xx or a refused key: a 404 or a
+    /// 429 is Kisi answering). `None` until it has.
+    #[serde(default)]
+    pub kisi_last_ok: Option<Timestamp>,
+    /// Since when every request has failed to reach Kisi (transport errors, timeouts, 5xx
+    /// answers, a refused key); `None` while it answers.
+    #[serde(default)]
+    pub kisi_failing_since: Option<Timestamp>,
+    /// Why the latest failing request did not reach Kisi; `None` while it answers.
+    #[serde(default)]
+    pub kisi_failure: Option<String>,
+    /// False once Kisi has been unreachable for longer than the writer's longest retry backoff
+    /// ([`WriterOptions::backoff_max`](crate::WriterOptions::backoff_max), 60 s): by then
+    /// every key waiting on Kisi has been tried again and failed. True otherwise, on a writer
+    /// that is not active, and for statuses from builds that did not report it.
+    #[serde(default = "answering_by_default")]
+    pub kisi_up: bool,
+}
+
+/// What a status without [`WriterStatus::kisi_up`] means: no failure was reported.
+fn answering_by_default() -> bool {
+    true
 }
 
 impl WriterStatus {
@@ -251,6 +274,30 @@ impl WriterStatus {
             refused_groups: Vec::new(),
             patch_applies_validity: None,
             found_users_left_alone: 0,
+            kisi_last_ok: None,
+            kisi_failing_since: None,
+            kisi_failure: None,
+            kisi_up: true,
+        }
+    }
+
+    /// Records whether a request that ended `at` reached Kisi.
+    fn reached_kisi<T>(&mut self, at: Timestamp, result: &Result<T, KisiError>) {
+        match result {
+            Err(
+                error @ (KisiError::Server { .. }
+                | KisiError::Timeout { .. }
+                | KisiError::Transport { .. }
+                | KisiError::Unauthorized { .. }),
+            ) => {
+                self.kisi_failing_since.get_or_insert(at);
+                self.kisi_failure = Some(error.to_string());
+            }
+            _ => {
+                self.kisi_last_ok = Some(at);
+                self.kisi_failing_since = None;
+                self.kisi_failure = None;
+            }
         }
     }
 }
@@ -269,12 +316,20 @@ impl StatusCell {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn snapshot(&self) -> WriterStatus {
-        self.lock().clone()
+    /// The status as of `now`: Kisi counts as down once it has failed for longer than
+    /// `patience` (see [`WriterStatus::kisi_up`]).
+    pub(crate) fn snapshot(&self, now: Timestamp, patience: Duration) -> WriterStatus {
+        let mut status = self.lock().clone();
+        status.kisi_up = status.role != WriterRole::Active
+            || status.kisi_failing_since.is_none_or(|since| now.saturating_duration_since(since) <= patience);
+        status
     }
 
-    pub(crate) fn count_call<T>(&self, result: &Result<T, KisiError>) {
-        self.lock().calls.count(result);
+    /// Counts a request that ended `at` by how it ended.
+    pub(crate) fn count_call<T>(&self, result: &Result<T, KisiError>, at: Timestamp) {
+        let mut status = self.lock();
+        status.calls.count(result);
+        status.reached_kisi(at, result);
     }
 
     pub(crate) fn limiter(&self, stats: LimiterStats) {
@@ -288,7 +343,71 @@ impl StatusCell {
 
 #[cfg(test)]
 mod tests {
+    use doorsync_clock::SystemClock;
+    use doorsync_kisi::{ApiKey, KisiClient, KisiOptions};
+    use doorsync_kisi_sim::{Fault, FaultRule, KisiSimulator, SimOptions};
+
     use super::*;
+
+    const KEY: &str = "key-of-the-integration";
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    /// A simulated Kisi that fails `GET /user` with a 503 the first `failures` times.
+    async fn kisi_failing(failures: u32) -> Result<(KisiSimulator, KisiClient), Box<dyn std::error::Error>> {
+        let sim = KisiSimulator::start(SimOptions::new(Arc::new(SystemClock))).await?;
+        sim.handle().add_api_account("integration@example.com", "doorsync", KEY)?;
+        let unavailable = Fault::Status { status: 503, retry_after: None };
+        sim.handle().inject(FaultRule::new(unavailable).times(failures).method("GET").path("/user"));
+        let client = KisiClient::new(KisiOptions::new(sim.base_url(), ApiKey::new(KEY), "doorsync-tests"))?;
+        Ok((sim, client))
+    }
+
+    fn active() -> StatusCell {
+        let cell = StatusCell::new();
+        cell.lock().role = WriterRole::Active;
+        cell
+    }
+
+    #[tokio::test]
+    async fn kisi_is_down_once_it_failed_for_longer_than_the_patience_and_up_at_its_next_answer()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (_sim, client) = kisi_failing(2).await?;
+        let cell = active();
+        let started = at(1_000);
+        cell.count_call(&client.current_user().await, started);
+        let failing = cell.snapshot(started + PATIENCE, PATIENCE);
+        assert!(failing.kisi_up, "failing for the patience exactly is not down yet");
+        assert_eq!(failing.kisi_failing_since, Some(started));
+        assert!(failing.kisi_failure.as_deref().is_some_and(|failure| failure.contains("503")), "{failing:?}");
+
+        cell.count_call(&client.current_user().await, at(1_030));
+        let down = cell.snapshot(started + PATIENCE + Duration::from_secs(1), PATIENCE);
+        assert!(!down.kisi_up, "{down:?}");
+        assert_eq!(down.kisi_failing_since, Some(started), "a second failure keeps the first's time");
+        assert_eq!((down.kisi_last_ok, down.calls.server_errors), (None, 2));
+
+        let answered = at(1_090);
+        cell.count_call(&client.current_user().await, answered);
+        let up = cell.snapshot(answered, PATIENCE);
+        assert!(up.kisi_up);
+        assert_eq!((up.kisi_last_ok, up.kisi_failing_since, up.kisi_failure), (Some(answered), None, None));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_refused_key_counts_as_kisi_failing_and_a_writer_not_active_reports_it_up()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (sim, _) = kisi_failing(0).await?;
+        let refused = KisiClient::new(KisiOptions::new(sim.base_url(), ApiKey::new("not-the-key"), "doorsync-tests"))?;
+        let cell = active();
+        cell.count_call(&refused.current_user().await, at(1_000));
+        let later = at(1_000) + PATIENCE * 2;
+        assert!(!cell.snapshot(later, PATIENCE).kisi_up);
+
+        cell.lock().role = WriterRole::Standby;
+        assert!(cell.snapshot(later, PATIENCE).kisi_up, "a standby calls no Kisi: it knows nothing");
+        Ok(())
+    }
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_unix_millis(seconds * 1_000)
@@ -326,12 +445,17 @@ mod tests {
                 "refused_groups",
                 "patch_applies_validity",
                 "found_users_left_alone",
+                "kisi_last_ok",
+                "kisi_failing_since",
+                "kisi_failure",
+                "kisi_up",
             ] {
                 fields.remove(newer);
             }
         }
         let read: WriterStatus = serde_json::from_value(json)?;
         assert_eq!(read, WriterStatus::new());
+        assert!(read.kisi_up, "no failure was reported");
         Ok(())
     }
 }
