@@ -7,7 +7,10 @@
 //! * `_INGEST`: the ingestor's record states, watermarks, parked records, retry set and lease;
 //! * `_WRITER`: what the writer knows Kisi holds (per member, which member each Kisi user is
 //!   linked to, whether the account applies a PATCH), its held repairs, and what was done about
-//!   each dead letter.
+//!   each dead letter;
+//! * `_CATALOGUE`: the names of what ids stand for (locations with their time zones, resources,
+//!   pass products, desks and offices, Kisi groups), written by the ingestor and the writer for
+//!   the operator's surfaces to show names and local times.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -37,6 +40,9 @@ pub struct Layout {
     /// The writer's knowledge of Kisi (user and assignment ids per member and group) and its
     /// held repairs.
     pub writer_bucket: String,
+    /// Names and time zones by id (`doorsync_catalogue`): reference data only, never a reason
+    /// to grant or revoke anything.
+    pub catalogue_bucket: String,
 }
 
 impl Layout {
@@ -51,6 +57,7 @@ impl Layout {
             leases_bucket: format!("{base}_LEASES"),
             ingest_bucket: format!("{base}_INGEST"),
             writer_bucket: format!("{base}_WRITER"),
+            catalogue_bucket: format!("{base}_CATALOGUE"),
             subjects,
         }
     }
@@ -84,7 +91,13 @@ mod tests {
         assert!(streams[1].captures(&layout.subjects.command(member)));
         assert!(!streams[1].captures(&layout.subjects.event(member)));
         assert!(streams.iter().all(|spec| spec.validate().is_ok()));
-        for bucket in [&layout.engine_bucket, &layout.leases_bucket, &layout.ingest_bucket, &layout.writer_bucket] {
+        for bucket in [
+            &layout.engine_bucket,
+            &layout.leases_bucket,
+            &layout.ingest_bucket,
+            &layout.writer_bucket,
+            &layout.catalogue_bucket,
+        ] {
             assert!(doorsync_log::validate_name("bucket", bucket).is_ok(), "{bucket}");
         }
         Ok(())

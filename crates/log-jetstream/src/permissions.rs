@@ -63,6 +63,10 @@ impl Role {
                 permissions.append_to(&layout.events, &subjects.events_wildcard());
                 // Its ledger, watermarks and parked records, and the lease of the active ingestor.
                 permissions.use_bucket(&layout.ingest_bucket);
+                // The names and zones of the Nexudus records its directory reads.
+                for kind in ["location", "resource", "pass_product", "floor_plan_item"] {
+                    permissions.use_keys(&layout.catalogue_bucket, &format!("{kind}.>"));
+                }
             }
             Self::Engine => {
                 permissions.append_to(&layout.commands, &subjects.commands_wildcard());
@@ -78,6 +82,8 @@ impl Role {
                 permissions.use_keys(&layout.leases_bucket, "engine.>");
                 // The status page shows which dead letters an operator has dealt with.
                 permissions.read_keys(&layout.writer_bucket, "dlq.>");
+                // The status page shows names and local times.
+                permissions.list_bucket(&layout.catalogue_bucket);
             }
             Self::Writer => {
                 permissions.append_to(&layout.outcomes, &subjects.outcomes_wildcard());
@@ -85,6 +91,8 @@ impl Role {
                 permissions.consume(&layout.commands, writer_consumer);
                 permissions.use_bucket(&layout.writer_bucket);
                 permissions.use_keys(&layout.leases_bucket, "writer.>");
+                // The names of the Kisi groups it reads.
+                permissions.use_keys(&layout.catalogue_bucket, "kisi_group.>");
             }
             Self::Operator => {
                 for stream in [&layout.events, &layout.commands, &layout.outcomes, &layout.dead_letters] {
@@ -94,6 +102,8 @@ impl Role {
                 permissions.publish_allow.insert(subjects.commands_wildcard());
                 permissions.list_bucket(&layout.writer_bucket);
                 permissions.use_keys(&layout.writer_bucket, "dlq.>");
+                // `explain` shows names and local times.
+                permissions.list_bucket(&layout.catalogue_bucket);
             }
         }
         permissions
@@ -298,6 +308,22 @@ mod tests {
         let writer_knowledge = format!("$KV.{}.member.7", layout.writer_bucket);
         assert!(may_publish(&writer, &writer_knowledge) && !may_publish(&operator, &writer_knowledge));
         assert!(may_publish(&operator, &format!("$KV.{}.dlq.12", layout.writer_bucket)));
+    }
+
+    #[test]
+    fn the_catalogue_is_written_by_the_role_that_reads_each_kind_of_record() {
+        let layout = layout();
+        let key = |name: &str| format!("$KV.{}.{name}", layout.catalogue_bucket);
+        let [ingest, engine, writer, operator] = Role::ALL.map(|role| role.permissions(&layout, "writer"));
+        for nexudus in ["location.3", "resource.42", "pass_product.7", "floor_plan_item.9"] {
+            assert!(may_publish(&ingest, &key(nexudus)) && !may_publish(&writer, &key(nexudus)), "{nexudus}");
+        }
+        assert!(may_publish(&writer, &key("kisi_group.12")) && !may_publish(&ingest, &key("kisi_group.12")));
+        for reader in [&engine, &operator] {
+            assert!(!may_publish(reader, &key("resource.42")) && !may_publish(reader, &key("kisi_group.12")));
+            let list = format!("$JS.API.CONSUMER.CREATE.KV_{}", layout.catalogue_bucket);
+            assert!(may_publish(reader, &list), "the status page and explain read every name");
+        }
     }
 
     #[test]
