@@ -26,10 +26,11 @@
 //! or contract whose earlier version granted a member appends `EntitlementWithheld` for them (once
 //! per reason), so an unreadable record fails closed; its next readable version is appended
 //! whatever its content. The state stays bounded: the sweep forgets a removed record
-//! [`IngestOptions::removed_horizon`] (a week) after its removal. The poll and the sweep fall due
-//! an interval after their last success, kept in the ingest bucket, so restarts cannot put a sweep
-//! off indefinitely. At start the buckets are read with 256 reads in flight
-//! (`tests/start_with_many_records.rs`, ignored by default, prints the figures).
+//! [`IngestOptions::removed_horizon`] (a week) after its removal. The poll runs as soon as an
+//! ingestor takes the lease, then every interval; the sweep falls due an interval after its last
+//! success, kept in the ingest bucket, so restarts cannot put a sweep off indefinitely. At start
+//! the buckets are read with 256 reads in flight (`tests/start_with_many_records.rs`, ignored by
+//! default, prints the figures).
 //!
 //! One ingestor per deployment is active, the one holding the lease (see the `role` module);
 //! a standby answers webhooks 503 and reports itself not ready.
@@ -76,9 +77,9 @@ use crate::status::Run;
 /// How the ingestor runs.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    /// Time between polls (the first comes one interval after start).
+    /// Time between polls (the first runs as soon as the ingestor holds the lease).
     pub poll_every: Duration,
-    /// Time between sweeps (the first comes one interval after start).
+    /// Time between sweeps (the first comes one interval after the last sweep that succeeded).
     pub sweep_every: Duration,
     /// How far before its watermark a poll starts reading: `from_{Entity}_UpdatedOn` has minute
     /// precision, and Nexudus's clock is not ours. The poll also starts earlier by the
@@ -173,12 +174,11 @@ impl std::fmt::Debug for IngestHandle {
 
 /// Starts the ingestor: loads what it appended before (and the parked records and the retry
 /// set) from the layout's ingest bucket, and contends for the ingest lease there (see
-/// [`IngestStatus::role`]). While it holds the lease, it runs the poller and the sweeper on
-/// `clock`, each an interval after its last run that succeeded, or after the first start of an
-/// ingestor on this bucket if none has (at once if that is past), and retries the retry set
-/// when each entry is due; while another ingestor holds it, it stands by and takes over once
-/// that one gives it back or lets it lapse. Nexudus is otherwise not read until the first
-/// webhook; call [`IngestHandle::poll_now`] to catch up at once.
+/// [`IngestStatus::role`]). While it holds the lease, it runs on `clock` the poller at once and
+/// then every interval, and the sweeper an interval after its last run that succeeded, or after
+/// the first start of an ingestor on this bucket if none has (at once if that is past), and
+/// retries the retry set when each entry is due; while another ingestor holds it, it stands by
+/// and takes over (polling at once) once that one gives it back or lets it lapse.
 pub async fn start(
     options: IngestOptions,
     client: NexudusClient,
@@ -272,16 +272,16 @@ async fn supervise(
 /// When the poll and the sweep are first due.
 type FirstRuns = [(Run, Timestamp); 2];
 
-/// Counted from the last run, not from this start: were it counted from each start, an ingestor
+/// The poll runs at once: it reads only what changed since its watermarks, and what changed
+/// while no ingestor held the lease should not wait a further interval. The sweep is counted
+/// from its last run, not from this start: were it counted from each start, an ingestor
 /// restarted more often than the sweep interval would never sweep, and a hard delete whose
 /// webhook was lost would never be found.
 async fn first_runs(ingestor: &Ingestor) -> Result<FirstRuns, IngestError> {
-    let mut runs = [(Run::Poll, ingestor.clock.now()), (Run::Sweep, ingestor.clock.now())];
-    for (run, first) in &mut runs {
-        let since = ingestor.schedule_start(*run).await?;
-        *first = (since + interval_of(&ingestor.options, *run)).max(ingestor.clock.now());
-    }
-    Ok(runs)
+    let now = ingestor.clock.now();
+    let last_sweep = ingestor.schedule_start(Run::Sweep).await?;
+    let first_sweep = (last_sweep + interval_of(&ingestor.options, Run::Sweep)).max(now);
+    Ok([(Run::Poll, now), (Run::Sweep, first_sweep)])
 }
 
 /// On taking the lease from another ingestor: what it changed in the ingest bucket, and when

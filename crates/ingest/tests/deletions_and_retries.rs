@@ -153,7 +153,10 @@ async fn a_record_nexudus_fails_to_read_waits_in_the_retry_set_across_a_restart_
     world.sim.stop_failing_reads_of(SimEntity::Booking, id);
     world.clock.advance(Duration::from_secs(20));
     support::wait_until("the record is read", || retrying(&world).is_empty()).await;
-    assert_eq!(world.events().await, [(made_on, booking_event(ada, id, room))]);
+    // The poll at the restart read Ada's record as well.
+    let bookings: Vec<_> =
+        world.events().await.into_iter().filter(|(_, event)| matches!(event, Event::BookingChanged(_))).collect();
+    assert_eq!(bookings, [(made_on, booking_event(ada, id, room))]);
     world.stop().await;
 }
 

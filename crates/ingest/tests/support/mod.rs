@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use doorsync_clock::ManualClock;
-use doorsync_ingest::{IngestHandle, IngestOptions, Secret, webhook_path};
+use doorsync_ingest::{IngestHandle, IngestOptions, IngestRole, Secret, webhook_path};
 use doorsync_layout::Layout;
 use doorsync_log::{EventLog, ReplayRequest};
 use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
@@ -273,6 +273,8 @@ pub(crate) fn client_of(sim: &NexudusSimulator, clock: &ManualClock) -> NexudusC
     NexudusClient::new(options, Arc::new(clock.clone())).unwrap()
 }
 
+/// Starts an ingestor and, when it is the active one, waits until the poll it runs at start has
+/// ended, so that the test's own changes to Nexudus are not read half-way through it.
 async fn start_ingest(
     options: &IngestOptions,
     client: &NexudusClient,
@@ -280,7 +282,17 @@ async fn start_ingest(
     layout: &Layout,
     clock: &ManualClock,
 ) -> IngestHandle {
-    doorsync_ingest::start(options.clone(), client.clone(), Arc::clone(log), layout.clone(), Arc::new(clock.clone()))
-        .await
-        .unwrap()
+    let ingest = doorsync_ingest::start(
+        options.clone(),
+        client.clone(),
+        Arc::clone(log),
+        layout.clone(),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    if ingest.status().role == IngestRole::Active {
+        wait_until("the poll at start ended", || ingest.status().last_poll.is_some()).await;
+    }
+    ingest
 }
