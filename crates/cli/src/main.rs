@@ -119,6 +119,7 @@ fn main() -> std::process::ExitCode {
     let options = doorsync_telemetry::TelemetryOptions {
         service_name: format!("doorsync-{}", cli.command.name()),
         default_log_filter: default_log_filter.to_owned(),
+        format: log_format(cli.config.as_deref()),
     };
     let telemetry = match doorsync_telemetry::Telemetry::install(&options) {
         Ok(telemetry) => telemetry,
@@ -146,6 +147,15 @@ fn main() -> std::process::ExitCode {
             eprintln!("doorsync: {error:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `log.format` from the configuration. A configuration that does not load gives text: the
+/// command loads it again and prints why it does not, plainly, on stderr.
+fn log_format(config_file: Option<&std::path::Path>) -> doorsync_telemetry::LogFormat {
+    match doorsync_config::Config::load(config_file).map(|config| config.log.format) {
+        Ok(doorsync_config::LogFormat::Json) => doorsync_telemetry::LogFormat::Json,
+        Ok(doorsync_config::LogFormat::Text) | Err(_) => doorsync_telemetry::LogFormat::Text,
     }
 }
 
