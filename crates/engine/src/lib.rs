@@ -80,7 +80,7 @@ use tokio::task::JoinHandle;
 
 pub use directory::{KisiUser, ListingFilter, MemberListing, MemberMatches, MemberSearch};
 pub use error::EngineError;
-pub use explain::{Explanation, HistoryEntry, HistoryKind, explain, members_with_email};
+pub use explain::{Explanation, HistoryEntry, HistoryKind, explain, explain_named, members_with_email};
 pub use shard::ShardStats;
 pub use skipped::SkippedMessage;
 

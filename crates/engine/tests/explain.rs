@@ -6,13 +6,14 @@ mod support;
 use std::sync::Arc;
 
 use doorsync_access::{AccessPolicy, Grant, Mapping, Source, Window};
+use doorsync_catalogue::{Catalogue, KisiGroup, Location, Named};
 use doorsync_clock::ManualClock;
 use doorsync_engine::{Explanation, HistoryKind};
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
 use doorsync_proto::{
-    BookingId, EntitlementId, EntitlementWithheld, Event, GrantApplied, KisiAssignmentId, KisiGroupId, MemberId,
-    Outcome, ResourceId, Timestamp,
+    BookingId, EntitlementId, EntitlementWithheld, Event, GrantApplied, KisiAssignmentId, KisiGroupId, MappingSource,
+    MemberId, Outcome, ResourceId, Timestamp,
 };
 use support::*;
 
@@ -23,17 +24,17 @@ async fn explain_member_7(log: &Arc<dyn EventLog>, layout: &Layout, instant: Tim
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explain_names_the_booking_behind_a_group_and_what_kisi_holds() {
-    let layout = layout();
-    let store = embedded_log(&layout);
+/// Member 7 booked resource 1 (connected to group 100) and resource 9 (connected to nothing)
+/// from minute 60 to 120; the engine emitted its commands and Kisi holds group 100.
+async fn member_7_booked_and_granted(layout: &Layout) -> Embedded {
+    let store = embedded_log(layout);
     let clock = ManualClock::new(at(0));
-    append(&store.log, &layout, at(0), mapping(1, 100)).await;
-    append(&store.log, &layout, at(0), member(7)).await;
-    append(&store.log, &layout, at(0), booking(7, 1, 1, 60, 120)).await;
-    append(&store.log, &layout, at(0), booking(7, 2, 9, 60, 120)).await;
-    let engine = start(options("a", &layout), &store.log, &clock).await;
-    settled_commands_for(&store.log, &layout, MemberId(7), 2).await;
+    append(&store.log, layout, at(0), mapping(1, 100)).await;
+    append(&store.log, layout, at(0), member(7)).await;
+    append(&store.log, layout, at(0), booking(7, 1, 1, 60, 120)).await;
+    append(&store.log, layout, at(0), booking(7, 2, 9, 60, 120)).await;
+    let engine = start(options("a", layout), &store.log, &clock).await;
+    settled_commands_for(&store.log, layout, MemberId(7), 2).await;
     engine.shutdown().await;
     let applied = Outcome::GrantApplied(GrantApplied {
         member: MemberId(7),
@@ -42,7 +43,14 @@ async fn explain_names_the_booking_behind_a_group_and_what_kisi_holds() {
         valid_from: Some(at(45)),
         valid_until: Some(at(135)),
     });
-    append_outcome(&store.log, &layout, at(1), applied).await;
+    append_outcome(&store.log, layout, at(1), applied).await;
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_the_booking_behind_a_group_and_what_kisi_holds() {
+    let layout = layout();
+    let store = member_7_booked_and_granted(&layout).await;
 
     let explained = explain_member_7(&store.log, &layout, at(50)).await;
 
@@ -76,6 +84,61 @@ async fn explain_names_the_booking_behind_a_group_and_what_kisi_holds() {
     assert!(text.contains("booking 2 of resource 9: not connected to a Kisi group"), "{text}");
     assert!(text.contains("group 100: assignment 31"), "{text}");
     assert!(text.contains("grant Kisi group 100"), "{text}");
+}
+
+/// The catalogue of the test site: a London meeting room behind the front door, and a phone
+/// booth in New York.
+fn catalogue() -> Catalogue {
+    let location = |name: &str, zone: &str| Location { name: name.into(), time_zone: Some(zone.into()) };
+    let named = |name: &str, location: u64| Named { name: Some(name.into()), location: Some(location) };
+    Catalogue::default()
+        .with_location(3, location("London", "Europe/London"))
+        .with_location(4, location("New York", "America/New_York"))
+        .with_source(MappingSource::Resource(ResourceId(1)), named("Meeting Room 1", 3))
+        .with_source(MappingSource::Resource(ResourceId(9)), named("Phone booth", 4))
+        .with_group(KisiGroupId(100), KisiGroup { name: "Front door".into(), place_id: None })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_in_names_says_what_each_id_is_and_each_time_in_its_locations_zone() {
+    let layout = layout();
+    let store = member_7_booked_and_granted(&layout).await;
+    let catalogue = catalogue();
+    let london = catalogue.operator_zone(None);
+
+    // 09:50 in London on Monday 30 November 2026 (T0 is 09:00 UTC, and London is on GMT).
+    let explained = doorsync_engine::explain_named(
+        store.log.as_ref(),
+        &layout,
+        &Mapping::default(),
+        &AccessPolicy::default(),
+        MemberId(7),
+        at(50),
+        &catalogue,
+        &london,
+    )
+    .await
+    .unwrap();
+    let text = explained.display_with(&catalogue, &london).to_string();
+
+    for line in [
+        "As of 09:50 Europe/London",
+        "  Front door (Kisi group 100): open now, 09:45–11:15 Europe/London",
+        "    because of booking 1 of Meeting Room 1 · London (resource 1): 09:45–11:15 Europe/London",
+        "  booking 2 of Phone booth · New York (resource 9): not connected to a Kisi group (add a [[mapping]] entry)",
+        "  Front door (Kisi group 100): assignment 31, 09:45–11:15 Europe/London",
+        "History (times in Europe/London)",
+        "  09:00  nexudus  booking 1 of Meeting Room 1 · London (resource 1): 10:00–11:00 Europe/London",
+        "  09:00  nexudus  booking 2 of Phone booth · New York (resource 9): 05:00–06:00 America/New_York",
+        "  09:00  command  grant Front door (Kisi group 100) for 09:45–11:15 Europe/London",
+        "  09:01  kisi     Kisi holds Front door (Kisi group 100) (assignment 31) for 09:45–11:15 Europe/London",
+    ] {
+        assert!(text.lines().any(|shown| shown == line), "no line {line:?} in\n{text}");
+    }
+    assert!(!text.contains("2026-11-30T"), "no UTC instant left: {text}");
+
+    let in_ids = explain_member_7(&store.log, &layout, at(50)).await.to_string();
+    assert!(in_ids.contains(&format!("As of {}", at(50))) && in_ids.contains("booking 1 of resource 1"), "{in_ids}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
