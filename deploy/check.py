@@ -10,13 +10,20 @@ kubernetes-validate says the manifests are valid Kubernetes; this says they are 
 * NetworkPolicies: the webhook port only from the ingress controller's namespace, the admin port
   only from the monitoring namespace and doorsync's pods, NATS's client port only from
   doorsync's pods, and no other port of theirs open;
-* the Dockerfile pins every base image by digest, and .dockerignore keeps target/ and .git out.
+* every doorsync container writes its logs as JSON (DOORSYNC_LOG__FORMAT=json or log.format);
+* the Dockerfile pins every base image by digest, and .dockerignore keeps target/ and .git out;
+* deploy/monitoring: every metric the alert rules and the dashboard's panels name is one doorsync
+  reports (monitoring/metrics.txt, which a test of doorsync-node keeps equal to what /metrics
+  serves), each alert has a `for`, a severity and a summary and description for the operator,
+  and the dashboard reads a Prometheus data source chosen by a variable.
 
 Usage: check.py <overlay name> <rendered.yaml>   (one overlay)
        check.py --repository                      (Dockerfile and .dockerignore)
+       check.py --monitoring                      (alert rules and dashboard)
 Prints what is wrong and exits 1, or prints a summary.
 """
 
+import json
 import re
 import sys
 import tomllib
@@ -198,6 +205,18 @@ def check_config_files(where, role, container, config_text, mounted):
             problem(f"{where}: `{key}` names {path}, which no Secret mount of this container provides")
 
 
+def check_log_format(overlay, workload, template, config_text):
+    """Every container writes JSON log lines, which the cluster's log collector reads field by field."""
+    configured = tomllib.loads(config_text).get("log", {}).get("format", "text")
+    for container in template["spec"].get("containers", []) + template["spec"].get("initContainers", []):
+        overrides = {variable["name"]: variable.get("value") for variable in container.get("env") or []}
+        if overrides.get("DOORSYNC_LOG__FORMAT", configured) != "json":
+            problem(
+                f"{overlay}: {workload} container {container['name']}: logs are not JSON; set "
+                "DOORSYNC_LOG__FORMAT=json in its env (or log.format = \"json\" in doorsync.toml)"
+            )
+
+
 def ingress_rules(policies, labels):
     selecting = [
         policy for policy in policies
@@ -283,6 +302,7 @@ def check_overlay(overlay, rendered):
     workloads = list(pod_templates(documents))
     for workload, template in workloads:
         check_secrets(overlay, workload, template, configs[0])
+        check_log_format(overlay, workload, template, configs[0])
     check_network(overlay, documents)
     return len(workloads)
 
@@ -301,13 +321,97 @@ def check_repository():
             problem(f".dockerignore does not keep {needed}/ out of the build context")
 
 
+MONITORING = REPOSITORY / "deploy/monitoring"
+METRIC_NAME = re.compile(r"\bdoorsync_[a-z0-9_]+\b")
+SEVERITIES = {"critical", "warning"}
+
+
+def reported_metrics():
+    """The series names doorsync reports: `<name> <type>` per line of monitoring/metrics.txt."""
+    listed = MONITORING / "metrics.txt"
+    return {line.split()[0] for line in listed.read_text().splitlines() if line.strip()}
+
+
+def check_expression(where, expression, known):
+    named = set(METRIC_NAME.findall(expression))
+    if not named:
+        problem(f"{where}: `{expression}` names no doorsync metric")
+    for name in sorted(named - known):
+        problem(
+            f"{where}: {name} is not a metric doorsync reports (deploy/monitoring/metrics.txt); "
+            "was it renamed? Use the name /metrics serves"
+        )
+
+
+def check_rules(known):
+    """Every alert is built from reported metrics and tells the operator how bad and what to do."""
+    rules = yaml.safe_load((MONITORING / "doorsync.rules.yml").read_text())
+    alerts = 0
+    for group in rules.get("groups") or []:
+        for rule in group.get("rules") or []:
+            name = rule.get("alert") or rule.get("record")
+            where = f"deploy/monitoring/doorsync.rules.yml: {name}"
+            check_expression(where, str(rule.get("expr", "")), known)
+            if "alert" not in rule:
+                continue
+            alerts += 1
+            if "for" not in rule:
+                problem(f"{where}: no `for:`, so one scrape's blip pages someone")
+            severity = (rule.get("labels") or {}).get("severity")
+            if severity not in SEVERITIES:
+                problem(f"{where}: severity {severity!r} is not one of {sorted(SEVERITIES)}")
+            annotations = rule.get("annotations") or {}
+            for needed in ("summary", "description"):
+                if not str(annotations.get(needed, "")).strip():
+                    problem(f"{where}: no {needed} annotation for the operator")
+    return alerts
+
+
+def dashboard_panels(panels):
+    for panel in panels:
+        yield panel
+        yield from dashboard_panels(panel.get("panels") or [])
+
+
+def check_dashboard(known):
+    """The dashboard parses, reads the Prometheus chosen by its variable, and every query names
+    reported metrics."""
+    path = MONITORING / "doorsync-dashboard.json"
+    try:
+        dashboard = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        problem(f"deploy/monitoring/doorsync-dashboard.json does not parse: {error}")
+        return 0
+    variables = (dashboard.get("templating") or {}).get("list") or []
+    if not any(variable.get("type") == "datasource" and variable.get("query") == "prometheus" for variable in variables):
+        problem("deploy/monitoring/doorsync-dashboard.json: no Prometheus data source variable")
+    queries = 0
+    for panel in dashboard_panels(dashboard.get("panels") or []):
+        if panel.get("type") == "row":
+            continue
+        where = f"deploy/monitoring/doorsync-dashboard.json: panel {panel.get('title')!r}"
+        targets = panel.get("targets") or []
+        if not targets:
+            problem(f"{where}: no query")
+        for target in targets:
+            queries += 1
+            check_expression(where, target.get("expr", ""), known)
+            if (target.get("datasource") or panel.get("datasource") or {}).get("uid") != "${datasource}":
+                problem(f"{where}: reads another data source than the dashboard's variable")
+    return queries
+
+
 def main(arguments):
     if arguments == ["--repository"]:
         check_repository()
         summary = "Dockerfile pinned by digest, .dockerignore keeps target/ and .git out"
+    elif arguments == ["--monitoring"]:
+        known = reported_metrics()
+        alerts, queries = check_rules(known), check_dashboard(known)
+        summary = f"{alerts} alerts and {queries} dashboard queries, all from the {len(known)} series doorsync reports"
     elif len(arguments) == 2:
         count = check_overlay(*arguments)
-        summary = f"{count} workloads: Secrets readable and only those used, NetworkPolicies as required"
+        summary = f"{count} workloads: Secrets readable and only those used, JSON logs, NetworkPolicies as required"
     else:
         print(__doc__, file=sys.stderr)
         return 2
