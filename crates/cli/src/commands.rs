@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use doorsync_catalogue::Catalogue;
 use doorsync_config::{Config, ExposeSecret, LogBackend};
 use doorsync_proto::{MemberId, Timestamp};
 
@@ -64,9 +65,25 @@ pub(crate) async fn explain(config_file: Option<&Path>, who: &str, at: Option<&s
     }
     let mapping = setup::mapping(config).await?;
     let policy = config.access_policy();
+    // Names only help the reader: without them the explanation says ids instead.
+    let catalogue = Catalogue::read(opened.log.as_ref(), &layout).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "explaining in ids: the catalogue of names cannot be read");
+        Catalogue::default()
+    });
+    let zone = catalogue.operator_zone(config.admin.time_zone.as_deref());
     for member in members {
-        let explanation = doorsync_engine::explain(opened.log.as_ref(), &layout, &mapping, &policy, member, at).await?;
-        println!("{explanation}");
+        let explanation = doorsync_engine::explain_named(
+            opened.log.as_ref(),
+            &layout,
+            &mapping,
+            &policy,
+            member,
+            at,
+            &catalogue,
+            &zone,
+        )
+        .await?;
+        println!("{}", explanation.display_with(&catalogue, &zone));
     }
     Ok(())
 }

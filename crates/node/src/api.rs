@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use doorsync_catalogue::Catalogue;
 use doorsync_proto::MemberId;
 use doorsync_writer::WriterError;
 
@@ -32,17 +33,25 @@ async fn explain(State(running): State<Running>, Path(member): Path<u64>) -> Res
     let Some(engine) = &running.engine else { return StatusCode::NOT_FOUND.into_response() };
     let now = running.clock.now();
     let mapping = engine.configured_mapping();
-    match doorsync_engine::explain(
+    // Names only help the reader: without them the explanation says ids instead.
+    let catalogue = Catalogue::read(running.log.as_ref(), &running.layout).await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "explaining in ids: the catalogue of names cannot be read");
+        Catalogue::default()
+    });
+    let zone = catalogue.operator_zone(running.operator_time_zone.as_deref());
+    match doorsync_engine::explain_named(
         running.log.as_ref(),
         &running.layout,
         mapping,
         engine.policy(),
         MemberId(member),
         now,
+        &catalogue,
+        &zone,
     )
     .await
     {
-        Ok(explanation) => explanation.to_string().into_response(),
+        Ok(explanation) => explanation.display_with(&catalogue, &zone).to_string().into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
     }
 }
