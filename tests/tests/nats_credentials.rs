@@ -61,7 +61,7 @@ async fn a_password_in_the_nats_url_is_refused_and_never_printed() {
         &["check-config"],
         &["explain", "ada@example.com"],
         &["dlq", "list"],
-        &["status", "--url", "http://127.0.0.1:9"],
+        &["status", "--admin", "http://127.0.0.1:9"],
     ];
     for arguments in commands {
         let output = doorsync(&config, arguments, &secrets).await;

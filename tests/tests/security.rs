@@ -447,11 +447,11 @@ async fn secrets_never_appear_in_what_doorsync_writes_or_serves() -> TestResult 
         ("NEXUDUS_WEBHOOK_SECRET", WEBHOOK_SECRET),
     ];
     for (label, args, environment) in [
-        ("doorsync status", vec!["status", "--url", admin_url.as_str()], &secrets_environment[..1]),
-        ("doorsync status without the token", vec!["status", "--url", admin_url.as_str()], &[][..]),
+        ("doorsync status", vec!["status", "--json", "--admin", admin_url.as_str()], &secrets_environment[..1]),
+        ("doorsync status without the token", vec!["status", "--json", "--admin", admin_url.as_str()], &[][..]),
         ("doorsync check-config", vec!["check-config"], &secrets_environment[..]),
         ("doorsync explain", vec!["explain", &ada.to_string()], &secrets_environment[..1]),
-        ("doorsync reconcile", vec!["reconcile", "--writer-url", admin_url.as_str()], &secrets_environment[..1]),
+        ("doorsync reconcile", vec!["reconcile", "--admin", admin_url.as_str()], &secrets_environment[..1]),
     ] {
         let (succeeded, text) = run.cli(&args, environment).await?;
         assert_eq!(succeeded, !label.ends_with("without the token"), "{label}: {text}");
@@ -678,12 +678,13 @@ async fn without_its_token_the_admin_listener_answers_only_the_probes() -> TestR
     }
 
     // The operator's commands carry the token they are configured with, and say when they have none.
-    let (succeeded, text) = run.cli(&["status", "--url", &base], &[]).await?;
+    let (succeeded, text) = run.cli(&["status", "--json", "--admin", &base], &[]).await?;
     assert!(!succeeded && text.contains("asks for the admin token"), "{text}");
     let (succeeded, text) =
-        run.cli(&["status", "--url", &base], &[("DOORSYNC_ADMIN_TOKEN", "admin-token-wrong")]).await?;
+        run.cli(&["status", "--json", "--admin", &base], &[("DOORSYNC_ADMIN_TOKEN", "admin-token-wrong")]).await?;
     assert!(!succeeded && text.contains("asks for the admin token"), "{text}");
-    let (succeeded, text) = run.cli(&["status", "--url", &base], &[("DOORSYNC_ADMIN_TOKEN", ADMIN_TOKEN)]).await?;
+    let (succeeded, text) =
+        run.cli(&["status", "--json", "--admin", &base], &[("DOORSYNC_ADMIN_TOKEN", ADMIN_TOKEN)]).await?;
     assert!(succeeded && text.contains("\"writer\""), "{text}");
     run.stop().await?;
     sims.stop().await;

@@ -4,10 +4,12 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use doorsync_catalogue::Catalogue;
-use doorsync_config::{Config, ExposeSecret, LogBackend};
+use doorsync_config::{Config, LogBackend};
 use doorsync_proto::{MemberId, Timestamp};
 
 use doorsync_node::{Context, RoleSet, setup};
+
+use crate::ops::admin::Admin;
 
 /// Runs `roles` until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub(crate) async fn serve(config_file: Option<&Path>, roles: RoleSet, command: &str) -> anyhow::Result<()> {
@@ -96,16 +98,8 @@ fn at_is_now(at: Timestamp, context: &Context) -> bool {
 /// answers at the configured admin address.
 async fn ask_running_process(config: &Config, who: &str) -> anyhow::Result<Option<String>> {
     let Ok(member) = who.parse::<u64>() else { return Ok(None) };
-    let url = format!("http://{}/api/explain/{member}", loopback(config.admin.listen));
-    match admin_request(config, reqwest::Method::GET, &url).await {
-        Ok(text) => Ok(Some(text)),
-        Err(AdminRequestError::Unreachable(_)) => Ok(None),
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn loopback(listen: std::net::SocketAddr) -> std::net::SocketAddr {
-    if listen.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen }
+    let admin = Admin::new(config, None)?;
+    Ok(admin.ask_running_process(config, reqwest::Method::GET, &format!("/api/explain/{member}")).await?)
 }
 
 fn parse_instant(text: &str) -> anyhow::Result<Timestamp> {
@@ -115,53 +109,20 @@ fn parse_instant(text: &str) -> anyhow::Result<Timestamp> {
     Ok(Timestamp::from_unix_millis(instant.as_millisecond()))
 }
 
-#[derive(Debug, thiserror::Error)]
-enum AdminRequestError {
-    #[error("nothing answers at {0}: is doorsync running there? (--url, or admin.listen in the config)")]
-    Unreachable(String),
-    #[error("{url} asks for the admin token: set DOORSYNC_ADMIN_TOKEN or admin.token_file")]
-    Unauthorized { url: String },
-    #[error("{url} answered {status}: {body}")]
-    Refused { url: String, status: reqwest::StatusCode, body: String },
-    #[error(transparent)]
-    Config(#[from] doorsync_config::ConfigError),
-}
-
-async fn admin_request(config: &Config, method: reqwest::Method, url: &str) -> Result<String, AdminRequestError> {
-    let client = reqwest::Client::new();
-    let mut request = client.request(method, url).timeout(std::time::Duration::from_secs(120));
-    if let Some(token) = config.admin_token()? {
-        request = request.bearer_auth(token.expose_secret());
-    }
-    let response = request.send().await.map_err(|_| AdminRequestError::Unreachable(url.to_owned()))?;
-    let status = response.status();
-    let body = response.text().await.map_err(|_| AdminRequestError::Unreachable(url.to_owned()))?;
-    match status {
-        status if status.is_success() => Ok(body),
-        reqwest::StatusCode::UNAUTHORIZED => Err(AdminRequestError::Unauthorized { url: url.to_owned() }),
-        status => Err(AdminRequestError::Refused { url: url.to_owned(), status, body }),
-    }
-}
-
-pub(crate) async fn reconcile(config_file: Option<&Path>, writer_url: &str, confirm: bool) -> anyhow::Result<()> {
+/// Asks the active writer to reconcile now (or to carry out the revocations it held back), and
+/// prints its report.
+pub(crate) async fn reconcile(config_file: Option<&Path>, admin: Option<&str>, confirm: bool) -> anyhow::Result<()> {
     let context = Context::load(config_file)?;
+    let admin = Admin::new(&context.config, admin)?;
     let path = if confirm { "/api/writer/reconcile/confirm" } else { "/api/writer/reconcile" };
-    let url = format!("{}{path}", writer_url.trim_end_matches('/'));
-    let report = admin_request(&context.config, reqwest::Method::POST, &url).await?;
-    let report: serde_json::Value =
-        serde_json::from_str(&report).with_context(|| format!("reading the answer of {url}"))?;
+    let report: serde_json::Value = admin.json(reqwest::Method::POST, path).await?;
     println!("{}", serde_json::to_string_pretty(&report).context("printing the report")?);
     Ok(())
 }
 
-pub(crate) async fn status(config_file: Option<&Path>, url: &str) -> anyhow::Result<()> {
+pub(crate) async fn status(config_file: Option<&Path>, admin: Option<&str>, json: bool) -> anyhow::Result<()> {
     let context = Context::load(config_file)?;
-    let url = format!("{}/api/status", url.trim_end_matches('/'));
-    let body = admin_request(&context.config, reqwest::Method::GET, &url).await?;
-    let status: serde_json::Value =
-        serde_json::from_str(&body).with_context(|| format!("reading the answer of {url}"))?;
-    println!("{}", serde_json::to_string_pretty(&status).context("printing the status")?);
-    Ok(())
+    crate::ops::status(&Admin::new(&context.config, admin)?, json).await
 }
 
 /// Loads the configuration and checks what it names: the secrets each role needs and, where the

@@ -24,14 +24,45 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use doorsync_node::{Context, RoleSet};
+use ops::admin::Admin;
+
+/// What `doorsync --help` opens with: what the tool does, the two ways to run it, where to start.
+const LONG_ABOUT: &str = "\
+doorsync keeps door access in Kisi in step with what members hold in Nexudus: a booking opens the
+doors of its resource for its time, a pass or a contract opens the doors mapped to it, and access
+ends when they do. Each [[mapping]] of the configuration links a Nexudus resource, pass product or
+desk to a Kisi group.
+
+Two ways to run it:
+  doorsync run                        every role in one process, on an embedded log file: one site
+  doorsync ingest | engine | writer   one role per process, sharing NATS JetStream (Kubernetes)
+
+Where to start: doorsync demo shows it at work between simulated Nexudus and Kisi, with no account
+and no setup. Then write a configuration (doorsync.example.toml, in the release and the README, is
+an annotated example), check it with doorsync check-config, and start doorsync run. Its status page
+is served at admin.listen; doorsync status, explain, dlq and replay --dry-run answer from the
+command line.";
 
 #[derive(Debug, Parser)]
-#[command(name = "doorsync", version, about, long_about = None)]
+#[command(
+    name = "doorsync",
+    version,
+    about = "Keeps door access in Kisi in step with the bookings, passes and contracts members hold in Nexudus.",
+    long_about = LONG_ABOUT
+)]
 struct Cli {
-    /// The configuration file (see crates/config/doorsync.example.toml); without one, the
-    /// defaults and DOORSYNC_<SECTION>__<KEY> variables apply.
+    /// The configuration file: TOML, a section per part ([nexudus], [kisi], [admin], [log], ...)
+    /// and a [[mapping]] per Nexudus resource, pass product or desk. doorsync.example.toml, in the
+    /// release and the README, is an annotated example with every key. A variable
+    /// DOORSYNC_<SECTION>__<KEY> (such as DOORSYNC_ADMIN__LISTEN) sets or overrides a key; without
+    /// a file, the defaults and those variables apply.
     #[arg(long, short, global = true, env = "DOORSYNC_CONFIG")]
     config: Option<PathBuf>,
+    /// The admin address of the running doorsync that status, reconcile, dlq, explain and the
+    /// dry runs ask, such as http://127.0.0.1:9090; admin.listen from the configuration when not
+    /// given.
+    #[arg(long, global = true, value_name = "URL", env = "DOORSYNC_ADMIN_URL")]
+    admin: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,11 +80,8 @@ enum Command {
     /// active, others wait on standby.
     Writer,
     /// Asks the active writer to reconcile Kisi with the desired state now, through its admin
-    /// listener.
+    /// listener (--admin).
     Reconcile {
-        /// The writer's admin address.
-        #[arg(long, default_value = "http://127.0.0.1:9090", env = "DOORSYNC_WRITER_ADMIN_URL")]
-        writer_url: String,
         /// Carry out the revocations the mass-revocation guard held back.
         #[arg(long, conflicts_with = "dry_run")]
         confirm: bool,
@@ -72,7 +100,7 @@ enum Command {
         /// directory, removed at the end, when not given.
         #[arg(long, env = "DOORSYNC_DATA_DIR")]
         data_dir: Option<PathBuf>,
-        /// How many members to generate.
+        /// How many members to generate, from 10 to 5000.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(10..=5_000))]
         members: u32,
         /// Stop after this many seconds; without it, the demo runs until Ctrl-C.
@@ -88,12 +116,13 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
-    /// What a running doorsync process reports: partitions, backlog, dead letters, parked
-    /// Nexudus records, webhook health.
+    /// What a running doorsync process reports (--admin): its roles, whether the writer is
+    /// paused or holding, pending writes, dead letters, parked Nexudus records, webhook health,
+    /// the last poll and sweep, the engine's partitions.
     Status {
-        /// The process's admin address.
-        #[arg(long, default_value = "http://127.0.0.1:9090", env = "DOORSYNC_ADMIN_URL")]
-        url: String,
+        /// Everything the process reports, as the JSON of its /api/status.
+        #[arg(long)]
+        json: bool,
     },
     /// What a rebuild from the log would change in Kisi, read from Kisi now; writes nothing.
     /// Repairs are made by the writer's reconciler (`doorsync reconcile`).
@@ -144,7 +173,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("doorsync: {error:#}");
+            eprintln!("doorsync: {}", doorsync_node::with_causes(error.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
@@ -180,15 +209,17 @@ impl Command {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config.as_deref();
+    let admin = cli.admin.as_deref();
     match cli.command {
         Command::Run => commands::serve(config, RoleSet::ALL, "run").await,
         Command::Ingest => commands::serve(config, RoleSet::INGEST, "ingest").await,
         Command::Engine => commands::serve(config, RoleSet::ENGINE, "engine").await,
         Command::Writer => commands::serve(config, RoleSet::WRITER, "writer").await,
-        Command::Reconcile { dry_run: true, .. } => ops::reconcile_dry_run(&Context::load(config)?).await,
-        Command::Reconcile { writer_url, confirm, dry_run: false } => {
-            commands::reconcile(config, &writer_url, confirm).await
+        Command::Reconcile { dry_run: true, .. } => {
+            let context = Context::load(config)?;
+            ops::reconcile_dry_run(&context, &Admin::new(&context.config, admin)?).await
         }
+        Command::Reconcile { confirm, dry_run: false } => commands::reconcile(config, admin, confirm).await,
         Command::Demo { data_dir, members, seconds } => {
             doorsync_demo::run(doorsync_demo::DemoOptions {
                 data_dir,
@@ -200,9 +231,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Explain { member, at } => commands::explain(config, &member, at.as_deref()).await,
-        Command::Status { url } => commands::status(config, &url).await,
-        Command::Replay { dry_run } => ops::replay(&Context::load(config)?, dry_run).await,
-        Command::Dlq { action } => ops::dlq(&Context::load(config)?, action).await,
+        Command::Status { json } => commands::status(config, admin, json).await,
+        Command::Replay { dry_run } => {
+            let context = Context::load(config)?;
+            ops::replay(&context, &Admin::new(&context.config, admin)?, dry_run).await
+        }
+        Command::Dlq { action } => {
+            let context = Context::load(config)?;
+            ops::dlq(&context, &Admin::new(&context.config, admin)?, action).await
+        }
         Command::CheckConfig => commands::check_config(config).await,
     }
 }

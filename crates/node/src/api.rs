@@ -1,7 +1,9 @@
 //! The JSON API of each role on the admin listener: `/api/status` for `doorsync status`, the
 //! writer's `/api/writer/reconcile` for `doorsync reconcile`, and the engine's
 //! `/api/explain/{member}`, so that `doorsync explain` can ask a running `doorsync run` whose
-//! embedded log file it cannot open.
+//! embedded log file it cannot open; for the same reason the dead letters
+//! (`/api/dead-letters`, `.../retry`, `/api/dead-letters/{sequence}/retry` and `.../drop`) and the
+//! dry run of `doorsync replay | reconcile --dry-run` (`/api/dry-run`), in [`crate::operations`].
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -9,20 +11,22 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use doorsync_catalogue::Catalogue;
+use doorsync_config::Config;
 use doorsync_proto::MemberId;
 use doorsync_writer::WriterError;
 
 use crate::process::Running;
 use crate::status::Status;
 
-/// The JSON API `doorsync status`, `reconcile` and `explain` talk to.
-pub(crate) fn routes(running: &Running) -> Router {
+/// The JSON API `doorsync status`, `reconcile`, `explain`, `dlq` and the dry runs talk to;
+/// `config` is what a dry run reads Kisi and evaluates members with.
+pub(crate) fn routes(running: &Running, config: &Config) -> Router {
     let routes = Router::new()
         .route("/api/status", get(status))
         .route("/api/writer/reconcile", post(reconcile))
         .route("/api/writer/reconcile/confirm", post(confirm));
     let routes = if running.engine.is_some() { routes.route("/api/explain/{member}", get(explain)) } else { routes };
-    routes.with_state(running.clone())
+    routes.with_state(running.clone()).merge(crate::operations::routes::routes(running, config))
 }
 
 async fn status(State(running): State<Running>) -> Json<Status> {

@@ -70,12 +70,17 @@ pub enum NodeError {
 }
 
 /// An error followed by each of its sources, `: `-separated: the whole story of a failure where
-/// only text can carry it (a page, a simulation's report).
+/// only text can carry it (a page, a simulation's report, the binary's last words). A source
+/// whose text the story already tells (an error that prints its source and also names it as
+/// its source) is not told twice.
 pub fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(source) = cause {
-        text = format!("{text}: {source}");
+        let told = source.to_string();
+        if !text.contains(&told) {
+            text = format!("{text}: {told}");
+        }
         cause = source.source();
     }
     text
@@ -91,5 +96,19 @@ mod tests {
         let error = NodeError::LogDirectory { directory: PathBuf::from("/data"), source: io };
 
         assert_eq!(with_causes(&error), "creating /data for the embedded log (log.path): disk full");
+    }
+
+    #[test]
+    fn a_source_the_error_already_prints_is_not_told_again() {
+        let bind = doorsync_admin::AdminError::Bind {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9090)),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        let error = NodeError::Admin(Box::new(bind));
+
+        let text = with_causes(&error);
+
+        assert_eq!(text.matches("address in use").count(), 1, "{text}");
+        assert!(text.starts_with("starting the admin listener: admin: cannot listen on 127.0.0.1:9090"), "{text}");
     }
 }

@@ -32,10 +32,13 @@ mod api;
 mod context;
 mod error;
 mod metrics;
+pub mod operations;
 mod process;
 pub mod roles;
 pub mod setup;
 mod status;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use context::Context;
 pub use error::{NodeError, with_causes};

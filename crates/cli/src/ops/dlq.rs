@@ -5,10 +5,13 @@
 use anyhow::bail;
 use doorsync_log::Sequence;
 use doorsync_node::Context;
+use doorsync_node::operations::{self, DropOne, RetryOne};
 use doorsync_proto::Command;
 use doorsync_writer::dead_letters::{self, DeadLetter, Handled, Retried, RetryAll};
+use reqwest::Method;
 
-use super::table;
+use super::admin::Admin;
+use super::{from_running_process_or_log, table};
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub(crate) enum DlqAction {
@@ -35,17 +38,36 @@ pub(crate) enum DlqAction {
     },
 }
 
-pub(crate) async fn dlq(context: &Context, action: DlqAction) -> anyhow::Result<()> {
-    let clock = &context.clock;
-    let text = super::with_log(context, "dlq", async |log, layout| match action {
-        DlqAction::List { all } => Ok(render_list(&dead_letters::every_dead_letter(log, layout).await?, all)),
+/// Carries out `action` through the running process when one holds the embedded log, else on
+/// the log itself, and prints what became of it.
+pub(crate) async fn dlq(context: &Context, admin: &Admin, action: DlqAction) -> anyhow::Result<()> {
+    let now = context.clock.now();
+    let text = match action {
+        DlqAction::List { all } => {
+            let request = (Method::GET, "/api/dead-letters");
+            let letters = from_running_process_or_log(context, admin, request, "dlq", async |log, layout| {
+                Ok(dead_letters::every_dead_letter(log, layout).await?)
+            })
+            .await?;
+            render_list(&letters, all)
+        }
         DlqAction::Retry { all: true, .. } => {
-            Ok(render_retries(&dead_letters::retry_all(log, layout, clock.now()).await?))
+            let request = (Method::POST, "/api/dead-letters/retry");
+            let outcome = from_running_process_or_log(context, admin, request, "dlq", async |log, layout| {
+                Ok(dead_letters::retry_all(log, layout, now).await?)
+            })
+            .await?;
+            render_retries(&outcome)
         }
         DlqAction::Retry { sequence: Some(sequence), all: false } => {
-            let letter = dead_letters::dead_letter(log, layout, sequence).await?;
-            match dead_letters::retry(log, layout, &letter, clock.now()).await? {
-                Ok(retried) => Ok(format!("{}\n", describe_retry(&letter, &retried))),
+            let path = format!("/api/dead-letters/{sequence}/retry");
+            let RetryOne { letter, result } =
+                from_running_process_or_log(context, admin, (Method::POST, &path), "dlq", async |log, layout| {
+                    Ok(operations::retry_one(log, layout, sequence, now).await?)
+                })
+                .await?;
+            match result {
+                Ok(retried) => format!("{}\n", describe_retry(&letter, &retried)),
                 Err(refusal) => bail!("dead letter {sequence} was not retried: {refusal}"),
             }
         }
@@ -53,14 +75,18 @@ pub(crate) async fn dlq(context: &Context, action: DlqAction) -> anyhow::Result<
             bail!("name the dead letter to retry by its sequence (doorsync dlq list shows them), or use --all")
         }
         DlqAction::Drop { sequence } => {
-            let letter = dead_letters::dead_letter(log, layout, sequence).await?;
-            Ok(match dead_letters::drop_letter(log, layout, &letter, clock.now()).await? {
+            let path = format!("/api/dead-letters/{sequence}/drop");
+            let DropOne { already, .. } =
+                from_running_process_or_log(context, admin, (Method::POST, &path), "dlq", async |log, layout| {
+                    Ok(operations::drop_one(log, layout, sequence, now).await?)
+                })
+                .await?;
+            match already {
                 None => format!("Dropped dead letter {sequence}; `doorsync dlq list` no longer shows it.\n"),
                 Some(handled) => format!("Dead letter {sequence} was already {handled}; nothing to drop.\n"),
-            })
+            }
         }
-    })
-    .await?;
+    };
     print!("{text}");
     Ok(())
 }
@@ -271,12 +297,15 @@ mod tests {
         let sequence = store.log.append(parked).await.unwrap().sequence;
         let dir = store.close().await;
         let context = context(&dir, None, &[]);
+        // Nothing listens on the discard port: no running process holds the log.
+        let admin = Admin::new(&context.config, Some("http://127.0.0.1:9")).unwrap();
 
-        dlq(&context, DlqAction::Drop { sequence }).await.unwrap();
-        dlq(&context, DlqAction::List { all: true }).await.unwrap();
-        let missing = dlq(&context, DlqAction::Retry { sequence: None, all: false }).await.unwrap_err();
+        dlq(&context, &admin, DlqAction::Drop { sequence }).await.unwrap();
+        dlq(&context, &admin, DlqAction::List { all: true }).await.unwrap();
+        let missing = dlq(&context, &admin, DlqAction::Retry { sequence: None, all: false }).await.unwrap_err();
         assert!(missing.to_string().contains("--all"), "{missing}");
-        let refused = dlq(&context, DlqAction::Retry { sequence: Some(sequence), all: false }).await.unwrap_err();
+        let refused =
+            dlq(&context, &admin, DlqAction::Retry { sequence: Some(sequence), all: false }).await.unwrap_err();
         assert!(refused.to_string().contains("already dropped"), "{refused}");
 
         let reopened = doorsync_log_embedded::EmbeddedLog::open(doorsync_log_embedded::EmbeddedOptions::new(

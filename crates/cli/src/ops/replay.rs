@@ -4,17 +4,16 @@
 //! Repairs are the writer's reconciler's job (`doorsync reconcile`). What would change is the
 //! writer's to say ([`doorsync_writer::dry_run`]); this is the reading and the report.
 
-use anyhow::{Context as _, bail};
-use doorsync_proto::Timestamp;
-use doorsync_writer::dry_run::{self, Change, Foreign, Plan, Rules, SeenUser};
-
-use super::kisi_read::{self, Read};
-use super::rebuild::{self, Rebuilt};
-use super::table;
+use anyhow::bail;
 use doorsync_node::Context;
-use doorsync_node::setup;
+use doorsync_node::operations::{self, DryRun};
+use doorsync_writer::dry_run::{Change, Foreign, Plan, SeenUser};
+use reqwest::Method;
 
-pub(crate) async fn replay(context: &Context, dry_run: bool) -> anyhow::Result<()> {
+use super::admin::Admin;
+use super::table;
+
+pub(crate) async fn replay(context: &Context, admin: &Admin, dry_run: bool) -> anyhow::Result<()> {
     if !dry_run {
         bail!(
             "doorsync replay only shows what would change (--dry-run); it never writes to Kisi. Repairs are made \
@@ -22,52 +21,46 @@ pub(crate) async fn replay(context: &Context, dry_run: bool) -> anyhow::Result<(
              mass-revocation guard held back)"
         );
     }
-    print!("{}", dry_run_report(context).await?);
+    print!("{}", dry_run_report(context, admin).await?);
     Ok(())
 }
 
 /// What a reconciliation would take over, change and remove; before moving over from Nexudus's
 /// built-in Kisi integration, it shows what `kisi.adopt_created_by` would do.
-pub(crate) async fn reconcile_dry_run(context: &Context) -> anyhow::Result<()> {
-    print!("{}", dry_run_report(context).await?);
+pub(crate) async fn reconcile_dry_run(context: &Context, admin: &Admin) -> anyhow::Result<()> {
+    print!("{}", dry_run_report(context, admin).await?);
     Ok(())
 }
 
-/// Rebuilds, reads Kisi, compares, and says what would change.
-async fn dry_run_report(context: &Context) -> anyhow::Result<String> {
-    let config = &context.config;
-    let rebuilt = super::with_log(context, "replay", async |log, layout| rebuild::rebuild(log, layout).await).await?;
-    let configured = setup::mapping(config).await?;
-    let mapping = rebuilt.mapping(&configured);
-    let policy = config.access_policy();
-    let kisi = setup::kisi_client(config)?;
-    let now = context.clock.now();
-    let wanted = dry_run::to_read(&rebuilt.members, &mapping, &policy, now);
-    let read =
-        kisi_read::read(&kisi, &context.clock, config.kisi.requests_per_second, &wanted, &config.kisi.adopt_created_by)
-            .await
-            .context("reading what Kisi holds (nothing was written)")?;
-    let rules = Rules {
-        touch_foreign_assignments: config.reconcile.touch_foreign_assignments,
-        manage_found_users: config.kisi.manage_found_users,
+/// The running process's dry run when one holds the embedded log; else the members rebuilt from
+/// the log (closed again before Kisi is read, which takes a while) and Kisi read from here.
+async fn dry_run_report(context: &Context, admin: &Admin) -> anyhow::Result<String> {
+    const PATH: &str = "/api/dry-run";
+    let dry_run = match admin.ask_running_process(&context.config, Method::GET, PATH).await? {
+        Some(body) => admin.read_json(PATH, &body)?,
+        None => {
+            let rebuilt =
+                super::with_log(context, "replay", async |log, layout| Ok(operations::rebuild(log, layout).await?))
+                    .await?;
+            operations::dry_run(&rebuilt, &context.config, &context.clock).await?
+        }
     };
-    let plan = dry_run::plan(&rebuilt.members, &mapping, &policy, now, &read.view, rules);
-    Ok(render(&rebuilt, &read, &plan, now, rules))
+    Ok(render(&dry_run))
 }
 
 /// The report: what was read, the changes as a table, the totals.
-fn render(rebuilt: &Rebuilt, read: &Read, plan: &Plan, now: Timestamp, rules: Rules) -> String {
-    let assignments: usize = read.view.assignments.values().map(Vec::len).sum();
+fn render(dry_run: &DryRun) -> String {
+    let DryRun { plan, rules, at: now, .. } = dry_run;
     let mut text = format!(
         "Rebuilt {} from the log ({}, {}, {}).\nRead {} ({}) and {} from Kisi in {}, as of {now}.\n\n",
-        table::count(rebuilt.members.len(), "member", "members"),
-        table::count(as_count(rebuilt.events), "event", "events"),
-        table::count(as_count(rebuilt.commands), "command", "commands"),
-        table::count(as_count(rebuilt.outcomes), "outcome", "outcomes"),
-        table::count(read.view.assignments.len(), "group", "groups"),
-        table::count(assignments, "assignment", "assignments"),
-        table::count(read.view.users.len(), "linked user", "linked users"),
-        table::count(as_count(read.requests), "request", "requests"),
+        table::count(dry_run.members, "member", "members"),
+        table::count(as_count(dry_run.events), "event", "events"),
+        table::count(as_count(dry_run.commands), "command", "commands"),
+        table::count(as_count(dry_run.outcomes), "outcome", "outcomes"),
+        table::count(dry_run.groups_read, "group", "groups"),
+        table::count(dry_run.assignments_read, "assignment", "assignments"),
+        table::count(dry_run.linked_users_read, "linked user", "linked users"),
+        table::count(as_count(dry_run.requests), "request", "requests"),
     );
     if plan.changes.is_empty() {
         text.push_str("Kisi matches the log: nothing would change.\n");
@@ -213,8 +206,33 @@ mod tests {
     use doorsync_proto::{GrantApplied, KisiUserId, MemberId, Outcome};
 
     use super::*;
+    use doorsync_proto::Timestamp;
+    use doorsync_writer::dry_run::Rules;
+
     use crate::ops::testing::{Kisi, TempLog, append_command, append_event, append_outcome, booking, context, layout};
     use crate::ops::testing::{MINUTE, ensure, linked, member};
+
+    /// The admin API at the discard port, where nothing listens: no running process holds the log.
+    fn nobody_running(context: &Context) -> Admin {
+        Admin::new(&context.config, Some("http://127.0.0.1:9")).unwrap()
+    }
+
+    /// A dry run of nothing read, planning `plan`.
+    fn dry_run_of(plan: Plan) -> DryRun {
+        DryRun {
+            members: 0,
+            events: 0,
+            commands: 0,
+            outcomes: 0,
+            groups_read: 0,
+            assignments_read: 0,
+            linked_users_read: 0,
+            requests: 0,
+            at: Timestamp::from_unix_millis(0),
+            rules: Rules::default(),
+            plan,
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dry_run_shows_what_would_change_in_kisi_and_writes_nothing() {
@@ -252,7 +270,7 @@ mod tests {
         let before = sim.assignments();
         let _dir = store.close().await;
 
-        let report = dry_run_report(&context).await.unwrap();
+        let report = dry_run_report(&context, &nobody_running(&context)).await.unwrap();
 
         let row = |change: &str, member: u64| {
             report
@@ -301,7 +319,7 @@ mod tests {
         let before = sim.assignments();
         let _dir = store.close().await;
 
-        let report = dry_run_report(&context).await.unwrap();
+        let report = dry_run_report(&context, &nobody_running(&context)).await.unwrap();
 
         let row = |change: &str| report.lines().find(|line| line.starts_with(change)).unwrap_or_default().to_owned();
         assert!(row("link or create user").contains(" 1 "), "{report}");
@@ -320,7 +338,7 @@ mod tests {
     async fn without_dry_run_replay_refuses_and_points_at_the_reconciler() {
         let store = TempLog::new(&layout());
         let context = context(&store.dir, None, &[]);
-        let error = replay(&context, false).await.unwrap_err().to_string();
+        let error = replay(&context, &nobody_running(&context), false).await.unwrap_err().to_string();
         assert!(error.contains("--dry-run") && error.contains("doorsync reconcile"), "{error}");
     }
 
@@ -346,8 +364,7 @@ mod tests {
             }],
             taken_over_as_they_are: 0,
         };
-        let text =
-            render(&Rebuilt::default(), &Read::default(), &plan, Timestamp::from_unix_millis(0), Rules::default());
+        let text = render(&dry_run_of(plan));
         let expected_rows = "\
 CHANGE               MEMBER  KISI USER  GROUP  IN KISI NOW   WOULD BE
 link or create user  5       -          -      no user       enabled

@@ -34,7 +34,7 @@ pub use read::{dead_letter, dead_letters, every_dead_letter};
 const HANDLED_THROUGH_KEY: &str = "dlq.handled-through";
 
 /// One dead letter, read back from the dead-letter stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
     /// Its sequence in the dead-letter stream: how operators name it.
     pub sequence: Sequence,
@@ -77,7 +77,7 @@ impl fmt::Display for Handled {
 }
 
 /// Why a dead letter is not retried.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Refusal {
     Handled(Handled),
     Undecodable(String),
@@ -107,14 +107,14 @@ impl fmt::Display for Refusal {
 }
 
 /// A retried dead letter: the command as appended again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retried {
     pub command_sequence: Sequence,
     pub command_id: MessageId,
 }
 
 /// What became of each waiting dead letter on a retry of them all.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryAll {
     pub retried: Vec<(DeadLetter, Retried)>,
     pub refused: Vec<(DeadLetter, Refusal)>,

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use doorsync_access::{AccessPolicy, Desired, DesiredUser, Mapping, MemberState, UserAccess, Window};
 use doorsync_kisi::{RoleAssignment, Validity};
 use doorsync_proto::{KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberId, Timestamp};
+use serde::{Deserialize, Serialize};
 
 use super::{GroupRules, GroupStep, UserStep, group_step, user_step};
 use crate::knowledge::{GroupDesire, HeldAssignment, KnownAssignment, KnownUser, UserDesire};
@@ -63,7 +64,7 @@ impl Creators {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SeenUser {
     Enabled,
     Suspended,
@@ -118,14 +119,14 @@ fn live_user(state: &MemberState) -> Option<KisiUserId> {
 /// What the writer may touch: the assignments someone else made
 /// (`reconcile.touch_foreign_assignments`), and users doorsync found rather than created
 /// (`kisi.manage_found_users`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rules {
     pub touch_foreign_assignments: bool,
     pub manage_found_users: bool,
 }
 
 /// One change the writer would make in Kisi.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     /// The member should have a Kisi user and has none (none linked yet, or Kisi no longer has
     /// it): the writer finds one by email or creates it.
@@ -175,7 +176,7 @@ pub enum Change {
 
 /// An assignment that is not what the member should have, left alone because someone else
 /// created it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Foreign {
     pub member: MemberId,
     pub user: KisiUserId,
@@ -186,7 +187,7 @@ pub struct Foreign {
     pub wanted: Option<Window>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// By member (in id order), each in the order the writer would make them; assignments of
     /// users no member has come last.

@@ -1,5 +1,11 @@
-//! Shared by the ops tests: a log in a temporary directory, messages appended the way doorsync's
-//! parts append them, a Kisi simulator, and a configuration pointing at both.
+//! For tests of the operator's commands (this crate's and the binary's, through the feature
+//! `testing`): a log in a temporary directory, messages appended the way doorsync's parts append
+//! them, a Kisi simulator, and a configuration pointing at both.
+#![allow(
+    clippy::unwrap_used,
+    missing_debug_implementations,
+    reason = "test helpers: a failure here is the test's failure"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,39 +24,39 @@ use doorsync_proto::{
 };
 use serde::Serialize;
 
-use doorsync_node::Context;
+use crate::Context;
 
-pub(crate) const MINUTE: i64 = 60_000;
+pub const MINUTE: i64 = 60_000;
 /// 2026-11-30T09:00:00Z
-pub(crate) const T0: i64 = 1_796_029_200_000;
-pub(crate) const KEY: &str = "key-of-the-integration";
+pub const T0: i64 = 1_796_029_200_000;
+pub const KEY: &str = "key-of-the-integration";
 const PREFIX: &str = "test";
 const PARTITIONS: u32 = 4;
 
-pub(crate) fn at(minutes: i64) -> Timestamp {
+pub fn at(minutes: i64) -> Timestamp {
     Timestamp::from_unix_millis(T0 + minutes * MINUTE)
 }
 
-pub(crate) fn layout() -> Layout {
+pub fn layout() -> Layout {
     Layout::new(Subjects::new(PREFIX, PARTITIONS).unwrap())
 }
 
 /// An embedded log in its own temporary directory.
-pub(crate) struct TempLog {
-    pub(crate) log: Arc<dyn EventLog>,
+pub struct TempLog {
+    pub log: Arc<dyn EventLog>,
     embedded: EmbeddedLog,
-    pub(crate) dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl TempLog {
-    pub(crate) fn new(layout: &Layout) -> Self {
+    pub fn new(layout: &Layout) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let embedded = EmbeddedLog::open(EmbeddedOptions::new(log_path(&dir), layout.streams())).unwrap();
         Self { log: Arc::new(embedded.clone()), embedded, dir }
     }
 
     /// Closes the file so that a command can open it, keeping the directory.
-    pub(crate) async fn close(self) -> tempfile::TempDir {
+    pub async fn close(self) -> tempfile::TempDir {
         let Self { log, embedded, dir } = self;
         drop(log);
         embedded.close().await;
@@ -63,7 +69,7 @@ fn log_path(dir: &tempfile::TempDir) -> PathBuf {
 }
 
 /// Appends `message` on `subject` in an envelope at `occurred_at`; returns its sequence.
-pub(crate) async fn append<M: WireMessage + Serialize>(
+pub async fn append<M: WireMessage + Serialize>(
     log: &dyn EventLog,
     subject: String,
     occurred_at: Timestamp,
@@ -74,36 +80,21 @@ pub(crate) async fn append<M: WireMessage + Serialize>(
     log.append(NewMessage::new(subject, envelope.id.to_string(), payload)).await.unwrap().sequence
 }
 
-pub(crate) async fn append_event(
-    log: &dyn EventLog,
-    layout: &Layout,
-    occurred_at: Timestamp,
-    event: Event,
-) -> Sequence {
+pub async fn append_event(log: &dyn EventLog, layout: &Layout, occurred_at: Timestamp, event: Event) -> Sequence {
     append(log, layout.subjects.subject_for(&event), occurred_at, event).await
 }
 
 /// Appends a command as the engine does.
-pub(crate) async fn append_command(
-    log: &dyn EventLog,
-    layout: &Layout,
-    occurred_at: Timestamp,
-    command: Command,
-) -> Sequence {
+pub async fn append_command(log: &dyn EventLog, layout: &Layout, occurred_at: Timestamp, command: Command) -> Sequence {
     append(log, layout.subjects.command(command.member()), occurred_at, command).await
 }
 
 /// Appends an outcome as the writer reports it.
-pub(crate) async fn append_outcome(
-    log: &dyn EventLog,
-    layout: &Layout,
-    occurred_at: Timestamp,
-    outcome: Outcome,
-) -> Sequence {
+pub async fn append_outcome(log: &dyn EventLog, layout: &Layout, occurred_at: Timestamp, outcome: Outcome) -> Sequence {
     append(log, layout.subjects.outcome(outcome.member()), occurred_at, outcome).await
 }
 
-pub(crate) fn member(id: u64) -> Event {
+pub fn member(id: u64) -> Event {
     Event::MemberChanged(MemberChanged {
         member: MemberId(id),
         email: format!("m{id}@example.test"),
@@ -113,7 +104,7 @@ pub(crate) fn member(id: u64) -> Event {
 }
 
 /// The engine's command for the member's user, with the email and name [`member`] gives them.
-pub(crate) fn ensure(member: u64) -> Command {
+pub fn ensure(member: u64) -> Command {
     Command::EnsureUser(EnsureUser {
         member: MemberId(member),
         email: format!("m{member}@example.test"),
@@ -123,11 +114,11 @@ pub(crate) fn ensure(member: u64) -> Command {
 }
 
 /// The writer's report that it created `user` for the member.
-pub(crate) fn linked(member: u64, user: KisiUserId) -> Outcome {
+pub fn linked(member: u64, user: KisiUserId) -> Outcome {
     Outcome::UserLinked(UserLinked { member: MemberId(member), kisi_user: user, created_by_doorsync: true })
 }
 
-pub(crate) fn booking(member: u64, booking: u64, resource: u64, starts_at: Timestamp, ends_at: Timestamp) -> Event {
+pub fn booking(member: u64, booking: u64, resource: u64, starts_at: Timestamp, ends_at: Timestamp) -> Event {
     Event::BookingChanged(BookingChanged {
         member: MemberId(member),
         booking: BookingId(booking),
@@ -138,19 +129,19 @@ pub(crate) fn booking(member: u64, booking: u64, resource: u64, starts_at: Times
     })
 }
 
-pub(crate) fn mapping(resource: u64, group: Option<KisiGroupId>) -> Event {
+pub fn mapping(resource: u64, group: Option<KisiGroupId>) -> Event {
     Event::MappingChanged(MappingChanged { source: MappingSource::Resource(ResourceId(resource)), group })
 }
 
 /// A Kisi simulator on the system clock with the integration's API account.
-pub(crate) struct Kisi {
-    pub(crate) sim: KisiSimulator,
-    pub(crate) handle: SimHandle,
-    pub(crate) api_user: KisiUserId,
+pub struct Kisi {
+    pub sim: KisiSimulator,
+    pub handle: SimHandle,
+    pub api_user: KisiUserId,
 }
 
 impl Kisi {
-    pub(crate) async fn start(requests_per_second: u32) -> Self {
+    pub async fn start(requests_per_second: u32) -> Self {
         let mut options = SimOptions::new(Arc::new(SystemClock));
         options.requests_per_second = requests_per_second;
         let sim = KisiSimulator::start(options).await.unwrap();
@@ -159,14 +150,14 @@ impl Kisi {
         Self { sim, handle, api_user }
     }
 
-    pub(crate) fn client(&self) -> KisiClient {
+    pub fn client(&self) -> KisiClient {
         KisiClient::new(KisiOptions::new(self.sim.base_url(), ApiKey::new(KEY), "doorsync-tests")).unwrap()
     }
 }
 
 /// A configuration for the log in `dir` and, when given, the simulator, with `resource` mapped
 /// to `group`.
-pub(crate) fn context(dir: &tempfile::TempDir, kisi: Option<&Kisi>, mapped: &[(u64, KisiGroupId)]) -> Context {
+pub fn context(dir: &tempfile::TempDir, kisi: Option<&Kisi>, mapped: &[(u64, KisiGroupId)]) -> Context {
     let mut config = Config::default();
     config.log.path = log_path(dir);
     config.log.subject_prefix = PREFIX.to_owned();

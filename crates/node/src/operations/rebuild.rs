@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context as _;
 use doorsync_access::{Mapping, MemberState};
 use doorsync_layout::Layout;
 use doorsync_log::{EventLog, ReplayRequest, Sequence};
@@ -14,21 +13,23 @@ use doorsync_proto::{Command, Envelope, Event, MemberId, Outcome, WireMessage};
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 
+use super::OperationError;
+
 /// What the log says about every member, and how much of it there was.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Rebuilt {
-    pub(crate) members: BTreeMap<MemberId, MemberState>,
+pub struct Rebuilt {
+    pub members: BTreeMap<MemberId, MemberState>,
     /// The connections that arrived as events (Nexudus's own access-control fields).
-    pub(crate) event_mapping: Mapping,
-    pub(crate) events: u64,
-    pub(crate) commands: u64,
-    pub(crate) outcomes: u64,
+    pub event_mapping: Mapping,
+    pub events: u64,
+    pub commands: u64,
+    pub outcomes: u64,
 }
 
 impl Rebuilt {
     /// The mapping members are evaluated with, as the engine makes it: the configured mapping
     /// wins over the one from events.
-    pub(crate) fn mapping(&self, configured: &Mapping) -> Mapping {
+    pub fn mapping(&self, configured: &Mapping) -> Mapping {
         self.event_mapping.overlaid_with(configured)
     }
 
@@ -57,7 +58,7 @@ impl Rebuilt {
 }
 
 /// Reads the events, commands and outcomes streams once each, in stream order.
-pub(crate) async fn rebuild(log: &dyn EventLog, layout: &Layout) -> anyhow::Result<Rebuilt> {
+pub async fn rebuild(log: &dyn EventLog, layout: &Layout) -> Result<Rebuilt, OperationError> {
     let mut rebuilt = Rebuilt::default();
     read::<Event>(log, &layout.events, |sequence, envelope| rebuilt.fold_event(sequence, &envelope)).await?;
     read::<Command>(log, &layout.commands, |_, envelope| rebuilt.record_command(&envelope.message)).await?;
@@ -67,18 +68,19 @@ pub(crate) async fn rebuild(log: &dyn EventLog, layout: &Layout) -> anyhow::Resu
 
 /// Hands every message of `stream` to `apply`, decoded. A message this build cannot read stops
 /// the rebuild, as it stops the engine: a state rebuilt without it would be wrong.
-async fn read<M>(log: &dyn EventLog, stream: &str, mut apply: impl FnMut(Sequence, Envelope<M>)) -> anyhow::Result<()>
+async fn read<M>(
+    log: &dyn EventLog,
+    stream: &str,
+    mut apply: impl FnMut(Sequence, Envelope<M>),
+) -> Result<(), OperationError>
 where
     M: WireMessage + DeserializeOwned,
 {
-    let mut replay =
-        log.replay(ReplayRequest::whole(stream)).await.with_context(|| format!("reading stream {stream}"))?;
-    while let Some(message) = replay.try_next().await.with_context(|| format!("reading stream {stream}"))? {
-        let envelope = doorsync_proto::decode::<M>(&message.payload).with_context(|| {
-            format!(
-                "stream {stream}, sequence {}: this build cannot read the message (is doorsync up to date?)",
-                message.sequence
-            )
+    let unreadable = |source| OperationError::ReadStream { stream: stream.to_owned(), source: Box::new(source) };
+    let mut replay = log.replay(ReplayRequest::whole(stream)).await.map_err(unreadable)?;
+    while let Some(message) = replay.try_next().await.map_err(unreadable)? {
+        let envelope = doorsync_proto::decode::<M>(&message.payload).map_err(|source| {
+            OperationError::UnreadableMessage { stream: stream.to_owned(), sequence: message.sequence, source }
         })?;
         apply(message.sequence, envelope);
     }
@@ -92,9 +94,7 @@ mod tests {
     use doorsync_proto::{Outcome, UserLinked};
 
     use super::*;
-    use crate::ops::testing::{
-        TempLog, append_command, append_event, append_outcome, at, booking, layout, mapping, member,
-    };
+    use crate::testing::{TempLog, append_command, append_event, append_outcome, at, booking, layout, mapping, member};
 
     #[tokio::test]
     async fn every_member_is_rebuilt_in_one_pass_as_explain_rebuilds_one() {
@@ -169,7 +169,7 @@ mod tests {
         let garbage = doorsync_log::NewMessage::new(layout.subjects.command(MemberId(1)), "garbage", &b"\x01\x02"[..]);
         log.append(garbage).await.unwrap();
         let error = rebuild(log, &layout).await.unwrap_err();
-        let text = format!("{error:#}");
+        let text = crate::with_causes(&error);
         assert!(text.contains(&format!("stream {}, sequence 1", layout.commands)), "{text}");
     }
 }

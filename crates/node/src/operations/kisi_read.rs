@@ -9,12 +9,13 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use doorsync_clock::SharedClock;
 use doorsync_kisi::{KisiClient, KisiError};
 use doorsync_proto::Timestamp;
 
 use doorsync_writer::dry_run::{Creators, KisiView, SeenUser, ToRead};
+
+use super::OperationError;
 
 /// Tries per request before giving up.
 const ATTEMPTS: u32 = 5;
@@ -36,18 +37,18 @@ pub(crate) async fn read(
     requests_per_second: u32,
     wanted: &ToRead,
     adopt_created_by: &[String],
-) -> anyhow::Result<Read> {
+) -> Result<Read, OperationError> {
     let mut paced = Paced::new(client, clock, requests_per_second);
     let me = paced
         .call(|client| async move { client.current_user().await })
         .await
-        .context("asking Kisi which user the API key belongs to")?;
+        .map_err(OperationError::kisi("asking Kisi which user the API key belongs to"))?;
     let mut adopted = Vec::new();
     for email in adopt_created_by {
         let found = paced
             .call(|client| async move { client.find_user_by_email(email).await })
             .await
-            .context("looking up a user kisi.adopt_created_by names")?;
+            .map_err(OperationError::kisi("looking up a user kisi.adopt_created_by names"))?;
         match found {
             Some(user) => adopted.push(user.id),
             None => tracing::warn!("kisi.adopt_created_by names an email no Kisi user has"),
@@ -59,7 +60,7 @@ pub(crate) async fn read(
         let assignments = paced
             .call(|client| async move { client.group_assignments(group).await })
             .await
-            .with_context(|| format!("listing the members of Kisi group {group}"))?;
+            .map_err(OperationError::kisi(format!("listing the members of Kisi group {group}")))?;
         let seen = assignments.iter().filter_map(|assignment| creators.seen(assignment)).collect();
         view.assignments.insert(group, seen);
     }
@@ -69,7 +70,7 @@ pub(crate) async fn read(
             Ok(_) => SeenUser::Suspended,
             // Kisi answers 403 for an id that does not exist; the key works (it just said whose it is).
             Err(KisiError::NotFound { .. } | KisiError::Forbidden { .. }) => SeenUser::Gone,
-            Err(error) => return Err(error).with_context(|| format!("reading Kisi user {user}")),
+            Err(error) => return Err(OperationError::kisi(format!("reading Kisi user {user}"))(error)),
         };
         view.users.insert(user, seen);
     }
@@ -77,7 +78,7 @@ pub(crate) async fn read(
         let found = paced
             .call(|client| async move { client.find_user_by_email(email).await })
             .await
-            .context("looking up the Kisi user of a member who has none linked yet")?;
+            .map_err(OperationError::kisi("looking up the Kisi user of a member who has none linked yet"))?;
         // The writer never links the API key's own user to a member.
         if let Some(user) = found.filter(|user| user.id != me.id) {
             view.found_by_email.insert(email.clone(), user.id);
@@ -136,7 +137,7 @@ mod tests {
     use doorsync_writer::dry_run::SeenAssignment;
 
     use super::*;
-    use crate::ops::testing::{Kisi, at};
+    use crate::testing::{Kisi, at};
 
     #[tokio::test]
     async fn reads_the_groups_members_with_who_made_them_and_the_users_states() {
@@ -200,7 +201,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_key_fails_with_what_was_being_read_and_a_hint() {
         let kisi = Kisi::start(50).await;
-        kisi.handle.revoke_api_key(crate::ops::testing::KEY);
+        kisi.handle.revoke_api_key(crate::testing::KEY);
         let wanted = ToRead {
             groups: BTreeSet::from([KisiGroupId(1)]),
             users: BTreeSet::from([KisiUserId(1)]),
@@ -208,7 +209,7 @@ mod tests {
         };
         let clock: SharedClock = Arc::new(SystemClock);
         let error = read(&kisi.client(), &clock, 5, &wanted, &[]).await.unwrap_err();
-        let text = format!("{error:#}");
+        let text = crate::with_causes(&error);
         assert!(text.contains("which user the API key belongs to") && text.contains("KISI_API_KEY"), "{text}");
     }
 }
