@@ -9,15 +9,20 @@
 //! * `doorsync demo` runs `doorsync_demo::run`.
 //! * The operator's commands are thin and print: `explain` (the engine's `explain`, or a running
 //!   process's API when the embedded log is held), `status` and `reconcile` (a running process's
-//!   admin API), `check-config`, and in `ops/` `replay --dry-run` and `reconcile --dry-run` (a
+//!   admin API), `check-config` (`check.rs`; with `--online` the accounts are checked by
+//!   `doorsync_node::online_check`), `mapping suggest` (`mapping.rs`, matched by
+//!   `doorsync_node::suggest`), and in `ops/` `replay --dry-run` and `reconcile --dry-run` (a
 //!   rebuild from the log compared with Kisi by `doorsync_writer::dry_run`) and `dlq list | retry |
 //!   drop` (through `doorsync_writer::dead_letters`).
+//! * Answers go to stdout and nothing else does: logs are on stderr (`doorsync-telemetry`).
 //!
 //! This is the only crate that uses `anyhow`: the libraries return typed errors, printed here with
 //! their causes.
 #![forbid(unsafe_code)]
 
+mod check;
 mod commands;
+mod mapping;
 mod ops;
 
 use std::path::PathBuf;
@@ -138,7 +143,17 @@ enum Command {
         action: ops::DlqAction,
     },
     /// Checks the configuration (and the credentials it names) without starting anything.
-    CheckConfig,
+    CheckConfig {
+        /// Also log in to Nexudus and Kisi, check that every mapped Kisi group exists and is
+        /// visible to the API key, and show the names of what the mapping links.
+        #[arg(long)]
+        online: bool,
+    },
+    /// Helps write the `[[mapping]]` section.
+    Mapping {
+        #[command(subcommand)]
+        action: mapping::MappingAction,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -202,7 +217,8 @@ impl Command {
             Command::Status { .. } => "status",
             Command::Replay { .. } => "replay",
             Command::Dlq { .. } => "dlq",
-            Command::CheckConfig => "check-config",
+            Command::CheckConfig { .. } => "check-config",
+            Command::Mapping { .. } => "mapping",
         }
     }
 }
@@ -240,6 +256,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let context = Context::load(config)?;
             ops::dlq(&context, &Admin::new(&context.config, admin)?, action).await
         }
-        Command::CheckConfig => commands::check_config(config).await,
+        Command::CheckConfig { online } => check::check_config(config, online).await,
+        Command::Mapping { action } => mapping::run(&Context::load(config)?, action).await,
     }
 }

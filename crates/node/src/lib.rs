@@ -31,12 +31,15 @@
 mod api;
 mod context;
 mod error;
+pub mod inventory;
 mod metrics;
+pub mod online_check;
 pub mod operations;
 mod process;
 pub mod roles;
 pub mod setup;
 mod status;
+pub mod suggest;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
