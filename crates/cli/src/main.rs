@@ -9,11 +9,13 @@
 //! * `doorsync demo` runs `doorsync_demo::run`.
 //! * The operator's commands are thin and print: `explain` (the engine's `explain`, or a running
 //!   process's API when the embedded log is held), `status` and `reconcile` (a running process's
-//!   admin API), `check-config` (`check.rs`; with `--online` the accounts are checked by
-//!   `doorsync_node::online_check`), `mapping suggest` (`mapping.rs`, matched by
-//!   `doorsync_node::suggest`), and in `ops/` `replay --dry-run` and `reconcile --dry-run` (a
-//!   rebuild from the log compared with Kisi by `doorsync_writer::dry_run`) and `dlq list | retry |
-//!   drop` (through `doorsync_writer::dead_letters`).
+//!   admin API, at `--admin` or `admin.listen`), `check-config` (`check.rs`; with `--online` the
+//!   accounts are checked by `doorsync_node::online_check`), `mapping suggest` (`mapping.rs`,
+//!   matched by `doorsync_node::suggest`), and in `ops/` `replay --dry-run` and `reconcile
+//!   --dry-run` (`doorsync_node::operations::dry_run`: a rebuild from the log compared with Kisi by
+//!   the writer's planner) and `dlq list | retry | drop` (through `doorsync_writer::dead_letters`).
+//!   Beside a running `doorsync run`, which holds the embedded log's file, these ask its admin API
+//!   (`ops/admin.rs`), which runs the same functions; the text is the same either way.
 //! * Answers go to stdout and nothing else does: logs are on stderr (`doorsync-telemetry`).
 //!
 //! This is the only crate that uses `anyhow`: the libraries return typed errors, printed here with

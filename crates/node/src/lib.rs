@@ -10,8 +10,8 @@
 //!   JetStream for `doorsync ingest`, `engine` and `writer`) and makes each role's options and
 //!   clients; the [`RoleSet`] is started through [`roles`], and one admin listener serves the
 //!   roles' JSON API (`/api/status`, the writer's `/api/writer/reconcile`, the engine's
-//!   `/api/explain/{member}`), the probes, the metrics and the routes the caller adds (the status
-//!   page). `doorsync run`, `ingest`, `engine`, `writer` and `demo` start here (the end-to-end
+//!   `/api/explain/{member}`, and [`operations`]' dead letters and dry run), the probes, the
+//!   metrics and the routes the caller adds (the status page). `doorsync run`, `ingest`, `engine`, `writer` and `demo` start here (the end-to-end
 //!   tests run those commands).
 //!
 //! While running, the process keeps `/healthz` (failed for good once the embedded log refuses
