@@ -1,5 +1,6 @@
 //! `/metrics` of a real `doorsync run` against simulated Kisi and Nexudus: after a booking that
-//! reached doorsync after its window opened, the operator's metrics are there and have moved.
+//! reached doorsync after its window opened, the operator's metrics are there and have moved, and
+//! both dependencies are reported up.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod support;
@@ -68,6 +69,12 @@ async fn metrics_answer_the_operators_questions_about_limits_window_edges_and_re
     ] {
         assert!(sample(&scraped, series).is_some(), "no {series} in:\n{scraped}");
     }
+    // Both simulators answer: each dependency is up, in one family.
+    for dependency in ["nexudus", "kisi"] {
+        let series = format!("doorsync_dependency_up{{dependency=\"{dependency}\"}}");
+        assert_eq!(sample(&scraped, &series), Some(1.0), "{series} in:\n{scraped}");
+    }
+    assert_eq!(scraped.matches("# HELP doorsync_dependency_up ").count(), 1, "{scraped}");
     // Four partitions, all caught up: nothing left to replay.
     for partition in 0..4 {
         let behind = format!("doorsync_engine_replay_behind_messages{{partition=\"{partition}\"}}");

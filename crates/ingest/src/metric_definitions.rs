@@ -14,6 +14,14 @@ pub fn register(registry: &mut Registry) -> IngestMetrics {
     Published::register(registry, encode)
 }
 
+/// Whether Nexudus answers ([`IngestStatus::nexudus_up`]), as the `nexudus` series of
+/// `doorsync_dependency_up`. The process writes that family once with the writer's series (see
+/// `doorsync_metrics::SharedGauge`), so it is not among this role's definitions. `None` on a
+/// standby, which does not read Nexudus.
+pub fn dependency_up(ingest: &IngestStatus) -> Option<(&'static str, bool)> {
+    (ingest.role == IngestRole::Active).then_some(("nexudus", ingest.nexudus_up))
+}
+
 fn encode(ingest: &IngestStatus, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     labelled_counter(
         e,

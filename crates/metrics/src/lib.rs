@@ -63,6 +63,47 @@ impl<T: Clone + Send + Sync + 'static> Collector for Published<T> {
     }
 }
 
+/// A labelled gauge family that several roles of one process feed, each with its own series
+/// (`dependency_up{dependency}`: Nexudus from the ingestor, Kisi from the writer). A family may
+/// appear only once in a scrape, so roles that share one cannot each write it from their own
+/// definitions: the process gathers their series and updates this. Nothing is reported before
+/// the first [`SharedGauge::update`].
+#[derive(Clone)]
+pub struct SharedGauge {
+    family: (&'static str, &'static str, &'static str),
+    series: Arc<Mutex<Vec<(&'static str, u64)>>>,
+}
+
+impl fmt::Debug for SharedGauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedGauge").field("name", &self.family.0).finish_non_exhaustive()
+    }
+}
+
+impl SharedGauge {
+    /// Registers the family `(name, help, label)` in `registry`.
+    pub fn register(registry: &mut Registry, family: (&'static str, &'static str, &'static str)) -> Self {
+        let shared = Self { family, series: Arc::new(Mutex::new(Vec::new())) };
+        registry.register_collector(Box::new(shared.clone()));
+        shared
+    }
+
+    /// Replaces the series: one per `(label value, value)`.
+    pub fn update(&self, series: Vec<(&'static str, u64)>) {
+        *self.series.lock().unwrap_or_else(PoisonError::into_inner) = series;
+    }
+}
+
+impl Collector for SharedGauge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let series = self.series.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if series.is_empty() {
+            return Ok(());
+        }
+        labelled_gauge(&mut encoder, self.family, series)
+    }
+}
+
 /// One gauge; a value beyond `i64` is reported as `i64::MAX`.
 pub fn gauge(
     encoder: &mut DescriptorEncoder,
@@ -115,6 +156,21 @@ pub fn labelled_counter<V: ToString>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_gauge_writes_its_family_once_with_every_series_given() -> Result<(), fmt::Error> {
+        let mut registry = Registry::with_prefix("site");
+        let shared = SharedGauge::register(&mut registry, ("door_up", "Doors that open", "door"));
+        assert!(!scrape(&registry)?.contains("site_door_up"), "nothing before the first update");
+
+        shared.update(vec![("front", 1), ("back", 0)]);
+        let scraped = scrape(&registry)?;
+        let lines: Vec<&str> = scraped.lines().collect();
+        assert!(lines.contains(&"site_door_up{door=\"front\"} 1"), "{scraped}");
+        assert!(lines.contains(&"site_door_up{door=\"back\"} 0"), "{scraped}");
+        assert_eq!(scraped.matches("# TYPE site_door_up gauge").count(), 1, "{scraped}");
+        Ok(())
+    }
 
     #[derive(Clone)]
     struct Status {

@@ -34,6 +34,14 @@ fn seconds(millis: u64) -> f64 {
     millis as f64 / 1_000.0
 }
 
+/// Whether Kisi answers ([`WriterStatus::kisi_up`]), as the `kisi` series of
+/// `doorsync_dependency_up`. The process writes that family once with the ingestor's series (see
+/// `doorsync_metrics::SharedGauge`), so it is not among this role's definitions. `None` on a
+/// writer that is not active, which calls no Kisi.
+pub fn dependency_up(writer: &WriterStatus) -> Option<(&'static str, bool)> {
+    matches!(writer.role, WriterRole::Active).then_some(("kisi", writer.kisi_up))
+}
+
 fn encode(writer: &WriterStatus, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let active = matches!(writer.role, WriterRole::Active);
     gauge(e, "writer_active", "1 while this writer holds the account's lease and calls Kisi", i64::from(active))?;
