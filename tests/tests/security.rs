@@ -501,8 +501,8 @@ async fn secrets_never_appear_in_what_doorsync_writes_or_serves() -> TestResult 
     Ok(())
 }
 
-/// `doorsync run` and `check-config` with a Kisi key Kisi refuses and a group named, which is
-/// looked up in Kisi before anything starts: both fail, saying why.
+/// `doorsync run` and `check-config --online` with a Kisi key Kisi refuses and a group named,
+/// which is looked up in Kisi before anything starts: both fail, saying why.
 async fn a_run_that_cannot_resolve_its_mapping(sims: &Simulators) -> Result<Vec<(String, String)>, HarnessError> {
     let spec = RunSpec { kisi_api_key: WRONG_KISI_API_KEY, group_by_name: true, ..RunSpec::new("wrong-key-at-start") };
     let mut run = Run::start(sims, spec)?;
@@ -511,7 +511,10 @@ async fn a_run_that_cannot_resolve_its_mapping(sims: &Simulators) -> Result<Vec<
         return Err(HarnessError::Setup(format!("doorsync run with a refused Kisi key did not exit: {outcome:?}")));
     }
     let (succeeded, check) = run
-        .cli(&["check-config"], &[("KISI_API_KEY", WRONG_KISI_API_KEY), ("NEXUDUS_PASSWORD", NEXUDUS_PASSWORD)])
+        .cli(
+            &["check-config", "--online"],
+            &[("KISI_API_KEY", WRONG_KISI_API_KEY), ("NEXUDUS_PASSWORD", NEXUDUS_PASSWORD)],
+        )
         .await?;
     if succeeded || !check.contains("401") {
         return Err(HarnessError::Setup(format!("check-config with a refused Kisi key: {check}")));

@@ -24,6 +24,12 @@
 //! webhooks first, then the engine's checkpoints, the writer giving back what it holds, the admin
 //! listener, and the log closed or drained.
 //!
+//! The operator's setup tools read both accounts through the same configuration and clients:
+//! [`inventory`] lists what a `[[mapping]]` entry can link (Nexudus's resources, pass products and
+//! desks and offices, and the Kisi groups the key sees), [`online_check`] checks the accounts and
+//! names both sides of each entry (`doorsync check-config --online`), and [`suggest`] matches the
+//! two sides by name (`doorsync mapping suggest`).
+//!
 //! The node decides nothing a role decides: it reads the configuration into the roles' options and
 //! starts them.
 #![forbid(unsafe_code)]
