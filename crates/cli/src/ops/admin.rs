@@ -100,3 +100,19 @@ impl Admin {
 fn loopback(listen: std::net::SocketAddr) -> std::net::SocketAddr {
     if listen.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_listener_is_asked_on_loopback_unless_admin_names_another_address() {
+        let mut config = Config::default();
+        config.admin.listen = std::net::SocketAddr::from(([0, 0, 0, 0], 9191));
+        assert_eq!(Admin::new(&config, None).unwrap().base, "http://127.0.0.1:9191");
+        config.admin.listen = std::net::SocketAddr::from(([10, 1, 2, 3], 9191));
+        assert_eq!(Admin::new(&config, None).unwrap().base, "http://10.1.2.3:9191");
+        let named = Admin::new(&config, Some("http://doorsync-writer:9090/")).unwrap();
+        assert_eq!(named.base, "http://doorsync-writer:9090", "--admin wins over admin.listen");
+    }
+}
