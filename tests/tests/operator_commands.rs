@@ -1,8 +1,8 @@
 //! The operator's commands beside a running `doorsync run`, which holds the embedded log's file:
-//! `dlq list | retry | drop`, `replay --dry-run`, `reconcile --dry-run`, `reconcile` and `status`
-//! (a summary, and `--json`) ask the running process's admin API, found at `admin.listen` of the
-//! configuration (or `--admin`), and none of them says the file is locked. With no process
-//! running, `dlq list` opens the log itself.
+//! `dlq list | retry | drop`, `replay --dry-run`, `reconcile --dry-run`, `reconcile`, `status`
+//! (a summary, and `--json`) and `explain` ask the running process's admin API, found at
+//! `admin.listen` of the configuration (or `--admin`), and none of them says the file is locked.
+//! With no process running, `dlq list` opens the log itself.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::net::SocketAddr;
@@ -166,6 +166,10 @@ async fn the_operator_commands_work_beside_a_running_doorsync_and_without_one() 
     let report = elsewhere.run(&["reconcile", "--admin", &url]).await?.stdout;
     let report: serde_json::Value = serde_json::from_str(&report).unwrap_or_else(|error| panic!("{error}: {report}"));
     assert!(report.is_object(), "{report}");
+
+    // explain asks the same process, at --admin too.
+    let explained = elsewhere.run(&["explain", &ada.to_string(), "--admin", &url]).await?.stdout;
+    assert!(explained.contains("Room A"), "{explained}");
 
     // No process running: dlq list opens the embedded log itself.
     site.stop_process("run").await?;

@@ -42,7 +42,12 @@ async fn stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn explain(config_file: Option<&Path>, who: &str, at: Option<&str>) -> anyhow::Result<()> {
+pub(crate) async fn explain(
+    config_file: Option<&Path>,
+    admin: Option<&str>,
+    who: &str,
+    at: Option<&str>,
+) -> anyhow::Result<()> {
     let context = Context::load(config_file)?;
     let config = &context.config;
     let at = match at {
@@ -52,7 +57,7 @@ pub(crate) async fn explain(config_file: Option<&Path>, who: &str, at: Option<&s
     let layout = setup::layout(config)?;
     if config.log.backend == LogBackend::Embedded
         && at_is_now(at, &context)
-        && let Some(text) = ask_running_process(config, who).await?
+        && let Some(text) = ask_running_process(config, admin, who).await?
     {
         print!("{text}");
         return Ok(());
@@ -95,10 +100,10 @@ fn at_is_now(at: Timestamp, context: &Context) -> bool {
 }
 
 /// The explanation from a running process that holds the embedded log, or `None` when none
-/// answers at the configured admin address.
-async fn ask_running_process(config: &Config, who: &str) -> anyhow::Result<Option<String>> {
+/// answers at the admin address (`--admin`, else the configured one).
+async fn ask_running_process(config: &Config, admin: Option<&str>, who: &str) -> anyhow::Result<Option<String>> {
     let Ok(member) = who.parse::<u64>() else { return Ok(None) };
-    let admin = Admin::new(config, None)?;
+    let admin = Admin::new(config, admin)?;
     Ok(admin.ask_running_process(config, reqwest::Method::GET, &format!("/api/explain/{member}")).await?)
 }
 

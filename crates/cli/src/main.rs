@@ -248,7 +248,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             .await?;
             Ok(())
         }
-        Command::Explain { member, at } => commands::explain(config, &member, at.as_deref()).await,
+        Command::Explain { member, at } => commands::explain(config, admin, &member, at.as_deref()).await,
         Command::Status { json } => commands::status(config, admin, json).await,
         Command::Replay { dry_run } => {
             let context = Context::load(config)?;
