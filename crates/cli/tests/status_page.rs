@@ -1,14 +1,22 @@
 //! The status page in a real headless browser: `doorsync run` against simulated Kisi and
-//! Nexudus, a member with bookings made in Nexudus, and an operator who opens the overview,
-//! follows the member's link to their timeline, and looks at the dead letters.
+//! Nexudus, a member with bookings made in Nexudus, and an operator at the front desk who sees who
+//! opens which door now and next, searches and filters the members, follows a member's link to
+//! their timeline, looks at the system and the dead letters, and drops one. Every page is laid
+//! out 400 and 1400 pixels wide, must not be wider than the window, and is photographed into
+//! `docs/screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod support;
+
+use std::net::SocketAddr;
 
 use doorsync_kisi_sim::{Fault, FaultRule};
 use doorsync_nexudus_sim::SimEntity;
 use serde_json::json;
 use support::{Browser, Site, attribute, element_containing, minutes_from, nexudus_time, now, wait_until};
+
+/// Where the screenshots for the README go, from this crate.
+const SCREENSHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/screenshots");
 
 /// The name is built to break a page that does not escape it.
 const ADA: &str = "Ada <Lovelace> & \"Co\"";
@@ -80,67 +88,26 @@ async fn an_operator_follows_a_member_from_the_overview_to_their_timeline() {
         .await;
 
     // The page is behind the admin token; the browser goes through a proxy that adds it.
-    for path in ["/", &format!("/members/{ada}"), "/dead-letters"] {
+    for path in ["/", "/system", &format!("/members/{ada}"), "/dead-letters"] {
         assert_eq!(doorsync.status_without_token(path).await, 401, "{path} without the token");
     }
     let proxy = support::token_proxy(doorsync.admin).await;
     let base = format!("http://{proxy}");
+    let doors = Doors { room: room_doors.0, studio: studio_doors.0 };
 
-    let overview = browser.dom(&format!("{base}/")).await;
-    assert!(overview.contains("<title>Status · doorsync</title>"), "{overview}");
-    assert!(!overview.to_lowercase().contains("<lovelace"), "the name must not become markup: {overview}");
-    let row = element_containing(&overview, ADA_ESCAPED, "tr").expect("a row with Ada's name");
-    let link = attribute(row, "href").expect("a link in Ada's row");
-    assert_eq!(link, format!("/members/{ada}"));
-    let now_cell = element_containing(row, "class=\"now\"", "td").unwrap();
-    assert!(now_cell.contains(&format!("data-group=\"{}\"", room_doors.0)), "in the room's group now: {row}");
-    let next_cell = element_containing(row, "class=\"next\"", "td").unwrap();
-    assert!(next_cell.contains(&format!("data-group=\"{}\"", studio_doors.0)), "in the studio's group next: {row}");
-    assert!(row.contains("ada@example.com"));
-    let bo_row = element_containing(&overview, &format!("<tr data-member=\"{bo}\""), "tr").expect("Bo's row");
-    assert!(bo_row.contains(">Bo</a>"));
-    let writer = element_containing(&overview, "id=\"writer\"", "section").unwrap();
-    assert!(writer.contains(">active<"), "{writer}");
-    assert!(writer.contains("1 in the dead-letter stream") && writer.contains(">succeeded<"), "{writer}");
-    let ingest = element_containing(&overview, "id=\"ingest\"", "section").unwrap();
-    assert!(ingest.contains(" accepted, ") && !ingest.contains("<dd>0 accepted"), "webhooks arrived: {ingest}");
-    assert!(ingest.contains(">booking_changed<"), "events by type: {ingest}");
-
-    let timeline = browser.dom(&format!("{base}{link}")).await;
-    assert!(timeline.contains(&format!("<h1>{ADA_ESCAPED}")), "{timeline}");
-    assert!(!timeline.to_lowercase().contains("<lovelace"));
-    let svg = element_containing(&timeline, "<svg class=\"timeline\"", "svg").expect("the timeline picture");
-    assert!(svg.contains("Times in UTC") && svg.contains("class=\"now\""));
-    let room_lane = element_containing(svg, &format!("data-group=\"{}\"", room_doors.0), "g").unwrap();
-    for drawn in [
-        format!("data-label=\"booking {under_way} · resource {room}\""),
-        "class=\"bar access\"".to_owned(),
-        "class=\"bar booking\"".to_owned(),
-        "class=\"bar kisi\"".to_owned(),
-    ] {
-        assert!(svg.contains(&drawn), "{drawn} in the picture: {svg}");
-    }
-    assert!(room_lane.contains("Kisi group"), "{room_lane}");
-    assert!(svg.contains(&format!("data-label=\"booking {later_today} · resource {studio}\"")));
-    assert!(svg.contains(&format!("data-group=\"{}\"", studio_doors.0)));
-    let idle = element_containing(&timeline, "class=\"idle\"", "table").expect("what grants nothing");
-    assert!(idle.contains(&format!("booking {tentative} · resource {room}")) && idle.contains("tentative booking"));
-    assert!(idle.contains(&format!("booking {unmapped} · resource {booth}")) && idle.contains("no Kisi group"));
-    let kisi_side = element_containing(&timeline, "class=\"assignments\"", "table").expect("Kisi's assignments");
-    assert!(
-        kisi_side.contains(&format!("group {}", room_doors.0))
-            && kisi_side.contains(&format!("group {}", studio_doors.0))
-    );
-    let history = element_containing(&timeline, "class=\"history\"", "table").expect("the history");
-    assert!(history.contains(&format!("booking {under_way} of resource {room}")), "{history}");
-    assert!(history.contains(&format!("Kisi holds group {}", room_doors.0)), "{history}");
+    let link = the_front_desk_says_who_opens_which_door(&browser, &base, ada, bo, &doors).await;
+    let bookings = Bookings { under_way, later_today, tentative, unmapped };
+    the_member_page_draws_the_timeline(&browser, &base, &link, &doors, bookings).await;
+    the_system_page_shows_the_roles(&browser, &base).await;
 
     let dead_letters = browser.dom(&format!("{base}/dead-letters")).await;
     let letter =
         element_containing(&dead_letters, &format!("<a href=\"/members/{bo}\">"), "tr").expect("Bo's dead letter");
-    assert!(letter.contains("grant_group") && letter.contains(&format!("group {}", room_doors.0)), "{letter}");
+    assert!(letter.contains("grant_group") && letter.contains(&format!("data-group=\"{}\"", room_doors.0)), "{letter}");
     assert!(letter.contains("404 from POST /role_assignments"), "the reason: {letter}");
     let sequence = attribute(letter, "data-sequence").expect("the letter's sequence").to_owned();
+
+    every_page_fits_400_pixels_and_is_photographed(&browser, proxy, &link).await;
 
     // Without a proxy: the login form's session cookie, and the page's CSRF token to drop it.
     let direct = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -177,4 +144,137 @@ async fn an_operator_follows_a_member_from_the_overview_to_their_timeline() {
     let exit = doorsync.stop().await;
     assert!(exit.success(), "doorsync exits cleanly on SIGTERM: {exit}");
     site.stop().await;
+}
+
+/// The Kisi groups of the test's site.
+struct Doors {
+    room: u64,
+    studio: u64,
+}
+
+/// Ada's bookings.
+struct Bookings {
+    under_way: u64,
+    later_today: u64,
+    tentative: u64,
+    unmapped: u64,
+}
+
+/// The first screen, the search by name or email, the filters and `/members/<email>`; returns the
+/// link to Ada's page.
+async fn the_front_desk_says_who_opens_which_door(
+    browser: &Browser,
+    base: &str,
+    ada: u64,
+    bo: u64,
+    doors: &Doors,
+) -> String {
+    let desk = browser.dom(&format!("{base}/")).await;
+    assert!(desk.contains("<title>Front desk · doorsync</title>"), "{desk}");
+    assert!(!desk.to_lowercase().contains("<lovelace"), "the name must not become markup: {desk}");
+    assert!(desk.contains("aria-checked=\"false\"") && desk.contains("Auto-refresh: off"), "{desk}");
+    let now_list = desk.split("<h2>Can open doors now</h2>").nth(1).and_then(|rest| rest.split("<h2>").next());
+    let now_list = now_list.expect("the list of who can open doors now");
+    let row = element_containing(now_list, ADA_ESCAPED, "tr").expect("Ada can open a door now");
+    let link = attribute(row, "href").expect("a link in Ada's row").to_owned();
+    assert_eq!(link, format!("/members/{ada}"));
+    assert!(row.contains("ada@example.com") && row.contains("Kisi user: enabled"), "{row}");
+    let now_cell = element_containing(row, "class=\"now\"", "td").unwrap();
+    assert!(now_cell.contains(&format!("data-group=\"{}\"", doors.room)), "in the room's group now: {row}");
+    let next_cell = element_containing(row, "class=\"next\"", "td").unwrap();
+    assert!(next_cell.contains(&format!("data-group=\"{}\"", doors.studio)), "in the studio's group next: {row}");
+
+    let found = browser.dom(&format!("{base}/?q=ADA%40EXAMPLE")).await;
+    assert!(found.contains(&format!("<tr data-member=\"{ada}\"")), "found by email, ignoring case: {found}");
+    assert!(!found.contains(&format!("<tr data-member=\"{bo}\"")), "{found}");
+    let by_name = browser.dom(&format!("{base}/?q=bo")).await;
+    assert!(by_name.contains(&format!("<tr data-member=\"{bo}\"")), "{by_name}");
+    let with_letters = browser.dom(&format!("{base}/?filter=dead-letters")).await;
+    assert!(with_letters.contains(&format!("<tr data-member=\"{bo}\"")), "{with_letters}");
+    assert!(!with_letters.contains(&format!("<tr data-member=\"{ada}\"")), "{with_letters}");
+    let soon = browser.dom(&format!("{base}/?filter=opens-soon")).await;
+    assert!(soon.contains(&format!("<tr data-member=\"{ada}\"")), "the studio opens within 4 hours: {soon}");
+    let suspended = browser.dom(&format!("{base}/?filter=suspended-in-kisi")).await;
+    assert!(suspended.contains("No member matches."), "{suspended}");
+
+    let by_email = browser.dom(&format!("{base}/members/ada@example.com")).await;
+    assert!(by_email.contains(&format!("<h1>{ADA_ESCAPED}")), "/members/<email> is the member's page: {by_email}");
+    let reloading = browser.dom(&format!("{base}/?q=ada&refresh=10")).await;
+    assert!(reloading.contains("<meta http-equiv=\"refresh\" content=\"10\">"), "{reloading}");
+    assert!(reloading.contains("href=\"/?q=ada\">Auto-refresh: every 10 s</a>"), "{reloading}");
+    link
+}
+
+async fn the_member_page_draws_the_timeline(
+    browser: &Browser,
+    base: &str,
+    link: &str,
+    doors: &Doors,
+    bookings: Bookings,
+) {
+    let timeline = browser.dom(&format!("{base}{link}")).await;
+    assert!(timeline.contains(&format!("<h1>{ADA_ESCAPED}")), "{timeline}");
+    assert!(!timeline.to_lowercase().contains("<lovelace"));
+    let agenda = element_containing(&timeline, "class=\"agenda\"", "ul").expect("the doors as a list");
+    assert!(agenda.contains(&format!("data-group=\"{}\"", doors.room)), "{agenda}");
+    let svg = element_containing(&timeline, "<svg class=\"timeline\"", "svg").expect("the timeline picture");
+    assert!(svg.contains("Times in ") && svg.contains("class=\"now\""));
+    let room_lane = element_containing(svg, &format!("data-group=\"{}\"", doors.room), "g").unwrap();
+    for drawn in [
+        format!("data-label=\"booking {} · ", bookings.under_way),
+        "class=\"bar access\"".to_owned(),
+        "class=\"bar booking\"".to_owned(),
+        "class=\"bar kisi\"".to_owned(),
+    ] {
+        assert!(svg.contains(&drawn), "{drawn} in the picture: {svg}");
+    }
+    assert!(room_lane.contains("class=\"lanehead\""), "the room's lane has its heading: {room_lane}");
+    assert!(svg.contains(&format!("data-label=\"booking {} · ", bookings.later_today)));
+    assert!(svg.contains(&format!("data-group=\"{}\"", doors.studio)));
+    let idle = element_containing(&timeline, "class=\"idle stack\"", "table").expect("what grants nothing");
+    assert!(idle.contains(&format!("booking {}", bookings.tentative)) && idle.contains("tentative booking"));
+    assert!(idle.contains(&format!("booking {}", bookings.unmapped)) && idle.contains("no Kisi group"));
+    let kisi_side = element_containing(&timeline, "class=\"assignments stack\"", "table").expect("Kisi's assignments");
+    assert!(
+        kisi_side.contains(&format!("data-group=\"{}\"", doors.room))
+            && kisi_side.contains(&format!("data-group=\"{}\"", doors.studio)),
+        "{kisi_side}"
+    );
+    let history = element_containing(&timeline, "class=\"history stack\"", "table").expect("the history");
+    assert!(history.contains(&format!("booking {}", bookings.under_way)), "{history}");
+}
+
+async fn the_system_page_shows_the_roles(browser: &Browser, base: &str) {
+    let system = browser.dom(&format!("{base}/system")).await;
+    assert!(system.contains("<a href=\"/system\" aria-current=\"page\">System</a>"), "{system}");
+    let engine = element_containing(&system, "id=\"engine\"", "section").unwrap();
+    assert!(engine.contains("Wakeups scheduled"), "{engine}");
+    let writer = element_containing(&system, "id=\"writer\"", "section").unwrap();
+    assert!(writer.contains(">active<"), "{writer}");
+    assert!(writer.contains("1 in the dead-letter stream") && writer.contains(">succeeded<"), "{writer}");
+    let ingest = element_containing(&system, "id=\"ingest\"", "section").unwrap();
+    assert!(ingest.contains(" accepted, ") && !ingest.contains("<dd>0 accepted"), "webhooks arrived: {ingest}");
+    assert!(ingest.contains(">booking_changed<"), "events by type: {ingest}");
+}
+
+/// Each page laid out 400 and 1400 pixels wide is no wider than its window, and its screenshot
+/// goes to `docs/screenshots/<page>-<width>.png`. A page made too wide on purpose proves the
+/// check can fail.
+async fn every_page_fits_400_pixels_and_is_photographed(browser: &Browser, proxy: SocketAddr, member: &str) {
+    let base = format!("http://{proxy}");
+    let control = browser.overflow(proxy, support::TOO_WIDE, 400).await;
+    assert!(control.starts_with("overflow "), "a 900 px page must not fit 400 px: {control}");
+
+    let screenshots = std::path::Path::new(SCREENSHOTS);
+    std::fs::create_dir_all(screenshots).unwrap();
+    for (name, path) in
+        [("front-desk", "/"), ("member", member), ("dead-letters", "/dead-letters"), ("system", "/system")]
+    {
+        for width in [400, 1400] {
+            let fits = browser.overflow(proxy, path, width).await;
+            assert!(fits.starts_with("fits "), "{path} at {width} px is wider than the window: {fits}");
+            let png = screenshots.join(format!("{name}-{width}.png"));
+            browser.screenshot(&format!("{base}{path}"), width, 900, &png).await;
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use doorsync_access::{AccessPolicy, Mapping, MemberState, MemberStatus, Window};
+use doorsync_access::{AccessPolicy, KisiRecord, Mapping, MemberState, MemberStatus, Window};
 use doorsync_proto::{KisiGroupId, KisiUserState, MemberId, Timestamp};
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,20 @@ pub enum KisiUser {
 }
 
 impl KisiUser {
+    /// The user as the writer's outcomes left it. The writer reports a user's state when it
+    /// changes it, and a user it creates only when not enabled: one it created and never
+    /// reported on is enabled.
+    pub fn of(kisi: &KisiRecord) -> Self {
+        match (kisi.user, kisi.user_state) {
+            (None, _) => Self::None,
+            (Some(_), Some(KisiUserState::Enabled)) => Self::Enabled,
+            (Some(_), Some(KisiUserState::Suspended)) => Self::Suspended,
+            (Some(_), Some(KisiUserState::Deleted)) => Self::Deleted,
+            (Some(_), None) if kisi.created_by_doorsync => Self::Enabled,
+            (Some(_), None) => Self::Unreported,
+        }
+    }
+
     /// `enabled`, `suspended`, `deleted`, `not reported`, `none`.
     pub fn label(self) -> &'static str {
         match self {
@@ -72,14 +86,7 @@ impl MemberListing {
         grants: BTreeMap<KisiGroupId, Window>,
         next_change: Option<Timestamp>,
     ) -> Self {
-        let kisi = state.kisi();
-        let kisi_user = match (kisi.user, kisi.user_state) {
-            (None, _) => KisiUser::None,
-            (Some(_), None) => KisiUser::Unreported,
-            (Some(_), Some(KisiUserState::Enabled)) => KisiUser::Enabled,
-            (Some(_), Some(KisiUserState::Suspended)) => KisiUser::Suspended,
-            (Some(_), Some(KisiUserState::Deleted)) => KisiUser::Deleted,
-        };
+        let kisi_user = KisiUser::of(state.kisi());
         Self { member: state.member(), status: state.status().clone(), kisi_user, grants, next_change }
     }
 
@@ -344,6 +351,19 @@ mod tests {
         other.record(listing(0, "Di", "di@example.com", KisiUser::None, None));
         let merged = MemberMatches::merge(vec![part, other.search(&page, 1)], &page);
         assert_eq!((merged.total, members(&merged), merged.unlisted), (4, vec![1], 2));
+    }
+
+    #[test]
+    fn a_user_doorsync_created_is_enabled_until_the_writer_says_otherwise() {
+        let mut kisi = KisiRecord::default();
+        assert_eq!(KisiUser::of(&kisi), KisiUser::None);
+        kisi.user = Some(doorsync_proto::KisiUserId(5));
+        assert_eq!(KisiUser::of(&kisi), KisiUser::Unreported, "found by email: its state is not known");
+        kisi.created_by_doorsync = true;
+        assert_eq!(KisiUser::of(&kisi), KisiUser::Enabled);
+        kisi.user_state = Some(KisiUserState::Suspended);
+        assert_eq!(KisiUser::of(&kisi), KisiUser::Suspended);
+        assert_eq!(KisiUser::Suspended.label(), "suspended");
     }
 
     #[test]

@@ -2,17 +2,19 @@
 //! stream, each with its member, what it asked for and the reason it was parked.
 
 use doorsync_log::Sequence;
-use doorsync_proto::{Command, Timestamp};
-use doorsync_writer::dead_letters::DeadLetter;
+use doorsync_proto::Command;
+use doorsync_writer::dead_letters::{Action, DeadLetter, Handled};
 
-use super::html::{Esc, instant_from_now, put, window};
+use super::html::{Esc, instant_from_now, put};
+use super::names::Names;
 
 /// The newest dead letters shown.
 const SHOWN: usize = 500;
 
 /// The page's body for `letters` (oldest first), newest first, with a retry and a drop button
 /// for each letter still waiting; their forms carry `csrf`, the session's token, when given.
-pub(crate) fn render(letters: &[DeadLetter], now: Timestamp, csrf: Option<&str>) -> String {
+pub(crate) fn render(letters: &[DeadLetter], names: &Names, csrf: Option<&str>) -> String {
+    let now = names.now;
     let waiting = letters.iter().filter(|letter| letter.handled.is_none()).count();
     let mut out = format!(
         "<h1>Dead letters <span class=\"muted\">({waiting} waiting, {} handled)</span></h1>",
@@ -32,8 +34,8 @@ pub(crate) fn render(letters: &[DeadLetter], now: Timestamp, csrf: Option<&str>)
         put!(&mut out, "<p class=\"muted\">The newest {SHOWN} are shown.</p>");
     }
     out.push_str(
-        "<table class=\"dead-letters\"><tr><th class=\"num\">#</th><th>Member</th><th>Command</th><th>Decided</th>\
-         <th>Reason</th><th>Handled</th><th></th></tr>",
+        "<table class=\"dead-letters stack\"><tr><th class=\"num\">#</th><th>Member</th><th>Command</th>\
+         <th>Decided</th><th>Reason</th><th>Handled</th><th></th></tr>",
     );
     for letter in letters.iter().rev().take(SHOWN) {
         let member = match letter.member {
@@ -41,16 +43,22 @@ pub(crate) fn render(letters: &[DeadLetter], now: Timestamp, csrf: Option<&str>)
             None => "<span class=\"muted\">unknown</span>".to_owned(),
         };
         let (command, decided) = match &letter.command {
-            Ok(envelope) => (what(&envelope.message), Esc(instant_from_now(envelope.occurred_at, now)).to_string()),
+            Ok(envelope) => (
+                what(&envelope.message, names),
+                Esc(instant_from_now(names.operator(), envelope.occurred_at, now)).to_string(),
+            ),
             Err(error) => (format!("cannot be read: {}", Esc(error)), String::new()),
         };
         let position = letter.command_sequence.map(|at| format!(" (command #{at})")).unwrap_or_default();
         let reason = if letter.reason.is_empty() { "no reason recorded" } else { &letter.reason };
-        let handled = letter.handled.as_ref().map(|handled| Esc(handled.to_string()).to_string()).unwrap_or_default();
+        let handled =
+            letter.handled.as_ref().map(|handled| Esc(handled_text(handled, names)).to_string()).unwrap_or_default();
         let actions = if letter.handled.is_none() { actions(letter.sequence, csrf) } else { String::new() };
         put!(
             &mut out,
-            "<tr data-sequence=\"{}\"><td class=\"num\">{}</td><td>{member}</td><td>{command}{position}</td><td>{decided}</td><td>{}</td><td>{handled}</td><td>{actions}</td></tr>",
+            "<tr data-sequence=\"{}\"><td class=\"num\" data-label=\"#\">{}</td><td data-label=\"Member\">{member}</td>\
+             <td data-label=\"Command\">{command}{position}</td><td data-label=\"Decided\">{decided}</td>\
+             <td data-label=\"Reason\">{}</td><td data-label=\"Handled\">{handled}</td><td>{actions}</td></tr>",
             letter.sequence,
             letter.sequence,
             Esc(reason)
@@ -58,6 +66,15 @@ pub(crate) fn render(letters: &[DeadLetter], now: Timestamp, csrf: Option<&str>)
     }
     out.push_str("</table>");
     out
+}
+
+/// "dropped at 09:15 Europe/London", or "retried at … (as command 12)".
+fn handled_text(handled: &Handled, names: &Names) -> String {
+    let at = names.operator().instant(handled.at);
+    match &handled.action {
+        Action::Retried { command_sequence, .. } => format!("retried at {at} (as command {command_sequence})"),
+        Action::Dropped => format!("dropped at {at}"),
+    }
 }
 
 /// The retry and drop buttons of a waiting letter: POST forms, which the admin listener accepts
@@ -77,17 +94,20 @@ fn actions(sequence: Sequence, csrf: Option<&str>) -> String {
         .concat()
 }
 
-/// What the command asked for, as HTML.
-fn what(command: &Command) -> String {
+/// What the command asked for, as HTML, its door by name and window in the door's zone.
+fn what(command: &Command, names: &Names) -> String {
     let kind = format!("<code>{}</code>", doorsync_proto::WireMessage::tag(command));
     let detail = match command {
         Command::EnsureUser(ensure) => format!("a Kisi user for {} &lt;{}&gt;", Esc(&ensure.name), Esc(&ensure.email)),
         Command::GrantGroup(grant) => format!(
-            "<span class=\"group\">group {}</span> {}",
+            "<span class=\"group\" data-group=\"{}\">{}</span> {}",
             grant.group,
-            Esc(window(&doorsync_access::Window { from: grant.valid_from, until: grant.valid_until }))
+            names.group(grant.group),
+            Esc(names.group_times(grant.group).window(grant.valid_from, grant.valid_until))
         ),
-        Command::RevokeGroup(revoke) => format!("<span class=\"group\">group {}</span>", revoke.group),
+        Command::RevokeGroup(revoke) => {
+            format!("<span class=\"group\" data-group=\"{}\">{}</span>", revoke.group, names.group(revoke.group))
+        }
         Command::SuspendUser(_) | Command::RestoreUser(_) | Command::DeleteUser(_) => String::new(),
     };
     format!("{kind} {detail}")
@@ -95,10 +115,10 @@ fn what(command: &Command) -> String {
 
 #[cfg(test)]
 mod tests {
-    use doorsync_proto::{EnsureUser, Envelope, GrantGroup, KisiGroupId, MemberId};
+    use doorsync_proto::{EnsureUser, Envelope, GrantGroup, KisiGroupId, MemberId, Timestamp};
 
     use super::*;
-    use doorsync_writer::dead_letters::{Action, Handled};
+    use crate::names::tests::names;
 
     fn letter(sequence: u64, member: u64, command: Result<Command, &str>, reason: &str) -> DeadLetter {
         let at = Timestamp::from_unix_millis(1_796_116_500_000);
@@ -134,20 +154,23 @@ mod tests {
             dropped,
             letter(3, 9, Err("undecodable command: bad"), "kisi: 404"),
         ];
-        let html = render(&letters, Timestamp::from_unix_millis(1_796_116_560_000), Some("csrf-of-the-session"));
+        let html = render(&letters, &names(), Some("csrf-of-the-session"));
         assert!(html.contains("Dead letters <span class=\"muted\">(2 waiting, 1 handled)</span>"), "{html}");
         let rows: Vec<usize> =
             (1..=3).map(|sequence| html.find(&format!("data-sequence=\"{sequence}\"")).unwrap()).collect();
         assert!(rows[2] < rows[1] && rows[1] < rows[0], "newest first");
         assert!(html.contains("<a href=\"/members/7\">7</a>"));
         assert!(
-            html.contains("<code>grant_group</code> <span class=\"group\">group 100</span> always (command #17)"),
+            html.contains(
+                "<code>grant_group</code> <span class=\"group\" data-group=\"100\">Front door <small \
+                 class=\"id\">Kisi group 100</small></span> always (command #17)"
+            ),
             "{html}"
         );
         assert!(html.contains("kisi: 422 from POST /role_assignments"));
         assert!(html.contains("a Kisi user for Bo &lt;&lt;bo&gt;@example.com&gt;"));
         assert!(html.contains("kisi: 422 &lt;email&gt;"));
-        assert!(html.contains("dropped at 1970-01-01T00:00:00.000Z"), "{html}");
+        assert!(html.contains("dropped at Thu 1 Jan 1970 09:00 Asia/Tokyo"), "{html}");
         assert!(html.contains("cannot be read: undecodable command: bad"));
         for waiting in [1, 3] {
             for action in ["retry", "drop"] {
@@ -161,12 +184,12 @@ mod tests {
             }
         }
         assert!(!html.contains("/dead-letters/2/"), "a handled letter has no buttons");
-        let without_token = render(&letters, Timestamp::from_unix_millis(0), None);
+        let without_token = render(&letters, &names(), None);
         assert!(without_token.contains("action=\"/dead-letters/1/retry\"><button") && !without_token.contains("csrf"));
     }
 
     #[test]
     fn no_dead_letters_says_so() {
-        assert!(render(&[], Timestamp::from_unix_millis(0), None).contains("None: every command was carried out"));
+        assert!(render(&[], &names(), None).contains("None: every command was carried out"));
     }
 }

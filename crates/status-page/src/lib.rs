@@ -1,19 +1,32 @@
 //! The operator's status page, served on the admin listener of processes that run the engine
 //! (behind the admin token when one is configured).
 //!
-//! Server-rendered HTML with its style inline and no script:
-//! * `/`: the engine's partitions, the writer (role, pause, pending writes, Kisi calls by
-//!   outcome, dead letters, a held mass revocation), the ingestor (events by type, parked
-//!   records and why, webhook health, last poll and sweep), and the members, 50 a page
-//!   (`?page=`), with the Kisi groups each is in now and next;
-//! * `/members/{id}`: the member's access drawn as a timeline, what grants it and what grants
-//!   nothing, what Kisi holds, and their history;
+//! Server-rendered HTML with its style inline and no script, readable from 400 px wide (tables
+//! become cards on a narrow screen):
+//! * `/`, the front desk: who can open which door now and whose doors open in the next four
+//!   hours, by name, door (Kisi group) and local time; a search by name or email (`?q=`, run in
+//!   the engine by [`EngineHandle::find`]) and filters (`?filter=access-now`, `opens-soon`,
+//!   `suspended-in-kisi`, `dead-letters`, `parked-records`), 50 a page (`?page=`); each member
+//!   with their Kisi user ("Kisi user: suspended");
+//! * `/system`: the engine's partitions and wake-ups, the writer (role, pause, pending writes,
+//!   Kisi calls by outcome, dead letters, a held mass revocation), the ingestor (events by type,
+//!   parked records and why, webhook health, last poll and sweep);
+//! * `/members/{id}` or `/members/{email}`: the member's access drawn as a timeline and listed
+//!   door by door, what grants it and what grants nothing, what Kisi holds, and their history (an
+//!   email several members share lists them);
 //! * `/dead-letters`: the commands the writer parked, with their reasons, and a button to retry
 //!   or drop each one still waiting (POSTs to `/dead-letters/{sequence}/retry` or `/drop`,
 //!   carrying the session's CSRF token when the listener asks for a token).
 //!
-//! Every page takes `?refresh=<seconds>` to reload itself. Names and emails from Nexudus are
-//! shown (it is an operator's tool) and escaped, and never logged.
+//! Names come from `doorsync-catalogue` (Kisi group, resource, pass product, desk and location
+//! names), ids stay as small print or links. Times of access are in the zone of the location the
+//! door belongs to, zone named ("13:15–14:45 Europe/London"); the page's clock and the history
+//! are in the operator's zone (`admin.time_zone`, else the first location's). The front desk and
+//! the system page open with a banner when Nexudus or Kisi has not answered for longer than the
+//! roles allow, or the writer is paused or holding. Every page has an auto-refresh switch in its
+//! header (`?refresh=10`).
+//! Names and emails from Nexudus are shown (it is an operator's tool) and escaped, and never
+//! logged.
 //!
 //! [`routes`] is what the binary adds to a process's admin listener; a process without the engine
 //! serves no page. In a split deployment the page asks the processes `admin.peers` lists for the
@@ -25,11 +38,16 @@
 //! whole stream on every view; a member's access is what `doorsync-engine` rebuilds with the fold.
 #![forbid(unsafe_code)]
 
+mod banner;
 mod dead_letters;
+mod front_desk;
 mod html;
 mod member;
-mod overview;
+mod names;
+mod system;
 mod timeline;
+
+use std::collections::BTreeSet;
 
 use axum::Extension;
 use axum::Router;
@@ -39,19 +57,18 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use doorsync_access::MemberStatus;
 use doorsync_admin::CsrfToken;
-use doorsync_engine::{EngineError, EngineHandle};
+use doorsync_catalogue::Catalogue;
+use doorsync_engine::{EngineError, EngineHandle, ListingFilter, MemberMatches, MemberSearch};
 use doorsync_log::Sequence;
 use doorsync_proto::{MemberId, Timestamp};
-use futures::StreamExt;
 use serde::Deserialize;
 
-use self::html::{Esc, page};
+use self::front_desk::{DeskFilter, DeskQuery, FIRST_SCREEN_MEMBERS, FrontDesk, Listed, MEMBERS_PER_PAGE, SOON};
+use self::html::{Esc, Frame, Section, page};
 use self::member::MemberPage;
-use self::overview::{GroupWindows, MEMBERS_PER_PAGE, MemberRow, MemberSummary, Overview};
+use self::names::Names;
+use self::system::System;
 use doorsync_node::{Running, Status, with_causes};
-
-/// Members of a page read from the engine at once.
-const MEMBER_READS_IN_FLIGHT: usize = 8;
 
 /// The status page's routes.
 pub fn routes(running: &Running) -> Router {
@@ -59,7 +76,8 @@ pub fn routes(running: &Running) -> Router {
         return Router::new();
     }
     Router::new()
-        .route("/", get(overview))
+        .route("/", get(front_desk))
+        .route("/system", get(system))
         .route("/members/{member}", get(member))
         .route("/dead-letters", get(dead_letters))
         .route("/dead-letters/{sequence}/retry", post(retry_letter))
@@ -67,84 +85,175 @@ pub fn routes(running: &Running) -> Router {
         .with_state(running.clone())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct PageQuery {
-    /// The page of the members table, from 1.
+    /// The page of a list, from 1.
     page: Option<usize>,
     /// Reload the page every this many seconds.
     refresh: Option<u32>,
+    /// The front desk's search: a part of a name or an email.
+    q: Option<String>,
+    /// The front desk's filter (see [`DeskFilter`]).
+    filter: Option<String>,
 }
 
 impl PageQuery {
     fn refresh(&self) -> Option<u32> {
         self.refresh.map(|seconds| seconds.clamp(2, 3_600))
     }
+
+    /// The frame of a page at `path`, whose own query (for the auto-refresh switch) is `query`.
+    fn frame<'a>(
+        &self,
+        title: &'a str,
+        section: Option<Section>,
+        names: &Names,
+        path: &'a str,
+        query: Vec<(&'static str, String)>,
+    ) -> Frame<'a> {
+        Frame { title, section, clock: names.clock(), refresh: self.refresh(), path, query }
+    }
 }
 
-async fn overview(State(running): State<Running>, Query(query): Query<PageQuery>) -> Response {
+/// The names and clocks of a page; a catalogue that cannot be read leaves ids and UTC, and says
+/// why in the returned note.
+async fn names(running: &Running, engine: &EngineHandle, now: Timestamp) -> (Names, Option<String>) {
+    let (catalogue, note) = match Catalogue::read(running.log.as_ref(), &running.layout).await {
+        Ok(catalogue) => (catalogue, None),
+        Err(error) => (
+            Catalogue::default(),
+            Some(format!("Names and time zones cannot be read, so ids and UTC are shown: {}", with_causes(&error))),
+        ),
+    };
+    let mapping = engine.mapping().await.unwrap_or_else(|_| engine.configured_mapping().clone());
+    (Names::new(catalogue, &mapping, running.operator_time_zone.as_deref(), now), note)
+}
+
+async fn front_desk(State(running): State<Running>, Query(query): Query<PageQuery>) -> Response {
     let Some(engine) = &running.engine else { return no_engine() };
     let now = running.clock.now();
+    let (names, note) = names(&running, engine, now).await;
+    let mut notes: Vec<String> = note.into_iter().collect();
+    let (status, unreachable_peers) = Status::with_peers(&running).await;
+    let desk = DeskQuery {
+        text: query.q.clone().unwrap_or_default(),
+        filter: query.filter.as_deref().and_then(DeskFilter::parse),
+        page: query.page.unwrap_or(1).max(1),
+    };
+    let listed = if desk.is_first_screen() {
+        let first = |filter| MemberSearch {
+            filter: Some(filter),
+            soon: SOON,
+            ..MemberSearch::everyone(now, FIRST_SCREEN_MEMBERS)
+        };
+        Listed::FirstScreen {
+            now: found(engine.find(&first(ListingFilter::AccessNow)).await),
+            soon: found(engine.find(&first(ListingFilter::OpensSoon)).await),
+        }
+    } else {
+        let among = match desk.filter {
+            Some(DeskFilter::DeadLetters) => Some(members_with_dead_letters(&running, &mut notes).await),
+            Some(DeskFilter::ParkedRecords) => Some(members_with_parked_records(&status)),
+            _ => None,
+        };
+        let search = MemberSearch {
+            text: desk.text.clone(),
+            filter: desk.filter.and_then(DeskFilter::engine_filter),
+            among,
+            at: now,
+            soon: SOON,
+            skip: (desk.page - 1) * MEMBERS_PER_PAGE,
+            limit: MEMBERS_PER_PAGE,
+        };
+        Listed::Results(found(engine.find(&search).await))
+    };
+    let banner = banner::render(&status, &unreachable_peers, &names);
+    let body = FrontDesk { names: &names, query: &desk, listed, banner, notes }.render();
+    let frame = query.frame("Front desk", Some(Section::FrontDesk), &names, "/", desk.parameters(desk.page));
+    Html(page(&frame, &body)).into_response()
+}
+
+fn found(matches: Result<MemberMatches, EngineError>) -> Result<MemberMatches, String> {
+    matches.map_err(|error| with_causes(&error))
+}
+
+/// The members with a dead letter still waiting; none, with a note, when they cannot be read.
+async fn members_with_dead_letters(running: &Running, notes: &mut Vec<String>) -> BTreeSet<MemberId> {
+    match doorsync_writer::dead_letters::dead_letters(running.log.as_ref(), &running.layout).await {
+        Ok(letters) => {
+            letters.iter().filter(|letter| letter.handled.is_none()).filter_map(|letter| letter.member).collect()
+        }
+        Err(error) => {
+            notes.push(format!("The dead letters cannot be read: {}", with_causes(&error)));
+            BTreeSet::new()
+        }
+    }
+}
+
+/// The members a parked Nexudus record withholds access from.
+fn members_with_parked_records(status: &Status) -> BTreeSet<MemberId> {
+    let parked = status.ingest.iter().flat_map(|ingest| &ingest.parked);
+    parked.filter_map(|parked| parked.withheld_from).collect()
+}
+
+async fn system(State(running): State<Running>, Query(query): Query<PageQuery>) -> Response {
+    let Some(engine) = &running.engine else { return no_engine() };
+    let now = running.clock.now();
+    let (names, _) = names(&running, engine, now).await;
     let (status, unreachable_peers) = Status::with_peers(&running).await;
     let dead_letters = doorsync_writer::dead_letters::dead_letters(running.log.as_ref(), &running.layout)
         .await
         .map(|letters| letters.iter().filter(|letter| letter.handled.is_none()).count())
         .map_err(|error| with_causes(&error));
-    let known = engine.members().await;
-    let pages = known.as_ref().map_or(1, |all| all.len().div_ceil(MEMBERS_PER_PAGE).max(1));
-    let page_number = query.page.unwrap_or(1).clamp(1, pages);
-    let members = match &known {
-        Ok(all) => {
-            let start = (page_number - 1) * MEMBERS_PER_PAGE;
-            let end = (start + MEMBERS_PER_PAGE).min(all.len());
-            member_rows(engine, &all[start..end], now).await
-        }
-        Err(_) => Vec::new(),
-    };
-    let overview = Overview {
-        now,
-        status,
-        members_known: known.as_ref().map(Vec::len).map_err(ToString::to_string),
-        page: page_number,
-        members,
-        dead_letters,
-        unreachable_peers,
-    };
-    Html(page("Status", now, query.refresh(), &overview.render())).into_response()
+    let body = System { names: &names, status, dead_letters, unreachable_peers }.render();
+    let frame = query.frame("System", Some(Section::System), &names, "/system", Vec::new());
+    Html(page(&frame, &body)).into_response()
 }
 
-/// The rows of the members table for `members`, from the engine's state of each.
-async fn member_rows(engine: &EngineHandle, members: &[MemberId], now: Timestamp) -> Vec<MemberRow> {
-    let mapping = match engine.mapping().await {
-        Ok(mapping) => mapping,
-        Err(error) => {
-            let error = format!("the engine's mapping cannot be read: {error}");
-            return members.iter().map(|member| MemberRow { member: *member, summary: Err(error.clone()) }).collect();
-        }
-    };
-    let policy = engine.policy();
-    futures::stream::iter(members.iter().copied())
-        .map(|member| {
-            let mapping = &mapping;
-            async move {
-                let summary = engine.member(member).await.map_err(|error| error.to_string()).map(|state| {
-                    state.map(|state| MemberSummary {
-                        status: state.status().clone(),
-                        desired: doorsync_access::desired(&state, mapping, policy, now),
-                        next_change: doorsync_access::next_change(&state, mapping, policy, now),
-                    })
-                });
-                MemberRow { member, summary }
-            }
-        })
-        .buffered(MEMBER_READS_IN_FLIGHT)
-        .collect()
-        .await
-}
-
-async fn member(State(running): State<Running>, Path(member): Path<u64>, Query(query): Query<PageQuery>) -> Response {
+/// `/members/{id}`, or `/members/{email}`: the member with that email, or the list of those who
+/// share it.
+async fn member(
+    State(running): State<Running>,
+    Path(member): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Response {
     let Some(engine) = &running.engine else { return no_engine() };
     let now = running.clock.now();
-    let member = MemberId(member);
+    let (names, _) = names(&running, engine, now).await;
+    if let Ok(id) = member.parse::<u64>() {
+        return member_page(&running, engine, &names, MemberId(id), &query).await;
+    }
+    let search = MemberSearch { text: member.clone(), ..MemberSearch::everyone(now, MEMBERS_PER_PAGE) };
+    let path = format!("/members/{member}");
+    let found = match engine.find(&search).await {
+        Ok(found) => found,
+        Err(error) => {
+            let body = format!("<p class=\"alert\">The members cannot be searched: {}</p>", Esc(with_causes(&error)));
+            let frame = query.frame("Member", None, &names, &path, Vec::new());
+            return (StatusCode::INTERNAL_SERVER_ERROR, Html(page(&frame, &body))).into_response();
+        }
+    };
+    let same_email = |listing: &&doorsync_engine::MemberListing| {
+        listing.email().is_some_and(|email| email.trim().eq_ignore_ascii_case(member.trim()))
+    };
+    let with_email: Vec<_> = found.listings.iter().filter(same_email).cloned().collect();
+    if let [only] = with_email.as_slice() {
+        return member_page(&running, engine, &names, only.member, &query).await;
+    }
+    let (status, body) = member::with_email(&names, &member, &with_email);
+    let frame = query.frame("Members", None, &names, &path, Vec::new());
+    (status, Html(page(&frame, &body))).into_response()
+}
+
+async fn member_page(
+    running: &Running,
+    engine: &EngineHandle,
+    names: &Names,
+    member: MemberId,
+    query: &PageQuery,
+) -> Response {
+    let now = names.now;
+    let path = format!("/members/{member}");
     let explained = doorsync_engine::explain(
         running.log.as_ref(),
         &running.layout,
@@ -158,18 +267,24 @@ async fn member(State(running): State<Running>, Path(member): Path<u64>, Query(q
         Ok(explanation) => explanation,
         Err(error) => {
             let body = format!("<h1>Member {member}</h1><p class=\"alert\">The log cannot be read: {}</p>", Esc(error));
-            return (StatusCode::INTERNAL_SERVER_ERROR, Html(page("Member", now, None, &body))).into_response();
+            let frame = query.frame("Member", None, names, &path, Vec::new());
+            return (StatusCode::INTERNAL_SERVER_ERROR, Html(page(&frame, &body))).into_response();
         }
     };
     let stretches = stretches_in_view(engine, member, now).await;
     let found = !(matches!(explanation.status, MemberStatus::Unknown) && explanation.history.is_empty());
-    let view = MemberPage { explanation: &explanation, stretches, now };
-    let html = page(&view.title(), now, query.refresh(), &view.render());
+    let view = MemberPage { explanation: &explanation, stretches, names };
+    let title = view.title();
+    let html = page(&query.frame(&title, None, names, &path, Vec::new()), &view.render());
     if found { Html(html).into_response() } else { (StatusCode::NOT_FOUND, Html(html)).into_response() }
 }
 
 /// The member's stretches of access in the timeline's view, from the engine's state.
-async fn stretches_in_view(engine: &EngineHandle, member: MemberId, now: Timestamp) -> Result<GroupWindows, String> {
+async fn stretches_in_view(
+    engine: &EngineHandle,
+    member: MemberId,
+    now: Timestamp,
+) -> Result<member::GroupWindows, String> {
     let state = match engine.member(member).await {
         Ok(Some(state)) => state,
         Ok(None) => return Err("the engine has not seen this member".to_owned()),
@@ -188,18 +303,17 @@ async fn dead_letters(
     Query(query): Query<PageQuery>,
     csrf: Option<Extension<CsrfToken>>,
 ) -> Response {
-    let now = running.clock.now();
+    let Some(engine) = &running.engine else { return no_engine() };
+    let (names, _) = names(&running, engine, running.clock.now()).await;
     let csrf = csrf.as_ref().map(|Extension(CsrfToken(csrf))| csrf.as_str());
     let letters = doorsync_writer::dead_letters::dead_letters(running.log.as_ref(), &running.layout).await;
+    let frame = query.frame("Dead letters", Some(Section::DeadLetters), &names, "/dead-letters", Vec::new());
     match letters {
-        Ok(letters) => {
-            let body = dead_letters::render(&letters, now, csrf);
-            Html(page("Dead letters", now, query.refresh(), &body)).into_response()
-        }
+        Ok(letters) => Html(page(&frame, &dead_letters::render(&letters, &names, csrf))).into_response(),
         Err(error) => {
             let body =
                 format!("<p class=\"alert\">The dead-letter stream cannot be read: {}</p>", Esc(with_causes(&error)));
-            (StatusCode::INTERNAL_SERVER_ERROR, Html(page("Dead letters", now, None, &body))).into_response()
+            (StatusCode::INTERNAL_SERVER_ERROR, Html(page(&frame, &body))).into_response()
         }
     }
 }
@@ -213,8 +327,8 @@ async fn retry_letter(State(running): State<Running>, Path(sequence): Path<Seque
     };
     match retried {
         Ok(Ok(_)) => Redirect::to("/dead-letters").into_response(),
-        Ok(Err(refusal)) => not_done(StatusCode::CONFLICT, now, sequence, "retried", refusal),
-        Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, now, sequence, "retried", with_causes(&error)),
+        Ok(Err(refusal)) => not_done(StatusCode::CONFLICT, &running, sequence, "retried", refusal),
+        Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, &running, sequence, "retried", with_causes(&error)),
     }
 }
 
@@ -228,15 +342,15 @@ async fn drop_letter(State(running): State<Running>, Path(sequence): Path<Sequen
     match dropped {
         Ok(None) => Redirect::to("/dead-letters").into_response(),
         Ok(Some(handled)) => {
-            not_done(StatusCode::CONFLICT, now, sequence, "dropped", format!("it was already {handled}"))
+            not_done(StatusCode::CONFLICT, &running, sequence, "dropped", format!("it was already {handled}"))
         }
-        Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, now, sequence, "dropped", with_causes(&error)),
+        Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, &running, sequence, "dropped", with_causes(&error)),
     }
 }
 
 fn not_done(
     status: StatusCode,
-    now: Timestamp,
+    running: &Running,
     sequence: Sequence,
     what: &str,
     why: impl std::fmt::Display,
@@ -246,7 +360,11 @@ fn not_done(
          letters</a></p>",
         Esc(why.to_string())
     );
-    (status, Html(page("Dead letters", now, None, &body))).into_response()
+    let zone = running.operator_time_zone.as_deref();
+    let names = Names::new(Catalogue::default(), &Default::default(), zone, running.clock.now());
+    let frame =
+        PageQuery::default().frame("Dead letters", Some(Section::DeadLetters), &names, "/dead-letters", Vec::new());
+    (status, Html(page(&frame, &body))).into_response()
 }
 
 fn no_engine() -> Response {

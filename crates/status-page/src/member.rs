@@ -1,17 +1,20 @@
 //! `/members/{id}`: one member's access as a picture and in words: which booking, pass or
-//! contract opens which Kisi group when, what grants nothing and why, what Kisi holds, and the
-//! member's history.
+//! contract opens which door (Kisi group) when, what grants nothing and why, what Kisi holds, and
+//! the member's history. Doors and sources by name, times in their location's zone; on a narrow
+//! screen the list of doors reads where the picture is too small.
 
 use std::collections::BTreeSet;
 
+use axum::http::StatusCode;
 use doorsync_access::{
     AccessPolicy, Entitlement, Grant, Mapping, MemberState, MemberStatus, Source, UserAccess, Window,
 };
-use doorsync_engine::{Explanation, HistoryKind};
-use doorsync_proto::{KisiGroupId, Timestamp};
+use doorsync_engine::{Explanation, HistoryKind, KisiUser, MemberListing};
+use doorsync_proto::{KisiGroupId, KisiUserState, Timestamp};
 
-use super::html::{Esc, facts, instant, instant_from_now, pill, put, relative, window as describe_window};
-use super::overview::{GroupWindows, group_chips, now_and_next};
+use super::front_desk::{group_chip, kisi_user_pill, member_table};
+use super::html::{Esc, facts, instant_from_now, pill, put, relative};
+use super::names::Names;
 use super::timeline::{Bar, BarKind, Lane, Row, Timeline};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -22,6 +25,9 @@ const VIEW_AFTER_MS: i64 = 24 * HOUR_MS;
 const HISTORY_SHOWN: usize = 300;
 /// A bound on the walk over a view's changes; a member has a handful of changes a day.
 const MAX_CHANGES: usize = 10_000;
+
+/// Kisi groups, each with a window of access.
+pub(crate) type GroupWindows = Vec<(KisiGroupId, Window)>;
 
 /// What the timeline shows around `now`: from its start to its end.
 pub(crate) fn view(now: Timestamp) -> (Timestamp, Timestamp) {
@@ -58,12 +64,39 @@ pub(crate) fn stretches(
     found
 }
 
+/// The page for an email no member or several members have: (404, a note) or (200, their list).
+pub(crate) fn with_email(names: &Names, email: &str, members: &[MemberListing]) -> (StatusCode, String) {
+    if members.is_empty() {
+        let body = format!(
+            "<h1>No member</h1><p>No member known to this engine has the email or id <b>{}</b>. \
+             <a href=\"{}\">Search the front desk</a>.</p>",
+            Esc(email),
+            Esc(super::html::link("/", &[("q", email.to_owned())]))
+        );
+        return (StatusCode::NOT_FOUND, body);
+    }
+    let mut body = format!("<h1>{} members have the email {}</h1>", members.len(), Esc(email));
+    member_table(&mut body, names, members);
+    (StatusCode::OK, body)
+}
+
+/// What the page says of the member's Kisi user, from what the writer reported.
+fn kisi_user(explanation: &Explanation) -> KisiUser {
+    match (explanation.kisi.user, explanation.kisi.user_state) {
+        (None, _) => KisiUser::None,
+        (Some(_), None) => KisiUser::Unreported,
+        (Some(_), Some(KisiUserState::Enabled)) => KisiUser::Enabled,
+        (Some(_), Some(KisiUserState::Suspended)) => KisiUser::Suspended,
+        (Some(_), Some(KisiUserState::Deleted)) => KisiUser::Deleted,
+    }
+}
+
 /// What the member page is drawn from.
 pub(crate) struct MemberPage<'a> {
     pub(crate) explanation: &'a Explanation,
     /// The stretches in view from the engine's state of the member, or why there are none.
     pub(crate) stretches: Result<GroupWindows, String>,
-    pub(crate) now: Timestamp,
+    pub(crate) names: &'a Names,
 }
 
 impl MemberPage<'_> {
@@ -77,9 +110,19 @@ impl MemberPage<'_> {
 
     pub(crate) fn render(&self) -> String {
         let explanation = self.explanation;
+        let now = self.names.now;
         let mut out = String::new();
         self.heading(&mut out);
-        let (open, coming) = now_and_next(&explanation.desired, self.now);
+        let (open, coming): (GroupWindows, GroupWindows) = explanation
+            .desired
+            .grants
+            .iter()
+            .map(|(group, window)| (*group, *window))
+            .partition(|(_, window)| window.contains(now));
+        let chips = |groups: &GroupWindows, next: bool| match groups.is_empty() {
+            true => "<span class=\"muted\">nothing</span>".to_owned(),
+            false => groups.iter().map(|(group, window)| group_chip(self.names, *group, window, next)).collect(),
+        };
         let user = match &explanation.desired.user {
             Some(user) => Esc(match user.access {
                 UserAccess::Enabled => "enabled",
@@ -89,34 +132,20 @@ impl MemberPage<'_> {
             .to_string(),
             None => "not needed".to_owned(),
         };
+        let next_change = explanation.next_change.map_or("none scheduled".to_owned(), |at| {
+            Esc(instant_from_now(self.names.operator(), at, now)).to_string()
+        });
         facts(
             &mut out,
             [
-                ("In now", group_chips(&open, self.now, false)),
-                ("Next", group_chips(&coming, self.now, true)),
-                (
-                    "Next change",
-                    explanation
-                        .next_change
-                        .map_or("none scheduled".to_owned(), |at| Esc(instant_from_now(at, self.now)).to_string()),
-                ),
+                ("Opens now", chips(&open, false)),
+                ("Next", chips(&coming, true)),
+                ("Next change", next_change),
                 ("Kisi user should be", user),
             ],
         );
-
-        out.push_str("<h2>Timeline</h2>");
-        if let Err(why) = &self.stretches {
-            put!(&mut out, "<p class=\"note\">Later stretches are not drawn: {}</p>", Esc(why));
-        }
-        out.push_str(&self.timeline().svg());
-        out.push_str(
-            "<p class=\"legend muted\"><span><i style=\"background:#2458c6\"></i>doors open (written to Kisi)</span>\
-             <span><i style=\"background:#7d9de0\"></i>doors open later</span>\
-             <span><i style=\"background:#3a9bd9\"></i>booking (with lead and lag)</span>\
-             <span><i style=\"background:#2e9e6a\"></i>pass</span><span><i style=\"background:#8a5cc2\"></i>contract</span>\
-             <span><i style=\"border:1.5px dashed #1d2430\"></i>what Kisi holds</span></p>",
-        );
-
+        self.doors(&mut out);
+        self.picture(&mut out);
         self.entitlements(&mut out);
         self.kisi(&mut out);
         self.history(&mut out);
@@ -125,13 +154,15 @@ impl MemberPage<'_> {
 
     fn heading(&self, out: &mut String) {
         let member = self.explanation.member;
+        let kisi = kisi_user_pill(kisi_user(self.explanation));
         match &self.explanation.status {
             MemberStatus::Known(profile) => {
                 let state =
                     if profile.active { pill("ok", "active") } else { pill("bad", "inactive: holds no access") };
                 put!(
                     out,
-                    "<h1>{} <span class=\"muted\">&lt;{}&gt;</span> {state}</h1><p class=\"muted\">Nexudus member (coworker) {member}</p>",
+                    "<h1>{} <span class=\"muted\">&lt;{}&gt;</span> {state} {kisi}</h1><p><small class=\"id\">Nexudus \
+                     member (coworker) {member}</small></p>",
                     Esc(&profile.name),
                     Esc(&profile.email)
                 );
@@ -149,9 +180,48 @@ impl MemberPage<'_> {
         }
     }
 
+    /// The stretches in view as a list, door by door, in each door's local time: what a narrow
+    /// screen reads instead of the picture.
+    fn doors(&self, out: &mut String) {
+        out.push_str("<h2>Doors in the next 24 hours</h2>");
+        let stretches = match &self.stretches {
+            Ok(stretches) => stretches.clone(),
+            Err(why) => {
+                put!(out, "<p class=\"note\">Later stretches are not drawn: {}</p>", Esc(why));
+                self.explanation.desired.grants.iter().map(|(group, window)| (*group, *window)).collect()
+            }
+        };
+        if stretches.is_empty() {
+            return out.push_str("<p class=\"muted\">No door opens for the member in this time.</p>");
+        }
+        out.push_str("<ul class=\"agenda\">");
+        for (group, window) in &stretches {
+            put!(
+                out,
+                "<li data-group=\"{group}\"><strong>{}</strong><br>{} {}</li>",
+                self.names.group(*group),
+                Esc(self.names.group_window(*group, window)),
+                window_state(window, self.names.now)
+            );
+        }
+        out.push_str("</ul>");
+    }
+
+    fn picture(&self, out: &mut String) {
+        out.push_str("<h2>Timeline</h2><div class=\"timeline-box\">");
+        out.push_str(&self.timeline().svg());
+        out.push_str(
+            "</div><p class=\"legend muted\"><span><i style=\"background:#2458c6\"></i>doors open (written to Kisi)</span>\
+             <span><i style=\"background:#7d9de0\"></i>doors open later</span>\
+             <span><i style=\"background:#3a9bd9\"></i>booking (with lead and lag)</span>\
+             <span><i style=\"background:#2e9e6a\"></i>pass</span><span><i style=\"background:#8a5cc2\"></i>contract</span>\
+             <span><i style=\"border:1.5px dashed #1d2430\"></i>what Kisi holds</span></p>",
+        );
+    }
+
     fn timeline(&self) -> Timeline {
         let explanation = self.explanation;
-        let (start, end) = view(self.now);
+        let (start, end) = view(self.names.now);
         let stretches: GroupWindows = match &self.stretches {
             Ok(stretches) => stretches.clone(),
             Err(_) => explanation.desired.grants.iter().map(|(group, window)| (*group, *window)).collect(),
@@ -163,50 +233,50 @@ impl MemberPage<'_> {
             Grant::Group { group, .. } => Some(group),
             _ => None,
         }));
-        let lanes = groups
-            .into_iter()
-            .map(|group| {
-                let written = explanation.desired.grants.get(&group);
-                let access = stretches
-                    .iter()
-                    .filter(|(of, _)| *of == group)
-                    .map(|(_, window)| Bar {
-                        window: *window,
-                        title: if written == Some(window) { "doors open".into() } else { "doors open later".into() },
-                        later: written != Some(window),
-                    })
-                    .collect();
-                let mut rows =
-                    vec![Row { label: "doors open".into(), kind: BarKind::Access, bars: access, empty_note: "closed" }];
-                for entitlement in &explanation.entitlements {
-                    if let Grant::Group { group: granted, window } = entitlement.grant
-                        && granted == group
-                    {
-                        let label = source_label(&entitlement.source);
-                        let bar = Bar { window, title: label.clone(), later: false };
-                        rows.push(Row {
-                            label,
-                            kind: source_kind(&entitlement.source),
-                            bars: vec![bar],
-                            empty_note: "",
-                        });
-                    }
-                }
-                let held = explanation.kisi.assignments.get(&group).map(|assignment| Bar {
-                    window: assignment.window,
-                    title: format!("Kisi assignment {}", assignment.id),
-                    later: false,
-                });
-                rows.push(Row {
-                    label: "Kisi holds".into(),
-                    kind: BarKind::Kisi,
-                    bars: held.into_iter().collect(),
-                    empty_note: "no assignment reported by the writer",
-                });
-                Lane { group, rows }
+        let times = match groups.first() {
+            Some(group) => self.names.group_times(*group),
+            None => self.names.operator().clone(),
+        };
+        let lanes = groups.into_iter().map(|group| self.lane(group, &stretches)).collect();
+        Timeline { start, end, now: self.names.now, times, lanes }
+    }
+
+    /// The lane of `group`: when its doors open, what opens them, and what Kisi holds.
+    fn lane(&self, group: KisiGroupId, stretches: &GroupWindows) -> Lane {
+        let explanation = self.explanation;
+        let written = explanation.desired.grants.get(&group);
+        let access = stretches
+            .iter()
+            .filter(|(of, _)| *of == group)
+            .map(|(_, window)| Bar {
+                window: *window,
+                title: if written == Some(window) { "doors open".into() } else { "doors open later".into() },
+                later: written != Some(window),
             })
             .collect();
-        Timeline { start, end, now: self.now, lanes }
+        let mut rows =
+            vec![Row { label: "doors open".into(), kind: BarKind::Access, bars: access, empty_note: "closed" }];
+        for entitlement in &explanation.entitlements {
+            if let Grant::Group { group: granted, window } = entitlement.grant
+                && granted == group
+            {
+                let label = self.names.source_text_with_id(&entitlement.source);
+                let bar = Bar { window, title: label.clone(), later: false };
+                rows.push(Row { label, kind: source_kind(&entitlement.source), bars: vec![bar], empty_note: "" });
+            }
+        }
+        let held = explanation.kisi.assignments.get(&group).map(|assignment| Bar {
+            window: assignment.window,
+            title: format!("Kisi assignment {}", assignment.id),
+            later: false,
+        });
+        rows.push(Row {
+            label: "Kisi holds".into(),
+            kind: BarKind::Kisi,
+            bars: held.into_iter().collect(),
+            empty_note: "no assignment reported by the writer",
+        });
+        Lane { group, title: self.names.group_text(group), rows }
     }
 
     fn entitlements(&self, out: &mut String) {
@@ -219,48 +289,58 @@ impl MemberPage<'_> {
         if granting.is_empty() {
             out.push_str("<p class=\"muted\">Nothing the member holds opens a Kisi group.</p>");
         } else {
-            out.push_str("<table class=\"entitlements\"><tr><th>Source</th><th>Kisi group</th><th>Window (lead and lag applied)</th><th>State</th></tr>");
+            out.push_str(
+                "<table class=\"entitlements stack\"><tr><th>Source</th><th>Door (Kisi group)</th><th>Window (lead and \
+                 lag applied)</th><th>State</th></tr>",
+            );
             for entitlement in granting {
                 if let Grant::Group { group, window } = entitlement.grant {
                     put!(
                         out,
-                        "<tr><td>{}</td><td><span class=\"group\">group {group}</span></td><td>{}</td><td>{}</td></tr>",
-                        Esc(source_label(&entitlement.source)),
-                        Esc(describe_window(&window)),
-                        window_state(&window, self.now)
+                        "<tr><td data-label=\"Source\">{}</td><td data-label=\"Door\"><span class=\"group\">{}</span></td>\
+                         <td data-label=\"Window\">{}</td><td data-label=\"State\">{}</td></tr>",
+                        self.names.source(&entitlement.source),
+                        self.names.group(group),
+                        Esc(self.names.source_times(&entitlement.source).window(window.from, window.until)),
+                        window_state(&window, self.names.now)
                     );
                 }
             }
             out.push_str("</table>");
         }
-        let withheld = &self.explanation.withheld;
-        if !idle.is_empty() || !withheld.is_empty() {
-            out.push_str("<h3>Granting nothing</h3><table class=\"idle\"><tr><th>Source</th><th>Why</th></tr>");
-            for entitlement in idle {
-                put!(
-                    out,
-                    "<tr><td>{}</td><td>{}</td></tr>",
-                    Esc(source_label(&entitlement.source)),
-                    Esc(why_nothing(&entitlement.grant))
-                );
-            }
-            for (entitlement, withheld) in withheld {
-                put!(
-                    out,
-                    "<tr class=\"withheld\"><td>{}</td><td>withheld since {}: its latest version in Nexudus cannot be \
-                     read ({})</td></tr>",
-                    Esc(entitlement),
-                    Esc(instant_from_now(withheld.since, self.now)),
-                    Esc(&withheld.reason)
-                );
-            }
-            out.push_str("</table>");
-        }
+        self.granting_nothing(out, &idle);
         if !matches!(&self.explanation.status, MemberStatus::Known(profile) if profile.active) {
             out.push_str(
                 "<p class=\"note\">The member is not an active known member, so none of this opens a door.</p>",
             );
         }
+    }
+
+    fn granting_nothing(&self, out: &mut String, idle: &[&Entitlement]) {
+        let withheld = &self.explanation.withheld;
+        if idle.is_empty() && withheld.is_empty() {
+            return;
+        }
+        out.push_str("<h3>Granting nothing</h3><table class=\"idle stack\"><tr><th>Source</th><th>Why</th></tr>");
+        for entitlement in idle {
+            put!(
+                out,
+                "<tr><td data-label=\"Source\">{}</td><td data-label=\"Why\">{}</td></tr>",
+                self.names.source(&entitlement.source),
+                Esc(why_nothing(&entitlement.grant))
+            );
+        }
+        for (entitlement, withheld) in withheld {
+            put!(
+                out,
+                "<tr class=\"withheld\"><td data-label=\"Source\">{}</td><td data-label=\"Why\">withheld since {}: its \
+                 latest version in Nexudus cannot be read ({})</td></tr>",
+                Esc(entitlement),
+                Esc(instant_from_now(self.names.operator(), withheld.since, self.names.now)),
+                Esc(&withheld.reason)
+            );
+        }
+        out.push_str("</table>");
     }
 
     fn kisi(&self, out: &mut String) {
@@ -269,20 +349,23 @@ impl MemberPage<'_> {
         let user = match kisi.user {
             Some(user) => {
                 let origin = if kisi.created_by_doorsync { "created by doorsync" } else { "found by email" };
-                Esc(format!("{user} ({origin})")).to_string()
+                format!("{} <small class=\"id\">Kisi user {user}</small>", Esc(origin))
             }
             None => "none linked yet".to_owned(),
         };
-        let state = kisi.user_state.map_or("not reported".to_owned(), |state| format!("{state:?}").to_lowercase());
-        facts(out, [("User", user), ("User state", Esc(state).to_string())]);
+        facts(out, [("User", user), ("User state", kisi_user_pill(kisi_user(self.explanation)))]);
         if !kisi.assignments.is_empty() {
-            out.push_str("<table class=\"assignments\"><tr><th>Kisi group</th><th>Assignment</th><th>Valid</th></tr>");
+            out.push_str(
+                "<table class=\"assignments stack\"><tr><th>Door (Kisi group)</th><th>Valid</th><th>Assignment</th></tr>",
+            );
             for (group, assignment) in &kisi.assignments {
                 put!(
                     out,
-                    "<tr><td><span class=\"group\">group {group}</span></td><td class=\"mono\">{}</td><td>{}</td></tr>",
-                    assignment.id,
-                    Esc(describe_window(&assignment.window))
+                    "<tr><td data-label=\"Door\"><span class=\"group\" data-group=\"{group}\">{}</span></td>\
+                     <td data-label=\"Valid\">{}</td><td data-label=\"Assignment\"><small class=\"id\">{}</small></td></tr>",
+                    self.names.group(*group),
+                    Esc(self.names.group_window(*group, &assignment.window)),
+                    assignment.id
                 );
             }
             out.push_str("</table>");
@@ -308,30 +391,23 @@ impl MemberPage<'_> {
                 self.explanation.member
             );
         }
-        out.push_str("<table class=\"history\"><tr><th>When</th><th>From</th><th>What</th></tr>");
+        out.push_str("<table class=\"history stack\"><tr><th>When</th><th>From</th><th>What</th></tr>");
         for entry in history.iter().rev().take(HISTORY_SHOWN) {
             let from = match entry.kind {
                 HistoryKind::Event => "Nexudus",
-                HistoryKind::Command => "command",
+                HistoryKind::Command => "doorsync",
                 HistoryKind::Outcome => "Kisi",
             };
             put!(
                 out,
-                "<tr><td title=\"{}\">{}</td><td>{from}</td><td>{}</td></tr>",
-                Esc(relative(entry.at, self.now)),
-                Esc(instant(entry.at)),
+                "<tr><td data-label=\"When\" title=\"{}\">{}</td><td data-label=\"From\">{from}</td>\
+                 <td data-label=\"What\">{}</td></tr>",
+                Esc(relative(entry.at, self.names.now)),
+                Esc(self.names.operator().instant(entry.at)),
                 Esc(&entry.summary)
             );
         }
         out.push_str("</table>");
-    }
-}
-
-fn source_label(source: &Source) -> String {
-    match source {
-        Source::Booking { booking, resource } => format!("booking {booking} · resource {resource}"),
-        Source::Pass { pass, product } => format!("pass {pass} · product {product}"),
-        Source::ContractSpace { contract, space } => format!("contract {contract} · desk/office {space}"),
     }
 }
 
@@ -379,7 +455,8 @@ mod tests {
 
     use super::*;
 
-    const NOW: i64 = 1_796_116_500_000; // 2026-12-01T09:15:00Z
+    use crate::names::tests::{NOW, names};
+
     const MINUTE: i64 = 60_000;
 
     fn at(minutes: i64) -> Timestamp {
@@ -479,24 +556,40 @@ mod tests {
         let explanation = explanation(&state);
         let (start, end) = view(at(0));
         let found = stretches(&state, &mapping(), &AccessPolicy::default(), start, end);
-        let page = MemberPage { explanation: &explanation, stretches: Ok(found), now: at(0) };
+        let names = names();
+        let page = MemberPage { explanation: &explanation, stretches: Ok(found), names: &names };
         let html = page.render();
         assert!(
             html.contains("<h1>Ada &lt;Lovelace&gt; <span class=\"muted\">&lt;ada@example.com&gt;</span>"),
             "{html}"
         );
+        assert!(html.contains("<span class=\"pill idle\">Kisi user: none</span></h1>"), "{html}");
+        assert!(
+            html.contains(
+                "<li data-group=\"100\"><strong>Front door <small class=\"id\">Kisi group 100</small></strong><br>\
+                 08:30–10:00 Europe/London"
+            ),
+            "the doors listed by name in their location's time: {html}"
+        );
+        assert!(
+            html.contains("<li data-group=\"200\"><strong>Kisi group 200</strong><br>07:00–08:30 America/New_York")
+        );
+        assert!(html.contains("Room 1 · Soho <small class=\"id\">booking 1 · resource 1</small>"), "{html}");
+        assert!(html.contains("Times in Europe/London"), "{html}");
         assert!(!html.contains("<Lovelace>"), "the name is escaped everywhere");
         assert!(html.contains("<svg class=\"timeline\""));
         assert!(html.contains("data-group=\"100\"") && html.contains("data-group=\"200\""));
-        assert!(html.contains("data-label=\"booking 1 · resource 1\""));
+        assert!(html.contains("data-label=\"booking 1 · Room 1 · Soho\""), "{html}");
         assert!(html.contains("class=\"bar access\""), "the stretches written now");
         assert!(html.contains("class=\"bar access later\""), "group 100 opens again after its current stretch");
         assert!(html.contains("a tentative booking grants nothing"), "{html}");
         assert!(html.contains(
-            "booking 4 · resource 9</td><td>its resource, pass product or desk/office is connected to no Kisi group"
-        ));
+            "resource 9 <small class=\"id\">booking 4</small></td><td data-label=\"Why\">its resource, pass product or \
+             desk/office is connected to no Kisi group"
+        ), "{html}");
         assert!(html.contains("no assignment reported by the writer"));
         assert!(html.contains("member details: Ada &lt;Lovelace&gt; &lt;ada@example.com&gt;, active"));
+        assert!(html.contains(">08:15 Asia/Tokyo</td>"), "the history in the operator's zone: {html}");
         assert_eq!(page.title(), "Ada <Lovelace> (member 7)");
     }
 
@@ -509,13 +602,15 @@ mod tests {
         });
         let state = state_with(vec![ada(), booking(1, 1, -30, 30, false), withheld]);
         let explanation = explanation(&state);
-        let page = MemberPage { explanation: &explanation, stretches: Ok(Vec::new()), now: at(0) };
+        let names = names();
+        let page = MemberPage { explanation: &explanation, stretches: Ok(Vec::new()), names: &names };
         let html = page.render();
         assert!(html.contains("Nothing the member holds opens a Kisi group."), "{html}");
         assert!(
             html.contains(
-                "<tr class=\"withheld\"><td>booking 1</td><td>withheld since 2026-11-30 23:15:00 UTC (10 h ago): its \
-                 latest version in Nexudus cannot be read (FromTime: &lt;not a date&gt;)</td></tr>"
+                "<tr class=\"withheld\"><td data-label=\"Source\">booking 1</td><td data-label=\"Why\">withheld since \
+                 08:15 Asia/Tokyo (10 h ago): its latest version in Nexudus cannot be read (FromTime: &lt;not a \
+                 date&gt;)</td></tr>"
             ),
             "{html}"
         );
@@ -525,14 +620,34 @@ mod tests {
     fn an_unknown_member_is_said_to_hold_nothing() {
         let state = MemberState::new(MemberId(7));
         let explanation = explanation(&state);
+        let names = names();
         let page = MemberPage {
             explanation: &explanation,
             stretches: Err("partition 3 is held by another engine".into()),
-            now: at(0),
+            names: &names,
         };
         let html = page.render();
         assert!(html.contains("Nexudus has not described this member yet"));
         assert!(html.contains("Later stretches are not drawn: partition 3 is held by another engine"));
         assert!(html.contains("no Kisi group in view"));
+    }
+
+    #[test]
+    fn an_email_no_member_or_several_members_have_is_said_so() {
+        let names = names();
+        let (status, html) = with_email(&names, "nobody@example.com", &[]);
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(html.contains("<b>nobody@example.com</b>") && html.contains("href=\"/?q=nobody%40example.com\""));
+        let listing = |member: u64| MemberListing {
+            member: doorsync_proto::MemberId(member),
+            status: ada_booked().status().clone(),
+            kisi_user: KisiUser::Enabled,
+            grants: Default::default(),
+            next_change: None,
+        };
+        let (status, html) = with_email(&names, "ada@example.com", &[listing(7), listing(8)]);
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("<h1>2 members have the email ada@example.com</h1>"), "{html}");
+        assert!(html.contains("<tr data-member=\"7\">") && html.contains("<tr data-member=\"8\">"), "{html}");
     }
 }

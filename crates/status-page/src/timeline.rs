@@ -1,10 +1,14 @@
-//! A member's access drawn as an SVG picture: a time axis in UTC with hour ticks and a line at
-//! "now", and one lane per Kisi group with a row of bars for each thing that opens it.
+//! A member's access drawn as an SVG picture: a time axis in a named zone (the zone of the
+//! member's first door's location) with hour ticks and a line at "now", and one lane per door
+//! (Kisi group) with a row of bars for each thing that opens it. On a narrow screen the picture
+//! scrolls in its box; the member page lists the same stretches as text above it.
 
 use doorsync_access::Window;
+use doorsync_catalogue::LocalTimes;
 use doorsync_proto::{KisiGroupId, Timestamp};
 
-use super::html::{Esc, clock_time, day, put, window as describe_window};
+use super::html::{Esc, put};
+use super::names::{clock_face, day_face, offset_millis};
 
 const HOUR_MS: i64 = 3_600_000;
 const LABEL_WIDTH: f64 = 250.0;
@@ -22,6 +26,8 @@ pub(crate) struct Timeline {
     pub(crate) start: Timestamp,
     pub(crate) end: Timestamp,
     pub(crate) now: Timestamp,
+    /// The zone the axis and the bars' tooltips are in.
+    pub(crate) times: LocalTimes,
     pub(crate) lanes: Vec<Lane>,
 }
 
@@ -29,6 +35,8 @@ pub(crate) struct Timeline {
 #[derive(Debug, Clone)]
 pub(crate) struct Lane {
     pub(crate) group: KisiGroupId,
+    /// The door's name ("Kisi group 12" when it has none).
+    pub(crate) title: String,
     pub(crate) rows: Vec<Row>,
 }
 
@@ -106,11 +114,11 @@ impl Timeline {
         put!(
             &mut out,
             "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" \
-             width=\"{width}\" role=\"img\" aria-label=\"Access from {} to {} (UTC)\">",
-            Esc(clock_time(self.start)),
-            Esc(clock_time(self.end)),
+             width=\"{width}\" role=\"img\" aria-label=\"Access from {} to {}\">",
+            Esc(self.times.time(self.start)),
+            Esc(self.times.instant(self.end)),
         );
-        put!(&mut out, "<text x=\"8\" y=\"16\" class=\"lanehead\">Times in UTC</text>");
+        put!(&mut out, "<text x=\"8\" y=\"16\" class=\"lanehead\">Times in {}</text>", Esc(self.times.zone_name()));
         // Backgrounds first, so that the hour ticks show through the lanes.
         let tops = self.lane_tops();
         for (lane, top) in self.lanes.iter().zip(&tops) {
@@ -139,34 +147,41 @@ impl Timeline {
             &mut out,
             "<text class=\"nowlabel\" x=\"{:.1}\" y=\"16\">now {}</text>",
             now + 3.0,
-            Esc(clock_time(self.now))
+            Esc(clock_face(&self.times, self.now))
         );
         out.push_str("</svg>");
         out
     }
 
-    /// Hour ticks across the plot, labelled every two hours, with the day at each midnight.
+    /// Hour ticks across the plot at the zone's hours, labelled every two hours, with the day at
+    /// each local midnight.
     fn axis(&self, out: &mut String, height: f64) {
-        let first = self.start.as_unix_millis().div_euclid(HOUR_MS) + 1;
-        let last = self.end.as_unix_millis().div_euclid(HOUR_MS);
+        // Local hours start where UTC's do, shifted by the zone's offset (as of the view's start).
+        let offset = offset_millis(&self.times, self.start);
+        let first = (self.start.as_unix_millis() + offset).div_euclid(HOUR_MS) + 1;
+        let last = (self.end.as_unix_millis() + offset).div_euclid(HOUR_MS);
         for hour in first..=last {
-            let at = Timestamp::from_unix_millis(hour * HOUR_MS);
+            let at = Timestamp::from_unix_millis(hour * HOUR_MS - offset);
             let x = self.x(at);
             let midnight = hour.rem_euclid(24) == 0;
             let class = if midnight { "tick day" } else { "tick" };
             put!(out, "<line class=\"{class}\" x1=\"{x:.1}\" y1=\"{AXIS_HEIGHT}\" x2=\"{x:.1}\" y2=\"{height}\"/>");
-            if midnight {
-                put!(out, "<text class=\"ticklabel lanehead\" x=\"{:.1}\" y=\"32\">{}</text>", x + 2.0, Esc(day(at)));
+            let label = if midnight {
+                day_face(&self.times, at)
             } else if hour.rem_euclid(2) == 0 {
-                put!(out, "<text class=\"ticklabel\" x=\"{:.1}\" y=\"32\">{}</text>", x + 2.0, Esc(clock_time(at)));
-            }
+                clock_face(&self.times, at)
+            } else {
+                continue;
+            };
+            let class = if midnight { "ticklabel lanehead" } else { "ticklabel" };
+            put!(out, "<text class=\"{class}\" x=\"{:.1}\" y=\"32\">{}</text>", x + 2.0, Esc(label));
         }
     }
 
     /// Draws `lane`'s heading and rows from `top` down (its background is drawn already).
     fn lane(&self, out: &mut String, lane: &Lane, top: f64) {
         put!(out, "<g class=\"group-lane\" data-group=\"{}\">", lane.group);
-        put!(out, "<text class=\"lanehead\" x=\"8\" y=\"{}\">Kisi group {}</text>", top + 16.0, lane.group);
+        put!(out, "<text class=\"lanehead\" x=\"8\" y=\"{}\">{}</text>", top + 16.0, Esc(&lane.title));
         let mut y = top + LANE_HEAD_HEIGHT;
         for row in &lane.rows {
             self.row(out, row, y);
@@ -196,13 +211,13 @@ impl Timeline {
                 "<rect class=\"bar {class}{later}\" x=\"{x:.1}\" y=\"{bar_top}\" width=\"{width:.1}\" height=\"{BAR_HEIGHT}\" rx=\"3\">\
                  <title>{}: {}</title></rect>",
                 Esc(&bar.title),
-                Esc(describe_window(&bar.window)),
+                Esc(self.times.window(bar.window.from, bar.window.until)),
             );
         }
         let hidden: Vec<&Bar> = row.bars.iter().filter(|bar| !self.shows(bar)).collect();
         if drawn == 0 {
             let note = match hidden.first() {
-                Some(bar) => format!("outside this view: {}", describe_window(&bar.window)),
+                Some(bar) => format!("outside this view: {}", self.times.window(bar.window.from, bar.window.until)),
                 None => row.empty_note.to_owned(),
             };
             put!(out, "<text class=\"outside\" x=\"{}\" y=\"{}\">{}</text>", LABEL_WIDTH + 6.0, top + 14.0, Esc(note));
@@ -237,8 +252,17 @@ mod tests {
         }
     }
 
+    fn timeline_in(zone: &str, lanes: Vec<Lane>) -> Timeline {
+        let times = LocalTimes::new(jiff::tz::TimeZone::get(zone).unwrap(), at_hours(0.0));
+        Timeline { start: at_hours(-2.0), end: at_hours(24.0), now: at_hours(0.0), times, lanes }
+    }
+
     fn timeline(lanes: Vec<Lane>) -> Timeline {
-        Timeline { start: at_hours(-2.0), end: at_hours(24.0), now: at_hours(0.0), lanes }
+        timeline_in("Europe/London", lanes)
+    }
+
+    fn lane(group: u64, rows: Vec<Row>) -> Lane {
+        Lane { group: KisiGroupId(group), title: format!("Door <{group}>"), rows }
     }
 
     #[test]
@@ -249,13 +273,14 @@ mod tests {
             bars: vec![bar(-1.0, Some(1.0))],
             empty_note: "",
         }];
-        let svg = timeline(vec![Lane { group: KisiGroupId(8101), rows }]).svg();
+        let svg = timeline(vec![lane(8101, rows)]).svg();
         // 26 hours over 1040 px: 40 px an hour from x = 250, so now (2 h in) is at 330.
         assert!(svg.contains("<line class=\"now\" x1=\"330.0\""), "{svg}");
         assert!(svg.contains("class=\"bar booking\" x=\"290.0\" y=\"66\" width=\"80.0\""), "{svg}");
         assert!(svg.contains("data-group=\"8101\""));
-        assert!(svg.contains("<title>booking &lt;7&gt;: from 08:15 (Tue 1 Dec) until 10:15 (Tue 1 Dec)</title>"));
-        assert!(svg.contains("Times in UTC"));
+        assert!(svg.contains("<title>booking &lt;7&gt;: 08:15–10:15 Europe/London</title>"), "{svg}");
+        assert!(svg.contains("Times in Europe/London"));
+        assert!(svg.contains(">Door &lt;8101&gt;</text>"), "the door's name heads its lane: {svg}");
         assert!(svg.contains(">Wed 2 Dec</text>"), "midnight is labelled with the day: {svg}");
     }
 
@@ -266,18 +291,29 @@ mod tests {
             Row { label: "pass".to_owned(), kind: BarKind::Pass, bars: vec![bar(30.0, Some(40.0))], empty_note: "" },
             Row { label: "Kisi holds".to_owned(), kind: BarKind::Kisi, bars: vec![], empty_note: "nothing reported" },
         ];
-        let svg = timeline(vec![Lane { group: KisiGroupId(1), rows }]).svg();
+        let svg = timeline(vec![lane(1, rows)]).svg();
         assert!(svg.contains("class=\"bar contract\" x=\"250.0\" y=\"66\" width=\"1040.0\""), "{svg}");
         assert!(!svg.contains("class=\"bar pass"), "a pass two days out is not drawn: {svg}");
-        assert!(svg.contains("outside this view: from 15:15 (Wed 2 Dec) until 01:15 (Thu 3 Dec)"), "{svg}");
+        assert!(svg.contains("outside this view: Wed 2 Dec 15:15 – Thu 3 Dec 01:15 Europe/London"), "{svg}");
         assert!(svg.contains(">nothing reported</text>"));
     }
 
     #[test]
     fn labels_are_escaped() {
         let rows = vec![Row { label: "<b>x</b>".to_owned(), kind: BarKind::Access, bars: vec![], empty_note: "" }];
-        let svg = timeline(vec![Lane { group: KisiGroupId(1), rows }]).svg();
+        let svg = timeline(vec![lane(1, rows)]).svg();
         assert!(svg.contains("&lt;b&gt;x&lt;/b&gt;"));
         assert!(!svg.contains("<b>"));
+    }
+
+    #[test]
+    fn ticks_fall_on_the_zones_own_hours_and_days() {
+        // 09:15 UTC is 14:45 in Kolkata (UTC+05:30): the view starts at 12:45 there.
+        let svg = timeline_in("Asia/Kolkata", vec![]).svg();
+        // 13:00 local is a quarter of an hour in: 10 px from x = 250.
+        assert!(svg.contains("<line class=\"tick\" x1=\"260.0\""), "{svg}");
+        assert!(svg.contains("<text class=\"ticklabel\" x=\"302.0\" y=\"32\">14:00</text>"), "{svg}");
+        assert!(svg.contains(">now 14:45</text>") && svg.contains("Times in Asia/Kolkata"), "{svg}");
+        assert!(svg.contains(">Wed 2 Dec</text>"), "{svg}");
     }
 }

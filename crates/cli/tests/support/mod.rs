@@ -203,6 +203,36 @@ impl Drop for Doorsync {
     }
 }
 
+/// The proxy's page that frames `?path=` `?width=` pixels wide and says whether it overflows
+/// (see [`Browser::overflow`]): same origin as the framed page, so it can read its width.
+pub(crate) const OVERFLOW_CHECK: &str = "/test-support/overflow-check";
+/// The proxy's page that is 900 pixels wide whatever its window: the overflow check must fail it.
+pub(crate) const TOO_WIDE: &str = "/test-support/too-wide";
+
+#[derive(serde::Deserialize)]
+struct OverflowCheck {
+    path: String,
+    width: u32,
+}
+
+async fn overflow_check(axum::extract::Query(check): axum::extract::Query<OverflowCheck>) -> Response {
+    let path = check.path.replace('&', "&amp;").replace('"', "&quot;");
+    let width = check.width;
+    let page = format!(
+        "<!doctype html><html><body><iframe id=\"framed\" src=\"{path}\" width=\"{width}\" height=\"900\" \
+         style=\"border:0\"></iframe><script>var framed=document.getElementById('framed');\
+         framed.addEventListener('load',function(){{var d=framed.contentDocument.documentElement,\
+         w=d.scrollWidth,v=framed.contentWindow.innerWidth;\
+         document.body.setAttribute('data-overflow',(w>v?'overflow ':'fits ')+w+' in '+v);}});</script></body></html>"
+    );
+    axum::response::Html(page).into_response()
+}
+
+async fn too_wide() -> Response {
+    axum::response::Html("<!doctype html><html><body><div style=\"width:900px\">too wide</div></body></html>")
+        .into_response()
+}
+
 /// Answers every GET by asking `target` for the same path with the admin token: how an
 /// operator's browser reaches a token-protected admin listener (an authenticating proxy).
 pub(crate) async fn token_proxy(target: SocketAddr) -> SocketAddr {
@@ -227,7 +257,11 @@ pub(crate) async fn token_proxy(target: SocketAddr) -> SocketAddr {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let app = Router::new().fallback(forward).with_state(target);
+    let app = Router::new()
+        .route(OVERFLOW_CHECK, axum::routing::get(overflow_check))
+        .route(TOO_WIDE, axum::routing::get(too_wide))
+        .fallback(forward)
+        .with_state(target);
     tokio::spawn(async move { axum::serve(listener, app).await });
     address
 }
@@ -256,8 +290,53 @@ impl Browser {
 
     /// The page at `url` as the browser built it (after parsing), serialised back to HTML.
     pub(crate) async fn dom(&self, url: &str) -> String {
+        self.run_dumping_dom(url, &[]).await
+    }
+
+    /// Saves what the browser shows of `url` in a window `width` by `height` pixels as a PNG.
+    pub(crate) async fn screenshot(&self, url: &str, width: u32, height: u32, png: &Path) {
+        let run = Command::new(&self.binary)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars"])
+            .arg(format!("--user-data-dir={}", self.profile.path().display()))
+            .arg(format!("--window-size={width},{height}"))
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(PATIENCE, run).await.expect("chromium did not finish").unwrap();
+        assert!(
+            output.status.success() && png.exists(),
+            "chromium could not take a screenshot of {url} ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Whether the page at `path` of `proxy` (a [`token_proxy`]), laid out `width` pixels wide,
+    /// is wider than its window: "fits 400 in 400" or "overflow 908 in 400".
+    ///
+    /// Headless chromium lays out `--dump-dom` pages at least 500 pixels wide whatever the
+    /// window size, so the proxy's [`OVERFLOW_CHECK`] page frames the page `width` pixels wide and,
+    /// once it has loaded, writes the framed document's width against the frame's into its own
+    /// `<body data-overflow>`, before the browser dumps it.
+    pub(crate) async fn overflow(&self, proxy: SocketAddr, path: &str, width: u32) -> String {
+        let check = Url::parse_with_params(
+            &format!("http://{proxy}{OVERFLOW_CHECK}"),
+            [("path", path.to_owned()), ("width", width.to_string())],
+        )
+        .unwrap();
+        let dom = self.run_dumping_dom(check.as_str(), &[]).await;
+        let Some(answer) = dom.split("<body data-overflow=\"").nth(1).and_then(|rest| rest.split('"').next()) else {
+            panic!("the overflow check of {path} said nothing: {dom}")
+        };
+        answer.to_owned()
+    }
+
+    async fn run_dumping_dom(&self, url: &str, flags: &[&str]) -> String {
         let run = Command::new(&self.binary)
             .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dump-dom"])
+            .args(flags)
             .arg(format!("--user-data-dir={}", self.profile.path().display()))
             .arg(url)
             .stdin(Stdio::null())

@@ -1,91 +1,40 @@
-//! `/`: the engine's partitions, the writer's and the ingestor's state, and a page of members
-//! with the Kisi groups each is in now and is in next.
+//! `/system`: the engine's partitions and wake-ups, the Kisi writer (role, pause, pending writes,
+//! calls by outcome, dead letters, a held mass revocation) and the Nexudus ingestor (events by
+//! type, parked records and why, webhook health, last poll and sweep), each as a card.
 
-use doorsync_access::{Desired, MemberStatus, Window};
 use doorsync_engine::ShardStats;
 use doorsync_ingest::{IngestStatus, WebhookHealth};
-use doorsync_proto::{KisiGroupId, MemberId, Timestamp};
+use doorsync_proto::Timestamp;
 use doorsync_writer::{CallStats, WriterRole, WriterStatus};
 
-use super::html::{Esc, clock_time, facts, instant, instant_from_now, pill, put, relative};
+use super::html::{Esc, facts, instant_from_now, pill, put, relative};
+use super::names::Names;
 use doorsync_node::Status;
 
-pub(crate) const MEMBERS_PER_PAGE: usize = 50;
-
-/// Kisi groups, each with a window of access.
-pub(crate) type GroupWindows = Vec<(KisiGroupId, Window)>;
-
-/// The groups whose window is open at `now`, and those whose next window opens later.
-pub(crate) fn now_and_next(desired: &Desired, now: Timestamp) -> (GroupWindows, GroupWindows) {
-    desired.grants.iter().map(|(group, window)| (*group, *window)).partition(|(_, window)| window.contains(now))
-}
-
-/// Each group as a chip with when it closes (groups open now) or opens (groups to come).
-pub(crate) fn group_chips(groups: &[(KisiGroupId, Window)], now: Timestamp, next: bool) -> String {
-    if groups.is_empty() {
-        return "<span class=\"muted\">none</span>".to_owned();
-    }
-    let mut out = String::new();
-    for (group, window) in groups {
-        let when = match (next, window.from, window.until) {
-            (true, Some(from), _) => format!("from {} ({})", clock_time(from), relative(from, now)),
-            (false, _, Some(until)) => format!("until {} ({})", clock_time(until), relative(until, now)),
-            _ => "no end".to_owned(),
-        };
-        let class = if next { "group next" } else { "group" };
-        put!(
-            &mut out,
-            "<span class=\"{class}\" data-group=\"{group}\">group {group} <small>{}</small></span>",
-            Esc(when)
-        );
-    }
-    out
-}
-
-/// One member of the members table, from the engine's state.
-pub(crate) struct MemberRow {
-    pub(crate) member: MemberId,
-    /// `Ok(None)`: the engine no longer knows the member (it was listed a moment ago).
-    pub(crate) summary: Result<Option<MemberSummary>, String>,
-}
-
-pub(crate) struct MemberSummary {
-    pub(crate) status: MemberStatus,
-    pub(crate) desired: Desired,
-    pub(crate) next_change: Option<Timestamp>,
-}
-
-/// Everything the overview shows.
-pub(crate) struct Overview {
-    pub(crate) now: Timestamp,
+/// Everything the system page shows.
+pub(crate) struct System<'a> {
+    pub(crate) names: &'a Names,
     pub(crate) status: Status,
-    /// How many members the owned partitions know, or why that is not known.
-    pub(crate) members_known: Result<usize, String>,
-    /// The members of this page (1-based) of the members table.
-    pub(crate) page: usize,
-    pub(crate) members: Vec<MemberRow>,
-    /// Messages in the dead-letter stream, or why they could not be counted.
+    /// Messages waiting in the dead-letter stream, or why they could not be counted.
     pub(crate) dead_letters: Result<usize, String>,
     /// Peers (`admin.peers`) whose status could not be asked, with why.
     pub(crate) unreachable_peers: Vec<String>,
 }
 
-impl Overview {
+impl System<'_> {
+    /// `at` in the operator's zone, and how long ago or ahead.
+    fn when(&self, at: Timestamp) -> String {
+        instant_from_now(self.names.operator(), at, self.names.now)
+    }
+
     pub(crate) fn render(&self) -> String {
-        let mut out = String::from("<h1>Status</h1>");
-        for peer in &self.unreachable_peers {
-            put!(
-                &mut out,
-                "<p class=\"alert\">The status of {} could not be asked; its card is missing.</p>",
-                Esc(peer)
-            );
-        }
+        let mut out = String::from("<h1>System</h1>");
+        out.push_str(&super::banner::render(&self.status, &self.unreachable_peers, self.names));
         out.push_str("<div class=\"cards\">");
         self.engine(&mut out);
         self.writer(&mut out);
         self.ingest(&mut out);
         out.push_str("</div>");
-        self.members(&mut out);
         out
     }
 
@@ -121,7 +70,8 @@ impl Overview {
                  <th class=\"num\">Commands</th></tr>",
             );
             for shard in shards {
-                let since = shard.caught_up_at.map(|at| relative(at, self.now)).unwrap_or_else(|| "not yet".into());
+                let since =
+                    shard.caught_up_at.map(|at| relative(at, self.names.now)).unwrap_or_else(|| "not yet".into());
                 put!(
                     out,
                     "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
@@ -209,25 +159,25 @@ impl Overview {
                 out,
                 "<p class=\"alert\"><strong>Paused since {}</strong>: {}<br>No calls are made but a probe; it resumes \
                  by itself once Kisi accepts the API key (KISI_API_KEY) again.</p>",
-                Esc(instant_from_now(pause.since, self.now)),
+                Esc(self.when(pause.since)),
                 Esc(&pause.reason)
             );
         }
-        if let Some(hold) = writer.retry_after_hold.filter(|hold| hold.until > self.now) {
+        if let Some(hold) = writer.retry_after_hold.filter(|hold| hold.until > self.names.now) {
             put!(
                 out,
                 "<p class=\"alert\"><strong>Holding every Kisi request until {}</strong>: Kisi answered with \
                  <code>Retry-After</code>{}.</p>",
-                Esc(instant_from_now(hold.until, self.now)),
+                Esc(self.when(hold.until)),
                 if hold.clamped { " asking for longer; doorsync waits 5 minutes at most" } else { "" }
             );
         }
         for refused in &writer.refused_groups {
             put!(
                 out,
-                "<p class=\"alert\"><strong>Kisi group {} refused</strong> to this API key ({}): its commands are \
+                "<p class=\"alert\"><strong>{} refused</strong> to this API key ({}): its commands are \
                  dead-lettered, every other group is served. Check {}.</p>",
-                refused.group,
+                Esc(self.names.group_text(refused.group)),
                 Esc(&refused.reason),
                 Esc(refused.mapping.as_deref().unwrap_or("the [[mapping]] entries that name it"))
             );
@@ -237,7 +187,7 @@ impl Overview {
                 out,
                 "<p class=\"alert\"><strong>Mass revocation held</strong> since {}: {} assignments of {} of {} managed \
                  members would be revoked. <code>doorsync reconcile --confirm</code> carries them out.</p>",
-                Esc(instant_from_now(held.found_at, self.now)),
+                Esc(self.when(held.found_at)),
                 held.revocations,
                 held.members_affected,
                 held.managed_members
@@ -271,7 +221,7 @@ impl Overview {
                 "{} registered, {} inactive, checked {}",
                 health.registered,
                 health.inactive.len(),
-                relative(at, self.now)
+                relative(at, self.names.now)
             )
         });
         facts(
@@ -289,8 +239,8 @@ impl Overview {
                     ),
                 ),
                 ("Webhook health", if health.alert { pill("bad", &checked) } else { Esc(checked).to_string() }),
-                ("Last poll", last_run(ingest.last_poll, ingest.last_poll_error.as_deref(), self.now)),
-                ("Last sweep", last_run(ingest.last_sweep, ingest.last_sweep_error.as_deref(), self.now)),
+                ("Last poll", last_run(ingest.last_poll, ingest.last_poll_error.as_deref(), self.names)),
+                ("Last sweep", last_run(ingest.last_sweep, ingest.last_sweep_error.as_deref(), self.names)),
                 (
                     "Duplicates",
                     format!(
@@ -323,7 +273,7 @@ impl Overview {
             out.push_str("<p class=\"muted\">None: every record a webhook, poll or sweep asked for was read.</p>");
         } else {
             out.push_str(
-                "<table class=\"parked\"><tr><th>Record</th><th>Last error</th><th>Attempts</th><th>Next</th>\
+                "<table class=\"parked stack\"><tr><th>Record</th><th>Last error</th><th>Attempts</th><th>Next</th>\
                  <th>Since</th></tr>",
             );
             for retrying in &ingest.retrying {
@@ -334,8 +284,8 @@ impl Overview {
                     retrying.id,
                     Esc(&retrying.last_error),
                     retrying.attempts,
-                    Esc(instant_from_now(retrying.next_attempt, self.now)),
-                    Esc(instant_from_now(retrying.since, self.now))
+                    Esc(self.when(retrying.next_attempt)),
+                    Esc(self.when(retrying.since))
                 );
             }
             out.push_str("</table>");
@@ -349,7 +299,7 @@ impl Overview {
             out.push_str("<p class=\"muted\">None: every record read could be turned into events.</p>");
         } else {
             out.push_str(
-                "<table class=\"parked\"><tr><th>Record</th><th>Why it is parked</th><th>Access withdrawn</th>\
+                "<table class=\"parked stack\"><tr><th>Record</th><th>Why it is parked</th><th>Access withdrawn</th>\
                  <th>Since</th></tr>",
             );
             for parked in &ingest.parked {
@@ -367,87 +317,11 @@ impl Overview {
                     Esc(&parked.entity),
                     Esc(id),
                     Esc(&parked.reason),
-                    Esc(instant_from_now(parked.parked_at, self.now))
+                    Esc(self.when(parked.parked_at))
                 );
             }
             out.push_str("</table>");
         }
-    }
-
-    fn members(&self, out: &mut String) {
-        out.push_str("<h2 id=\"members\">Members</h2>");
-        let known = match &self.members_known {
-            Ok(known) => *known,
-            Err(error) => {
-                put!(out, "<p class=\"alert\">The members cannot be listed: {}</p>", Esc(error));
-                return;
-            }
-        };
-        if known == 0 {
-            out.push_str("<p class=\"muted\">No member yet: they appear as Nexudus tells doorsync about them.</p>");
-            return;
-        }
-        let pages = known.div_ceil(MEMBERS_PER_PAGE);
-        let first = (self.page - 1) * MEMBERS_PER_PAGE + 1;
-        let last = (first + self.members.len()).saturating_sub(1);
-        let mut pager = format!("<div class=\"pager\"><span>Members {first}–{last} of {known}, by Nexudus id</span>");
-        if self.page > 1 {
-            put!(&mut pager, "<a rel=\"prev\" href=\"/?page={}#members\">← previous</a>", self.page - 1);
-        }
-        if self.page < pages {
-            put!(&mut pager, "<a rel=\"next\" href=\"/?page={}#members\">next →</a>", self.page + 1);
-        }
-        pager.push_str("</div>");
-        out.push_str(&pager);
-        out.push_str(
-            "<table class=\"members\"><tr><th class=\"num\">Member</th><th>Name</th><th>Email</th><th>Status</th>\
-             <th>In now</th><th>Next</th><th>Next change</th></tr>",
-        );
-        for row in &self.members {
-            self.member_row(out, row);
-        }
-        out.push_str("</table>");
-        out.push_str(&pager);
-    }
-
-    fn member_row(&self, out: &mut String, row: &MemberRow) {
-        let member = row.member;
-        put!(out, "<tr data-member=\"{member}\"><td class=\"num\"><a href=\"/members/{member}\">{member}</a></td>");
-        let summary = match &row.summary {
-            Ok(Some(summary)) => summary,
-            Ok(None) => {
-                out.push_str("<td colspan=\"6\" class=\"muted\">no longer known to this engine</td></tr>");
-                return;
-            }
-            Err(error) => {
-                put!(out, "<td colspan=\"6\" class=\"alert\">{}</td></tr>", Esc(error));
-                return;
-            }
-        };
-        let (name, email, status) = match &summary.status {
-            MemberStatus::Known(profile) => (
-                profile.name.as_str(),
-                profile.email.as_str(),
-                if profile.active { pill("ok", "active") } else { pill("bad", "inactive") },
-            ),
-            MemberStatus::Unknown => ("", "", pill("idle", "not described yet")),
-            MemberStatus::Removed => ("", "", pill("bad", "removed")),
-        };
-        let (open, coming) = now_and_next(&summary.desired, self.now);
-        let next_change = summary
-            .next_change
-            .map_or("—".to_owned(), |at| format!("{} ({})", clock_time(at), relative(at, self.now)));
-        put!(
-            out,
-            "<td><a href=\"/members/{member}\">{}</a></td><td>{}</td><td>{status}</td><td class=\"now\">{}</td>\
-             <td class=\"next\">{}</td><td title=\"{}\">{}</td></tr>",
-            Esc(name),
-            Esc(email),
-            group_chips(&open, self.now, false),
-            group_chips(&coming, self.now, true),
-            Esc(summary.next_change.map(instant).unwrap_or_default()),
-            Esc(next_change)
-        );
     }
 }
 
@@ -468,8 +342,8 @@ fn last_reconcile(writer: &WriterStatus) -> String {
     }
 }
 
-fn last_run(at: Option<Timestamp>, error: Option<&str>, now: Timestamp) -> String {
-    let when = at.map_or("not yet".to_owned(), |at| instant_from_now(at, now));
+fn last_run(at: Option<Timestamp>, error: Option<&str>, names: &Names) -> String {
+    let when = at.map_or("not yet".to_owned(), |at| instant_from_now(names.operator(), at, names.now));
     match error {
         Some(error) => format!("{} {}", Esc(when), pill("bad", &format!("failed: {error}"))),
         None => Esc(when).to_string(),
@@ -522,34 +396,22 @@ fn calls_by_outcome(out: &mut String, calls: &CallStats) {
 
 #[cfg(test)]
 mod tests {
-    use doorsync_access::Profile;
     use doorsync_ingest::ParkedRecord;
+    use doorsync_proto::{KisiGroupId, MemberId};
 
     use super::*;
-
-    const NOW: i64 = 1_796_116_500_000; // 2026-12-01T09:15:00Z
+    use crate::names::tests::{NOW, names};
 
     fn at(minutes: i64) -> Timestamp {
         Timestamp::from_unix_millis(NOW + minutes * 60_000)
     }
 
-    fn window(from: i64, until: i64) -> Window {
-        Window { from: Some(at(from)), until: Some(at(until)) }
-    }
-
-    fn known(name: &str) -> MemberStatus {
-        MemberStatus::Known(Profile {
-            email: format!("{}@example.com", name.to_lowercase()),
-            name: name.into(),
-            active: true,
-        })
-    }
-
-    fn overview(members: Vec<MemberRow>, known: usize, page: usize) -> Overview {
+    fn system(names: &Names) -> System<'_> {
         let shard = ShardStats {
             partition: doorsync_proto::Partition(2),
             caught_up: true,
-            known_members: known,
+            known_members: 3,
+            scheduled_wakeups: 2,
             ..ShardStats::default()
         };
         let mut ingest = IngestStatus::default();
@@ -568,71 +430,34 @@ mod tests {
             withheld_from: None,
         });
         ingest.appended.insert("booking_changed".into(), 3);
-        Overview {
-            now: at(0),
+        System {
+            names,
             status: Status { engine: Some(vec![shard]), writer: None, ingest: Some(ingest) },
-            members_known: Ok(known),
-            page,
-            members,
             dead_letters: Ok(2),
             unreachable_peers: vec!["http://doorsync-writer:9090: not reachable".into()],
         }
     }
 
     #[test]
-    fn each_member_links_to_their_page_with_the_groups_they_are_in_now_and_next() {
-        let mut desired = Desired::default();
-        desired.grants.insert(KisiGroupId(100), window(-45, 45));
-        desired.grants.insert(KisiGroupId(200), window(165, 255));
-        let rows = vec![
-            MemberRow {
-                member: MemberId(7),
-                summary: Ok(Some(MemberSummary { status: known("Ada <&> Co"), desired, next_change: Some(at(45)) })),
-            },
-            MemberRow { member: MemberId(9), summary: Err("shard gone".into()) },
-        ];
-        let html = overview(rows, 2, 1).render();
-        assert!(html.contains("<tr data-member=\"7\"><td class=\"num\"><a href=\"/members/7\">7</a>"), "{html}");
-        assert!(html.contains("<a href=\"/members/7\">Ada &lt;&amp;&gt; Co</a>"), "{html}");
-        assert!(html.contains(
-            "<td class=\"now\"><span class=\"group\" data-group=\"100\">group 100 <small>until 10:00 (in 45 min)</small></span></td>"
-        ));
-        assert!(html.contains(
-            "<td class=\"next\"><span class=\"group next\" data-group=\"200\">group 200 <small>from 12:00 (in 2 h 45 min)</small></span></td>"
-        ));
-        assert!(html.contains("shard gone"));
+    fn the_engine_the_parked_records_and_the_dead_letters_are_shown_in_the_operators_zone() {
+        let names = names();
+        let html = system(&names).render();
+        assert!(html.contains("<dt>Wakeups scheduled</dt><dd>2</dd>"), "{html}");
         assert!(html.contains("FromTime: &lt;not a date&gt;"), "parked records with their reasons");
         assert!(
             html.contains("<td>what it granted to member <a href=\"/members/7\">7</a></td>"),
             "and whom they withdrew access from"
         );
         assert!(html.contains("TimePass 5 does not exist in Nexudus</td><td><span class=\"muted\">none</span>"));
+        assert!(html.contains("18:10 Asia/Tokyo (5 min ago)"), "{html}");
         assert!(html.contains("<a href=\"/dead-letters\">2 in the dead-letter stream</a>"));
-        assert!(html.contains("No writer runs in this process"));
-    }
-
-    #[test]
-    fn members_are_paged() {
-        let rows: Vec<MemberRow> = (51..=60)
-            .map(|id| MemberRow {
-                member: MemberId(id),
-                summary: Ok(Some(MemberSummary {
-                    status: MemberStatus::Unknown,
-                    desired: Desired::default(),
-                    next_change: None,
-                })),
-            })
-            .collect();
-        let html = overview(rows, 60, 2).render();
-        assert!(html.contains("Members 51–60 of 60"), "{html}");
-        assert!(html.contains("href=\"/?page=1#members\""));
-        assert!(!html.contains("href=\"/?page=3#members\""));
     }
 
     #[test]
     fn a_peer_that_cannot_be_asked_is_named_and_missing_roles_point_at_admin_peers() {
-        let html = overview(Vec::new(), 0, 1).render();
-        assert!(html.contains("The status of http://doorsync-writer:9090: not reachable could not be asked"), "{html}");
+        let names = names();
+        let html = system(&names).render();
+        assert!(html.contains("No status from http://doorsync-writer:9090: not reachable"), "{html}");
         assert!(
             html.contains(
                 "No writer runs in this process: list the writer's admin address in <code>admin.peers</code>"
@@ -642,7 +467,8 @@ mod tests {
 
     #[test]
     fn what_waits_on_nexudus_or_kisi_is_shown_with_what_to_do() {
-        let mut page = overview(Vec::new(), 0, 1);
+        let names = names();
+        let mut page = system(&names);
         if let Some(ingest) = &mut page.status.ingest {
             ingest.retrying.push(doorsync_ingest::RetryingRecord {
                 entity: "CoworkerContract".into(),
@@ -675,6 +501,7 @@ mod tests {
 
         assert!(html.contains("Nexudus records to read again (1)") && html.contains("CoworkerContract 77"), "{html}");
         assert!(html.contains("Holding every Kisi request until") && html.contains("5 minutes at most"), "{html}");
+        assert!(html.contains("The Kisi writer is holding"), "and the banner says so: {html}");
         assert!(html.contains("Kisi group 4242 refused") && html.contains("mapping[3] (resource 12)"), "{html}");
         assert!(html.contains("no: windows change by delete and create"), "{html}");
     }
