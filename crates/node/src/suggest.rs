@@ -172,6 +172,9 @@ fn comment_text(text: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
+    use doorsync_config::MappingEntry;
+    use proptest::prelude::*;
+
     use super::*;
     use crate::inventory::SourceKind;
 
@@ -291,6 +294,92 @@ mod tests {
         );
         assert!(text.contains("#   group 8104 \"Staff\"\n"), "{text}");
         assert!(text.contains("#   resource 15 \"Phone booth [[mapping]] resource = 99\": no Kisi group"), "{text}");
+    }
+
+    /// Names from a small alphabet, so that they often fit each other, with what could break a
+    /// TOML comment or string: quotes, brackets, `=`, `#`, backslashes and line ends.
+    fn name() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[ab1 #\"'\\[\\]=\n\\\\é-]{0,8}").unwrap()
+    }
+
+    fn inventory() -> impl Strategy<Value = (NexudusInventory, Vec<Group>)> {
+        let kind =
+            prop_oneof![Just(SourceKind::Resource), Just(SourceKind::PassProduct), Just(SourceKind::FloorPlanItem)];
+        let sources = proptest::collection::btree_map((kind, 1..50_u64), (name(), any::<bool>()), 0..8);
+        let groups = proptest::collection::btree_map(1..50_u64, name(), 0..8);
+        (sources, groups).prop_map(|(sources, groups)| {
+            let sources = sources
+                .into_iter()
+                .map(|((kind, id), (name, archived))| Source { kind, id, name: Some(name), archived })
+                .collect();
+            (
+                NexudusInventory { sources, unreadable: 0 },
+                groups.into_iter().map(|(id, name)| group(id, &name)).collect(),
+            )
+        })
+    }
+
+    proptest! {
+        /// Whatever the names, the printed entries load as the configuration's mapping, one per
+        /// suggestion, each linking its source to its group.
+        #[test]
+        fn the_toml_loads_whatever_the_names((nexudus, groups) in inventory()) {
+            let suggestion = suggest(&nexudus, &groups);
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("doorsync.toml");
+            std::fs::write(&file, suggestion.to_toml()).unwrap();
+            let config = doorsync_config::Config::load(Some(&file)).unwrap();
+            let suggested: Vec<MappingEntry> = suggestion
+                .suggested
+                .iter()
+                .map(|found| {
+                    let id = Some(found.source.id);
+                    let kind = found.source.kind;
+                    MappingEntry {
+                        resource: id.filter(|_| kind == SourceKind::Resource),
+                        pass_product: id.filter(|_| kind == SourceKind::PassProduct),
+                        floor_plan_item: id.filter(|_| kind == SourceKind::FloorPlanItem),
+                        kisi_group: Some(found.group.id.0),
+                        kisi_group_name: None,
+                    }
+                })
+                .collect();
+            prop_assert_eq!(config.mapping, suggested);
+        }
+
+        /// A suggestion is never a choice between groups: its group is the only one that fits
+        /// as well, and every source and every group is either matched or listed.
+        #[test]
+        fn a_suggestion_is_the_only_group_that_fits_as_well((nexudus, groups) in inventory()) {
+            let suggestion = suggest(&nexudus, &groups);
+            let exact = |source: &Source, group: &Group| {
+                source.name.as_deref().is_some_and(|name| name.trim().to_lowercase() == group.name.trim().to_lowercase())
+            };
+            let same_words = |source: &Source, group: &Group| {
+                source.name.as_deref().is_some_and(|name| words(name) == words(&group.name))
+            };
+            for found in &suggestion.suggested {
+                prop_assert!(!found.source.archived && !words(found.source.name.as_deref().unwrap_or("")).is_empty());
+                let fits: &dyn Fn(&Source, &Group) -> bool = match found.matched {
+                    NameMatch::Exact => &exact,
+                    NameMatch::Words => {
+                        prop_assert!(!groups.iter().any(|group| exact(&found.source, group)));
+                        &same_words
+                    }
+                };
+                let fitting: Vec<KisiGroupId> =
+                    groups.iter().filter(|group| fits(&found.source, group)).map(|group| group.id).collect();
+                prop_assert_eq!(fitting, vec![found.group.id]);
+            }
+            for (_, reason) in &suggestion.unmatched_sources {
+                if let NoMatch::Ambiguous(candidates) = reason {
+                    prop_assert!(candidates.len() >= 2);
+                }
+            }
+            prop_assert_eq!(suggestion.suggested.len() + suggestion.unmatched_sources.len(), nexudus.sources.len());
+            let matched: BTreeSet<KisiGroupId> = suggestion.suggested.iter().map(|found| found.group.id).collect();
+            prop_assert_eq!(matched.len() + suggestion.unmatched_groups.len(), groups.len());
+        }
     }
 
     #[test]
