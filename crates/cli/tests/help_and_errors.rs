@@ -80,3 +80,25 @@ fn a_taken_admin_port_is_named_once_with_its_cause_told_once() {
     assert_eq!(last_words.matches("(os error 98)").count(), 1, "the cause is told once: {stderr}");
     assert!(!last_words.contains("``"), "{stderr}");
 }
+
+#[test]
+fn a_config_error_quotes_each_valid_value_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doorsync.toml");
+    let config = file.to_str().unwrap();
+    std::fs::write(&file, "").unwrap();
+    let unknown_variant =
+        binary().args(["--config", config, "dlq", "list"]).env("DOORSYNC_LOG__BACKEND", "nats").output().unwrap();
+    std::fs::write(&file, "[admin]\nlisen = \"127.0.0.1:9090\"\n").unwrap();
+    let unknown_key = binary().args(["--config", config, "dlq", "list"]).output().unwrap();
+
+    for (output, told) in [
+        (unknown_variant, "found `nats`, expected `embedded` or `jetstream`"),
+        (unknown_key, "found `lisen`, expected one of `listen`, "),
+    ] {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(told), "{stderr}");
+        assert!(!stderr.contains("``"), "a doubled backtick: {stderr}");
+    }
+}

@@ -2,7 +2,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::error::Kind;
+use figment::error::{Kind, OneOf};
 
 /// A configuration doorsync cannot run with, saying what to change.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +173,15 @@ fn variables_under(path: &[String]) -> String {
 
 /// serde's message, with what a valid value looks like where serde does not say.
 fn explain(kind: &Kind) -> String {
-    let message = kind.to_string();
+    // figment quotes the expected names once in `OneOf` and once more around it ("expected
+    // ``embedded` or `jetstream``"): the names are quoted here once.
+    let message = match kind {
+        Kind::UnknownVariant(found, expected) => {
+            format!("unknown variant: found `{found}`, expected {}", OneOf(expected))
+        }
+        Kind::UnknownField(found, expected) => format!("unknown field: found `{found}`, expected {}", OneOf(expected)),
+        kind => kind.to_string(),
+    };
     if message.contains("expected a duration") {
         format!("{message} such as \"15m\", \"90s\" or \"1h 30m\"")
     } else {
