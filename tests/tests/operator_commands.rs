@@ -147,6 +147,8 @@ async fn the_operator_commands_work_beside_a_running_doorsync_and_without_one() 
     for told in [
         "Roles: ingest, engine, writer",
         "Writer: active",
+        "  Kisi: answering",
+        "  Nexudus: answering",
         "  not paused",
         "  dead letters: 2 since it started",
         "Ingest: active",

@@ -56,6 +56,7 @@ fn writer_summary(writer: &WriterStatus) -> String {
         WriterRole::Stopped => "stopped",
     };
     let mut text = format!("\nWriter: {role}\n");
+    text.push_str(&reachability("Kisi", writer.kisi_up, writer.kisi_failing_since, writer.kisi_failure.as_deref()));
     match &writer.paused {
         Some(pause) => {
             let _ = writeln!(text, "  PAUSED since {}: {}", pause.since, pause.reason);
@@ -104,6 +105,12 @@ fn ingest_summary(ingest: &IngestStatus) -> String {
         }
     };
     let mut text = format!("\nIngest: {role}\n");
+    text.push_str(&reachability(
+        "Nexudus",
+        ingest.nexudus_up,
+        ingest.nexudus_failing_since,
+        ingest.nexudus_failure.as_deref(),
+    ));
     let health = &ingest.webhook_health;
     let webhooks = match health.checked_at {
         None => "not checked yet".to_owned(),
@@ -129,6 +136,20 @@ fn ingest_summary(ingest: &IngestStatus) -> String {
             writeln!(text, "  records to read again: {} (Nexudus failed to answer about them)", ingest.retrying.len());
     }
     text
+}
+
+/// Whether the service answers: down once it has failed for longer than doorsync waits, failing
+/// (but not yet down) before that.
+fn reachability(service: &str, up: bool, failing_since: Option<Timestamp>, failure: Option<&str>) -> String {
+    match (up, failing_since) {
+        (true, None) => format!("  {service}: answering\n"),
+        (up, Some(since)) => format!(
+            "  {service}: {} since {since}: {}\n",
+            if up { "failing" } else { "DOWN" },
+            failure.unwrap_or("no answer")
+        ),
+        (false, None) => format!("  {service}: DOWN\n"),
+    }
 }
 
 fn last_run(at: Option<Timestamp>, error: Option<&str>) -> String {
