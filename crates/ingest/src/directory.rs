@@ -2,12 +2,17 @@
 //! floor-plan desks. Cached; a reference the cache does not know is read by id (one that answers
 //! 404 or 500 does not exist only if a listing by its id is empty), and the sweeper refreshes
 //! everything.
+//!
+//! What the directory learns it also names in the catalogue (`doorsync_catalogue`): each
+//! location with its IANA zone, each resource, pass product and desk/office with its name and
+//! location, put only when changed, from what it read anyway.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use doorsync_proto::Timestamp;
+use doorsync_catalogue::{CatalogueWriter, Location, Named};
+use doorsync_proto::{FloorPlanItemId, MappingSource, PassProductId, ResourceId, Timestamp};
 
 use doorsync_nexudus::{
     Business, Entity, FloorPlanDesk, NexudusClient, NexudusError, Resource, SimpleTimeZone, TimePass,
@@ -29,42 +34,133 @@ pub(crate) struct Known {
     resources: BTreeMap<u64, Resource>,
     products: BTreeMap<u64, TimePass>,
     desks: BTreeMap<u64, FloorPlanDesk>,
+    /// Learned or read again since the catalogue was last written.
+    unpublished: BTreeSet<Learned>,
+}
+
+/// A record the catalogue names, by what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Learned {
+    /// A time zone: the locations in it are named again.
+    Zone(u64),
+    Location(u64),
+    Source(MappingSource),
 }
 
 /// An entity the directory caches.
 pub(crate) trait Referenced: Entity + Clone + Send + Sync {
     fn cached(known: &mut Known) -> &mut BTreeMap<u64, Self>;
+
+    fn learned(id: u64) -> Learned;
 }
 
 macro_rules! referenced {
-    ($($entity:ty => $field:ident,)*) => {
+    ($($entity:ty => $field:ident, $learned:expr;)*) => {
         $(impl Referenced for $entity {
             fn cached(known: &mut Known) -> &mut BTreeMap<u64, Self> {
                 &mut known.$field
+            }
+
+            fn learned(id: u64) -> Learned {
+                $learned(id)
             }
         })*
     };
 }
 
 referenced! {
-    SimpleTimeZone => zones,
-    Business => businesses,
-    Resource => resources,
-    TimePass => products,
-    FloorPlanDesk => desks,
+    SimpleTimeZone => zones, Learned::Zone;
+    Business => businesses, Learned::Location;
+    Resource => resources, |id| Learned::Source(MappingSource::Resource(ResourceId(id)));
+    TimePass => products, |id| Learned::Source(MappingSource::PassProduct(PassProductId(id)));
+    FloorPlanDesk => desks, |id| Learned::Source(MappingSource::FloorPlanItem(FloorPlanItemId(id)));
+}
+
+/// A catalogue record to put.
+enum Naming {
+    Location(u64, Location),
+    Source(MappingSource, Named),
+}
+
+impl Known {
+    /// The Windows time zone id of location `business`, where known.
+    fn windows_zone<'a>(&'a self, business: &'a Business) -> Option<&'a str> {
+        match (&business.simple_time_zone_name, business.simple_time_zone_id) {
+            (Some(name), _) => Some(name.as_str()),
+            (None, Some(zone)) => self.zones.get(&zone).map(|zone| zone.name.as_str()),
+            (None, None) => None,
+        }
+    }
+
+    /// The records to name for what was learned; a zone names its locations again.
+    fn namings(&self, learned: &BTreeSet<Learned>) -> Vec<Naming> {
+        let mut locations = BTreeSet::new();
+        let mut namings = Vec::new();
+        for learned in learned {
+            match *learned {
+                Learned::Zone(zone) => locations.extend(
+                    self.businesses
+                        .values()
+                        .filter(|business| business.simple_time_zone_name.is_none())
+                        .filter(|business| business.simple_time_zone_id == Some(zone))
+                        .map(|business| business.id),
+                ),
+                Learned::Location(business) => {
+                    locations.insert(business);
+                }
+                Learned::Source(source) => {
+                    namings.extend(self.named(source).map(|named| Naming::Source(source, named)))
+                }
+            }
+        }
+        for business in locations.into_iter().filter_map(|id| self.businesses.get(&id)) {
+            let time_zone = self
+                .windows_zone(business)
+                .and_then(|windows| Zone::from_windows(windows).ok())
+                .map(|zone| zone.iana().to_owned());
+            namings.push(Naming::Location(business.id, Location { name: business.name.clone(), time_zone }));
+        }
+        namings
+    }
+
+    fn named(&self, source: MappingSource) -> Option<Named> {
+        match source {
+            MappingSource::Resource(id) => self
+                .resources
+                .get(&id.0)
+                .map(|resource| Named { name: resource.name.clone(), location: Some(resource.business_id) }),
+            MappingSource::PassProduct(id) => self.products.get(&id.0).map(|product| {
+                // A product of several locations belongs to none of them in particular.
+                let only = match product.business_ids.as_deref() {
+                    Some([only]) => Some(*only),
+                    _ => None,
+                };
+                Named { name: product.name.clone(), location: product.business_id.or(only) }
+            }),
+            MappingSource::FloorPlanItem(id) => {
+                self.desks.get(&id.0).map(|desk| Named { name: desk.name.clone(), location: desk.business_id })
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct Directory {
     client: NexudusClient,
     known: Mutex<Known>,
+    /// Where what it learns is named; `None` in tests of the directory alone.
+    catalogue: Option<CatalogueWriter>,
     /// Configured, not read from Nexudus: its API gives no day-pass cutoff.
     pub(crate) day_pass_cutoffs: DayPassCutoffs,
 }
 
 impl Directory {
-    pub(crate) fn new(client: NexudusClient, day_pass_cutoffs: DayPassCutoffs) -> Self {
-        Self { client, known: Mutex::new(Known::default()), day_pass_cutoffs }
+    pub(crate) fn new(
+        client: NexudusClient,
+        day_pass_cutoffs: DayPassCutoffs,
+        catalogue: Option<CatalogueWriter>,
+    ) -> Self {
+        Self { client, known: Mutex::new(Known::default()), catalogue, day_pass_cutoffs }
     }
 
     fn known(&self) -> MutexGuard<'_, Known> {
@@ -80,6 +176,7 @@ impl Directory {
         match self.client.get::<E>(id).await {
             Ok(record) => {
                 self.remember(record.clone());
+                self.publish_names().await;
                 Ok(Ok(record))
             }
             Err(answer) if answer.may_mean_deleted() => {
@@ -91,15 +188,44 @@ impl Directory {
         }
     }
 
+    /// Keeps `record`, to be named at the next [`Directory::publish_names`].
     pub(crate) fn remember<E: Referenced>(&self, record: E) {
-        E::cached(&mut self.known()).insert(record.id(), record);
+        let mut known = self.known();
+        known.unpublished.insert(E::learned(record.id()));
+        E::cached(&mut known).insert(record.id(), record);
+    }
+
+    /// Names in the catalogue what was learned since the last time. The names are for people
+    /// only, so a failure to write them fails no reading: it is logged, and tried again next
+    /// time.
+    pub(crate) async fn publish_names(&self) {
+        let Some(catalogue) = &self.catalogue else { return };
+        let learned = std::mem::take(&mut self.known().unpublished);
+        if learned.is_empty() {
+            return;
+        }
+        let namings = self.known().namings(&learned);
+        for naming in namings {
+            let written = match &naming {
+                Naming::Location(id, location) => catalogue.location(*id, location).await,
+                Naming::Source(source, named) => catalogue.source(*source, named).await,
+            };
+            if let Err(error) = written {
+                tracing::warn!(%error, "names could not be written to the catalogue; they are tried again later");
+                self.known().unpublished.extend(learned);
+                return;
+            }
+        }
     }
 
     /// Reads record `id` of `E` again after Nexudus said it changed; one it no longer has, or
     /// cannot be read, is forgotten, so the next lookup says why.
     pub(crate) async fn refresh<E: Referenced>(&self, id: u64) -> Result<(), IngestError> {
         match self.client.get::<E>(id).await {
-            Ok(record) => self.remember(record),
+            Ok(record) => {
+                self.remember(record);
+                self.publish_names().await;
+            }
             Err(answer) if answer.may_mean_deleted() => {
                 confirm_deleted::<E>(&self.client, id, answer).await?;
                 E::cached(&mut self.known()).remove(&id);
@@ -112,9 +238,11 @@ impl Directory {
         Ok(())
     }
 
-    /// Replaces everything known of `E` by a full listing.
+    /// Replaces everything known of `E` by a full listing, all of it to be named.
     pub(crate) fn replace_all<E: Referenced>(&self, records: Vec<E>) {
-        *E::cached(&mut self.known()) = records.into_iter().map(|record| (record.id(), record)).collect();
+        let mut known = self.known();
+        known.unpublished.extend(records.iter().map(|record| E::learned(record.id())));
+        *E::cached(&mut known) = records.into_iter().map(|record| (record.id(), record)).collect();
     }
 
     /// The time zone of location `business`, or why it has none doorsync can use.
@@ -151,14 +279,7 @@ impl Directory {
         let westernmost = known
             .businesses
             .values()
-            .filter_map(|business| {
-                let windows = match (&business.simple_time_zone_name, business.simple_time_zone_id) {
-                    (Some(name), _) => name.as_str(),
-                    (None, Some(zone)) => known.zones.get(&zone)?.name.as_str(),
-                    (None, None) => return None,
-                };
-                Zone::from_windows(windows).ok()
-            })
+            .filter_map(|business| Zone::from_windows(known.windows_zone(business)?).ok())
             .flat_map(|zone| [zone.offset_seconds_at(day_before), zone.offset_seconds_at(at)])
             .flatten()
             .min()
@@ -196,7 +317,7 @@ mod tests {
         let credentials = Credentials { username: "admin@example.com".into(), password: Secret::new("password") };
         let options = NexudusOptions::new("http://127.0.0.1:9/".parse().unwrap(), credentials);
         let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(0)));
-        let directory = Directory::new(NexudusClient::new(options, clock).unwrap(), DayPassCutoffs::default());
+        let directory = Directory::new(NexudusClient::new(options, clock).unwrap(), DayPassCutoffs::default(), None);
         let businesses = zones
             .iter()
             .zip(1..)

@@ -8,6 +8,8 @@ pub enum IngestError {
     Log(#[from] LogError),
     #[error(transparent)]
     Nexudus(#[from] NexudusError),
+    #[error("ingest: {0}")]
+    Catalogue(Box<doorsync_catalogue::CatalogueError>),
     #[error("ingest: an event could not be encoded: {0}")]
     Encode(#[from] doorsync_proto::EncodeError),
     #[error(
@@ -41,6 +43,12 @@ pub enum IngestError {
          was deleted is unknown; it is read again later (and the sweep finds it if it is gone)"
     )]
     DeletionUnconfirmed { entity: &'static str, id: u64, answer: String },
+}
+
+impl From<doorsync_catalogue::CatalogueError> for IngestError {
+    fn from(error: doorsync_catalogue::CatalogueError) -> Self {
+        Self::Catalogue(Box::new(error))
+    }
 }
 
 impl IngestError {

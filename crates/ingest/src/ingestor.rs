@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use doorsync_catalogue::CatalogueWriter;
 use doorsync_clock::SharedClock;
+use doorsync_layout::Layout;
 use doorsync_log::{EventLog, NewMessage, RetryPolicy, append_with_retry};
 use doorsync_nexudus::{
     Booking, Business, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk,
@@ -192,6 +194,7 @@ macro_rules! mapping_source {
                 directory: &Directory,
             ) -> Result<Result<Normalised, Unnormalisable>, IngestError> {
                 directory.remember(self.clone());
+                directory.publish_names().await;
                 Ok($rule(self))
             }
         }
@@ -296,20 +299,20 @@ impl Ingestor {
         options: IngestOptions,
         client: NexudusClient,
         log: Arc<dyn EventLog>,
-        subjects: Subjects,
-        bucket: &str,
+        layout: &Layout,
         clock: SharedClock,
     ) -> Result<Self, IngestError> {
-        let bucket = Bucket::new(log.key_value(bucket).await?, bucket);
+        let bucket = Bucket::new(log.key_value(&layout.ingest_bucket).await?, &layout.ingest_bucket);
+        let catalogue = CatalogueWriter::open(log.as_ref(), layout).await?;
         let ledger = Ledger::load(bucket.clone()).await?;
         let parking = Parking::load(bucket.clone()).await?;
         let retries = RetrySet::load(bucket.clone(), options.retry_first_delay, options.retry_max_delay).await?;
         let stats = Stats::new(Arc::clone(&clock), options.poll_every);
         Ok(Self {
-            directory: Directory::new(client.clone(), options.day_pass_cutoffs.clone()),
+            directory: Directory::new(client.clone(), options.day_pass_cutoffs.clone(), Some(catalogue)),
             client,
             log,
-            subjects,
+            subjects: layout.subjects.clone(),
             clock,
             options,
             bucket,
@@ -553,16 +556,8 @@ mod tests {
         let log = EmbeddedLog::open(EmbeddedOptions::new(dir.path().join("log.redb"), layout.streams())).unwrap();
         let log: Arc<dyn EventLog> = Arc::new(log);
         let options = IngestOptions::new(Secret::new("hook-secret"));
-        let ingestor = Ingestor::new(
-            options,
-            client.clone(),
-            Arc::clone(&log),
-            layout.subjects.clone(),
-            &layout.ingest_bucket,
-            Arc::new(clock.clone()),
-        )
-        .await
-        .unwrap();
+        let ingestor =
+            Ingestor::new(options, client.clone(), Arc::clone(&log), &layout, Arc::new(clock.clone())).await.unwrap();
         let lease = doorsync_log::Lease::new(
             ingestor.bucket.kv(),
             "lease",

@@ -186,8 +186,7 @@ pub async fn start(
     layout: Layout,
     clock: SharedClock,
 ) -> Result<IngestHandle, IngestError> {
-    let ingestor =
-        Arc::new(Ingestor::new(options, client, log, layout.subjects.clone(), &layout.ingest_bucket, clock).await?);
+    let ingestor = Arc::new(Ingestor::new(options, client, log, &layout, clock).await?);
     let lease = Arc::new(Lease::new(
         ingestor.bucket.kv(),
         LEASE_KEY,
@@ -331,27 +330,31 @@ fn interval_of(options: &IngestOptions, run: Run) -> Duration {
     }
 }
 
-/// Runs `run` at `first` and then every interval on the clock until stopped; a failed run is
-/// logged and the next one tries again.
+/// Runs `run` at `first` and then an interval after each run began, on the clock, until
+/// stopped; a failed run is logged and the next one tries again. Counted from the start, not
+/// the end: time that passed while a run went on (a clock moved on as soon as the run told
+/// its result, say) counts towards the next one instead of being lost.
 async fn scheduled(ingestor: Arc<Ingestor>, run: Run, first: Timestamp, mut stop: watch::Receiver<bool>) {
     let mut due = first;
     loop {
         let work = async {
             ingestor.clock.sleep_until(due).await;
-            match run {
+            let began = ingestor.clock.now();
+            let result = match run {
                 Run::Poll => ingestor.poll().await,
                 Run::Sweep => ingestor.sweep().await,
-            }
+            };
+            (began, result)
         };
         tokio::select! {
-            result = work => {
+            (began, result) = work => {
                 if let Err(error) = result {
                     tracing::warn!(?run, %error, "nexudus ingest run failed; the next one tries again");
                 }
+                due = began + interval_of(&ingestor.options, run);
             }
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        due = ingestor.clock.now() + interval_of(&ingestor.options, run);
     }
 }
 

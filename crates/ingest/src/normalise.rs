@@ -66,6 +66,11 @@ impl Zone {
         Ok(Self { iana, tz })
     }
 
+    /// The IANA id of the zone (`Europe/London`).
+    pub(crate) fn iana(&self) -> &'static str {
+        self.iana
+    }
+
     /// The zone's offset from UTC at `at`, in seconds east; `None` for an instant beyond what
     /// the zone database can place.
     pub(crate) fn offset_seconds_at(&self, at: Timestamp) -> Option<i32> {

@@ -280,6 +280,7 @@ impl Ingestor {
     async fn refresh_all<E: Referenced>(&self) -> Result<(), IngestError> {
         let listing = self.client.list(&ListQuery::<E>::new().page_size(self.options.page_size)).await?;
         self.directory.replace_all(listing.records);
+        self.directory.publish_names().await;
         Ok(())
     }
 

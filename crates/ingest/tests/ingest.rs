@@ -142,10 +142,12 @@ async fn with_every_webhook_lost_the_poller_and_the_sweeper_catch_up() {
     let contract = world.sim.create(SimEntity::CoworkerContract, contract_fields).unwrap();
     let made_on = world.updated_on(SimEntity::Booking, id);
 
-    // The poller runs on the clock.
+    // The poller runs on the clock. The poll at start has finished already: wait for this one,
+    // which goes on reading after the events, lest it read the cancellation below.
+    let first_poll = world.ingest.status().last_poll;
     world.clock.advance(support::POLL_INTERVAL);
     world.wait_for_events(4).await;
-    support::wait_until("the scheduled poll finishes", || world.ingest.status().last_poll.is_some()).await;
+    support::wait_until("the scheduled poll finishes", || world.ingest.status().last_poll > first_poll).await;
 
     world.tick();
     world.sim.cancel_booking(id, 1).unwrap();
