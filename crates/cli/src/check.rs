@@ -26,9 +26,12 @@ pub(crate) async fn check_config(config_file: Option<&Path>, online: bool) -> an
         LogFormat::Json => "json",
     };
     println!("  log: {backend} ({location}); doorsync's own log lines as {log_lines}");
+    let entries = match config.mapping.len() {
+        1 => "1 entry".to_owned(),
+        count => format!("{count} entries"),
+    };
     println!(
-        "  mapping: {} entries; lead {}, lag {}, no-access policy {}",
-        config.mapping.len(),
+        "  mapping: {entries}; lead {}, lag {}, no-access policy {}",
         duration_text(config.access.lead),
         duration_text(config.access.lag),
         config_spelling(&config.access.no_access)?

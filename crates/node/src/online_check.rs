@@ -72,8 +72,13 @@ async fn check_nexudus(config: &Config, clock: SharedClock, report: &mut OnlineR
     };
     match inventory::read_nexudus(&client).await {
         Ok(nexudus) => {
-            let counts: Vec<String> =
-                SourceKind::ALL.iter().map(|&kind| format!("{} {}", nexudus.count(kind), kind.plural())).collect();
+            let counts: Vec<String> = SourceKind::ALL
+                .iter()
+                .map(|&kind| match nexudus.count(kind) {
+                    1 => format!("1 {}", kind.label()),
+                    count => format!("{count} {}", kind.plural()),
+                })
+                .collect();
             let unreadable = match nexudus.unreadable {
                 0 => String::new(),
                 count => format!("; {count} record(s) unreadable (named in the log)"),
