@@ -151,7 +151,7 @@ enum Command {
         #[arg(long)]
         online: bool,
     },
-    /// Helps write the `[[mapping]]` section.
+    /// Helps write the [[mapping]] entries of the configuration from what Nexudus and Kisi hold.
     Mapping {
         #[command(subcommand)]
         action: mapping::MappingAction,
