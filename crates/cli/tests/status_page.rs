@@ -95,6 +95,14 @@ async fn an_operator_follows_a_member_from_the_overview_to_their_timeline() {
     let base = format!("http://{proxy}");
     let doors = Doors { room: room_doors.0, studio: studio_doors.0 };
 
+    wait_until("the engine heard that Kisi created Ada's user", || {
+        let search = format!("{base}/?q=ada%40example.com");
+        async move {
+            let page = reqwest::get(search).await.unwrap().text().await.unwrap();
+            page.contains("Kisi user: enabled")
+        }
+    })
+    .await;
     let link = the_front_desk_says_who_opens_which_door(&browser, &base, ada, bo, &doors).await;
     let bookings = Bookings { under_way, later_today, tentative, unmapped };
     the_member_page_draws_the_timeline(&browser, &base, &link, &doors, bookings).await;
@@ -215,6 +223,9 @@ async fn the_member_page_draws_the_timeline(
     let timeline = browser.dom(&format!("{base}{link}")).await;
     assert!(timeline.contains(&format!("<h1>{ADA_ESCAPED}")), "{timeline}");
     assert!(!timeline.to_lowercase().contains("<lovelace"));
+    let heading = element_containing(&timeline, "<h1>", "h1").unwrap();
+    let kisi_side = timeline.split("<h2>In Kisi").nth(1).unwrap_or_default();
+    assert!(heading.contains("Kisi user: enabled"), "{heading} {kisi_side}");
     let agenda = element_containing(&timeline, "class=\"agenda\"", "ul").expect("the doors as a list");
     assert!(agenda.contains(&format!("data-group=\"{}\"", doors.room)), "{agenda}");
     let svg = element_containing(&timeline, "<svg class=\"timeline\"", "svg").expect("the timeline picture");

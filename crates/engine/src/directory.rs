@@ -226,6 +226,13 @@ impl Directory {
         self.listings.entry(listing.member).or_insert(listing);
     }
 
+    /// What the writer last reported of the member's Kisi user, between two evaluations.
+    pub(crate) fn set_kisi_user(&mut self, member: MemberId, user: KisiUser) {
+        if let Some(listing) = self.listings.get_mut(&member) {
+            listing.kisi_user = user;
+        }
+    }
+
     pub(crate) fn contains(&self, member: MemberId) -> bool {
         self.listings.contains_key(&member)
     }
@@ -375,5 +382,7 @@ mod tests {
         assert_eq!(directory.search(&search("new name", None), 3).total, 1);
         directory.fill(listing(9, "Eve", "eve@example.com", KisiUser::None, None));
         assert!(directory.contains(MemberId(9)));
+        directory.set_kisi_user(MemberId(9), KisiUser::Suspended);
+        assert_eq!(directory.search(&search("eve", Some(ListingFilter::SuspendedInKisi)), 4).total, 1);
     }
 }

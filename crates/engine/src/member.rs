@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::EngineError;
-use crate::directory::MemberListing;
+use crate::directory::{KisiUser, MemberListing};
 use crate::feed::Reading;
 use crate::shard::{MappingVersion, ShardMsg};
 use crate::shared::Shared;
@@ -244,7 +244,14 @@ impl Member {
     }
 
     fn fold_outcome(&mut self, sequence: Sequence, outcome: &Outcome) {
-        self.dirty |= self.snapshot.fold_outcome(sequence, outcome);
+        let folded = self.snapshot.fold_outcome(sequence, outcome);
+        self.dirty |= folded;
+        // An outcome changes no access, so no evaluation follows it: the search's listing
+        // hears of the Kisi user here.
+        if folded && matches!(outcome, Outcome::UserLinked(_) | Outcome::UserAccessChanged(_)) {
+            let user = KisiUser::of(self.snapshot.state.kisi());
+            let _ = self.shard.cast(ShardMsg::KisiUserReported { member: self.id(), user });
+        }
     }
 
     /// Reads the member's own subjects past the snapshot: events, the commands this engine

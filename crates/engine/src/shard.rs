@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::EngineError;
 use crate::checkpoint::{Checkpoint, save_snapshot, save_snapshots};
-use crate::directory::{Directory, MemberListing, MemberMatches, MemberSearch, list_from_snapshots};
+use crate::directory::{Directory, KisiUser, MemberListing, MemberMatches, MemberSearch, list_from_snapshots};
 use crate::feed::{HistoricEvent, History, Positions, Reading, feed};
 use crate::member::{EventTrace, MemberActor, MemberArgs, MemberEvents, MemberMsg, MemberSnapshot, StartFrom};
 use crate::schedule::{HousekeepingDue, Schedule};
@@ -86,6 +86,11 @@ pub(crate) enum ShardMsg {
     },
     /// Members listed from their snapshots, for the directory.
     Listed(Vec<MemberListing>),
+    /// The writer reported on the member's Kisi user, for the directory.
+    KisiUserReported {
+        member: MemberId,
+        user: KisiUser,
+    },
     /// Kills a member's actor as a crash would (fault injection).
     Kill {
         member: MemberId,
@@ -324,6 +329,7 @@ impl Actor for ShardActor {
                 let _ = reply.send(shard.directory.search(&search, shard.known.len()));
             }
             ShardMsg::Listed(listings) => listings.into_iter().for_each(|listing| shard.directory.fill(listing)),
+            ShardMsg::KisiUserReported { member, user } => shard.directory.set_kisi_user(member, user),
             ShardMsg::Kill { member, reply } => {
                 if let Some(live) = shard.live.get(&member) {
                     live.actor.kill();

@@ -10,7 +10,7 @@ use doorsync_access::{
     AccessPolicy, Entitlement, Grant, Mapping, MemberState, MemberStatus, Source, UserAccess, Window,
 };
 use doorsync_engine::{Explanation, HistoryKind, KisiUser, MemberListing};
-use doorsync_proto::{KisiGroupId, KisiUserState, Timestamp};
+use doorsync_proto::{KisiGroupId, Timestamp};
 
 use super::front_desk::{group_chip, kisi_user_pill, member_table};
 use super::html::{Esc, facts, instant_from_now, pill, put, relative};
@@ -82,13 +82,7 @@ pub(crate) fn with_email(names: &Names, email: &str, members: &[MemberListing]) 
 
 /// What the page says of the member's Kisi user, from what the writer reported.
 fn kisi_user(explanation: &Explanation) -> KisiUser {
-    match (explanation.kisi.user, explanation.kisi.user_state) {
-        (None, _) => KisiUser::None,
-        (Some(_), None) => KisiUser::Unreported,
-        (Some(_), Some(KisiUserState::Enabled)) => KisiUser::Enabled,
-        (Some(_), Some(KisiUserState::Suspended)) => KisiUser::Suspended,
-        (Some(_), Some(KisiUserState::Deleted)) => KisiUser::Deleted,
-    }
+    KisiUser::of(&explanation.kisi)
 }
 
 /// What the member page is drawn from.
