@@ -39,7 +39,12 @@ impl CatalogueWriter {
             bucket: bucket.clone(),
             source,
         })?;
-        Ok(Self { bucket, kv, held: Arc::default() })
+        Ok(Self::over(&bucket, kv))
+    }
+
+    /// Writes to `kv`, the bucket named `bucket`, already opened.
+    pub fn over(bucket: &str, kv: Arc<dyn KeyValue>) -> Self {
+        Self { bucket: bucket.to_owned(), kv, held: Arc::default() }
     }
 
     /// Records location `id`; `true` when the bucket changed.

@@ -80,6 +80,7 @@ mod gateway;
 mod knowledge;
 mod limiter;
 pub mod metric_definitions;
+mod names;
 mod options;
 mod plan;
 mod reconcile;
@@ -88,6 +89,7 @@ mod worker;
 
 use std::sync::Arc;
 
+use doorsync_catalogue::CatalogueWriter;
 use doorsync_clock::SharedClock;
 use doorsync_kisi::KisiClient;
 use doorsync_layout::Layout;
@@ -123,6 +125,7 @@ pub async fn start(
     options.validate()?;
     let writer_kv = log.key_value(&layout.writer_bucket).await?;
     let leases_kv = log.key_value(&layout.leases_bucket).await?;
+    let catalogue = CatalogueWriter::over(&layout.catalogue_bucket, log.key_value(&layout.catalogue_bucket).await?);
     let shared = Arc::new(Shared {
         options,
         layout,
@@ -131,6 +134,7 @@ pub async fn start(
         status: StatusCell::new(),
         writer_kv,
         leases_kv,
+        catalogue,
         shutdown: watch::Sender::new(false),
     });
     let (control, requests) = mpsc::channel(CONTROL_BUFFER);

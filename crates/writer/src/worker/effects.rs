@@ -288,11 +288,13 @@ impl Active<'_> {
         if self.shared.options.reconcile_groups.is_empty() {
             return Ok(());
         }
-        let visible = match self.gateway.call(&mut self.stop, |client| async move { client.groups().await }).await {
-            Ok(groups) => groups.into_iter().map(|group| group.id).collect::<BTreeSet<_>>(),
+        let groups = match self.gateway.call(&mut self.stop, |client| async move { client.groups().await }).await {
+            Ok(groups) => groups,
             Err(CallError::Kisi(error)) => return Err(error),
             Err(CallError::Stopped) => return Ok(()),
         };
+        crate::names::name_groups(&self.shared.catalogue, &groups, &self.shared.options.reconcile_groups).await;
+        let visible = groups.into_iter().map(|group| group.id).collect::<BTreeSet<_>>();
         for &group in &self.shared.options.reconcile_groups {
             if !visible.contains(&group) {
                 let mapping = self.shared.options.group_labels.get(&group).cloned();

@@ -14,6 +14,7 @@ mod intake;
 
 use std::sync::Arc;
 
+use doorsync_catalogue::CatalogueWriter;
 use doorsync_clock::SharedClock;
 use doorsync_kisi::KisiClient;
 use doorsync_layout::Layout;
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) status: StatusCell,
     pub(crate) writer_kv: Arc<dyn KeyValue>,
     pub(crate) leases_kv: Arc<dyn KeyValue>,
+    /// Where the names of the Kisi groups it reads go.
+    pub(crate) catalogue: CatalogueWriter,
     pub(crate) shutdown: watch::Sender<bool>,
 }
 
