@@ -47,7 +47,6 @@ pub(crate) enum Desire {
 pub(crate) struct Received {
     pub(crate) id: MessageId,
     pub(crate) sequence: Sequence,
-    pub(crate) occurred_at: Timestamp,
     /// The window edge the command is due to, if one made it necessary.
     pub(crate) window_edge: Option<Timestamp>,
     pub(crate) command: Command,
@@ -282,7 +281,6 @@ mod tests {
         Received {
             id: format!("{sequence:032x}").parse().unwrap(),
             sequence: Sequence(sequence),
-            occurred_at: Timestamp::from_unix_millis(0),
             window_edge: None,
             command,
             payload: Bytes::new(),

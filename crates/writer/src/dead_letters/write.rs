@@ -36,7 +36,8 @@ impl Active<'_> {
             reason: reason.to_owned(),
             permanent: true,
         });
-        let occurred_at = pending.latest.occurred_at;
+        // When the writer gave up: what the history shows for the outcome.
+        let occurred_at = self.shared.clock.now();
         for outcome in std::mem::take(&mut pending.outcomes).into_iter().chain([failed]) {
             if let Err(error) = self.publish(outcome, occurred_at).await {
                 return self.put_back(key, pending, &error.to_string()).await;

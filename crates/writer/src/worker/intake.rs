@@ -229,7 +229,6 @@ impl<'a> Active<'a> {
         let received = Received {
             id: envelope.id,
             sequence: delivery.message.sequence,
-            occurred_at: envelope.occurred_at,
             window_edge: envelope.window_edge,
             payload: delivery.message.payload.clone(),
             command: envelope.message,
@@ -383,8 +382,7 @@ impl<'a> Active<'a> {
                 reason: format!("still retrying after {} attempts: {reason}", pending.attempts),
                 permanent: false,
             });
-            let occurred_at = pending.latest.occurred_at;
-            if let Err(error) = self.publish(failed, occurred_at).await {
+            if let Err(error) = self.publish(failed, now).await {
                 tracing::warn!(%error, "publishing a transient failure failed");
             }
         }
@@ -401,7 +399,8 @@ impl<'a> Active<'a> {
             Desire::User(_) => vec![user_outcome(member, &pending.latest.command, record.user.known.as_ref())],
             Desire::Group(group, desire) => vec![group_outcome(member, *group, *desire, record.groups.get(group))],
         };
-        let occurred_at = pending.latest.occurred_at;
+        // When Kisi answered: what the history shows for the outcome.
+        let occurred_at = self.now();
         for outcome in outcomes {
             if let Err(error) = self.publish(outcome.clone(), occurred_at).await {
                 pending.outcomes = vec![outcome];
