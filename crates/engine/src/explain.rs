@@ -118,7 +118,10 @@ async fn rebuild(
     }
     for (_, envelope) in messages::<Command>(log, &layout.commands, subjects.command(member)).await? {
         doorsync_access::record_command(&mut state, &envelope.message);
-        recorded.push((envelope.occurred_at, HistoryKind::Command, Recorded::Command(envelope.message)));
+        // A command a window edge made necessary happened at that edge, not when the events it
+        // answers were written.
+        let at = envelope.window_edge.map_or(envelope.occurred_at, |edge| edge.max(envelope.occurred_at));
+        recorded.push((at, HistoryKind::Command, Recorded::Command(envelope.message)));
     }
     for (_, envelope) in messages::<Outcome>(log, &layout.outcomes, subjects.outcome(member)).await? {
         doorsync_access::fold_outcome(&mut state, &envelope.message);
@@ -415,7 +418,9 @@ fn describe_outcome(outcome: &Outcome, words: Words<'_>) -> String {
             words.group_span(applied.group, applied.valid_from, applied.valid_until)
         ),
         Outcome::Revoked(revoked) => format!("{} revoked", words.kisi_group(revoked.group)),
-        Outcome::UserAccessChanged(changed) => format!("Kisi user now {:?}", changed.state).to_lowercase(),
+        Outcome::UserAccessChanged(changed) => {
+            format!("Kisi user now {}", format!("{:?}", changed.state).to_lowercase())
+        }
         Outcome::Failed(failed) => {
             let kind = if failed.permanent { "failed for good (dead-lettered)" } else { "failed, will retry" };
             format!("command {} {kind}: {}", failed.command, failed.reason)

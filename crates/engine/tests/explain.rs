@@ -5,15 +5,16 @@ mod support;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use doorsync_access::{AccessPolicy, Grant, Mapping, Source, Window};
 use doorsync_catalogue::{Catalogue, KisiGroup, Location, Named};
 use doorsync_clock::ManualClock;
 use doorsync_engine::{Explanation, HistoryKind};
 use doorsync_layout::Layout;
-use doorsync_log::EventLog;
+use doorsync_log::{EventLog, NewMessage};
 use doorsync_proto::{
-    BookingId, EntitlementId, EntitlementWithheld, Event, GrantApplied, KisiAssignmentId, KisiGroupId, MappingSource,
-    MemberId, Outcome, ResourceId, Timestamp,
+    BookingId, Command, EntitlementId, EntitlementWithheld, Envelope, Event, GrantApplied, KisiAssignmentId,
+    KisiGroupId, MappingSource, MemberId, Outcome, ResourceId, SuspendUser, Timestamp,
 };
 use support::*;
 
@@ -181,4 +182,21 @@ async fn explain_says_which_entitlement_is_withheld_and_why() {
         "{text}"
     );
     assert!(text.contains("booking 1 withheld: its latest version cannot be read (ResourceId:"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_a_window_edge_made_necessary_is_in_the_history_at_that_edge() {
+    let layout = layout();
+    let store = embedded_log(&layout);
+    append(&store.log, &layout, at(0), member(7)).await;
+    let suspend = Command::SuspendUser(SuspendUser { member: MemberId(7), basis: 1 });
+    let envelope = Envelope::with_window_edge(at(0), Some(at(135)), suspend).unwrap();
+    let payload = Bytes::from(doorsync_proto::encode(&envelope).unwrap());
+    let message = NewMessage::new(layout.subjects.command(MemberId(7)), envelope.id.to_string(), payload);
+    store.log.append(message).await.unwrap();
+
+    let explained = explain_member_7(&store.log, &layout, at(140)).await;
+
+    let suspended = explained.history.iter().find(|entry| entry.kind == HistoryKind::Command).unwrap();
+    assert_eq!((suspended.at, suspended.summary.as_str()), (at(135), "suspend the Kisi user"));
 }
