@@ -2,8 +2,8 @@
 //! Nexudus, a member with bookings made in Nexudus, and an operator at the front desk who sees who
 //! opens which door now and next, searches and filters the members, follows a member's link to
 //! their timeline, looks at the system and the dead letters, and drops one. Every page is laid
-//! out 400 and 1400 pixels wide, must not be wider than the window, and is photographed into
-//! `docs/screenshots/`.
+//! out 400 and 1400 pixels wide, must not be wider than the window, and is photographed (into
+//! `docs/screenshots/` with `DOORSYNC_SCREENSHOTS=save`).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod support;
@@ -15,7 +15,9 @@ use doorsync_nexudus_sim::SimEntity;
 use serde_json::json;
 use support::{Browser, Site, attribute, element_containing, minutes_from, nexudus_time, now, wait_until};
 
-/// Where the screenshots for the README go, from this crate.
+/// Where the screenshots for the README are kept, from this crate: the test saves them there when
+/// `DOORSYNC_SCREENSHOTS=save` (so that a test run does not rewrite files of the repository),
+/// and in a scratch directory otherwise.
 const SCREENSHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/screenshots");
 
 /// The name is built to break a page that does not escape it.
@@ -108,41 +110,10 @@ async fn an_operator_follows_a_member_from_the_overview_to_their_timeline() {
     the_member_page_draws_the_timeline(&browser, &base, &link, &doors, bookings).await;
     the_system_page_shows_the_roles(&browser, &base).await;
 
-    let dead_letters = browser.dom(&format!("{base}/dead-letters")).await;
-    let letter =
-        element_containing(&dead_letters, &format!("<a href=\"/members/{bo}\">"), "tr").expect("Bo's dead letter");
-    assert!(letter.contains("grant_group") && letter.contains(&format!("data-group=\"{}\"", room_doors.0)), "{letter}");
-    assert!(letter.contains("404 from POST /role_assignments"), "the reason: {letter}");
-    let sequence = attribute(letter, "data-sequence").expect("the letter's sequence").to_owned();
-
+    let sequence = the_dead_letters_show_bos_refused_grant(&browser, &base, bo, &doors).await;
     every_page_fits_400_pixels_and_is_photographed(&browser, proxy, &link).await;
 
-    // Without a proxy: the login form's session cookie, and the page's CSRF token to drop it.
-    let direct = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let admin = format!("http://{}", doorsync.admin);
-    let login = direct.post(format!("{admin}/login")).form(&[("token", support::ADMIN_TOKEN)]).send().await.unwrap();
-    assert_eq!(login.status(), 303);
-    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    let session = cookie.split(';').next().unwrap().to_owned();
-    let page = direct.get(format!("{admin}/dead-letters")).header("cookie", &session).send().await.unwrap();
-    let page = page.text().await.unwrap();
-    let drop_form = element_containing(&page, &format!("action=\"/dead-letters/{sequence}/drop\""), "form")
-        .expect("a drop button for the waiting letter");
-    let csrf = drop_form.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
-    let drop_url = format!("{admin}/dead-letters/{sequence}/drop");
-    assert_eq!(direct.get(&drop_url).header("cookie", &session).send().await.unwrap().status(), 405);
-    let cookie_alone = direct.post(&drop_url).header("cookie", &session).send().await.unwrap();
-    assert_eq!(cookie_alone.status(), 403, "a session without the page's CSRF token changes nothing");
-    let from_elsewhere = direct.post(&drop_url).header("cookie", &session).header("origin", "https://evil.example");
-    assert_eq!(from_elsewhere.form(&[("csrf", csrf.as_str())]).send().await.unwrap().status(), 403);
-    let dropped = direct.post(&drop_url).header("cookie", &session).form(&[("csrf", csrf.as_str())]).send().await;
-    let dropped = dropped.unwrap();
-    assert_eq!(dropped.status(), 303, "{}", dropped.text().await.unwrap_or_default());
-    let after = direct.get(format!("{admin}/dead-letters")).header("cookie", &session).send().await.unwrap();
-    let after = after.text().await.unwrap();
-    let letter = element_containing(&after, &format!("data-sequence=\"{sequence}\""), "tr").unwrap();
-    assert!(letter.contains("dropped at") && !letter.contains("<form"), "{letter}");
+    a_session_drops_the_letter_with_the_pages_csrf_token(doorsync.admin, &sequence).await;
 
     let log = doorsync.log();
     assert!(
@@ -191,6 +162,8 @@ async fn the_front_desk_says_who_opens_which_door(
     assert!(now_cell.contains(&format!("data-group=\"{}\"", doors.room)), "in the room's group now: {row}");
     let next_cell = element_containing(row, "class=\"next\"", "td").unwrap();
     assert!(next_cell.contains(&format!("data-group=\"{}\"", doors.studio)), "in the studio's group next: {row}");
+    assert!(now_cell.contains("Room 1 doors") && next_cell.contains("Studio doors"), "doors by name: {row}");
+    assert!(now_cell.contains("Europe/London"), "times in the location's zone, named: {row}");
 
     let found = browser.dom(&format!("{base}/?q=ADA%40EXAMPLE")).await;
     assert!(found.contains(&format!("<tr data-member=\"{ada}\"")), "found by email, ignoring case: {found}");
@@ -240,7 +213,7 @@ async fn the_member_page_draws_the_timeline(
         assert!(svg.contains(&drawn), "{drawn} in the picture: {svg}");
     }
     assert!(room_lane.contains("class=\"lanehead\""), "the room's lane has its heading: {room_lane}");
-    assert!(svg.contains(&format!("data-label=\"booking {} · ", bookings.later_today)));
+    assert!(svg.contains(&format!("data-label=\"booking {} · Studio · Soho\"", bookings.later_today)), "{svg}");
     assert!(svg.contains(&format!("data-group=\"{}\"", doors.studio)));
     let idle = element_containing(&timeline, "class=\"idle stack\"", "table").expect("what grants nothing");
     assert!(idle.contains(&format!("booking {}", bookings.tentative)) && idle.contains("tentative booking"));
@@ -269,14 +242,16 @@ async fn the_system_page_shows_the_roles(browser: &Browser, base: &str) {
 }
 
 /// Each page laid out 400 and 1400 pixels wide is no wider than its window, and its screenshot
-/// goes to `docs/screenshots/<page>-<width>.png`. A page made too wide on purpose proves the
+/// goes to `<page>-<width>.png` (in `docs/screenshots/` with `DOORSYNC_SCREENSHOTS=save`). A page made too wide on purpose proves the
 /// check can fail.
 async fn every_page_fits_400_pixels_and_is_photographed(browser: &Browser, proxy: SocketAddr, member: &str) {
     let base = format!("http://{proxy}");
     let control = browser.overflow(proxy, support::TOO_WIDE, 400).await;
     assert!(control.starts_with("overflow "), "a 900 px page must not fit 400 px: {control}");
 
-    let screenshots = std::path::Path::new(SCREENSHOTS);
+    let scratch = tempfile::tempdir().unwrap();
+    let save = std::env::var("DOORSYNC_SCREENSHOTS").is_ok_and(|value| value == "save");
+    let screenshots = if save { std::path::Path::new(SCREENSHOTS) } else { scratch.path() };
     std::fs::create_dir_all(screenshots).unwrap();
     for (name, path) in
         [("front-desk", "/"), ("member", member), ("dead-letters", "/dead-letters"), ("system", "/system")]
@@ -288,4 +263,45 @@ async fn every_page_fits_400_pixels_and_is_photographed(browser: &Browser, proxy
             browser.screenshot(&format!("{base}{path}"), width, 900, &png).await;
         }
     }
+}
+
+/// Bo's grant, which Kisi refused for good, with its reason; returns the letter's sequence.
+async fn the_dead_letters_show_bos_refused_grant(browser: &Browser, base: &str, bo: u64, doors: &Doors) -> String {
+    let dead_letters = browser.dom(&format!("{base}/dead-letters")).await;
+    let letter =
+        element_containing(&dead_letters, &format!("<a href=\"/members/{bo}\">"), "tr").expect("Bo's dead letter");
+    assert!(letter.contains("grant_group") && letter.contains(&format!("data-group=\"{}\"", doors.room)), "{letter}");
+    assert!(letter.contains("404 from POST /role_assignments"), "the reason: {letter}");
+    assert!(letter.contains(">Bo</a>"), "the member by name: {letter}");
+    attribute(letter, "data-sequence").expect("the letter's sequence").to_owned()
+}
+
+/// Without the proxy: the login form's session cookie, and the page's CSRF token to drop the
+/// letter at `sequence`.
+async fn a_session_drops_the_letter_with_the_pages_csrf_token(admin: SocketAddr, sequence: &str) {
+    let direct = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let admin = format!("http://{admin}");
+    let login = direct.post(format!("{admin}/login")).form(&[("token", support::ADMIN_TOKEN)]).send().await.unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = direct.get(format!("{admin}/dead-letters")).header("cookie", &session).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    let drop_form = element_containing(&page, &format!("action=\"/dead-letters/{sequence}/drop\""), "form")
+        .expect("a drop button for the waiting letter");
+    let csrf = drop_form.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let drop_url = format!("{admin}/dead-letters/{sequence}/drop");
+    assert_eq!(direct.get(&drop_url).header("cookie", &session).send().await.unwrap().status(), 405);
+    let cookie_alone = direct.post(&drop_url).header("cookie", &session).send().await.unwrap();
+    assert_eq!(cookie_alone.status(), 403, "a session without the page's CSRF token changes nothing");
+    let from_elsewhere = direct.post(&drop_url).header("cookie", &session).header("origin", "https://evil.example");
+    assert_eq!(from_elsewhere.form(&[("csrf", csrf.as_str())]).send().await.unwrap().status(), 403);
+    let dropped = direct.post(&drop_url).header("cookie", &session).form(&[("csrf", csrf.as_str())]).send().await;
+    let dropped = dropped.unwrap();
+    assert_eq!(dropped.status(), 303, "{}", dropped.text().await.unwrap_or_default());
+    let after = direct.get(format!("{admin}/dead-letters")).header("cookie", &session).send().await.unwrap();
+    let after = after.text().await.unwrap();
+    let letter = element_containing(&after, &format!("data-sequence=\"{sequence}\""), "tr").unwrap();
+    assert!(letter.contains("dropped at") && !letter.contains("<form"), "{letter}");
 }

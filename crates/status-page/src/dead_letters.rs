@@ -39,7 +39,7 @@ pub(crate) fn render(letters: &[DeadLetter], names: &Names, csrf: Option<&str>) 
     );
     for letter in letters.iter().rev().take(SHOWN) {
         let member = match letter.member {
-            Some(member) => format!("<a href=\"/members/{member}\">{member}</a>"),
+            Some(member) => names.member_link(member),
             None => "<span class=\"muted\">unknown</span>".to_owned(),
         };
         let (command, decided) = match &letter.command {
@@ -159,7 +159,7 @@ mod tests {
         let rows: Vec<usize> =
             (1..=3).map(|sequence| html.find(&format!("data-sequence=\"{sequence}\"")).unwrap()).collect();
         assert!(rows[2] < rows[1] && rows[1] < rows[0], "newest first");
-        assert!(html.contains("<a href=\"/members/7\">7</a>"));
+        assert!(html.contains("<a href=\"/members/7\">member 7</a>"), "{html}");
         assert!(
             html.contains(
                 "<code>grant_group</code> <span class=\"group\" data-group=\"100\">Front door <small \

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use doorsync_access::MemberStatus;
+use doorsync_access::{MemberStatus, Window};
 use doorsync_engine::{KisiUser, ListingFilter, MemberListing, MemberMatches};
+use doorsync_proto::KisiGroupId;
 
 use super::html::{Esc, link, pill, put, relative};
 use super::names::Names;
@@ -255,29 +256,29 @@ fn member_row(out: &mut String, names: &Names, listing: &MemberListing) {
         if email.is_empty() { "" } else { " · " },
         kisi_user_pill(listing.kisi_user)
     );
-    let now = names.now;
-    let (open, coming): (Vec<_>, Vec<_>) = listing.grants.iter().partition(|(_, window)| window.contains(now));
-    let chips = |groups: &[(&doorsync_proto::KisiGroupId, &doorsync_access::Window)], next: bool| {
-        if groups.is_empty() {
-            return "<span class=\"muted\">nothing</span>".to_owned();
-        }
-        groups.iter().map(|(group, window)| group_chip(names, **group, window, next)).collect::<String>()
-    };
+    let (open, coming): (Vec<_>, Vec<_>) = listing
+        .grants
+        .iter()
+        .map(|(group, window)| (*group, *window))
+        .partition(|(_, window)| window.contains(names.now));
     put!(
         out,
         "<td class=\"now\" data-label=\"Opens now\">{}</td><td class=\"next\" data-label=\"Next\">{}</td></tr>",
-        chips(&open, false),
-        chips(&coming, true)
+        door_chips(names, &open, false),
+        door_chips(names, &coming, true)
     );
 }
 
+/// The doors of `grants` as chips, or "nothing".
+pub(crate) fn door_chips(names: &Names, grants: &[(KisiGroupId, Window)], next: bool) -> String {
+    if grants.is_empty() {
+        return "<span class=\"muted\">nothing</span>".to_owned();
+    }
+    grants.iter().map(|(group, window)| group_chip(names, *group, window, next)).collect()
+}
+
 /// A door (Kisi group) with when it closes, or, for one to come, when it is open.
-pub(crate) fn group_chip(
-    names: &Names,
-    group: doorsync_proto::KisiGroupId,
-    window: &doorsync_access::Window,
-    next: bool,
-) -> String {
+fn group_chip(names: &Names, group: KisiGroupId, window: &Window, next: bool) -> String {
     let times = names.group_times(group);
     let when = match (next, window.from, window.until) {
         (true, Some(from), _) => {
@@ -287,7 +288,12 @@ pub(crate) fn group_chip(
         _ => times.window(window.from, window.until),
     };
     let class = if next { "group next" } else { "group" };
-    format!("<span class=\"{class}\" data-group=\"{group}\">{} <small>{}</small></span>", names.group(group), Esc(when))
+    // The chip is small: the group's id goes into its tooltip, and into the lists of the member page.
+    format!(
+        "<span class=\"{class}\" data-group=\"{group}\" title=\"Kisi group {group}\">{} <small>{}</small></span>",
+        Esc(names.group_text(group)),
+        Esc(when)
+    )
 }
 
 /// "Kisi user: suspended", coloured by what it means for the doors.
@@ -304,8 +310,8 @@ pub(crate) fn kisi_user_pill(user: KisiUser) -> String {
 mod tests {
     use std::collections::BTreeMap;
 
-    use doorsync_access::{Profile, Window};
-    use doorsync_proto::{KisiGroupId, MemberId, Timestamp};
+    use doorsync_access::Profile;
+    use doorsync_proto::{MemberId, Timestamp};
 
     use super::*;
     use crate::names::tests::{NOW, names};
@@ -353,14 +359,14 @@ mod tests {
         assert!(html.contains("<span class=\"pill bad\">Kisi user: suspended</span>"), "{html}");
         assert!(
             html.contains(
-                "<td class=\"now\" data-label=\"Opens now\"><span class=\"group\" data-group=\"100\">Front door <small \
-             class=\"id\">Kisi group 100</small> <small>until 10:00 Europe/London (in 45 min)</small></span></td>"
+                "<td class=\"now\" data-label=\"Opens now\"><span class=\"group\" data-group=\"100\" title=\"Kisi group \
+             100\">Front door <small>until 10:00 Europe/London (in 45 min)</small></span></td>"
             ),
             "{html}"
         );
         assert!(html.contains(
-            "<span class=\"group next\" data-group=\"200\">Kisi group 200 <small>07:00–08:30 America/New_York (in 2 h \
-             45 min)</small></span>"
+            "<span class=\"group next\" data-group=\"200\" title=\"Kisi group 200\">Kisi group 200 <small>07:00–08:30 \
+             America/New_York (in 2 h 45 min)</small></span>"
         ), "{html}");
         assert!(html.contains("<a href=\"/?filter=access-now\">All 30 →</a>"), "{html}");
         assert!(html.contains("<h2>Doors opening in the next 4 hours</h2><p class=\"muted\">Nobody.</p>"));

@@ -58,7 +58,7 @@ use axum::routing::{get, post};
 use doorsync_access::MemberStatus;
 use doorsync_admin::CsrfToken;
 use doorsync_catalogue::Catalogue;
-use doorsync_engine::{EngineError, EngineHandle, ListingFilter, MemberMatches, MemberSearch};
+use doorsync_engine::{EngineError, EngineHandle, ListingFilter, MemberListing, MemberMatches, MemberSearch};
 use doorsync_log::Sequence;
 use doorsync_proto::{MemberId, Timestamp};
 use serde::Deserialize;
@@ -196,11 +196,20 @@ fn members_with_parked_records(status: &Status) -> BTreeSet<MemberId> {
     parked.filter_map(|parked| parked.withheld_from).collect()
 }
 
+/// The listings of `members`, for the names of links to them; none when the search fails (the
+/// links then show ids).
+async fn listings_of(engine: &EngineHandle, members: BTreeSet<MemberId>, now: Timestamp) -> Vec<MemberListing> {
+    let limit = members.len();
+    let search = MemberSearch { among: Some(members), ..MemberSearch::everyone(now, limit) };
+    engine.find(&search).await.map(|found| found.listings).unwrap_or_default()
+}
+
 async fn system(State(running): State<Running>, Query(query): Query<PageQuery>) -> Response {
     let Some(engine) = &running.engine else { return no_engine() };
     let now = running.clock.now();
     let (names, _) = names(&running, engine, now).await;
     let (status, unreachable_peers) = Status::with_peers(&running).await;
+    let names = names.with_members(&listings_of(engine, members_with_parked_records(&status), now).await);
     let dead_letters = doorsync_writer::dead_letters::dead_letters(running.log.as_ref(), &running.layout)
         .await
         .map(|letters| letters.iter().filter(|letter| letter.handled.is_none()).count())
@@ -233,7 +242,7 @@ async fn member(
             return (StatusCode::INTERNAL_SERVER_ERROR, Html(page(&frame, &body))).into_response();
         }
     };
-    let same_email = |listing: &&doorsync_engine::MemberListing| {
+    let same_email = |listing: &&MemberListing| {
         listing.email().is_some_and(|email| email.trim().eq_ignore_ascii_case(member.trim()))
     };
     let with_email: Vec<_> = found.listings.iter().filter(same_email).cloned().collect();
@@ -304,9 +313,12 @@ async fn dead_letters(
     csrf: Option<Extension<CsrfToken>>,
 ) -> Response {
     let Some(engine) = &running.engine else { return no_engine() };
-    let (names, _) = names(&running, engine, running.clock.now()).await;
+    let now = running.clock.now();
+    let (names, _) = names(&running, engine, now).await;
     let csrf = csrf.as_ref().map(|Extension(CsrfToken(csrf))| csrf.as_str());
     let letters = doorsync_writer::dead_letters::dead_letters(running.log.as_ref(), &running.layout).await;
+    let members = letters.iter().flatten().filter_map(|letter| letter.member).collect();
+    let names = names.with_members(&listings_of(engine, members, now).await);
     let frame = query.frame("Dead letters", Some(Section::DeadLetters), &names, "/dead-letters", Vec::new());
     match letters {
         Ok(letters) => Html(page(&frame, &dead_letters::render(&letters, &names, csrf))).into_response(),

@@ -12,7 +12,7 @@ use doorsync_access::{
 use doorsync_engine::{Explanation, HistoryKind, KisiUser, MemberListing};
 use doorsync_proto::{KisiGroupId, Timestamp};
 
-use super::front_desk::{group_chip, kisi_user_pill, member_table};
+use super::front_desk::{door_chips, kisi_user_pill, member_table};
 use super::html::{Esc, facts, instant_from_now, pill, put, relative};
 use super::names::Names;
 use super::timeline::{Bar, BarKind, Lane, Row, Timeline};
@@ -113,10 +113,6 @@ impl MemberPage<'_> {
             .iter()
             .map(|(group, window)| (*group, *window))
             .partition(|(_, window)| window.contains(now));
-        let chips = |groups: &GroupWindows, next: bool| match groups.is_empty() {
-            true => "<span class=\"muted\">nothing</span>".to_owned(),
-            false => groups.iter().map(|(group, window)| group_chip(self.names, *group, window, next)).collect(),
-        };
         let user = match &explanation.desired.user {
             Some(user) => Esc(match user.access {
                 UserAccess::Enabled => "enabled",
@@ -132,8 +128,8 @@ impl MemberPage<'_> {
         facts(
             &mut out,
             [
-                ("Opens now", chips(&open, false)),
-                ("Next", chips(&coming, true)),
+                ("Opens now", door_chips(self.names, &open, false)),
+                ("Next", door_chips(self.names, &coming, true)),
                 ("Next change", next_change),
                 ("Kisi user should be", user),
             ],

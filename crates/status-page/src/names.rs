@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use doorsync_access::{Mapping, Source, Window};
 use doorsync_catalogue::{Catalogue, Label, LocalTimes};
-use doorsync_proto::{KisiGroupId, MappingSource, Timestamp};
+use doorsync_engine::MemberListing;
+use doorsync_proto::{KisiGroupId, MappingSource, MemberId, Timestamp};
 
 use super::html::Esc;
 
@@ -18,6 +19,8 @@ pub(crate) struct Names {
     /// A source mapped to each group: its location's zone is the group's.
     group_sources: BTreeMap<KisiGroupId, MappingSource>,
     operator: LocalTimes,
+    /// The names of the members the page links to, where the engine knows them.
+    members: BTreeMap<MemberId, String>,
     pub(crate) now: Timestamp,
 }
 
@@ -35,7 +38,25 @@ impl Names {
             group_sources.entry(group).or_insert(source);
         }
         let operator = LocalTimes::new(catalogue.operator_zone(operator_zone), now);
-        Self { catalogue, group_sources, operator, now }
+        Self { catalogue, group_sources, operator, members: BTreeMap::new(), now }
+    }
+
+    /// These names, and the names of `members` for links to them.
+    pub(crate) fn with_members(mut self, members: &[MemberListing]) -> Self {
+        let named = members.iter().filter_map(|listing| Some((listing.member, listing.name()?.to_owned())));
+        self.members.extend(named);
+        self
+    }
+
+    /// A link to the member's page, their name as its label and their id in small print; the id
+    /// alone when the name is not known.
+    pub(crate) fn member_link(&self, member: MemberId) -> String {
+        match self.members.get(&member) {
+            Some(name) => {
+                format!("<a href=\"/members/{member}\">{}</a> <small class=\"id\">member {member}</small>", Esc(name))
+            }
+            None => format!("<a href=\"/members/{member}\">member {member}</a>"),
+        }
     }
 
     /// Times in the operator's zone: the page's clock, the history, the system's events.
@@ -191,6 +212,27 @@ pub(crate) mod tests {
         assert_eq!(names.group_window(KisiGroupId(100), &window), "09:15–10:45 Europe/London");
         assert_eq!(names.group_window(KisiGroupId(200), &window), "04:15–05:45 America/New_York");
         assert_eq!(names.clock(), "18:15 Asia/Tokyo", "the page's clock is the operator's");
+    }
+
+    #[test]
+    fn members_are_linked_by_name_with_their_id_in_small_print() {
+        let listing = MemberListing {
+            member: MemberId(7),
+            status: doorsync_access::MemberStatus::Known(doorsync_access::Profile {
+                email: "ada@example.com".into(),
+                name: "Ada <A>".into(),
+                active: true,
+            }),
+            kisi_user: doorsync_engine::KisiUser::None,
+            grants: BTreeMap::new(),
+            next_change: None,
+        };
+        let names = names().with_members(&[listing]);
+        assert_eq!(
+            names.member_link(MemberId(7)),
+            "<a href=\"/members/7\">Ada &lt;A&gt;</a> <small class=\"id\">member 7</small>"
+        );
+        assert_eq!(names.member_link(MemberId(8)), "<a href=\"/members/8\">member 8</a>");
     }
 
     #[test]

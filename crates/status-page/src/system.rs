@@ -306,9 +306,7 @@ impl System<'_> {
                 let id = parked.id.map_or("(no id)".to_owned(), |id| id.to_string());
                 // What an earlier version granted is withheld until the record reads well again.
                 let withdrawn = match parked.withheld_from {
-                    Some(member) => {
-                        format!("what it granted to member <a href=\"/members/{member}\">{member}</a>")
-                    }
+                    Some(member) => format!("what it granted to {}", self.names.member_link(member)),
                     None => "<span class=\"muted\">none</span>".to_owned(),
                 };
                 put!(
@@ -445,7 +443,7 @@ mod tests {
         assert!(html.contains("<dt>Wakeups scheduled</dt><dd>2</dd>"), "{html}");
         assert!(html.contains("FromTime: &lt;not a date&gt;"), "parked records with their reasons");
         assert!(
-            html.contains("<td>what it granted to member <a href=\"/members/7\">7</a></td>"),
+            html.contains("<td>what it granted to <a href=\"/members/7\">member 7</a></td>"),
             "and whom they withdrew access from"
         );
         assert!(html.contains("TimePass 5 does not exist in Nexudus</td><td><span class=\"muted\">none</span>"));
