@@ -45,8 +45,8 @@ Two ways to run it:
   doorsync ingest | engine | writer   one role per process, sharing NATS JetStream (Kubernetes)
 
 Where to start: doorsync demo shows it at work between simulated Nexudus and Kisi, with no account
-and no setup. Then write a configuration (doorsync.example.toml, in the release and the README, is
-an annotated example), check it with doorsync check-config, and start doorsync run. Its status page
+and no setup. Then write a configuration (doorsync example-config > doorsync.toml starts one from an
+annotated example), check it with doorsync check-config --online, and start doorsync run. Its status page
 is served at admin.listen; doorsync status, explain, dlq and replay --dry-run answer from the
 command line.";
 
@@ -59,8 +59,8 @@ command line.";
 )]
 struct Cli {
     /// The configuration file: TOML, a section per part ([nexudus], [kisi], [admin], [log], ...)
-    /// and a [[mapping]] per Nexudus resource, pass product or desk. doorsync.example.toml, in the
-    /// release and the README, is an annotated example with every key. A variable
+    /// and a [[mapping]] per Nexudus resource, pass product or desk. `doorsync example-config`
+    /// prints an annotated example with every key. A variable
     /// DOORSYNC_<SECTION>__<KEY> (such as DOORSYNC_ADMIN__LISTEN) sets or overrides a key; without
     /// a file, the defaults and those variables apply.
     #[arg(long, short, global = true, env = "DOORSYNC_CONFIG")]
@@ -156,6 +156,9 @@ enum Command {
         #[command(subcommand)]
         action: mapping::MappingAction,
     },
+    /// Prints an annotated configuration with every key and its default, to start a
+    /// doorsync.toml from: doorsync example-config > doorsync.toml
+    ExampleConfig,
 }
 
 fn main() -> std::process::ExitCode {
@@ -221,6 +224,7 @@ impl Command {
             Command::Dlq { .. } => "dlq",
             Command::CheckConfig { .. } => "check-config",
             Command::Mapping { .. } => "mapping",
+            Command::ExampleConfig => "example-config",
         }
     }
 }
@@ -260,5 +264,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { online } => check::check_config(config, online).await,
         Command::Mapping { action } => mapping::run(&Context::load(config)?, action).await,
+        Command::ExampleConfig => {
+            print!("{}", doorsync_config::EXAMPLE);
+            Ok(())
+        }
     }
 }

@@ -33,7 +33,7 @@ fn help_describes_the_tool_and_no_help_doubles_a_backtick() {
     {
         assert!(help.contains(told), "--help tells {told:?}: {help}");
     }
-    assert!(help.contains("doorsync.example.toml") && help.contains("DOORSYNC_<SECTION>__<KEY>"), "{help}");
+    assert!(help.contains("doorsync example-config") && help.contains("DOORSYNC_<SECTION>__<KEY>"), "{help}");
     assert!(!help.contains("crates/"), "--help points into the source tree: {help}");
     assert!(help.contains("--admin <URL>") && help.contains("DOORSYNC_ADMIN_URL"), "{help}");
     let demo = stdout(&doorsync(&["demo", "--help"]));
@@ -47,6 +47,20 @@ fn help_describes_the_tool_and_no_help_doubles_a_backtick() {
         assert!(!text.is_empty());
         assert!(!text.contains("``"), "a doubled backtick: {text}");
     }
+}
+
+#[test]
+fn example_config_prints_an_annotated_configuration_that_loads() {
+    let output = doorsync(&["example-config"]);
+    assert!(output.status.success(), "{output:?}");
+    let example = stdout(&output);
+    assert!(example.contains("[admin]") && example.contains("# "), "annotated: {example}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doorsync.toml");
+    std::fs::write(&file, &example).unwrap();
+    let checked = doorsync(&["--config", file.to_str().unwrap(), "check-config"]);
+    let told = stdout(&checked);
+    assert!(told.contains("valid"), "the printed example loads: {told} {}", String::from_utf8_lossy(&checked.stderr));
 }
 
 #[test]
