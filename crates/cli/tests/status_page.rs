@@ -36,11 +36,14 @@ async fn an_operator_follows_a_member_from_the_overview_to_their_timeline() {
     let resource =
         |name: &str| nexudus.create(SimEntity::Resource, json!({"BusinessId": business, "Name": name})).unwrap();
     let (room, studio, booth) = (resource("Room 1"), resource("Studio"), resource("Phone booth"));
-    let mappings = format!(
-        "[[mapping]]\nresource = {room}\nkisi_group = {}\n\n[[mapping]]\nresource = {studio}\nkisi_group = {}\n",
+    // The end of the configuration, after `[admin]`'s listen key: the operator reads the page in
+    // Paris while the site is in London.
+    let configuration_end = format!(
+        "time_zone = \"Europe/Paris\"\n\n[[mapping]]\nresource = {room}\nkisi_group = {}\n\n[[mapping]]\n\
+         resource = {studio}\nkisi_group = {}\n",
         room_doors.0, studio_doors.0
     );
-    let doorsync = site.run_doorsync(&mappings).await;
+    let doorsync = site.run_doorsync(&configuration_end).await;
     site.register_webhooks(&doorsync);
 
     let ada = nexudus
@@ -152,6 +155,8 @@ async fn the_front_desk_says_who_opens_which_door(
     assert!(desk.contains("<title>Front desk · doorsync</title>"), "{desk}");
     assert!(!desk.to_lowercase().contains("<lovelace"), "the name must not become markup: {desk}");
     assert!(desk.contains("aria-checked=\"false\"") && desk.contains("Auto-refresh: off"), "{desk}");
+    let clock = element_containing(&desk, "class=\"clock\"", "span").unwrap();
+    assert!(clock.contains("Europe/Paris"), "the page's clock is in admin.time_zone: {clock}");
     let now_list = desk.split("<h2>Can open doors now</h2>").nth(1).and_then(|rest| rest.split("<h2>").next());
     let now_list = now_list.expect("the list of who can open doors now");
     let row = element_containing(now_list, ADA_ESCAPED, "tr").expect("Ada can open a door now");
@@ -226,6 +231,7 @@ async fn the_member_page_draws_the_timeline(
     );
     let history = element_containing(&timeline, "class=\"history stack\"", "table").expect("the history");
     assert!(history.contains(&format!("booking {}", bookings.under_way)), "{history}");
+    assert!(history.contains(" Europe/Paris</td>"), "the history in the operator's zone: {history}");
 }
 
 async fn the_system_page_shows_the_roles(browser: &Browser, base: &str) {
