@@ -40,11 +40,46 @@ pub struct DeadLetter {
     pub sequence: Sequence,
     pub member: Option<MemberId>,
     /// The refused command, or why this build cannot read it.
+    #[serde(with = "command_or_why_not")]
     pub command: Result<Envelope<Command>, String>,
     pub reason: String,
     /// The command's sequence in the command stream.
     pub command_sequence: Option<Sequence>,
     pub handled: Option<Handled>,
+}
+
+/// A letter's command in the admin API's JSON: `{"command": {...}}`, or `{"unreadable": "why"}`
+/// for one this build cannot read, rather than serde's `{"Ok": ...}` of a `Result`.
+mod command_or_why_not {
+    use doorsync_proto::{Command, Envelope};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Read<C, W> {
+        Command(C),
+        Unreadable(W),
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        command: &Result<Envelope<Command>, String>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match command {
+            Ok(envelope) => Read::Command(envelope),
+            Err(why) => Read::Unreadable(why.as_str()),
+        }
+        .serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Result<Envelope<Command>, String>, D::Error> {
+        Ok(match Read::<Envelope<Command>, String>::deserialize(deserializer)? {
+            Read::Command(envelope) => Ok(envelope),
+            Read::Unreadable(why) => Err(why),
+        })
+    }
 }
 
 /// What an operator did about a dead letter, as recorded in the writer's bucket.

@@ -317,3 +317,23 @@ async fn the_status_page_reads_the_dead_letters_from_the_first_still_waiting_not
     assert_eq!(listed.iter().filter(|letter| letter.handled.is_none()).count(), 20);
     assert_eq!(every_dead_letter(log, &layout).await.unwrap().len(), 120, "`dlq list` still lists them all");
 }
+
+#[test]
+fn a_letter_reads_as_plain_json_and_back() {
+    let envelope = Envelope::new(at(0), grant(1, KisiGroupId(7))).unwrap();
+    let letter = |command| DeadLetter {
+        sequence: Sequence(3),
+        member: Some(MemberId(1)),
+        command,
+        reason: "Kisi refused the group".to_owned(),
+        command_sequence: Some(Sequence(9)),
+        handled: None,
+    };
+    for letter in [letter(Ok(envelope)), letter(Err("written by a newer doorsync".to_owned()))] {
+        let json = serde_json::to_value(&letter).unwrap();
+        let field = json["command"].as_object().unwrap();
+        let tag = if letter.command.is_ok() { "command" } else { "unreadable" };
+        assert_eq!(field.keys().collect::<Vec<_>>(), [tag], "{json}");
+        assert_eq!(serde_json::from_value::<DeadLetter>(json).unwrap(), letter);
+    }
+}
