@@ -278,7 +278,12 @@ impl<'a> Words<'a> {
 
     /// An instant in the operator's zone, named.
     fn instant(self, at: Timestamp) -> String {
-        match self.times(None) {
+        self.instant_of(None, at)
+    }
+
+    /// An instant in the zone of `source`'s location (the operator's when `None`), named.
+    fn instant_of(self, source: Option<MappingSource>, at: Timestamp) -> String {
+        match self.times(source) {
             Some(times) => times.instant(at),
             None => at.to_string(),
         }
@@ -355,7 +360,7 @@ fn describe_event(event: &Event, words: Words<'_>) -> String {
             let active = if contract.active { "" } else { ", inactive" };
             let cancelled = contract
                 .cancelled_at
-                .map(|at| format!(", cancelled from {}", words.span(located, Some(at), None)))
+                .map(|at| format!(", cancelled from {}", words.instant_of(located, at)))
                 .unwrap_or_default();
             let spaces = match words {
                 Words::Ids => {
@@ -604,5 +609,53 @@ impl fmt::Display for Named<'_> {
             groups: &groups,
         };
         self.explanation.write(f, words)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use doorsync_catalogue::{Location, Named};
+    use doorsync_proto::{ContractChanged, ContractId, FloorPlanItem, FloorPlanItemKind};
+
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        let instant: jiff::Timestamp = text.parse().unwrap_or_else(|error| panic!("{text}: {error}"));
+        Timestamp::from_unix_millis(instant.as_millisecond())
+    }
+
+    #[test]
+    fn a_contract_is_told_in_ids_and_utc_as_before_or_by_name_in_its_locations_time() {
+        let contract = Event::ContractChanged(ContractChanged {
+            member: MemberId(7),
+            contract: ContractId(3),
+            starts_at: at("2026-07-01T08:00:00Z"),
+            ends_at: None,
+            cancelled_at: Some(at("2026-07-31T22:00:00Z")),
+            active: true,
+            spaces: vec![FloorPlanItem { id: FloorPlanItemId(20), kind: FloorPlanItemKind::Desk }],
+        });
+        assert_eq!(
+            describe_event(&contract, Words::Ids),
+            "contract 3 for desks/offices [20]: from 2026-07-01T08:00:00.000Z, no end, cancelled from \
+             2026-07-31T22:00:00.000Z"
+        );
+
+        let desk = MappingSource::FloorPlanItem(FloorPlanItemId(20));
+        let catalogue = Catalogue::default()
+            .with_location(1, Location { name: "Soho".into(), time_zone: Some("Europe/London".into()) })
+            .with_source(desk, Named { name: Some("Desk 20".into()), location: Some(1) });
+        let groups = BTreeMap::new();
+        let words = Words::Names {
+            catalogue: &catalogue,
+            now: at("2026-07-01T08:00:00Z"),
+            zone: &TimeZone::UTC,
+            groups: &groups,
+        };
+        assert_eq!(
+            describe_event(&contract, words),
+            "contract 3 for Desk 20 · Soho (desk/office 20): from 09:00 Europe/London, no end, cancelled from \
+             Fri 31 Jul 23:00 Europe/London"
+        );
     }
 }
