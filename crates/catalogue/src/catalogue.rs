@@ -7,11 +7,15 @@ use std::sync::Arc;
 use doorsync_layout::Layout;
 use doorsync_log::EventLog;
 use doorsync_proto::{KisiGroupId, MappingSource, Timestamp};
+use futures::{StreamExt, TryStreamExt};
 use jiff::tz::TimeZone;
 
 use crate::error::CatalogueError;
 use crate::local_times::{LocalTimes, zone_named};
 use crate::records::{CatalogueKey, KisiGroup, Location, Named, id_text};
+
+/// How many records [`Catalogue::read`] reads at once.
+const READS_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, Clone, Default)]
 struct Entries {
@@ -35,10 +39,18 @@ impl Catalogue {
         let failed =
             |action: &'static str| move |source| CatalogueError::Log { action, bucket: bucket.clone(), source };
         let kv = log.key_value(bucket).await.map_err(failed("open"))?;
+        let keys = kv.keys().await.map_err(failed("list the keys of"))?;
+        // Several reads in flight: on JetStream each is a round trip, and a page waits for them.
+        let mut entries =
+            futures::stream::iter(keys.into_iter().filter_map(|key| Some((CatalogueKey::parse(&key)?, key))))
+                .map(|(parsed, key)| {
+                    let kv = Arc::clone(&kv);
+                    async move { kv.get(&key).await.map(|entry| (parsed, key, entry)) }
+                })
+                .buffered(READS_IN_FLIGHT);
         let mut catalogue = Self::default();
-        for key in kv.keys().await.map_err(failed("list the keys of"))? {
-            let Some(parsed) = CatalogueKey::parse(&key) else { continue };
-            let Some(entry) = kv.get(&key).await.map_err(failed("read"))? else { continue };
+        while let Some((parsed, key, entry)) = entries.try_next().await.map_err(failed("read"))? {
+            let Some(entry) = entry else { continue };
             if let Err(error) = catalogue.insert_encoded(parsed, &entry.value) {
                 tracing::warn!(%key, %error, "a catalogue record cannot be decoded; its id is shown instead of its name");
             }
