@@ -67,14 +67,15 @@ fn writer_lines(lines: &mut Vec<String>, writer: &WriterStatus, names: &Names) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use doorsync_ingest::IngestStatus;
     use doorsync_proto::Timestamp;
 
     use super::*;
     use crate::names::tests::{NOW, names};
 
-    fn writer() -> WriterStatus {
+    /// An active writer with nothing to say.
+    pub(crate) fn writer() -> WriterStatus {
         serde_json::from_value(serde_json::json!({
             "role": "Active", "paused": null, "credential_alerts": 0, "backlog_keys": 0, "backlog_commands": 0,
             "calls": {"succeeded": 0, "rate_limited": 0, "server_errors": 0, "timeouts": 0,

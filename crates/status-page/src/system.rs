@@ -477,14 +477,7 @@ mod tests {
                 since: at(-4),
             });
         }
-        let mut writer: WriterStatus = serde_json::from_value(serde_json::json!({
-            "role": "Active", "paused": null, "credential_alerts": 0, "backlog_keys": 0, "backlog_commands": 0,
-            "calls": {"succeeded": 0, "rate_limited": 0, "server_errors": 0, "timeouts": 0,
-                      "transport_errors": 0, "credentials_refused": 0, "refused": 0},
-            "commands_applied": 0, "commands_superseded": 0, "dead_letters": 0, "held_repair": null,
-            "last_reconcile": null,
-        }))
-        .unwrap();
+        let mut writer = crate::banner::tests::writer();
         writer.retry_after_hold =
             Some(doorsync_writer::RetryAfterHold { until: at(5), asked_ms: 99_999_999_000, clamped: true });
         writer.refused_groups.push(doorsync_writer::RefusedGroup {
