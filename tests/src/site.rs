@@ -416,15 +416,15 @@ impl Site {
         Ok(output)
     }
 
-    /// The status page of the process that runs the engine (`doorsync run`, or `doorsync engine`
-    /// showing its peers' status too).
-    pub async fn status_page(&self) -> Result<String, HarnessError> {
+    /// A page (`path`, such as "/system") of the status page of the process that runs the engine
+    /// (`doorsync run`, or `doorsync engine` showing its peers' status too).
+    pub async fn status_page(&self, path: &str) -> Result<String, HarnessError> {
         let engine = self
             .processes
             .iter()
             .find(|process| process.name().starts_with("engine") || process.name() == "run")
             .ok_or_else(|| HarnessError::Setup("no process runs the engine".into()))?;
-        Ok(reqwest::get(format!("http://{}/", engine.admin())).await?.error_for_status()?.text().await?)
+        Ok(reqwest::get(format!("http://{}{path}", engine.admin())).await?.error_for_status()?.text().await?)
     }
 
     /// The running process called `name` (see [`Deployment`]).

@@ -212,7 +212,7 @@ async fn separate_processes_on_jetstream_and_doorsync_run_on_the_embedded_log_le
     );
     assert_eq!(separate_end, single_end, "both deployments leave Kisi in the same state");
     for (site, label) in [(&separate, "the engine's page, with its peers"), (&single, "doorsync run's page")] {
-        let page = site.status_page().await.unwrap();
+        let page = site.status_page("/system").await.unwrap();
         assert!(page.contains("Kisi calls by outcome"), "{label} shows the writer: {page}");
         assert!(
             page.contains("id=\"ingest\"") && !page.contains("No ingestor runs"),

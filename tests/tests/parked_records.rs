@@ -69,10 +69,10 @@ async fn a_contract_whose_cancellation_names_a_deleted_desk_is_cancelled_in_kisi
 
     let suspended = KisiMember { email: "ada@example.com".to_owned(), access_enabled: false, memberships: Vec::new() };
     until_kisi_holds(&site, "the unreadable cancellation takes the desk away", Some(suspended)).await;
-    let page = site.status_page().await.unwrap();
+    let page = site.status_page("/system").await.unwrap();
     assert!(page.contains(&format!("CoworkerContract {contract}")), "the contract is parked: {page}");
     assert!(
-        page.contains(&format!("what it granted to member <a href=\"/members/{ada}\">{ada}</a>")),
+        page.contains(&format!("what it granted to <a href=\"/members/{ada}\">")),
         "the status page says whom it withdrew access from: {page}"
     );
     site.stop().await.unwrap();

@@ -232,6 +232,8 @@ async fn the_member_page_draws_the_timeline(
     let history = element_containing(&timeline, "class=\"history stack\"", "table").expect("the history");
     assert!(history.contains(&format!("booking {}", bookings.under_way)), "{history}");
     assert!(history.contains(" Europe/Paris</td>"), "the history in the operator's zone: {history}");
+    assert!(history.contains("Room 1 · Soho"), "the history names the room and its location: {history}");
+    assert!(!history.contains(".000Z"), "the history's summaries say local times, not UTC: {history}");
 }
 
 async fn the_system_page_shows_the_roles(browser: &Browser, base: &str) {

@@ -232,7 +232,9 @@ async fn member(
     if let Ok(id) = member.parse::<u64>() {
         return member_page(&running, engine, &names, MemberId(id), &query).await;
     }
-    let search = MemberSearch { text: member.clone(), ..MemberSearch::everyone(now, MEMBERS_PER_PAGE) };
+    // Every member whose name or email contains the email, not a page of them: the one with it
+    // exactly may come after many whose email merely contains it ("jo@x.com" in "banjo@x.com").
+    let search = MemberSearch { text: member.clone(), ..MemberSearch::everyone(now, usize::MAX) };
     let path = format!("/members/{member}");
     let found = match engine.find(&search).await {
         Ok(found) => found,
@@ -263,13 +265,15 @@ async fn member_page(
 ) -> Response {
     let now = names.now;
     let path = format!("/members/{member}");
-    let explained = doorsync_engine::explain(
+    let explained = doorsync_engine::explain_named(
         running.log.as_ref(),
         &running.layout,
         engine.configured_mapping(),
         engine.policy(),
         member,
         now,
+        names.catalogue(),
+        names.operator().zone(),
     )
     .await;
     let explanation = match explained {

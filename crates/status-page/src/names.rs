@@ -60,6 +60,10 @@ impl Names {
     }
 
     /// Times in the operator's zone: the page's clock, the history, the system's events.
+    pub(crate) fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
     pub(crate) fn operator(&self) -> &LocalTimes {
         &self.operator
     }
