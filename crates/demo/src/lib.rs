@@ -245,11 +245,14 @@ async fn watch(
                 nexudus_read = true;
                 let read = read.map_err(|error| DemoError::ReadNexudus(Box::new(error)))?;
                 let now = clock.now();
+                // The ingestor's own poll at start may have appended them first: the log's count
+                // holds either way.
+                let events = running.log.last_sequence(&running.layout.events).await?;
                 let text = format!(
-                    "read {} records, appended {} of them as events, in {}",
+                    "read {} records in {}; the log holds {} events from them",
                     read.readings,
-                    read.appended,
-                    seconds(now.as_unix_millis() - started.as_unix_millis())
+                    seconds(now.as_unix_millis() - started.as_unix_millis()),
+                    events.0
                 );
                 narrator.say(now, "nexudus", &text);
             }
