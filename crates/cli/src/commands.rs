@@ -127,5 +127,7 @@ pub(crate) async fn reconcile(config_file: Option<&Path>, admin: Option<&str>, c
 
 pub(crate) async fn status(config_file: Option<&Path>, admin: Option<&str>, json: bool) -> anyhow::Result<()> {
     let context = Context::load(config_file)?;
-    crate::ops::status(&Admin::new(&context.config, admin)?, json).await
+    let zone = context.config.admin.time_zone.as_deref().and_then(doorsync_catalogue::zone_named);
+    let times = doorsync_catalogue::LocalTimes::new(zone.unwrap_or(jiff::tz::TimeZone::UTC), context.clock.now());
+    crate::ops::status(&Admin::new(&context.config, admin)?, json, &times).await
 }
