@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use doorsync_config::{Config, LogBackend, LogFormat};
 
+use crate::ops::table;
+
 /// Loads the configuration and checks what it names: the secrets each role needs and, with
 /// `online`, the Nexudus login, the Kisi API key, the mapped groups and the names of both sides
 /// of each mapping entry.
@@ -48,14 +50,18 @@ pub(crate) async fn check_config(config_file: Option<&Path>, online: bool) -> an
     }
     match (missing.is_empty(), problems.is_empty()) {
         (true, true) => Ok(()),
-        (false, true) => bail!("{} secret(s) missing: {}", missing.len(), missing.join(", ")),
+        (false, true) => bail!("{} missing: {}", table::count(missing.len(), "secret", "secrets"), missing.join(", ")),
         (missing_none, false) => {
-            let mut text = format!("{} problem(s) found online:", problems.len());
+            let mut text = format!("{} found online:", table::count(problems.len(), "problem", "problems"));
             for problem in &problems {
                 text.push_str(&format!("\n  - {problem}"));
             }
             if !missing_none {
-                text.push_str(&format!("\nand {} secret(s) missing: {}", missing.len(), missing.join(", ")));
+                text.push_str(&format!(
+                    "\nand {} missing: {}",
+                    table::count(missing.len(), "secret", "secrets"),
+                    missing.join(", ")
+                ));
             }
             bail!(text)
         }

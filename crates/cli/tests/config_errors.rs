@@ -54,7 +54,7 @@ fn check_config_lists_missing_secrets_and_never_prints_present_ones() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stdout.contains("Kisi API key (writer): present"), "{stdout}");
     assert!(stdout.contains("Nexudus password (ingest): MISSING") && stdout.contains("NEXUDUS_PASSWORD"), "{stdout}");
-    assert!(stderr.contains("2 secret(s) missing"), "{stderr}");
+    assert!(stderr.contains("2 secrets missing"), "{stderr}");
     assert!(!stdout.contains("kisi-secret-value") && !stderr.contains("kisi-secret-value"), "the key is never printed");
 }
 

@@ -61,7 +61,7 @@ async fn a_missing_group_a_wrong_kisi_key_and_a_wrong_nexudus_password_each_say_
         stderr.contains("mapping[1]: Kisi group 999999 does not exist or this API key cannot see it: check the id in mapping[1].kisi_group"),
         "{stderr}"
     );
-    assert!(stderr.contains("1 problem(s) found online"), "{stderr}");
+    assert!(stderr.contains("1 problem found online"), "{stderr}");
 
     let wrong_key = run(&config, &["check-config", "--online"], &[("KISI_API_KEY", "not-the-key")]).await;
     assert!(!wrong_key.status.success());

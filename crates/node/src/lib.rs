@@ -54,3 +54,8 @@ pub use error::{NodeError, with_causes};
 pub use process::{Peers, Process, RoleSet, Running, start};
 pub use roles::{Foundation, StartedIngest};
 pub use status::Status;
+
+/// "1 group", "3 groups": counts in what operators read.
+pub(crate) fn counted(number: usize, one: &str, many: &str) -> String {
+    format!("{number} {}", if number == 1 { one } else { many })
+}

@@ -81,7 +81,7 @@ async fn check_nexudus(config: &Config, clock: SharedClock, report: &mut OnlineR
                 .collect();
             let unreadable = match nexudus.unreadable {
                 0 => String::new(),
-                count => format!("; {count} record(s) unreadable (named in the log)"),
+                count => format!("; {} unreadable (named in the log)", crate::counted(count, "record", "records")),
             };
             report.found(format!("Nexudus: logged in; it lists {}{unreadable}", counts.join(", ")));
             Some(nexudus)
@@ -128,7 +128,7 @@ async fn check_kisi(config: &Config, report: &mut OnlineReport) -> Option<Vec<Gr
     }
     match inventory::read_kisi_groups(&client).await {
         Ok(groups) => {
-            report.found(format!("Kisi: the API key sees {} group(s)", groups.len()));
+            report.found(format!("Kisi: the API key sees {}", crate::counted(groups.len(), "group", "groups")));
             Some(groups)
         }
         Err(error) => {

@@ -112,10 +112,10 @@ impl MappingSuggestion {
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "# doorsync mapping suggest: {} matched by name; {} Nexudus item(s) and {} Kisi group(s) without a match.",
+            "# doorsync mapping suggest: {} matched by name; {} and {} without a match.",
             self.suggested.len(),
-            self.unmatched_sources.len(),
-            self.unmatched_groups.len()
+            crate::counted(self.unmatched_sources.len(), "Nexudus item", "Nexudus items"),
+            crate::counted(self.unmatched_groups.len(), "Kisi group", "Kisi groups")
         );
         text.push_str("# Check each entry before pasting it into the configuration.\n");
         for suggested in &self.suggested {

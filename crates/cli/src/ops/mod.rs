@@ -11,7 +11,7 @@ pub(crate) mod admin;
 mod dlq;
 mod replay;
 mod status;
-mod table;
+pub(crate) mod table;
 #[cfg(test)]
 pub(crate) use doorsync_node::testing;
 
