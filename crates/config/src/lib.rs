@@ -251,7 +251,8 @@ pub struct KisiConfig {
     pub integration_identifier: String,
     /// Sent as `X-Kisi-Integration-Contact` when set.
     pub integration_contact: Option<String>,
-    /// Create users as managed users (no Kisi emails, confirmed at once).
+    /// Create users as managed users (no Kisi emails, confirmed at once); off, as regular users,
+    /// who get Kisi's welcome email and sign up.
     pub managed_users: bool,
     /// Kisi allows 5 requests/s per API user, shared by all its keys; stay below it.
     pub requests_per_second: u32,

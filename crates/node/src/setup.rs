@@ -232,6 +232,7 @@ pub fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> WriterOp
     options.reconcile = config.reconcile.clone();
     options.requests_per_second = f64::from(config.kisi.requests_per_second);
     options.manage_found_users = config.kisi.manage_found_users;
+    options.managed_users = config.kisi.managed_users;
     options.adopt_created_by = config.kisi.adopt_created_by.clone();
     options.group_labels = mapping_labels(config, mapping);
     options.reconcile_groups = mapping.groups().into_iter().collect();
@@ -397,8 +398,7 @@ mod tests {
             api_key_file: _,
             integration_identifier,
             integration_contact,
-            // Read by nothing: the writer creates every Kisi user as a managed user.
-            managed_users: _,
+            managed_users,
             requests_per_second,
             request_timeout,
             account,
@@ -413,6 +413,7 @@ mod tests {
         assert_eq!(writer.requests_per_second, f64::from(*requests_per_second));
         assert_eq!(&writer.account, account);
         assert_eq!(writer.manage_found_users, *manage_found_users);
+        assert_eq!(writer.managed_users, *managed_users);
         assert_eq!(&writer.adopt_created_by, adopt_created_by);
         assert_eq!(writer.settings, config.writer);
         assert_eq!(writer.reconcile, config.reconcile);

@@ -42,6 +42,9 @@ pub struct WriterOptions {
     /// (the default), such a user is linked for memberships only: doorsync adds and removes its
     /// own assignments and leaves the user as it is.
     pub manage_found_users: bool,
+    /// Whether the users doorsync creates are Kisi managed users (no Kisi emails, confirmed at
+    /// once, the default) or regular ones, who get Kisi's welcome email and sign up.
+    pub managed_users: bool,
     /// Emails of Kisi users whose role assignments doorsync takes over as its own, such as the
     /// user whose key Nexudus's built-in Kisi integration used: their assignments in the managed
     /// groups are changed and removed as if doorsync had made them.
@@ -120,6 +123,7 @@ impl WriterOptions {
             report_transient_after: 5,
             credentials_probe_every: Duration::from_secs(30),
             manage_found_users: false,
+            managed_users: true,
             adopt_created_by: Vec::new(),
             group_labels: BTreeMap::new(),
             reconcile_groups: Vec::new(),

@@ -11,7 +11,7 @@ use doorsync_kisi_sim::{Fault, FaultRule, KeyAccess};
 use doorsync_proto::{
     Command, Failed, GrantApplied, KisiUserState, MemberId, Outcome, Timestamp, UserAccessChanged, UserLinked,
 };
-use doorsync_writer::{REASON_HEADER, WriterRole};
+use doorsync_writer::{REASON_HEADER, WriterOptions, WriterRole};
 use support::*;
 
 fn grants_applied(outcomes: &[Outcome]) -> Vec<GrantApplied> {
@@ -30,6 +30,17 @@ fn role_assignment_writes(harness: &Harness) -> u64 {
         .iter()
         .map(|endpoint| calls.by_endpoint.get(*endpoint).copied().unwrap_or(0))
         .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_managed_users_off_a_created_user_is_a_regular_one_who_signs_up() {
+    let harness = Harness::new().await;
+    let writer = harness.start(WriterOptions { managed_users: false, ..harness.options("writer-a") }).await;
+    harness.send(ensure(1, &email(1))).await;
+    eventually("the user is created", WAIT, async || writer.status().commands_applied == 1).await;
+
+    let user = harness.kisi.user_by_email(&email(1)).unwrap();
+    assert!(user.send_emails && !user.confirmed, "a regular user: Kisi's welcome email, then sign-up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

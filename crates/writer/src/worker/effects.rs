@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use doorsync_kisi::{KisiError, NewUser, RoleAssignment, User, Validity};
+use doorsync_kisi::{KisiError, NewUser, RoleAssignment, User, UserKind, Validity};
 use doorsync_log::LogError;
 use doorsync_proto::{
     KisiAssignmentId, KisiGroupId, KisiUserId, KisiUserState, MemberId, Outcome, Timestamp, UserAccessChanged,
@@ -436,6 +436,9 @@ impl Active<'_> {
     /// Creates the member's Kisi user, marked as doorsync's.
     async fn create_user(&mut self, member: MemberId, email: String, name: String, access_enabled: bool) -> StepResult {
         let mut new_user = NewUser::managed(email, name);
+        if !self.shared.options.managed_users {
+            new_user.kind = UserKind::Regular;
+        }
         new_user.access_enabled = access_enabled;
         new_user.metadata.insert(MANAGED_BY_KEY.to_owned(), MANAGED_BY_VALUE.into());
         let created =
