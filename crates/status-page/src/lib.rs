@@ -68,6 +68,7 @@ use self::html::{Esc, Frame, Section, page};
 use self::member::MemberPage;
 use self::names::Names;
 use self::system::System;
+use doorsync_node::operations::{DropOne, RetryOne};
 use doorsync_node::{Running, Status, with_causes};
 
 /// The status page's routes.
@@ -337,13 +338,11 @@ async fn dead_letters(
 /// Hands a dead letter back to the writer, as `doorsync dlq retry` does, then shows the list.
 async fn retry_letter(State(running): State<Running>, Path(sequence): Path<Sequence>) -> Response {
     let (log, layout, now) = (running.log.as_ref(), &running.layout, running.clock.now());
-    let retried = match doorsync_writer::dead_letters::dead_letter(log, layout, sequence).await {
-        Ok(letter) => doorsync_writer::dead_letters::retry(log, layout, &letter, now).await,
-        Err(error) => Err(error),
-    };
-    match retried {
-        Ok(Ok(_)) => Redirect::to("/dead-letters").into_response(),
-        Ok(Err(refusal)) => not_done(StatusCode::CONFLICT, &running, sequence, "retried", refusal),
+    match doorsync_node::operations::retry_one(log, layout, sequence, now).await {
+        Ok(RetryOne { result: Ok(_), .. }) => Redirect::to("/dead-letters").into_response(),
+        Ok(RetryOne { result: Err(refusal), .. }) => {
+            not_done(StatusCode::CONFLICT, &running, sequence, "retried", refusal)
+        }
         Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, &running, sequence, "retried", with_causes(&error)),
     }
 }
@@ -351,13 +350,9 @@ async fn retry_letter(State(running): State<Running>, Path(sequence): Path<Seque
 /// Marks a dead letter dropped, as `doorsync dlq drop` does, then shows the list.
 async fn drop_letter(State(running): State<Running>, Path(sequence): Path<Sequence>) -> Response {
     let (log, layout, now) = (running.log.as_ref(), &running.layout, running.clock.now());
-    let dropped = match doorsync_writer::dead_letters::dead_letter(log, layout, sequence).await {
-        Ok(letter) => doorsync_writer::dead_letters::drop_letter(log, layout, &letter, now).await,
-        Err(error) => Err(error),
-    };
-    match dropped {
-        Ok(None) => Redirect::to("/dead-letters").into_response(),
-        Ok(Some(handled)) => {
+    match doorsync_node::operations::drop_one(log, layout, sequence, now).await {
+        Ok(DropOne { already: None, .. }) => Redirect::to("/dead-letters").into_response(),
+        Ok(DropOne { already: Some(handled), .. }) => {
             not_done(StatusCode::CONFLICT, &running, sequence, "dropped", format!("it was already {handled}"))
         }
         Err(error) => not_done(StatusCode::INTERNAL_SERVER_ERROR, &running, sequence, "dropped", with_causes(&error)),
