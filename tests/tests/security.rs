@@ -426,9 +426,8 @@ async fn secrets_never_appear_in_what_doorsync_writes_or_serves() -> TestResult 
     let mut outputs: Vec<(String, String)> = Vec::new();
 
     // The run that works, on Basic auth: the password travels on every request to Nexudus.
-    let mut run =
-        Run::start_ready(&sims, RunSpec { otlp_endpoint: Some(receiver.endpoint()), ..RunSpec::new("working") })
-            .await?;
+    let run = Run::start_ready(&sims, RunSpec { otlp_endpoint: Some(receiver.endpoint()), ..RunSpec::new("working") })
+        .await?;
     run.register_webhooks(&sims)?;
     let ada = sims.add_member("Ada")?;
     let booking = sims.book(ada, 16)?;
@@ -558,7 +557,7 @@ async fn a_writer_whose_key_kisi_refuses(sims: &Simulators) -> Result<Vec<(Strin
         RunSpec { kisi_api_key: WRONG_KISI_API_KEY, nexudus_auth: "bearer_token", ..RunSpec::new("wrong-key-at-work") };
     // Counted before the start: the writer may check its key with Kisi as soon as it starts.
     let refused_before = sims.kisi.calls().by_status.get(&401).copied().unwrap_or(0);
-    let mut run = Run::start_ready(sims, spec).await?;
+    let run = Run::start_ready(sims, spec).await?;
     // Its own member and booking, sent to this run only.
     let bo = sims.add_member("Bo")?;
     let booking = sims.book(bo, 30)?;
@@ -607,7 +606,7 @@ async fn an_ingestor_whose_password_nexudus_refuses(sims: &Simulators) -> Result
         poll_every: "1s",
         ..RunSpec::new("wrong-password")
     };
-    let mut run = Run::start_ready(sims, spec).await?;
+    let run = Run::start_ready(sims, spec).await?;
     let body = body_for(&json!({"Id": sims.room}));
     let answer = reqwest::Client::new()
         .post(format!("http://{}/webhooks/nexudus/CoworkerUpdate", run.webhooks))
@@ -640,7 +639,7 @@ async fn an_ingestor_whose_password_nexudus_refuses(sims: &Simulators) -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_its_token_the_admin_listener_answers_only_the_probes() -> TestResult {
     let sims = Simulators::start().await?;
-    let mut run = Run::start_ready(&sims, RunSpec { rust_log: "info", ..RunSpec::new("admin") }).await?;
+    let run = Run::start_ready(&sims, RunSpec { rust_log: "info", ..RunSpec::new("admin") }).await?;
     let client = reqwest::Client::new();
     let base = format!("http://{}", run.admin);
     let routes: [(&str, &str, u16); 11] = [
@@ -718,7 +717,7 @@ async fn without_its_token_the_admin_listener_answers_only_the_probes() -> TestR
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_delivery_replayed_with_its_body_altered_is_refused_and_appends_nothing() -> TestResult {
     let sims = Simulators::start().await?;
-    let mut run = Run::start_ready(&sims, RunSpec { rust_log: "info", ..RunSpec::new("replay") }).await?;
+    let run = Run::start_ready(&sims, RunSpec { rust_log: "info", ..RunSpec::new("replay") }).await?;
     run.register_webhooks(&sims)?;
     let cy = sims.add_member("Cy")?;
     eventually("Nexudus's deliveries about Cy are answered", WAIT, || {
