@@ -146,9 +146,10 @@ impl KisiClient {
     /// groups share the name, since doorsync could not tell which doors were meant.
     pub async fn group_by_name(&self, name: &str) -> Result<Option<Group>, KisiError> {
         let groups: Vec<Group> = self.list(&["groups"], vec![("query", name.to_owned())], GROUPS_PAGE).await?;
-        let mut matches: Vec<Group> = groups.into_iter().filter(|group| group.name == name).collect();
-        match matches.len() {
-            0 | 1 => Ok(matches.pop()),
+        let matches = Group::named(&groups, name);
+        match matches.as_slice() {
+            [] => Ok(None),
+            [only] => Ok(Some((*only).clone())),
             _ => Err(KisiError::AmbiguousGroupName {
                 name: name.to_owned(),
                 group_ids: matches.iter().map(|group| group.id).collect(),

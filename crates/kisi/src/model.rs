@@ -45,6 +45,14 @@ pub struct Group {
     pub place_id: Option<u64>,
 }
 
+impl Group {
+    /// The groups among `groups` that a configured `kisi_group_name` names: exactly that name,
+    /// case and spaces counting. More than one means the name cannot say which doors.
+    pub fn named<'a>(groups: &'a [Group], name: &str) -> Vec<&'a Group> {
+        groups.iter().filter(|group| group.name == name).collect()
+    }
+}
+
 /// What a role assignment applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum AppliesToType {

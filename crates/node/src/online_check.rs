@@ -173,28 +173,25 @@ fn check_entry(
                 format!("Kisi group {wanted} (MISSING or not visible to the API key)")
             }
         },
-        (None, Some(name), Some(groups)) => {
-            let named: Vec<&Group> = groups.iter().filter(|group| group.name == name).collect();
-            match named.as_slice() {
-                [group] => format!("Kisi group {} \"{}\"", group.id, group.name),
-                [] => {
-                    problems.push(format!(
-                        "mapping[{index}]: no Kisi group visible to the API key is named \"{name}\": check \
+        (None, Some(name), Some(groups)) => match Group::named(groups, name).as_slice() {
+            [group] => format!("Kisi group {} \"{}\"", group.id, group.name),
+            [] => {
+                problems.push(format!(
+                    "mapping[{index}]: no Kisi group visible to the API key is named \"{name}\": check \
                          mapping[{index}].kisi_group_name (case and spaces count)"
-                    ));
-                    format!("the Kisi group named \"{name}\" (MISSING)")
-                }
-                several => {
-                    let ids: Vec<String> = several.iter().map(|group| group.id.to_string()).collect();
-                    problems.push(format!(
-                        "mapping[{index}]: Kisi groups {} are all named \"{name}\": map one by its id \
-                         (mapping[{index}].kisi_group) or rename them in Kisi",
-                        ids.join(", ")
-                    ));
-                    format!("the Kisi group named \"{name}\" (AMBIGUOUS)")
-                }
+                ));
+                format!("the Kisi group named \"{name}\" (MISSING)")
             }
-        }
+            several => {
+                let ids: Vec<String> = several.iter().map(|group| group.id.to_string()).collect();
+                problems.push(format!(
+                    "mapping[{index}]: Kisi groups {} are all named \"{name}\": map one by its id \
+                         (mapping[{index}].kisi_group) or rename them in Kisi",
+                    ids.join(", ")
+                ));
+                format!("the Kisi group named \"{name}\" (AMBIGUOUS)")
+            }
+        },
         (None, None, _) => "no Kisi group".to_owned(),
     };
     let line = format!("mapping[{index}]: {source} -> {group}");
