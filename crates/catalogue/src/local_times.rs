@@ -77,6 +77,33 @@ impl LocalTimes {
         }
     }
 
+    /// The hour and minute of `at`, "14:00", never the day: a timeline's tick.
+    pub fn clock_face(&self, at: Timestamp) -> String {
+        match instant(at) {
+            Some(at) => {
+                let local = at.to_zoned_datetime(self.zone.clone());
+                format!("{:02}:{:02}", local.hour(), local.minute())
+            }
+            None => at.to_string(),
+        }
+    }
+
+    /// The day of `at`, "Wed 2 Dec": a timeline's midnight.
+    pub fn day_face(&self, at: Timestamp) -> String {
+        match instant(at) {
+            Some(at) => {
+                let date = at.to_zoned_datetime(self.zone.clone()).date();
+                format!("{} {} {}", weekday(date.weekday()), date.day(), month(date.month()))
+            }
+            None => at.to_string(),
+        }
+    }
+
+    /// How far the zone is ahead of UTC at `at`, in milliseconds: where its hours start.
+    pub fn offset_millis(&self, at: Timestamp) -> i64 {
+        instant(at).map_or(0, |at| i64::from(self.zone.to_offset(at).seconds()) * 1_000)
+    }
+
     /// `at` in the zone, with its date unless it falls on `day`.
     fn show(&self, at: jiff::Timestamp, day: Option<Date>) -> String {
         let local = at.to_zoned_datetime(self.zone.clone());
@@ -136,6 +163,17 @@ mod tests {
 
     fn times(zone: &str, now: &str) -> LocalTimes {
         LocalTimes::new(zone_named(zone).unwrap(), at(now))
+    }
+
+    #[test]
+    fn a_timeline_reads_hours_days_and_where_its_hours_start_in_the_zone() {
+        let kolkata = times("Asia/Kolkata", "2026-12-02T09:00:00Z");
+        assert_eq!(kolkata.clock_face(at("2026-12-02T09:15:30Z")), "14:45", "no day, no seconds");
+        assert_eq!(kolkata.day_face(at("2026-12-02T19:00:00Z")), "Thu 3 Dec", "past midnight there");
+        assert_eq!(kolkata.offset_millis(at("2026-12-02T09:00:00Z")), 19_800_000);
+        let london = times("Europe/London", "2026-07-01T09:00:00Z");
+        assert_eq!(london.offset_millis(at("2026-07-01T09:00:00Z")), 3_600_000, "summer time");
+        assert_eq!(london.offset_millis(at("2026-12-01T09:00:00Z")), 0);
     }
 
     #[test]

@@ -124,31 +124,6 @@ impl Names {
     }
 }
 
-/// The hour and minute of `at` in `times`'s zone, "14:00": a timeline's tick, where
-/// `LocalTimes::time` would add the day.
-pub(crate) fn clock_face(times: &LocalTimes, at: Timestamp) -> String {
-    match jiff::Timestamp::from_millisecond(at.as_unix_millis()) {
-        Ok(instant) => instant.to_zoned_datetime(times.zone().clone()).strftime("%H:%M").to_string(),
-        Err(_) => at.to_string(),
-    }
-}
-
-/// The day of `at` in `times`'s zone, "Wed 2 Dec": a timeline's midnight.
-pub(crate) fn day_face(times: &LocalTimes, at: Timestamp) -> String {
-    match jiff::Timestamp::from_millisecond(at.as_unix_millis()) {
-        Ok(instant) => instant.to_zoned_datetime(times.zone().clone()).strftime("%a %-d %b").to_string(),
-        Err(_) => at.to_string(),
-    }
-}
-
-/// How far `times`'s zone is ahead of UTC at `at`, in milliseconds: where its hours start.
-pub(crate) fn offset_millis(times: &LocalTimes, at: Timestamp) -> i64 {
-    match jiff::Timestamp::from_millisecond(at.as_unix_millis()) {
-        Ok(instant) => i64::from(times.zone().to_offset(instant).seconds()) * 1_000,
-        Err(_) => 0,
-    }
-}
-
 /// A label as HTML: the name, with the id in small print; the id alone when there is no name.
 pub(crate) fn labelled(label: &Label) -> String {
     match label.name() {

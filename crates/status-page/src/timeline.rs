@@ -8,7 +8,6 @@ use doorsync_catalogue::LocalTimes;
 use doorsync_proto::{KisiGroupId, Timestamp};
 
 use super::html::{Esc, put};
-use super::names::{clock_face, day_face, offset_millis};
 
 const HOUR_MS: i64 = 3_600_000;
 const LABEL_WIDTH: f64 = 250.0;
@@ -147,7 +146,7 @@ impl Timeline {
             &mut out,
             "<text class=\"nowlabel\" x=\"{:.1}\" y=\"16\">now {}</text>",
             now + 3.0,
-            Esc(clock_face(&self.times, self.now))
+            Esc(self.times.clock_face(self.now))
         );
         out.push_str("</svg>");
         out
@@ -157,7 +156,7 @@ impl Timeline {
     /// each local midnight.
     fn axis(&self, out: &mut String, height: f64) {
         // Local hours start where UTC's do, shifted by the zone's offset (as of the view's start).
-        let offset = offset_millis(&self.times, self.start);
+        let offset = self.times.offset_millis(self.start);
         let first = (self.start.as_unix_millis() + offset).div_euclid(HOUR_MS) + 1;
         let last = (self.end.as_unix_millis() + offset).div_euclid(HOUR_MS);
         for hour in first..=last {
@@ -167,9 +166,9 @@ impl Timeline {
             let class = if midnight { "tick day" } else { "tick" };
             put!(out, "<line class=\"{class}\" x1=\"{x:.1}\" y1=\"{AXIS_HEIGHT}\" x2=\"{x:.1}\" y2=\"{height}\"/>");
             let label = if midnight {
-                day_face(&self.times, at)
+                self.times.day_face(at)
             } else if hour.rem_euclid(2) == 0 {
-                clock_face(&self.times, at)
+                self.times.clock_face(at)
             } else {
                 continue;
             };
