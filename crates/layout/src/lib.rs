@@ -22,6 +22,23 @@ use doorsync_proto::Subjects;
 /// are answered as duplicates instead of stored again.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(3_600);
 
+/// The message header that marks an event or a command as bulk work rather than a live change:
+/// events the ingestor appends from its poll or sweep (a first sync among them), and the commands
+/// the engine emits for them, for a mapping's re-evaluation or at start. The writer carries out
+/// live commands (webhooks, window edges) first. A header, like the trace context, so that a
+/// message's id is the same whichever way its fact arrived.
+pub const BULK_HEADER: &str = "doorsync-bulk";
+
+/// Whether `headers` mark their message as bulk work ([`BULK_HEADER`]).
+pub fn is_bulk(headers: &[(String, String)]) -> bool {
+    headers.iter().any(|(name, _)| name.eq_ignore_ascii_case(BULK_HEADER))
+}
+
+/// The header to add to a message that is bulk work.
+pub fn bulk_header() -> (String, String) {
+    (BULK_HEADER.to_owned(), "1".to_owned())
+}
+
 /// The streams and buckets of one deployment, derived from its subject layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -78,6 +95,15 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_message_with_the_bulk_header_is_bulk_whatever_its_case() {
+        let traced = ("traceparent".to_owned(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned());
+        assert!(!is_bulk(&[]));
+        assert!(!is_bulk(std::slice::from_ref(&traced)));
+        assert!(is_bulk(&[traced, bulk_header()]));
+        assert!(is_bulk(&[("Doorsync-Bulk".to_owned(), "1".to_owned())]));
+    }
 
     #[test]
     fn every_family_has_its_own_stream() -> Result<(), doorsync_proto::SubjectError> {
