@@ -29,7 +29,7 @@ const ASSIGNMENTS_PAGE: u64 = 250;
 ///
 /// Every method makes its HTTP requests once, one after the other, with no rate limiting and no
 /// retries: the caller owns both, guided by [`KisiError::is_retryable`] and
-/// [`KisiError::retry_after`]. Listing methods follow every page. Cheap to clone; clones share
+/// [`KisiError::retry_after`]. Listing methods follow every page; `*_page` methods read one. Cheap to clone; clones share
 /// connections.
 #[derive(Clone)]
 pub struct KisiClient {
@@ -41,6 +41,13 @@ impl fmt::Debug for KisiClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KisiClient").field("base_url", &self.base_url.as_str()).field("api_key", &"<redacted>").finish()
     }
+}
+
+/// One page of a list: its items, and the offset of the next page (`None` after the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_offset: Option<u64>,
 }
 
 /// A response Kisi answered with a 2xx status.
@@ -246,6 +253,26 @@ impl KisiClient {
         self.fetch(Method::DELETE, &["role_assignments", &id.to_string()], &[], None).await.map(drop)
     }
 
+    /// One page of the organisation's users (`GET /users`, 100 a page) from `offset`: one request,
+    /// so that a caller with a request budget spends it page by page.
+    pub async fn users_page(&self, offset: u64) -> Result<Page<User>, KisiError> {
+        self.page(&["users"], Vec::new(), USERS_PAGE, offset).await
+    }
+
+    /// One page of the group's role assignments held by users (not teams or guests), whoever
+    /// created them (`GET /role_assignments`, 250 a page) from `offset`: one request.
+    pub async fn group_assignments_page(
+        &self,
+        group: KisiGroupId,
+        offset: u64,
+    ) -> Result<Page<RoleAssignment>, KisiError> {
+        let filters = vec![("applies_to_type", "Group".to_owned()), ("applies_to_id", group.to_string())];
+        let mut page: Page<RoleAssignment> =
+            self.page(&["role_assignments"], filters, ASSIGNMENTS_PAGE, offset).await?;
+        page.items.retain(|assignment| assignment.group() == Some(group) && assignment.user().is_some());
+        Ok(page)
+    }
+
     /// Every page of a list, items seen on an earlier page (shifted by a concurrent insert)
     /// dropped.
     async fn list<T: DeserializeOwned + Identified>(
@@ -258,26 +285,37 @@ impl KisiClient {
         let mut seen = HashSet::new();
         let mut offset = 0;
         loop {
-            let mut query = filters.clone();
-            query.push(("limit", limit.to_string()));
-            query.push(("offset", offset.to_string()));
-            let answer = self.fetch(Method::GET, path, &query, None).await?;
-            let range =
-                answer.headers.get(COLLECTION_RANGE).map(|value| value.to_str().unwrap_or("<not text>").to_owned());
-            let endpoint = answer.endpoint.clone();
-            let page: Vec<T> = answer.decode()?;
-            let next = next_offset(offset, limit, page.len(), range.as_deref()).map_err(|error| match error {
-                PageError::MalformedRange(range) => {
-                    KisiError::Decode { endpoint: endpoint.clone(), reason: format!("X-Collection-Range {range:?}") }
-                }
-                PageError::PastOffsetCap { total } => KisiError::TooManyResults { endpoint: endpoint.clone(), total },
-            })?;
-            items.extend(page.into_iter().filter(|item| seen.insert(item.identity())));
-            match next {
+            let page: Page<T> = self.page(path, filters.clone(), limit, offset).await?;
+            items.extend(page.items.into_iter().filter(|item| seen.insert(item.identity())));
+            match page.next_offset {
                 Some(next) => offset = next,
                 None => return Ok(items),
             }
         }
+    }
+
+    /// One page of a list from `offset`, with the offset of the next page if there is one; an
+    /// error ([`KisiError::TooManyResults`]) when the next page lies past Kisi's offset cap.
+    async fn page<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        mut query: Vec<(&'static str, String)>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Page<T>, KisiError> {
+        query.push(("limit", limit.to_string()));
+        query.push(("offset", offset.to_string()));
+        let answer = self.fetch(Method::GET, path, &query, None).await?;
+        let range = answer.headers.get(COLLECTION_RANGE).map(|value| value.to_str().unwrap_or("<not text>").to_owned());
+        let endpoint = answer.endpoint.clone();
+        let items: Vec<T> = answer.decode()?;
+        let next_offset = next_offset(offset, limit, items.len(), range.as_deref()).map_err(|error| match error {
+            PageError::MalformedRange(range) => {
+                KisiError::Decode { endpoint: endpoint.clone(), reason: format!("X-Collection-Range {range:?}") }
+            }
+            PageError::PastOffsetCap { total } => KisiError::TooManyResults { endpoint: endpoint.clone(), total },
+        })?;
+        Ok(Page { items, next_offset })
     }
 
     async fn fetch(

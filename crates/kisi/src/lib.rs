@@ -13,7 +13,10 @@
 //!
 //! A window ([`Validity`]) is sent to Kisi in whole seconds, `from` rounded down and `until` up,
 //! so access is never shorter than asked. Users are found by email with an exact, case-insensitive
-//! match over every page of Kisi's free-text search ([`KisiClient::find_user_by_email`]).
+//! match over every page of Kisi's free-text search ([`KisiClient::find_user_by_email`]), or read a
+//! page at a time ([`KisiClient::users_page`], [`KisiClient::group_assignments_page`]) so that a
+//! whole organisation is matched locally; past Kisi's offset cap of 20,000 a listing ends in
+//! [`KisiError::TooManyResults`].
 //!
 //! Kisi is not always plain about what happened, and the client does not hide it:
 //!
@@ -40,7 +43,7 @@ pub mod openapi;
 mod options;
 mod pagination;
 
-pub use client::KisiClient;
+pub use client::{KisiClient, Page};
 pub use error::{Endpoint, ErrorDetails, FieldError, KisiError, RetryAfter};
 pub use model::{
     AppliesToType, AssigneeType, CurrentUser, GROUP_BASIC_ROLE, Group, NewUser, RoleAssignment, User, UserKind,
