@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use async_trait::async_trait;
@@ -129,6 +129,23 @@ impl EmbeddedLog {
     /// Prepares the tables of every stream in `db` and starts the writer, which commits with
     /// `durability`; `path` names the log in errors.
     fn serve(path: PathBuf, db: Database, streams: Vec<StreamSpec>, durability: Durability) -> Result<Self, LogError> {
+        let (log, writer, incoming) = Self::assemble(path, db, streams, durability)?;
+        let spawned =
+            std::thread::Builder::new().name("doorsync-log-writer".into()).spawn(move || writer.run(incoming));
+        if let Err(error) = spawned {
+            let context = format!("embedded log {}: starting the writer thread failed", log.inner.core.path.display());
+            return Err(LogError::storage(context, error));
+        }
+        Ok(log)
+    }
+
+    /// The log and its writer, not yet running: requests wait in the channel until it runs.
+    fn assemble(
+        path: PathBuf,
+        db: Database,
+        streams: Vec<StreamSpec>,
+        durability: Durability,
+    ) -> Result<(Self, Writer, mpsc::UnboundedReceiver<Request>), LogError> {
         let streams: Arc<[StreamState]> = streams.into_iter().map(StreamState::new).collect();
         let last = store::prepare(&db, &streams).map_err(|error| {
             LogError::storage(format!("embedded log {}: preparing the tables failed", path.display()), error)
@@ -137,19 +154,21 @@ impl EmbeddedLog {
             stream.last_sequence.store(*sequence, Ordering::Release);
         }
         let (closed, _) = watch::channel(());
-        let store = Arc::new(Store { db, closed, failure: OnceLock::new() });
+        let store = Arc::new(Store {
+            db,
+            closed,
+            failure: OnceLock::new(),
+            commits: AtomicU64::new(0),
+            appends_committed: AtomicU64::new(0),
+            changes_committed: AtomicU64::new(0),
+        });
         let (requests, incoming) = mpsc::unbounded_channel();
         let writer =
             Writer { store: Arc::clone(&store), streams: Arc::clone(&streams), last, path: path.clone(), durability };
-        let spawned =
-            std::thread::Builder::new().name("doorsync-log-writer".into()).spawn(move || writer.run(incoming));
-        if let Err(error) = spawned {
-            let context = format!("embedded log {}: starting the writer thread failed", path.display());
-            return Err(LogError::storage(context, error));
-        }
         tracing::info!(path = %path.display(), streams = streams.len(), "embedded log open");
         let core = Arc::new(Core { path, store, writer: requests, streams });
-        Ok(Self { inner: Arc::new(Inner { core, consumers: Mutex::new(HashMap::new()) }) })
+        let log = Self { inner: Arc::new(Inner { core, consumers: Mutex::new(HashMap::new()) }) };
+        Ok((log, writer, incoming))
     }
 
     /// Drops this handle and waits until the file is closed, so that it can be opened again
@@ -162,7 +181,29 @@ impl EmbeddedLog {
     }
 }
 
+/// What the log's writer has committed since the file was opened: how far concurrent changes
+/// share the cost of a durable commit (one fsync each, for a file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Messages appended (duplicates included: they are answered from a commit too).
+    pub appends: u64,
+    /// Every change: appends, consumer settlements and openings, key-value writes.
+    pub changes: u64,
+}
+
 impl EmbeddedLog {
+    /// What the writer has committed since the file was opened.
+    pub fn write_stats(&self) -> WriteStats {
+        let store = &self.inner.core.store;
+        WriteStats {
+            commits: store.commits.load(Ordering::Relaxed),
+            appends: store.appends_committed.load(Ordering::Relaxed),
+            changes: store.changes_committed.load(Ordering::Relaxed),
+        }
+    }
+
     /// Why the log refuses everything, once a write to its file has failed (until restart).
     pub fn storage_failure(&self) -> Option<String> {
         let core = &self.inner.core;
@@ -468,6 +509,33 @@ mod tests {
             txn.open_table(tables.dedupe()).unwrap().len().unwrap(),
             txn.open_table(tables.dedupe_by_time()).unwrap().len().unwrap(),
         )
+    }
+
+    /// Callers whose appends reach the writer while it is busy (here: before it runs) share one
+    /// durable commit, and each is answered, in arrival order, only once that commit is done.
+    #[tokio::test]
+    async fn appends_that_arrive_together_share_one_commit() {
+        const CALLERS: u64 = 64;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        let db = Database::builder().create(&path).unwrap();
+        let streams = vec![StreamSpec::new("EVT", ["evt.>"])];
+        let (log, writer, incoming) = EmbeddedLog::assemble(path, db, streams, Durability::Immediate).unwrap();
+        let mut appends = Box::pin(futures::future::join_all(
+            (1..=CALLERS).map(|n| log.append(NewMessage::new(format!("evt.{n}"), n.to_string(), Bytes::new()))),
+        ));
+        assert!(futures::poll!(&mut appends).is_pending(), "no append is answered before its commit");
+        assert_eq!(log.write_stats(), WriteStats::default());
+
+        let running = std::thread::spawn(move || writer.run(incoming));
+        let sequences: Vec<u64> = appends.await.into_iter().map(|appended| appended.unwrap().sequence.0).collect();
+        assert_eq!(sequences, (1..=CALLERS).collect::<Vec<_>>());
+        assert_eq!(log.write_stats(), WriteStats { commits: 1, appends: CALLERS, changes: CALLERS });
+
+        log.append(NewMessage::new("evt.alone", "alone", Bytes::new())).await.unwrap();
+        assert_eq!(log.write_stats(), WriteStats { commits: 2, appends: CALLERS + 1, changes: CALLERS + 1 });
+        log.close().await;
+        running.join().unwrap();
     }
 
     #[tokio::test]

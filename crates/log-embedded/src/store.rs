@@ -59,6 +59,10 @@ pub(crate) struct Store {
     /// process restarts. redb latches its own I/O errors too, but the log also serves from
     /// memory (consumers' read-ahead, sequence numbers), which must not outlive a failed write.
     pub(crate) failure: OnceLock<String>,
+    /// What the writer has committed since the file was opened, for [`crate::WriteStats`].
+    pub(crate) commits: AtomicU64,
+    pub(crate) appends_committed: AtomicU64,
+    pub(crate) changes_committed: AtomicU64,
 }
 
 /// The names of one stream's tables.

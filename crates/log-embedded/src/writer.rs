@@ -121,6 +121,13 @@ impl Request {
         }
     }
 
+    fn appends(&self) -> usize {
+        match self {
+            Self::Append(jobs) => jobs.len(),
+            Self::OpenConsumer(_) | Self::Settle(_) | Self::Kv(_) => 0,
+        }
+    }
+
     fn finish(self, path: &std::path::Path) {
         match self {
             Self::Append(jobs) => jobs.into_iter().for_each(|append| append.job.finish(path)),
@@ -179,6 +186,7 @@ impl Writer {
                     }
                 }
                 self.last = last;
+                self.count_commit(&group);
                 group.into_iter().for_each(|request| request.finish(&self.path));
             }
             Err(error) => {
@@ -197,6 +205,16 @@ impl Writer {
                 group.into_iter().for_each(|request| request.fail(failure));
             }
         }
+    }
+
+    /// Counted before anyone is answered, so that a caller who reads the counts after its answer
+    /// finds its own change among them.
+    fn count_commit(&self, group: &[Request]) {
+        let appends: usize = group.iter().map(Request::appends).sum();
+        let changes: usize = group.iter().map(Request::size).sum();
+        self.store.commits.fetch_add(1, Ordering::Relaxed);
+        self.store.appends_committed.fetch_add(appends as u64, Ordering::Relaxed);
+        self.store.changes_committed.fetch_add(changes as u64, Ordering::Relaxed);
     }
 
     /// Applies the group in one transaction and commits it (durably, for a file). On error
