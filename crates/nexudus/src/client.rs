@@ -11,7 +11,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::error::NexudusError;
-use crate::limiter::{LimiterWaits, RateLimiter};
+use crate::limiter::{LimiterWaits, Priority, RateLimiter};
 use crate::models::Entity;
 use crate::query::{ListQuery, Listing, Page};
 use crate::{AuthMode, NexudusOptions, Secret};
@@ -191,7 +191,7 @@ impl NexudusClient {
     ) -> Result<Response, NexudusError> {
         let mut attempts = 0;
         loop {
-            self.inner.limiter.acquire().await;
+            self.inner.limiter.acquire(Priority::current()).await;
             attempts += 1;
             let request = match authorization {
                 Authorization::Bearer(token) => build().bearer_auth(token.expose()),

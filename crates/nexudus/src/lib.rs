@@ -9,7 +9,8 @@
 //!   ([`NexudusError::may_mean_deleted`]): only a listing by id tells a deletion from an outage.
 //! * It signs in with a bearer token from `POST /api/token` (refreshed before it expires, and
 //!   once more when refused) or with HTTP Basic; keeps all three of Nexudus's request limits at
-//!   once ([`Limits`], [`RateLimiter`]) on the [`Clock`](doorsync_clock::Clock) it is given; and
+//!   once ([`Limits`], [`RateLimiter`]), live requests before background ones ([`Priority`],
+//!   set for a task with [`Priority::scope`]), on the [`Clock`](doorsync_clock::Clock) it is given; and
 //!   treats Nexudus's throttling answer, **409** with `Retry-After`, as "wait and retry" (never
 //!   waiting more than [`MAX_RETRY_AFTER`], five minutes, whatever the header says).
 //! * Records are read one by one: a malformed record becomes a [`MalformedRecord`] naming the
@@ -40,7 +41,7 @@ pub mod webhook;
 pub use client::{NexudusClient, SetupError};
 pub use datetime::NexudusDateTime;
 pub use error::NexudusError;
-pub use limiter::{LimiterWaits, MAX_RETRY_AFTER, RateLimiter, RequestWindows};
+pub use limiter::{LimiterWaits, MAX_RETRY_AFTER, Priority, RateLimiter, RequestWindows};
 pub use models::{
     Booking, Business, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk,
     FloorPlanItemType, Resource, SimpleTimeZone, TimePass, Webhook,

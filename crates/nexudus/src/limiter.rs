@@ -1,11 +1,12 @@
 //! Nexudus's three request limits, kept all at once, on whatever clock drives the caller.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use doorsync_clock::SharedClock;
 use doorsync_proto::Timestamp;
+use tokio::sync::Notify;
 
 use crate::Limits;
 
@@ -84,49 +85,159 @@ pub struct LimiterWaits {
     pub waited_ms: u64,
 }
 
-/// Hands out permission to send, one request at a time, in arrival order, each when
-/// [`RequestWindows`] allows. Cheap to clone; clones share the windows.
+/// How urgently a request is wanted. Of the requests waiting for the limits at the same time,
+/// every live one (a webhook's re-read, which a member may be waiting at the door for) goes
+/// before any background one (the poller's, the sweeper's), each kind in arrival order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// What someone is waiting for now; what is not marked otherwise.
+    #[default]
+    Live,
+    /// Bulk work that can wait its turn.
+    Background,
+}
+
+tokio::task_local! {
+    static PRIORITY: Priority;
+}
+
+impl Priority {
+    /// Runs `work` with every Nexudus request it makes (on this task) at this priority.
+    pub async fn scope<F: std::future::Future>(self, work: F) -> F::Output {
+        PRIORITY.scope(self, work).await
+    }
+
+    /// The priority of the task running now: the one of the innermost [`Priority::scope`], or
+    /// [`Priority::Live`] outside any.
+    pub fn current() -> Self {
+        PRIORITY.try_with(|priority| *priority).unwrap_or_default()
+    }
+}
+
+/// The requests waiting for their turn, in the order they are to go: by priority, then by
+/// arrival. A pure record, the limiter's queue.
+#[derive(Debug, Default)]
+struct WaitQueue {
+    waiting: BTreeSet<Ticket>,
+    arrivals: u64,
+}
+
+/// One waiting request's place in the [`WaitQueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Ticket {
+    priority: Priority,
+    arrival: u64,
+}
+
+impl WaitQueue {
+    fn join(&mut self, priority: Priority) -> Ticket {
+        self.arrivals += 1;
+        let ticket = Ticket { priority, arrival: self.arrivals };
+        self.waiting.insert(ticket);
+        ticket
+    }
+
+    /// Whether `ticket` is the one to go next.
+    fn is_next(&self, ticket: Ticket) -> bool {
+        self.waiting.first() == Some(&ticket)
+    }
+
+    fn leave(&mut self, ticket: Ticket) {
+        self.waiting.remove(&ticket);
+    }
+}
+
+#[derive(Debug)]
+struct LimiterState {
+    windows: RequestWindows,
+    queue: WaitQueue,
+}
+
+/// Hands out permission to send, one request at a time, live requests before background ones
+/// and each in arrival order, each when [`RequestWindows`] allows. Cheap to clone; clones share
+/// the windows and the queue.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     clock: SharedClock,
-    windows: Arc<Mutex<RequestWindows>>,
-    /// Held by the one caller waiting for its turn, so callers are served in order.
-    turn: Arc<tokio::sync::Mutex<()>>,
+    state: Arc<Mutex<LimiterState>>,
+    /// Woken whenever the queue changes, so that the request now first looks at the limits.
+    queue_changed: Arc<Notify>,
     waits: Arc<Mutex<LimiterWaits>>,
+}
+
+/// A place in the queue, given up when dropped (a request that is cancelled while it waits
+/// must not hold up the others).
+struct Place<'a> {
+    limiter: &'a RateLimiter,
+    ticket: Ticket,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.limiter.state().queue.leave(self.ticket);
+        self.limiter.queue_changed.notify_waiters();
+    }
 }
 
 impl RateLimiter {
     pub fn new(limits: Limits, clock: SharedClock) -> Self {
         Self {
             clock,
-            windows: Arc::new(Mutex::new(RequestWindows::new(limits))),
-            turn: Arc::new(tokio::sync::Mutex::new(())),
+            state: Arc::new(Mutex::new(LimiterState {
+                windows: RequestWindows::new(limits),
+                queue: WaitQueue::default(),
+            })),
+            queue_changed: Arc::new(Notify::new()),
             waits: Arc::new(Mutex::new(LimiterWaits::default())),
         }
     }
 
-    /// Waits (on the clock) until one more request is allowed, and counts it as sent.
-    pub async fn acquire(&self) {
+    fn state(&self) -> std::sync::MutexGuard<'_, LimiterState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits (on the clock) until this request is the first in the queue and one more request
+    /// is allowed, and counts it as sent.
+    pub async fn acquire(&self, priority: Priority) {
         let asked_at = self.clock.now();
-        let _turn = self.turn.lock().await;
+        let place = Place { ticket: self.state().queue.join(priority), limiter: self };
+        self.queue_changed.notify_waiters();
         let mut slept = false;
         loop {
+            let changed = self.queue_changed.notified();
+            tokio::pin!(changed);
+            // Registered before looking at the queue, so that a change meanwhile still wakes it.
+            changed.as_mut().enable();
             let now = self.clock.now();
-            let earliest = {
-                let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-                let earliest = windows.earliest_allowed(now);
-                if earliest <= now {
-                    windows.record(now);
-                    break;
+            let wait_until = {
+                let mut state = self.state();
+                if state.queue.is_next(place.ticket) {
+                    let earliest = state.windows.earliest_allowed(now);
+                    if earliest <= now {
+                        state.windows.record(now);
+                        break;
+                    }
+                    Some(earliest)
+                } else {
+                    None
                 }
-                earliest
             };
-            // Re-checked after waking: a hold may have been added meanwhile.
-            self.clock.sleep_until(earliest).await;
+            // Woken also when the queue changes: a live request may have come in ahead of this
+            // one, or a hold been added.
+            match wait_until {
+                Some(earliest) => {
+                    tokio::select! {
+                        () = self.clock.sleep_until(earliest) => {}
+                        () = &mut changed => {}
+                    }
+                }
+                None => changed.await,
+            }
             slept = true;
         }
-        // Only a request the limits put to sleep counts: a turn taken at once costs nothing
-        // worth reporting, even if the clock ticked meanwhile.
+        drop(place);
+        // Only a request that had to wait counts: a turn taken at once costs nothing worth
+        // reporting, even if the clock ticked meanwhile.
         if slept {
             let waited = self.clock.now().as_unix_millis().saturating_sub(asked_at.as_unix_millis());
             let mut waits = self.waits.lock().unwrap_or_else(PoisonError::into_inner);
@@ -162,7 +273,8 @@ impl RateLimiter {
             );
         }
         let until = self.clock.now() + wait.min(MAX_RETRY_AFTER);
-        self.windows.lock().unwrap_or_else(PoisonError::into_inner).hold_until(until);
+        self.state().windows.hold_until(until);
+        self.queue_changed.notify_waiters();
     }
 }
 
@@ -233,11 +345,13 @@ mod tests {
         let limits = Limits { min_interval: Duration::ZERO, per_minute: 120, per_hour: 5_000 };
         let limiter = RateLimiter::new(limits, Arc::new(clock.clone()));
         for _ in 0..120 {
-            tokio::time::timeout(Duration::from_secs(5), limiter.acquire()).await.expect("within the limit");
+            tokio::time::timeout(Duration::from_secs(5), limiter.acquire(Priority::Live))
+                .await
+                .expect("within the limit");
         }
         let waiting = tokio::spawn({
             let limiter = limiter.clone();
-            async move { limiter.acquire().await }
+            async move { limiter.acquire(Priority::Live).await }
         });
         clock.advance(Duration::from_secs(59));
         tokio::task::yield_now().await;
@@ -257,10 +371,12 @@ mod tests {
     async fn only_requests_the_limits_held_back_are_counted_with_how_long_they_waited() {
         let clock = ManualClock::new(START);
         let limiter = RateLimiter::new(Limits::NEXUDUS, Arc::new(clock.clone()));
-        tokio::time::timeout(Duration::from_secs(5), limiter.acquire()).await.expect("the first goes at once");
+        tokio::time::timeout(Duration::from_secs(5), limiter.acquire(Priority::Live))
+            .await
+            .expect("the first goes at once");
         assert_eq!(limiter.waits(), LimiterWaits::default(), "nothing waited yet");
 
-        let mut second = Box::pin(limiter.acquire());
+        let mut second = Box::pin(limiter.acquire(Priority::Live));
         assert!(poll_once(&mut second).await.is_pending(), "the minimum interval holds the second back");
         clock.advance(Duration::from_millis(40));
         assert!(poll_once(&mut second).await.is_pending(), "still within the minimum interval");
@@ -271,7 +387,7 @@ mod tests {
         // A 409's Retry-After holds the next request for the rest of the hold.
         limiter.hold_until(ms(5_000));
         let clone = limiter.clone();
-        let mut third = Box::pin(async move { clone.acquire().await });
+        let mut third = Box::pin(async move { clone.acquire(Priority::Live).await });
         assert!(poll_once(&mut third).await.is_pending(), "held until the Retry-After has passed");
         clock.set(ms(5_000));
         tokio::time::timeout(Duration::from_secs(5), third).await.expect("released when the hold ends");
@@ -284,12 +400,106 @@ mod tests {
         let limiter = RateLimiter::new(Limits::NEXUDUS, Arc::new(clock.clone()));
         limiter.hold_for(Duration::from_secs(99_999_999));
         limiter.hold_until(START + Duration::from_secs(86_400));
-        let mut held = Box::pin(limiter.acquire());
+        let mut held = Box::pin(limiter.acquire(Priority::Live));
         assert!(poll_once(&mut held).await.is_pending(), "held for now");
         clock.advance(MAX_RETRY_AFTER - Duration::from_millis(1));
         assert!(poll_once(&mut held).await.is_pending(), "held for five minutes");
         clock.advance(Duration::from_millis(1));
         tokio::time::timeout(Duration::from_secs(5), held).await.expect("released after five minutes");
         assert_eq!(clock.now(), START + MAX_RETRY_AFTER);
+    }
+
+    #[tokio::test]
+    async fn a_live_request_waiting_with_background_ones_goes_first_and_the_limits_still_hold() {
+        let clock = ManualClock::new(START);
+        let limiter = RateLimiter::new(Limits::NEXUDUS, Arc::new(clock.clone()));
+        limiter.acquire(Priority::Live).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let request = |name: &'static str, priority: Priority| {
+            let (limiter, order, clock) = (limiter.clone(), Arc::clone(&order), clock.clone());
+            async move {
+                limiter.acquire(priority).await;
+                order.lock().unwrap_or_else(PoisonError::into_inner).push((name, clock.now()));
+            }
+        };
+        let mut first_poll = Box::pin(request("poll 1", Priority::Background));
+        let mut second_poll = Box::pin(request("poll 2", Priority::Background));
+        assert!(poll_once(&mut first_poll).await.is_pending(), "the minimum interval holds it back");
+        assert!(poll_once(&mut second_poll).await.is_pending());
+        let mut webhook = Box::pin(request("webhook", Priority::Live));
+        assert!(poll_once(&mut webhook).await.is_pending(), "the minimum interval holds the live one back too");
+        let all = async { tokio::join!(first_poll, second_poll, webhook) };
+        let mut all = Box::pin(all);
+        for _ in 0..3 {
+            assert!(poll_once(&mut all).await.is_pending());
+            clock.advance(Duration::from_millis(100));
+        }
+        tokio::time::timeout(Duration::from_secs(5), all).await.expect("all three went");
+        let order = order.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        assert_eq!(order, [("webhook", ms(100)), ("poll 1", ms(200)), ("poll 2", ms(300))]);
+    }
+
+    #[tokio::test]
+    async fn a_request_given_up_while_it_waits_holds_up_nobody() {
+        let clock = ManualClock::new(START);
+        let limiter = RateLimiter::new(Limits::NEXUDUS, Arc::new(clock.clone()));
+        limiter.acquire(Priority::Live).await;
+        let mut abandoned = Box::pin(limiter.acquire(Priority::Live));
+        assert!(poll_once(&mut abandoned).await.is_pending());
+        let mut background = Box::pin(limiter.acquire(Priority::Background));
+        assert!(poll_once(&mut background).await.is_pending());
+        drop(abandoned);
+        clock.advance(Duration::from_millis(100));
+        tokio::time::timeout(Duration::from_secs(5), background).await.expect("the next one goes at its slot");
+    }
+
+    #[tokio::test]
+    async fn a_scope_sets_the_priority_of_the_work_in_it() {
+        assert_eq!(Priority::current(), Priority::Live, "live unless marked");
+        let inside = Priority::Background.scope(async { Priority::current() }).await;
+        assert_eq!(inside, Priority::Background);
+        let nested = Priority::Background.scope(Priority::Live.scope(async { Priority::current() })).await;
+        assert_eq!(nested, Priority::Live);
+    }
+
+    use proptest::test_runner::TestCaseError;
+
+    proptest::proptest! {
+        /// Whatever the arrivals, the queue serves every live request before any background one,
+        /// each kind in arrival order, and loses none.
+        #[test]
+        fn the_queue_serves_live_requests_first_each_kind_in_arrival_order(
+            arrivals in proptest::collection::vec(proptest::bool::ANY, 0..40),
+            served_between in proptest::collection::vec(0usize..3, 0..40),
+        ) {
+            let mut queue = WaitQueue::default();
+            let mut waiting: Vec<Ticket> = Vec::new();
+            let mut served = 0;
+            // Serves the one the queue says is next, which must be the best waiting: live
+            // before background, then the earliest arrival.
+            let mut serve = |queue: &mut WaitQueue, waiting: &mut Vec<Ticket>| -> Result<bool, TestCaseError> {
+                let next = waiting.iter().copied().filter(|ticket| queue.is_next(*ticket)).collect::<Vec<_>>();
+                proptest::prop_assert!(next.len() <= 1, "one request at a time is next");
+                let Some(&next) = next.first() else {
+                    proptest::prop_assert!(waiting.is_empty(), "someone is next while anyone waits");
+                    return Ok(false);
+                };
+                let best = waiting.iter().min_by_key(|ticket| (!matches!(ticket.priority, Priority::Live), ticket.arrival));
+                proptest::prop_assert_eq!(Some(&next), best);
+                queue.leave(next);
+                waiting.retain(|ticket| *ticket != next);
+                served += 1;
+                Ok(true)
+            };
+            for (index, live) in arrivals.iter().enumerate() {
+                let priority = if *live { Priority::Live } else { Priority::Background };
+                waiting.push(queue.join(priority));
+                for _ in 0..served_between.get(index).copied().unwrap_or(0) {
+                    serve(&mut queue, &mut waiting)?;
+                }
+            }
+            while serve(&mut queue, &mut waiting)? {}
+            proptest::prop_assert_eq!(served, arrivals.len(), "every request was served once");
+        }
     }
 }
