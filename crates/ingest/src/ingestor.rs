@@ -16,7 +16,7 @@ use doorsync_layout::Layout;
 use doorsync_log::{EventLog, NewMessage, RetryPolicy, append_with_retry};
 use doorsync_nexudus::{
     Booking, Business, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk,
-    ListQuery, MalformedRecord, NexudusClient, NexudusDateTime, NexudusError, Resource, TimePass,
+    ListQuery, MalformedRecord, NexudusClient, NexudusDateTime, NexudusError, Priority, Resource, TimePass,
 };
 use doorsync_proto::{EncodeError, Envelope, Event, MemberId, Subjects, Timestamp, WireMessage};
 
@@ -484,6 +484,10 @@ impl Ingestor {
         let payload = doorsync_proto::encode(&envelope)?;
         let mut message = NewMessage::new(subject, envelope.id.to_string(), Bytes::from(payload));
         message.headers = doorsync_telemetry::current_trace_headers();
+        // What the poller or the sweeper found is bulk work; a webhook's change is live.
+        if Priority::current() == Priority::Background {
+            message.headers.push(doorsync_layout::bulk_header());
+        }
         let appended = append_with_retry(&*self.log, message, RetryPolicy::default()).await?;
         self.stats.appended(envelope.message.tag(), appended.duplicate);
         Ok(())

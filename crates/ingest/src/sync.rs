@@ -10,12 +10,16 @@
 //! every record a listing shows only in part (a contract without its `Desks`) is read again by
 //! id, since Nexudus may change those parts without moving `UpdatedOn`, and the cached
 //! locations, zones, products and desks are refreshed.
+//!
+//! Both are background work ([`Priority::Background`]): their Nexudus reads wait behind any
+//! webhook's, and the events they append carry the bulk header (`doorsync_layout::bulk_header`),
+//! so that the writer carries out live changes first.
 
 use std::collections::BTreeSet;
 
 use doorsync_nexudus::{
     Booking, Business, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk,
-    ListQuery, NexudusDateTime, Resource, SimpleTimeZone, TimePass, Webhook,
+    ListQuery, NexudusDateTime, Priority, Resource, SimpleTimeZone, TimePass, Webhook,
 };
 use doorsync_proto::{MemberId, Timestamp};
 
@@ -81,14 +85,19 @@ impl Ingestor {
     /// at a time.
     #[tracing::instrument(name = "ingest.poll", skip_all)]
     pub(crate) async fn poll(&self) -> Result<RunSummary, IngestError> {
-        let _one_poll_at_a_time = self.poll_lock.lock().await;
-        let mut summary = RunSummary::default();
-        // The locations first: their zones decide where each listing starts.
-        let mut results = vec![self.refresh_all::<SimpleTimeZone>().await, self.refresh_all::<Business>().await];
-        results.extend(for_each_tracked!(self.poll_entity(&mut summary)));
-        results.push(self.poll_entity::<CancelledBooking>(&mut summary).await);
-        results.push(self.check_webhooks().await);
-        self.finish(Run::Poll, summary, results).await
+        Priority::Background
+            .scope(async {
+                let _one_poll_at_a_time = self.poll_lock.lock().await;
+                let mut summary = RunSummary::default();
+                // The locations first: their zones decide where each listing starts.
+                let mut results =
+                    vec![self.refresh_all::<SimpleTimeZone>().await, self.refresh_all::<Business>().await];
+                results.extend(for_each_tracked!(self.poll_entity(&mut summary)));
+                results.push(self.poll_entity::<CancelledBooking>(&mut summary).await);
+                results.push(self.check_webhooks().await);
+                self.finish(Run::Poll, summary, results).await
+            })
+            .await
     }
 
     /// Lists everything: vanished records become removals, cancelled bookings cancellations,
@@ -96,21 +105,25 @@ impl Ingestor {
     /// time.
     #[tracing::instrument(name = "ingest.sweep", skip_all)]
     pub(crate) async fn sweep(&self) -> Result<RunSummary, IngestError> {
-        let _one_sweep_at_a_time = self.sweep_lock.lock().await;
-        let mut summary = RunSummary::default();
-        let mut results = vec![
-            self.refresh_all::<SimpleTimeZone>().await,
-            self.refresh_all::<Business>().await,
-            self.refresh_all::<Resource>().await,
-            self.refresh_all::<TimePass>().await,
-            self.refresh_all::<FloorPlanDesk>().await,
-        ];
-        // Cancellations first, so a cancelled booking's removal is dated by its `CancelledOn`
-        // rather than found missing from the bookings.
-        results.push(self.sweep_cancellations(&mut summary).await);
-        results.extend(for_each_tracked!(self.sweep_entity(&mut summary)));
-        results.push(self.forget_removed().await);
-        self.finish(Run::Sweep, summary, results).await
+        Priority::Background
+            .scope(async {
+                let _one_sweep_at_a_time = self.sweep_lock.lock().await;
+                let mut summary = RunSummary::default();
+                let mut results = vec![
+                    self.refresh_all::<SimpleTimeZone>().await,
+                    self.refresh_all::<Business>().await,
+                    self.refresh_all::<Resource>().await,
+                    self.refresh_all::<TimePass>().await,
+                    self.refresh_all::<FloorPlanDesk>().await,
+                ];
+                // Cancellations first, so a cancelled booking's removal is dated by its `CancelledOn`
+                // rather than found missing from the bookings.
+                results.push(self.sweep_cancellations(&mut summary).await);
+                results.extend(for_each_tracked!(self.sweep_entity(&mut summary)));
+                results.push(self.forget_removed().await);
+                self.finish(Run::Sweep, summary, results).await
+            })
+            .await
     }
 
     /// Records how a run went, and when it last succeeded in the bucket (the schedule counts from
