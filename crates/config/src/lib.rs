@@ -254,7 +254,8 @@ pub struct KisiConfig {
     /// Create users as managed users (no Kisi emails, confirmed at once); off, as regular users,
     /// who get Kisi's welcome email and sign up.
     pub managed_users: bool,
-    /// Kisi allows 5 requests/s per API user, shared by all its keys; stay below it.
+    /// The writer sends at most this many requests in any rolling second (1 to 5: Kisi allows 5
+    /// in a second per API user, shared by all its keys; 4 leaves room for an operator's dry run).
     pub requests_per_second: u32,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,

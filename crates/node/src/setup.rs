@@ -230,7 +230,7 @@ pub fn writer_options(config: &Config, run: &Run, mapping: &Mapping) -> WriterOp
     // Checked against kisi.request_timeout when the configuration is loaded.
     options.settings = config.writer.clone();
     options.reconcile = config.reconcile.clone();
-    options.requests_per_second = f64::from(config.kisi.requests_per_second);
+    options.requests_per_second = config.kisi.requests_per_second;
     options.manage_found_users = config.kisi.manage_found_users;
     options.managed_users = config.kisi.managed_users;
     options.adopt_created_by = config.kisi.adopt_created_by.clone();
@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(&kisi.integration_identifier, integration_identifier);
         assert_eq!(&kisi.integration_contact, integration_contact);
         assert_eq!(kisi.request_timeout, *request_timeout);
-        assert_eq!(writer.requests_per_second, f64::from(*requests_per_second));
+        assert_eq!(writer.requests_per_second, *requests_per_second);
         assert_eq!(&writer.account, account);
         assert_eq!(writer.manage_found_users, *manage_found_users);
         assert_eq!(writer.managed_users, *managed_users);

@@ -13,7 +13,7 @@ use doorsync_log::Tenure;
 use doorsync_proto::Timestamp;
 use tokio::sync::watch;
 
-use crate::limiter::Gcra;
+use crate::limiter::RequestLimiter;
 use crate::status::{RetryAfterHold, StatusCell};
 
 /// The longest a `Retry-After` holds requests back.
@@ -28,7 +28,7 @@ pub(crate) fn retry_after_wait(error: &KisiError, now: Timestamp) -> Option<(Dur
 
 /// Kisi's largest page of role assignments (see `doorsync-kisi`): a list call reads one page per
 /// this many items.
-pub(crate) const ASSIGNMENTS_PAGE: usize = 250;
+pub const ASSIGNMENTS_PAGE: usize = 250;
 
 /// Why the writer must stop calling Kisi now.
 #[derive(Debug, Clone)]
@@ -67,13 +67,13 @@ pub(crate) enum CallError {
 #[derive(Debug)]
 pub(crate) struct Gateway {
     client: KisiClient,
-    limiter: Gcra,
+    limiter: RequestLimiter,
     clock: SharedClock,
     status: StatusCell,
 }
 
 impl Gateway {
-    pub(crate) fn new(client: KisiClient, limiter: Gcra, clock: SharedClock, status: StatusCell) -> Self {
+    pub(crate) fn new(client: KisiClient, limiter: RequestLimiter, clock: SharedClock, status: StatusCell) -> Self {
         Self { client, limiter, clock, status }
     }
 
@@ -95,6 +95,8 @@ impl Gateway {
         }
         let result = request(self.client.clone()).await;
         let now = self.clock.now();
+        self.limiter.answered(now);
+        self.status.limiter(self.limiter.stats());
         self.status.count_call(&result, now);
         let asked_to_wait = result.as_ref().err().and_then(|error| retry_after_wait(error, now));
         match asked_to_wait {
@@ -124,10 +126,11 @@ impl Gateway {
         result.map_err(CallError::Kisi)
     }
 
-    /// Books the further pages a list call of `items` results read, `page` per request.
+    /// Counts the further pages a list call of `items` results read, `page` per request: they
+    /// were sent, and answered by now.
     pub(crate) fn charge_pages(&mut self, items: usize, page: usize) {
         let extra_pages = (items / page.max(1)).min(u32::MAX as usize) as u32;
-        self.limiter.charge(extra_pages);
+        self.limiter.charge(extra_pages, self.clock.now());
         self.status.limiter(self.limiter.stats());
     }
 }

@@ -35,13 +35,14 @@
 //!   `dlq.` keys of the writer bucket. Nothing else writes the writer's bucket.
 //! * [`metric_definitions`]: the writer's metrics.
 //!
-//! Requests are serial, spaced by a GCRA limiter on the [`Clock`](doorsync_clock::Clock) below
-//! Kisi's 5 per second per API user, and retried with exponential backoff and full jitter (seeded)
-//! on 429, 5xx, timeouts and transport errors; a `Retry-After` holds every request, five minutes at
-//! most. A create whose answer was lost is looked up before it is tried again. A command that needs
-//! the member's `EnsureUser` before it has come (a writer that died holding it gives it back only
-//! after `writer.ack_wait`, after newer commands) waits for it for twice the ack wait before it is
-//! dead-lettered.
+//! Requests are serial, at most `requests_per_second` in any rolling second ([`RequestLimiter`], on
+//! the [`Clock`](doorsync_clock::Clock); Kisi allows 5 per API user), each counted from when its
+//! answer came back so that Kisi never sees more, and retried with exponential backoff and full
+//! jitter (seeded) on 429, 5xx, timeouts and transport errors; a `Retry-After` holds every request,
+//! five minutes at most. A create whose answer was lost is looked up before it is tried again. A
+//! command that needs the member's `EnsureUser` before it has come (a writer that died holding it
+//! gives it back only after `writer.ack_wait`, after newer commands) waits for it for twice the
+//! ack wait before it is dead-lettered.
 //!
 //! Kisi as it may really behave: every PATCH of a window is read back, and when Kisi ignored or
 //! refused it the assignment is deleted and created again; that the account does not apply a PATCH
@@ -99,6 +100,8 @@ use tokio::task::JoinHandle;
 
 pub use dead_letters::write::{REASON_HEADER, SEQUENCE_HEADER};
 pub use error::WriterError;
+pub use gateway::ASSIGNMENTS_PAGE;
+pub use limiter::RequestLimiter;
 pub use options::{ReconcileSettings, WriterOptions, WriterSettings};
 pub use plan::dry_run;
 pub use status::{

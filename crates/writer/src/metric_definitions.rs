@@ -107,8 +107,8 @@ fn encode(writer: &WriterStatus, e: &mut DescriptorEncoder) -> Result<(), std::f
     counter(
         e,
         "kisi_limiter_budget_used_seconds",
-        "Kisi's request budget booked, one interval of the configured rate per request: its rate is the \
-         limiter's utilisation (1 = the whole budget)",
+        "Kisi's request budget used, a second over the requests allowed in any rolling second per request: \
+         its rate is the limiter's utilisation (1 = the whole budget)",
         seconds(limiter.budget_used_ms),
     )?;
     window_edge_lag(e, &writer.window_edge_lag)?;

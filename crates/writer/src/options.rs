@@ -23,10 +23,8 @@ pub struct WriterOptions {
     /// Whether the reconciler runs on its own every [`ReconcileSettings::every`]; off, it runs
     /// only on demand.
     pub reconcile_on_schedule: bool,
-    /// The sustained request rate, below Kisi's 5 per second per API user.
-    pub requests_per_second: f64,
-    /// Requests that may go at once after a quiet spell.
-    pub burst: u32,
+    /// At most this many requests in any rolling second; Kisi allows 5 per API user.
+    pub requests_per_second: u32,
     /// The first retry of a failing key waits up to this long (full jitter), doubling per attempt.
     pub backoff_first: Duration,
     pub backoff_max: Duration,
@@ -115,8 +113,7 @@ impl WriterOptions {
             settings: WriterSettings::default(),
             reconcile: ReconcileSettings::default(),
             reconcile_on_schedule: true,
-            requests_per_second: 4.0,
-            burst: 1,
+            requests_per_second: 4,
             backoff_first: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             seed: 0,
@@ -138,11 +135,8 @@ impl WriterOptions {
 
     pub(crate) fn validate(&self) -> Result<(), WriterError> {
         let invalid = |reason: &str| Err(WriterError::InvalidOptions(reason.to_owned()));
-        if !(self.requests_per_second.is_finite() && self.requests_per_second > 0.0) {
-            return invalid("requests_per_second must be a positive number (Kisi allows 5 per API user)");
-        }
-        if self.burst == 0 {
-            return invalid("burst must be at least 1");
+        if self.requests_per_second == 0 {
+            return invalid("requests_per_second must be at least 1 (Kisi allows 5 per API user)");
         }
         if !(0.0..=1.0).contains(&self.reconcile.max_revocation_share) {
             return invalid("max_revocation_share must be between 0 and 1 (0.2 is 20%)");
@@ -172,9 +166,8 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_nonsense_is_refused() {
         assert!(WriterOptions::new("w", "main").validate().is_ok());
-        let cases: [fn(&mut WriterOptions); 5] = [
-            |options| options.requests_per_second = 0.0,
-            |options| options.burst = 0,
+        let cases: [fn(&mut WriterOptions); 4] = [
+            |options| options.requests_per_second = 0,
             |options| options.reconcile.max_revocation_share = 1.5,
             |options| options.account = "a.b".to_owned(),
             |options| options.backoff_max = Duration::ZERO,

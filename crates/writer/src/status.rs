@@ -72,8 +72,9 @@ pub struct LimiterStats {
     pub waits: u64,
     /// Those waits added up (as booked: a wait cut short by a shutdown counts whole).
     pub waited_ms: u64,
-    /// One interval of the sustained rate per request slot booked (the extra pages of a listing
-    /// included). Its rate of increase is the share of the budget in use: 1 is all of it.
+    /// A second over N (the requests allowed in any rolling second) per request counted, the extra
+    /// pages of a listing included. Its rate of increase is the share of the budget in use: 1 is
+    /// all of it.
     pub budget_used_ms: u64,
 }
 

@@ -22,8 +22,7 @@ async fn two_hundred_members_with_grant_and_revoke_churn_cost_the_fewest_calls()
         harness.send(command).await;
     }
     let mut options = harness.options("writer-a");
-    options.requests_per_second = 5_000.0;
-    options.burst = 50;
+    options.requests_per_second = 5_000;
     let writer = harness.start(options).await;
     settled(&writer, commands).await;
     let fewest = 1 + 3 * MEMBERS;

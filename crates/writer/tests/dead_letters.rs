@@ -37,7 +37,7 @@ async fn settle_with_dead_letters(harness: &Harness, writer: &WriterHandle, comm
 
 async fn started(harness: &Harness) -> WriterHandle {
     let mut options = harness.options("writer-a");
-    options.requests_per_second = 20.0;
+    options.requests_per_second = 20;
     // Every member here loses access on purpose: the guard against mass revocations is not tested.
     options.reconcile.max_revocation_share = 1.0;
     // One writer: a lease renewed late on a loaded machine would only stop the reconciliation.

@@ -46,7 +46,7 @@ async fn a_moved_window_reaches_kisi_whether_kisi_applies_ignores_or_refuses_a_p
         harness.kisi.set_patch_validity(patch_validity);
         let room = harness.kisi.add_group("Room");
         let mut options = harness.options("writer-a");
-        options.requests_per_second = 20.0;
+        options.requests_per_second = 20;
         let writer = harness.start(options).await;
         let (from, first, second, third) = (seconds(1_900_000_000), 1_900_003_600, 1_900_007_200, 1_900_010_800);
 
@@ -91,7 +91,7 @@ async fn a_group_the_key_may_not_use_is_dead_lettered_by_its_mapping_and_the_oth
     let (good, bad) = (harness.kisi.add_group("Entrance"), harness.kisi.add_group("Typo"));
     harness.kisi.hide_group(bad);
     let mut options = harness.options("writer-a");
-    options.requests_per_second = 20.0;
+    options.requests_per_second = 20;
     options.reconcile_groups = vec![good, bad];
     options.group_labels = [(bad, "mapping[1] (resource 7)".to_owned())].into();
     let writer = harness.start(options).await;
@@ -162,7 +162,7 @@ async fn a_found_user_is_linked_for_memberships_only_and_others_assignments_stay
     let other = harness.kisi.add_api_user("other-integration@example.com", "Other").unwrap();
     let foreign = harness.kisi.add_assignment_as(Some(other), staff, lab, None, None).unwrap();
     let mut options = harness.options("writer-a");
-    options.requests_per_second = 20.0;
+    options.requests_per_second = 20;
     let writer = harness.start(options).await;
 
     let window = (seconds(1_900_000_000), seconds(1_900_003_600));
@@ -189,7 +189,7 @@ async fn the_key_s_owner_is_never_linked_and_a_kisi_user_never_serves_two_member
     let harness = Harness::with(Arc::new(SystemClock), 50).await;
     let room = harness.kisi.add_group("Room");
     let mut options = harness.options("writer-a");
-    options.requests_per_second = 20.0;
+    options.requests_per_second = 20;
     let writer = harness.start(options).await;
 
     // The operator is a member too, with the email of the account whose key doorsync uses.
@@ -230,7 +230,7 @@ async fn the_reconciler_removes_adopted_leftovers_but_not_the_owner_s_hand_made_
     let guest = harness.kisi.add_user("guest@example.com", "Owner's guest").unwrap();
     let by_hand = harness.kisi.add_assignment_as(Some(harness.api_user), guest, room, None, None).unwrap();
     let mut options = harness.options("writer-a");
-    options.requests_per_second = 20.0;
+    options.requests_per_second = 20;
     options.adopt_created_by = vec!["nexudus-builtin@example.com".to_owned()];
     options.reconcile_groups = vec![room];
     // One member known: any revocation is above a share; the guard is tested elsewhere.
@@ -259,7 +259,7 @@ async fn a_user_deleted_by_hand_is_made_again_though_kisi_answers_403_for_its_id
     let harness = Harness::with(Arc::new(SystemClock), 50).await;
     let room = harness.kisi.add_group("Room");
     let mut options = harness.options("writer-a");
-    options.requests_per_second = 20.0;
+    options.requests_per_second = 20;
     let writer = harness.start(options).await;
     let until = seconds(2_000_000_000);
     carry_out(&harness, &writer, vec![ensure(1, &email(1)), grant(1, room, None, until)], 2).await;

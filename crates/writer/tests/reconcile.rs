@@ -22,7 +22,7 @@ async fn drift_is_repaired_foreign_assignments_are_left_and_mass_revocations_wai
     let harness = Harness::with(Arc::new(SystemClock), 50).await;
     let (room, lab) = (harness.kisi.add_group("Room"), harness.kisi.add_group("Lab"));
     let mut options = harness.options("writer-a");
-    options.requests_per_second = 20.0;
+    options.requests_per_second = 20;
     let writer = harness.start(options).await;
     let until = seconds(2_000_000_000);
     for member in 1..=6 {

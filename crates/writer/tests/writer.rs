@@ -369,7 +369,7 @@ async fn the_limiter_keeps_below_kisi_s_rate_limit() {
     let harness = Harness::new().await;
     let group = harness.kisi.add_group("Coworking floor");
     let options = harness.options("writer-a");
-    assert_eq!(options.requests_per_second, 4.0);
+    assert_eq!(options.requests_per_second, 4);
     let writer = harness.start(options).await;
     for member in 1..=8 {
         harness.send(ensure(member, &email(member))).await;

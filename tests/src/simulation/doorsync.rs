@@ -104,8 +104,7 @@ impl Doorsync {
         engine.housekeeping_every = Duration::from_millis(200);
 
         let mut writer = WriterOptions::new(WRITER_ID, "sim");
-        writer.requests_per_second = 8.0;
-        writer.burst = 4;
+        writer.requests_per_second = 8;
         writer.backoff_first = Duration::from_secs(1);
         writer.backoff_max = WRITER_BACKOFF_MAX;
         writer.seed = writer_seed;

@@ -3,17 +3,16 @@
 //! managed groups' role assignments, the linked users, and the users that members without one
 //! would be linked to by email.
 //!
-//! Kisi allows 5 requests per second per API user, shared with the running writer, so requests
-//! are spaced at the configured rate, and a 429, 5xx or timeout is retried a few times after
-//! Kisi's `Retry-After` (or a doubling pause).
+//! Kisi allows 5 requests in a second per API user, shared with the running writer, so requests
+//! go through the writer's own limiter at the configured rate, and a 429, 5xx or timeout is
+//! retried a few times after Kisi's `Retry-After` (or a doubling pause).
 
 use std::time::Duration;
 
 use doorsync_clock::SharedClock;
 use doorsync_kisi::{KisiClient, KisiError};
-use doorsync_proto::Timestamp;
-
 use doorsync_writer::dry_run::{Creators, KisiView, SeenUser, ToRead};
+use doorsync_writer::{ASSIGNMENTS_PAGE, RequestLimiter};
 
 use super::OperationError;
 
@@ -38,7 +37,7 @@ pub(crate) async fn read(
     wanted: &ToRead,
     adopt_created_by: &[String],
 ) -> Result<Read, OperationError> {
-    let mut paced = Paced::new(client, clock, requests_per_second);
+    let mut paced = Limited::new(client, clock, requests_per_second);
     let me = paced
         .call(|client| async move { client.current_user().await })
         .await
@@ -61,6 +60,7 @@ pub(crate) async fn read(
             .call(|client| async move { client.group_assignments(group).await })
             .await
             .map_err(OperationError::kisi(format!("listing the members of Kisi group {group}")))?;
+        paced.count_extra_pages(assignments.len(), ASSIGNMENTS_PAGE);
         let seen = assignments.iter().filter_map(|assignment| creators.seen(assignment)).collect();
         view.assignments.insert(group, seen);
     }
@@ -87,19 +87,17 @@ pub(crate) async fn read(
     Ok(Read { view, requests: paced.requests })
 }
 
-/// Spaces requests `interval` apart on the clock and retries the ones Kisi may answer later.
-struct Paced<'a> {
+/// Sends requests when the writer's limiter allows and retries the ones Kisi may answer later.
+struct Limited<'a> {
     client: &'a KisiClient,
     clock: &'a SharedClock,
-    interval: Duration,
-    next_at: Timestamp,
+    limiter: RequestLimiter,
     requests: u64,
 }
 
-impl<'a> Paced<'a> {
+impl<'a> Limited<'a> {
     fn new(client: &'a KisiClient, clock: &'a SharedClock, requests_per_second: u32) -> Self {
-        let interval = Duration::from_secs(1) / requests_per_second.max(1);
-        Self { client, clock, interval, next_at: clock.now(), requests: 0 }
+        Self { client, clock, limiter: RequestLimiter::new(requests_per_second), requests: 0 }
     }
 
     async fn call<T, F>(&mut self, request: impl Fn(&'a KisiClient) -> F) -> Result<T, KisiError>
@@ -108,20 +106,28 @@ impl<'a> Paced<'a> {
     {
         let mut failures = 0;
         loop {
-            self.clock.sleep_until(self.next_at).await;
-            self.next_at = self.clock.now() + self.interval;
+            self.clock.sleep_until(self.limiter.reserve(self.clock.now())).await;
             self.requests += 1;
-            match request(self.client).await {
+            let answer = request(self.client).await;
+            let now = self.clock.now();
+            self.limiter.answered(now);
+            match answer {
                 Err(error) if error.is_retryable() && failures + 1 < ATTEMPTS => {
-                    let now = self.clock.now();
                     let pause = error.retry_after().map_or(FIRST_PAUSE * 2_u32.pow(failures), |at| at.delay_from(now));
                     tracing::warn!(%error, "a Kisi read failed; trying it again");
-                    self.next_at = self.next_at.max(now + pause);
+                    self.limiter.hold_until(now + pause);
                     failures += 1;
                 }
                 answer => return answer,
             }
         }
+    }
+
+    /// Counts the pages after the first that a list call of `items` results read, `page` each.
+    fn count_extra_pages(&mut self, items: usize, page: usize) {
+        let extra_pages = u32::try_from(items / page.max(1)).unwrap_or(u32::MAX);
+        self.requests += u64::from(extra_pages);
+        self.limiter.charge(extra_pages, self.clock.now());
     }
 }
 

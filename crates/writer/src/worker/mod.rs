@@ -27,7 +27,7 @@ pub(crate) use intake::{Active, Settle, settle_all};
 
 use crate::backoff::Backoff;
 use crate::gateway::{Gateway, Stop};
-use crate::limiter::Gcra;
+use crate::limiter::RequestLimiter;
 use crate::status::{ReconcileReport, StatusCell, WriterRole};
 use crate::{WriterError, WriterOptions};
 
@@ -69,7 +69,7 @@ pub(crate) async fn run(shared: Arc<Shared>, kisi: KisiClient, mut control: mpsc
         options.settings.lease_ttl,
         Arc::clone(&shared.clock),
     ));
-    let limiter = Gcra::new(options.requests_per_second, options.burst);
+    let limiter = RequestLimiter::new(options.requests_per_second);
     let mut gateway = Gateway::new(kisi, limiter, Arc::clone(&shared.clock), shared.status.clone());
     let mut backoff = Backoff::new(options.backoff_first, options.backoff_max, options.seed);
     let shutdown = shared.shutdown.subscribe();

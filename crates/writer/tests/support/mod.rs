@@ -224,7 +224,7 @@ pub(crate) async fn standby_takes_over(harness: &Harness) {
     let group = harness.kisi.add_group("Main entrance");
     let fast = |id: &str| {
         let mut options = harness.options(id);
-        options.requests_per_second = 20.0;
+        options.requests_per_second = 20;
         options
     };
     let active = harness.start(fast("writer-a")).await;
