@@ -1,7 +1,8 @@
 //! What records refer to: locations and their time zones, resources, pass products and
-//! floor-plan desks. Cached; a reference the cache does not know is read by id (one that answers
-//! 404 or 500 does not exist only if a listing by its id is empty), and the sweeper refreshes
-//! everything.
+//! floor-plan desks. Cached, never read per change: every poll and sweep lists them all again,
+//! and their own webhooks (`FloorPlanDesk*`, `BusinessUpdate`) read or drop one entry. A
+//! reference the cache does not know is read by id, never guessed (one that answers 404 or 500
+//! does not exist only if a listing by its id is empty).
 //!
 //! What the directory learns it also names in the catalogue (`doorsync_catalogue`): each
 //! location with its IANA zone, each resource, pass product and desk/office with its name and
@@ -195,6 +196,12 @@ impl Directory {
         E::cached(&mut known).insert(record.id(), record);
     }
 
+    /// Drops record `id` of `E`, which Nexudus no longer has: the next lookup reads it, and
+    /// says why it cannot be used.
+    pub(crate) fn forget<E: Referenced>(&self, id: u64) {
+        E::cached(&mut self.known()).remove(&id);
+    }
+
     /// Names in the catalogue what was learned since the last time. The names are for people
     /// only, so a failure to write them fails no reading: it is logged, and tried again next
     /// time.
@@ -228,11 +235,9 @@ impl Directory {
             }
             Err(answer) if answer.may_mean_deleted() => {
                 confirm_deleted::<E>(&self.client, id, answer).await?;
-                E::cached(&mut self.known()).remove(&id);
+                self.forget::<E>(id);
             }
-            Err(NexudusError::Malformed(_)) => {
-                E::cached(&mut self.known()).remove(&id);
-            }
+            Err(NexudusError::Malformed(_)) => self.forget::<E>(id),
             Err(error) => return Err(error.into()),
         }
         Ok(())

@@ -197,6 +197,13 @@ macro_rules! mapping_source {
                 directory.publish_names().await;
                 Ok($rule(self))
             }
+
+            /// Also dropped from the directory, so that nothing refers to it as it was.
+            async fn gone(ingestor: &Ingestor, id: u64) -> Result<Verdict, IngestError> {
+                ingestor.directory.forget::<$entity>(id);
+                let key = RecordKey::new(Self::KIND, id);
+                ingestor.observe(key, Observation::Gone { at: None, holder_hint: None }).await
+            }
         }
     };
 }
@@ -269,6 +276,9 @@ pub(crate) async fn confirm_deleted<E: Entity>(
     }
     Ok(())
 }
+
+/// Ids asked for in one listing by ids.
+const IDS_PER_LISTING: usize = 50;
 
 /// Everything the ingestor's paths share.
 pub(crate) struct Ingestor {
@@ -368,7 +378,32 @@ impl Ingestor {
     /// in the retry set instead of failing; a reading that works takes it out. `Err` only when
     /// the log or the ingest bucket failed.
     pub(crate) async fn attempt(&self, target: Target, id: u64) -> Result<(), IngestError> {
-        match self.read_target(target, id).await {
+        let read = self.read_target(target, id).await;
+        self.settle_attempt(target, id, read).await
+    }
+
+    /// As [`Ingestor::attempt`], for a record a webhook says was deleted: read with a listing by
+    /// its id, which is what confirms a deletion, rather than by id first (which Nexudus answers
+    /// with 500 for a deleted record, to be confirmed by that listing anyway).
+    pub(crate) async fn attempt_deleted(&self, target: Target, id: u64) -> Result<(), IngestError> {
+        let read = match target {
+            Target::Coworker => self.reread_likely_gone::<Coworker>(id).await.map(drop),
+            Target::Booking => self.reread_likely_gone::<Booking>(id).await.map(drop),
+            Target::CoworkerContract => self.reread_likely_gone::<CoworkerContract>(id).await.map(drop),
+            _ => self.read_target(target, id).await,
+        };
+        self.settle_attempt(target, id, read).await
+    }
+
+    /// Takes `target` `id` out of the retry set after a `read` that worked, or keeps it there
+    /// after one Nexudus failed to answer.
+    pub(crate) async fn settle_attempt(
+        &self,
+        target: Target,
+        id: u64,
+        read: Result<(), IngestError>,
+    ) -> Result<(), IngestError> {
+        match read {
             Ok(()) => self.retries.succeeded(target, id).await,
             Err(error) if error.is_about_nexudus() => {
                 tracing::warn!(entity = target.name(), id, %error, "nexudus record not read; it is in the retry set");
@@ -381,8 +416,8 @@ impl Ingestor {
     async fn read_target(&self, target: Target, id: u64) -> Result<(), IngestError> {
         match target {
             Target::Coworker => self.reread::<Coworker>(id).await.map(drop),
-            // Boxed: a recompute attempts the customer and their passes in turn.
-            Target::Customer => Box::pin(self.recompute_customer(id)).await,
+            // Boxed: a recompute attempts each pass it must read by id.
+            Target::Customer => Box::pin(self.recompute_passes(id)).await,
             Target::Booking => self.reread::<Booking>(id).await.map(drop),
             Target::CoworkerContract => self.reread::<CoworkerContract>(id).await.map(drop),
             Target::CoworkerTimePass => self.reread::<CoworkerTimePass>(id).await.map(drop),
@@ -422,6 +457,53 @@ impl Ingestor {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Reads records `ids` of `E`, which are likely gone, with one listing by their ids: a
+    /// listed one is ingested (read by id too when the listing leaves part of it out), one not
+    /// listed is gone. A listing that holds records not asked for (a server that ignored the
+    /// filter) proves nothing: then the records not listed are read by id. Returns the verdict
+    /// for each id, or the error that one id met; `Err` when the listing could not be read.
+    pub(crate) async fn reread_all_likely_gone<E: Tracked>(
+        &self,
+        ids: &[u64],
+    ) -> Result<Vec<(u64, Result<Verdict, IngestError>)>, IngestError> {
+        let mut verdicts = Vec::new();
+        // A few ids a listing, so that its URL stays short.
+        for ids in ids.chunks(IDS_PER_LISTING) {
+            verdicts.extend(self.reread_listed_by_ids::<E>(ids).await?);
+        }
+        Ok(verdicts)
+    }
+
+    async fn reread_listed_by_ids<E: Tracked>(
+        &self,
+        ids: &[u64],
+    ) -> Result<Vec<(u64, Result<Verdict, IngestError>)>, IngestError> {
+        let listing = self.client.list(&ListQuery::<E>::new().ids(ids)).await?;
+        let asked = |id: Option<u64>| id.is_some_and(|id| ids.contains(&id));
+        let filtered = listing.records.iter().all(|record| asked(Some(record.id())))
+            && listing.malformed.iter().all(|malformed| asked(malformed.id));
+        let mut verdicts = Vec::new();
+        for &id in ids {
+            let verdict = if let Some(record) = listing.records.iter().find(|record| record.id() == id) {
+                self.ingest_listed(record, ListedBy::Sweep).await
+            } else if let Some(malformed) = listing.malformed.iter().find(|malformed| malformed.id == Some(id)) {
+                self.park_malformed(malformed).await.map(|_| Verdict::Parked)
+            } else if filtered {
+                E::gone(self, id).await
+            } else {
+                self.reread::<E>(id).await
+            };
+            verdicts.push((id, verdict));
+        }
+        Ok(verdicts)
+    }
+
+    /// One record of `E` that is likely gone; see [`Ingestor::reread_all_likely_gone`].
+    async fn reread_likely_gone<E: Tracked>(&self, id: u64) -> Result<Verdict, IngestError> {
+        let mut verdicts = self.reread_all_likely_gone::<E>(&[id]).await?;
+        verdicts.pop().map_or(Ok(Verdict::Unchanged), |(_, verdict)| verdict)
     }
 
     /// A cancelled-booking snapshot: its original booking is gone, cancelled at `CancelledOn`.

@@ -1,7 +1,9 @@
 //! The poller, the sweeper, the webhook health check and the per-customer recompute that an
 //! `AccessControlUpdate` asks for.
 //!
-//! The poller lists each entity changed since its watermark minus an overlap (the filter has
+//! The poller lists again what records refer to (zones, locations, rooms, pass products, desks:
+//! a few pages), so that a webhook's change costs one read of the record it names, then lists
+//! each entity changed since its watermark minus an overlap (the filter has
 //! minute precision and clocks drift) and minus the westernmost location's offset from UTC (the
 //! filter may be read on the location's wall clock), and moves the watermark, in the ingest bucket
 //! (`watermark.<Entity>`), only once everything it read is durably appended. The sweeper lists
@@ -80,7 +82,8 @@ macro_rules! for_each_tracked {
 }
 
 impl Ingestor {
-    /// Reads the locations and their zones again, then what changed since the watermarks,
+    /// Reads what records refer to again (locations, zones, rooms, products, desks), then what
+    /// changed since the watermarks,
     /// appends it, and moves the watermarks on; also checks the webhooks' health. Polls run one
     /// at a time.
     #[tracing::instrument(name = "ingest.poll", skip_all)]
@@ -89,9 +92,9 @@ impl Ingestor {
             .scope(async {
                 let _one_poll_at_a_time = self.poll_lock.lock().await;
                 let mut summary = RunSummary::default();
-                // The locations first: their zones decide where each listing starts.
-                let mut results =
-                    vec![self.refresh_all::<SimpleTimeZone>().await, self.refresh_all::<Business>().await];
+                // The locations first: their zones decide where each listing starts. Then what
+                // records refer to, so that a change reads only the record it names.
+                let mut results = self.refresh_references().await;
                 results.extend(for_each_tracked!(self.poll_entity(&mut summary)));
                 results.push(self.poll_entity::<CancelledBooking>(&mut summary).await);
                 results.push(self.check_webhooks().await);
@@ -101,7 +104,7 @@ impl Ingestor {
     }
 
     /// Lists everything: vanished records become removals, cancelled bookings cancellations,
-    /// and the cached locations, zones, products and desks are refreshed. Sweeps run one at a
+    /// and what records refer to is refreshed. Sweeps run one at a
     /// time.
     #[tracing::instrument(name = "ingest.sweep", skip_all)]
     pub(crate) async fn sweep(&self) -> Result<RunSummary, IngestError> {
@@ -109,13 +112,7 @@ impl Ingestor {
             .scope(async {
                 let _one_sweep_at_a_time = self.sweep_lock.lock().await;
                 let mut summary = RunSummary::default();
-                let mut results = vec![
-                    self.refresh_all::<SimpleTimeZone>().await,
-                    self.refresh_all::<Business>().await,
-                    self.refresh_all::<Resource>().await,
-                    self.refresh_all::<TimePass>().await,
-                    self.refresh_all::<FloorPlanDesk>().await,
-                ];
+                let mut results = self.refresh_references().await;
                 // Cancellations first, so a cancelled booking's removal is dated by its `CancelledOn`
                 // rather than found missing from the bookings.
                 results.push(self.sweep_cancellations(&mut summary).await);
@@ -159,19 +156,22 @@ impl Ingestor {
         Ok(now)
     }
 
-    /// What an `AccessControlUpdate` for a customer asks for: the customer again, and their
-    /// passes, which have no webhook of their own. Changed passes show in the pass listing
-    /// since its watermark; the customer's passes it does not show are read by id, to find
-    /// deleted ones. The customer and each pass that cannot be read go to the retry set on their
-    /// own; `Err` when the listing could not be read (or the log failed).
-    pub(crate) async fn recompute_customer(&self, coworker: u64) -> Result<(), IngestError> {
-        self.attempt(Target::Coworker, coworker).await?;
+    /// What an `AccessControlUpdate` for a customer asks for besides the customer (read as a
+    /// coworker): their passes, which have no webhook of their own. Changed passes show in the
+    /// pass listing since its watermark; the customer's passes it does not show are looked up
+    /// together with one listing by their ids, to find deleted ones. Each pass that cannot be
+    /// read goes to the retry set on its own; `Err` when a listing could not be read (or the log
+    /// failed).
+    pub(crate) async fn recompute_passes(&self, coworker: u64) -> Result<(), IngestError> {
         let watermark = self.watermark(CoworkerTimePass::NAME).await?;
         let query = self.changed_since::<CoworkerTimePass>(watermark);
         let listed = self.read_listing(&query, ListedBy::Poll, &mut RunSummary::default()).await?;
         let held = self.ledger.live(RecordKind::CoworkerTimePass, Some(Holder::Member(MemberId(coworker))));
-        for pass in held.into_iter().filter(|pass| !listed.ids.contains(pass)) {
-            self.attempt(Target::CoworkerTimePass, pass).await?;
+        let unlisted: Vec<u64> = held.into_iter().filter(|pass| !listed.ids.contains(pass)).collect();
+        if !unlisted.is_empty() {
+            for (pass, verdict) in self.reread_all_likely_gone::<CoworkerTimePass>(&unlisted).await? {
+                self.settle_attempt(Target::CoworkerTimePass, pass, verdict.map(drop)).await?;
+            }
         }
         listed.failure.map_or(Ok(()), Err)
     }
@@ -288,6 +288,18 @@ impl Ingestor {
             }
         }
         failure.map_or(Ok(()), Err)
+    }
+
+    /// Lists again everything records refer to: zones, locations, rooms, pass products, desks.
+    /// Resources and pass products have no webhooks: this is what keeps them fresh.
+    async fn refresh_references(&self) -> Vec<Result<(), IngestError>> {
+        vec![
+            self.refresh_all::<SimpleTimeZone>().await,
+            self.refresh_all::<Business>().await,
+            self.refresh_all::<Resource>().await,
+            self.refresh_all::<TimePass>().await,
+            self.refresh_all::<FloorPlanDesk>().await,
+        ]
     }
 
     async fn refresh_all<E: Referenced>(&self) -> Result<(), IngestError> {

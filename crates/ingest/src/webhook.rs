@@ -261,7 +261,8 @@ async fn receive(
     let work = tokio::spawn(
         {
             let receiver = Arc::clone(&receiver);
-            async move { reread(&receiver, target, &ids).await }
+            let deletion = known_action.is_some_and(announces_deletion);
+            async move { reread(&receiver, target, &ids, deletion).await }
         }
         .in_current_span(),
     );
@@ -289,17 +290,37 @@ async fn receive(
 
 /// Reads each record again; `true` when every one was read, `false` when some wait in the retry
 /// set instead (recorded, but not read).
-async fn reread(receiver: &Receiver, target: Target, ids: &[u64]) -> Result<bool, IngestError> {
+///
+/// An `AccessControlUpdate` reads the customer as a coworker, sharing the read with any
+/// `Coworker*` delivery for them at the same moment, and then their passes. A deletion is read
+/// with a listing by id, which alone confirms it.
+async fn reread(receiver: &Receiver, target: Target, ids: &[u64], deletion: bool) -> Result<bool, IngestError> {
     let ingestor = &receiver.ingestor;
     let mut all_read = true;
     for &id in ids {
-        let attempt = || async move {
-            ingestor.attempt(target, id).await?;
-            Ok(!ingestor.retries.contains(target, id))
+        let parts: &[Target] = match target {
+            Target::Customer => &[Target::Coworker, Target::Customer],
+            _ => std::slice::from_ref(&target),
         };
-        all_read &= receiver.rereads.read(target, id, attempt).await?;
+        for &part in parts {
+            let attempt = || async move {
+                if deletion {
+                    ingestor.attempt_deleted(part, id).await?;
+                } else {
+                    ingestor.attempt(part, id).await?;
+                }
+                Ok(!ingestor.retries.contains(part, id))
+            };
+            all_read &= receiver.rereads.read(part, id, attempt).await?;
+        }
     }
     Ok(all_read)
+}
+
+/// Whether `action` announces that the record it names was deleted.
+fn announces_deletion(action: WebhookAction) -> bool {
+    use WebhookAction as A;
+    matches!(action, A::CoworkerDelete | A::BookingDelete | A::CoworkerContractDelete)
 }
 
 /// At most one re-read of a record in flight, however many deliveries name it: a delivery that
