@@ -28,16 +28,29 @@ use crate::skipped::{Read, read};
 pub(crate) type MemberEvents = Vec<(Sequence, Box<Envelope<Event>>)>;
 
 /// The trace an event was appended in, and whether the engine reads it as it happens (then the
-/// commands it causes join that trace) or from history (then they only link to it).
+/// commands it causes join that trace) or from history (then they only link to it); and whether
+/// the ingestor marked it bulk work ([`doorsync_layout::BULK_HEADER`]).
 #[derive(Debug, Clone)]
 pub(crate) struct EventTrace {
-    parent: TraceParent,
+    parent: Option<TraceParent>,
     reading: Reading,
+    bulk: bool,
 }
 
 impl EventTrace {
+    /// `None` for an event from history without a trace: it neither causes nor shapes commands in
+    /// any way a header would say, and history is bulk work whatever its headers.
     pub(crate) fn from_headers(headers: &[(String, String)], reading: Reading) -> Option<Self> {
-        TraceParent::from_headers(headers).map(|parent| Self { parent, reading })
+        let parent = TraceParent::from_headers(headers);
+        if parent.is_none() && reading == Reading::History {
+            return None;
+        }
+        Some(Self { parent, reading, bulk: doorsync_layout::is_bulk(headers) })
+    }
+
+    /// A change as it happens that the ingestor did not mark bulk: a webhook.
+    fn is_live_change(&self) -> bool {
+        self.reading == Reading::Live && !self.bulk
     }
 }
 
@@ -58,6 +71,11 @@ pub(crate) struct MemberSnapshot {
     pub(crate) state: MemberState,
     pub(crate) command_sequence: Sequence,
     pub(crate) outcome_sequence: Sequence,
+    /// When the mapping the member was last evaluated with changed: an evaluation with a newer
+    /// one is a mapping's re-evaluation, bulk work, even in an actor started for it. Snapshots
+    /// of builds that lacked it read `None`.
+    #[serde(default)]
+    pub(crate) mapping_evaluated: Option<Timestamp>,
 }
 
 /// Where a new member actor's state comes from.
@@ -76,6 +94,7 @@ impl MemberSnapshot {
             state: MemberState::new(member),
             command_sequence: Sequence::BEFORE_FIRST,
             outcome_sequence: Sequence::BEFORE_FIRST,
+            mapping_evaluated: None,
         }
     }
 
@@ -135,6 +154,11 @@ pub(crate) struct Member {
     cause: Option<TraceParent>,
     /// The trace of the last event folded, which commands at a later window edge link to.
     shaped_by: Option<TraceParent>,
+    /// Events changed the state since the last evaluation (from history, bulk or live).
+    folded_since_evaluation: bool,
+    /// One of them was a live change ([`EventTrace::is_live_change`]): the commands of the next
+    /// evaluation go before bulk work.
+    live_change_since_evaluation: bool,
 }
 
 impl Actor for MemberActor {
@@ -143,6 +167,7 @@ impl Actor for MemberActor {
     type Arguments = MemberArgs;
 
     async fn pre_start(&self, _myself: ActorRef<MemberMsg>, args: MemberArgs) -> Result<Member, ActorProcessingErr> {
+        let folded_by_shard = matches!(args.start_from, StartFrom::State(_));
         let (snapshot, dirty) = match args.start_from {
             StartFrom::Snapshot => match load_snapshot(&args.shared, args.member).await? {
                 Some(stored) => (stored, false),
@@ -151,8 +176,17 @@ impl Actor for MemberActor {
             StartFrom::Fresh => (MemberSnapshot::new(args.member), false),
             StartFrom::State(folded) => (*folded, true),
         };
-        let shaped_by = args.shaped_by.map(|trace| trace.parent);
-        let mut member = Member { snapshot, shared: args.shared, shard: args.shard, dirty, cause: None, shaped_by };
+        let shaped_by = args.shaped_by.and_then(|trace| trace.parent);
+        let mut member = Member {
+            snapshot,
+            shared: args.shared,
+            shard: args.shard,
+            dirty,
+            cause: None,
+            shaped_by,
+            folded_since_evaluation: folded_by_shard,
+            live_change_since_evaluation: false,
+        };
         if args.recover {
             member.catch_up().await?;
         }
@@ -229,14 +263,36 @@ impl Member {
     }
 
     fn fold_event(&mut self, sequence: Sequence, envelope: &Envelope<Event>) {
-        self.dirty |= self.snapshot.fold_event(sequence, envelope);
+        let folded = self.snapshot.fold_event(sequence, envelope);
+        self.dirty |= folded;
+        self.folded_since_evaluation |= folded;
     }
 
     fn traced_by(&mut self, trace: EventTrace) {
+        self.live_change_since_evaluation |= trace.is_live_change();
+        let Some(parent) = trace.parent else {
+            return;
+        };
         if trace.reading == Reading::Live {
-            self.cause = Some(trace.parent.clone());
+            self.cause = Some(parent.clone());
         }
-        self.shaped_by = Some(trace.parent);
+        self.shaped_by = Some(parent);
+    }
+
+    /// Whether the commands of an evaluation with `version` are bulk work: caused by bulk events
+    /// only, by history (start-up, catch-up), or by a mapping's re-evaluation, rather than by a
+    /// live change or a window edge (an evaluation with nothing new: a wake-up). Marks the
+    /// evaluation as done.
+    fn take_bulk(&mut self, version: &MappingVersion) -> bool {
+        let mapping_changed = self.snapshot.mapping_evaluated.is_some_and(|evaluated| version.changed_at > evaluated);
+        let bulk = !self.live_change_since_evaluation && (self.folded_since_evaluation || mapping_changed);
+        self.folded_since_evaluation = false;
+        self.live_change_since_evaluation = false;
+        if self.snapshot.mapping_evaluated != Some(version.changed_at) {
+            self.snapshot.mapping_evaluated = Some(version.changed_at);
+            self.dirty = true;
+        }
+        bulk
     }
 
     fn record_command(&mut self, sequence: Sequence, command: &Command) {
@@ -292,6 +348,7 @@ impl Member {
         let commands = doorsync_access::commands(&self.snapshot.state, &desired);
         let emitted = commands.len();
         let cause = self.cause.take();
+        let bulk = self.take_bulk(version);
         if !commands.is_empty() {
             // A root of its own: the actor's lifetime is not what caused the commands.
             let span = tracing::info_span!(parent: None, "engine.emit", member = %self.id(), commands = emitted);
@@ -300,7 +357,7 @@ impl Member {
                 (None, Some(shaped_by)) => shaped_by.link(&span),
                 (None, None) => {}
             }
-            self.append_commands(commands, version, now).instrument(span).await?;
+            self.append_commands(commands, version, now, bulk).instrument(span).await?;
         }
         let next_change = doorsync_access::next_change(&self.snapshot.state, mapping, policy, now);
         let listing = Box::new(MemberListing::evaluated(&self.snapshot.state, desired.grants, next_change));
@@ -315,12 +372,14 @@ impl Member {
     /// mapping change) and the window edge each is due to, so a member that crashed after
     /// appending and before recording re-appends the same ids, which the log answers as
     /// duplicates (unless another edge passed meanwhile: the writer then settles both copies
-    /// with one call).
+    /// with one call). Bulk work is marked so, in a header, for the writer to do after live
+    /// changes.
     async fn append_commands(
         &mut self,
         commands: Vec<Command>,
         version: &MappingVersion,
         now: Timestamp,
+        bulk: bool,
     ) -> Result<(), EngineError> {
         let occurred_at = doorsync_access::command_time(&self.snapshot.state).max(version.changed_at);
         let subject = self.shared.layout.subjects.command(self.id());
@@ -333,6 +392,9 @@ impl Member {
             let payload = Bytes::from(doorsync_proto::encode(&envelope)?);
             let mut message = NewMessage::new(subject.clone(), envelope.id.to_string(), payload);
             message.headers = doorsync_telemetry::current_trace_headers();
+            if bulk {
+                message.headers.push(doorsync_layout::bulk_header());
+            }
             messages.push(message);
         }
         let answers = self.shared.log.append_batch(messages.clone()).await;
