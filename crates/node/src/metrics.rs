@@ -79,6 +79,7 @@ mod tests {
             credential_alerts: 0,
             backlog_keys: 0,
             backlog_commands: 0,
+            backlog_live_keys: 0,
             calls: CallStats::default(),
             commands_applied: 2,
             commands_superseded: 0,

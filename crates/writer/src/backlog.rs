@@ -3,8 +3,12 @@
 //! A key is a member's user or a member's membership of one group. Every unsettled delivery of a
 //! key is kept, but only the newest command (by stream sequence) decides what the key should be;
 //! when it is carried out, all of them are acknowledged together.
+//!
+//! Live keys go first: a key is live while any command it holds came from a live change (a
+//! webhook, a window edge) rather than bulk work (a sweep, a first sync, a mapping's
+//! re-evaluation), which the engine marks with `doorsync_layout::BULK_HEADER`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use doorsync_log::{Delivery, Sequence};
@@ -53,6 +57,8 @@ pub(crate) struct Received {
     pub(crate) payload: Bytes,
     /// The trace the command was appended in: the calls that carry it out join it.
     pub(crate) trace: Option<TraceParent>,
+    /// Whether the command is bulk work rather than a live change.
+    pub(crate) bulk: bool,
 }
 
 #[derive(Debug)]
@@ -61,8 +67,10 @@ pub(crate) struct Pending {
     pub(crate) latest: Received,
     /// Every unsettled delivery of the key, by stream sequence.
     pub(crate) deliveries: BTreeMap<Sequence, Delivery>,
-    /// Keys are worked on in the order their oldest command arrived.
+    /// Keys are worked on in the order their oldest command arrived, live keys first.
     pub(crate) first_sequence: Sequence,
+    /// Any of the key's commands is a live change.
+    pub(crate) live: bool,
     /// When this writer first received a command for the key: how long it has waited for a
     /// command it needs that has not come (see `worker::Active::await_command`).
     pub(crate) received_at: Timestamp,
@@ -124,10 +132,12 @@ impl Backlog {
         now: Timestamp,
     ) -> Added {
         let sequence = received.sequence;
+        let live = !received.bulk;
         match self.pending.get_mut(&key) {
             Some(pending) => {
                 // A redelivery replaces the copy held (whose settlement is then void).
                 pending.deliveries.insert(sequence, delivery);
+                pending.live |= live;
                 if sequence > pending.latest.sequence
                     && let Some(desire) = desire(Some(&pending.desire))
                 {
@@ -150,6 +160,7 @@ impl Backlog {
                             latest: received,
                             deliveries,
                             first_sequence: sequence,
+                            live,
                             received_at: now,
                             attempts: 0,
                             not_before: now,
@@ -181,12 +192,32 @@ impl Backlog {
         }
     }
 
-    /// The key to work on next: the one whose oldest command came first among those not waiting
-    /// out a backoff. A member's groups wait for the member's user, which they need.
+    /// The key to work on next among those not waiting out a backoff: the live key whose oldest
+    /// command came first, or if none is ready, the bulk key whose oldest command came first. A
+    /// member's groups wait for the member's user, which they need.
     pub(crate) fn next_ready(&self, now: Timestamp) -> Option<Key> {
+        self.next_live(now).or_else(|| self.oldest_ready(now, |_, _| true))
+    }
+
+    /// The live key to work on next, if one is ready. A member's user that live groups wait for
+    /// is live too: they cannot go before it.
+    pub(crate) fn next_live(&self, now: Timestamp) -> Option<Key> {
+        let awaited_by_live_groups: HashSet<MemberId> = self
+            .pending
+            .iter()
+            .filter(|(key, pending)| pending.live && matches!(key, Key::Group(..)))
+            .map(|(key, _)| key.member())
+            .collect();
+        self.oldest_ready(now, |key, pending| {
+            pending.live || (matches!(key, Key::User(_)) && awaited_by_live_groups.contains(&key.member()))
+        })
+    }
+
+    /// Among the ready keys that `wanted` picks, the one whose oldest command came first.
+    fn oldest_ready(&self, now: Timestamp, wanted: impl Fn(&Key, &Pending) -> bool) -> Option<Key> {
         self.pending
             .iter()
-            .filter(|(key, pending)| pending.not_before <= now && !self.waits_for_its_user(key))
+            .filter(|(key, pending)| pending.not_before <= now && !self.waits_for_its_user(key) && wanted(key, pending))
             .min_by_key(|(key, pending)| (pending.first_sequence, **key))
             .map(|(key, _)| *key)
     }
@@ -234,6 +265,11 @@ impl Backlog {
         self.pending.len()
     }
 
+    /// Keys holding a live change.
+    pub(crate) fn live_keys(&self) -> usize {
+        self.pending.values().filter(|pending| pending.live).count()
+    }
+
     pub(crate) fn deliveries(&self) -> usize {
         self.pending.values().map(|pending| pending.deliveries.len()).sum()
     }
@@ -248,7 +284,7 @@ impl Backlog {
 mod tests {
     use async_trait::async_trait;
     use doorsync_log::{LogError, Settle, Settlement, StoredMessage};
-    use doorsync_proto::{GrantGroup, KisiGroupId, KisiUserState, RevokeGroup, SuspendUser};
+    use doorsync_proto::{EnsureUser, GrantGroup, KisiGroupId, KisiUserState, RevokeGroup, SuspendUser};
 
     use super::*;
     use crate::plan;
@@ -285,6 +321,7 @@ mod tests {
             command,
             payload: Bytes::new(),
             trace: None,
+            bulk: false,
         }
     }
 
@@ -394,5 +431,94 @@ mod tests {
         backlog.get_mut(&Key::User(MEMBER)).unwrap().not_before = user_due;
         assert_eq!(backlog.next_ready(now), None);
         assert_eq!(backlog.next_wakeup(), Some(user_due));
+    }
+
+    fn ensure(member: u64) -> Command {
+        Command::EnsureUser(EnsureUser {
+            member: MemberId(member),
+            email: format!("m{member}@x"),
+            name: format!("Member {member}"),
+            basis: 1,
+        })
+    }
+
+    fn grant_to(member: u64) -> Command {
+        Command::GrantGroup(GrantGroup {
+            member: MemberId(member),
+            group: GROUP,
+            valid_from: None,
+            valid_until: None,
+            basis: 1,
+        })
+    }
+
+    /// Adds `command` as the `sequence`th of the stream, bulk work or a live change.
+    fn add_marked(backlog: &mut Backlog, sequence: u64, command: Command, bulk: bool) {
+        let key = Key::of(&command);
+        let desire = |_: Option<&Desire>| match key {
+            Key::User(_) => plan::fold_user_desire(None, &command).map(Desire::User),
+            Key::Group(_, group) => plan::group_desire(&command).map(|desire| Desire::Group(group, desire)),
+        };
+        let received = Received { bulk, ..received(sequence, command.clone()) };
+        let now = Timestamp::from_unix_millis(0);
+        assert!(matches!(backlog.add(key, received, delivery(sequence), Sequence(0), desire, now), Added::Held));
+    }
+
+    /// Takes keys in the order the writer works on them, each as soon as it is ready.
+    fn work_order(backlog: &mut Backlog) -> Vec<Key> {
+        let now = Timestamp::from_unix_millis(0);
+        std::iter::from_fn(|| {
+            let key = backlog.next_ready(now)?;
+            backlog.take(&key);
+            Some(key)
+        })
+        .collect()
+    }
+
+    #[test]
+    fn live_keys_go_before_bulk_keys_each_oldest_first() {
+        let mut backlog = Backlog::default();
+        add_marked(&mut backlog, 1, grant_to(1), true);
+        add_marked(&mut backlog, 2, grant_to(2), false);
+        add_marked(&mut backlog, 3, grant_to(3), true);
+        add_marked(&mut backlog, 4, grant_to(4), false);
+        assert_eq!(backlog.live_keys(), 2);
+        let now = Timestamp::from_unix_millis(0);
+        assert_eq!(backlog.next_live(now), Some(Key::Group(MemberId(2), GROUP)));
+        let order = work_order(&mut backlog);
+        let members: Vec<u64> = order.iter().map(|key| key.member().0).collect();
+        assert_eq!(members, [2, 4, 1, 3]);
+        assert_eq!(backlog.next_live(now), None);
+    }
+
+    #[test]
+    fn a_key_is_live_once_any_of_its_commands_is_and_a_bulk_key_has_no_live_key_to_give() {
+        let mut backlog = Backlog::default();
+        add_marked(&mut backlog, 1, grant_to(1), true);
+        add_marked(&mut backlog, 2, grant_to(2), true);
+        let now = Timestamp::from_unix_millis(0);
+        assert_eq!(backlog.next_live(now), None, "only bulk work");
+        assert_eq!(backlog.next_ready(now), Some(Key::Group(MemberId(1), GROUP)));
+        add_marked(&mut backlog, 3, grant_to(2), false);
+        add_marked(&mut backlog, 4, grant_to(2), true);
+        assert_eq!(
+            backlog.next_live(now),
+            Some(Key::Group(MemberId(2), GROUP)),
+            "a later bulk command does not undo it"
+        );
+        assert_eq!(backlog.next_ready(now), Some(Key::Group(MemberId(2), GROUP)));
+    }
+
+    #[test]
+    fn a_user_that_live_groups_wait_for_is_live_and_a_backoff_still_holds_a_live_key() {
+        let mut backlog = Backlog::default();
+        add_marked(&mut backlog, 1, grant_to(1), true);
+        add_marked(&mut backlog, 2, ensure(5), true);
+        add_marked(&mut backlog, 3, grant_to(5), false);
+        let now = Timestamp::from_unix_millis(0);
+        assert_eq!(backlog.next_live(now), Some(Key::User(MemberId(5))), "its live group needs it first");
+        backlog.get_mut(&Key::User(MemberId(5))).unwrap().not_before = Timestamp::from_unix_millis(50);
+        assert_eq!(backlog.next_live(now), None, "the user waits out its backoff, and its group waits for it");
+        assert_eq!(backlog.next_ready(now), Some(Key::Group(MemberId(1), GROUP)), "bulk work meanwhile");
     }
 }

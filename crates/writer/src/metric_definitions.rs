@@ -64,6 +64,12 @@ fn encode(writer: &WriterStatus, e: &mut DescriptorEncoder) -> Result<(), std::f
         writer.backlog_keys,
     )?;
     gauge(e, "writer_backlog_commands", "Commands held unacknowledged", writer.backlog_commands)?;
+    gauge(
+        e,
+        "writer_backlog_live_keys",
+        "Of the backlog's keys, those holding a live change (webhook, window edge), done before bulk work",
+        writer.backlog_live_keys,
+    )?;
     let calls = &writer.calls;
     labelled_counter(
         e,
@@ -155,6 +161,7 @@ mod tests {
             credential_alerts: 0,
             backlog_keys: 0,
             backlog_commands: 0,
+            backlog_live_keys: 0,
             calls: CallStats::default(),
             commands_applied: 2,
             commands_superseded: 0,

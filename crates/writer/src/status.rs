@@ -203,6 +203,10 @@ pub struct WriterStatus {
     pub backlog_keys: usize,
     /// Commands held unacknowledged, superseded ones included.
     pub backlog_commands: usize,
+    /// Of the keys, those holding a live change (a webhook's, a window edge's), which go before
+    /// bulk work.
+    #[serde(default)]
+    pub backlog_live_keys: usize,
     pub calls: CallStats,
     /// Commands carried out (or found already true) and acknowledged.
     pub commands_applied: u64,
@@ -263,6 +267,7 @@ impl WriterStatus {
             credential_alerts: 0,
             backlog_keys: 0,
             backlog_commands: 0,
+            backlog_live_keys: 0,
             calls: CallStats::default(),
             commands_applied: 0,
             commands_superseded: 0,
@@ -441,6 +446,7 @@ mod tests {
         if let Some(fields) = json.as_object_mut() {
             fields.remove("limiter");
             for newer in [
+                "backlog_live_keys",
                 "window_edge_lag",
                 "retry_after_hold",
                 "refused_groups",

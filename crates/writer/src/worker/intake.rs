@@ -200,6 +200,7 @@ impl<'a> Active<'a> {
         change(&mut status);
         status.backlog_keys = self.backlog.keys();
         status.backlog_commands = self.backlog.deliveries();
+        status.backlog_live_keys = self.backlog.live_keys();
     }
 
     /// Takes in one delivery: held with its key, or settled at once when it is already done.
@@ -233,6 +234,7 @@ impl<'a> Active<'a> {
             payload: delivery.message.payload.clone(),
             command: envelope.message,
             trace: TraceParent::from_headers(&delivery.message.headers),
+            bulk: doorsync_layout::is_bulk(&delivery.message.headers),
         };
         let command = received.command.clone();
         let next_desire = |before: Option<&Desire>| {
