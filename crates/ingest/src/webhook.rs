@@ -324,9 +324,10 @@ fn announces_deletion(action: WebhookAction) -> bool {
 }
 
 /// At most one re-read of a record in flight, however many deliveries name it: a delivery that
-/// arrives while the record is being read waits, and reads it again only if no read that began
+/// arrives while the record's read waits in the limiter's queue joins it; one that arrives once
+/// its request has gone out waits, and reads it again only if no read whose request went out
 /// after it arrived has read it meanwhile (the one in flight may have read it before the change
-/// this delivery announces). A burst of N deliveries costs two reads, not N.
+/// this delivery announces). A burst of N deliveries costs one or two reads, not N.
 #[derive(Debug, Default)]
 struct OneReadPerRecord {
     records: Mutex<HashMap<(Target, u64), Arc<RecordReads>>>,
@@ -356,10 +357,16 @@ impl OneReadPerRecord {
             if *covered >= ask {
                 Ok(true)
             } else {
-                let covering = record.asked.load(Ordering::Acquire);
-                let result = read().await;
+                // The deliveries counted when the read's first request leaves the limiter's
+                // queue (those that came while it waited there join it), or as it begins.
+                let covering = Arc::new(AtomicU64::new(record.asked.load(Ordering::Acquire)));
+                let hook = {
+                    let (covering, record) = (Arc::clone(&covering), Arc::clone(&record));
+                    move || covering.store(record.asked.load(Ordering::Acquire), Ordering::Release)
+                };
+                let result = doorsync_nexudus::on_first_request(hook, read()).await;
                 if matches!(result, Ok(true)) {
-                    *covered = covering;
+                    *covered = (*covered).max(covering.load(Ordering::Acquire));
                 }
                 result
             }
@@ -599,6 +606,70 @@ mod tests {
         });
         assert!(again.await.unwrap());
         assert_eq!(reads.load(Ordering::SeqCst), before + 1);
+    }
+
+    /// Waits (real time) until `deliveries` deliveries have asked for booking 7.
+    async fn asked(rereads: &OneReadPerRecord, deliveries: u64) {
+        for _ in 0..1_000 {
+            let asked = rereads.lock().get(&(Target::Booking, 7)).map(|record| record.asked.load(Ordering::Acquire));
+            if asked >= Some(deliveries) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("{deliveries} deliveries never asked");
+    }
+
+    #[tokio::test]
+    async fn deliveries_that_come_while_a_read_waits_in_the_limiters_queue_join_it_and_later_ones_read_again() {
+        use doorsync_clock::ManualClock;
+        use doorsync_nexudus::{AuthMode, Booking, Credentials, Limits, NexudusClient, NexudusOptions, Secret};
+        use doorsync_proto::Timestamp;
+
+        let clock = ManualClock::new(Timestamp::from_unix_millis(1_751_356_800_000));
+        let credentials = Credentials { username: "admin@example.com".into(), password: Secret::new("password") };
+        // Nobody listens there: each request fails at once, but only after the limiter let it go.
+        let mut options = NexudusOptions::new("http://127.0.0.1:9/".parse().unwrap(), credentials);
+        options.auth = AuthMode::Basic;
+        options.limits = Limits::NEXUDUS;
+        let client = NexudusClient::new(options, Arc::new(clock.clone())).unwrap();
+        assert!(client.get::<Booking>(7).await.is_err(), "a request now, so the next waits 100 ms");
+
+        let rereads = Arc::new(OneReadPerRecord::default());
+        let reads = Arc::new(AtomicU64::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let delivery = || {
+            let (rereads, reads, client, mut released) =
+                (Arc::clone(&rereads), Arc::clone(&reads), client.clone(), released.clone());
+            tokio::spawn(async move {
+                rereads
+                    .read(Target::Booking, 7, || async move {
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        let _ = client.get::<Booking>(7).await;
+                        released.wait_for(|released| *released).await.unwrap();
+                        Ok(true)
+                    })
+                    .await
+            })
+        };
+        let first = delivery();
+        asked(&rereads, 1).await;
+        let joining = [delivery(), delivery()];
+        asked(&rereads, 3).await;
+        clock.advance(Duration::from_millis(100));
+        // The first read's request has gone out once it waits for its release.
+        while reads.load(Ordering::SeqCst) == 0 || client.limiter_waits().waits == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let late = delivery();
+        asked(&rereads, 4).await;
+        clock.advance(Duration::from_millis(100));
+        release.send_replace(true);
+        for delivery in [first, late].into_iter().chain(joining) {
+            assert!(delivery.await.unwrap().unwrap());
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 2, "the first read served three deliveries; the late one read again");
     }
 
     #[test]

@@ -26,6 +26,29 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// no request goes out with a token that lapses on the way.
 const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
+tokio::task_local! {
+    static FIRST_REQUEST: FirstRequestHook;
+}
+
+/// Called once, as the first request of some work leaves the limiter's queue for Nexudus.
+struct FirstRequestHook(std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl FirstRequestHook {
+    fn fire(&self) {
+        let hook = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+/// Runs `work`, calling `hook` as the first Nexudus request it makes (on this task) goes out,
+/// once the limiter has let it through: what that request reads is Nexudus as it is from then
+/// on, so anyone who wanted a read and asked before it is served by it.
+pub async fn on_first_request<F: std::future::Future>(hook: impl FnOnce() + Send + 'static, work: F) -> F::Output {
+    FIRST_REQUEST.scope(FirstRequestHook(std::sync::Mutex::new(Some(Box::new(hook)))), work).await
+}
+
 /// A client of the Nexudus admin REST API. Cheap to clone; clones share the token and the
 /// request limits, so all of them together stay within Nexudus's budget.
 #[derive(Debug, Clone)]
@@ -192,6 +215,8 @@ impl NexudusClient {
         let mut attempts = 0;
         loop {
             self.inner.limiter.acquire(Priority::current()).await;
+            // Ignored outside `on_first_request`, where nobody asked.
+            let _ = FIRST_REQUEST.try_with(|hook| hook.fire());
             attempts += 1;
             let request = match authorization {
                 Authorization::Bearer(token) => build().bearer_auth(token.expose()),

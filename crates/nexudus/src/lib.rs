@@ -38,7 +38,7 @@ mod query;
 mod record;
 pub mod webhook;
 
-pub use client::{NexudusClient, SetupError};
+pub use client::{NexudusClient, SetupError, on_first_request};
 pub use datetime::NexudusDateTime;
 pub use error::NexudusError;
 pub use limiter::{LimiterWaits, MAX_RETRY_AFTER, Priority, RateLimiter, RequestWindows};
