@@ -3,7 +3,9 @@
 //! Three paths read Nexudus, and all of them end in the same place:
 //!
 //! * the **webhook receiver** ([`IngestHandle::router`]) answers Nexudus's signed deliveries,
-//!   reading each entity again by id, for latency; what Nexudus fails to answer about goes to a
+//!   reading each entity again by id (a deleted one by the listing by id that confirms its
+//!   deletion), for latency, and nothing else: what records refer to comes from a directory the
+//!   poller lists again each time; what Nexudus fails to answer about goes to a
 //!   durable **retry set** (see [`IngestStatus::retrying`]), read again with exponential backoff
 //!   ([`IngestOptions::retry_first_delay`]) until it works, so no webhook fails for one record;
 //! * the **poller** ([`IngestHandle::poll_now`], and every [`IngestOptions::poll_every`])
@@ -11,6 +13,10 @@
 //! * the **sweeper** ([`IngestHandle::sweep_now`], every [`IngestOptions::sweep_every`])
 //!   lists everything, to find hard deletes and cancelled bookings, and checks nothing else
 //!   vanished.
+//!
+//! The poller and the sweeper are background work: their Nexudus requests wait behind any
+//! webhook's in the client's limiter ([`doorsync_nexudus::Priority`]), and the events they
+//! append carry the bulk header ([`doorsync_layout::bulk_header`]); a webhook's are live.
 //!
 //! A reading is normalised (pure rules: see the `normalise` module) into the events the access
 //! fold expects, dated by the record's `UpdatedOn` so that their content-derived ids are stable,

@@ -179,3 +179,30 @@ async fn a_member_changed_and_deleted() {
     assert_eq!(requests_for(&world, A::CoworkerDelete, &record).await, 1);
     world.stop().await;
 }
+
+#[tokio::test]
+async fn reference_data_is_read_by_its_own_webhooks_and_never_per_change() {
+    let (world, site, ada) = running_site().await;
+    world.sim.update(S::FloorPlanDesk, site.desks[0], json!({"Name": "D1 by the window"})).unwrap();
+    world.sim.update(S::Business, site.business, json!({"Name": "Soho House"})).unwrap();
+    let webhooks =
+        [(A::FloorPlanDeskUpdate, S::FloorPlanDesk, site.desks[0]), (A::BusinessUpdate, S::Business, site.business)];
+    assert_eq!(requests_per_webhook(&world, &webhooks).await, [1, 1], "each reads the record it names");
+    // The desk and the location are known again: the contract costs its own read only.
+    let contract = world.sim.create(S::CoworkerContract, contract_fields(ada, &site)).unwrap();
+    assert_eq!(requests_per_webhook(&world, &[(A::CoworkerContractCreate, S::CoworkerContract, contract)]).await, [1]);
+
+    // A desk Nexudus no longer has leaves the directory: a contract naming it is parked, not
+    // granted it as it was.
+    world.tick();
+    world.sim.delete(S::FloorPlanDesk, site.desks[1]).unwrap();
+    let deleted = requests_for(&world, A::FloorPlanDeskDelete, &json!({"Id": site.desks[1]})).await;
+    assert_eq!(deleted, 2, "the read by id (500) and the listing by id that confirms it");
+    world.sim.update(S::CoworkerContract, contract, json!({"Notes": "moved"})).unwrap();
+    let parked_before = world.ingest.status().parked.len();
+    // The contract, and the desk it still names, read by id to learn why it cannot be used.
+    let changed = requests_per_webhook(&world, &[(A::CoworkerContractUpdate, S::CoworkerContract, contract)]).await;
+    assert_eq!(changed, [3]);
+    assert_eq!(world.ingest.status().parked.len(), parked_before + 1, "the contract is parked");
+    world.stop().await;
+}
