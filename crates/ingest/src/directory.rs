@@ -145,6 +145,15 @@ impl Known {
     }
 }
 
+/// How a location names its time zone (`SimpleTimeZoneName`, `SimpleTimeZoneId`), and the
+/// Windows zone that comes to, where the directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocationZoneNaming {
+    name: Option<String>,
+    id: Option<u64>,
+    windows: Option<String>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Directory {
     client: NexudusClient,
@@ -248,6 +257,23 @@ impl Directory {
         let mut known = self.known();
         known.unpublished.extend(records.iter().map(|record| E::learned(record.id())));
         *E::cached(&mut known) = records.into_iter().map(|record| (record.id(), record)).collect();
+    }
+
+    /// How each known location names its time zone, and the Windows zone that is, where known.
+    pub(crate) fn location_zones(&self) -> BTreeMap<u64, LocationZoneNaming> {
+        let known = self.known();
+        known
+            .businesses
+            .values()
+            .map(|business| {
+                let naming = LocationZoneNaming {
+                    name: business.simple_time_zone_name.clone(),
+                    id: business.simple_time_zone_id,
+                    windows: known.windows_zone(business).map(str::to_owned),
+                };
+                (business.id, naming)
+            })
+            .collect()
     }
 
     /// The time zone of location `business`, or why it has none doorsync can use.

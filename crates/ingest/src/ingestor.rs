@@ -296,6 +296,8 @@ pub(crate) struct Ingestor {
     pub(crate) role: Role,
     pub(crate) poll_lock: tokio::sync::Mutex<()>,
     pub(crate) sweep_lock: tokio::sync::Mutex<()>,
+    /// Brings the next sweep forward to now.
+    pub(crate) sweep_wanted: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -333,6 +335,7 @@ impl Ingestor {
             role: Role::default(),
             poll_lock: tokio::sync::Mutex::new(()),
             sweep_lock: tokio::sync::Mutex::new(()),
+            sweep_wanted: tokio::sync::Notify::new(),
         })
     }
 
@@ -425,7 +428,12 @@ impl Ingestor {
                 self.reread::<FloorPlanDesk>(id).await.map(drop)
             }
             Target::FloorPlanDesk => self.directory.refresh::<FloorPlanDesk>(id).await,
-            Target::Business => self.directory.refresh::<Business>(id).await,
+            Target::Business => {
+                let zones_before = self.directory.location_zones();
+                self.directory.refresh::<Business>(id).await?;
+                self.sweep_if_a_zone_moved(&zones_before);
+                Ok(())
+            }
         }
     }
 

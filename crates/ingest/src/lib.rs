@@ -336,15 +336,23 @@ fn interval_of(options: &IngestOptions, run: Run) -> Duration {
     }
 }
 
-/// Runs `run` at `first` and then an interval after each run began, on the clock, until
-/// stopped; a failed run is logged and the next one tries again. Counted from the start, not
+/// Runs `run` at `first` and then an interval after each run began, on the clock (a sweep also
+/// at once when one is asked for), until stopped; a failed run is logged and the next one tries
+/// again. Counted from the start, not
 /// the end: time that passed while a run went on (a clock moved on as soon as the run told
 /// its result, say) counts towards the next one instead of being lost.
 async fn scheduled(ingestor: Arc<Ingestor>, run: Run, first: Timestamp, mut stop: watch::Receiver<bool>) {
     let mut due = first;
     loop {
         let work = async {
-            ingestor.clock.sleep_until(due).await;
+            match run {
+                // A sweep asked for (a location's zone changed) runs at once.
+                Run::Sweep => tokio::select! {
+                    () = ingestor.clock.sleep_until(due) => {}
+                    () = ingestor.sweep_wanted.notified() => {}
+                },
+                Run::Poll => ingestor.clock.sleep_until(due).await,
+            }
             let began = ingestor.clock.now();
             let result = match run {
                 Run::Poll => ingestor.poll().await,

@@ -17,7 +17,7 @@
 //! webhook's, and the events they append carry the bulk header (`doorsync_layout::bulk_header`),
 //! so that the writer carries out live changes first.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use doorsync_nexudus::{
     Booking, Business, CancelledBooking, Coworker, CoworkerContract, CoworkerTimePass, Entity, FloorPlanDesk,
@@ -25,7 +25,7 @@ use doorsync_nexudus::{
 };
 use doorsync_proto::{MemberId, Timestamp};
 
-use crate::directory::Referenced;
+use crate::directory::{LocationZoneNaming, Referenced};
 use crate::error::IngestError;
 use crate::ingestor::{Ingestor, Listed, ListedBy, RunSummary, Tracked};
 use crate::ledger::Verdict;
@@ -94,7 +94,9 @@ impl Ingestor {
                 let mut summary = RunSummary::default();
                 // The locations first: their zones decide where each listing starts. Then what
                 // records refer to, so that a change reads only the record it names.
+                let zones_before = self.directory.location_zones();
                 let mut results = self.refresh_references().await;
+                self.sweep_if_a_zone_moved(&zones_before);
                 results.extend(for_each_tracked!(self.poll_entity(&mut summary)));
                 results.push(self.poll_entity::<CancelledBooking>(&mut summary).await);
                 results.push(self.check_webhooks().await);
@@ -300,6 +302,22 @@ impl Ingestor {
             self.refresh_all::<TimePass>().await,
             self.refresh_all::<FloorPlanDesk>().await,
         ]
+    }
+
+    /// Asks for a sweep at once when a known location's time zone is no longer what it was:
+    /// what was appended for its records was placed on the old zone's wall clock, and only
+    /// reading them all again (the sweep) places them on the new one.
+    pub(crate) fn sweep_if_a_zone_moved(&self, before: &BTreeMap<u64, LocationZoneNaming>) {
+        let after = self.directory.location_zones();
+        let moved: Vec<u64> = before
+            .iter()
+            .filter(|(location, zone)| after.get(location).is_some_and(|now| now != *zone))
+            .map(|(location, _)| *location)
+            .collect();
+        if !moved.is_empty() {
+            tracing::warn!(?moved, "a location's time zone changed in nexudus; sweeping to place its records on it");
+            self.sweep_wanted.notify_one();
+        }
     }
 
     async fn refresh_all<E: Referenced>(&self) -> Result<(), IngestError> {
