@@ -419,8 +419,7 @@ impl Ingestor {
     async fn read_target(&self, target: Target, id: u64) -> Result<(), IngestError> {
         match target {
             Target::Coworker => self.reread::<Coworker>(id).await.map(drop),
-            // Boxed: a recompute attempts each pass it must read by id.
-            Target::Customer => Box::pin(self.recompute_passes(id)).await,
+            Target::Customer => self.recompute_passes(id).await,
             Target::Booking => self.reread::<Booking>(id).await.map(drop),
             Target::CoworkerContract => self.reread::<CoworkerContract>(id).await.map(drop),
             Target::CoworkerTimePass => self.reread::<CoworkerTimePass>(id).await.map(drop),
