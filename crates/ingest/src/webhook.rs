@@ -4,12 +4,13 @@
 //!
 //! A delivery is checked against `X-Nexudus-Hook-Signature` before anything else (401 and
 //! nothing read or stored when it is missing or wrong), limited in size (413), and each entity in
-//! it is read again by id: the body's fields are never trusted. The answer is 2xx once what it
-//! asks for is durably recorded: what changed appended to the log, or, for a record Nexudus
-//! failed to answer about, the record kept in the retry set. Only a log or bucket that cannot
-//! take the write answers 5xx (so Nexudus retries): Nexudus disables a hook after ten failures,
-//! so a webhook is never failed for one record. An action doorsync does not act on is answered
-//! 2xx (and counted), for the same reason.
+//! it is read again by id: the body's fields are never trusted (its `UpdatedOn` only spares an
+//! `AccessControlUpdate` the read of a customer already read at that version). The answer is
+//! 2xx once what it asks for is durably recorded: what changed appended to the log, or, for a
+//! record Nexudus failed to answer about, the record kept in the retry set. Only a log or bucket
+//! that cannot take the write answers 5xx (so Nexudus retries): Nexudus disables a hook after
+//! ten failures, so a webhook is never failed for one record. An action doorsync does not act on
+//! is answered 2xx (and counted), for the same reason.
 //!
 //! What a flood costs is bounded ([`WebhookLimits`]): the server drops a connection that is slow
 //! to send its headers or its body, a few deliveries are worked on at once and the rest wait
@@ -30,8 +31,8 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use doorsync_nexudus::WebhookAction;
-use doorsync_nexudus::webhook::{SIGNATURE_HEADER, parse_body, verify};
+use doorsync_nexudus::webhook::{SIGNATURE_HEADER, WebhookEntity, parse_body, verify};
+use doorsync_nexudus::{NexudusDateTime, WebhookAction};
 use doorsync_proto::Timestamp;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -44,6 +45,7 @@ use tracing::Instrument;
 
 use crate::error::IngestError;
 use crate::ingestor::Ingestor;
+use crate::record::{RecordKey, RecordKind};
 use crate::retry::Target;
 
 /// What one webhook delivery, or a flood of them, may cost the ingestor.
@@ -248,8 +250,8 @@ async fn receive(
         tracing::debug!(action, "nexudus webhook for an action doorsync does not act on");
         return (StatusCode::OK, "doorsync does not act on this action").into_response();
     };
-    let ids: Vec<u64> = entities.iter().map(|entity| entity.id).collect();
-    tracing::Span::current().record("records", ids.len());
+    let announced: Vec<Announced> = entities.iter().map(Announced::of).collect();
+    tracing::Span::current().record("records", announced.len());
     let delivery = repeatable(target).then(|| RecentBodies::digest(known_action, &body));
     if delivery.is_some_and(|delivery| receiver.repeats.seen_since(&delivery, ingestor.clock.now())) {
         ingestor.stats.webhook(Answer::Accepted);
@@ -262,7 +264,7 @@ async fn receive(
         {
             let receiver = Arc::clone(&receiver);
             let deletion = known_action.is_some_and(announces_deletion);
-            async move { reread(&receiver, target, &ids, deletion).await }
+            async move { reread(&receiver, target, &announced, deletion).await }
         }
         .in_current_span(),
     );
@@ -291,14 +293,24 @@ async fn receive(
 /// Reads each record again; `true` when every one was read, `false` when some wait in the retry
 /// set instead (recorded, but not read).
 ///
-/// An `AccessControlUpdate` reads the customer as a coworker, sharing the read with any
-/// `Coworker*` delivery for them at the same moment, and then their passes. A deletion is read
-/// with a listing by id, which alone confirms it.
-async fn reread(receiver: &Receiver, target: Target, ids: &[u64], deletion: bool) -> Result<bool, IngestError> {
+/// An `AccessControlUpdate` reads the customer as a coworker (sharing the read with any
+/// `Coworker*` delivery for them at the same moment), unless the version its body announces is
+/// one already read, and then their passes. A deletion is read with a listing by id, which
+/// alone confirms it.
+async fn reread(
+    receiver: &Receiver,
+    target: Target,
+    records: &[Announced],
+    deletion: bool,
+) -> Result<bool, IngestError> {
     let ingestor = &receiver.ingestor;
     let mut all_read = true;
-    for &id in ids {
+    for &Announced { id, updated_on } in records {
+        let coworker_known = updated_on.is_some_and(|updated_on| {
+            ingestor.ledger.knows_version(RecordKey::new(RecordKind::Coworker, id), updated_on)
+        });
         let parts: &[Target] = match target {
+            Target::Customer if coworker_known => &[Target::Customer],
             Target::Customer => &[Target::Coworker, Target::Customer],
             _ => std::slice::from_ref(&target),
         };
@@ -315,6 +327,30 @@ async fn reread(receiver: &Receiver, target: Target, ids: &[u64], deletion: bool
         }
     }
     Ok(all_read)
+}
+
+/// A record a delivery names: its id, and the `UpdatedOn` its body gives, if any.
+///
+/// The body is signed by Nexudus but never read for content: its `UpdatedOn` serves only to
+/// skip an `AccessControlUpdate`'s read of a customer whose announced version was already read.
+/// Its other readers are covered: a change to the customer's own fields fires `CoworkerUpdate`,
+/// whose delivery always reads, and the poll reads what changed since its watermark.
+#[derive(Debug, Clone, Copy)]
+struct Announced {
+    id: u64,
+    updated_on: Option<Timestamp>,
+}
+
+impl Announced {
+    fn of(entity: &WebhookEntity) -> Self {
+        let updated_on = entity
+            .fields
+            .get("UpdatedOn")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| NexudusDateTime::parse(text).ok())
+            .and_then(|written| written.to_utc());
+        Self { id: entity.id, updated_on }
+    }
 }
 
 /// Whether `action` announces that the record it names was deleted.
