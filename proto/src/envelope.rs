@@ -257,11 +257,15 @@ enum Walk {
 
 fn walk(bytes: &[u8]) -> Result<usize, Walk> {
     let mut at = 0_usize;
-    // Values still to read at each open level of nesting, innermost last.
-    let mut pending: Vec<u64> = vec![1];
-    while let Some(left) = pending.last_mut() {
+    // Values still to read at each of the `open` levels of nesting, innermost last. On the
+    // stack: every message read goes through here, and a heap allocation per message showed.
+    let mut pending = [0_u64; MAX_NESTING];
+    pending[0] = 1;
+    let mut open = 1_usize;
+    while open > 0 {
+        let left = &mut pending[open - 1];
         if *left == 0 {
-            pending.pop();
+            open -= 1;
             continue;
         }
         *left -= 1;
@@ -301,13 +305,14 @@ fn walk(bytes: &[u8]) -> Result<usize, Walk> {
         at = at.checked_add(payload).filter(|&end| end <= bytes.len()).ok_or(Walk::Invalid)?;
         if children > 0 {
             // Every value takes at least a byte: more children than bytes left is a lie.
-            if pending.len() >= MAX_NESTING {
+            if open >= MAX_NESTING {
                 return Err(Walk::TooDeep);
             }
             if children > (bytes.len() - at) as u64 {
                 return Err(Walk::Invalid);
             }
-            pending.push(children);
+            pending[open] = children;
+            open += 1;
         }
     }
     Ok(at)

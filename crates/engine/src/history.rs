@@ -14,6 +14,7 @@ use doorsync_log::{ReplayRequest, Sequence};
 use doorsync_proto::{ParsedSubject, Partition};
 use futures::StreamExt;
 use ractor::ActorRef;
+use tokio::sync::oneshot;
 
 use crate::EngineError;
 use crate::feed::{
@@ -32,7 +33,8 @@ pub(crate) async fn deliver(shared: &Shared, shards: &[(Partition, ActorRef<Shar
             .map_err(|_| EngineError::ShardGone)?;
         positions.insert(*partition, (shard.clone(), reply));
     }
-    let mut delivery = Delivery { shared, positions, in_window: 0, pending_events: HashMap::new() };
+    let mut delivery =
+        Delivery { shared, positions, in_window: 0, pending_events: HashMap::new(), window_handled: Vec::new() };
     let reached = Positions {
         commands: delivery.commands().await?,
         outcomes: delivery.outcomes().await?,
@@ -52,6 +54,8 @@ struct Delivery<'a> {
     in_window: usize,
     /// Events gathered per partition and sent [`EVENT_BATCH`] at a time.
     pending_events: HashMap<Partition, Vec<HistoricEvent>>,
+    /// One answer per shard once it has handled everything sent before the last window ended.
+    window_handled: Vec<oneshot::Receiver<()>>,
 }
 
 const EVENT_BATCH: usize = 256;
@@ -61,7 +65,10 @@ impl Delivery<'_> {
         self.positions.values().map(|(_, positions)| position(positions)).min().unwrap_or(Sequence::BEFORE_FIRST)
     }
 
-    /// Every [`FEED_WINDOW`] messages, waits for every shard to have handled what it was sent.
+    /// Every [`FEED_WINDOW`] messages, waits for every shard to have handled the window before
+    /// this one, so that at most two windows wait in the shards' mailboxes. Waiting for the
+    /// window just sent instead would leave the shards idle while the next is read, and the
+    /// reading idle while they work.
     async fn pace(&mut self) -> Result<(), EngineError> {
         self.in_window += 1;
         if self.in_window < FEED_WINDOW {
@@ -69,9 +76,16 @@ impl Delivery<'_> {
         }
         self.in_window = 0;
         self.flush_events()?;
+        for handled in self.window_handled.drain(..) {
+            match tokio::time::timeout(CALL_TIMEOUT, handled).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Err(EngineError::ShardGone),
+            }
+        }
         for (shard, _) in self.positions.values() {
-            ractor::call_t!(shard, ShardMsg::Barrier, CALL_TIMEOUT.as_millis() as u64)
-                .map_err(|_| EngineError::ShardGone)?;
+            let (answer, handled) = oneshot::channel();
+            shard.cast(ShardMsg::Barrier(answer.into())).map_err(|_| EngineError::ShardGone)?;
+            self.window_handled.push(handled);
         }
         Ok(())
     }

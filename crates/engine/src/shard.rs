@@ -460,11 +460,17 @@ impl Shard {
         Ok(())
     }
 
-    /// Lists, from their snapshots, the members no evaluation listed: those a restart from a
-    /// checkpoint left passivated.
-    fn list_unlisted(&mut self, myself: &ActorRef<ShardMsg>) {
-        let unlisted: Vec<MemberId> =
-            self.known.iter().copied().filter(|member| !self.directory.contains(*member)).collect();
+    /// Lists, from their snapshots, the members no evaluation listed or is about to list: those
+    /// a restart from a checkpoint left passivated. A member sent to be evaluated is listed by
+    /// its evaluation; looking up its snapshot as well would cost a read of the key-value store
+    /// per member, which after a rebuild from the log finds nothing.
+    fn list_unlisted(&mut self, myself: &ActorRef<ShardMsg>, evaluating: &BTreeSet<MemberId>) {
+        let unlisted: Vec<MemberId> = self
+            .known
+            .iter()
+            .copied()
+            .filter(|member| !self.directory.contains(*member) && !evaluating.contains(member))
+            .collect();
         if !unlisted.is_empty() {
             let (shared, mapping) = (Arc::clone(&self.shared), Arc::clone(&self.mapping));
             self.tasks.push(tokio::spawn(list_from_snapshots(shared, mapping, unlisted, myself.clone())));
@@ -520,13 +526,13 @@ impl Shard {
             );
             pending.extend(self.known.iter().copied());
         }
-        for member in pending {
-            self.evaluate(myself, member).await?;
+        for member in &pending {
+            self.evaluate(myself, *member).await?;
         }
         // Each member's evaluation is in its mailbox ahead of the snapshot a checkpoint asks
         // for, so a checkpoint that records this configuration follows the evaluations with it.
         self.evaluated_with = Some(self.shared.configuration);
-        self.list_unlisted(myself);
+        self.list_unlisted(myself, &pending);
         self.caught_up_at = Some(self.shared.clock.now());
         tracing::info!(partition = %self.partition, position = %self.events_position, "partition caught up");
         Ok(())

@@ -613,19 +613,22 @@ fn application_headers(headers: Option<&async_nats::HeaderMap>) -> Vec<(String, 
     headers
         .iter()
         .filter(|(name, _)| !doorsync_log::is_reserved_header(name.as_ref()))
-        .flat_map(|(name, values)| values.iter().map(move |value| (name.to_string(), value.to_string())))
+        .flat_map(|(name, values)| {
+            values.iter().map(move |value| (AsRef::<str>::as_ref(name).to_owned(), value.as_str().to_owned()))
+        })
         .collect()
 }
 
 fn message_id(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
-    headers.and_then(|headers| headers.get(MESSAGE_ID_HEADER)).map(|value| value.to_string())
+    headers.and_then(|headers| headers.get(MESSAGE_ID_HEADER)).map(|value| value.as_str().to_owned())
 }
 
 pub(crate) fn stored_message(stream: &str, sequence: u64, message: &async_nats::Message) -> StoredMessage {
     StoredMessage {
         stream: stream.to_owned(),
         sequence: Sequence(sequence),
-        subject: message.subject.to_string(),
+        // Copied as text, not through `Display`: a replay copies millions of subjects.
+        subject: message.subject.as_str().to_owned(),
         id: message_id(message.headers.as_ref()),
         payload: message.payload.clone(),
         headers: application_headers(message.headers.as_ref()),
