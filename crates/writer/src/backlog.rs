@@ -6,13 +6,15 @@
 //!
 //! Live keys go first: a key is live while any command it holds came from a live change (a
 //! webhook, a window edge) rather than bulk work (a sweep, a first sync, a mapping's
-//! re-evaluation), which the engine marks with `doorsync_layout::BULK_HEADER`.
+//! re-evaluation), which the engine marks with `doorsync_layout::BULK_HEADER`. A key that takes
+//! access away goes first too, whatever marked it: a door left open behind a first sync is a door
+//! open to someone who should not pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use doorsync_log::{Delivery, Sequence};
-use doorsync_proto::{Command, KisiGroupId, MemberId, MessageId, Outcome, Timestamp};
+use doorsync_proto::{Command, KisiGroupId, KisiUserState, MemberId, MessageId, Outcome, Timestamp};
 use doorsync_telemetry::TraceParent;
 
 use crate::knowledge::{GroupDesire, MemberRecord, UserDesire};
@@ -44,6 +46,16 @@ impl Key {
 pub(crate) enum Desire {
     User(UserDesire),
     Group(KisiGroupId, GroupDesire),
+}
+
+impl Desire {
+    /// Whether carrying it out closes doors: no group membership, or a user without access.
+    fn withdraws_access(&self) -> bool {
+        match self {
+            Self::User(desire) => desire.access != KisiUserState::Enabled,
+            Self::Group(_, desire) => *desire == GroupDesire::NotMember,
+        }
+    }
 }
 
 /// The newest command of a key, kept whole for a dead letter.
@@ -85,6 +97,12 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    /// Whether the key goes before bulk work: it holds a live change, or its desire takes access
+    /// away (out of a group, a user suspended or deleted).
+    pub(crate) fn goes_first(&self) -> bool {
+        self.live || self.desire.withdraws_access()
+    }
+
     /// Records in the member's record that the key's commands are settled, and that what they
     /// ask for is the key's desire from now on, for the reconciler and for folding the next
     /// command. Carried out or dead-lettered alike: a desire left at an older command would have
@@ -205,11 +223,11 @@ impl Backlog {
         let awaited_by_live_groups: HashSet<MemberId> = self
             .pending
             .iter()
-            .filter(|(key, pending)| pending.live && matches!(key, Key::Group(..)))
+            .filter(|(key, pending)| pending.goes_first() && matches!(key, Key::Group(..)))
             .map(|(key, _)| key.member())
             .collect();
         self.oldest_ready(now, |key, pending| {
-            pending.live || (matches!(key, Key::User(_)) && awaited_by_live_groups.contains(&key.member()))
+            pending.goes_first() || (matches!(key, Key::User(_)) && awaited_by_live_groups.contains(&key.member()))
         })
     }
 
@@ -520,5 +538,22 @@ mod tests {
         backlog.get_mut(&Key::User(MemberId(5))).unwrap().not_before = Timestamp::from_unix_millis(50);
         assert_eq!(backlog.next_live(now), None, "the user waits out its backoff, and its group waits for it");
         assert_eq!(backlog.next_ready(now), Some(Key::Group(MemberId(1), GROUP)), "bulk work meanwhile");
+    }
+
+    #[test]
+    fn bulk_work_that_takes_access_away_goes_with_the_live_keys() {
+        let mut backlog = Backlog::default();
+        add_marked(&mut backlog, 1, grant_to(1), true);
+        let revoke_of_two = Command::RevokeGroup(RevokeGroup { member: MemberId(2), group: GROUP, basis: 1 });
+        add_marked(&mut backlog, 2, revoke_of_two, true);
+        let suspend_three = Command::SuspendUser(SuspendUser { member: MemberId(3), basis: 1 });
+        add_marked(&mut backlog, 3, suspend_three, true);
+        add_marked(&mut backlog, 4, grant_to(4), false);
+        let members: Vec<u64> = work_order(&mut backlog).iter().map(|key| key.member().0).collect();
+        assert_eq!(
+            members,
+            [2, 3, 4, 1],
+            "a revoke and a suspension from a sweep close doors before a grant opens one"
+        );
     }
 }
