@@ -84,7 +84,22 @@ impl Gateway {
         F: FnOnce(KisiClient) -> Fut,
         Fut: Future<Output = Result<T, KisiError>>,
     {
-        let slot = self.limiter.reserve(self.clock.now());
+        self.call_in_a_row(stop, 1, request).await
+    }
+
+    /// As [`call`](Self::call), but the request waits until it and the `in_a_row - 1` that follow
+    /// it may all go without waiting: for a pair that must not be a rolling second apart.
+    pub(crate) async fn call_in_a_row<T, F, Fut>(
+        &mut self,
+        stop: &mut Stop,
+        in_a_row: usize,
+        request: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnOnce(KisiClient) -> Fut,
+        Fut: Future<Output = Result<T, KisiError>>,
+    {
+        let slot = self.limiter.reserve_in_a_row(self.clock.now(), in_a_row);
         self.status.limiter(self.limiter.stats());
         tokio::select! {
             () = self.clock.sleep_until(slot) => {}

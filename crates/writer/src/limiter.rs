@@ -71,14 +71,21 @@ impl RequestLimiter {
     /// answered, [`answered`](Self::answered) counts it; a request reserved but never reported
     /// answered (its call abandoned) is counted as answered when the next is reserved.
     pub fn reserve(&mut self, now: Timestamp) -> Timestamp {
+        self.reserve_in_a_row(now, 1)
+    }
+
+    /// As [`reserve`](Self::reserve), for the first of `in_a_row` requests that must follow each
+    /// other without waiting (at most N): it waits until the budget holds them all.
+    pub fn reserve_in_a_row(&mut self, now: Timestamp, in_a_row: usize) -> Timestamp {
         if self.awaiting_answer {
             self.count(1, now);
         }
         let mut send = now.max(self.not_before);
-        if self.answered.len() >= self.per_second
-            && let Some(oldest) = self.answered.front()
-        {
-            send = send.max(*oldest + WINDOW + CLOCK_RESOLUTION);
+        let in_a_row = in_a_row.clamp(1, self.per_second);
+        // The answers that must age out first: all but the `per_second - in_a_row` newest.
+        let must_age_out = (self.answered.len() + in_a_row).saturating_sub(self.per_second);
+        if let Some(last_to_age_out) = must_age_out.checked_sub(1).and_then(|index| self.answered.get(index)) {
+            send = send.max(*last_to_age_out + WINDOW + CLOCK_RESOLUTION);
         }
         let wait_ms = send.as_unix_millis().saturating_sub(now.as_unix_millis());
         if wait_ms > 0 {
@@ -169,6 +176,20 @@ mod tests {
         // is, the second having been answered more than a second before.
         assert_eq!(times, [0, 20, 40, 60, 1_021, 1_041]);
         assert_eq!(limiter.stats().waits, 1);
+    }
+
+    #[test]
+    fn a_pair_that_must_go_back_to_back_waits_until_the_budget_holds_both() {
+        let mut limiter = RequestLimiter::new(4);
+        serial(&mut limiter, &[0; 3], &[10; 3]);
+        // Three answered at 10, 20 and 30 ms: one more may go now, but a pair only once the
+        // first has aged out, and then the second follows without waiting.
+        let first = limiter.reserve_in_a_row(at(40), 2);
+        assert_eq!(first, at(1_011));
+        limiter.answered(at(1_020));
+        assert_eq!(limiter.reserve(at(1_020)), at(1_020), "the pair's second goes at once");
+        limiter.answered(at(1_030));
+        assert_eq!(limiter.reserve_in_a_row(at(1_030), 9), at(2_031), "at most the budget in a row: all four age out");
     }
 
     #[test]

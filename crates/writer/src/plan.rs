@@ -140,6 +140,9 @@ pub(crate) enum GroupStep {
     },
     Delete {
         assignment: KisiAssignmentId,
+        /// The member keeps the group: the assignment is deleted to be created again with the
+        /// new window (the account ignores a PATCH), so the create must follow at once.
+        recreate: bool,
     },
     Done,
     RefuseNoUser,
@@ -177,7 +180,7 @@ pub(crate) fn group_step(
             (None, _) | (Some(_), KnownAssignment::Absent) => GroupStep::Done,
             (Some(_), KnownAssignment::Unknown) => GroupStep::Lookup,
             (Some(_), KnownAssignment::Present(held)) if held.ours || rules.touch_foreign_assignments => {
-                GroupStep::Delete { assignment: held.id }
+                GroupStep::Delete { assignment: held.id, recreate: false }
             }
             (Some(_), KnownAssignment::Present(_)) => GroupStep::Done,
         };
@@ -191,7 +194,7 @@ pub(crate) fn group_step(
         KnownAssignment::Present(held) if held.validity() == validity => GroupStep::Done,
         KnownAssignment::Present(held) if held.ours || rules.touch_foreign_assignments => {
             if rules.patch_applies_validity == Some(false) {
-                GroupStep::Delete { assignment: held.id }
+                GroupStep::Delete { assignment: held.id, recreate: true }
             } else {
                 GroupStep::Update { assignment: held.id, validity }
             }
@@ -367,7 +370,7 @@ mod tests {
         assert_eq!(group_step(revoke, Some(&user), KnownAssignment::Unknown, GroupRules::default()), GroupStep::Lookup);
         assert_eq!(
             group_step(revoke, Some(&user), held(true, None, None), GroupRules::default()),
-            GroupStep::Delete { assignment: KisiAssignmentId(3) }
+            GroupStep::Delete { assignment: KisiAssignmentId(3), recreate: false }
         );
         assert_eq!(
             group_step(revoke, Some(&user), held(false, None, None), GroupRules::default()),
@@ -385,7 +388,7 @@ mod tests {
         let ignored = GroupRules { touch_foreign_assignments: false, patch_applies_validity: Some(false) };
         assert_eq!(
             group_step(grant, Some(&user), held(true, at(10), at(30)), ignored),
-            GroupStep::Delete { assignment: KisiAssignmentId(3) }
+            GroupStep::Delete { assignment: KisiAssignmentId(3), recreate: true }
         );
         assert_eq!(
             group_step(grant, Some(&user), KnownAssignment::Absent, ignored),

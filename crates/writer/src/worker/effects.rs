@@ -494,13 +494,18 @@ impl Active<'_> {
             GroupStep::Update { assignment, validity } => {
                 self.update_assignment(member, group, assignment, validity).await
             }
-            GroupStep::Delete { assignment } => {
+            GroupStep::Delete { assignment, recreate } => {
                 if let Err(unsaved) = self.before_change(member, Some(group)).await {
                     return unsaved;
                 }
+                // A member who keeps the group lacks its doors from the delete to the create: the
+                // delete waits until both may go back to back, not a rolling second apart.
+                let back_to_back = if recreate { 2 } else { 1 };
                 let deleted = self
                     .gateway
-                    .call(&mut self.stop, |client| async move { client.delete_assignment(assignment).await })
+                    .call_in_a_row(&mut self.stop, back_to_back, |client| async move {
+                        client.delete_assignment(assignment).await
+                    })
                     .await;
                 match self.gone_when_forbidden(deleted).await {
                     Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => {
