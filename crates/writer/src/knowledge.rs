@@ -46,6 +46,10 @@ pub(crate) struct UserRecord {
     /// the create that follows it, so it is not stored.
     #[serde(skip)]
     pub(crate) searched_absent: bool,
+    /// A create was refused or the linked user found gone since Kisi was last searched for the
+    /// email: the writer's snapshot of Kisi may be out of date for this member, so Kisi is searched.
+    #[serde(skip)]
+    pub(crate) search_kisi: bool,
 }
 
 /// The member's Kisi user as the writer last saw or left it.
@@ -181,6 +185,9 @@ impl MemberRecord {
 pub(crate) enum Observation {
     /// Found by email and linked to the member; what it holds in each group is not known yet.
     UserFound(KnownUser),
+    /// Found by email in the snapshot of Kisi and linked to the member, with what it holds in
+    /// each group the snapshot listed whole.
+    UserFoundWithMemberships(KnownUser, Vec<(KisiGroupId, Option<HeldAssignment>)>),
     /// Created by doorsync: a new user holds no assignments.
     UserCreated(KnownUser),
     /// No Kisi user has the member's email.
@@ -214,9 +221,21 @@ impl MemberRecord {
     pub(crate) fn apply(&mut self, observation: Observation) {
         match observation {
             Observation::UserFound(user) => self.adopt(user, KnownAssignment::Unknown),
+            Observation::UserFoundWithMemberships(user, memberships) => {
+                self.adopt(user, KnownAssignment::Unknown);
+                for (group, held) in memberships {
+                    self.group_mut(group).known = held.map_or(KnownAssignment::Absent, KnownAssignment::Present);
+                }
+            }
             Observation::UserCreated(user) => self.adopt(user, KnownAssignment::Absent),
-            Observation::NoUserWithEmail => self.user.searched_absent = true,
-            Observation::UserMayExist => self.user.searched_absent = false,
+            Observation::NoUserWithEmail => {
+                self.user.searched_absent = true;
+                self.user.search_kisi = false;
+            }
+            Observation::UserMayExist => {
+                self.user.searched_absent = false;
+                self.user.search_kisi = true;
+            }
             Observation::UserAccess(state) => {
                 if let Some(known) = &mut self.user.known {
                     known.state = state;
@@ -233,6 +252,7 @@ impl MemberRecord {
             }
             Observation::UserGone => {
                 self.user.known = None;
+                self.user.search_kisi = true;
                 self.forget_assignments(KnownAssignment::Absent);
             }
             Observation::AssignmentsListed(assignments) => {
@@ -257,8 +277,14 @@ impl MemberRecord {
     fn adopt(&mut self, user: KnownUser, assignments: KnownAssignment) {
         self.forget_assignments(assignments);
         self.user.searched_absent = false;
+        self.user.search_kisi = false;
         self.user.known = Some(user);
     }
+}
+
+/// A user's access as Kisi's `access_enabled` says it.
+pub(crate) fn access_state(access_enabled: bool) -> KisiUserState {
+    if access_enabled { KisiUserState::Enabled } else { KisiUserState::Suspended }
 }
 
 /// The records, cached in memory and loaded from the bucket on first use.

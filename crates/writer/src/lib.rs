@@ -27,10 +27,14 @@
 //!   change marked as not known, and a change whose answer was lost is marked so too: whoever
 //!   decides next (this writer, or a standby that took over from one that died during the call)
 //!   reads Kisi first.
+//! * `snapshot.rs`: every Kisi user and the managed groups' assignments, read a page at a time
+//!   when the writer takes the account (the bulk work waits for it) and by every reconciliation,
+//!   so members are matched by exact, case-insensitive email without a search each.
 //! * `reconcile.rs`, the reconciler, runs inside the active writer
-//!   ([`WriterHandle::reconcile_now`], and on a schedule): it lists the managed groups, repairs the
-//!   difference through the same calls, and holds revocations above the configured share of members
-//!   until an operator confirms.
+//!   ([`WriterHandle::reconcile_now`], and on a schedule), a step (one Kisi call) at a time taking
+//!   turns with the commands: it lists the users and the managed groups, repairs the difference
+//!   through the same calls, and holds revocations above the configured share of members until an
+//!   operator confirms.
 //! * [`dead_letters`] is the one owner of dead letters: writing, listing, retry and drop, and the
 //!   `dlq.` keys of the writer bucket. Nothing else writes the writer's bucket.
 //! * [`metric_definitions`]: the writer's metrics.
@@ -85,6 +89,7 @@ mod names;
 mod options;
 mod plan;
 mod reconcile;
+mod snapshot;
 mod status;
 mod worker;
 

@@ -4,15 +4,19 @@
 //! hand-removed member comes back, a changed window is set back, and an assignment doorsync made
 //! that nothing asks for any more goes away.
 //!
-//! It runs inside the active writer, between commands, on a schedule and on demand: it needs the
-//! writer's knowledge, request budget and lease, and running it in the same task means a repair
-//! and a command never race for one key (a key with a command waiting is left to the command).
+//! It runs inside the active writer, on a schedule and on demand: it needs the writer's knowledge,
+//! request budget and lease, and running it in the same task means a repair and a command never
+//! race for one key (a key with a command waiting is left to the command). It does not block the
+//! commands: a [`Reconciliation`] is a sequence of steps, each one Kisi call (a page of the
+//! users' or a managed group's listing, which become the writer's [`Snapshot`], or one repair),
+//! that the writer takes between commands. A member whose command was worked while the listing was
+//! read is left to the next reconciliation, since the listing may show Kisi before or after it.
 //!
 //! Revocations are guarded: when one run would take more than a set share of the managed members
 //! out of a group, nothing is revoked and the revocations are held, with their counts in the
 //! status, until an operator confirms them. The rest of the repair goes ahead.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,7 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backlog::Key;
 use crate::gateway::CallError;
-use crate::knowledge::{GroupDesire, Knowledge, KnownAssignment, Observation, UserDesire};
+use crate::knowledge::{GroupDesire, Knowledge, KnownAssignment, Observation, UserDesire, access_state};
+use crate::snapshot::{Snapshot, Taking};
 use crate::status::{HeldRepairStatus, ReconcileReport};
 use crate::worker::{Creators, Driven, Refusal};
 use crate::{WriterError, WriterOptions};
@@ -105,8 +110,8 @@ impl ReconcileOptions {
 
 /// What the reconciler needs of the active writer, and all it may use of it: its knowledge, the
 /// commands waiting, its calls to Kisi (through its limiter and lease, a 403 on an id read as the
-/// id gone once the key is known to work), its drives of one key to a desire, its outcomes, its
-/// pause and its status.
+/// id gone once the key is known to work), its snapshot of Kisi, its drives of one key to a
+/// desire, its outcomes, its pause and its status.
 pub(crate) trait ActiveWriter {
     fn reconcile_options(&self) -> ReconcileOptions;
     fn now(&self) -> Timestamp;
@@ -119,8 +124,15 @@ pub(crate) trait ActiveWriter {
     fn creators(&self) -> &Creators;
     /// Whether a command for `key` waits: it is left to the command.
     fn is_waiting(&self, key: Key) -> bool;
+    /// Whether a command for the member was worked since the reconciliation began: the listing
+    /// may show Kisi before or after it, so the member is left to the next reconciliation.
+    fn worked_since_listing(&self, member: MemberId) -> bool;
+    /// Reads the next page of a snapshot being taken.
+    async fn read_page(&mut self, taking: &mut Taking);
+    /// Keeps `snapshot` as the writer's picture of Kisi, replacing the one before.
+    fn set_snapshot(&mut self, snapshot: Snapshot);
+    fn snapshot(&self) -> Option<&Snapshot>;
     async fn read_user(&mut self, user: KisiUserId) -> Result<User, CallError>;
-    async fn group_assignments(&mut self, group: KisiGroupId) -> Result<Vec<RoleAssignment>, CallError>;
     async fn delete_assignment(&mut self, assignment: KisiAssignmentId) -> Result<(), CallError>;
     async fn drive_user(&mut self, member: MemberId, desire: &UserDesire) -> Driven;
     async fn drive_group(&mut self, member: MemberId, group: KisiGroupId, desire: GroupDesire) -> Driven;
@@ -136,7 +148,47 @@ pub(crate) trait ActiveWriter {
     fn reconciled(&self, report: &ReconcileReport);
 }
 
-/// One reconciliation, or one confirmation of the held revocations, by an active writer.
+/// One piece of a reconciliation's repair, worked as one step between commands.
+#[derive(Debug, Clone)]
+enum Work {
+    /// Read the member's user by id: the users' listing was not read whole.
+    ReadUser(MemberId, KisiUserId),
+    /// The member's user is not as its newest settled command asked: drive it there.
+    User(MemberId),
+    Repair(Repair),
+    Revoke(Revocation),
+}
+
+/// Where a reconciliation is.
+#[derive(Debug)]
+enum Stage {
+    /// Reading the users and the managed groups, a page a step.
+    Listing(Taking),
+    /// The listing is read: compare it with what the writer knows (no Kisi call).
+    Comparing,
+    /// Repairing, a key a step; the revocations come after the repairs, unless held.
+    Repairing { work: VecDeque<Work>, revocations: Vec<Revocation> },
+}
+
+/// A reconciliation under way: a sequence of steps, each one Kisi call (a page of the listing
+/// or a repair), that the writer interleaves with its commands.
+#[derive(Debug)]
+pub(crate) struct Reconciliation {
+    stage: Stage,
+    report: ReconcileReport,
+}
+
+impl Reconciliation {
+    /// When the next step may run: after a failed page, later than now.
+    pub(crate) fn due_at(&self, now: Timestamp) -> Timestamp {
+        match &self.stage {
+            Stage::Listing(taking) => taking.due_at().unwrap_or(now),
+            Stage::Comparing | Stage::Repairing { .. } => now,
+        }
+    }
+}
+
+/// One reconciliation's steps, or one confirmation of the held revocations, by an active writer.
 pub(crate) struct Reconciler<'w, W> {
     writer: &'w mut W,
     options: ReconcileOptions,
@@ -148,44 +200,121 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
         Self { writer, options }
     }
 
-    /// One reconciliation: read the managed users and groups, repair, hold a mass revocation.
-    pub(crate) async fn reconcile(&mut self) -> Result<ReconcileReport, WriterError> {
+    /// Begins a reconciliation: the listing of the users and of every managed group (those
+    /// configured and those named in commands).
+    pub(crate) async fn begin(&mut self) -> Result<Reconciliation, WriterError> {
+        if let Some(paused) = self.writer.paused_error() {
+            return Err(paused);
+        }
+        self.writer.knowledge_mut().load_all().await?;
+        let mut groups: BTreeSet<KisiGroupId> = self.options.groups.iter().copied().collect();
+        groups.extend(self.writer.knowledge().members().flat_map(|(_, record)| record.groups.keys().copied()));
+        let groups: Vec<KisiGroupId> = groups.into_iter().collect();
+        let taking = Taking::new(&groups, self.writer.now());
+        Ok(Reconciliation { stage: Stage::Listing(taking), report: ReconcileReport::default() })
+    }
+
+    /// The next step of `run`: the report once it is over. An error ends the run (the writer is
+    /// paused or stopping, or the log failed).
+    pub(crate) async fn step(&mut self, run: &mut Reconciliation) -> Result<Option<ReconcileReport>, WriterError> {
         if let Some(paused) = self.writer.paused_error() {
             return Err(paused);
         }
         let calls_before = self.writer.calls_total();
-        self.writer.knowledge_mut().load_all().await?;
-        let mut report = ReconcileReport::default();
-        if self.options.users {
-            self.reconcile_users(&mut report).await?;
+        let over = self.advance(run).await;
+        run.report.calls += self.writer.calls_total() - calls_before;
+        if !over? {
+            return Ok(None);
         }
-        let (repairs, revocations) = self.compare_groups(&mut report).await?;
-        for repair in repairs {
-            self.repair(repair, &mut report).await?;
-        }
-        let managed_members =
-            self.writer.knowledge().members().filter(|(_, record)| record.live_user().is_some()).count();
-        let members_affected = revocations.iter().map(|revocation| revocation.user).collect::<BTreeSet<_>>().len();
-        let limit = self.options.max_revocation_share * managed_members as f64;
-        if members_affected as f64 > limit {
-            let held = HeldRepair { revocations, members_affected, managed_members, found_at: self.writer.now() };
-            tracing::warn!(
-                revocations = held.revocations.len(),
-                members_affected,
-                managed_members,
-                "reconciliation would revoke more than the allowed share of members; held until confirmed"
-            );
-            report.held = Some(held.status());
-            self.hold(Some(held)).await?;
-        } else {
-            report.revoked += self.revoke(revocations, &mut report).await?;
-            self.hold(None).await?;
-        }
-        report.calls = self.writer.calls_total() - calls_before;
+        let report = std::mem::take(&mut run.report);
         self.writer.reconciled(&report);
         let now = self.writer.now();
         crate::knowledge::save_reconciled_at(self.writer.knowledge().kv(), &self.options.account, now).await?;
-        Ok(report)
+        Ok(Some(report))
+    }
+
+    /// Takes one step; whether the run is over.
+    async fn advance(&mut self, run: &mut Reconciliation) -> Result<bool, WriterError> {
+        let report = &mut run.report;
+        match &mut run.stage {
+            Stage::Listing(taking) => {
+                if taking.next_request().is_some() {
+                    self.writer.read_page(taking).await;
+                }
+                if taking.next_request().is_none() {
+                    let Stage::Listing(taking) = std::mem::replace(&mut run.stage, Stage::Comparing) else {
+                        unreachable!("the stage was just matched as Listing")
+                    };
+                    self.writer.set_snapshot(taking.finish());
+                }
+                Ok(false)
+            }
+            Stage::Comparing => {
+                let mut work = VecDeque::new();
+                if self.options.users {
+                    self.compare_users(&mut work, report).await;
+                }
+                let (repairs, revocations) = self.compare_groups(report).await;
+                work.extend(repairs.into_iter().map(Work::Repair));
+                run.stage = Stage::Repairing { work, revocations };
+                Ok(false)
+            }
+            Stage::Repairing { work, revocations } => {
+                if let Some(next) = work.pop_front() {
+                    self.work(next, work, report).await?;
+                    return Ok(false);
+                }
+                let revocations = std::mem::take(revocations);
+                if revocations.is_empty() {
+                    self.hold(None).await?;
+                    return Ok(true);
+                }
+                let managed_members =
+                    self.writer.knowledge().members().filter(|(_, record)| record.live_user().is_some()).count();
+                let members_affected =
+                    revocations.iter().map(|revocation| revocation.user).collect::<BTreeSet<_>>().len();
+                let limit = self.options.max_revocation_share * managed_members as f64;
+                if members_affected as f64 > limit {
+                    let held =
+                        HeldRepair { revocations, members_affected, managed_members, found_at: self.writer.now() };
+                    tracing::warn!(
+                        revocations = held.revocations.len(),
+                        members_affected,
+                        managed_members,
+                        "reconciliation would revoke more than the allowed share of members; held until confirmed"
+                    );
+                    report.held = Some(held.status());
+                    self.hold(Some(held)).await?;
+                    return Ok(true);
+                }
+                self.hold(None).await?;
+                work.extend(revocations.into_iter().map(Work::Revoke));
+                Ok(false)
+            }
+        }
+    }
+
+    /// One piece of work; a user made again brings the repair of its memberships after it.
+    async fn work(
+        &mut self,
+        work: Work,
+        queue: &mut VecDeque<Work>,
+        report: &mut ReconcileReport,
+    ) -> Result<(), WriterError> {
+        match work {
+            Work::ReadUser(member, user) => {
+                if self.read_user(member, user, report).await? {
+                    self.repair_user(member, queue, report).await?;
+                }
+                Ok(())
+            }
+            Work::User(member) => self.repair_user(member, queue, report).await,
+            Work::Repair(repair) => self.repair(repair, report).await,
+            Work::Revoke(revocation) => {
+                report.revoked += self.revoke_one(revocation, report).await?;
+                Ok(())
+            }
+        }
     }
 
     /// Carries out the held revocations that are still wanted.
@@ -197,7 +326,9 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
         let calls_before = self.writer.calls_total();
         self.writer.knowledge_mut().load_all().await?;
         let mut report = ReconcileReport::default();
-        report.revoked = self.revoke(held.revocations, &mut report).await?;
+        for revocation in held.revocations {
+            report.revoked += self.revoke_one(revocation, &mut report).await?;
+        }
         self.hold(None).await?;
         report.calls = self.writer.calls_total() - calls_before;
         tracing::info!(revoked = report.revoked, "held revocations confirmed and carried out");
@@ -218,63 +349,120 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
         Ok(())
     }
 
-    /// Reads every live user doorsync manages, undoes a suspension, restore or deletion made by
-    /// hand, and tries again a change whose command was dead-lettered.
-    async fn reconcile_users(&mut self, report: &mut ReconcileReport) -> Result<(), WriterError> {
+    /// Compares every live user doorsync manages with the users' listing: a suspension, restore
+    /// or deletion made by hand is undone, and a change whose command was dead-lettered tried
+    /// again. Without a whole listing (past Kisi's offset cap), each user is read by id.
+    async fn compare_users(&mut self, work: &mut VecDeque<Work>, report: &mut ReconcileReport) {
         let users: Vec<(MemberId, KisiUserId)> = self
             .writer
             .knowledge()
             .members()
-            .filter(|(member, record)| record.user.desired.is_some() && !self.writer.is_waiting(Key::User(*member)))
+            .filter(|(member, record)| {
+                record.user.desired.is_some()
+                    && !self.writer.is_waiting(Key::User(*member))
+                    && !self.writer.worked_since_listing(*member)
+            })
             .filter_map(|(member, record)| record.live_user().map(|user| (member, user)))
             // A user doorsync found rather than created is not doorsync's to suspend or restore.
             .filter(|(_, user)| user.created_by_doorsync || self.options.manage_found_users)
             .map(|(member, user)| (member, user.id))
             .collect();
+        let listed: Option<HashMap<KisiUserId, KisiUserState>> = self.writer.snapshot().and_then(|snapshot| {
+            Some(
+                snapshot.users_by_id()?.into_iter().map(|(id, user)| (id, access_state(user.access_enabled))).collect(),
+            )
+        });
         for (member, user) in users {
-            let actual = match self.writer.read_user(user).await {
-                Ok(found) if found.access_enabled => KisiUserState::Enabled,
-                Ok(_) => KisiUserState::Suspended,
-                Err(CallError::Kisi(KisiError::NotFound { .. })) => KisiUserState::Deleted,
-                Err(error) => {
-                    self.call_failed(error, report, None).await?;
-                    continue;
+            match &listed {
+                Some(listed) => {
+                    let actual = listed.get(&user).copied().unwrap_or(KisiUserState::Deleted);
+                    if self.user_seen(member, actual, report).await {
+                        work.push_back(Work::User(member));
+                    }
                 }
-            };
-            report.users_checked += 1;
-            let record = self.writer.knowledge_mut().get_mut(member);
-            let Some(known) = &mut record.user.known else { continue };
-            let drifted = known.state != actual;
-            known.state = actual;
-            if actual == KisiUserState::Deleted {
-                record.apply(Observation::UserGone);
-            }
-            let Some(desire) = record.user.desired.clone() else { continue };
-            if drifted {
-                self.writer.save_quietly(member).await;
-            }
-            // Compared with the desire, not with what was known: after a dead-lettered suspension
-            // or deletion the two differ while Kisi still matches what was known.
-            if desire.access == actual {
-                continue;
-            }
-            match self.writer.drive_user(member, &desire).await {
-                Driven::Done(outcomes) => {
-                    report.users_repaired += 1;
-                    self.publish_repair(outcomes).await;
-                }
-                driven => self.repair_failed(driven, report)?,
+                None => work.push_back(Work::ReadUser(member, user)),
             }
         }
-        Ok(())
     }
 
-    /// Lists every managed group and sorts the differences into repairs and revocations; records
-    /// what was seen as known.
-    async fn compare_groups(
+    /// Reads one user the listing did not show (see [`compare_users`](Self::compare_users));
+    /// whether it differs from what is desired.
+    async fn read_user(
         &mut self,
+        member: MemberId,
+        user: KisiUserId,
         report: &mut ReconcileReport,
-    ) -> Result<(Vec<Repair>, Vec<Revocation>), WriterError> {
+    ) -> Result<bool, WriterError> {
+        if self.writer.is_waiting(Key::User(member)) {
+            report.left_to_commands += 1;
+            return Ok(false);
+        }
+        let actual = match self.writer.read_user(user).await {
+            Ok(found) => access_state(found.access_enabled),
+            Err(CallError::Kisi(KisiError::NotFound { .. })) => KisiUserState::Deleted,
+            Err(error) => return self.call_failed(error, report, None).await.map(|()| false),
+        };
+        Ok(self.user_seen(member, actual, report).await)
+    }
+
+    /// Records the member's user as Kisi holds it; whether it differs from what is desired.
+    async fn user_seen(&mut self, member: MemberId, actual: KisiUserState, report: &mut ReconcileReport) -> bool {
+        report.users_checked += 1;
+        let record = self.writer.knowledge_mut().get_mut(member);
+        let Some(known) = &mut record.user.known else { return false };
+        let drifted = known.state != actual;
+        known.state = actual;
+        if actual == KisiUserState::Deleted {
+            record.apply(Observation::UserGone);
+        }
+        let Some(desire) = record.user.desired.clone() else { return false };
+        if drifted {
+            self.writer.save_quietly(member).await;
+        }
+        // Compared with the desire, not with what was known: after a dead-lettered suspension
+        // or deletion the two differ while Kisi still matches what was known.
+        desire.access != actual
+    }
+
+    /// Drives the member's user to its newest settled desire, unless a command came for it
+    /// meanwhile. A user made again (it was deleted by hand) holds no assignment: its memberships
+    /// are repaired next.
+    async fn repair_user(
+        &mut self,
+        member: MemberId,
+        queue: &mut VecDeque<Work>,
+        report: &mut ReconcileReport,
+    ) -> Result<(), WriterError> {
+        if self.writer.is_waiting(Key::User(member)) {
+            report.left_to_commands += 1;
+            return Ok(());
+        }
+        let record = self.writer.knowledge_mut().get_mut(member);
+        let Some(desire) = record.user.desired.clone() else { return Ok(()) };
+        let had_user = record.live_user().is_some();
+        match self.writer.drive_user(member, &desire).await {
+            Driven::Done(outcomes) => {
+                report.users_repaired += 1;
+                self.publish_repair(outcomes).await;
+                let record = self.writer.knowledge_mut().get_mut(member);
+                if !had_user && record.live_user().is_some() {
+                    let memberships = record.groups.iter().filter_map(|(&group, record)| match record.desired {
+                        Some(desire @ GroupDesire::Member { .. }) => {
+                            Some(Work::Repair(Repair::Create(member, group, desire)))
+                        }
+                        _ => None,
+                    });
+                    queue.extend(memberships.collect::<Vec<_>>());
+                }
+                Ok(())
+            }
+            driven => self.repair_failed(driven, report),
+        }
+    }
+
+    /// Compares every managed group's listing with what is desired, sorting the differences into
+    /// repairs and revocations; records what was seen as known.
+    async fn compare_groups(&mut self, report: &mut ReconcileReport) -> (Vec<Repair>, Vec<Revocation>) {
         let creators = self.writer.creators().clone();
         let touch_foreign = self.options.touch_foreign_assignments;
         let mut groups: BTreeSet<KisiGroupId> = self.options.groups.iter().copied().collect();
@@ -282,12 +470,18 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
         let members: Vec<MemberId> = self.writer.knowledge().members().map(|(member, _)| member).collect();
         let (mut repairs, mut revocations) = (Vec::new(), Vec::new());
         for group in groups {
-            let listed = match self.writer.group_assignments(group).await {
-                Ok(listed) => listed,
-                Err(error) => {
-                    self.call_failed(error, report, Some(group)).await?;
-                    continue;
+            let listed: Option<Vec<RoleAssignment>> = self.writer.snapshot().and_then(|snapshot| {
+                snapshot.group_assignments(group).map(|listed| listed.into_iter().cloned().collect())
+            });
+            let Some(listed) = listed else {
+                // Refused to a key that works (a mapping to fix), or not listed whole: its
+                // failure was logged when its page was read.
+                if self.writer.snapshot().is_some_and(|snapshot| snapshot.refused(group)) {
+                    report.groups_refused += 1;
+                } else {
+                    report.failed += 1;
                 }
+                continue;
             };
             report.groups_listed += 1;
             report.assignments_seen += listed.len();
@@ -296,9 +490,14 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
             for &member in &members {
                 let waiting =
                     self.writer.is_waiting(Key::Group(member, group)) || self.writer.is_waiting(Key::User(member));
+                let worked = self.writer.worked_since_listing(member);
                 let record = self.writer.knowledge_mut().get_mut(member);
                 let Some(user) = record.live_user().map(|user| user.id) else { continue };
                 let actual = by_user.remove(&user);
+                if worked {
+                    report.left_to_commands += 1;
+                    continue;
+                }
                 let desire = record.groups.get(&group).and_then(|record| record.desired);
                 let held = actual.as_ref().map(|assignment| creators.held(assignment));
                 let known = held.map_or(KnownAssignment::Absent, KnownAssignment::Present);
@@ -349,13 +548,19 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
                 }
             }
         }
-        Ok((repairs, revocations))
+        (repairs, revocations)
     }
 
+    /// One repair, unless a command for its key came meanwhile or settled another desire.
     async fn repair(&mut self, repair: Repair, report: &mut ReconcileReport) -> Result<(), WriterError> {
         let (member, group, desire) = match repair {
             Repair::Create(member, group, desire) | Repair::Window(member, group, desire) => (member, group, desire),
         };
+        let wanted = self.writer.knowledge_mut().get_mut(member).groups.get(&group).and_then(|record| record.desired);
+        if self.writer.is_waiting(Key::Group(member, group)) || wanted != Some(desire) {
+            report.left_to_commands += 1;
+            return Ok(());
+        }
         match self.writer.drive_group(member, group, desire).await {
             Driven::Done(outcomes) => {
                 match repair {
@@ -369,37 +574,28 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
         }
     }
 
-    /// Deletes the assignments that are still not wanted; returns how many went.
-    async fn revoke(
-        &mut self,
-        revocations: Vec<Revocation>,
-        report: &mut ReconcileReport,
-    ) -> Result<usize, WriterError> {
-        let mut revoked = 0;
-        for revocation in revocations {
-            let Some(member) = revocation.member else {
-                let assignment = revocation.assignment;
-                match self.writer.delete_assignment(assignment).await {
-                    Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => revoked += 1,
-                    Err(error) => self.call_failed(error, report, Some(revocation.group)).await?,
-                }
-                continue;
+    /// Deletes the assignment if it is still not wanted; how many went (0 or 1).
+    async fn revoke_one(&mut self, revocation: Revocation, report: &mut ReconcileReport) -> Result<usize, WriterError> {
+        let Some(member) = revocation.member else {
+            let assignment = revocation.assignment;
+            return match self.writer.delete_assignment(assignment).await {
+                Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => Ok(1),
+                Err(error) => self.call_failed(error, report, Some(revocation.group)).await.map(|()| 0),
             };
-            let key = Key::Group(member, revocation.group);
-            let record = self.writer.knowledge_mut().get_mut(member);
-            let wanted = record.groups.get(&revocation.group).and_then(|record| record.desired);
-            if matches!(wanted, Some(GroupDesire::Member { .. })) || self.writer.is_waiting(key) {
-                continue;
-            }
-            match self.writer.drive_group(member, revocation.group, GroupDesire::NotMember).await {
-                Driven::Done(outcomes) => {
-                    revoked += 1;
-                    self.publish_repair(outcomes).await;
-                }
-                driven => self.repair_failed(driven, report)?,
-            }
+        };
+        let key = Key::Group(member, revocation.group);
+        let record = self.writer.knowledge_mut().get_mut(member);
+        let wanted = record.groups.get(&revocation.group).and_then(|record| record.desired);
+        if matches!(wanted, Some(GroupDesire::Member { .. })) || self.writer.is_waiting(key) {
+            return Ok(0);
         }
-        Ok(revoked)
+        match self.writer.drive_group(member, revocation.group, GroupDesire::NotMember).await {
+            Driven::Done(outcomes) => {
+                self.publish_repair(outcomes).await;
+                Ok(1)
+            }
+            driven => self.repair_failed(driven, report).map(|()| 0),
+        }
     }
 
     async fn publish_repair(&self, outcomes: Vec<Outcome>) {

@@ -18,19 +18,25 @@ async fn two_hundred_members_with_grant_and_revoke_churn_cost_the_fewest_calls()
     let groups: [KisiGroupId; 3] = std::array::from_fn(|index| harness.kisi.add_group(&format!("Group {index}")));
     let backlog = outage_backlog(MEMBERS, &groups);
     let mut commands = backlog.len() as u64;
+    // An outage's backlog is bulk work: the writer reads Kisi's users first and searches none.
     for command in backlog {
-        harness.send(command).await;
+        harness.send_bulk(command).await;
     }
     let mut options = harness.options("writer-a");
     options.requests_per_second = 5_000;
     let writer = harness.start(options).await;
     settled(&writer, commands).await;
-    let fewest = 1 + 3 * MEMBERS;
+    // Who am I, the users' page, then per member a create and one assignment.
+    let fewest = 2 + 2 * MEMBERS;
     let backlog_calls = harness.kisi.calls().total();
     println!(
         "backlog: {commands} commands for {MEMBERS} members: {backlog_calls} Kisi calls, fewest possible {fewest}"
     );
-    assert_eq!(backlog_calls, fewest);
+    // A revocation goes before bulk work like a live change, and so does the user of its member:
+    // a member who leaves its second group (a quarter of them) may be searched in Kisi before the
+    // users' page is read.
+    let searched_at_most = MEMBERS.div_ceil(4);
+    assert!((fewest..=fewest + searched_at_most).contains(&backlog_calls), "{:?}", harness.kisi.calls());
     assert_eq!(harness.kisi.assignments().len(), MEMBERS as usize);
 
     // Live churn: three rounds of new windows for every member, appended while the writer works.

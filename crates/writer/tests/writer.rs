@@ -78,7 +78,10 @@ async fn a_grant_becomes_one_assignment_with_its_window_and_a_grant_applied_outc
         }]
     );
     let calls = harness.kisi.calls();
-    assert_eq!(calls.total(), 4, "who am I, find the user, create it, create the assignment: {calls:?}");
+    // Who am I, the users' page, create the user, create the assignment; and a search when the
+    // live commands came before the users' page was read.
+    assert!((4..=5).contains(&calls.total()), "{calls:?}");
+    assert_eq!((calls.endpoint("POST", "/users"), calls.endpoint("POST", "/role_assignments")), (1, 1), "{calls:?}");
     let status = writer.status();
     assert_eq!((status.role, status.commands_applied, status.backlog_keys), (WriterRole::Active, 2, 0));
     writer.shutdown().await;
@@ -103,7 +106,8 @@ async fn a_backlog_for_one_key_costs_one_call_and_knowledge_survives_a_restart()
     writer.shutdown().await;
 
     // Another backlog for the same key, read by a new writer: one update and its read-back, no
-    // lookups.
+    // lookups. Kisi's limit is per API user over a rolling second, which the writer before used.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     harness.kisi.reset_calls();
     for command in [
         revoke(1, group),
@@ -115,10 +119,12 @@ async fn a_backlog_for_one_key_costs_one_call_and_knowledge_survives_a_restart()
     }
     let restarted = harness.start(harness.options("writer-b")).await;
     eventually("the second backlog is settled", WAIT, async || restarted.status().commands_applied == 1).await;
+    // The live key goes before the users' page, which is read after it.
+    eventually("the users' page is read", WAIT, async || harness.kisi.calls().endpoint("GET", "/users") == 1).await;
     let calls = harness.kisi.calls();
     assert_eq!(calls.endpoint("PATCH", "/role_assignments/{id}"), 1, "{calls:?}");
     assert_eq!(calls.endpoint("GET", "/role_assignments/{id}"), 1, "the update is read back: {calls:?}");
-    assert_eq!(calls.total(), 3, "who am I, the one update and its read-back: {calls:?}");
+    assert_eq!(calls.total(), 4, "who am I, the users' page, the one update and its read-back: {calls:?}");
     let assignment = &harness.kisi.assignments()[0];
     assert_eq!((assignment.valid_from, assignment.valid_until), (seconds(1_999_000_000), seconds(2_000_003_000)));
     restarted.shutdown().await;
@@ -129,16 +135,17 @@ async fn commands_sent_again_unchanged_make_no_call_but_are_answered() {
     let harness = Harness::new().await;
     let group = harness.kisi.add_group("Phone booth");
     let writer = harness.start(harness.options("writer-a")).await;
-    harness.send(ensure(1, &email(1))).await;
-    harness.send(grant(1, group, None, seconds(2_000_000_000))).await;
+    // Bulk work, done after the writer's first read of the users' page (live work goes before it).
+    harness.send_bulk(ensure(1, &email(1))).await;
+    harness.send_bulk(grant(1, group, None, seconds(2_000_000_000))).await;
     eventually("the grant is applied", WAIT, async || writer.status().commands_applied == 2).await;
-    let calls_before = harness.kisi.calls().total();
+    let calls_before = harness.kisi.calls();
     let outcomes_before = harness.outcomes().await.len();
 
     harness.send(ensure(1, &email(1))).await;
     harness.send(grant(1, group, None, seconds(2_000_000_000))).await;
     eventually("the repeats are settled", WAIT, async || writer.status().commands_applied == 4).await;
-    assert_eq!(harness.kisi.calls().total(), calls_before, "nothing to change, nothing called");
+    assert_eq!(harness.kisi.calls(), calls_before, "nothing to change, nothing called");
     let outcomes = harness.outcomes().await;
     assert_eq!(outcomes.len(), outcomes_before + 2, "each repeat is answered from what is known");
     assert!(matches!(outcomes.last(), Some(Outcome::GrantApplied(_))));
@@ -377,7 +384,9 @@ async fn the_limiter_keeps_below_kisi_s_rate_limit() {
     }
     eventually("all granted", Duration::from_secs(60), async || writer.status().commands_applied == 16).await;
     let calls = harness.kisi.calls();
-    assert_eq!(calls.total(), 25, "{calls:?}");
+    // Who am I, the users' page, and per member a create and an assignment, and a search for each
+    // member whose live commands came before the users' page was read.
+    assert!((18..=26).contains(&calls.total()), "{calls:?}");
     assert_eq!(calls.status(429), 0, "{calls:?}");
     writer.shutdown().await;
 }
@@ -415,10 +424,13 @@ async fn commands_due_to_a_window_edge_are_counted_by_how_late_kisi_held_them_an
     assert_eq!(lag.count(), 2, "the ensure was due to an event, not an edge: {lag:?}");
     let counted: Vec<(Option<u64>, u64)> = lag.buckets().filter(|(_, count)| *count > 0).collect();
     assert_eq!(counted, [(Some(doorsync_writer::WINDOW_EDGE_LAG_BOUNDS_MS[0]), 1), (None, 1)]);
-    // Who am I, find the user, create it, and two assignments: one interval of budget each.
+    // Who am I, the users' page or a search for the user (live work goes before the page, so
+    // both when the ensure came first), create it, and two assignments: one interval of budget
+    // each.
     let interval_ms = 1_000 / 4;
-    assert_eq!(status.calls.total(), 5, "{:?}", harness.kisi.calls());
-    assert_eq!(status.limiter.budget_used_ms, 5 * interval_ms);
+    let calls = status.calls.total();
+    assert!((5..=6).contains(&calls), "{:?}", harness.kisi.calls());
+    assert_eq!(status.limiter.budget_used_ms, calls * interval_ms);
     assert!(status.limiter.waits <= 4, "the first request never waits: {:?}", status.limiter);
     writer.shutdown().await;
 }

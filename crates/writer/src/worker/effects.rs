@@ -15,10 +15,11 @@ use doorsync_proto::{
 use super::intake::{Active, group_outcome};
 use crate::WriterError;
 use crate::backlog::Key;
-use crate::gateway::{ASSIGNMENTS_PAGE, CallError};
-use crate::knowledge::{GroupDesire, HeldAssignment, Knowledge, KnownUser, Observation, UserDesire};
+use crate::gateway::{ASSIGNMENTS_PAGE, CallError, retry_after_wait};
+use crate::knowledge::{GroupDesire, HeldAssignment, Knowledge, KnownUser, Observation, UserDesire, access_state};
 use crate::plan::{self, GroupRules, GroupStep, UserStep};
 use crate::reconcile::{ActiveWriter, HeldRepair, ReconcileOptions};
+use crate::snapshot::{Lookup, PageRequest, Snapshot, Taking};
 use crate::status::{PauseStatus, ReconcileReport, RefusedGroup};
 
 /// At most this many calls to settle one key within a reconciliation.
@@ -177,6 +178,14 @@ impl Active<'_> {
         self.knowledge.record_link(user.id, member).await.map_err(unsaved)
     }
 
+    /// The Kisi user is gone: no member is linked to it, and the snapshot no longer offers it.
+    async fn forget_user(&mut self, user: KisiUserId) {
+        self.knowledge.forget_link(user).await;
+        if let Some(snapshot) = &mut self.snapshot {
+            snapshot.forget_user(user);
+        }
+    }
+
     /// Kisi answers 403, not 404, for an id that does not exist (so Kisi support says): once the
     /// key's own `GET /user` shows the key works, a 403 on a call by a user's or an assignment's
     /// id means that user or assignment is gone, and is handled as a 404.
@@ -198,7 +207,7 @@ impl Active<'_> {
         match self.gone_when_forbidden(read).await {
             Ok(_) => StepResult::Failed(refusal),
             Err(CallError::Kisi(KisiError::NotFound { .. })) => {
-                self.knowledge.forget_link(user).await;
+                self.forget_user(user).await;
                 self.knowledge.apply(member, Observation::UserGone);
                 StepResult::Conflict("the member's Kisi user is gone".to_owned())
             }
@@ -318,7 +327,10 @@ impl Active<'_> {
     pub(super) async fn user_call(&mut self, member: MemberId, step: UserStep) -> StepResult {
         let user_id = self.knowledge.get_mut(member).user.known.as_ref().map(|user| user.id);
         match step {
-            UserStep::Find { email } => self.find_user(member, email).await,
+            UserStep::Find { email } => match self.find_in_snapshot(member, &email).await {
+                Some(answered) => answered,
+                None => self.find_user(member, email).await,
+            },
             UserStep::Create { email, name, access_enabled } => {
                 self.create_user(member, email, name, access_enabled).await
             }
@@ -352,7 +364,7 @@ impl Active<'_> {
                     Err(CallError::Kisi(KisiError::NotFound { .. })) => {
                         // Deleted (by the change in doubt, or by hand) with its assignments:
                         // found or created again if the member needs one.
-                        self.knowledge.forget_link(user).await;
+                        self.forget_user(user).await;
                         self.knowledge.apply(member, Observation::UserGone);
                         StepResult::Changed(Vec::new())
                     }
@@ -392,7 +404,7 @@ impl Active<'_> {
                     self.gateway.call(&mut self.stop, |client| async move { client.delete_user(user).await }).await;
                 match self.gone_when_forbidden(deleted).await {
                     Ok(()) | Err(CallError::Kisi(KisiError::NotFound { .. })) => {
-                        self.knowledge.forget_link(user).await;
+                        self.forget_user(user).await;
                         self.knowledge.apply(member, Observation::UserDeleted);
                         StepResult::Changed(vec![access_changed(member, KisiUserState::Deleted)])
                     }
@@ -414,23 +426,133 @@ impl Active<'_> {
                  Kisi account's key)",
                 user.id
             )),
-            Ok(Some(user)) => {
-                let known = known_user(&user, created_by_doorsync(&user), false);
-                match self.link(member, &known).await {
-                    Ok(()) => {
-                        let outcome = linked(member, &known);
-                        self.knowledge.apply(member, Observation::UserFound(known));
-                        StepResult::Changed(vec![outcome])
-                    }
-                    Err(result) => result,
-                }
-            }
+            Ok(Some(user)) => self.link_found(member, &user, None).await,
             Ok(None) => {
                 self.knowledge.apply(member, Observation::NoUserWithEmail);
                 StepResult::Changed(Vec::new())
             }
             Err(error) => error.into(),
         }
+    }
+
+    /// Answers the search for the member's email from the snapshot of Kisi, when it can say and
+    /// nothing since (a refused create, the user found gone) makes it doubtful for this member.
+    async fn find_in_snapshot(&mut self, member: MemberId, email: &str) -> Option<StepResult> {
+        if self.knowledge.get_mut(member).user.search_kisi {
+            return None;
+        }
+        let now = self.now();
+        let snapshot = self.snapshot.as_ref()?;
+        match snapshot.user_with_email(email, now) {
+            Lookup::Unknown => None,
+            Lookup::Absent => {
+                self.knowledge.apply(member, Observation::NoUserWithEmail);
+                Some(StepResult::Changed(Vec::new()))
+            }
+            Lookup::Found(user) => {
+                let user = user.clone();
+                let memberships: Vec<(KisiGroupId, Option<HeldAssignment>)> = snapshot
+                    .memberships_of(user.id)
+                    .into_iter()
+                    .map(|(group, held)| (group, held.map(|held| self.creators.held(held))))
+                    .collect();
+                Some(self.link_found(member, &user, Some(memberships)).await)
+            }
+        }
+    }
+
+    /// Links the member to `user`, found by its email, unless it is the key's owner or another
+    /// member's. With the user's `memberships` in the groups a snapshot listed whole, its
+    /// assignments need no listing of their own when those are all the managed groups.
+    async fn link_found(
+        &mut self,
+        member: MemberId,
+        user: &User,
+        memberships: Option<Vec<(KisiGroupId, Option<HeldAssignment>)>>,
+    ) -> StepResult {
+        if Some(user.id) == self.creators.api_user {
+            return StepResult::Refused(format!(
+                "the member's email belongs to Kisi user {}, who owns doorsync's API key; doorsync never \
+                 links that user to a member (give the member another email in Nexudus, or use another \
+                 Kisi account's key)",
+                user.id
+            ));
+        }
+        let managed = &self.shared.options.reconcile_groups;
+        let every_managed_group_listed = memberships.as_ref().is_some_and(|listed| {
+            !managed.is_empty() && managed.iter().all(|group| listed.iter().any(|(seen, _)| seen == group))
+        });
+        let known = known_user(user, created_by_doorsync(user), every_managed_group_listed);
+        if let Err(result) = self.link(member, &known).await {
+            return result;
+        }
+        let outcome = linked(member, &known);
+        let observation = match memberships {
+            Some(memberships) => Observation::UserFoundWithMemberships(known, memberships),
+            None => Observation::UserFound(known),
+        };
+        self.knowledge.apply(member, observation);
+        StepResult::Changed(vec![outcome])
+    }
+
+    /// Reads the next page `taking` needs through the gateway, and adds it to the snapshot. A
+    /// listing Kisi cannot give whole (past its offset cap, a group refused to the key, a page it
+    /// refuses for good) is left out of the snapshot, loudly; a page that failed for now is read
+    /// again after a backoff.
+    pub(crate) async fn read_page(&mut self, taking: &mut Taking) {
+        let Some(request) = taking.next_request() else { return };
+        let result = match request {
+            PageRequest::Users { offset } => self
+                .gateway
+                .call(&mut self.stop, |client| async move { client.users_page(offset).await })
+                .await
+                .map(|page| taking.users_read(page.items, page.next_offset)),
+            PageRequest::Group { group, offset } => self
+                .gateway
+                .call(&mut self.stop, |client| async move { client.group_assignments_page(group, offset).await })
+                .await
+                .map(|page| taking.group_read(group, page.items, page.next_offset)),
+        };
+        let error = match result {
+            Ok(()) => return,
+            Err(CallError::Stopped) => return,
+            Err(CallError::Kisi(error)) => error,
+        };
+        let group = match request {
+            PageRequest::Group { group, .. } => Some(group),
+            PageRequest::Users { .. } => None,
+        };
+        if error.is_credentials_problem() {
+            match self.whom_kisi_refused(&error).await {
+                // Paused: the page is read again once the key works.
+                Refusal::TheKey => return,
+                Refusal::ThisCall => {
+                    if let Some(group) = group {
+                        let mapping = self.shared.options.group_labels.get(&group).cloned();
+                        self.note_refused_group(group, mapping, error.to_string());
+                    }
+                    tracing::error!(%error, ?request, "Kisi refused a listing to a key that works; it is left out of the snapshot");
+                    return taking.refused();
+                }
+                Refusal::NotKnownYet(_) => {}
+            }
+        } else if matches!(error, KisiError::TooManyResults { .. }) {
+            tracing::error!(
+                %error,
+                ?request,
+                "the listing goes past Kisi's offset cap of 20,000: it is left out of the snapshot, and every member \
+                 it would have answered for is looked up in Kisi one by one"
+            );
+            return taking.cut_short();
+        } else if !error.is_retryable() {
+            tracing::error!(%error, ?request, "Kisi refused a listing; it is left out of the snapshot");
+            return taking.cut_short();
+        }
+        let attempts = taking.failed_again();
+        let wait = self.backoff.delay(attempts);
+        let retry_after = retry_after_wait(&error, self.now()).map(|(wait, _)| wait).unwrap_or_default();
+        tracing::warn!(%error, attempts, "reading a page of Kisi's listing failed; reading it again later");
+        taking.not_before(self.now() + wait.max(retry_after));
     }
 
     /// Creates the member's Kisi user, marked as doorsync's.
@@ -753,10 +875,6 @@ pub(super) fn foreign(assignment: doorsync_proto::KisiAssignmentId, group: KisiG
     )
 }
 
-fn access_state(access_enabled: bool) -> KisiUserState {
-    if access_enabled { KisiUserState::Enabled } else { KisiUserState::Suspended }
-}
-
 fn created_by_doorsync(user: &User) -> bool {
     user.metadata.as_ref().and_then(|metadata| metadata.get(MANAGED_BY_KEY)).and_then(|value| value.as_str())
         == Some(MANAGED_BY_VALUE)
@@ -851,11 +969,20 @@ impl ActiveWriter for Active<'_> {
         self.gone_when_forbidden(read).await
     }
 
-    async fn group_assignments(&mut self, group: KisiGroupId) -> Result<Vec<RoleAssignment>, CallError> {
-        let listed =
-            self.gateway.call(&mut self.stop, |client| async move { client.group_assignments(group).await }).await?;
-        self.gateway.charge_pages(listed.len(), ASSIGNMENTS_PAGE);
-        Ok(listed)
+    fn worked_since_listing(&self, member: MemberId) -> bool {
+        self.worked_during_reconciliation.contains(&member)
+    }
+
+    async fn read_page(&mut self, taking: &mut Taking) {
+        Active::read_page(self, taking).await;
+    }
+
+    fn set_snapshot(&mut self, snapshot: Snapshot) {
+        self.snapshot = Some(snapshot);
+    }
+
+    fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
     }
 
     async fn delete_assignment(&mut self, assignment: KisiAssignmentId) -> Result<(), CallError> {

@@ -3,6 +3,7 @@
 //! desire (acknowledged, with outcomes), put back when the log fails, or given back to the log
 //! when the writer stops being the active one.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use doorsync_proto::{
     Command, Envelope, Failed, GrantApplied, KisiGroupId, KisiUserState, MemberId, Outcome, Revoked, Timestamp,
 };
 use doorsync_telemetry::{TraceParent, current_trace_headers};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -27,9 +28,14 @@ use crate::knowledge::{
     save_reconciled_at,
 };
 use crate::plan::{self, GroupStep, UserStep};
-use crate::reconcile::{HeldRepair, Reconciler};
+use crate::reconcile::{HeldRepair, Reconciler, Reconciliation};
+use crate::snapshot::{Snapshot, Taking};
+use crate::status::ReconcileReport;
 use crate::status::WriterStatus;
 use crate::{WriterError, WriterOptions};
+
+/// Where an operator's reconciliation is answered.
+pub(super) type ReconcileReply = oneshot::Sender<Result<ReconcileReport, WriterError>>;
 
 /// Deliveries waiting between the consumer and the worker.
 const INTAKE_BUFFER: usize = 256;
@@ -55,6 +61,22 @@ pub(crate) struct Active<'a> {
     pub(super) pause: Option<Pause>,
     pub(super) held: Option<HeldRepair>,
     pub(super) next_reconcile_at: Option<Timestamp>,
+    /// The picture of Kisi that answers searches by email: taken at start ([`Self::taking`]) and
+    /// by every reconciliation.
+    pub(super) snapshot: Option<Snapshot>,
+    /// The snapshot being taken when the writer took the account; the backlog waits for it, since
+    /// a first sync's members would each be searched in Kisi otherwise.
+    pub(super) taking: Option<Taking>,
+    /// The reconciliation under way, whose steps are interleaved with the commands, and who waits
+    /// for its report.
+    pub(super) reconciliation: Option<Reconciliation>,
+    pub(super) reconciliation_answers: Vec<ReconcileReply>,
+    /// Operators' requests for a reconciliation that has not begun yet.
+    pub(super) reconcile_requests: Vec<ReconcileReply>,
+    /// The members whose commands were worked while a reconciliation was under way.
+    pub(super) worked_during_reconciliation: HashSet<MemberId>,
+    /// Whether a reconciliation step goes before the next backlog key.
+    pub(super) reconcile_turn: bool,
     pub(super) intake: mpsc::Receiver<Delivery>,
     pub(super) intake_task: JoinHandle<()>,
 }
@@ -112,6 +134,13 @@ impl<'a> Active<'a> {
             pause: None,
             held,
             next_reconcile_at,
+            snapshot: None,
+            taking: Some(Taking::new(&options.reconcile_groups, now)),
+            reconciliation: None,
+            reconciliation_answers: Vec::new(),
+            reconcile_requests: Vec::new(),
+            worked_during_reconciliation: HashSet::new(),
+            reconcile_turn: false,
             intake,
             intake_task,
         })
@@ -125,6 +154,9 @@ impl<'a> Active<'a> {
         self.shared.clock.now()
     }
 
+    /// Works until the writer stops: the credentials probe first; then a ready live key, always;
+    /// then the snapshot of Kisi taken at start, which the bulk work waits for; then the bulk
+    /// work, taking turns with a reconciliation's steps when one is under way.
     pub(super) async fn run(&mut self, control: &mut mpsc::Receiver<Control>) {
         loop {
             while let Ok(delivery) = self.intake.try_recv() {
@@ -143,21 +175,45 @@ impl<'a> Active<'a> {
                     continue;
                 }
                 Some(probe_at)
-            } else if self.next_reconcile_at.is_some_and(|due| due <= now) {
-                let (every, retry) = (self.options().reconcile_every(), self.options().backoff_max);
-                match Reconciler::new(self).reconcile().await {
-                    Ok(_) => self.next_reconcile_at = every.map(|every| self.now() + every),
-                    Err(error) => {
-                        tracing::warn!(%error, "scheduled reconciliation did not finish; trying again soon");
-                        self.next_reconcile_at = every.map(|every| self.now() + every.min(retry));
-                    }
-                }
-                continue;
-            } else if let Some(key) = self.backlog.next_ready(now) {
+            } else if let Some(key) = self.backlog.next_live(now) {
                 self.work_on(key).await;
                 continue;
+            } else if let Some(taking) = self.taking.as_ref() {
+                match taking.due_at() {
+                    Some(due) if due <= now => {
+                        self.take_snapshot_page().await;
+                        continue;
+                    }
+                    Some(due) => Some(due),
+                    None => {
+                        self.snapshot = self.taking.take().map(Taking::finish);
+                        continue;
+                    }
+                }
+            } else if self.reconciliation.is_none()
+                && (self.next_reconcile_at.is_some_and(|due| due <= now) || !self.reconcile_requests.is_empty())
+            {
+                self.begin_reconciliation().await;
+                continue;
             } else {
-                [self.backlog.next_wakeup(), self.next_reconcile_at].into_iter().flatten().min()
+                let reconcile_due = self.reconciliation.as_ref().map(|run| run.due_at(now));
+                let reconcile_ready = reconcile_due.is_some_and(|due| due <= now);
+                match self.backlog.next_ready(now) {
+                    Some(key) if !(reconcile_ready && self.reconcile_turn) => {
+                        self.reconcile_turn = true;
+                        self.work_on(key).await;
+                        continue;
+                    }
+                    _ if reconcile_ready => {
+                        self.reconcile_turn = false;
+                        self.reconcile_step().await;
+                        continue;
+                    }
+                    _ => {
+                        let next_scheduled = self.next_reconcile_at.filter(|_| self.reconciliation.is_none());
+                        [self.backlog.next_wakeup(), next_scheduled, reconcile_due].into_iter().flatten().min()
+                    }
+                }
             };
             let clock = Arc::clone(&self.shared.clock);
             let sleep = async move {
@@ -176,12 +232,65 @@ impl<'a> Active<'a> {
         }
     }
 
+    /// Reads the next page of the snapshot taken at start.
+    async fn take_snapshot_page(&mut self) {
+        let Some(mut taking) = self.taking.take() else { return };
+        self.read_page(&mut taking).await;
+        self.taking = Some(taking);
+    }
+
+    /// Begins a reconciliation, for the schedule and every operator who asked for one so far.
+    async fn begin_reconciliation(&mut self) {
+        match Reconciler::new(self).begin().await {
+            Ok(run) => {
+                self.reconciliation = Some(run);
+                self.reconciliation_answers = std::mem::take(&mut self.reconcile_requests);
+                self.worked_during_reconciliation.clear();
+            }
+            Err(error) => self.reconciliation_failed(error),
+        }
+    }
+
+    /// Takes the reconciliation's next step; answers who waits for it once it is over.
+    async fn reconcile_step(&mut self) {
+        let Some(mut run) = self.reconciliation.take() else { return };
+        match Reconciler::new(self).step(&mut run).await {
+            Ok(None) => self.reconciliation = Some(run),
+            Ok(Some(report)) => {
+                self.next_reconcile_at = self.options().reconcile_every().map(|every| self.now() + every);
+                for reply in self.reconciliation_answers.drain(..) {
+                    let _ = reply.send(Ok(report.clone()));
+                }
+            }
+            Err(error) => {
+                // Those who asked for this run ask again for the next, but one: the error is theirs.
+                let mut waiting = std::mem::take(&mut self.reconciliation_answers);
+                waiting.append(&mut self.reconcile_requests);
+                self.reconcile_requests = waiting;
+                self.reconciliation_failed(error);
+            }
+        }
+    }
+
+    /// A reconciliation could not begin or go on: the first operator waiting is told why, and the
+    /// schedule tries again soon.
+    fn reconciliation_failed(&mut self, error: WriterError) {
+        tracing::warn!(%error, "reconciliation did not finish; trying again soon");
+        let (every, retry) = (self.options().reconcile_every(), self.options().backoff_max);
+        self.next_reconcile_at = every.map(|every| self.now() + every.min(retry));
+        if !self.reconcile_requests.is_empty() {
+            let _ = self.reconcile_requests.remove(0).send(Err(error));
+        }
+    }
+
     pub(super) async fn answer(&mut self, request: Control) {
         match request {
-            Control::Reconcile(reply) => {
-                let report = Reconciler::new(self).reconcile().await;
-                let _ = reply.send(report);
-            }
+            Control::Reconcile(reply) => match self.paused_error() {
+                Some(paused) => {
+                    let _ = reply.send(Err(paused));
+                }
+                None => self.reconcile_requests.push(reply),
+            },
             Control::ConfirmHeld(reply) => {
                 let report = Reconciler::new(self).confirm_held().await;
                 let _ = reply.send(report);
@@ -282,6 +391,9 @@ impl<'a> Active<'a> {
     /// The next call for `key`, or settling the key when nothing is left to do.
     pub(super) async fn step(&mut self, key: Key) {
         let member = key.member();
+        if self.reconciliation.is_some() {
+            self.worked_during_reconciliation.insert(member);
+        }
         if let Err(error) = self.knowledge.load(member).await {
             return self.transient(key, &format!("reading the writer's knowledge failed: {error}"), None).await;
         }

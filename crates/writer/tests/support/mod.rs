@@ -101,6 +101,18 @@ impl Harness {
         envelope.id
     }
 
+    /// Appends a command marked as bulk work (a first sync's, say), as the engine would.
+    pub(crate) async fn send_bulk(&self, command: Command) -> MessageId {
+        let at = Timestamp::from_unix_millis(self.next_at.fetch_add(1, Ordering::SeqCst));
+        let envelope = Envelope::new(at, command).unwrap();
+        let subject = self.layout.subjects.command(envelope.message.member());
+        let payload = Bytes::from(doorsync_proto::encode(&envelope).unwrap());
+        let mut message = NewMessage::new(subject, envelope.id.to_string(), payload);
+        message.headers.push(doorsync_layout::bulk_header());
+        self.log.append(message).await.unwrap();
+        envelope.id
+    }
+
     pub(crate) async fn outcomes(&self) -> Vec<Outcome> {
         self.stored(&self.layout.outcomes)
             .await
@@ -158,8 +170,8 @@ pub(crate) fn home_group(member: u64, groups: &[KisiGroupId; 3]) -> KisiGroupId 
 
 /// Commands waiting for `members` members, as after an outage: every member joins its home
 /// group; half change their window with a revoke in between; a quarter join a second group and
-/// leave it again. The fewest Kisi calls that settle it: who am I, then per member a lookup, a
-/// create and one assignment (1 + 3 per member).
+/// leave it again. The fewest Kisi calls that settle it, sent as bulk work: who am I, the users'
+/// page, then per member a create and one assignment (2 + 2 per member).
 pub(crate) fn outage_backlog(members: u64, groups: &[KisiGroupId; 3]) -> Vec<Command> {
     let other_group = |member: u64| groups[((member + 1) % 3) as usize];
     let mut backlog = Vec::new();
