@@ -691,12 +691,12 @@ fn report(pass: &Pass, bookings: usize) {
         "cancellations: change to the assignment gone",
         "hard deletes: change to the assignment gone",
     ];
-    for ((_, _, latencies, nexudus), name) in rounds(pass).into_iter().zip(names) {
+    for ((round, _, latencies, nexudus), name) in rounds(pass).into_iter().zip(names) {
         row(name, latencies, Some(nexudus));
-        if name.starts_with("members new") {
-            if let Some(user_created) = &pass.new_to_kisi.to_user {
-                row("  of which to the Kisi user's creation (2nd call)", user_created, None);
-            }
+        if round == "new_member"
+            && let Some(user_created) = &pass.new_to_kisi.to_user
+        {
+            row("  of which to the Kisi user's creation (2nd call)", user_created, None);
         }
     }
     for (name, round) in [("cancellations", &pass.cancellations), ("hard deletes", &pass.hard_deletes)] {
