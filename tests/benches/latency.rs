@@ -44,7 +44,9 @@
 //!
 //! Percentiles are nearest-rank. `BENCH_BOOKINGS` (default 15) sets the changes per round;
 //! `RUST_LOG` sends the roles' logs to stderr. Besides the text, each figure is printed as a
-//! `FIGURE <key> <value> <unit> <target> <description>` line for `scripts/bench-report.py`.
+//! `FIGURE <key> <value> <unit> <target> <description>` line for `scripts/bench-report.py`: one
+//! process's as `latency.<round>.*`, the split deployment's as `latency.split.<round>.*`, their
+//! difference as `latency.split_minus_one_process.<round>.*`.
 #![allow(clippy::expect_used, reason = "a benchmark should fail loudly at the first surprise")]
 
 use std::collections::BTreeMap;
@@ -290,6 +292,15 @@ impl Deployment {
         match self {
             Self::OneProcess => "one_process",
             Self::Split => "split",
+        }
+    }
+
+    /// Where the deployment's figures are keyed: one process's keep the keys the benchmark has
+    /// always printed (`latency.new_member.p50`), so that earlier reports compare.
+    fn figure_prefix(self) -> &'static str {
+        match self {
+            Self::OneProcess => "latency",
+            Self::Split => "latency.split",
         }
     }
 
@@ -732,7 +743,7 @@ fn report(pass: &Pass, bookings: usize) {
         );
     }
 
-    let key = deployment.key();
+    let prefix = deployment.figure_prefix();
     let described = deployment.described();
     let targets = |round: &str| -> [(&str, String); 4] {
         let (p50, p99) = match round {
@@ -755,12 +766,12 @@ fn report(pass: &Pass, bookings: usize) {
         let values = [latencies.percentile(50), latencies.percentile(90), latencies.percentile(99), latencies.max()];
         for ((statistic, target), value) in targets(round).into_iter().zip(values) {
             println!(
-                "FIGURE latency.{key}.{round}.{statistic} {value} ms {target} Webhook {measure} in Kisi, \
+                "FIGURE {prefix}.{round}.{statistic} {value} ms {target} Webhook {measure} in Kisi, \
                  {statistic}, {described}: {bookings} {what}, one per {spacing} ms"
             );
         }
         println!(
-            "FIGURE latency.{key}.{round}.nexudus_requests {:.2} requests - Nexudus requests per change (the \
+            "FIGURE {prefix}.{round}.nexudus_requests {:.2} requests - Nexudus requests per change (the \
              simulator's count, the poller's included), {described}: {bookings} {what}",
             per_change(nexudus)
         );
@@ -774,7 +785,7 @@ fn report(pass: &Pass, bookings: usize) {
         }
         for (statistic, value) in [("p50", closed.percentile(50)), ("p99", closed.percentile(99))] {
             println!(
-                "FIGURE latency.{key}.{round}.access_closed.{statistic} {value} ms - Webhook to the room's doors \
+                "FIGURE {prefix}.{round}.access_closed.{statistic} {value} ms - Webhook to the room's doors \
                  closed to the member in Kisi (user suspended or assignment gone), {statistic}, {described}: {} \
                  bookings {what} in Nexudus",
                 closed.0.len()
@@ -782,12 +793,12 @@ fn report(pass: &Pass, bookings: usize) {
         }
     }
     println!(
-        "FIGURE latency.{key}.kisi_429 {} answers =0 Kisi 429 answers over every round, {described}, the writer \
+        "FIGURE {prefix}.kisi_429 {} answers =0 Kisi 429 answers over every round, {described}, the writer \
          at its default requests per second against the simulator's 5/s",
         pass.kisi_throttled
     );
     println!(
-        "FIGURE latency.{key}.nexudus_409 {} answers =0 Nexudus 409 (too many requests) answers over every \
+        "FIGURE {prefix}.nexudus_409 {} answers =0 Nexudus 409 (too many requests) answers over every \
          round, {described}, the client at Nexudus's published limits",
         pass.nexudus_throttled
     );
