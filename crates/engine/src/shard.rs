@@ -675,6 +675,9 @@ impl Shard {
             None => StartFrom::Snapshot,
         };
         let recover = recover || self.needs_recovery.remove(&member);
+        // Only a start that reads the store or the log can fail; one from state in hand reads
+        // nothing, and watching it would cost a task per member when a rebuild starts them all.
+        let start_may_fail = recover || matches!(start_from, StartFrom::Snapshot);
         let args = MemberArgs {
             member,
             shared: Arc::clone(&self.shared),
@@ -687,17 +690,19 @@ impl Shard {
         // crawl. Messages queue until it has started; if starting fails the shard hears of it.
         let (actor, started) = ActorRuntime::spawn_linked_instant(None, MemberActor, args, myself.get_cell())
             .map_err(|source| EngineError::Spawn { what: format!("the actor of member {member}"), source })?;
-        let shard = myself.clone();
-        let actor_id = actor.get_id();
-        tokio::spawn(async move {
-            let what = || format!("the actor of member {member}");
-            let error = match started.await {
-                Ok(Ok(_)) => return,
-                Ok(Err(source)) => EngineError::Spawn { what: what(), source },
-                Err(source) => EngineError::TaskStopped { what: what(), source },
-            };
-            let _ = shard.cast(ShardMsg::MemberFailedToStart { member, actor: actor_id, error });
-        });
+        if start_may_fail {
+            let shard = myself.clone();
+            let actor_id = actor.get_id();
+            tokio::spawn(async move {
+                let what = || format!("the actor of member {member}");
+                let error = match started.await {
+                    Ok(Ok(_)) => return,
+                    Ok(Err(source)) => EngineError::Spawn { what: what(), source },
+                    Err(source) => EngineError::TaskStopped { what: what(), source },
+                };
+                let _ = shard.cast(ShardMsg::MemberFailedToStart { member, actor: actor_id, error });
+            });
+        }
         self.actors.insert(actor.get_id(), member);
         self.live.insert(member, Live { actor: actor.clone(), last_active: now });
         self.known.insert(member);
