@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use doorsync_log::{ConsumerSpec, EventLog, NewMessage, ReplayRequest, StreamSpec};
-use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions};
+use doorsync_log_embedded::{EmbeddedLog, EmbeddedOptions, WriteStats};
 use futures::StreamExt;
 
 const PAYLOAD: &[u8] = &[b'x'; 300];
@@ -24,6 +24,19 @@ fn report(key: &str, what: &str, count: usize, elapsed: Duration) {
     println!("FIGURE embedded.{key} {rate:.0} messages/s - Embedded log (redb, fsync per commit): {what}");
 }
 
+/// How many durable commits the appends between `before` and `after` took: one each when they
+/// come one at a time, far fewer when they come together and share commits.
+fn report_commits(key: &str, what: &str, before: WriteStats, after: WriteStats) {
+    let commits = after.commits - before.commits;
+    let appends = after.appends - before.appends;
+    let per_append = commits as f64 / appends.max(1) as f64;
+    println!("{what:<48} {appends:>7} appends in {commits} commits = {per_append:.3} commits per append");
+    println!(
+        "FIGURE embedded.{key}_commits_per_append {per_append:.3} commits - Embedded log durable commits per append: \
+         {what}"
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
@@ -31,11 +44,13 @@ async fn main() {
     let log = EmbeddedLog::open(EmbeddedOptions::new(dir.path().join("bench.redb"), streams)).unwrap();
     let mut next = 0;
 
+    let before = log.write_stats();
     let started = Instant::now();
     for n in next..next + 200 {
         log.append(message(n)).await.unwrap();
     }
     report("append_single", "append, one at a time", 200, started.elapsed());
+    report_commits("append_single", "append, one at a time", before, log.write_stats());
     next += 200;
 
     let batch: Vec<_> = (next..next + 10_000).map(message).collect();
@@ -47,6 +62,7 @@ async fn main() {
     next += 10_000;
 
     let shared: Arc<dyn EventLog> = Arc::new(log.clone());
+    let before = log.write_stats();
     let started = Instant::now();
     let tasks: Vec<_> = (0..100)
         .map(|task| {
@@ -62,6 +78,7 @@ async fn main() {
         task.await.unwrap();
     }
     report("append_concurrent", "append from 100 concurrent tasks", 10_000, started.elapsed());
+    report_commits("append_concurrent", "append from 100 concurrent tasks", before, log.write_stats());
     drop(shared);
     next += 10_000;
 
