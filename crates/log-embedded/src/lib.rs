@@ -3,7 +3,8 @@
 //! The file is a [redb](https://docs.rs/redb) database. Every change (appends, consumer
 //! settlements, key-value writes) goes through one writer thread that applies whatever is
 //! waiting in one transaction and commits it with an fsync before answering: concurrent callers
-//! and batches share the cost of a commit. Reads (replays, lookups) run in read transactions on
+//! and batches share the cost of a commit ([`EmbeddedLog::write_stats`] counts the commits and
+//! what they carried). Reads (replays, lookups) run in read transactions on
 //! tokio's blocking pool and never wait for the writer. Acknowledged appends, consumer
 //! settlements and key-value writes survive a crash (tested by SIGKILLing a child process in the
 //! middle of writing).
