@@ -95,7 +95,7 @@ impl Burst {
 
     /// Whether the webhook at `index` is one of the granting bookings, spread evenly.
     fn grants_at(self, index: u64) -> bool {
-        index % self.webhooks.div_ceil(self.grants) == 0
+        index.is_multiple_of(self.webhooks.div_ceil(self.grants))
     }
 }
 
