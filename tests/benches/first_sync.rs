@@ -155,7 +155,7 @@ enum Kind {
 impl Kind {
     /// A member's second entitlement is of the next kind, so that each is its own (member, group).
     fn of(entitlement: u64, members: u64) -> Self {
-        match (entitlement + entitlement / members) % 3 {
+        match (entitlement % members + entitlement / members) % 3 {
             0 => Self::RoomA,
             1 => Self::RoomB,
             _ => Self::FloorPass,
