@@ -7,7 +7,7 @@
 //! the writer stop or die before it learns the result, the next one looks in Kisi instead of
 //! trusting what was true before.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -50,6 +50,9 @@ pub(crate) struct UserRecord {
     /// email: the writer's snapshot of Kisi may be out of date for this member, so Kisi is searched.
     #[serde(skip)]
     pub(crate) search_kisi: bool,
+    /// For a user linked from a snapshot of Kisi: the groups whose assignments it showed. What
+    /// the user holds in any other group is not known (looked up before it is relied on).
+    pub(crate) groups_listed: Option<BTreeSet<KisiGroupId>>,
 }
 
 /// The member's Kisi user as the writer last saw or left it.
@@ -153,7 +156,7 @@ impl MemberRecord {
     }
 
     fn unrecorded_group(&self) -> KnownAssignment {
-        if self.live_user().is_some_and(|user| user.assignments_listed) {
+        if self.live_user().is_some_and(|user| user.assignments_listed) && self.user.groups_listed.is_none() {
             KnownAssignment::Absent
         } else {
             KnownAssignment::Unknown
@@ -223,6 +226,7 @@ impl MemberRecord {
             Observation::UserFound(user) => self.adopt(user, KnownAssignment::Unknown),
             Observation::UserFoundWithMemberships(user, memberships) => {
                 self.adopt(user, KnownAssignment::Unknown);
+                self.user.groups_listed = Some(memberships.iter().map(|(group, _)| *group).collect());
                 for (group, held) in memberships {
                     self.group_mut(group).known = held.map_or(KnownAssignment::Absent, KnownAssignment::Present);
                 }
@@ -263,6 +267,7 @@ impl MemberRecord {
                 if let Some(known) = &mut self.user.known {
                     known.assignments_listed = true;
                 }
+                self.user.groups_listed = None;
             }
             Observation::AssignmentRead(group, held) => {
                 self.group_mut(group).known = held.map_or(KnownAssignment::Absent, KnownAssignment::Present);
@@ -278,6 +283,7 @@ impl MemberRecord {
         self.forget_assignments(assignments);
         self.user.searched_absent = false;
         self.user.search_kisi = false;
+        self.user.groups_listed = None;
         self.user.known = Some(user);
     }
 }

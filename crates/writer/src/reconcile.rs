@@ -9,8 +9,9 @@
 //! race for one key (a key with a command waiting is left to the command). It does not block the
 //! commands: a [`Reconciliation`] is a sequence of steps, each one Kisi call (a page of the
 //! users' or a managed group's listing, which become the writer's [`Snapshot`], or one repair),
-//! that the writer takes between commands. A member whose command was worked while the listing was
-//! read is left to the next reconciliation, since the listing may show Kisi before or after it.
+//! that the writer takes between commands. A key whose command was worked while the listing was
+//! read is left to the next reconciliation (that key only), since the listing may show Kisi before or
+//! after it.
 //!
 //! Revocations are guarded: when one run would take more than a set share of the managed members
 //! out of a group, nothing is revoked and the revocations are held, with their counts in the
@@ -124,9 +125,9 @@ pub(crate) trait ActiveWriter {
     fn creators(&self) -> &Creators;
     /// Whether a command for `key` waits: it is left to the command.
     fn is_waiting(&self, key: Key) -> bool;
-    /// Whether a command for the member was worked since the reconciliation began: the listing
-    /// may show Kisi before or after it, so the member is left to the next reconciliation.
-    fn worked_since_listing(&self, member: MemberId) -> bool;
+    /// Whether a command for `key` was worked since the reconciliation began: the listing may
+    /// show Kisi before or after it, so the key is left to the next reconciliation.
+    fn worked_since_listing(&self, key: Key) -> bool;
     /// Reads the next page of a snapshot being taken.
     async fn read_page(&mut self, taking: &mut Taking);
     /// Keeps `snapshot` as the writer's picture of Kisi, replacing the one before.
@@ -360,7 +361,7 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
             .filter(|(member, record)| {
                 record.user.desired.is_some()
                     && !self.writer.is_waiting(Key::User(*member))
-                    && !self.writer.worked_since_listing(*member)
+                    && !self.writer.worked_since_listing(Key::User(*member))
             })
             .filter_map(|(member, record)| record.live_user().map(|user| (member, user)))
             // A user doorsync found rather than created is not doorsync's to suspend or restore.
@@ -490,7 +491,7 @@ impl<'w, W: ActiveWriter> Reconciler<'w, W> {
             for &member in &members {
                 let waiting =
                     self.writer.is_waiting(Key::Group(member, group)) || self.writer.is_waiting(Key::User(member));
-                let worked = self.writer.worked_since_listing(member);
+                let worked = self.writer.worked_since_listing(Key::Group(member, group));
                 let record = self.writer.knowledge_mut().get_mut(member);
                 let Some(user) = record.live_user().map(|user| user.id) else { continue };
                 let actual = by_user.remove(&user);

@@ -184,6 +184,9 @@ impl Active<'_> {
         if let Some(snapshot) = &mut self.snapshot {
             snapshot.forget_user(user);
         }
+        if self.reconciliation.is_some() {
+            self.users_gone_during_reconciliation.insert(user);
+        }
     }
 
     /// Kisi answers 403, not 404, for an id that does not exist (so Kisi support says): once the
@@ -199,7 +202,7 @@ impl Active<'_> {
         }
     }
 
-    /// A create of an assignment refused with 403 names two ids: the member's user may be gone
+    /// A create of an assignment refused with 403 (or 404) names two ids: the member's user may be gone
     /// (then it is found or created again), or the group is one the key may not use (then
     /// `refusal` stands, and the command is dead-lettered naming the group).
     pub(super) async fn user_gone_or(&mut self, member: MemberId, user: KisiUserId, refusal: KisiError) -> StepResult {
@@ -463,7 +466,7 @@ impl Active<'_> {
 
     /// Links the member to `user`, found by its email, unless it is the key's owner or another
     /// member's. With the user's `memberships` in the groups a snapshot listed whole, its
-    /// assignments need no listing of their own when those are all the managed groups.
+    /// assignments need no listing of their own.
     async fn link_found(
         &mut self,
         member: MemberId,
@@ -478,11 +481,9 @@ impl Active<'_> {
                 user.id
             ));
         }
-        let managed = &self.shared.options.reconcile_groups;
-        let every_managed_group_listed = memberships.as_ref().is_some_and(|listed| {
-            !managed.is_empty() && managed.iter().all(|group| listed.iter().any(|(seen, _)| seen == group))
-        });
-        let known = known_user(user, created_by_doorsync(user), every_managed_group_listed);
+        // With the snapshot's memberships, the groups it did not list are looked up one by one
+        // when a command needs them (`UserRecord::groups_listed`), so no listing of the user's own.
+        let known = known_user(user, created_by_doorsync(user), memberships.is_some());
         if let Err(result) = self.link(member, &known).await {
             return result;
         }
@@ -664,7 +665,9 @@ impl Active<'_> {
                 self.knowledge.apply(member, Observation::AssignmentMade(group, made));
                 StepResult::Changed(Vec::new())
             }
-            Err(CallError::Kisi(error @ KisiError::Forbidden { .. })) => {
+            // Kisi answers 403 for an id that does not exist, or 404; a user linked from a snapshot
+            // may have been deleted since.
+            Err(CallError::Kisi(error @ (KisiError::Forbidden { .. } | KisiError::NotFound { .. }))) => {
                 self.knowledge.apply(member, Observation::AssignmentInDoubt(group));
                 self.user_gone_or(member, user, error).await
             }
@@ -969,15 +972,18 @@ impl ActiveWriter for Active<'_> {
         self.gone_when_forbidden(read).await
     }
 
-    fn worked_since_listing(&self, member: MemberId) -> bool {
-        self.worked_during_reconciliation.contains(&member)
+    fn worked_since_listing(&self, key: Key) -> bool {
+        self.worked_during_reconciliation.contains(&key)
     }
 
     async fn read_page(&mut self, taking: &mut Taking) {
         Active::read_page(self, taking).await;
     }
 
-    fn set_snapshot(&mut self, snapshot: Snapshot) {
+    fn set_snapshot(&mut self, mut snapshot: Snapshot) {
+        for &user in &self.users_gone_during_reconciliation {
+            snapshot.forget_user(user);
+        }
         self.snapshot = Some(snapshot);
     }
 

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use doorsync_clock::SharedClock;
 use doorsync_log::{ConsumerSpec, Delivery, DurableConsumer, NewMessage, RetryPolicy, Sequence, append_with_retry};
 use doorsync_proto::{
-    Command, Envelope, Failed, GrantApplied, KisiGroupId, KisiUserState, MemberId, Outcome, Revoked, Timestamp,
+    Command, Envelope, Failed, GrantApplied, KisiGroupId, KisiUserId, KisiUserState, MemberId, Outcome, Revoked,
+    Timestamp,
 };
 use doorsync_telemetry::{TraceParent, current_trace_headers};
 use tokio::sync::{mpsc, oneshot};
@@ -73,8 +74,11 @@ pub(crate) struct Active<'a> {
     pub(super) reconciliation_answers: Vec<ReconcileReply>,
     /// Operators' requests for a reconciliation that has not begun yet.
     pub(super) reconcile_requests: Vec<ReconcileReply>,
-    /// The members whose commands were worked while a reconciliation was under way.
-    pub(super) worked_during_reconciliation: HashSet<MemberId>,
+    /// The keys worked while a reconciliation was under way.
+    pub(super) worked_during_reconciliation: HashSet<Key>,
+    /// The Kisi users found gone while a reconciliation was under way: its listing may still show
+    /// them.
+    pub(super) users_gone_during_reconciliation: HashSet<KisiUserId>,
     /// Whether a reconciliation step goes before the next backlog key.
     pub(super) reconcile_turn: bool,
     pub(super) intake: mpsc::Receiver<Delivery>,
@@ -140,6 +144,7 @@ impl<'a> Active<'a> {
             reconciliation_answers: Vec::new(),
             reconcile_requests: Vec::new(),
             worked_during_reconciliation: HashSet::new(),
+            users_gone_during_reconciliation: HashSet::new(),
             reconcile_turn: false,
             intake,
             intake_task,
@@ -246,6 +251,7 @@ impl<'a> Active<'a> {
                 self.reconciliation = Some(run);
                 self.reconciliation_answers = std::mem::take(&mut self.reconcile_requests);
                 self.worked_during_reconciliation.clear();
+                self.users_gone_during_reconciliation.clear();
             }
             Err(error) => self.reconciliation_failed(error),
         }
@@ -392,7 +398,7 @@ impl<'a> Active<'a> {
     pub(super) async fn step(&mut self, key: Key) {
         let member = key.member();
         if self.reconciliation.is_some() {
-            self.worked_during_reconciliation.insert(member);
+            self.worked_during_reconciliation.insert(key);
         }
         if let Err(error) = self.knowledge.load(member).await {
             return self.transient(key, &format!("reading the writer's knowledge failed: {error}"), None).await;
