@@ -61,7 +61,7 @@ use doorsync_nexudus::{Limits, NexudusDateTime, NexudusOptions, Secret};
 use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
 use doorsync_node::{Foundation, roles};
 use doorsync_proto::{KisiGroupId, PassProductId, ResourceId, Subjects, Timestamp};
-use doorsync_writer::{WriterHandle, WriterOptions};
+use doorsync_writer::{WriterError, WriterHandle, WriterOptions};
 use serde_json::{Value, json};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -592,7 +592,14 @@ async fn counted_first_sync_then_reconcile(space: Space, live_for: Duration, rem
     let reconciling = async {
         let until = tokio::time::Instant::now() + live_for;
         while tokio::time::Instant::now() < until {
-            reports.push(doorsync.writer.reconcile_now().await?);
+            match doorsync.writer.reconcile_now().await {
+                Ok(report) => reports.push(report),
+                // The restarted writer has not taken the lease or read its own Kisi user yet.
+                Err(WriterError::NotActive | WriterError::Paused { refusal: None }) if reports.is_empty() => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         busy.store(false, Ordering::Release);
         BenchResult::Ok(())
