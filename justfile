@@ -78,7 +78,7 @@ fuzz CASES="20000":
 soak SEEDS="5000" FIRST="1000":
     DOORSYNC_SIM_SEEDS={{SEEDS}} DOORSYNC_SIM_FIRST_SEED={{FIRST}} cargo test --locked -p doorsync-integration-tests --test simulation -- --nocapture
 
-# Runs every benchmark and writes docs/benchmarks.md from their figures (about ten minutes; not in CI).
+# Runs every benchmark and writes docs/benchmarks.md from their figures (about twenty minutes; not in CI).
 bench: tools
     #!/usr/bin/env bash
     set -uo pipefail
@@ -92,6 +92,8 @@ bench: tools
         "doorsync-engine engine"
         "doorsync-writer writer"
         "doorsync-integration-tests latency"
+        "doorsync-integration-tests first_sync"
+        "doorsync-integration-tests burst"
     )
     run_started=$(date +%s)
     {
