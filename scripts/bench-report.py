@@ -273,22 +273,47 @@ def escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+# The figures as the open issue found them, shown beside today's: FIGURE lines (the earlier
+# report's, and the issue's own measurements where no benchmark had one), next to this script.
+BEFORE_LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "benchmarks-before.log")
+
+
+def before_figures() -> dict[str, Figure]:
+    try:
+        with open(BEFORE_LOG, encoding="utf-8") as log:
+            return parse([line for line in log if not line.startswith("#")]).figures
+    except FileNotFoundError:
+        return {}
+
+
+def before_text(before: dict[str, Figure], key: str) -> str:
+    figure = before.get(key)
+    return with_unit(readable(figure.value), figure.unit) if figure else "—"
+
+
 def table(run: Run) -> list[str]:
-    rows = ["| Measure | Result | Target | |", "|---|---|---|---|"]
+    before = before_figures()
+    rows = ["| Measure | Result | Target | | Before |", "|---|---|---|---|---|"]
     shown = set()
     for key, name in HEADLINE:
         figure = run.figures.get(key)
         shown.add(key)
         if figure is None:
-            rows.append(f"| **{name}** | not measured in this run | | |")
+            rows.append(f"| **{name}** | not measured in this run | | | {before_text(before, key)} |")
             continue
         result = with_unit(readable(figure.value), figure.unit)
-        rows.append(f"| **{escape(figure.description)}** | **{result}** | {target_text(figure)} | {verdict(figure)} |")
+        rows.append(
+            f"| **{escape(figure.description)}** | **{result}** | {target_text(figure)} | {verdict(figure)} "
+            f"| {before_text(before, key)} |"
+        )
     for key, figure in run.figures.items():
         if key in shown:
             continue
         result = with_unit(readable(figure.value), figure.unit)
-        rows.append(f"| {escape(figure.description)} | {result} | {target_text(figure)} | {verdict(figure)} |")
+        rows.append(
+            f"| {escape(figure.description)} | {result} | {target_text(figure)} | {verdict(figure)} "
+            f"| {before_text(before, key)} |"
+        )
     return rows
 
 
