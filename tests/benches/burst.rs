@@ -41,6 +41,7 @@ use doorsync_access::Mapping;
 use doorsync_clock::{SharedClock, SystemClock};
 use doorsync_engine::{EngineHandle, EngineOptions};
 use doorsync_ingest::{IngestHandle, IngestOptions, webhook_path};
+use doorsync_integration_tests::Latencies;
 use doorsync_kisi::{ApiKey, KisiOptions};
 use doorsync_kisi_sim::{KisiSimulator, SimHandle};
 use doorsync_layout::Layout;
@@ -227,26 +228,6 @@ impl Doorsync {
         if tokio::time::timeout(Duration::from_secs(30), log.close()).await.is_err() {
             eprintln!("burst: the embedded log did not close within 30 s; leaving it");
         }
-    }
-}
-
-/// Latencies in milliseconds, sorted.
-struct Latencies(Vec<i64>);
-
-impl Latencies {
-    fn new(mut values: Vec<i64>) -> Self {
-        values.sort_unstable();
-        Self(values)
-    }
-
-    /// Nearest rank: the smallest value at least `percent`% of the values are at or below.
-    fn percentile(&self, percent: usize) -> i64 {
-        let rank = (percent * self.0.len()).div_ceil(100).max(1);
-        self.0.get(rank - 1).copied().unwrap_or(0)
-    }
-
-    fn max(&self) -> i64 {
-        self.0.last().copied().unwrap_or(0)
     }
 }
 

@@ -52,6 +52,7 @@ use doorsync_access::Mapping;
 use doorsync_clock::{SharedClock, SystemClock};
 use doorsync_engine::{EngineHandle, EngineOptions};
 use doorsync_ingest::{IngestHandle, IngestOptions, WEBHOOK_ACTIONS, webhook_path};
+use doorsync_integration_tests::Latencies;
 use doorsync_kisi::{ApiKey, KisiOptions};
 use doorsync_kisi_sim::{CallCounts, KisiSimulator, SimHandle};
 use doorsync_layout::Layout;
@@ -385,26 +386,6 @@ impl Doorsync {
     }
 }
 
-/// Latencies in milliseconds, sorted.
-struct Latencies(Vec<i64>);
-
-impl Latencies {
-    fn new(mut values: Vec<i64>) -> Self {
-        values.sort_unstable();
-        Self(values)
-    }
-
-    /// Nearest rank: the smallest value at least `percent`% of the values are at or below.
-    fn percentile(&self, percent: usize) -> i64 {
-        let rank = (percent * self.0.len()).div_ceil(100).max(1);
-        self.0.get(rank - 1).copied().unwrap_or(0)
-    }
-
-    fn max(&self) -> i64 {
-        self.0.last().copied().unwrap_or(0)
-    }
-}
-
 /// What a first sync cost, once Kisi holds every assignment the entitlements ask for.
 struct FirstSync {
     calls: CallCounts,
@@ -505,7 +486,7 @@ async fn live_bookings(
 fn print_live(key: &str, latencies: &Latencies, what: &str) {
     println!(
         "{what}: {} live bookings, p50 {} ms, p99 {} ms, max {} ms",
-        latencies.0.len(),
+        latencies.len(),
         latencies.percentile(50),
         latencies.percentile(99),
         latencies.max()
@@ -519,7 +500,7 @@ fn print_live(key: &str, latencies: &Latencies, what: &str) {
         println!(
             "FIGURE {key}.{statistic} {value} ms {target} Live booking to Kisi, {statistic}, {} bookings one per {} s: \
              {what}",
-            latencies.0.len(),
+            latencies.len(),
             LIVE_SPACING.as_secs()
         );
     }

@@ -60,6 +60,7 @@ use doorsync_clock::{SharedClock, SystemClock};
 use doorsync_config::{Config, LogBackend, MappingEntry};
 use doorsync_engine::EngineHandle;
 use doorsync_ingest::{IngestHandle, WEBHOOK_ACTIONS, webhook_path};
+use doorsync_integration_tests::Latencies;
 use doorsync_kisi_sim::{CallCounts, GroupAccess, KisiSimulator, SimHandle};
 use doorsync_nexudus::{Credentials, NexudusDateTime, Secret};
 use doorsync_nexudus_sim::{NexudusSimulator, SimEntity};
@@ -377,26 +378,6 @@ impl Doorsync {
     }
 }
 
-/// Latencies in milliseconds, sorted.
-struct Latencies(Vec<i64>);
-
-impl Latencies {
-    fn new(mut values: Vec<i64>) -> Self {
-        values.sort_unstable();
-        Self(values)
-    }
-
-    /// Nearest rank: the smallest value at least `percent`% of the values are at or below.
-    fn percentile(&self, percent: usize) -> i64 {
-        let rank = (percent * self.0.len()).div_ceil(100).max(1);
-        self.0[rank - 1]
-    }
-
-    fn max(&self) -> i64 {
-        self.0.last().copied().unwrap_or(0)
-    }
-}
-
 /// What a round of bookings measured, and the bookings it made.
 struct BookingRound {
     to_assignment: Latencies,
@@ -711,9 +692,9 @@ fn report(pass: &Pass, bookings: usize) {
         }
     }
     for (name, round) in [("cancellations", &pass.cancellations), ("hard deletes", &pass.hard_deletes)] {
-        if !round.to_access_closed.0.is_empty() {
+        if !round.to_access_closed.is_empty() {
             row(
-                &format!("  {name}: to the doors closed ({} granted before)", round.to_access_closed.0.len()),
+                &format!("  {name}: to the doors closed ({} granted before)", round.to_access_closed.len()),
                 &round.to_access_closed,
                 None,
             );
@@ -780,7 +761,7 @@ fn report(pass: &Pass, bookings: usize) {
         [("cancellation", &pass.cancellations, "cancelled"), ("hard_delete", &pass.hard_deletes, "hard-deleted")]
     {
         let closed = &changes.to_access_closed;
-        if closed.0.is_empty() {
+        if closed.is_empty() {
             continue;
         }
         for (statistic, value) in [("p50", closed.percentile(50)), ("p99", closed.percentile(99))] {
@@ -788,7 +769,7 @@ fn report(pass: &Pass, bookings: usize) {
                 "FIGURE {prefix}.{round}.access_closed.{statistic} {value} ms - Webhook to the room's doors \
                  closed to the member in Kisi (user suspended or assignment gone), {statistic}, {described}: {} \
                  bookings {what} in Nexudus",
-                closed.0.len()
+                closed.len()
             );
         }
     }

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod latencies;
 pub mod otlp;
 mod process;
 pub mod simulation;
@@ -28,6 +29,7 @@ mod site;
 use std::time::Duration;
 
 pub use error::HarnessError;
+pub use latencies::Latencies;
 pub use process::{Doorsync, ProcessStatus, doorsync_binary};
 pub use site::{
     Deployment, KisiMember, KisiMembership, NexudusPlaces, REPLICATED_ENGINE_LEASE_TTL, REPLICATED_WRITER_LEASE_TTL,
